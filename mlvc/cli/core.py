@@ -1,0 +1,291 @@
+"""Core commands: init, add, status, checkout, ls, show, verify."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from .. import errors
+from .main import app
+from .output import echo, emit_json, human_size, progress_for
+
+QUIET = typer.Option(False, "--quiet", "-q", help="Print nothing on success.")
+JSON = typer.Option(False, "--json", help="Print machine-readable JSON.")
+
+
+def _repo():
+    from ..repo import Repo
+
+    return Repo.find()
+
+
+@app.command()
+def init(
+    no_scm: bool = typer.Option(False, "--no-scm", help="Use mlvc without a git repository."),
+    quiet: bool = QUIET,
+):
+    """Set up mlvc in the current git repository (.mlvc/config, committed; cache git-ignored)."""
+    from ..repo import Repo
+
+    repo = Repo.init(Path.cwd(), no_scm=no_scm)
+    if not quiet:
+        echo(f"initialised mlvc in {repo.dot}; commit .mlvc/config and .mlvc/.gitignore")
+
+
+def _parse_meta(items: list[str]) -> dict:
+    import yaml
+
+    meta = {}
+    for item in items or []:
+        if "=" not in item:
+            raise errors.MlvcError(f"--meta expects KEY=VALUE, got {item!r}")
+        k, v = item.split("=", 1)
+        try:  # numbers and booleans keep their type: lr=1e-3 -> 0.001
+            meta[k.strip()] = yaml.safe_load(v) if v else ""
+        except yaml.YAMLError:
+            meta[k.strip()] = v
+    return meta
+
+
+@app.command()
+def add(
+    paths: List[Path] = typer.Argument(..., help="Files or directories to track."),
+    role: Optional[str] = typer.Option(None, "--role", help="model, data or other (shown in manifests)."),
+    meta: List[str] = typer.Option([], "--meta", help="KEY=VALUE recorded in the pointer (repeatable)."),
+    quiet: bool = QUIET,
+    json_out: bool = JSON,
+):
+    """Chunk and store PATHS in the cache; write PATH.mlvc pointers and git-ignore PATHS.
+
+    Re-adding an unchanged path is near-instant (a hash cache skips unchanged files).
+    """
+    from ..ops.add import add as add_op
+    from ..pointer import ROLES
+
+    if role is not None and role not in ROLES:
+        raise errors.MlvcError(f"--role must be one of {', '.join(ROLES)}")
+    repo = _repo()
+    try:
+        results = add_op(repo, [str(p) for p in paths], role=role, meta=_parse_meta(meta),
+                         progress=progress_for(quiet or json_out))
+    finally:
+        repo.close()
+    if json_out:
+        emit_json([r.as_dict() for r in results])
+    elif not quiet:
+        for r in results:
+            what = "updated" if r.changed else "unchanged"
+            echo(f"{r.pointer}: {what} {r.oid} ({human_size(r.size)}, {r.files} file"
+                 f"{'s' if r.files != 1 else ''}, {human_size(r.new_bytes)} new)")
+
+
+@app.command()
+def status(
+    paths: List[Path] = typer.Argument(None, help="Artifacts to check (default: all)."),
+    remote: bool = typer.Option(False, "--remote", help="Also report objects the remote lacks (not pushed)."),
+    remote_name: Optional[str] = typer.Option(None, "--remote-name", help="Remote for --remote (default: "
+                                              "the default remote)."),
+    json_out: bool = JSON,
+    quiet: bool = QUIET,
+):
+    """Compare the workspace and the cache with the pointers.
+
+    Exit code 0 when everything matches, 1 when something differs.
+    """
+    from ..ops.status import UNCHANGED, status as status_op
+
+    repo = _repo()
+    try:
+        results = status_op(repo, [str(p) for p in paths] if paths else None, progress=progress_for(quiet or json_out))
+        remote_missing = None
+        if remote or remote_name:
+            from ..ops.push import unpushed_counts
+
+            remote_missing = unpushed_counts(repo, remote_name, [r.path for r in results])
+    finally:
+        repo.close()
+    dirty = [r for r in results if r.state != UNCHANGED or r.cache_complete is False]
+    if json_out:
+        doc = [r.as_dict() for r in results]
+        if remote_missing is not None:
+            for d in doc:
+                d["not_on_remote"] = remote_missing.get(d["path"], 0)
+        emit_json(doc)
+    elif not quiet:
+        for r in results:
+            line = f"{r.path}: {r.state}"
+            if r.cache_complete is False:
+                line += " (objects missing from the cache: run `mlvc pull`)"
+            if remote_missing is not None and remote_missing.get(r.path):
+                line += f" ({remote_missing[r.path]} objects not pushed)"
+            echo(line)
+            for label, items in (("added", r.added), ("removed", r.removed), ("modified", r.modified)):
+                for item in items:
+                    echo(f"    {label}: {item}")
+            if r.error:
+                echo(f"    note: {r.error}")
+        if not results:
+            echo("no tracked artifacts (use `mlvc add PATH`)")
+    if dirty or (remote_missing and any(remote_missing.values())):
+        raise typer.Exit(1)
+
+
+@app.command()
+def ls(json_out: bool = JSON):
+    """List tracked artifacts: path, kind, size, files, role and id."""
+    from ..ops.common import select
+
+    repo = _repo()
+    try:
+        tracked = select(repo)
+    finally:
+        repo.close()
+    rows = []
+    for t in tracked:
+        if t.ptr is None:
+            rows.append({"path": t.display, "pointer": t.rel_pointer, "error": str(t.error)})
+        else:
+            p = t.ptr
+            rows.append({"path": t.display, "pointer": t.rel_pointer, "kind": p.kind, "size": p.size,
+                         "files": p.files, "role": p.role, "id": p.oid})
+    if json_out:
+        emit_json(rows)
+        return
+    for r in rows:
+        if "error" in r:
+            echo(f"{r['path']}\tINVALID: {r['error']}")
+        else:
+            echo(f"{r['path']}\t{r['kind']}\t{human_size(r['size'])}\t{r['files']} files\t"
+                 f"{r['role'] or '-'}\t{r['id']}")
+
+
+@app.command()
+def verify(json_out: bool = JSON, quiet: bool = QUIET):
+    """Read every object in the cache and check it against its id."""
+    repo = _repo()
+    try:
+        report = repo.store.verify()
+    finally:
+        repo.close()
+    if json_out:
+        emit_json({"packs": report.packs, "objects": report.objects, "problems": report.problems})
+    elif not quiet or report.problems:
+        for p in report.problems:
+            echo(f"corrupt: {p}")
+        if not quiet:
+            echo(f"{report.packs} packs, {report.objects} objects checked, {len(report.problems)} problems")
+    if report.problems:
+        raise typer.Exit(errors.EXIT_CORRUPT)
+
+
+@app.command()
+def checkout(
+    targets: List[str] = typer.Argument(None, help="[REV] [PATH...]: a git revision to switch to first "
+                                        "(optional), then artifacts to restore (default: all)."),
+    force: bool = typer.Option(False, "--force", "-f", help="Overwrite or remove unsaved workspace changes."),
+    to: Optional[Path] = typer.Option(None, "--to", help="Export the artifacts of REV into this directory "
+                                      "instead (HEAD and the workspace stay as they are)."),
+    quiet: bool = QUIET,
+    json_out: bool = JSON,
+):
+    """Make the workspace match the pointers, writing only what differs, atomically.
+
+    With a revision (`mlvc checkout v1.2`), first switch git to it, refusing when
+    that would lose uncommitted work, then restore that commit's artifacts,
+    fetching missing objects from the default remote.
+    """
+    from ..ops.checkout import checkout as checkout_op
+
+    repo = _repo()
+    try:
+        rev, paths = _split_rev(repo, targets or [])
+        progress = progress_for(quiet or json_out)
+        if rev is not None or to is not None:
+            from ..ops.revcheckout import checkout_rev
+
+            result = checkout_rev(repo, rev, paths or None, force=force, to=to, progress=progress)
+        else:
+            result = checkout_op(repo, paths or None, force=force, progress=progress)
+    finally:
+        repo.close()
+    if json_out:
+        emit_json(result.as_dict())
+    elif not quiet:
+        for name in result.restored:
+            echo(f"restored {name}")
+        if result.written_files or result.removed_files:
+            echo(f"{result.written_files} files written ({human_size(result.written_bytes)}), "
+                 f"{result.removed_files} removed")
+    for name, msg in result.failed.items():
+        echo(f"error: {name}: {msg}", err=True)
+    if result.failed:
+        raise typer.Exit(exit_code_for(result))
+
+
+def exit_code_for(result) -> int:
+    """One failure kind and nothing else done: its own code; otherwise the partial-failure code."""
+    codes = set(result.failed_codes.values())
+    if len(codes) == 1 and not result.restored:
+        return codes.pop()
+    return errors.EXIT_PARTIAL
+
+
+def _split_rev(repo, targets: list[str]) -> tuple[str | None, list[str]]:
+    """The first target is a revision when it is not a path in the workspace but git knows it."""
+    if not targets:
+        return None, []
+    first = targets[0]
+    if Path(first).exists() or Path(first + ".mlvc").exists() or not repo.has_git:
+        return None, targets
+    from ..git import GitRepo
+
+    try:
+        GitRepo(repo.root).resolve(first)
+    except errors.MlvcError:
+        return None, targets  # select() then reports the unknown path clearly
+    return first, targets[1:]
+
+
+@app.command()
+def show(
+    target: Path = typer.Argument(..., help="An artifact or its pointer file."),
+    json_out: bool = JSON,
+    field: Optional[str] = typer.Option(None, "--field", help="Print one field only (e.g. id, size, "
+                                        "or a provenance field such as commit)."),
+):
+    """What an artifact contains: its pointer, files, sizes and ids (and checkpoint provenance)."""
+    from ..ops.show import show as show_op
+
+    repo = _repo()
+    try:
+        info = show_op(repo, str(target))
+    finally:
+        repo.close()
+    if field:
+        value = info.get(field, info.get("provenance", {}).get(field) if isinstance(info.get("provenance"),
+                                                                                     dict) else None)
+        if value is None:
+            raise errors.MlvcError(f"no field {field!r} in {target}")
+        echo(value if isinstance(value, str) else __import__("json").dumps(value, default=str))
+        return
+    if json_out:
+        emit_json(info)
+        return
+    for key in ("path", "kind", "id", "size", "files", "role"):
+        value = info.get(key)
+        if value is not None:
+            echo(f"{key}: {human_size(value) if key == 'size' else value}")
+    if info.get("meta"):
+        echo("meta:")
+        for k, v in info["meta"].items():
+            echo(f"  {k}: {v}")
+    if info.get("provenance"):
+        echo("provenance:")
+        for k, v in info["provenance"].items():
+            echo(f"  {k}: {v}")
+    if info.get("entries") is not None:
+        echo("files:")
+        for e in info["entries"]:
+            echo(f"  {e['id']}  {human_size(e['size']):>10}  {e['path']}")

@@ -1,0 +1,86 @@
+"""Entry point: the typer app, command registration, and the error-to-exit-code edge."""
+
+from __future__ import annotations
+
+import errno
+import os
+import sys
+
+import typer
+
+from .. import errors
+from .output import echo
+
+app = typer.Typer(
+    name="mlvc",
+    help="Version control for ML artifacts: weights, data and the code that made them.\n\n"
+         "Exit codes: 0 ok, 1 error, 2 usage, 3 not a repo, 4 bad path, 5 bad pointer, 6 corrupt object, "
+         "7 missing object, 8 conflict (use --force), 9 remote error, 10 disk error, 11 file changed "
+         "while read, 12 partial failure, 13 locked, 130 interrupted.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+# Command groups register themselves on `app` when imported.
+_COMMAND_MODULES = ("core", "remote", "history", "lineage")
+
+
+def _register() -> None:
+    import importlib
+
+    for name in _COMMAND_MODULES:
+        try:
+            importlib.import_module(f"{__package__}.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"{__package__}.{name}":
+                raise
+
+
+def _fail(err: errors.MlvcError) -> int:
+    echo(f"error: {err}", err=True)
+    if err.hint:
+        echo(f"hint: {err.hint}", err=True)
+    return err.exit_code
+
+
+def run(argv: list[str] | None = None) -> int:
+    """Run the CLI and return the exit code (used by tests and by `main`)."""
+    import click
+
+    _register()
+    try:
+        rv = app(args=argv, standalone_mode=False, prog_name="mlvc")
+        return rv if isinstance(rv, int) else 0
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.exceptions.Abort:
+        echo("interrupted", err=True)
+        return errors.EXIT_INTERRUPTED
+    except click.ClickException as exc:
+        exc.show()
+        return errors.EXIT_USAGE
+    except KeyboardInterrupt:
+        echo("interrupted; the cache is consistent, run the command again to finish", err=True)
+        return errors.EXIT_INTERRUPTED
+    except errors.MlvcError as exc:
+        return _fail(exc)
+    except OSError as exc:
+        if exc.errno == errno.ENOSPC:
+            return _fail(errors.DiskError("disk full; nothing was recorded, the cache is intact"))
+        if exc.errno in (errno.EACCES, errno.EPERM):
+            return _fail(errors.DiskError(f"permission denied: {exc.filename or exc}"))
+        if os.environ.get("MLVC_DEBUG"):
+            raise
+        return _fail(errors.MlvcError(f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": ")))
+    except Exception as exc:  # noqa: BLE001 - the last line of defence: a message, not a traceback
+        if os.environ.get("MLVC_DEBUG"):
+            raise
+        echo(f"internal error: {type(exc).__name__}: {exc}", err=True)
+        echo("hint: set MLVC_DEBUG=1 for a traceback and report it", err=True)
+        return errors.EXIT_ERROR
+
+
+def main() -> None:
+    sys.exit(run())

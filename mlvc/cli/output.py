@@ -1,0 +1,63 @@
+"""Printing helpers for commands: plain text, JSON, errors, progress bars."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+from ..progress import Progress
+
+
+def echo(text: str = "", err: bool = False) -> None:
+    stream = sys.stderr if err else sys.stdout
+    stream.write(text + "\n")
+
+
+def emit_json(data) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+def human_size(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"
+
+
+class RichProgress(Progress):
+    """A transient rich progress bar on stderr, shown only on a terminal."""
+
+    def __init__(self):
+        self._bar = None
+        self._task = None
+
+    def start(self, description: str, total: int | None = None, unit: str = "B") -> None:
+        from rich.progress import (BarColumn, DownloadColumn, MofNCompleteColumn, Progress as Bar,
+                                   TextColumn, TimeRemainingColumn, TransferSpeedColumn)
+        from rich.console import Console
+
+        self.finish()
+        cols = [TextColumn("{task.description}"), BarColumn()]
+        cols += [DownloadColumn(), TransferSpeedColumn()] if unit == "B" else [MofNCompleteColumn()]
+        cols.append(TimeRemainingColumn())
+        self._bar = Bar(*cols, console=Console(stderr=True), transient=True)
+        self._bar.start()
+        self._task = self._bar.add_task(description, total=total)
+
+    def advance(self, amount: int = 1) -> None:
+        if self._bar is not None:
+            self._bar.advance(self._task, amount)
+
+    def finish(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None
+
+
+def progress_for(quiet: bool) -> Progress:
+    if quiet or not sys.stderr.isatty() or os.environ.get("MLVC_NO_PROGRESS"):
+        return Progress()
+    return RichProgress()

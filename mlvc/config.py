@@ -1,0 +1,102 @@
+"""`.mlvc/config` (YAML, committed) and `.mlvc/config.local` (git-ignored, for secrets)."""
+
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+
+from .errors import ConfigError
+
+DEFAULTS: dict = {
+    "core": {
+        "chunker": {"min": 16384, "avg": 65536, "max": 262144},
+        "compression_level": 3,
+        "fsync": True,
+        "pack_size": 32 * 1024 * 1024,
+    },
+    "cache": {"dir": None},
+    "remotes": {},
+    "default_remote": None,
+}
+
+SECRET_KEYS = {"secret_access_key", "access_key_id", "session_token", "password", "token", "key", "secret"}
+
+
+def _merge(base: dict, over: dict) -> dict:
+    out = copy.deepcopy(base)
+    for k, v in (over or {}).items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+def _load_yaml(path: Path) -> dict:
+    import yaml
+
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return {}
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: invalid YAML ({str(exc).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    return data
+
+
+class Config:
+    def __init__(self, path: Path, local_path: Path):
+        self.path = path
+        self.local_path = local_path
+        self.shared = _load_yaml(path)
+        self.local = _load_yaml(local_path)
+        self.data = _merge(_merge(DEFAULTS, self.shared), self.local)
+        self._validate()
+
+    def _validate(self) -> None:
+        core = self.data.get("core")
+        if not isinstance(core, dict):
+            raise ConfigError(f"{self.path}: 'core' must be a mapping")
+        ch = core.get("chunker", {})
+        try:
+            mn, avg, mx = int(ch["min"]), int(ch["avg"]), int(ch["max"])
+        except (KeyError, TypeError, ValueError):
+            raise ConfigError(f"{self.path}: core.chunker needs integer min/avg/max") from None
+        if not (256 <= mn < avg < mx <= 16 * 1024 * 1024):
+            raise ConfigError(f"{self.path}: core.chunker must satisfy 256 <= min < avg < max <= 16 MiB")
+        if not isinstance(self.data.get("remotes"), dict):
+            raise ConfigError(f"{self.path}: 'remotes' must be a mapping")
+
+    def __getitem__(self, key):
+        return self.data[key]
+
+    @property
+    def core(self) -> dict:
+        return self.data["core"]
+
+    @staticmethod
+    def write(path: Path, data: dict) -> None:
+        import yaml
+
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        tmp.write_text(yaml.safe_dump(data, sort_keys=False, default_flow_style=False))
+        os.replace(tmp, path)
+
+    def update_shared(self, fn) -> None:
+        """Apply `fn(dict)` to the committed config and rewrite it atomically."""
+        data = copy.deepcopy(self.shared)
+        fn(data)
+        self.write(self.path, data)
+        self.__init__(self.path, self.local_path)
+
+    def update_local(self, fn) -> None:
+        data = copy.deepcopy(self.local)
+        fn(data)
+        self.write(self.local_path, data)
+        os.chmod(self.local_path, 0o600)
+        self.__init__(self.path, self.local_path)

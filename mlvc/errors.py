@@ -1,0 +1,163 @@
+"""Error types raised below the CLI.
+
+Every error carries a user-facing message and an exit code.  Only the CLI edge
+(`mlvc.cli`) turns them into printed messages and process exit statuses; code
+below it raises and never prints.  The exit codes are a documented contract
+(docs/commands/exit-codes.md) — add new codes there too.
+"""
+
+from __future__ import annotations
+
+# Exit codes (contract, see docs/commands/exit-codes.md)
+EXIT_OK = 0
+EXIT_ERROR = 1  # generic / unexpected failure
+EXIT_USAGE = 2  # bad command line (typer/click uses 2 too)
+EXIT_NOT_A_REPO = 3  # not inside an mlvc / git repository
+EXIT_BAD_PATH = 4  # path outside repo, missing, forbidden (.git/.mlvc), symlink
+EXIT_BAD_POINTER = 5  # pointer file invalid / unsupported version / unsafe path
+EXIT_CORRUPT = 6  # object failed its hash check or cache damaged
+EXIT_MISSING_OBJECT = 7  # object not in cache / on remote
+EXIT_CONFLICT = 8  # would overwrite unsaved work; use --force
+EXIT_REMOTE = 9  # remote unreachable, auth failure, missing bucket
+EXIT_DISK = 10  # disk full / permission denied / other OS write failure
+EXIT_CHANGED = 11  # file changed while being read
+EXIT_PARTIAL = 12  # bulk operation finished with some items failed
+EXIT_LOCKED = 13  # a lock is held by someone else
+EXIT_INTERRUPTED = 130  # Ctrl-C
+
+
+class MlvcError(Exception):
+    """Base class: `str(err)` is the one-line message shown to the user."""
+
+    exit_code = EXIT_ERROR
+    hint: str | None = None  # the next command to run, when there is one
+
+    def __init__(self, message: str, *, hint: str | None = None):
+        super().__init__(message)
+        if hint is not None:
+            self.hint = hint
+
+
+class NotARepoError(MlvcError):
+    exit_code = EXIT_NOT_A_REPO
+
+
+class ConfigError(MlvcError, ValueError):
+    exit_code = EXIT_ERROR
+
+
+class PathError(MlvcError, ValueError):
+    """A path the user named is unusable (outside repo, missing, forbidden)."""
+
+    exit_code = EXIT_BAD_PATH
+
+    def __init__(self, path: object, reason: str, *, hint: str | None = None):
+        super().__init__(f"{path}: {reason}", hint=hint)
+        self.path = path
+        self.reason = reason
+
+
+class PointerError(MlvcError, ValueError):
+    """A pointer file (`*.mlvc`) that cannot be trusted."""
+
+    exit_code = EXIT_BAD_POINTER
+
+    def __init__(self, pointer: object, reason: str):
+        super().__init__(f"invalid pointer file {pointer}: {reason}")
+        self.pointer = pointer
+        self.reason = reason
+
+
+class UnsafePathError(PointerError):
+    """A manifest or pointer names a path that would escape its artifact."""
+
+
+class CorruptObjectError(MlvcError, ValueError):
+    exit_code = EXIT_CORRUPT
+
+    def __init__(self, oid: str, where: str, expected: str | None = None, got: str | None = None):
+        detail = f" (expected {expected}, got {got})" if expected and got else ""
+        super().__init__(f"object {oid} is corrupt in {where}{detail}",
+                         hint="run `mlvc verify` and re-fetch it with `mlvc fetch`")
+        self.oid = oid
+        self.where = where
+        self.expected = expected
+        self.got = got
+
+
+class ObjectNotFoundError(MlvcError, KeyError):
+    exit_code = EXIT_MISSING_OBJECT
+
+    def __init__(self, oid: str, where: str = "the cache", hint: str | None = None):
+        super().__init__(f"object {oid} is missing from {where}",
+                         hint=hint or "run `mlvc pull` (or `mlvc push` on a machine that has it)")
+        self.oid = oid
+        self.where = where
+
+    def __str__(self) -> str:  # KeyError would otherwise quote the message
+        return self.args[0]
+
+
+class ConflictError(MlvcError):
+    """The operation would overwrite work that mlvc has never saved."""
+
+    exit_code = EXIT_CONFLICT
+
+
+class FileChangedError(MlvcError):
+    exit_code = EXIT_CHANGED
+
+    def __init__(self, path: object):
+        super().__init__(f"{path}: file changed while it was being read; nothing was recorded for it",
+                         hint="wait for the writer to finish, then run the command again")
+        self.path = path
+
+
+class DiskError(MlvcError, OSError):
+    """Disk full, permission denied or another OS failure while writing."""
+
+    exit_code = EXIT_DISK
+
+
+class RemoteError(MlvcError):
+    exit_code = EXIT_REMOTE
+
+
+class RemoteUnreachableError(RemoteError):
+    pass
+
+
+class RemoteAuthError(RemoteError):
+    pass
+
+
+class RemoteNotFoundError(RemoteError):
+    """The remote's bucket / base directory does not exist, or no such remote is configured."""
+
+
+class LockedError(MlvcError):
+    exit_code = EXIT_LOCKED
+
+
+class GitError(MlvcError):
+    exit_code = EXIT_ERROR
+
+
+class RevisionError(GitError):
+    """Unknown git revision."""
+
+
+class PartialFailure(MlvcError):
+    """A bulk operation where some items failed; `failures` maps item -> error message."""
+
+    exit_code = EXIT_PARTIAL
+
+    def __init__(self, message: str, failures: dict[str, str]):
+        super().__init__(message)
+        self.failures = failures
+
+
+class UnsafeCheckpointError(MlvcError, ValueError):
+    """A checkpoint whose loading would execute code (pickle globals)."""
+
+    exit_code = EXIT_CORRUPT

@@ -1,0 +1,741 @@
+"""Read-only access to the git repository mlvc lives in, plus a few git CLI wrappers.
+
+This is the only module that imports dulwich.  Object-database reads (resolving
+revisions, reading pointer blobs at old commits, walking history) go through
+dulwich because they are pure reads and must be fast without spawning a process
+per commit.  Operations that depend on the index and the work tree (status,
+diff, checkout) shell out to the `git` CLI instead: git's index refresh, filters,
+sparse checkouts, submodules and config handling are what users expect, and
+dulwich's implementations of them are not a full replacement.
+"""
+
+from __future__ import annotations
+
+import heapq
+import os
+import re
+import stat
+import subprocess
+import tempfile
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path, PurePosixPath
+
+import xxhash
+from dulwich.errors import NotGitRepository
+from dulwich.objects import Blob, Commit, ShaFile, Tag, Tree
+from dulwich.repo import Repo
+
+from mlvc.errors import DiskError, GitError, NotARepoError, PathError, RevisionError
+
+HOOK_BLOCK_BEGIN = "# >>> mlvc >>>"
+HOOK_BLOCK_END = "# <<< mlvc <<<"
+# A non-shell hook cannot host a shell block, so it is moved aside under this
+# suffix (git never runs hook files with extra suffixes) and called from ours.
+CHAINED_HOOK_SUFFIX = ".mlvc-chained"
+
+# git's well-known id of the empty tree; git knows it even when it is not stored.
+EMPTY_TREE_SHA = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
+
+_SHELLS = {"sh", "bash", "dash", "ash", "ksh", "zsh", "busybox"}
+_HEX = re.compile(r"[0-9a-fA-F]+")
+_REV_SUFFIX = re.compile(r"(~\d*|\^\{\w*\}|\^\d*)")
+_MIN_PREFIX_LEN = 4
+_TREE_CACHE_LIMIT = 4096
+
+# Flags that make `git diff` output independent of user config, so the same
+# working-tree change hashes identically on every machine.
+_STABLE_DIFF_ARGS = (
+    "-c", "diff.noprefix=false",
+    "-c", "diff.mnemonicPrefix=false",
+    "-c", "color.ui=never",
+    "diff", "--no-color", "--no-ext-diff", "--no-textconv", "--binary",
+    "--full-index", "--no-renames", "--diff-algorithm=myers", "--indent-heuristic",
+    "--src-prefix=a/", "--dst-prefix=b/", "-U3",
+)
+
+
+@dataclass(frozen=True)
+class CommitInfo:
+    sha: str
+    short: str
+    author: str
+    author_email: str
+    date: datetime  # author date, in the author's time zone
+    message: str  # first line only
+    parents: tuple[str, ...] = field(default_factory=tuple)
+
+
+class GitRepo:
+    """A git work tree, found by walking up from `path`."""
+
+    def __init__(self, path: str | os.PathLike[str] = "."):
+        self.root = _find_work_tree(Path(path))
+        try:
+            self._repo = Repo(str(self.root))
+        except NotGitRepository as err:
+            raise NotARepoError(f"not a git repository: {self.root}") from err
+        self._store = self._repo.object_store
+
+    def __repr__(self) -> str:
+        return f"GitRepo({str(self.root)!r})"
+
+    def close(self) -> None:
+        """Release open pack files (long-running processes should not rely on GC)."""
+        self._repo.close()
+
+    def __enter__(self) -> GitRepo:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ state
+
+    def head_commit(self) -> str | None:
+        """Sha of the commit HEAD points at, or None in a repo without commits."""
+        _, sha = self._repo.refs.follow(b"HEAD")
+        if sha is None or sha not in self._store:
+            return None
+        return sha.decode("ascii")
+
+    def branch(self) -> str | None:
+        """Current branch name, or None when HEAD is detached."""
+        contents = self._repo.refs.read_ref(b"HEAD")
+        prefix = b"ref: refs/heads/"
+        if contents is None or not contents.startswith(prefix):
+            return None
+        return contents[len(prefix):].strip().decode("utf-8", "replace")
+
+    def has_commits(self) -> bool:
+        """True when HEAD points at a commit (false on an unborn branch)."""
+        return self.head_commit() is not None
+
+    def is_shallow(self) -> bool:
+        return bool(self._repo.get_shallow())
+
+    def is_dirty(self) -> bool:
+        """Tracked changes vs HEAD, staged or not.  Untracked files are ignored.
+
+        Shells out because `git status` refreshes stat info in the index the
+        way users expect; a stat-only change must not count as dirty.
+        """
+        out = self.run_git("status", "--porcelain=v1", "--untracked-files=no", "-z")
+        return out != ""
+
+    def dirty_diff_hash(self) -> str | None:
+        """xxh3-128 hex of `git diff HEAD` (binary-safe, config-independent), or None if clean."""
+        base = self.head_commit() or EMPTY_TREE_SHA
+        out = self._run_git_bytes(*_STABLE_DIFF_ARGS, base, "--")
+        if not out:
+            return None
+        return xxhash.xxh3_128_hexdigest(out)
+
+    # -------------------------------------------------------------- revisions
+
+    def resolve(self, rev: str) -> str:
+        """Full sha of the commit `rev` names (sha prefix, branch, tag, HEAD~2, ...)."""
+        base, suffixes = _split_revision(rev)
+        if base is None:
+            raise RevisionError(f"unknown revision '{rev}'")
+        sha = self._resolve_base(base, rev)
+        commit = self._peel_to_commit(sha, rev)
+        for suffix in suffixes:
+            commit = self._apply_suffix(commit, suffix, rev)
+        return commit.id.decode("ascii")
+
+    def _resolve_base(self, base: str, rev: str) -> bytes:
+        if base in ("HEAD", "@"):
+            head = self.head_commit()
+            if head is None:
+                raise RevisionError(f"unknown revision '{rev}'",
+                                    hint="the repository has no commits yet")
+            return head.encode("ascii")
+        if len(base) == 40 and _HEX.fullmatch(base):
+            sha = base.lower().encode("ascii")
+            if sha in self._store:
+                return sha
+        from_ref = self._resolve_ref_name(base)
+        if from_ref is not None:
+            return from_ref
+        if len(base) >= _MIN_PREFIX_LEN and _HEX.fullmatch(base):
+            return self._resolve_prefix(base.lower(), rev)
+        raise RevisionError(f"unknown revision '{rev}'")
+
+    def _resolve_ref_name(self, name: str) -> bytes | None:
+        """Sha a ref name points at, using git's lookup order (gitrevisions(7))."""
+        if not _is_plausible_ref_name(name):
+            return None
+        raw = name.encode("utf-8")
+        candidates = (raw, b"refs/" + raw, b"refs/tags/" + raw, b"refs/heads/" + raw,
+                      b"refs/remotes/" + raw, b"refs/remotes/" + raw + b"/HEAD")
+        for candidate in candidates:
+            try:
+                _, sha = self._repo.refs.follow(candidate)
+            except (KeyError, ValueError, OSError):
+                continue
+            if sha is not None and sha in self._store:
+                return sha
+        return None
+
+    def _resolve_prefix(self, prefix: str, rev: str) -> bytes:
+        matches = list(self._store.iter_prefix(prefix.encode("ascii")))
+        if len(matches) > 1:
+            # Like git, prefer the unique commit-ish when a short sha is ambiguous.
+            matches = [sha for sha in matches if self._is_commitish(sha)]
+        if len(matches) == 1:
+            return matches[0]
+        if matches:
+            raise RevisionError(f"ambiguous revision '{rev}'",
+                                hint="use more characters of the commit sha")
+        raise RevisionError(f"unknown revision '{rev}'")
+
+    def _is_commitish(self, sha: bytes) -> bool:
+        try:
+            self._peel_to_commit(sha, sha.decode("ascii"))
+        except RevisionError:
+            return False
+        return True
+
+    def _peel_to_commit(self, sha: bytes, rev: str) -> Commit:
+        obj = self._get(sha)
+        while isinstance(obj, Tag):
+            obj = self._get(obj.object[1])
+        if not isinstance(obj, Commit):
+            raise RevisionError(f"unknown revision '{rev}'", hint=f"'{rev}' does not name a commit")
+        return obj
+
+    def _apply_suffix(self, commit: Commit, suffix: str, rev: str) -> Commit:
+        if suffix.startswith("^{"):
+            return commit  # ^{commit} / ^{} : already peeled to a commit
+        count = int(suffix[1:]) if len(suffix) > 1 else 1
+        if suffix[0] == "~":
+            for _ in range(count):
+                commit = self._parent(commit, 0, rev)
+            return commit
+        if count == 0:
+            return commit
+        return self._parent(commit, count - 1, rev)
+
+    def _parent(self, commit: Commit, index: int, rev: str) -> Commit:
+        hint = None
+        if self.is_shallow():
+            hint = "this is a shallow clone; run `git fetch --unshallow` for the full history"
+        if index >= len(commit.parents) or commit.id in self._repo.get_shallow():
+            raise RevisionError(f"unknown revision '{rev}'", hint=hint)
+        parent = self._get(commit.parents[index])
+        if not isinstance(parent, Commit):
+            raise RevisionError(f"unknown revision '{rev}'", hint=hint)
+        return parent
+
+    def _get(self, sha: bytes) -> ShaFile | None:
+        try:
+            return self._store[sha]
+        except KeyError:
+            return None
+
+    # ------------------------------------------------------------------ trees
+
+    def read_blob(self, rev: str, relpath: str | os.PathLike[str]) -> bytes | None:
+        """Contents of a regular file at `rev`, or None if absent (or not a regular file)."""
+        parts = _split_repo_path(relpath)
+        commit = self._peel_to_commit(self.resolve(rev).encode("ascii"), rev)
+        entry = self._lookup_path(commit.tree, parts)
+        if entry is None or not _is_regular_file(entry[0]):
+            return None
+        blob = self._get(entry[1])
+        return blob.as_raw_string() if isinstance(blob, Blob) else None
+
+    def list_files(self, rev: str, suffix: str = ".mlvc") -> list[str]:
+        """Repo-relative POSIX paths of regular files at `rev` whose name ends with suffix.
+
+        Submodules are skipped (their content lives in another repository), and
+        so are symlinks (their blob is a link target, not file content).
+        """
+        commit = self._peel_to_commit(self.resolve(rev).encode("ascii"), rev)
+        wanted = suffix.encode("utf-8")
+        found: list[str] = []
+        for path, mode in self._iter_tree(commit.tree, b""):
+            if _is_regular_file(mode) and path.endswith(wanted):
+                found.append(path.decode("utf-8", "surrogateescape"))
+        return sorted(found)
+
+    def _iter_tree(self, tree_sha: bytes, prefix: bytes) -> Iterator[tuple[bytes, int]]:
+        tree = self._get(tree_sha)
+        if not isinstance(tree, Tree):
+            return
+        for entry in tree.iteritems():
+            path = prefix + entry.path
+            if stat.S_ISDIR(entry.mode):
+                yield from self._iter_tree(entry.sha, path + b"/")
+            else:
+                yield path, entry.mode
+
+    def _lookup_path(self, tree_sha: bytes, parts: list[bytes]) -> tuple[int, bytes] | None:
+        mode, sha = stat.S_IFDIR, tree_sha
+        for part in parts:
+            if not stat.S_ISDIR(mode):
+                return None
+            tree = self._get(sha)
+            if not isinstance(tree, Tree):
+                return None
+            try:
+                mode, sha = tree[part]
+            except KeyError:
+                return None
+        return mode, sha
+
+    # ---------------------------------------------------------------- history
+
+    def commit_info(self, sha: str) -> CommitInfo:
+        commit = self._peel_to_commit(self.resolve(sha).encode("ascii"), sha)
+        return _commit_info(commit)
+
+    def walk(self, rev: str = "HEAD", paths: Iterable[str] | None = None,
+             since: datetime | None = None, max_count: int | None = None) -> Iterator[CommitInfo]:
+        """Commits reachable from `rev`, newest first (by commit date, like `git log`).
+
+        With `paths`, only commits whose tree differs from their first parent's
+        at one of those repo-relative paths (a file, or a directory meaning
+        anything below it); an empty list therefore matches nothing.  `since`
+        (naive datetimes are local time) compares commit dates like
+        `git log --since` and stops descending below older commits.
+        Walking HEAD of a repo without commits yields nothing.
+        """
+        if rev == "HEAD" and not self.has_commits():
+            return
+        start = self.resolve(rev).encode("ascii")
+        trie = _PathTrie.build(paths) if paths is not None else None
+        since_ts = since.timestamp() if since is not None else None
+        yield from self._walk_from([start], trie, since_ts, max_count)
+
+    def all_commits(self) -> list[CommitInfo]:
+        """Every commit reachable from HEAD or any ref (branches, tags, remotes, stash), newest first."""
+        return list(self._walk_from(self._ref_commits(), None, None, None))
+
+    def branch_heads(self) -> dict[str, str]:
+        """Local branch name -> sha of its head commit."""
+        return self._refs_under(b"refs/heads/")
+
+    def tags(self) -> dict[str, str]:
+        """Tag name -> sha of the commit it points at (annotated tags peeled)."""
+        return self._refs_under(b"refs/tags/")
+
+    def _refs_under(self, base: bytes) -> dict[str, str]:
+        result: dict[str, str] = {}
+        for name, sha in self._repo.refs.as_dict(base).items():
+            commit = self._peel_or_none(sha)
+            if commit is not None:
+                result[name.decode("utf-8", "replace")] = commit.id.decode("ascii")
+        return dict(sorted(result.items()))
+
+    def _ref_commits(self) -> list[bytes]:
+        shas = set(self._repo.refs.as_dict(b"refs/").values())
+        head = self.head_commit()
+        if head is not None:
+            shas.add(head.encode("ascii"))
+        commits = (self._peel_or_none(sha) for sha in shas)
+        return [commit.id for commit in commits if commit is not None]
+
+    def _peel_or_none(self, sha: bytes) -> Commit | None:
+        try:
+            return self._peel_to_commit(sha, sha.decode("ascii"))
+        except RevisionError:
+            return None
+
+    def _walk_from(self, starts: list[bytes], trie: _PathTrie | None,
+                   since_ts: float | None, max_count: int | None) -> Iterator[CommitInfo]:
+        if max_count is not None and max_count <= 0:
+            return
+        shallow = self._repo.get_shallow()
+        trees = _TreeCache(self._store)
+        emitted = 0
+        for commit in self._commits_by_date(starts, shallow, since_ts):
+            if trie is not None and not self._touches(commit, trie, trees, shallow):
+                continue
+            yield _commit_info(commit)
+            emitted += 1
+            if max_count is not None and emitted >= max_count:
+                return
+
+    def _commits_by_date(self, starts: list[bytes], shallow: set[bytes],
+                         since_ts: float | None) -> Iterator[Commit]:
+        """Commits newest first, each once; a priority queue on commit time like git log."""
+        queue: list[tuple[int, int, Commit]] = []
+        seen: set[bytes] = set()
+        order = 0
+
+        def push(sha: bytes) -> None:
+            nonlocal order
+            if sha in seen:
+                return
+            seen.add(sha)
+            commit = self._get(sha)
+            if isinstance(commit, Commit):  # missing objects: shallow or partial clone
+                order += 1
+                heapq.heappush(queue, (-commit.commit_time, order, commit))
+
+        for sha in starts:
+            push(sha)
+        while queue:
+            _, _, commit = heapq.heappop(queue)
+            if since_ts is not None and commit.commit_time < since_ts:
+                continue
+            yield commit
+            if commit.id not in shallow:
+                for parent in commit.parents:
+                    push(parent)
+
+    def _touches(self, commit: Commit, trie: _PathTrie, trees: _TreeCache,
+                 shallow: set[bytes]) -> bool:
+        parent_tree = None
+        if commit.parents and commit.id not in shallow:
+            parent = self._get(commit.parents[0])
+            if isinstance(parent, Commit):
+                parent_tree = parent.tree
+        return _trees_differ(trees, commit.tree, parent_tree, trie)
+
+    # ------------------------------------------------------------- git CLI
+
+    def run_git(self, *args: str) -> str:
+        """Run `git <args>` in the work tree and return its stdout as text."""
+        return self._run_git_bytes(*args).decode("utf-8", "replace")
+
+    def checkout(self, rev: str, force: bool = False) -> None:
+        """`git checkout` (shelled out: dulwich's checkout lacks git's safety checks,
+        filters and sparse/submodule handling, so users would see different results)."""
+        args = ["checkout", "--quiet"]
+        if force:
+            args.append("--force")
+        self.run_git(*args, rev, "--")
+
+    def _run_git_bytes(self, *args: str) -> bytes:
+        try:
+            proc = subprocess.run(["git", "-C", str(self.root), *args],
+                                  capture_output=True, check=False)
+        except FileNotFoundError as err:
+            raise GitError("the `git` command was not found", hint="install git") from err
+        if proc.returncode != 0:
+            raise GitError(_first_error_line(proc.stderr) or
+                           f"git {' '.join(args)} failed with status {proc.returncode}")
+        return proc.stdout
+
+    # ------------------------------------------------------------------ hooks
+
+    def hooks_dir(self) -> Path:
+        """Where git looks for hooks: core.hooksPath when set, else <common git dir>/hooks."""
+        try:
+            configured = self._repo.get_config_stack().get((b"core",), b"hooksPath")
+        except KeyError:
+            configured = None
+        if configured:
+            path = Path(os.path.expanduser(configured.decode("utf-8")))
+            # git runs hooks from the top of the work tree, so relative paths start there.
+            return path if path.is_absolute() else self.root / path
+        return Path(self._repo.commondir()) / "hooks"
+
+    def has_hook(self, name: str) -> bool:
+        """True when hook `name` contains an mlvc block."""
+        path = self.hooks_dir() / _check_hook_name(name)
+        return path.is_file() and _find_block(_read_text(path)) is not None
+
+    def install_hook(self, name: str, body_marker_block: str) -> Path:
+        """Add (or replace) the mlvc block in hook `name`; keeps other hook content running.
+
+        The block goes right after the shebang so that an existing hook ending in
+        `exit`/`exec` cannot skip it.  A hook written in another language is
+        moved to `<name>.mlvc-chained` and run after the block.  A block body
+        that reads stdin (pre-push) consumes it for the rest of the hook.
+        """
+        path = self.hooks_dir() / _check_hook_name(name)
+        chained = path.with_name(path.name + CHAINED_HOOK_SUFFIX)
+        existing = _read_text(path) if path.exists() else None
+        if existing is not None and not _is_shell_script(existing):
+            if chained.exists():
+                raise GitError(f"cannot install hook {path}: {chained.name} already exists")
+            _move(path, chained)
+            existing = None
+        block = _render_block(body_marker_block, chained if chained.exists() else None)
+        text = "#!/bin/sh\n" + block if existing is None else _place_block(existing, block)
+        if text != existing:
+            _write_executable(path, text)
+        return path
+
+    def uninstall_hook(self, name: str) -> bool:
+        """Remove the mlvc block from hook `name`; returns False if there was none."""
+        path = self.hooks_dir() / _check_hook_name(name)
+        chained = path.with_name(path.name + CHAINED_HOOK_SUFFIX)
+        if not path.is_file():
+            return False
+        text = _read_text(path)
+        span = _find_block(text)
+        if span is None:
+            return False
+        lines = text.splitlines(keepends=True)
+        rest = "".join(lines[:span[0]] + lines[span[1] + 1:])
+        if _only_shebang(rest):
+            _unlink(path)
+            if chained.exists():
+                _move(chained, path)
+        else:
+            _write_executable(path, rest)
+        return True
+
+
+# ------------------------------------------------------------------ helpers
+
+
+def _find_work_tree(start: Path) -> Path:
+    here = start.resolve()
+    for candidate in (here, *here.parents):
+        if (candidate / ".git").exists():
+            return candidate
+    raise NotARepoError(f"not a git repository (or any parent up to /): {start}",
+                        hint="run `git init` first")
+
+
+def _split_revision(rev: str) -> tuple[str | None, list[str]]:
+    """Split 'main~2^2' into ('main', ['~2', '^2']); base None when malformed."""
+    cut = min((i for i in (rev.find("~"), rev.find("^")) if i >= 0), default=len(rev))
+    base, tail = rev[:cut], rev[cut:]
+    suffixes = _REV_SUFFIX.findall(tail)
+    if not base or "".join(suffixes) != tail:
+        return None, []
+    if any(s.startswith("^{") and s not in ("^{}", "^{commit}") for s in suffixes):
+        return None, []
+    return base, suffixes
+
+
+def _is_plausible_ref_name(name: str) -> bool:
+    """Reject names git would refuse; they must never become paths inside .git."""
+    if name.startswith(("/", "-", ".")) or name.endswith(("/", ".lock", ".")):
+        return False
+    if ".." in name or "//" in name or "@{" in name or "/." in name:
+        return False
+    return not any(ch in name for ch in " ~^:?*[\\") and all(ord(ch) >= 32 and ord(ch) != 127 for ch in name)
+
+
+def _split_repo_path(relpath: str | os.PathLike[str]) -> list[bytes]:
+    text = os.fspath(relpath).replace("\\", "/")
+    path = PurePosixPath(text)
+    if path.is_absolute() or ".." in path.parts or not path.parts or path.parts == (".",):
+        raise PathError(relpath, "not a repository-relative file path")
+    return [part.encode("utf-8", "surrogateescape") for part in path.parts if part != "."]
+
+
+def _is_regular_file(mode: int) -> bool:
+    return stat.S_ISREG(mode)
+
+
+def _commit_info(commit: Commit) -> CommitInfo:
+    encoding = (commit.encoding or b"utf-8").decode("ascii", "replace")
+    author = _decode(commit.author, encoding)
+    name, _, email = author.partition(" <")
+    tz = timezone(timedelta(seconds=commit.author_timezone))
+    lines = _decode(commit.message, encoding).splitlines()
+    sha = commit.id.decode("ascii")
+    return CommitInfo(
+        sha=sha,
+        short=sha[:7],
+        author=name.strip(),
+        author_email=email.rstrip(">").strip(),
+        date=datetime.fromtimestamp(commit.author_time, tz),
+        message=lines[0].strip() if lines else "",
+        parents=tuple(p.decode("ascii") for p in commit.parents),
+    )
+
+
+def _decode(raw: bytes, encoding: str) -> str:
+    try:
+        return raw.decode(encoding, "replace")
+    except LookupError:  # unknown encoding header
+        return raw.decode("utf-8", "replace")
+
+
+def _first_error_line(stderr: bytes) -> str:
+    """git's most telling stderr line: the first error/fatal line, else the first line."""
+    lines = [line.strip() for line in stderr.decode("utf-8", "replace").splitlines() if line.strip()]
+    for line in lines:
+        if line.startswith(("error:", "fatal:")):
+            return line
+    return lines[0] if lines else ""
+
+
+# ------------------------------------------------------------ path-filtered diff
+
+
+@dataclass
+class _PathTrie:
+    """Watched paths as a tree of name components; `terminal` marks a watched path."""
+
+    terminal: bool = False
+    children: dict[bytes, _PathTrie] = field(default_factory=dict)
+
+    @classmethod
+    def build(cls, paths: Iterable[str]) -> _PathTrie:
+        root = cls()
+        for path in paths:
+            node = root
+            for part in _split_repo_path(path):
+                node = node.children.setdefault(part, cls())
+            node.terminal = True
+        return root
+
+
+class _TreeCache:
+    """Tree objects by sha; consecutive commits share most subtrees."""
+
+    def __init__(self, store: object):
+        self._store = store
+        self._trees: dict[bytes, Tree | None] = {}
+
+    def get(self, sha: bytes | None) -> Tree | None:
+        if sha is None:
+            return None
+        if sha not in self._trees:
+            if len(self._trees) >= _TREE_CACHE_LIMIT:
+                self._trees.clear()
+            try:
+                obj = self._store[sha]  # type: ignore[index]
+            except KeyError:
+                obj = None
+            self._trees[sha] = obj if isinstance(obj, Tree) else None
+        return self._trees[sha]
+
+
+def _trees_differ(trees: _TreeCache, new_sha: bytes | None, old_sha: bytes | None,
+                  node: _PathTrie) -> bool:
+    """Whether any watched path below `node` differs between two trees.
+
+    Only the watched names are looked up and equal subtree ids are skipped, so
+    the cost is proportional to the watched paths, not to the tree sizes.
+    """
+    if new_sha == old_sha:
+        return False
+    new_tree, old_tree = trees.get(new_sha), trees.get(old_sha)
+    for name, child in node.children.items():
+        new_entry, old_entry = _entry(new_tree, name), _entry(old_tree, name)
+        if new_entry == old_entry:
+            continue
+        if child.terminal:
+            return True
+        if _trees_differ(trees, _subtree(new_entry), _subtree(old_entry), child):
+            return True
+    return False
+
+
+def _entry(tree: Tree | None, name: bytes) -> tuple[int, bytes] | None:
+    if tree is None:
+        return None
+    try:
+        mode, sha = tree[name]
+    except KeyError:
+        return None
+    return mode, sha
+
+
+def _subtree(entry: tuple[int, bytes] | None) -> bytes | None:
+    return entry[1] if entry is not None and stat.S_ISDIR(entry[0]) else None
+
+
+# ------------------------------------------------------------------ hook files
+
+
+def _check_hook_name(name: str) -> str:
+    if not name or "/" in name or "\\" in name or name.startswith("."):
+        raise GitError(f"invalid hook name '{name}'")
+    return name
+
+
+def _render_block(body: str, chained: Path | None) -> str:
+    lines = [HOOK_BLOCK_BEGIN, body.rstrip("\n")]
+    if chained is not None:
+        lines.append(f'"$(dirname "$0")/{chained.name}" "$@" || exit $?')
+    lines.append(HOOK_BLOCK_END)
+    return "\n".join(line for line in lines if line) + "\n"
+
+
+def _find_block(text: str) -> tuple[int, int] | None:
+    """Line indexes of the block's begin and end markers, or None."""
+    lines = [line.rstrip("\r\n") for line in text.splitlines()]
+    if HOOK_BLOCK_BEGIN not in lines:
+        return None
+    begin = lines.index(HOOK_BLOCK_BEGIN)
+    try:
+        end = lines.index(HOOK_BLOCK_END, begin + 1)
+    except ValueError:
+        raise GitError(f"hook has an unterminated '{HOOK_BLOCK_BEGIN}' block",
+                       hint="remove the broken block from the hook by hand") from None
+    return begin, end
+
+
+def _place_block(text: str, block: str) -> str:
+    """Replace an existing mlvc block, or insert one right after the shebang."""
+    lines = text.splitlines(keepends=True)
+    if lines and not lines[-1].endswith("\n"):
+        lines[-1] += "\n"
+    span = _find_block(text)
+    if span is not None:
+        return "".join(lines[:span[0]]) + block + "".join(lines[span[1] + 1:])
+    at = 1 if lines and lines[0].startswith("#!") else 0
+    return "".join(lines[:at]) + block + "".join(lines[at:])
+
+
+def _is_shell_script(text: str) -> bool:
+    first = text.splitlines()[0] if text else ""
+    if not first.startswith("#!"):
+        return True  # git runs shebang-less hooks with sh
+    words = first[2:].split()
+    if not words:
+        return True
+    interpreter = os.path.basename(words[0])
+    if interpreter == "env":
+        args = [w for w in words[1:] if not w.startswith("-")]
+        interpreter = os.path.basename(args[0]) if args else ""
+    return interpreter in _SHELLS
+
+
+def _only_shebang(text: str) -> bool:
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return not lines or (len(lines) == 1 and lines[0].startswith("#!"))
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8", errors="surrogateescape")
+    except OSError as err:
+        raise DiskError(f"cannot read hook {path}: {err.strerror}") from err
+
+
+def _write_executable(path: Path, text: str) -> None:
+    """Atomically replace `path`, keeping its permissions and adding the exec bits."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        mode = stat.S_IMODE(path.stat().st_mode) if path.exists() else 0o644
+        mode |= (mode & 0o444) >> 2  # executable wherever readable
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8", errors="surrogateescape", newline="") as f:
+                f.write(text)
+            os.chmod(tmp, mode)
+            os.replace(tmp, path)
+        except BaseException:
+            os.unlink(tmp)
+            raise
+    except OSError as err:
+        raise DiskError(f"cannot write hook {path}: {err.strerror}") from err
+
+
+def _move(src: Path, dst: Path) -> None:
+    try:
+        os.replace(src, dst)
+    except OSError as err:
+        raise DiskError(f"cannot move hook {src} to {dst}: {err.strerror}") from err
+
+
+def _unlink(path: Path) -> None:
+    try:
+        path.unlink()
+    except OSError as err:
+        raise DiskError(f"cannot remove hook {path}: {err.strerror}") from err

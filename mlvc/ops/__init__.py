@@ -1,0 +1,1 @@
+"""Operations: plain functions that take a Repo and return result objects."""

@@ -1,0 +1,177 @@
+"""`mlvc add`: chunk, hash and store files and directories; write their pointers.
+
+Order of writes (the crash-safety invariant): chunks, then file manifests,
+then the tree manifest go into packs; the packs are published (fsynced);
+only then is the pointer file replaced, and last the `.gitignore` line and the
+hash cache.  A crash at any point leaves either the old pointer or the new one,
+each naming objects that exist.  The user's files are only ever read.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from .. import pointer as pointers
+from ..chunking import ChunkerParams, iter_chunks
+from ..errors import FileChangedError, MlvcError, PathError
+from ..hashing import digest, hasher, to_oid
+from ..ignore import ensure_ignored
+from ..objects import FileManifest, TreeEntry, TreeManifest
+from ..progress import NULL, Progress
+from ..store.cache import CHUNK, FILE_MANIFEST, TREE_MANIFEST, wrap_os_error
+from ..workspace import FileStat, IdLookup, hash_file, same_stat, scan
+
+_READ = 8 * 1024 * 1024
+
+
+@dataclass
+class AddResult:
+    path: str  # repo-relative artifact path
+    pointer: str  # repo-relative pointer path
+    kind: str
+    oid: str
+    size: int
+    files: int
+    new_bytes: int  # bytes of chunks this add stored for the first time
+    stored_bytes: int  # bytes they take in the cache (after compression)
+    hashed_files: int  # files read (the rest came from the hash cache)
+    changed: bool  # pointer differs from before
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+class _Reader:
+    """Bounded-memory reader for the chunker that remembers the stat before reading."""
+
+    def __init__(self, f, progress: Progress):
+        self._f = f
+        self._progress = progress
+
+    def readinto(self, b) -> int:
+        n = self._f.readinto(b)
+        if n:
+            self._progress.advance(n)
+        return n
+
+
+def store_file(store, fs: FileStat, display: str, params: ChunkerParams, progress: Progress = NULL) -> bytes:
+    """Chunk one file into the store; returns its content id.  Detects concurrent modification."""
+    content = hasher()
+    refs: list[tuple[bytes, int]] = []
+    try:
+        with open(fs.path, "rb", buffering=0) as f:
+            before = os.fstat(f.fileno())
+            total = 0
+            for data in iter_chunks(_Reader(f, progress), params):
+                oid = digest(data)
+                content.update(data)
+                store.put_chunk(data, oid)
+                refs.append((oid, len(data)))
+                total += len(data)
+            after = os.stat(fs.path)
+    except FileNotFoundError:
+        raise FileChangedError(display) from None
+    except PermissionError:
+        raise PathError(display, "permission denied (cannot read it)") from None
+    if not same_stat(before, after) or total != before.st_size or before.st_size != fs.size:
+        raise FileChangedError(display)
+    cid = content.digest()
+    manifest = FileManifest(cid, total, params, tuple(refs))
+    store.put_object(FILE_MANIFEST, cid, manifest.encode())
+    return cid
+
+
+def _check_target(repo, target: Path, display: str) -> None:
+    if target.name.endswith(pointers.SUFFIX):
+        raise PathError(display, "is a pointer file; add the artifact it points to instead")
+    rel_parts = Path(repo.rel(target)).parts
+    for i in range(1, len(rel_parts)):
+        ancestor = repo.root.joinpath(*rel_parts[:i])
+        if pointers.pointer_path_for(ancestor).exists():
+            raise PathError(display, f"is inside the tracked artifact {repo.rel(ancestor)}; "
+                                     f"add {repo.rel(ancestor)} instead")
+
+
+def add_one(repo, path: str | Path, *, role: str | None = None, meta: dict | None = None,
+            progress: Progress = NULL) -> AddResult:
+    target = repo.resolve_user_path(path)
+    display = repo.rel(target)
+    _check_target(repo, target, display)
+    files = scan(target, display)
+    kind = "file" if files and files[0].rel == "" else "dir"
+    for fs in files:
+        if fs.rel.endswith(pointers.SUFFIX):
+            raise PathError(f"{display}/{fs.rel}", "is a pointer of another artifact inside this directory; "
+                                                   "add the directories separately")
+    store = repo.store
+    params = repo.chunker
+    lookup = IdLookup(repo.hash_cache, display)
+    total = sum(f.size for f in files)
+    progress.start(f"add {display}", total)
+    before_new = dict(store.stats)
+    hashed = 0
+    ids: dict[str, bytes] = {}
+    try:
+        for fs in files:
+            fdisplay = f"{display}/{fs.rel}" if fs.rel else display
+            fid = lookup.cached_id(fs)
+            if fid is not None and store.has_any(FILE_MANIFEST, fid):
+                progress.advance(fs.size)
+            else:
+                fid = store_file(store, fs, fdisplay, params, progress)
+                lookup.remember(fs, fid)
+                hashed += 1
+            ids[fs.rel] = fid
+        if kind == "file":
+            oid = ids[""]
+        else:
+            tree = TreeManifest.build(TreeEntry(f.rel, f.size, ids[f.rel], f.executable) for f in files)
+            body = tree.encode()
+            oid = digest(body)
+            store.put_object(TREE_MANIFEST, oid, body)
+        store.commit()
+    except BaseException:
+        store.abort()
+        raise
+    finally:
+        progress.finish()
+
+    ptr_path = pointers.pointer_path_for(target)
+    old = None
+    if ptr_path.exists():
+        try:
+            old = pointers.load(ptr_path, repo.rel(ptr_path))
+        except MlvcError:
+            old = None  # a broken pointer is simply replaced by a correct one
+    new_meta = dict(old.meta) if old and old.meta else {}
+    new_meta.update(meta or {})
+    ptr = pointers.PointerFile(target.name, kind, to_oid(oid), total, len(files), params,
+                               role or (old.role if old else None), new_meta)
+    changed = old is None or old.to_yaml() != ptr.to_yaml()
+    try:
+        if changed:
+            pointers.write(ptr_path, ptr, fsync=bool(repo.config.core.get("fsync", True)))
+        if repo.has_git:
+            ensure_ignored(target)
+    except OSError as exc:
+        raise wrap_os_error(exc, f"the pointer {repo.rel(ptr_path)}") from exc
+    lookup.flush()
+    repo.state.mark_complete([to_oid(oid)])
+    return AddResult(display, repo.rel(ptr_path), kind, to_oid(oid), total, len(files),
+                     store.stats["new_bytes"] - before_new["new_bytes"],
+                     store.stats["stored_bytes"] - before_new["stored_bytes"], hashed, changed)
+
+
+def add(repo, paths, *, role: str | None = None, meta: dict | None = None,
+        progress: Progress = NULL) -> list[AddResult]:
+    """Add each path; stops at the first failure (earlier paths stay added)."""
+    if not paths:
+        raise PathError("(none)", "no paths given")
+    repo.store.sweep_tmp()
+    return [add_one(repo, p, role=role, meta=meta, progress=progress) for p in paths]
+
+
+__all__ = ["add", "add_one", "AddResult", "store_file", "hash_file", "CHUNK"]

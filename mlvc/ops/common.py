@@ -1,0 +1,97 @@
+"""Helpers shared by operations: selecting pointers and reading manifests."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from .. import pointer as pointers
+from ..errors import MlvcError, PathError
+from ..hashing import from_oid
+from ..objects import FileManifest, TreeEntry, TreeManifest
+from ..store.cache import FILE_MANIFEST, TREE_MANIFEST
+
+
+@dataclass
+class Tracked:
+    """A pointer in the workspace, parsed (or the error that parsing raised)."""
+
+    pointer_path: Path
+    rel_pointer: str
+    ptr: pointers.PointerFile | None
+    error: MlvcError | None = None
+
+    @property
+    def target(self) -> Path:
+        return pointers.target_of(self.pointer_path, self.ptr)
+
+    @property
+    def display(self) -> str:
+        if self.ptr is None:
+            return self.rel_pointer[: -len(pointers.SUFFIX)]
+        parent = Path(self.rel_pointer).parent
+        return (parent / self.ptr.path).as_posix() if str(parent) != "." else self.ptr.path
+
+
+def _pointer_for_arg(repo, arg: str | Path) -> Path:
+    p = repo.resolve_user_path(arg)
+    if p.name.endswith(pointers.SUFFIX):
+        return p
+    return pointers.pointer_path_for(p)
+
+
+def select(repo, paths=None) -> list[Tracked]:
+    """Pointers named by `paths` (artifact or pointer paths), or all pointers of the workspace."""
+    if paths:
+        ptr_paths = []
+        for a in paths:
+            pp = _pointer_for_arg(repo, a)
+            if not pp.exists():
+                raise PathError(a, "is not tracked by mlvc (no pointer file "
+                                   f"{repo.rel(pp)})", hint=f"run `mlvc add {a}` first")
+            ptr_paths.append(pp)
+    else:
+        ptr_paths = pointers.discover(repo.root, repo.has_git)
+    out = []
+    for pp in ptr_paths:
+        rel = repo.rel(pp)
+        try:
+            out.append(Tracked(pp, rel, pointers.load(pp, rel)))
+        except MlvcError as exc:
+            out.append(Tracked(pp, rel, None, exc))
+    return out
+
+
+def load_entries(store, ptr: pointers.PointerFile) -> list[TreeEntry]:
+    """The files of an artifact as tree entries (a single entry with path "" for a file)."""
+    oid = from_oid(ptr.oid)
+    if ptr.kind == "file":
+        return [TreeEntry("", ptr.size, oid, False)]
+    return list(TreeManifest.decode(store.get(TREE_MANIFEST, oid), oid).entries)
+
+
+def file_manifest(store, fid: bytes) -> FileManifest:
+    return FileManifest.decode(store.get(FILE_MANIFEST, fid), fid)
+
+
+def missing_objects(store, ptr: pointers.PointerFile) -> list[bytes]:
+    """Chunk/manifest ids under a pointer that the cache lacks (empty when complete)."""
+    from ..errors import ObjectNotFoundError
+    from ..store.cache import CHUNK
+
+    oid = from_oid(ptr.oid)
+    if ptr.kind == "dir" and not store.has_any(TREE_MANIFEST, oid):
+        return [oid]
+    try:
+        entries = load_entries(store, ptr)
+    except ObjectNotFoundError:
+        return [oid]
+    missing = []
+    for e in entries:
+        if not store.has_any(FILE_MANIFEST, e.file_id):
+            missing.append(e.file_id)
+            continue
+        for cid, _ in file_manifest(store, e.file_id).chunks:
+            if not store.has(CHUNK, cid):
+                missing.append(cid)
+    return missing

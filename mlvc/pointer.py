@@ -1,0 +1,149 @@
+"""Pointer files (`<path>.mlvc`): the small YAML record committed to git.
+
+A pointer names one artifact (a file or a directory) by the id of its file or
+tree manifest, together with the format version, hash algorithm and chunker
+parameters that produced it.  Field order is fixed so diffs stay readable.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .chunking import ChunkerParams
+from .errors import PointerError, UnsafePathError
+from .hashing import ALGORITHM, is_oid
+from .objects import validate_relpath
+
+SUFFIX = ".mlvc"
+FORMAT_VERSION = 1
+ROLES = ("model", "data", "other")
+KINDS = ("file", "dir")
+
+
+@dataclass
+class PointerFile:
+    path: str  # artifact path relative to the pointer's directory
+    kind: str
+    oid: str
+    size: int
+    files: int
+    chunker: ChunkerParams = field(default_factory=ChunkerParams)
+    role: str | None = None
+    meta: dict = field(default_factory=dict)
+
+    def to_yaml(self) -> str:
+        import yaml
+
+        doc = {
+            "mlvc": FORMAT_VERSION,
+            "path": self.path,
+            "kind": self.kind,
+            "id": self.oid,
+            "size": self.size,
+            "files": self.files,
+            "hash": ALGORITHM,
+            "chunker": self.chunker.as_dict(),
+        }
+        if self.role:
+            doc["role"] = self.role
+        doc["meta"] = self.meta or {}
+        return yaml.safe_dump(doc, sort_keys=False, default_flow_style=False, allow_unicode=True)
+
+    @classmethod
+    def parse(cls, text: str | bytes, where: str) -> "PointerFile":
+        import yaml
+
+        try:
+            doc = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            first = str(exc).splitlines()[0] if str(exc) else "syntax error"
+            raise PointerError(where, f"not valid YAML ({first})") from None
+        if not isinstance(doc, dict):
+            raise PointerError(where, "expected a YAML mapping")
+        version = doc.get("mlvc")
+        if version != FORMAT_VERSION:
+            raise PointerError(where, f"unsupported format version {version!r} (this mlvc reads version "
+                                      f"{FORMAT_VERSION}; upgrade mlvc if the pointer is newer)")
+        if doc.get("hash", ALGORITHM) != ALGORITHM:
+            raise PointerError(where, f"unsupported hash algorithm {doc.get('hash')!r}")
+        path = doc.get("path")
+        try:
+            validate_relpath(path, where)
+        except UnsafePathError as exc:
+            raise UnsafePathError(where, exc.reason) from None
+        kind = doc.get("kind")
+        if kind not in KINDS:
+            raise PointerError(where, f"kind must be one of {', '.join(KINDS)}, not {kind!r}")
+        oid = doc.get("id")
+        if not is_oid(oid):
+            raise PointerError(where, f"id must look like xxh128:<32 hex digits>, not {oid!r}")
+        size, files = doc.get("size"), doc.get("files", 1)
+        if not isinstance(size, int) or size < 0 or not isinstance(files, int) or files < 0:
+            raise PointerError(where, "size and files must be non-negative integers")
+        role = doc.get("role")
+        if role is not None and role not in ROLES:
+            raise PointerError(where, f"role must be one of {', '.join(ROLES)}, not {role!r}")
+        meta = doc.get("meta") or {}
+        if not isinstance(meta, dict):
+            raise PointerError(where, "meta must be a mapping")
+        try:
+            chunker = ChunkerParams.from_dict(doc.get("chunker") or ChunkerParams().as_dict())
+        except (ValueError, KeyError, TypeError):
+            raise PointerError(where, "chunker must have algo/min/avg/max") from None
+        return cls(path, kind, oid, size, files, chunker, role, meta)
+
+
+def pointer_path_for(target: Path) -> Path:
+    return target.with_name(target.name + SUFFIX)
+
+
+def load(pointer: Path, display: str | None = None) -> PointerFile:
+    where = display or str(pointer)
+    try:
+        text = pointer.read_bytes()
+    except FileNotFoundError:
+        raise PointerError(where, "file not found") from None
+    except OSError as exc:
+        raise PointerError(where, exc.strerror or str(exc)) from None
+    return PointerFile.parse(text, where)
+
+
+def target_of(pointer_path: Path, ptr: PointerFile) -> Path:
+    return pointer_path.parent / ptr.path
+
+
+def write(pointer: Path, ptr: PointerFile, fsync: bool = True) -> None:
+    """Atomically replace the pointer file: temp + fsync + rename."""
+    tmp = pointer.with_name(f".{pointer.name}.tmp-{os.getpid()}")
+    data = ptr.to_yaml().encode()
+    with open(tmp, "wb") as f:
+        f.write(data)
+        if fsync:
+            f.flush()
+            os.fsync(f.fileno())
+    os.replace(tmp, pointer)
+
+
+def discover(root: Path, use_git: bool) -> list[Path]:
+    """Every pointer file of the work tree (absolute paths, sorted).
+
+    With git, ask `git ls-files` (fast, honours .gitignore, sees new pointers
+    not yet committed); without, walk the tree skipping dot-directories.
+    """
+    if use_git:
+        import subprocess
+
+        proc = subprocess.run(
+            ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard", "--", f"*{SUFFIX}"],
+            cwd=root, capture_output=True)
+        if proc.returncode == 0:
+            names = {n for n in proc.stdout.decode("utf-8", "surrogateescape").split("\0") if n}
+            return sorted(root / n for n in names
+                          if not n.startswith(".mlvc/") and (root / n).is_file())
+    found = []
+    for d, dirs, files in os.walk(root):
+        dirs[:] = [x for x in dirs if not x.startswith(".")]
+        found.extend(Path(d) / f for f in files if f.endswith(SUFFIX))
+    return sorted(found)

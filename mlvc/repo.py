@@ -1,0 +1,150 @@
+"""Find the repository and hand out its parts (config, cache, hash cache)."""
+
+from __future__ import annotations
+
+import os
+from functools import cached_property
+from pathlib import Path
+
+from .config import Config
+from .errors import NotARepoError, PathError
+
+MLVC_DIR = ".mlvc"
+GITIGNORE = """\
+# mlvc: local cache, temp files and state are never committed
+/cache
+/tmp
+/state
+/config.local
+"""
+
+
+def find_git_root(start: Path) -> Path | None:
+    for d in (start, *start.parents):
+        if (d / ".git").exists():
+            return d
+    return None
+
+
+class Repo:
+    def __init__(self, root: Path):
+        self.root = root
+        self.dot = root / MLVC_DIR
+
+    @classmethod
+    def find(cls, start: Path | str | None = None) -> "Repo":
+        start = Path(start or os.getcwd()).absolute()
+        for d in (start, *start.parents):
+            if (d / MLVC_DIR / "config").is_file():
+                return cls(d)
+        raise NotARepoError(f"not an mlvc repository (no {MLVC_DIR}/config in {start} or its parents)",
+                            hint="run `mlvc init` at the top of your git repository")
+
+    @classmethod
+    def init(cls, path: Path | str | None = None, *, no_scm: bool = False, force: bool = False) -> "Repo":
+        root = Path(path or os.getcwd()).absolute()
+        if not root.is_dir():
+            raise PathError(root, "not a directory")
+        if not no_scm:
+            git_root = find_git_root(root)
+            if git_root is None:
+                raise NotARepoError(f"{root} is not inside a git work tree",
+                                    hint="run `git init` first, or `mlvc init --no-scm` to use mlvc without git")
+            root = git_root
+        dot = root / MLVC_DIR
+        if (dot / "config").exists() and not force:
+            return cls(root)
+        dot.mkdir(exist_ok=True)
+        (dot / ".gitignore").write_text(GITIGNORE)
+        config = dot / "config"
+        if not config.exists():
+            Config.write(config, {"core": {"compression_level": 3}, "remotes": {}})
+        repo = cls(root)
+        repo.cache_dir.mkdir(parents=True, exist_ok=True)
+        return repo
+
+    # ---------------------------------------------------------------- parts
+    @cached_property
+    def config(self) -> Config:
+        return Config(self.dot / "config", self.dot / "config.local")
+
+    @property
+    def has_git(self) -> bool:
+        return (self.root / ".git").exists()
+
+    @cached_property
+    def cache_dir(self) -> Path:
+        configured = None
+        if (self.dot / "config").exists():
+            configured = self.config["cache"].get("dir")
+        if configured:
+            p = Path(os.path.expanduser(configured))
+            return p if p.is_absolute() else (self.root / p)
+        return self.dot / "cache"
+
+    @property
+    def state_dir(self) -> Path:
+        return self.dot / "state"
+
+    @cached_property
+    def store(self):
+        from .chunking import ChunkerParams  # noqa: F401 - keeps import cost out of find()
+        from .store.cache import ChunkStore
+
+        core = self.config.core
+        return ChunkStore(self.cache_dir, fsync=bool(core.get("fsync", True)),
+                          level=int(core.get("compression_level", 3)),
+                          pack_size=int(core.get("pack_size", 32 * 1024 * 1024)))
+
+    @cached_property
+    def hash_cache(self):
+        from .store.hashcache import HashCache
+
+        return HashCache(self.state_dir / "hashes.sqlite")
+
+    @cached_property
+    def state(self):
+        from .store.state import StateDB
+
+        return StateDB(self.state_dir / "state.sqlite")
+
+    @property
+    def chunker(self):
+        from .chunking import ChunkerParams
+
+        c = self.config.core["chunker"]
+        return ChunkerParams(int(c["min"]), int(c["avg"]), int(c["max"]))
+
+    def close(self) -> None:
+        for name in ("store", "hash_cache", "state"):
+            part = self.__dict__.pop(name, None)
+            if part is not None:
+                part.close()
+
+    # ---------------------------------------------------------------- paths
+    def rel(self, path: Path) -> str:
+        """Repo-relative POSIX path of an absolute path inside the repo."""
+        return Path(os.path.relpath(path, self.root)).as_posix()
+
+    def resolve_user_path(self, path: str | Path) -> Path:
+        """Absolute, normalised path of a user-given path, which must stay inside the repo.
+
+        The final component is not resolved (so a symlink is seen as a symlink);
+        its parent is, so `link/../..` tricks cannot leave the repository.
+        """
+        raw = Path(path)
+        ab = Path(os.path.abspath(raw if raw.is_absolute() else Path(os.getcwd()) / raw))
+        parent_real = Path(os.path.realpath(ab.parent))
+        root_real = Path(os.path.realpath(self.root))
+        candidate = parent_real / ab.name if ab != ab.parent else parent_real
+        try:
+            candidate.relative_to(root_real)
+        except ValueError:
+            raise PathError(path, f"is outside the repository {self.root}") from None
+        rel = candidate.relative_to(root_real)
+        if rel == Path("."):
+            raise PathError(path, "is the repository root; add its subdirectories instead")
+        first = rel.parts[0]
+        if first in (".git", MLVC_DIR):
+            raise PathError(path, f"is inside {first}/, which mlvc never tracks")
+        return self.root / rel

@@ -1,0 +1,1 @@
+"""Storage primitives: pack files, the local cache, the hash cache."""

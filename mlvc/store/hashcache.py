@@ -1,0 +1,68 @@
+"""The hash cache: (path, size, mtime_ns, inode) -> file id, in SQLite.
+
+It lets `status` and a repeated `add` skip re-reading files whose stat has not
+changed.  An entry is only trusted when the file's mtime is safely older than
+the moment it was hashed ("racy" entries, written within the timestamp
+granularity of the file system, are not stored), the same rule git uses.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from pathlib import Path
+
+RACY_NS = 20_000_000  # 20 ms: coarser than any common file system's timestamp tick
+
+
+class HashCache:
+    def __init__(self, db_path: Path):
+        self.db_path = db_path
+        self._db: sqlite3.Connection | None = None
+
+    def _conn(self) -> sqlite3.Connection:
+        if self._db is None:
+            self.db_path.parent.mkdir(parents=True, exist_ok=True)
+            db = sqlite3.connect(self.db_path, timeout=60, isolation_level=None)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.execute("CREATE TABLE IF NOT EXISTS files (path TEXT PRIMARY KEY, size INTEGER,"
+                       " mtime_ns INTEGER, ino INTEGER, fid BLOB)")
+            self._db = db
+        return self._db
+
+    def load_prefix(self, prefix: str) -> dict[str, tuple[int, int, int, bytes]]:
+        """Entries for `prefix` itself and every path under `prefix/`."""
+        if not self.db_path.exists():
+            return {}
+        db = self._conn()
+        rows = db.execute("SELECT path, size, mtime_ns, ino, fid FROM files WHERE path = ?"
+                          " OR (path >= ? AND path < ?)", (prefix, prefix + "/", prefix + "0"))
+        return {p: (s, m, i, f) for p, s, m, i, f in rows}
+
+    def store(self, rows: list[tuple[str, int, int, int, bytes]], hashed_at_ns: int | None = None,
+              written_by_us: bool = False) -> None:
+        """Record (path, size, mtime_ns, ino, fid) rows, skipping racy ones.
+
+        Files mlvc itself just wrote and verified (`written_by_us`) are recorded
+        even when racy: their content is known, and a write by someone else
+        within the same timestamp tick is the one case this accepts.
+        """
+        if not written_by_us:
+            limit = (hashed_at_ns or time.time_ns()) - RACY_NS
+            rows = [r for r in rows if r[2] < limit]
+        if not rows:
+            return
+        db = self._conn()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.executemany("INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?)", rows)
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None

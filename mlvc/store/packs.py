@@ -1,0 +1,187 @@
+"""Pack files and their indexes: the on-disk container for every object.
+
+A pack is append-only while it is being written (under `tmp/`) and immutable
+once published.  Publishing order is the crash-safety invariant
+(docs/concepts/storage-format.md):
+
+1. records are appended to `tmp/pack-<unique>.pack`, then the file is fsynced;
+2. the index is written to `tmp/pack-<unique>.idx` and fsynced;
+3. the pack is renamed to `packs/<name>.pack`, then the index to `packs/<name>.idx`
+   (the directory is fsynced).
+
+Readers only look at `*.idx` files, so a pack without its index (a crash
+between the two renames) is invisible and later swept; an index never exists
+without its complete pack.  `<name>` is the xxh3-128 of the index body, so
+identical packs get identical names and concurrent writers never collide.
+
+Pack layout::
+
+    b"MLVCPACK" u8 version
+    record*:  u8 type | u8 codec | 16-byte id | u32 stored length | u32 raw length | payload
+
+Index layout (entries sorted by (id, type))::
+
+    b"MLVCIDX\\0" u8 version u32 count
+    entry*:   16-byte id | u8 type | u8 codec | u64 offset (of payload) | u32 stored | u32 raw
+    16-byte xxh3-128 of everything above
+
+The record headers repeat what the index says so that a pack can be
+re-indexed (`mlvc verify --repair`) if its index is ever lost.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import CorruptObjectError
+from ..hashing import digest
+
+PACK_MAGIC = b"MLVCPACK"
+IDX_MAGIC = b"MLVCIDX\0"
+FORMAT_VERSION = 1
+
+# Object types (the `type` byte).
+CHUNK = 0
+FILE_MANIFEST = 1
+TREE_MANIFEST = 2
+TYPE_NAMES = {CHUNK: "chunk", FILE_MANIFEST: "file", TREE_MANIFEST: "tree"}
+
+# Codecs (the `codec` byte).
+RAW = 0
+ZSTD = 1
+
+_REC = struct.Struct("<BB16sII")
+_IDX_HEAD = struct.Struct("<8sBI")
+_IDX_ENTRY = struct.Struct("<16sBBQII")
+_PACK_HEAD = PACK_MAGIC + bytes([FORMAT_VERSION])
+
+
+@dataclass(frozen=True, slots=True)
+class IndexEntry:
+    oid: bytes  # raw 16 bytes
+    type: int
+    codec: int
+    offset: int
+    stored: int
+    raw: int
+
+
+def encode_index(entries: list[IndexEntry]) -> bytes:
+    entries = sorted(entries, key=lambda e: (e.oid, e.type))
+    parts = [_IDX_HEAD.pack(IDX_MAGIC, FORMAT_VERSION, len(entries))]
+    parts.extend(_IDX_ENTRY.pack(e.oid, e.type, e.codec, e.offset, e.stored, e.raw) for e in entries)
+    body = b"".join(parts)
+    return body + digest(body)
+
+
+def decode_index(data: bytes, where: str) -> list[IndexEntry]:
+    if len(data) < _IDX_HEAD.size + 16 or digest(data[:-16]) != data[-16:]:
+        raise CorruptObjectError(where, "the cache", "a valid pack index", "a damaged file")
+    magic, version, count = _IDX_HEAD.unpack_from(data, 0)
+    if magic != IDX_MAGIC or version != FORMAT_VERSION:
+        raise CorruptObjectError(where, "the cache", f"index format {FORMAT_VERSION}", f"{magic!r} v{version}")
+    if len(data) != _IDX_HEAD.size + count * _IDX_ENTRY.size + 16:
+        raise CorruptObjectError(where, "the cache", "a complete index", "a truncated file")
+    return [IndexEntry(*t) for t in _IDX_ENTRY.iter_unpack(data[_IDX_HEAD.size:-16])]
+
+
+def index_name(idx_bytes: bytes) -> str:
+    return idx_bytes[-16:].hex()
+
+
+def iter_pack_records(path: Path):
+    """Yield IndexEntry for every complete record of a pack (used to rebuild a lost index)."""
+    with open(path, "rb") as f:
+        if f.read(len(_PACK_HEAD)) != _PACK_HEAD:
+            return
+        offset = len(_PACK_HEAD)
+        while True:
+            head = f.read(_REC.size)
+            if len(head) < _REC.size:
+                return
+            typ, codec, oid, stored, raw = _REC.unpack(head)
+            offset += _REC.size
+            yield IndexEntry(oid, typ, codec, offset, stored, raw)
+            f.seek(stored, os.SEEK_CUR)
+            offset += stored
+
+
+def fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+class PackWriter:
+    """Appends records to one temporary pack; `publish()` makes it visible atomically."""
+
+    def __init__(self, tmp_dir: Path, fsync: bool = True):
+        self.tmp_dir = tmp_dir
+        self.fsync = fsync
+        stem = f"pack-{os.getpid()}-{uuid.uuid4().hex}"
+        self.path = tmp_dir / f"{stem}.pack"
+        self.idx_tmp = tmp_dir / f"{stem}.idx"
+        self._f = open(self.path, "xb", buffering=0)
+        self._f.write(_PACK_HEAD)
+        self.size = len(_PACK_HEAD)
+        self.entries: list[IndexEntry] = []
+
+    def append(self, oid: bytes, typ: int, codec: int, payload, raw_len: int) -> IndexEntry:
+        stored = len(payload)
+        self._f.write(_REC.pack(typ, codec, oid, stored, raw_len))
+        self._f.write(payload)
+        entry = IndexEntry(oid, typ, codec, self.size + _REC.size, stored, raw_len)
+        self.size += _REC.size + stored
+        self.entries.append(entry)
+        return entry
+
+    def read_back(self, entry: IndexEntry) -> bytes:
+        """Read a record of this still-unpublished pack (an object added twice in one run)."""
+        return os.pread(self._f.fileno(), entry.stored, entry.offset)
+
+    def publish(self, packs_dir: Path) -> tuple[str, list[IndexEntry]] | None:
+        """fsync, write the index, rename pack then index into `packs_dir`.  Returns (name, entries)."""
+        if not self.entries:
+            self.discard()
+            return None
+        if self.fsync:
+            os.fsync(self._f.fileno())
+        self._f.close()
+        idx = encode_index(self.entries)
+        name = index_name(idx)
+        with open(self.idx_tmp, "xb") as f:
+            f.write(idx)
+            if self.fsync:
+                f.flush()
+                os.fsync(f.fileno())
+        final_pack = packs_dir / f"{name}.pack"
+        final_idx = packs_dir / f"{name}.idx"
+        if final_idx.exists():
+            # An identical pack was already published (same objects, same order): keep the old one.
+            self.path.unlink(missing_ok=True)
+            self.idx_tmp.unlink(missing_ok=True)
+        else:
+            os.replace(self.path, final_pack)
+            os.replace(self.idx_tmp, final_idx)
+            if self.fsync:
+                fsync_dir(packs_dir)
+        return name, self.entries
+
+    def discard(self) -> None:
+        try:
+            self._f.close()
+        except OSError:
+            pass
+        self.path.unlink(missing_ok=True)
+        self.idx_tmp.unlink(missing_ok=True)

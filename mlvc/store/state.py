@@ -1,0 +1,44 @@
+"""Local state: which artifact roots are known to be complete in the cache.
+
+Checking that every chunk of a 100,000-file tree is present costs a manifest
+read per file; `status` needs the answer in milliseconds.  Once an operation has
+verified (or written) every object under a root id, it records the root here.
+Anything that deletes objects from the cache (gc) clears the table.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+
+class StateDB:
+    def __init__(self, db_path: Path):
+        self.db_path = db_path
+        self._db: sqlite3.Connection | None = None
+
+    def _conn(self) -> sqlite3.Connection:
+        if self._db is None:
+            self.db_path.parent.mkdir(parents=True, exist_ok=True)
+            db = sqlite3.connect(self.db_path, timeout=60, isolation_level=None)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("CREATE TABLE IF NOT EXISTS complete (oid TEXT PRIMARY KEY)")
+            self._db = db
+        return self._db
+
+    def is_complete(self, oid: str) -> bool:
+        if not self.db_path.exists():
+            return False
+        return self._conn().execute("SELECT 1 FROM complete WHERE oid = ?", (oid,)).fetchone() is not None
+
+    def mark_complete(self, oids) -> None:
+        self._conn().executemany("INSERT OR IGNORE INTO complete VALUES (?)", [(o,) for o in oids])
+
+    def clear_complete(self) -> None:
+        if self.db_path.exists():
+            self._conn().execute("DELETE FROM complete")
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None

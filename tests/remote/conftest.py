@@ -1,0 +1,165 @@
+"""Fixtures for remote tests: a real moto S3 server on 127.0.0.1 and a local directory remote.
+
+Nothing here mocks the S3 client: botocore/s3fs talk HTTP to moto.  moto keeps
+its state per process, so every test gets a fresh bucket instead of a fresh
+server.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mlvc.remote.backend import RemoteBackend
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+REGION = "us-east-1"
+DUMMY_KEY = "testing"
+DUMMY_SECRET = "testing"
+
+RemoteSpec = tuple[str, dict[str, Any]]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "s3: runs against a local moto S3 server")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class MotoServer:
+    """A moto server in a thread of this process that can be stopped and restarted on the same port."""
+
+    def __init__(self, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self._server: Any = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        from moto.server import ThreadedMotoServer
+
+        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
+        self._server.start()
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.stop()
+            self._server = None
+
+
+def s3_options(endpoint: str, key: str = DUMMY_KEY, secret: str = DUMMY_SECRET) -> dict[str, Any]:
+    return {"endpoint_url": endpoint, "region": REGION, "access_key_id": key, "secret_access_key": secret}
+
+
+def create_bucket(endpoint: str) -> str:
+    import boto3
+
+    bucket = f"mlvc-test-{uuid.uuid4().hex[:16]}"
+    client = boto3.client("s3", endpoint_url=endpoint, region_name=REGION,
+                          aws_access_key_id=DUMMY_KEY, aws_secret_access_key=DUMMY_SECRET)
+    client.create_bucket(Bucket=bucket)
+    return bucket
+
+
+@pytest.fixture(autouse=True)
+def aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Dummy credentials, and no lookups of real ones (files, instance metadata) that could leak in or stall."""
+    empty = tmp_path_factory.getbasetemp() / "no-aws-config"
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", DUMMY_KEY)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", DUMMY_SECRET)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(empty))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(empty))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    for name in ("AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[str]:
+    """Endpoint URL of a moto server shared by the whole session."""
+    server = MotoServer()
+    server.start()
+    yield server.endpoint
+    server.stop()
+
+
+@pytest.fixture
+def outage_server() -> Iterator[MotoServer]:
+    """A separate server a test may stop and restart to simulate an outage without disturbing others."""
+    server = MotoServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def s3_url(moto_server: str) -> RemoteSpec:
+    """(url, options) of a remote under a fresh bucket."""
+    return f"s3://{create_bucket(moto_server)}/remote", s3_options(moto_server)
+
+
+@pytest.fixture
+def local_url(tmp_path: Path) -> RemoteSpec:
+    return str(tmp_path / "remote"), {}
+
+
+@pytest.fixture(params=["local", pytest.param("s3", marks=pytest.mark.s3)])
+def remote_spec(request: pytest.FixtureRequest) -> RemoteSpec:
+    return request.getfixturevalue(f"{request.param}_url")
+
+
+@pytest.fixture
+def remote(remote_spec: RemoteSpec) -> RemoteBackend:
+    backend = RemoteBackend(*remote_spec)
+    backend.ensure_base()
+    return backend
+
+
+@pytest.fixture
+def spawn_workers() -> Callable[..., list[str]]:
+    """`run_workers`, for test modules (conftest is not importable by a stable module name)."""
+    return run_workers
+
+
+@pytest.fixture
+def make_bucket() -> Callable[[str], str]:
+    """Creates a bucket on the given endpoint and returns its name."""
+    return create_bucket
+
+
+def run_workers(script: str, specs: list[dict[str, Any]], timeout_s: float = 30.0) -> list[str]:
+    """Run `script` in one real Python process per spec (passed as JSON in argv[1]); their stdouts.
+
+    Every spec gets the same `start_at` so the processes hit the remote together.
+    """
+    start_at = time.time() + 1.0
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+    processes = [
+        subprocess.Popen([sys.executable, "-c", script, json.dumps({**spec, "start_at": start_at})],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
+        for spec in specs
+    ]
+    outputs = []
+    for process in processes:
+        stdout, stderr = process.communicate(timeout=timeout_s)
+        assert process.returncode == 0, stderr
+        outputs.append(stdout.strip())
+    return outputs

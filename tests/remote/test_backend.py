@@ -1,0 +1,263 @@
+"""Contract of RemoteBackend, run against a directory remote and a moto S3 remote."""
+
+from __future__ import annotations
+
+import errno
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mlvc.errors import (
+    DiskError,
+    ObjectNotFoundError,
+    PathError,
+    RemoteAuthError,
+    RemoteNotFoundError,
+    RemoteUnreachableError,
+)
+from mlvc.remote import backend as backend_module
+from mlvc.remote.backend import TEMP_MARKER, RemoteBackend
+
+BIG_SIZE = 20 * 2**20 + 12_345  # above 10 MiB and above two S3 parts, so S3 goes multipart
+SECRET = "s3cr3t-Value-that-must-never-be-shown"
+
+PUT_WORKER = """
+import json, sys, time
+from mlvc.remote.backend import RemoteBackend
+spec = json.loads(sys.argv[1])
+backend = RemoteBackend(spec["url"], spec["options"])
+while time.time() < spec["start_at"]:
+    time.sleep(0.001)
+published = [backend.put_file(path, key) for path, key in spec["files"]]
+for key, data in spec["small"]:
+    backend.put_bytes(key, data.encode())
+print(json.dumps(published))
+"""
+
+
+def write_random(path: Path, size: int) -> bytes:
+    data = os.urandom(size)
+    path.write_bytes(data)
+    return data
+
+
+def temp_leftovers(root: Path) -> list[str]:
+    return [name for _dir, _subdirs, names in os.walk(root) for name in names if TEMP_MARKER in name]
+
+
+class TestBackendContract:
+    """Every remote kind must behave the same through this API."""
+
+    def test_large_file_roundtrip_is_streamed_with_progress(self, remote: RemoteBackend, tmp_path: Path) -> None:
+        data = write_random(tmp_path / "big.bin", BIG_SIZE)
+        uploaded: list[int] = []
+        assert remote.put_file(tmp_path / "big.bin", "packs/big.pack", callback=uploaded.append) is True
+        assert sum(uploaded) == BIG_SIZE
+        assert len(uploaded) > 1  # progress arrives in steps, not once at the end
+
+        downloaded: list[int] = []
+        target = tmp_path / "out" / "big.bin"
+        target.parent.mkdir()
+        remote.get_file("packs/big.pack", target, callback=downloaded.append)
+        assert target.read_bytes() == data
+        assert sum(downloaded) == BIG_SIZE
+        assert temp_leftovers(target.parent) == []
+        assert remote.size("packs/big.pack") == BIG_SIZE
+
+    def test_put_file_never_overwrites(self, remote: RemoteBackend, tmp_path: Path) -> None:
+        (tmp_path / "first").write_bytes(b"first version")
+        (tmp_path / "second").write_bytes(b"second version")
+        assert remote.put_file(tmp_path / "first", "packs/a.pack") is True
+        progress: list[int] = []
+        assert remote.put_file(tmp_path / "second", "packs/a.pack", callback=progress.append) is False
+        assert remote.get_bytes("packs/a.pack") == b"first version"
+        assert progress == []  # nothing was transferred
+
+    def test_put_bytes_roundtrip_and_replace(self, remote: RemoteBackend) -> None:
+        remote.put_bytes("meta/info.json", b"{}")
+        assert remote.get_bytes("meta/info.json") == b"{}"
+        remote.put_bytes("meta/info.json", b'{"v": 2}')
+        assert remote.get_bytes("meta/info.json") == b'{"v": 2}'
+        remote.put_bytes("meta/empty", b"")
+        assert remote.get_bytes("meta/empty") == b""
+        assert remote.size("meta/empty") == 0
+
+    def test_range_reads(self, remote: RemoteBackend) -> None:
+        data = bytes(range(256)) * 4
+        remote.put_bytes("packs/r.pack", data)
+        assert remote.get_range("packs/r.pack", 0, 10) == data[:10]
+        assert remote.get_range("packs/r.pack", 500, 100) == data[500:600]
+        assert remote.get_range("packs/r.pack", 1020, 10) == data[1020:]  # short at the end
+        assert remote.get_range("packs/r.pack", 1024, 10) == b""
+        assert remote.get_range("packs/r.pack", 5000, 10) == b""
+        assert remote.get_range("packs/r.pack", 7, 0) == b""
+        with pytest.raises(ValueError):
+            remote.get_range("packs/r.pack", -1, 10)
+
+    def test_listing(self, remote: RemoteBackend) -> None:
+        keys = ["packs/aa01.pack", "packs/aa01.idx", "packs/bb02.pack", "meta/x", "top"]
+        for key in keys:
+            remote.put_bytes(key, key.encode())
+        assert remote.list() == sorted(keys)
+        assert remote.list("") == sorted(keys)
+        assert remote.list("packs/") == ["packs/aa01.idx", "packs/aa01.pack", "packs/bb02.pack"]
+        assert remote.list("packs") == ["packs/aa01.idx", "packs/aa01.pack", "packs/bb02.pack"]
+        assert remote.list("packs/aa") == ["packs/aa01.idx", "packs/aa01.pack"]
+        assert remote.list("packs/zz") == []
+        assert remote.list("nothing/") == []
+        assert remote.list("nothing/deeper/") == []
+
+    def test_exists_size_and_delete(self, remote: RemoteBackend) -> None:
+        assert remote.exists("packs/e.pack") is False
+        remote.put_bytes("packs/e.pack", b"12345")
+        assert remote.exists("packs/e.pack") is True
+        assert remote.size("packs/e.pack") == 5
+        assert remote.exists("packs") is False  # a directory / prefix is not an object
+        remote.delete("packs/e.pack")
+        assert remote.exists("packs/e.pack") is False
+        remote.delete("packs/e.pack")  # deleting an absent key is fine
+
+    def test_missing_key_raises_object_not_found(self, remote: RemoteBackend, tmp_path: Path) -> None:
+        calls: list[Callable[[], Any]] = [
+            lambda: remote.get_bytes("packs/missing.pack"),
+            lambda: remote.get_range("packs/missing.pack", 0, 10),
+            lambda: remote.get_range("packs/missing.pack", 0, 0),
+            lambda: remote.size("packs/missing.pack"),
+            lambda: remote.get_file("packs/missing.pack", tmp_path / "dest"),
+            lambda: remote.get_tagged("packs/missing.pack"),
+        ]
+        for call in calls:
+            with pytest.raises(ObjectNotFoundError) as caught:
+                call()
+            assert caught.value.oid == "packs/missing.pack"
+            assert remote.describe() in str(caught.value)
+        assert not (tmp_path / "dest").exists()
+        assert temp_leftovers(tmp_path) == []
+
+    @pytest.mark.parametrize("bad_key", ["../x", "a/../../x", "/abs", "a//b", "./a", "", "a\\b", "a/b.tmp-1"])
+    def test_unsafe_keys_are_refused(self, remote: RemoteBackend, bad_key: str, tmp_path: Path) -> None:
+        (tmp_path / "f").write_bytes(b"x")
+        for call in (lambda: remote.put_bytes(bad_key, b"x"), lambda: remote.get_bytes(bad_key),
+                     lambda: remote.exists(bad_key), lambda: remote.put_file(tmp_path / "f", bad_key),
+                     lambda: remote.delete(bad_key)):
+            with pytest.raises(PathError):
+                call()
+        with pytest.raises(ValueError):
+            remote.list("../")
+
+    def test_conditional_operations(self, remote: RemoteBackend) -> None:
+        tag = remote.create_bytes("locks/x", b"one")
+        assert tag is not None
+        assert remote.create_bytes("locks/x", b"two") is None
+        data, current = remote.get_tagged("locks/x")
+        assert (data, current) == (b"one", tag)
+
+        assert remote.replace_if_unchanged("locks/x", b"three", "not-the-tag") is None
+        new_tag = remote.replace_if_unchanged("locks/x", b"three", tag)
+        assert new_tag is not None and new_tag != tag
+        assert remote.get_bytes("locks/x") == b"three"
+
+        assert remote.delete_if_unchanged("locks/x", tag) is False
+        assert remote.exists("locks/x")
+        assert remote.delete_if_unchanged("locks/x", new_tag) is True
+        assert not remote.exists("locks/x")
+        assert remote.delete_if_unchanged("locks/x", new_tag) is False
+        assert remote.replace_if_unchanged("locks/x", b"four", new_tag) is None
+
+    def test_temp_cleanup(self, remote: RemoteBackend, remote_spec: tuple[str, dict[str, Any]]) -> None:
+        remote.put_bytes("packs/keep.pack", b"keep")
+        if remote.kind != "local":
+            assert remote.cleanup_temp(0) == 0  # S3 writes leave no temp objects
+            return
+        root = Path(remote_spec[0])
+        stale = root / "packs" / f"dead.pack{TEMP_MARKER}host-123-abc"
+        fresh = root / "packs" / f"live.pack{TEMP_MARKER}host-456-def"
+        stale.write_bytes(b"partial")
+        fresh.write_bytes(b"partial")
+        an_hour_ago = time.time() - 3600
+        os.utime(stale, (an_hour_ago, an_hour_ago))
+        assert remote.list("packs/") == ["packs/keep.pack"]  # in-progress writes are invisible
+        assert remote.cleanup_temp(600) == 1
+        assert not stale.exists() and fresh.exists()
+        assert remote.get_bytes("packs/keep.pack") == b"keep"
+
+    def test_concurrent_processes(self, remote: RemoteBackend, remote_spec: tuple[str, dict[str, Any]],
+                                  tmp_path: Path, spawn_workers: Callable[..., list[str]]) -> None:
+        """Real processes put one shared key and their own keys at the same moment."""
+        shared = write_random(tmp_path / "shared.bin", 3 * 2**20)
+        own = {i: write_random(tmp_path / f"own-{i}.bin", 2**20 + i) for i in range(4)}
+        specs = [{
+            "url": remote_spec[0], "options": remote_spec[1],
+            "files": [[str(tmp_path / "shared.bin"), "packs/shared.pack"],
+                      [str(tmp_path / f"own-{i}.bin"), f"packs/own-{i}.pack"]],
+            "small": [["meta/shared", "same content"], [f"meta/own-{i}", f"content {i}"]],
+        } for i in own]
+        results = [eval(line) for line in spawn_workers(PUT_WORKER, specs)]  # noqa: S307 - our own JSON lists
+        assert all(own_published for _shared, own_published in results)
+        shared_published = sum(shared_published for shared_published, _own in results)
+        if remote.kind == "local":
+            assert shared_published == 1  # link() lets exactly one writer publish
+        else:
+            assert shared_published >= 1
+
+        assert remote.get_bytes("packs/shared.pack") == shared
+        for i, data in own.items():
+            assert remote.get_bytes(f"packs/own-{i}.pack") == data
+            assert remote.get_bytes(f"meta/own-{i}") == f"content {i}".encode()
+        assert remote.get_bytes("meta/shared") == b"same content"
+        assert len(remote.list("packs/")) == 5
+        if remote.kind == "local":
+            assert temp_leftovers(Path(remote_spec[0])) == []
+
+
+# -- directory remotes --------------------------------------------------------------------
+
+
+def test_file_url_and_plain_path_are_the_same_remote(tmp_path: Path) -> None:
+    plain = RemoteBackend(str(tmp_path / "r"))
+    plain.ensure_base()
+    plain.put_bytes("a/b", b"data")
+    via_url = RemoteBackend((tmp_path / "r").as_uri(), {})
+    assert via_url.kind == "local"
+    assert via_url.get_bytes("a/b") == b"data"
+
+
+def test_missing_local_base_is_remote_not_found(tmp_path: Path) -> None:
+    unmounted = RemoteBackend(str(tmp_path / "not-mounted" / "remote"))
+    with pytest.raises(RemoteNotFoundError):
+        unmounted.ensure_base()  # never creates more than the last component
+    assert not (tmp_path / "not-mounted").exists()
+    with pytest.raises(RemoteNotFoundError):
+        unmounted.get_bytes("packs/x.pack")
+    with pytest.raises(RemoteNotFoundError):
+        unmounted.put_bytes("packs/x.pack", b"x")
+    with pytest.raises(RemoteNotFoundError):
+        unmounted.list()
+    assert unmounted.exists("packs/x.pack") is False
+
+
+def test_disk_full_while_downloading_is_disk_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    remote = RemoteBackend(str(tmp_path / "remote"))
+    remote.ensure_base()
+    remote.put_bytes("packs/p.pack", b"x" * 1000)
+
+    def disk_full(*_args: Any) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    # the only simulated failure in this suite: a real full disk is not available to tests
+    monkeypatch.setattr(backend_module, "_copy_stream", disk_full)
+    with pytest.raises(DiskError, match="No space left"):
+        remote.get_file("packs/p.pack", tmp_path / "dest")
+    assert os.listdir(tmp_path) == ["remote"]  # neither target nor temp file left behind
+
+
+# -- S3 only ------------------------------------------------------------------------------
+
+
+@pytest.mark.s3
+def test_missing_bucket_is_remote_not_found(moto_server: str) -> None:
+    from tests_remote_options import OPTIONS  # noqa: F401 - placeholder replaced below
