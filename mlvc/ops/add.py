@@ -148,6 +148,11 @@ def add_one(repo, path: str | Path, *, role: str | None = None, meta: dict | Non
             old = None  # a broken pointer is simply replaced by a correct one
     new_meta = dict(old.meta) if old and old.meta else {}
     new_meta.update(meta or {})
+    if old is None or old.oid != to_oid(oid) or "modules" not in new_meta:
+        from .modules import checkpoint_meta  # per-module ids; recomputed only when content changed
+
+        new_meta.pop("modules", None)
+        new_meta.update(checkpoint_meta(repo, target, files))
     ptr = pointers.PointerFile(target.name, kind, to_oid(oid), total, len(files), params,
                                role or (old.role if old else None), new_meta)
     changed = old is None or old.to_yaml() != ptr.to_yaml()

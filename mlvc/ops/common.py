@@ -95,3 +95,24 @@ def missing_objects(store, ptr: pointers.PointerFile) -> list[bytes]:
             if not store.has(CHUNK, cid):
                 missing.append(cid)
     return missing
+
+
+def reachable(store, ptr: pointers.PointerFile) -> list[tuple[int, bytes]]:
+    """Every (type, id) an artifact needs: its tree (if a dir), file manifests, chunks.
+
+    Raises ObjectNotFoundError when a manifest needed to walk further is missing.
+    """
+    from ..store.cache import CHUNK
+
+    oid = from_oid(ptr.oid)
+    out: list[tuple[int, bytes]] = []
+    if ptr.kind == "dir":
+        out.append((TREE_MANIFEST, oid))
+    seen: set[bytes] = set()
+    for e in load_entries(store, ptr):
+        if e.file_id in seen:
+            continue
+        seen.add(e.file_id)
+        out.append((FILE_MANIFEST, e.file_id))
+        out.extend((CHUNK, cid) for cid, _ in file_manifest(store, e.file_id).chunks)
+    return out

@@ -1,0 +1,88 @@
+"""Per-module ids of checkpoints, recorded in the pointer's meta when a checkpoint is added.
+
+A module id is `checkpoint.module_digests` over the model's tensors: one
+xxh3-128 per top-level module (the first dotted component of the state-dict
+key), over each tensor's name, dtype, shape and bytes.  Tensor names are taken
+relative to the model, i.e. a `model.` / `state_dict.` wrapper (what
+`mlvc.torch.save` writes) is stripped and the other top-level entries of the
+saved object (optimizer state, ...) are left out, so the ids equal what
+`mlvc.torch.module_versions(model)` computes from the live model.
+
+Reading is torch-free and never executes pickled code.  Any failure (not a
+checkpoint, unsafe pickle, damaged file, file changed meanwhile) records
+nothing: an unreadable checkpoint never fails an add.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Any
+
+from .. import checkpoint as ckpt
+
+# Files inside a directory artifact that are sniffed for a checkpoint format.
+# (A single-file artifact is always sniffed: it costs one 4 KiB read.)
+CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".tar", ".safetensors")
+
+
+def is_checkpoint_name(name: str) -> bool:
+    return name.lower().endswith(CHECKPOINT_SUFFIXES)
+
+
+def model_layout(layout: ckpt.CheckpointLayout) -> ckpt.CheckpointLayout:
+    """The layout restricted to the model's tensors, named relative to the model.
+
+    When the saved object wraps the state dict (`{"model": ..., "optimizer": ...}`),
+    only the tensors under the wrapper are kept, with the wrapper prefix removed.
+    """
+    for wrapper in ckpt.STATE_DICT_WRAPPERS:
+        inner = [t for t in layout.tensors if t.name.startswith(wrapper) and len(t.name) > len(wrapper)]
+        if inner:
+            tensors = [dataclasses.replace(t, name=t.name[len(wrapper):]) for t in inner]
+            return dataclasses.replace(layout, tensors=tensors)
+    return layout
+
+
+def file_module_ids(path: Path, name: str | None = None) -> dict[str, str] | None:
+    """{module: "xxh128:<hex>"} of one checkpoint file, or None if it is not one mlvc can read."""
+    with open(path, "rb") as f:
+        head = f.read(ckpt.HEAD_SIZE)
+        if ckpt.detect_format(head, name or path.name) is None:
+            return None
+        layout = model_layout(ckpt.read_layout(f))
+        if not layout.tensors:
+            return None
+        return ckpt.module_digests(f, layout)
+
+
+def _module_ids_if_stable(fs) -> dict[str, str] | None:
+    try:
+        before = os.stat(fs.path)
+        if before.st_size != fs.size or before.st_mtime_ns != fs.mtime_ns:
+            return None
+        ids = file_module_ids(fs.path)
+        after = os.stat(fs.path)
+    except Exception:  # noqa: BLE001 - an unreadable checkpoint records nothing, never fails the add
+        return None
+    if (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns):
+        return None  # changed while read: the ids could belong to neither version
+    return ids
+
+
+def checkpoint_meta(repo: Any, target: Path, files: list) -> dict:
+    """Pointer meta for an artifact: `{"modules": {module: id}}` for a checkpoint file,
+    `{"modules": {file: {module: id}}}` for a directory holding checkpoints, else `{}`."""
+    del repo, target  # the signature leaves room for config (depth, formats); nothing needed yet
+    if len(files) == 1 and files[0].rel == "":
+        ids = _module_ids_if_stable(files[0])
+        return {"modules": ids} if ids else {}
+    per_file = {}
+    for fs in files:
+        if not is_checkpoint_name(fs.rel):
+            continue
+        ids = _module_ids_if_stable(fs)
+        if ids:
+            per_file[fs.rel] = ids
+    return {"modules": per_file} if per_file else {}

@@ -1,0 +1,275 @@
+"""`mlvc checkout REV [PATH...]` and `mlvc checkout [REV] --to DIR [PATH...]`.
+
+Switching: refuse (like git) when uncommitted work would be lost, then
+`git checkout REV` and restore that commit's artifacts, fetching objects the
+cache lacks from the default remote.  A pointer that cannot be read, or an
+artifact whose objects cannot be found, is reported in `failed`; every other
+artifact is still restored.
+
+Exporting (`--to`): read the pointers of REV straight from git's object
+database and write the artifacts under DIR; HEAD, the index and the workspace
+are not touched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import os
+import posixpath
+from pathlib import Path
+
+from .. import pointer as pointers
+from ..errors import ConflictError, MlvcError, ObjectNotFoundError, PathError, PointerError, RemoteError
+from ..progress import NULL, Progress
+from ..store.cache import wrap_os_error
+from .checkout import CheckoutResult, checkout, materialize
+from .common import load_entries, missing_objects, select
+
+# Set while mlvc itself runs `git checkout`, so the post-checkout hook does not restore twice.
+HOOK_SKIP_ENV = "MLVC_SKIP_HOOKS"
+
+
+def default_remote(repo) -> str | None:
+    try:
+        name = repo.config["default_remote"]
+    except (KeyError, MlvcError):
+        return None
+    return name or None
+
+
+def pull_hint(repo) -> str:
+    name = default_remote(repo)
+    if name:
+        return f"run `mlvc pull -r {name}` (or `mlvc push` on a machine that has them)"
+    return ("no default remote is configured: add one with `mlvc remote add NAME URL` and "
+            "`mlvc remote default NAME`, then `mlvc pull`")
+
+
+@contextlib.contextmanager
+def hooks_skipped():
+    old = os.environ.get(HOOK_SKIP_ENV)
+    os.environ[HOOK_SKIP_ENV] = "1"
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(HOOK_SKIP_ENV, None)
+        else:
+            os.environ[HOOK_SKIP_ENV] = old
+
+
+def fetch_missing(repo, rev: str | None, paths, progress: Progress = NULL) -> str | None:
+    """Ask the remotes module to fetch what the cache lacks.  Returns an error text, or None on success."""
+    remote = default_remote(repo)
+    if remote is None:
+        return None  # nothing to try; the pull hint says how to configure one
+    try:
+        from . import fetch as fetch_mod  # written by the remotes work; optional here
+    except ImportError:
+        return "fetching from remotes is not available in this installation"
+    fn = getattr(fetch_mod, "fetch", None)
+    if fn is None:
+        return "fetching from remotes is not available in this installation"
+    wanted = {"remote": remote, "rev": rev, "paths": list(paths) if paths else None, "progress": progress}
+    try:
+        params = inspect.signature(fn).parameters
+        kwargs = {k: v for k, v in wanted.items() if k in params}
+    except (TypeError, ValueError):
+        kwargs = {"remote": remote}
+    try:
+        fn(repo, **kwargs)
+    except RemoteError as exc:
+        return f"remote {remote!r}: {exc}"
+    except MlvcError as exc:  # partial fetch: the per-artifact check below reports what is still missing
+        return str(exc)
+    with contextlib.suppress(AttributeError):
+        repo.store.refresh()
+    return None
+
+
+def _git(repo):
+    from ..git import GitRepo
+
+    if not repo.has_git:
+        raise MlvcError("checking out a revision needs a git repository (this one was set up with --no-scm)")
+    return GitRepo(repo.root)
+
+
+def _unsaved_artifacts(repo) -> list[str]:
+    """Workspace artifacts modified and never added (their content is not in the cache)."""
+    from .status import MODIFIED, status
+
+    out = []
+    for st in status(repo, check_cache=False):
+        if st.state == MODIFIED:
+            out.append(st.path)
+    if not out:
+        return out
+    # A modification whose content the cache already holds (e.g. a pointer switched back) loses nothing.
+    from ..store.cache import FILE_MANIFEST
+    from .status import workspace_ids
+
+    unsaved = []
+    for t in select(repo, out):
+        if t.ptr is None:
+            continue
+        try:
+            ids = workspace_ids(repo, t)
+        except MlvcError:
+            unsaved.append(t.display)
+            continue
+        if any(not repo.store.has_any(FILE_MANIFEST, fid) for fid, _ in ids.values()):
+            unsaved.append(t.display)
+    return unsaved
+
+
+def checkout_rev(repo, rev: str | None, paths=None, *, force: bool = False, to: Path | str | None = None,
+                 progress: Progress = NULL) -> CheckoutResult:
+    git = _git(repo)
+    try:
+        if to is not None:
+            return export_rev(repo, git, rev or "HEAD", paths, Path(to), progress)
+        if rev is None:
+            return checkout(repo, paths, force=force, progress=progress)
+        return _switch(repo, git, rev, paths, force, progress)
+    finally:
+        git.close()
+
+
+def _switch(repo, git, rev: str, paths, force: bool, progress: Progress) -> CheckoutResult:
+    sha = git.resolve(rev)  # RevisionError for an unknown revision or a repo without commits
+    if not force:
+        if git.has_commits() and git.is_dirty():
+            changed = [line[3:] for line in git.run_git("status", "--porcelain=v1", "--untracked-files=no")
+                       .splitlines() if line.strip()]
+            shown = ", ".join(changed[:3]) + (f" and {len(changed) - 3} more" if len(changed) > 3 else "")
+            raise ConflictError(f"uncommitted changes to tracked files would be lost by checking out {rev}: "
+                                f"{shown}", hint="commit or stash them, or use `mlvc checkout --force`")
+        unsaved = _unsaved_artifacts(repo)
+        if unsaved:
+            shown = ", ".join(unsaved[:3]) + (f" and {len(unsaved) - 3} more" if len(unsaved) > 3 else "")
+            raise ConflictError(f"{shown}: modified in the workspace and never added; checking out {rev} "
+                                "would lose it", hint=f"run `mlvc add {unsaved[0]}` to keep it, "
+                                                      "or `mlvc checkout --force`")
+    # Check out the exact commit when `rev` is not a branch, so that git detaches HEAD as it would.
+    target = rev if rev in git.branch_heads() else sha
+    with hooks_skipped():
+        git.checkout(target, force=force)
+    fetch_error = _prefetch(repo, None, select_safe(repo, paths), progress)
+    result = checkout(repo, paths, force=force, progress=progress)
+    _explain_missing(repo, result, fetch_error)
+    return result
+
+
+def select_safe(repo, paths):
+    try:
+        return [t.ptr for t in select(repo, paths) if t.ptr is not None]
+    except MlvcError:
+        return []
+
+
+def _prefetch(repo, rev: str | None, ptrs, progress: Progress) -> str | None:
+    """Fetch from the default remote when any selected artifact has objects the cache lacks."""
+    need = []
+    for ptr in ptrs:
+        if repo.state.is_complete(ptr.oid):
+            continue
+        try:
+            if missing_objects(repo.store, ptr):
+                need.append(ptr)
+        except MlvcError:
+            need.append(ptr)
+    if not need:
+        return None
+    return fetch_missing(repo, rev, None, progress)
+
+
+def missing_message(repo, msg: str, fetch_error: str | None) -> str:
+    base = msg.split(" (run `mlvc pull")[0]
+    tried = f" (fetch failed: {fetch_error})" if fetch_error else ""
+    return f"{base}; could not restore it{tried}: {pull_hint(repo)}"
+
+
+def _explain_missing(repo, result: CheckoutResult, fetch_error: str | None) -> None:
+    for name, msg in list(result.failed.items()):
+        if result.failed_codes.get(name) == ObjectNotFoundError.exit_code:
+            result.failed[name] = missing_message(repo, msg, fetch_error)
+
+
+def _wanted(repo, paths) -> list[str] | None:
+    """Repo-relative POSIX paths named on the command line (artifacts or pointers)."""
+    if not paths:
+        return None
+    out = []
+    for p in paths:
+        rel = repo.rel(repo.resolve_user_path(p))
+        out.append(rel[: -len(pointers.SUFFIX)] if rel.endswith(pointers.SUFFIX) else rel)
+    return out
+
+
+def _matches(display: str, wanted: list[str] | None) -> bool:
+    if wanted is None:
+        return True
+    return any(display == w or display.startswith(w.rstrip("/") + "/") for w in wanted)
+
+
+def pointers_at(git, rev: str) -> list[tuple[str, str, pointers.PointerFile | None, MlvcError | None]]:
+    """(pointer path, artifact path, parsed pointer or None, error) for every pointer file at `rev`."""
+    out = []
+    for rel in git.list_files(rev, pointers.SUFFIX):
+        if rel.startswith(".mlvc/"):
+            continue
+        data = git.read_blob(rev, rel)
+        fallback = rel[: -len(pointers.SUFFIX)]
+        try:
+            ptr = pointers.PointerFile.parse(data or b"", f"{rel} at {rev}")
+        except PointerError as exc:
+            out.append((rel, fallback, None, exc))
+            continue
+        parent = posixpath.dirname(rel)
+        out.append((rel, posixpath.join(parent, ptr.path) if parent else ptr.path, ptr, None))
+    return out
+
+
+def export_rev(repo, git, rev: str, paths, dest: Path, progress: Progress = NULL) -> CheckoutResult:
+    git.resolve(rev)
+    result = CheckoutResult()
+    wanted = _wanted(repo, paths)
+    found = [p for p in pointers_at(git, rev) if _matches(p[1], wanted) or (wanted and p[0] in wanted)]
+    if wanted and not found:
+        raise PathError(", ".join(paths), f"is not tracked by mlvc at {rev}")
+    dest = Path(os.path.abspath(dest))
+    ptrs = [ptr for _, _, ptr, _ in found if ptr is not None]
+    fetch_error = _prefetch(repo, rev, ptrs, progress)
+    for _, display, ptr, err in found:
+        if ptr is None:
+            result.failed[display] = str(err)
+            result.failed_codes[display] = err.exit_code
+            continue
+        try:
+            entries = load_entries(repo.store, ptr)
+            target = dest / display
+            if ptr.kind == "dir":
+                target.mkdir(parents=True, exist_ok=True)
+            progress.start(f"export {display}", ptr.size)
+            try:
+                materialize(repo.store, entries, target, progress)
+            finally:
+                progress.finish()
+            result.restored.append(display)
+            result.written_files += len(entries)
+            result.written_bytes += sum(e.size for e in entries)
+        except MlvcError as exc:
+            msg = str(exc)
+            if isinstance(exc, ObjectNotFoundError):
+                msg = missing_message(repo, msg, fetch_error)
+            elif exc.hint:
+                msg += f" ({exc.hint})"
+            result.failed[display] = msg
+            result.failed_codes[display] = exc.exit_code
+        except OSError as exc:
+            err2 = wrap_os_error(exc, display)
+            result.failed[display] = str(err2)
+            result.failed_codes[display] = err2.exit_code
+    return result

@@ -1,0 +1,41 @@
+"""Test helpers shared across the suite (import as `from helpers import git, mlvc_cli`)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+GIT_ENV = {
+    "GIT_AUTHOR_NAME": "mlvc-test",
+    "GIT_AUTHOR_EMAIL": "test@mlvc.invalid",
+    "GIT_COMMITTER_NAME": "mlvc-test",
+    "GIT_COMMITTER_EMAIL": "test@mlvc.invalid",
+    "GIT_CONFIG_NOSYSTEM": "1",
+    "MLVC_NO_PROGRESS": "1",
+}
+
+
+def git(cwd: Path, *args: str) -> str:
+    env = dict(os.environ, **GIT_ENV)
+    proc = subprocess.run(["git", *args], cwd=cwd, env=env, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise AssertionError(f"git {' '.join(args)} failed: {proc.stderr}")
+    return proc.stdout
+
+
+class CliResult:
+    def __init__(self, code: int, out: str, err: str):
+        self.code, self.out, self.err = code, out, err
+
+    def __repr__(self) -> str:
+        return f"CliResult(code={self.code}, out={self.out!r}, err={self.err!r})"
+
+
+def mlvc_cli(cwd: Path, *args: str, timeout: float = 300, env: dict | None = None) -> CliResult:
+    """Run the real `mlvc` entry point in a subprocess."""
+    full_env = dict(os.environ, **GIT_ENV, **(env or {}))
+    proc = subprocess.run([sys.executable, "-c", "from mlvc.cli.main import main; main()", *args],
+                          cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout)
+    return CliResult(proc.returncode, proc.stdout, proc.stderr)

@@ -1,0 +1,252 @@
+"""The issue's core flow on a real git repo: add, commit, change, status, add, checkout v1."""
+
+import hashlib
+import io
+import os
+import random
+
+import pytest
+
+from mlvc.errors import ConflictError, FileChangedError, PathError
+from mlvc.ops.add import add
+from mlvc.ops.checkout import checkout
+from mlvc.ops.status import MISSING, MODIFIED, UNCHANGED, status
+from mlvc.repo import Repo
+from mlvc.store.cache import CHUNK
+
+from helpers import git
+
+
+def digest_tree(root):
+    out = {}
+    for d, _, files in os.walk(root):
+        for f in files:
+            p = os.path.join(d, f)
+            out[os.path.relpath(p, root)] = hashlib.sha256(open(p, "rb").read()).hexdigest()
+    return out
+
+
+def make_workspace(root, seed=0, n_files=300, model_mb=4):
+    rng = random.Random(seed)
+    (root / "checkpoints").mkdir(exist_ok=True)
+    (root / "checkpoints" / "model.pt").write_bytes(rng.randbytes(model_mb << 20))
+    data = root / "data" / "processed"
+    data.mkdir(parents=True, exist_ok=True)
+    for i in range(n_files):
+        (data / f"part-{i // 100}" / f"s{i}.txt").parent.mkdir(exist_ok=True)
+        (data / f"part-{i // 100}" / f"s{i}.txt").write_text(f"sample {i} {rng.random()}\n" * 20)
+
+
+def fresh(root):
+    return Repo.find(root)
+
+
+def test_full_flow_restores_v1_bytes(repo_dir):
+    make_workspace(repo_dir)
+    r = fresh(repo_dir)
+    res = add(r, ["checkpoints", "data/processed"])
+    assert [x.kind for x in res] == ["dir", "dir"]
+    assert (repo_dir / "checkpoints.mlvc").exists() and (repo_dir / "data" / "processed.mlvc").exists()
+    assert "/checkpoints" in (repo_dir / ".gitignore").read_text()
+    assert "/processed" in (repo_dir / "data" / ".gitignore").read_text()
+    git(repo_dir, "add", "-A")
+    git(repo_dir, "commit", "-qm", "v1")
+    assert "checkpoints/model.pt" not in git(repo_dir, "ls-files")
+    v1 = digest_tree(repo_dir / "checkpoints") | digest_tree(repo_dir / "data")
+
+    # fine-tune: rewrite ~10% of the model in the middle, edit two data files, add one, delete one
+    model = repo_dir / "checkpoints" / "model.pt"
+    b = bytearray(model.read_bytes())
+    b[len(b) // 2: len(b) // 2 + len(b) // 10] = os.urandom(len(b) // 10)
+    model.write_bytes(bytes(b))
+    data = repo_dir / "data" / "processed"
+    (data / "part-0" / "s1.txt").write_text("edited\n")
+    (data / "part-1" / "s150.txt").write_text("edited too\n")
+    (data / "part-2" / "new.txt").write_text("new\n")
+    (data / "part-0" / "s2.txt").unlink()
+
+    st = {s.path: s for s in status(fresh(repo_dir))}
+    assert st["checkpoints"].state == MODIFIED and st["checkpoints"].modified == ["model.pt"]
+    d = st["data/processed"]
+    assert d.state == MODIFIED
+    assert d.modified == ["part-0/s1.txt", "part-1/s150.txt"]
+    assert d.added == ["part-2/new.txt"] and d.removed == ["part-0/s2.txt"]
+
+    r = fresh(repo_dir)
+    res2 = add(r, ["checkpoints", "data/processed"])
+    # content-defined chunking: the rewritten 10% plus a few boundary chunks are new
+    assert res2[0].new_bytes < 0.2 * res2[0].size
+    git(repo_dir, "commit", "-qam", "v2")
+    assert all(s.state == UNCHANGED for s in status(fresh(repo_dir)))
+
+    git(repo_dir, "checkout", "-q", "HEAD~1")
+    result = checkout(fresh(repo_dir))
+    assert not result.failed and sorted(result.restored) == ["checkpoints", "data/processed"]
+    assert digest_tree(repo_dir / "checkpoints") | digest_tree(repo_dir / "data") == v1
+    assert not (data / "part-2" / "new.txt").exists()
+    assert all(s.state == UNCHANGED for s in status(fresh(repo_dir)))
+
+
+def test_readd_unchanged_uses_hash_cache(repo_dir):
+    make_workspace(repo_dir, n_files=50, model_mb=1)
+    # make the files "old" so the racy-timestamp rule lets the hash cache trust them
+    for d, _, files in os.walk(repo_dir / "data"):
+        for f in files:
+            os.utime(os.path.join(d, f), ns=(1_600_000_000_000_000_000,) * 2)
+    first = add(fresh(repo_dir), ["data/processed"])[0]
+    assert first.hashed_files == 50
+    again = add(fresh(repo_dir), ["data/processed"])[0]
+    assert again.hashed_files == 0 and again.oid == first.oid and not again.changed
+
+
+def test_insertion_at_front_still_dedups(repo_dir):
+    rng = random.Random(1)
+    body = rng.randbytes(8 << 20)
+    f = repo_dir / "w.bin"
+    f.write_bytes(body)
+    add(fresh(repo_dir), ["w.bin"])
+    f.write_bytes(rng.randbytes(100_000) + body)
+    res = add(fresh(repo_dir), ["w.bin"])[0]
+    assert res.new_bytes < 0.05 * res.size
+
+
+def test_status_reports_missing_workspace_and_missing_cache(repo_dir):
+    (repo_dir / "a.bin").write_bytes(os.urandom(1000))
+    add(fresh(repo_dir), ["a.bin"])
+    (repo_dir / "a.bin").unlink()
+    (st,) = status(fresh(repo_dir))
+    assert st.state == MISSING and st.cache_complete is True
+    # delete the cache: status must say objects are missing
+    import shutil
+
+    shutil.rmtree(repo_dir / ".mlvc" / "cache")
+    shutil.rmtree(repo_dir / ".mlvc" / "state")
+    (st,) = status(fresh(repo_dir))
+    assert st.cache_complete is False
+
+
+def test_checkout_refuses_to_overwrite_unsaved_work_then_force(repo_dir):
+    (repo_dir / "m.bin").write_bytes(b"v1" * 1000)
+    add(fresh(repo_dir), ["m.bin"])
+    (repo_dir / "m.bin").write_bytes(b"never added")
+    result = checkout(fresh(repo_dir))
+    assert "never added" in result.failed["m.bin"] and result.failed_codes["m.bin"] == ConflictError.exit_code
+    assert (repo_dir / "m.bin").read_bytes() == b"never added"
+    assert not checkout(fresh(repo_dir), force=True).failed
+    assert (repo_dir / "m.bin").read_bytes() == b"v1" * 1000
+
+
+def test_checkout_removes_files_not_in_manifest_only_if_known(repo_dir):
+    d = repo_dir / "ds"
+    d.mkdir()
+    (d / "a").write_text("a")
+    add(fresh(repo_dir), ["ds"])
+    (d / "b").write_text("b")
+    add(fresh(repo_dir), ["ds"])  # b is now known to the cache
+    ptr_v2 = (repo_dir / "ds.mlvc").read_text()
+    (d / "b").unlink()
+    add(fresh(repo_dir), ["ds"])
+    (d / "b").write_text("b")  # known content: may be removed
+    (d / "c").write_text("unsaved")  # unknown: conflict
+    res = checkout(fresh(repo_dir))
+    assert "ds" in res.failed and (d / "c").exists()
+    (d / "c").unlink()
+    res = checkout(fresh(repo_dir))
+    assert not res.failed and not (d / "b").exists()
+    (repo_dir / "ds.mlvc").write_text(ptr_v2)
+    assert not checkout(fresh(repo_dir)).failed and (d / "b").read_text() == "b"
+
+
+def test_corrupt_chunk_leaves_workspace_untouched(repo_dir):
+    (repo_dir / "m.bin").write_bytes(os.urandom(3 << 20))
+    add(fresh(repo_dir), ["m.bin"])
+    (repo_dir / "m.bin").write_bytes(b"other version, known")
+    add(fresh(repo_dir), ["m.bin"])
+    ptr_v2 = (repo_dir / "m.bin.mlvc").read_text()
+    git(repo_dir, "add", "-A")
+    git(repo_dir, "commit", "-qm", "x")
+    r = fresh(repo_dir)
+    # flip a byte inside the largest pack (holds the 3 MiB version's chunks)
+    pack = max((repo_dir / ".mlvc" / "cache" / "packs").glob("*.pack"), key=lambda p: p.stat().st_size)
+    raw = bytearray(pack.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    pack.write_bytes(bytes(raw))
+    r.close()
+    # point back at the first version (whose chunks are damaged)
+    first_id = [line for line in ptr_v2.splitlines()]
+    assert first_id
+    from mlvc.pointer import PointerFile, load, write
+
+    p = load(repo_dir / "m.bin.mlvc")
+    from mlvc.hashing import to_oid
+    store = fresh(repo_dir).store
+    big = [oid for oid in store.iter_ids(1)]
+    target = [o for o in big if to_oid(o) != p.oid][0]
+    write(repo_dir / "m.bin.mlvc", PointerFile(p.path, "file", to_oid(target), 3 << 20, 1))
+    res = checkout(fresh(repo_dir))
+    assert "corrupt" in res.failed["m.bin"]
+    assert (repo_dir / "m.bin").read_bytes() == b"other version, known"
+    assert not [p for p in repo_dir.iterdir() if "mlvc-tmp" in p.name]
+
+
+def test_file_changing_while_added_is_detected(repo_dir, monkeypatch):
+    f = repo_dir / "grow.bin"
+    f.write_bytes(os.urandom(2 << 20))
+    import mlvc.ops.add as add_mod
+
+    real = add_mod.iter_chunks
+
+    def chunks_then_append(fobj, params):
+        for i, c in enumerate(real(fobj, params)):
+            if i == 3:
+                with open(f, "ab") as w:  # another process appends mid-read
+                    w.write(b"more")
+            yield c
+
+    monkeypatch.setattr(add_mod, "iter_chunks", chunks_then_append)
+    with pytest.raises(FileChangedError):
+        add(fresh(repo_dir), ["grow.bin"])
+    assert not (repo_dir / "grow.bin.mlvc").exists()
+
+
+@pytest.mark.parametrize("path, reason", [
+    ("../outside", "outside the repository"),
+    ("nope", "does not exist"),
+    (".git", "inside .git"),
+    (".mlvc/config", "inside .mlvc"),
+    (".", "repository root"),
+])
+def test_bad_paths(repo_dir, path, reason):
+    with pytest.raises(PathError) as exc:
+        add(fresh(repo_dir), [path])
+    assert reason in str(exc.value)
+
+
+def test_symlinks_are_refused(repo_dir):
+    (repo_dir / "real").write_text("x")
+    (repo_dir / "link").symlink_to(repo_dir / "real")
+    with pytest.raises(PathError, match="symlink"):
+        add(fresh(repo_dir), ["link"])
+    d = repo_dir / "d"
+    d.mkdir()
+    (d / "inner").symlink_to("/etc/passwd")
+    with pytest.raises(PathError, match="symlink"):
+        add(fresh(repo_dir), ["d"])
+
+
+def test_add_never_touches_user_files(repo_dir):
+    make_workspace(repo_dir, n_files=20, model_mb=1)
+    before = digest_tree(repo_dir / "data")  # keys start with processed/
+    stat_before = {p: os.stat(repo_dir / "data" / p).st_mtime_ns for p in before}
+    add(fresh(repo_dir), ["data/processed"])
+    assert digest_tree(repo_dir / "data" / "processed") == {k[len("processed/"):]: v for k, v in before.items()}
+    assert {p: os.stat(repo_dir / "data" / p).st_mtime_ns for p in before} == stat_before
+
+
+def test_chunks_are_shared_between_versions(repo_dir):
+    f = repo_dir / "m.bin"
+    f.write_bytes(io.BytesIO(random.Random(3).randbytes(4 << 20)).getvalue())
+    add(fresh(repo_dir), ["m.bin"])
+    n1 = sum(1 for _ in fresh(repo_dir).store.iter_ids(CHUNK))
+    add(fresh(repo_dir), ["m.bin"])
+    assert sum(1 for _ in fresh(repo_dir).store.iter_ids(CHUNK)) == n1
