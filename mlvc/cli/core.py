@@ -42,11 +42,22 @@ def _parse_meta(items: list[str]) -> dict:
         if "=" not in item:
             raise errors.MlvcError(f"--meta expects KEY=VALUE, got {item!r}")
         k, v = item.split("=", 1)
-        try:  # numbers and booleans keep their type: lr=1e-3 -> 0.001
-            meta[k.strip()] = yaml.safe_load(v) if v else ""
-        except yaml.YAMLError:
-            meta[k.strip()] = v
+        meta[k.strip()] = _typed(v, yaml)
     return meta
+
+
+def _typed(v: str, yaml):
+    """Numbers and booleans keep their type: lr=1e-3 -> 0.001 (YAML 1.1 alone would keep "1e-3")."""
+    for conv in (int, float):
+        try:
+            return conv(v)
+        except ValueError:
+            pass
+    try:
+        value = yaml.safe_load(v) if v else ""
+    except yaml.YAMLError:
+        return v
+    return value if isinstance(value, (bool, type(None), list, dict)) else v
 
 
 @app.command()

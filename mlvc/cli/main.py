@@ -47,18 +47,29 @@ def _fail(err: errors.MlvcError) -> int:
 
 def run(argv: list[str] | None = None) -> int:
     """Run the CLI and return the exit code (used by tests and by `main`)."""
-    import click
+    # typer >= 0.2x vendors click; its exception types are re-exported by typer itself.
+    from typer import Abort, Exit
+
+    try:
+        from typer._click.exceptions import ClickException, NoArgsIsHelpError
+    except ImportError:  # pragma: no cover - older typer on real click
+        from click.exceptions import ClickException
+
+        NoArgsIsHelpError = ()
 
     _register()
     try:
         rv = app(args=argv, standalone_mode=False, prog_name="mlvc")
         return rv if isinstance(rv, int) else 0
-    except click.exceptions.Exit as exc:
+    except Exit as exc:
         return exc.exit_code
-    except click.exceptions.Abort:
+    except Abort:
         echo("interrupted", err=True)
         return errors.EXIT_INTERRUPTED
-    except click.ClickException as exc:
+    except NoArgsIsHelpError as exc:
+        exc.show()
+        return 0
+    except ClickException as exc:
         exc.show()
         return errors.EXIT_USAGE
     except KeyboardInterrupt:
@@ -73,7 +84,8 @@ def run(argv: list[str] | None = None) -> int:
             return _fail(errors.DiskError(f"permission denied: {exc.filename or exc}"))
         if os.environ.get("MLVC_DEBUG"):
             raise
-        return _fail(errors.MlvcError(f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": ")))
+        # Any other OS failure is an I/O problem of the machine (not a bug): report it as one.
+        return _fail(errors.DiskError(f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": ")))
     except Exception as exc:  # noqa: BLE001 - the last line of defence: a message, not a traceback
         if os.environ.get("MLVC_DEBUG"):
             raise
