@@ -9,7 +9,7 @@ without ambiguity.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import BinaryIO, Iterator
+from typing import BinaryIO, Iterator, Sequence
 
 ALGORITHM = "fastcdc2020"
 
@@ -33,14 +33,7 @@ class ChunkerParams:
 DEFAULT_PARAMS = ChunkerParams()
 
 
-class _CountingReader:
-    """Feeds the chunker in large reads (bounded memory) and counts bytes read."""
-
-    def __init__(self, f: BinaryIO):
-        self._f = f
-
-    def readinto(self, b) -> int:
-        return self._f.readinto(b)
+BLOCK = 16 * 1024 * 1024
 
 
 def _fastcdc(params: ChunkerParams):
@@ -52,12 +45,84 @@ def _fastcdc(params: ChunkerParams):
                    min_size=params.min_size, max_size=params.max_size)
 
 
-def iter_chunks(f: BinaryIO, params: ChunkerParams = DEFAULT_PARAMS) -> Iterator[memoryview]:
-    """Yield chunk views of a binary stream.  Each view is valid only until the next is produced."""
-    for chunk in _fastcdc(params).cut_stream(_CountingReader(f)):
-        yield chunk.data
+def _read_full(f: BinaryIO, view: memoryview) -> int:
+    got = 0
+    while got < len(view):
+        n = f.readinto(view[got:])
+        if not n:
+            break
+        got += n
+    return got
 
 
-def iter_chunks_buf(buf, params: ChunkerParams = DEFAULT_PARAMS) -> Iterator[memoryview]:
-    for chunk in _fastcdc(params).cut_buf(buf):
-        yield chunk.data
+class _RegionReader:
+    """Reads at most `remaining` bytes of the underlying stream (one region between boundaries)."""
+
+    def __init__(self, f: BinaryIO, remaining: int):
+        self._f = f
+        self.remaining = remaining
+        self.eof = False
+
+    def readinto(self, b) -> int:
+        if self.remaining <= 0:
+            return 0
+        view = memoryview(b)
+        n = self._f.readinto(view[:min(len(view), self.remaining)])
+        if not n:
+            self.eof = True
+            return 0
+        self.remaining -= n
+        return n
+
+
+def iter_chunks(f: BinaryIO, params: ChunkerParams = DEFAULT_PARAMS, block: int = BLOCK,
+                boundaries=None) -> Iterator[memoryview]:
+    """Yield chunk views of a binary stream, reading it in blocks (bounded memory).
+
+    Each block is a fresh buffer, so a yielded view stays valid for as long as
+    the caller holds it (the pack writer keeps views until they are written).
+    A chunk is only emitted once at least `max_size` bytes follow its start (or
+    the region ended), so boundaries are exactly those of cutting the whole
+    stream at once; the tail is carried into the next block.
+
+    `boundaries` (sorted absolute offsets) force cuts there, e.g. where tensor
+    storages begin and end in a checkpoint; FastCDC cuts inside each region.
+    """
+    cdc = _fastcdc(params)
+    if not boundaries:
+        yield from _iter_region(f, cdc, params, block, None)
+        return
+    pos = 0
+    for b in [*sorted(set(boundaries)), None]:
+        if b is not None and b <= pos:
+            continue
+        yield from _iter_region(f, cdc, params, block, None if b is None else b - pos)
+        if b is None:
+            return
+        pos = b
+
+
+def _iter_region(f: BinaryIO, cdc, params: ChunkerParams, block: int, limit: int | None):
+    carry = b""
+    left = limit
+    while True:
+        want = block if left is None else min(block, left)
+        buf = bytearray(len(carry) + want)
+        buf[:len(carry)] = carry
+        mv = memoryview(buf)
+        got = _read_full(f, mv[len(carry):])
+        if left is not None:
+            left -= got
+        n = len(carry) + got
+        eof = got < want or left == 0
+        if n == 0:
+            return
+        mv = mv[:n]
+        carry = b""
+        for chunk in cdc.cut_buf(mv):
+            if not eof and chunk.offset + params.max_size > n:
+                carry = bytes(mv[chunk.offset:])
+                break
+            yield chunk.data
+        if eof:
+            return

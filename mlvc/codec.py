@@ -55,6 +55,31 @@ def encode(data, level: int = 3) -> tuple[int, bytes | memoryview]:
     return ZSTD, packed
 
 
+class ChunkEncoder:
+    """`encode` for the chunks of one file, skipping most samples once they stop paying.
+
+    Weights are incompressible chunk after chunk; after `_SETTLE` raw chunks in a
+    row only every `_PROBE`-th chunk is sampled, and any chunk that compresses
+    resets to sampling every chunk.
+    """
+
+    _SETTLE = 8
+    _PROBE = 16
+
+    def __init__(self, level: int = 3):
+        self.level = level
+        self._raw_streak = 0
+        self._n = 0
+
+    def encode(self, data) -> tuple[int, bytes | memoryview]:
+        self._n += 1
+        if self._raw_streak >= self._SETTLE and self._n % self._PROBE:
+            return RAW, data
+        c, payload = encode(data, self.level)
+        self._raw_streak = self._raw_streak + 1 if c == RAW else 0
+        return c, payload
+
+
 def decode(codec: int, payload: bytes, raw_len: int) -> bytes:
     if codec == RAW:
         return payload

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from .. import pointer as pointers
 from ..chunking import ChunkerParams, iter_chunks
+from ..codec import ChunkEncoder
 from ..errors import FileChangedError, MlvcError, PathError
 from ..hashing import digest, hasher, to_oid
 from ..ignore import ensure_ignored
@@ -61,14 +62,18 @@ def store_file(store, fs: FileStat, display: str, params: ChunkerParams, progres
     """Chunk one file into the store; returns its content id.  Detects concurrent modification."""
     content = hasher()
     refs: list[tuple[bytes, int]] = []
+    encoder = ChunkEncoder(store.level)
+    from .modules import checkpoint_cuts
+
+    cuts = checkpoint_cuts(fs.path, fs.size)  # tensor-aware boundaries; None unless a checkpoint
     try:
         with open(fs.path, "rb", buffering=0) as f:
             before = os.fstat(f.fileno())
             total = 0
-            for data in iter_chunks(_Reader(f, progress), params):
+            for data in iter_chunks(_Reader(f, progress), params, boundaries=cuts):
                 oid = digest(data)
                 content.update(data)
-                store.put_chunk(data, oid)
+                store.put_chunk(data, oid, encoder)
                 refs.append((oid, len(data)))
                 total += len(data)
             after = os.stat(fs.path)

@@ -57,6 +57,32 @@ def file_module_ids(path: Path, name: str | None = None) -> dict[str, str] | Non
         return ckpt.module_digests(f, layout)
 
 
+def checkpoint_cuts(path: Path, size: int, min_size: int = 64 * 1024) -> list[int] | None:
+    """Tensor-aware chunk boundaries for a checkpoint file: where each tensor storage starts,
+    and where the last one ends.  None for other files, small files, or on any error.
+
+    Cutting at storage *starts* (not ends) keeps the bytes between two storages with the
+    storage before them: torch's zip writer puts each entry's CRC in a data descriptor
+    after its data, so those bytes change exactly when that storage does
+    (benchmarks/bench_lineage.py; docs/concepts/lineage.md).
+    """
+    if size < min_size:
+        return None
+    try:
+        with open(path, "rb") as f:
+            if ckpt.detect_format(f.read(ckpt.HEAD_SIZE), path.name) is None:
+                return None
+            layout = ckpt.read_layout(f)
+    except Exception:  # noqa: BLE001 - plain FastCDC is always a correct fallback
+        return None
+    regions = layout.storages or layout.tensors
+    if not regions:
+        return None
+    cuts = {r.offset for r in regions}
+    cuts.add(max(r.offset + r.nbytes for r in regions))
+    return sorted(c for c in cuts if 0 < c < size)
+
+
 def _module_ids_if_stable(fs) -> dict[str, str] | None:
     try:
         before = os.stat(fs.path)

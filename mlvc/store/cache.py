@@ -266,13 +266,17 @@ class ChunkStore:
                 self._writer = None
                 self._start_publish(writer)
 
-    def put_chunk(self, data, oid: bytes | None = None) -> tuple[bytes, bool]:
-        """Store a chunk unless present.  Returns (oid, newly stored)."""
+    def put_chunk(self, data, oid: bytes | None = None, encoder=None) -> tuple[bytes, bool]:
+        """Store a chunk unless present.  Returns (oid, newly stored).
+
+        `data` may be a view the caller keeps alive and unchanged (it is written later,
+        by the pack writer's thread); `encoder` is a per-file `codec.ChunkEncoder`.
+        """
         if oid is None:
             oid = digest(data)
         if self.has(CHUNK, oid):
             return oid, False
-        c, payload = codec.encode(data, self.level)
+        c, payload = encoder.encode(data) if encoder is not None else codec.encode(data, self.level)
         self._append(CHUNK, oid, c, payload, len(data))
         return oid, True
 

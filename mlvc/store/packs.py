@@ -34,6 +34,8 @@ from __future__ import annotations
 import os
 import struct
 import uuid
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -123,8 +125,32 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+_BATCH_BYTES = 8 * 1024 * 1024
+_MAX_INFLIGHT = 4
+_IOV_MAX = 512  # buffers per writev call (the OS limit is 1024)
+
+
+def write_all(fd: int, bufs: list) -> None:
+    """writev every buffer completely (a short write only happens at the end of a disk)."""
+    for i in range(0, len(bufs), _IOV_MAX):
+        group = [memoryview(b).cast("B") for b in bufs[i:i + _IOV_MAX]]
+        while group:
+            n = os.writev(fd, group)
+            while group and n >= len(group[0]):
+                n -= len(group[0])
+                group.pop(0)
+            if group and n:
+                group[0] = group[0][n:]
+
+
 class PackWriter:
-    """Appends records to one temporary pack; `publish()` makes it visible atomically."""
+    """Appends records to one temporary pack; `publish()` makes it visible atomically.
+
+    Records are written by a background thread in large `writev` batches, so
+    the disk writes overlap with chunking and hashing on the caller's thread.
+    Payload buffers are held (not copied) until written; at most
+    `_MAX_INFLIGHT` batches are pending, which bounds memory.
+    """
 
     def __init__(self, tmp_dir: Path, fsync: bool = True):
         self.tmp_dir = tmp_dir
@@ -133,28 +159,59 @@ class PackWriter:
         self.path = tmp_dir / f"{stem}.pack"
         self.idx_tmp = tmp_dir / f"{stem}.idx"
         self._f = open(self.path, "xb", buffering=0)
-        self._f.write(_PACK_HEAD)
+        self._fd = self._f.fileno()
+        self._batch: list = [_PACK_HEAD]
+        self._batch_bytes = len(_PACK_HEAD)
+        self._inflight: deque[Future] = deque()
+        self._io: ThreadPoolExecutor | None = None
         self.size = len(_PACK_HEAD)
         self.entries: list[IndexEntry] = []
 
     def append(self, oid: bytes, typ: int, codec: int, payload, raw_len: int) -> IndexEntry:
         stored = len(payload)
-        self._f.write(_REC.pack(typ, codec, oid, stored, raw_len))
-        self._f.write(payload)
+        self._batch.append(_REC.pack(typ, codec, oid, stored, raw_len))
+        self._batch.append(payload)
+        self._batch_bytes += _REC.size + stored
         entry = IndexEntry(oid, typ, codec, self.size + _REC.size, stored, raw_len)
         self.size += _REC.size + stored
         self.entries.append(entry)
+        if self._batch_bytes >= _BATCH_BYTES:
+            self._flush_async()
         return entry
+
+    def _flush_async(self) -> None:
+        batch, self._batch, self._batch_bytes = self._batch, [], 0
+        if self._io is None:
+            self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlvc-packio")
+        self._inflight.append(self._io.submit(write_all, self._fd, batch))
+        while len(self._inflight) > _MAX_INFLIGHT or (self._inflight and self._inflight[0].done()):
+            self._inflight.popleft().result()  # re-raises a write error (disk full) here
+
+    def _drain(self) -> None:
+        if self._batch:
+            self._flush_async()
+        while self._inflight:
+            self._inflight.popleft().result()
+
+    def _stop_io(self) -> None:
+        if self._io is not None:
+            self._io.shutdown(wait=True)
+            self._io = None
 
     def read_back(self, entry: IndexEntry) -> bytes:
         """Read a record of this still-unpublished pack (an object added twice in one run)."""
-        return os.pread(self._f.fileno(), entry.stored, entry.offset)
+        self._drain()
+        return os.pread(self._fd, entry.stored, entry.offset)
 
     def publish(self, packs_dir: Path) -> tuple[str, list[IndexEntry]] | None:
         """fsync, write the index, rename pack then index into `packs_dir`.  Returns (name, entries)."""
         if not self.entries:
             self.discard()
             return None
+        try:
+            self._drain()
+        finally:
+            self._stop_io()
         if self.fsync:
             os.fsync(self._f.fileno())
         self._f.close()
@@ -179,6 +236,13 @@ class PackWriter:
         return name, self.entries
 
     def discard(self) -> None:
+        for f in self._inflight:
+            try:
+                f.result()
+            except OSError:
+                pass
+        self._inflight.clear()
+        self._stop_io()
         try:
             self._f.close()
         except OSError:

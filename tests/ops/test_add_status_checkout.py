@@ -196,8 +196,8 @@ def test_file_changing_while_added_is_detected(repo_dir, monkeypatch):
 
     real = add_mod.iter_chunks
 
-    def chunks_then_append(fobj, params):
-        for i, c in enumerate(real(fobj, params)):
+    def chunks_then_append(fobj, params, **kw):
+        for i, c in enumerate(real(fobj, params, **kw)):
             if i == 3:
                 with open(f, "ab") as w:  # another process appends mid-read
                     w.write(b"more")
