@@ -18,6 +18,7 @@ from .errors import FileChangedError, PathError
 from .hashing import hasher
 
 READ_BLOCK = 4 * 1024 * 1024
+RACY_NS = 20_000_000  # same rule as the hash cache
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +75,17 @@ def scan(target: Path, display: str) -> list[FileStat]:
                     raise PathError(f"{display}/{rel}", "is not a regular file (fifo, socket or device)")
     out.sort(key=lambda f: f.rel)
     return out
+
+
+def stat_signature(files: list[FileStat]) -> bytes | None:
+    """xxh3-128 over every file's (path, size, mtime, inode, exec); None if any mtime is racy."""
+    limit = time.time_ns() - RACY_NS
+    h = hasher()
+    for f in files:
+        if f.mtime_ns >= limit:
+            return None
+        h.update(f"{f.rel}\0{f.size}\0{f.mtime_ns}\0{f.ino}\0{int(f.executable)}\n".encode("utf-8", "surrogateescape"))
+    return h.digest()
 
 
 def same_stat(a: os.stat_result, b: os.stat_result) -> bool:

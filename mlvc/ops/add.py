@@ -22,7 +22,7 @@ from ..ignore import ensure_ignored
 from ..objects import FileManifest, TreeEntry, TreeManifest
 from ..progress import NULL, Progress
 from ..store.cache import CHUNK, FILE_MANIFEST, TREE_MANIFEST, wrap_os_error
-from ..workspace import FileStat, IdLookup, hash_file, same_stat, scan
+from ..workspace import FileStat, IdLookup, hash_file, same_stat, scan, stat_signature
 
 _READ = 8 * 1024 * 1024
 
@@ -170,6 +170,10 @@ def add_one(repo, path: str | Path, *, role: str | None = None, meta: dict | Non
         raise wrap_os_error(exc, f"the pointer {repo.rel(ptr_path)}") from exc
     lookup.flush()
     repo.state.mark_complete([to_oid(oid)])
+    if kind == "dir":
+        sig = stat_signature(files)
+        if sig is not None:
+            repo.state.remember_signature(display, sig, to_oid(oid))
     return AddResult(display, repo.rel(ptr_path), kind, to_oid(oid), total, len(files),
                      store.stats["new_bytes"] - before_new["new_bytes"],
                      store.stats["stored_bytes"] - before_new["stored_bytes"], hashed, changed)

@@ -8,7 +8,7 @@ from ..errors import MlvcError, ObjectNotFoundError, PathError
 from ..hashing import from_oid, to_oid
 from ..objects import TreeEntry, TreeManifest
 from ..progress import NULL, Progress
-from ..workspace import IdLookup, scan
+from ..workspace import IdLookup, scan, stat_signature
 from .common import Tracked, load_entries, missing_objects, select
 
 UNCHANGED = "unchanged"
@@ -32,9 +32,10 @@ class ArtifactStatus:
         return asdict(self)
 
 
-def workspace_ids(repo, t: Tracked, progress: Progress = NULL) -> dict[str, tuple]:
-    """{relative path: (file id, FileStat)} of the artifact as it is in the workspace now."""
-    files = scan(t.target, t.display)
+def workspace_ids(repo, t: Tracked, files=None, progress: Progress = NULL) -> dict[str, tuple]:
+    """{relative path: (file id, FileStat)} of the artifact's files (scanned now unless given)."""
+    if files is None:
+        files = scan(t.target, t.display)
     lookup = IdLookup(repo.hash_cache, t.display)
     out = {}
     for fs in files:
@@ -70,11 +71,17 @@ def status_one(repo, t: Tracked, check_cache: bool = True, progress: Progress = 
         st.state = MISSING
         return st
     try:
-        ids = workspace_ids(repo, t, progress)
+        files = scan(t.target, t.display)
+        sig = stat_signature(files) if files and files[0].rel else None
+        if sig is not None and repo.state.tree_for_signature(t.display, sig) == t.ptr.oid:
+            return st
+        ids = workspace_ids(repo, t, files, progress)
     except PathError as exc:
         st.state, st.error = MODIFIED, str(exc)
         return st
     now = current_oid(t.ptr.kind, ids)
+    if now is not None and sig is not None:
+        repo.state.remember_signature(t.display, sig, to_oid(now))
     if now is not None and to_oid(now) == t.ptr.oid:
         return st
     st.state = MODIFIED

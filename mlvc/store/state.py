@@ -23,6 +23,7 @@ class StateDB:
             db = sqlite3.connect(self.db_path, timeout=60, isolation_level=None)
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("CREATE TABLE IF NOT EXISTS complete (oid TEXT PRIMARY KEY)")
+            db.execute("CREATE TABLE IF NOT EXISTS dirsig (path TEXT PRIMARY KEY, sig BLOB, oid TEXT)")
             self._db = db
         return self._db
 
@@ -37,6 +38,17 @@ class StateDB:
     def clear_complete(self) -> None:
         if self.db_path.exists():
             self._conn().execute("DELETE FROM complete")
+
+    # A directory's stat signature (every path, size, mtime, inode, exec bit) -> its tree id.
+    # Lets `status` on an unchanged 100k-file tree skip per-file lookups and the tree encoding.
+    def tree_for_signature(self, path: str, sig: bytes) -> str | None:
+        if not self.db_path.exists():
+            return None
+        row = self._conn().execute("SELECT sig, oid FROM dirsig WHERE path = ?", (path,)).fetchone()
+        return row[1] if row and row[0] == sig else None
+
+    def remember_signature(self, path: str, sig: bytes, oid: str) -> None:
+        self._conn().execute("INSERT OR REPLACE INTO dirsig VALUES (?, ?, ?)", (path, sig, oid))
 
     def close(self) -> None:
         if self._db is not None:
