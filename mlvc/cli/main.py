@@ -6,10 +6,32 @@ import errno
 import os
 import sys
 
-import typer
+def _import_typer_without_rich():
+    """Import typer while hiding rich: typer would otherwise load rich's markdown stack
+    (~80 ms) on every command just to colour `--help`.  Plain help costs nothing; rich
+    stays importable afterwards for progress bars."""
+    import sys
 
-from .. import errors
-from .output import echo
+    if "typer" in sys.modules or os.environ.get("MLVC_RICH_HELP"):
+        import typer
+        return typer
+    saved = sys.modules.get("rich", _MISSING)
+    sys.modules["rich"] = None  # makes `import rich` raise ImportError inside typer
+    try:
+        import typer
+    finally:
+        if saved is _MISSING:
+            del sys.modules["rich"]
+        else:
+            sys.modules["rich"] = saved
+    return typer
+
+
+_MISSING = object()
+typer = _import_typer_without_rich()
+
+from .. import errors  # noqa: E402
+from .output import echo  # noqa: E402
 
 app = typer.Typer(
     name="mlvc",
