@@ -18,6 +18,7 @@ compare weights between versions.
 
 from __future__ import annotations
 
+import array
 import functools
 import io
 import itertools
@@ -226,7 +227,7 @@ def _read_torch_zip(fileobj: BinaryIO) -> CheckpointLayout:
         raise CheckpointFormatError(f"damaged torch checkpoint: {err}") from err
     tensor_refs: dict[str, _TensorRef] = {}
     extras: dict[str, Any] = {}
-    _flatten(saved, "", tensor_refs, extras, _TensorRefCounter())
+    _flatten(saved, "", tensor_refs, extras, _TensorFinder())
     storages = _locate_storages(fileobj, entries, prefix, tensor_refs.values())
     tensors = [_tensor_info(name, ref, storages[ref.storage.key])
                for name, ref in tensor_refs.items()]
@@ -287,7 +288,7 @@ def _tensor_info(name: str, ref: _TensorRef, storage: StorageInfo) -> TensorInfo
     elif stride == _row_major_strides(shape):
         span = math.prod(shape) * itemsize
     else:
-        span = (1 + sum((dim - 1) * step for dim, step in zip(shape, stride))) * itemsize
+        span = (1 + sum((dim - 1) * step for dim, step in zip(shape, stride, strict=True))) * itemsize
     start = ref.storage_offset * itemsize
     if start < 0 or start + span > storage.nbytes or any(s < 0 for s in stride):
         raise CheckpointFormatError(f"tensor {name!r} points outside its storage")
@@ -399,6 +400,8 @@ def _allowed_globals() -> dict[tuple[str, str], Any]:
     }
     for storage_name, dtype in _STORAGE_DTYPES.items():
         allowed[("torch", storage_name)] = _StorageType(dtype)
+    # Storages of newer dtypes are saved untyped, under their defining module.
+    allowed[("torch.storage", "UntypedStorage")] = _StorageType("uint8")
     for dtype in DTYPE_ITEMSIZE:
         allowed[("torch", dtype)] = _DType(dtype)
     for alias, dtype in _DTYPE_ALIASES.items():
@@ -441,8 +444,8 @@ def _restricted_load(data: bytes) -> Any:
 # ---------------------------------------------------------------- flattening
 
 
-class _TensorRefCounter:
-    """Memoised 'does this container hold a tensor' (containers are revisited while flattening)."""
+class _TensorFinder:
+    """Memoised "does this container hold a tensor?" (flattening asks again at every level)."""
 
     def __init__(self) -> None:
         self._memo: dict[int, bool] = {}
@@ -461,7 +464,7 @@ class _TensorRefCounter:
 
 
 def _flatten(obj: Any, name: str, tensors: dict[str, _TensorRef], extras: dict[str, Any],
-             counter: _TensorRefCounter) -> None:
+             counter: _TensorFinder) -> None:
     """Tensors by dotted name; containers without tensors are kept whole as extras."""
     if isinstance(obj, _TensorRef):
         tensors[name or "tensor"] = obj
@@ -574,7 +577,7 @@ def _gather(span: bytes, info: TensorInfo) -> bytes:
     *outer_stride, inner_step = stride
     out = bytearray()
     for index in itertools.product(*(range(d) for d in outer_shape)):
-        base = sum(i * s for i, s in zip(index, outer_stride)) * itemsize
+        base = sum(i * s for i, s in zip(index, outer_stride, strict=True)) * itemsize
         if inner_step == 1:
             out += span[base:base + inner * itemsize]
         else:
@@ -602,7 +605,7 @@ def relative_l2_change(a_bytes: bytes, b_bytes: bytes, dtype: str) -> float:
         diff_sq, base_sq = _squared_norms_numpy(np, a_bytes, b_bytes, dtype)
     else:
         a, b = _floats(a_bytes, dtype), _floats(b_bytes, dtype)
-        diff_sq = math.fsum((y - x) * (y - x) for x, y in zip(a, b))
+        diff_sq = math.fsum((y - x) * (y - x) for x, y in zip(a, b, strict=True))
         base_sq = math.fsum(x * x for x in a)
     if base_sq == 0.0:
         return 0.0 if diff_sq == 0.0 else math.inf
@@ -633,8 +636,6 @@ def _squared_norms_numpy(np: Any, a_bytes: bytes, b_bytes: bytes, dtype: str) ->
 
 def _floats(raw: bytes, dtype: str) -> Any:
     """Decode little-endian floats with the stdlib only."""
-    import array
-
     if dtype == "float16":
         return struct.unpack(f"<{len(raw) // 2}e", raw)
     if dtype == "bfloat16":

@@ -9,7 +9,7 @@ without ambiguity.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import BinaryIO, Iterator, Sequence
+from typing import BinaryIO, Iterator
 
 ALGORITHM = "fastcdc2020"
 
@@ -53,26 +53,6 @@ def _read_full(f: BinaryIO, view: memoryview) -> int:
             break
         got += n
     return got
-
-
-class _RegionReader:
-    """Reads at most `remaining` bytes of the underlying stream (one region between boundaries)."""
-
-    def __init__(self, f: BinaryIO, remaining: int):
-        self._f = f
-        self.remaining = remaining
-        self.eof = False
-
-    def readinto(self, b) -> int:
-        if self.remaining <= 0:
-            return 0
-        view = memoryview(b)
-        n = self._f.readinto(view[:min(len(view), self.remaining)])
-        if not n:
-            self.eof = True
-            return 0
-        self.remaining -= n
-        return n
 
 
 def iter_chunks(f: BinaryIO, params: ChunkerParams = DEFAULT_PARAMS, block: int = BLOCK,

@@ -40,6 +40,7 @@ EMPTY_TREE_SHA = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
 
 _SHELLS = {"sh", "bash", "dash", "ash", "ksh", "zsh", "busybox"}
 _HEX = re.compile(r"[0-9a-fA-F]+")
+_PSEUDO_REF = re.compile(r"[A-Z][A-Z_]*")
 _REV_SUFFIX = re.compile(r"(~\d*|\^\{\w*\}|\^\d*)")
 _MIN_PREFIX_LEN = 4
 _TREE_CACHE_LIMIT = 4096
@@ -168,15 +169,19 @@ class GitRepo:
         if not _is_plausible_ref_name(name):
             return None
         raw = name.encode("utf-8")
-        candidates = (raw, b"refs/" + raw, b"refs/tags/" + raw, b"refs/heads/" + raw,
-                      b"refs/remotes/" + raw, b"refs/remotes/" + raw + b"/HEAD")
+        candidates = [b"refs/" + raw, b"refs/tags/" + raw, b"refs/heads/" + raw,
+                      b"refs/remotes/" + raw, b"refs/remotes/" + raw + b"/HEAD"]
+        if _PSEUDO_REF.fullmatch(name) or name.startswith("refs/"):
+            # Like git, only full ref names and all-caps names (FETCH_HEAD, ORIG_HEAD) are
+            # read as given, so "config" or "index" in .git never parse as refs.
+            candidates.insert(0, raw)
         for candidate in candidates:
             try:
                 _, sha = self._repo.refs.follow(candidate)
-            except (KeyError, ValueError, OSError):
+                if sha is not None and _HEX.fullmatch(sha.decode("ascii")) and sha in self._store:
+                    return sha
+            except (KeyError, ValueError, OSError, UnicodeDecodeError):
                 continue
-            if sha is not None and sha in self._store:
-                return sha
         return None
 
     def _resolve_prefix(self, prefix: str, rev: str) -> bytes:
@@ -451,6 +456,8 @@ class GitRepo:
         path = self.hooks_dir() / _check_hook_name(name)
         chained = path.with_name(path.name + CHAINED_HOOK_SUFFIX)
         existing = _read_text(path) if path.exists() else None
+        if existing is not None and not existing.strip():
+            existing = None  # an empty hook file: start a fresh script, shebang included
         if existing is not None and not _is_shell_script(existing):
             if chained.exists():
                 raise GitError(f"cannot install hook {path}: {chained.name} already exists")

@@ -150,7 +150,7 @@ def test_annotated_tag_resolves_to_commit(repo: Path) -> None:
 
 @pytest.mark.parametrize("rev", [
     "nope", "HEAD~10", "HEAD^3", "main~~~~~~", "deadbeef", "", "~1", "HEAD^{tree}",
-    "../config", "main..feature", "ab",
+    "../config", "config", "index", "objects", "main..feature", "ab",
 ])
 def test_unknown_revision(repo: Path, rev: str) -> None:
     with pytest.raises(RevisionError, match="unknown revision"):
@@ -426,9 +426,19 @@ def test_hooks_respect_core_hooks_path(repo: Path) -> None:
     git(repo, "config", "core.hooksPath", "githooks")
     gr = GitRepo(repo)
     assert gr.hooks_dir() == repo / "githooks"
-    path = gr.install_hook("post-merge", "true")
-    assert path == repo / "githooks" / "post-merge"
+    path = gr.install_hook("post-commit", 'touch "$(git rev-parse --show-toplevel)/hook-ran"')
+    assert path == repo / "githooks" / "post-commit"
     commit_file(repo, "models/a.mlvc", "a9\n", "hook runs from hooksPath")
+    assert (repo / "hook-ran").exists()  # git itself found and ran the hook there
+
+
+def test_install_hook_into_empty_file(repo: Path) -> None:
+    gr = GitRepo(repo)
+    path = gr.hooks_dir() / "post-commit"
+    path.write_text("")
+    gr.install_hook("post-commit", "true")
+    assert path.read_text().startswith("#!/bin/sh\n")
+    run_hook(path)
 
 
 def test_invalid_hook_name(repo: Path) -> None:

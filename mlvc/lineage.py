@@ -1,0 +1,283 @@
+"""Lineage: which code, data and model versions belong together.
+
+* `manifest(repo, rev)` - the version manifest of a revision (or of the
+  workspace): commit, branch, dirty flag and every tracked artifact with its
+  role, id, size, data config hash + seed, per-module model ids and params, all
+  derived from the pointers committed there (read through git, no checkout).
+* `current(repo)` - the same for the workspace as a flat `{key: scalar}` dict,
+  ready for experiment trackers (W&B config, TensorBoard hparams, MLflow params).
+* `log_tensorboard`, `log_wandb`, `log_mlflow` - thin, import-guarded helpers.
+* `git_state(path)` - commit / branch / dirty of the work tree, shared with
+  `mlvc.torch.save`'s birth certificate.
+
+"Dirty" means uncommitted changes to tracked *code*: changes to pointer files
+(`*.mlvc`) and `.gitignore` files are artifacts mlvc itself writes (`mlvc add`
+before `git commit`) and are recorded separately as artifact ids, so they do
+not make a tree dirty here.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from . import pointer as pointers
+from .errors import MlvcError
+
+# Files mlvc writes itself; their changes are artifact versions, not code changes.
+ARTIFACT_PATHSPECS = (":(exclude)*.mlvc", ":(exclude)*.gitignore")
+_META_KNOWN = ("config", "config_hash", "seed", "modules")
+
+
+# ----------------------------------------------------------------- git state
+
+
+def _git_repo(path: Path | str):
+    from .git import GitRepo
+
+    return GitRepo(path)
+
+
+def changed_code_files(git) -> list[str]:
+    """Tracked files with uncommitted changes (staged or not), pointers and .gitignore excluded."""
+    out = git.run_git("status", "--porcelain=v1", "--untracked-files=no", "-z")
+    files = []
+    entries = iter(out.split("\0"))
+    for entry in entries:
+        if len(entry) < 4:
+            continue
+        status, name = entry[:2], entry[3:]
+        if "R" in status or "C" in status:
+            next(entries, None)  # the rename source follows as its own field
+        if name.endswith(pointers.SUFFIX) or name.rsplit("/", 1)[-1] == ".gitignore":
+            continue
+        files.append(name)
+    return sorted(files)
+
+
+def git_state(path: Path | str = ".") -> dict[str, Any]:
+    """{"commit", "branch", "dirty", "dirty_diff", "dirty_files"} of the work tree at `path`.
+
+    Outside a git repository (or before the first commit) commit is None and
+    "commit_reason" says why; this never raises.
+    """
+    from .errors import NotARepoError
+
+    state: dict[str, Any] = {"commit": None, "branch": None, "dirty": None}
+    try:
+        git = _git_repo(path)
+    except NotARepoError:
+        state["commit_reason"] = f"not inside a git repository ({Path(path).absolute()})"
+        return state
+    except Exception as exc:  # noqa: BLE001 - a broken .git must not break saving a checkpoint
+        state["commit_reason"] = f"cannot read the git repository: {exc}"
+        return state
+    try:
+        state["commit"] = git.head_commit()
+        state["branch"] = git.branch()
+        if state["commit"] is None:
+            state["commit_reason"] = "the repository has no commits yet"
+        try:
+            files = changed_code_files(git)
+        except MlvcError as exc:
+            state["dirty_reason"] = str(exc)
+            return state
+        state["dirty"] = bool(files)
+        if files:
+            state["dirty_files"] = files[:50]
+            state["dirty_diff"] = "xxh3_128:" + (git.dirty_diff_hash() or "")
+    finally:
+        git.close()
+    return state
+
+
+def code_differs(path: Path | str, commit: str) -> bool | None:
+    """Whether tracked code at HEAD differs from `commit` (pointer/.gitignore changes ignored).
+
+    None when it cannot be told (no git, unknown commit).
+    """
+    try:
+        git = _git_repo(path)
+    except MlvcError:
+        return None
+    try:
+        head = git.head_commit()
+        if head is None:
+            return None
+        if head == commit:
+            return False
+        try:
+            out = git.run_git("diff", "--name-only", commit, head, "--", ".", *ARTIFACT_PATHSPECS)
+        except MlvcError:
+            return None
+        return bool(out.strip())
+    finally:
+        git.close()
+
+
+# -------------------------------------------------------------- the manifest
+
+
+def _repo(repo):
+    from .repo import Repo
+
+    if repo is None:
+        return Repo.find()
+    if isinstance(repo, Repo):
+        return repo
+    return Repo.find(repo)
+
+
+def _artifact(display: str, rel_pointer: str, ptr: pointers.PointerFile) -> dict[str, Any]:
+    meta = dict(ptr.meta or {})
+    role = ptr.role or ("model" if meta.get("modules") else None)
+    entry: dict[str, Any] = {"path": display, "pointer": rel_pointer, "kind": ptr.kind, "role": role,
+                             "id": ptr.oid, "size": ptr.size, "files": ptr.files}
+    for key in _META_KNOWN:
+        if key in meta:
+            entry[key] = meta[key]
+    params = {k: v for k, v in meta.items() if k not in _META_KNOWN}
+    if params:
+        entry["params"] = params
+    return entry
+
+
+def _display(rel_pointer: str, ptr: pointers.PointerFile) -> str:
+    parent = Path(rel_pointer).parent
+    return (parent / ptr.path).as_posix() if str(parent) != "." else ptr.path
+
+
+def manifest(repo=None, rev: str | None = None) -> dict[str, Any]:
+    """The version manifest of `rev` (a git revision) or, with rev None, of the workspace.
+
+    {"rev", "commit", "branch", "dirty", "artifacts": [{path, role, id, size, config_hash,
+    seed, modules, params, ...}], "errors": {pointer: message}}
+    """
+    r = _repo(repo)
+    artifacts: list[dict[str, Any]] = []
+    errors: dict[str, str] = {}
+    if rev is None:
+        from .ops.common import select
+
+        state = git_state(r.root) if r.has_git else {"commit": None, "branch": None, "dirty": None,
+                                                      "commit_reason": "mlvc is used without git"}
+        for t in select(r):
+            if t.ptr is None:
+                errors[t.rel_pointer] = str(t.error)
+            else:
+                artifacts.append(_artifact(t.display, t.rel_pointer, t.ptr))
+        doc = {"rev": None, **state}
+    else:
+        if not r.has_git:
+            raise MlvcError("a revision needs git; this mlvc repository has no git work tree")
+        git = _git_repo(r.root)
+        try:
+            sha = git.resolve(rev)
+            branches = sorted(name for name, head in git.branch_heads().items() if head == sha)
+            current = git.branch()
+            branch = current if current in branches else (branches[0] if branches else None)
+            for rel in git.list_files(sha, pointers.SUFFIX):
+                if rel.startswith(".mlvc/"):
+                    continue
+                blob = git.read_blob(sha, rel)
+                if blob is None:
+                    continue
+                try:
+                    ptr = pointers.PointerFile.parse(blob, f"{rel} at {sha[:12]}")
+                except MlvcError as exc:
+                    errors[rel] = str(exc)
+                    continue
+                artifacts.append(_artifact(_display(rel, ptr), rel, ptr))
+        finally:
+            git.close()
+        doc = {"rev": rev, "commit": sha, "branch": branch, "dirty": False}
+    doc["artifacts"] = sorted(artifacts, key=lambda a: a["path"])
+    if errors:
+        doc["errors"] = errors
+    return doc
+
+
+# ---------------------------------------------------------------- flat dict
+
+
+def _scalar(value: Any) -> Any:
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def flatten(doc: dict[str, Any], prefix: str = "", out: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Nested dicts to dotted keys; lists become JSON strings."""
+    out = {} if out is None else out
+    for key, value in doc.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            flatten(value, name + ".", out)
+        else:
+            out[name] = _scalar(value)
+    return out
+
+
+def current(repo=None) -> dict[str, Any]:
+    """The workspace's lineage as a flat dict of scalars (None values dropped).
+
+    Keys: mlvc.commit, mlvc.branch, mlvc.dirty, mlvc.artifact.<path>.id / .role / .size /
+    .config_hash / .seed / .modules.<module> / .params.<key>.
+    """
+    m = manifest(repo)
+    flat: dict[str, Any] = {"mlvc.commit": m.get("commit"), "mlvc.branch": m.get("branch"),
+                            "mlvc.dirty": m.get("dirty")}
+    if m.get("dirty_diff"):
+        flat["mlvc.dirty_diff"] = m["dirty_diff"]
+    for a in m["artifacts"]:
+        fields = {k: v for k, v in a.items() if k not in ("path", "pointer", "kind", "files")}
+        flatten(fields, f"mlvc.artifact.{a['path']}.", flat)
+    return {k: v for k, v in flat.items() if v is not None}
+
+
+# ----------------------------------------------------------------- trackers
+
+
+def log_tensorboard(writer, metrics: dict[str, float] | None = None, repo=None) -> dict[str, Any]:
+    """Log `current()` to a TensorBoard SummaryWriter: a text table, plus hparams when possible.
+
+    `metrics` are the hparams plugin's metric values (e.g. {"val_acc": 0.8}); they are
+    written into the writer's own run directory.  Returns the logged dict.
+    """
+    flat = current(repo)
+    table = "| key | value |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in sorted(flat.items()))
+    writer.add_text("mlvc/lineage", table)
+    if hasattr(writer, "add_hparams"):
+        hparams = {k: v for k, v in flat.items() if isinstance(v, (bool, int, float, str))}
+        writer.add_hparams(hparams, dict(metrics or {}), run_name=".")
+    if hasattr(writer, "flush"):
+        writer.flush()
+    return flat
+
+
+def log_wandb(run=None, repo=None) -> dict[str, Any]:
+    """`run.config.update(current())` (default run: `wandb.run`)."""
+    if run is None:
+        try:
+            import wandb
+        except ImportError:
+            raise MlvcError("wandb is not installed", hint="pip install wandb, or pass run=") from None
+        run = wandb.run
+        if run is None:
+            raise MlvcError("no active W&B run", hint="call wandb.init() first")
+    flat = current(repo)
+    run.config.update(flat, allow_val_change=True)
+    return flat
+
+
+def log_mlflow(repo=None) -> dict[str, Any]:
+    """`mlflow.log_params(current())`, plus mlvc.commit / mlvc.dirty as run tags."""
+    try:
+        import mlflow
+    except ImportError:
+        raise MlvcError("mlflow is not installed", hint="pip install mlflow") from None
+    flat = current(repo)
+    mlflow.log_params({k: str(v)[:500] for k, v in flat.items()})
+    mlflow.set_tags({k: str(flat[k]) for k in ("mlvc.commit", "mlvc.branch", "mlvc.dirty") if k in flat})
+    return flat

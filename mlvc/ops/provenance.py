@@ -1,0 +1,116 @@
+"""The birth certificate embedded in a checkpoint, read without torch and without running pickle.
+
+`mlvc.torch.save` stores `{"mlvc": {...}}` beside the weights; in a torch zip it
+is a plain dict inside data.pkl (read by `checkpoint.read_layout`'s allowlisting
+unpickler, which refuses any code reference), in a safetensors file a JSON
+string in the header metadata.  The workspace file is read when present,
+otherwise the committed version from the cache (only the chunks holding the
+zip directory and data.pkl are fetched).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from .. import checkpoint as ckpt
+from ..errors import MlvcError, ObjectNotFoundError
+from .common import Tracked, file_manifest, load_entries
+from .modules import is_checkpoint_name
+
+KEY = "mlvc"
+
+
+def _parse(raw: Any) -> dict | None:
+    if isinstance(raw, str):
+        try:
+            raw = json.loads(raw)
+        except json.JSONDecodeError:
+            return None
+    return raw if isinstance(raw, dict) else None
+
+
+def read_provenance(fileobj, name: str = "") -> dict | None:
+    """The embedded `mlvc` record of an open checkpoint, or None (not a checkpoint / no record)."""
+    fileobj.seek(0)
+    head = fileobj.read(ckpt.HEAD_SIZE)
+    if ckpt.detect_format(head, name) is None:
+        return None
+    layout = ckpt.read_layout(fileobj)
+    return _parse(layout.extras.get(KEY))
+
+
+def flatten(prov: dict, prefix: str = "") -> dict[str, Any]:
+    """Nested dicts become dotted keys (params.lr); top-level fields such as commit stay as they are."""
+    out: dict[str, Any] = {}
+    for key, value in prov.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            out.update(flatten(value, name + "."))
+        else:
+            out[name] = value
+    return out
+
+
+def _from_cache(repo, file_id: bytes, name: str) -> dict | None:
+    from ..torch import ChunkedFile  # torch-free: the module imports torch only inside functions
+
+    fm = file_manifest(repo.store, file_id)
+    with ChunkedFile(repo.store, fm.chunks, name=name) as f:
+        return read_provenance(f, name)
+
+
+def _read_one(repo, tracked: Tracked, rel: str, file_id: bytes) -> tuple[dict | None, str]:
+    path = tracked.target if rel == "" else tracked.target / rel
+    name = path.name
+    if path.is_file():
+        with open(path, "rb") as f:
+            return read_provenance(f, name), "workspace"
+    try:
+        return _from_cache(repo, file_id, name), "cache"
+    except ObjectNotFoundError:
+        return None, "missing"
+
+
+def provenance_of(repo, tracked: Tracked) -> dict | None:
+    """Flat provenance of a checkpoint artifact (a file, or a dir of checkpoint files), or None.
+
+    For a directory the newest record (by saved_at) is flattened at the top,
+    with `file` naming it, and every file's record sits under `files.<name>.*`.
+    """
+    ptr = tracked.ptr
+    if ptr is None:
+        return None
+    try:
+        entries = load_entries(repo.store, ptr)
+    except ObjectNotFoundError:
+        if ptr.kind != "file":
+            return None
+        from ..hashing import from_oid
+        from ..objects import TreeEntry
+
+        entries = [TreeEntry("", ptr.size, from_oid(ptr.oid), False)]
+    if ptr.kind == "dir":
+        entries = [e for e in entries if is_checkpoint_name(e.path)]
+    found: dict[str, tuple[dict, str]] = {}
+    for e in entries:
+        try:
+            prov, source = _read_one(repo, tracked, e.path, e.file_id)
+        except ckpt.CheckpointFormatError:
+            if ptr.kind == "file":
+                return None
+            continue
+        except MlvcError:
+            raise  # unsafe pickle, corrupt cache object: show reports it as provenance_error
+        if prov is not None:
+            found[e.path] = (prov, source)
+    if not found:
+        return None
+    if ptr.kind == "file":
+        prov, source = found[""]
+        return {**flatten(prov), "source": source}
+    newest = max(found, key=lambda k: (str(found[k][0].get("saved_at", "")), k))
+    out = {**flatten(found[newest][0]), "file": newest, "source": found[newest][1]}
+    for rel, (prov, _) in sorted(found.items()):
+        out.update(flatten(prov, f"files.{rel}."))
+    return out

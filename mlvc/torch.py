@@ -1,0 +1,598 @@
+"""Optional PyTorch helpers: checkpoints with a birth certificate, safe loading, per-module ids.
+
+    import mlvc.torch as mt
+    mt.save(model, "checkpoints/model.pt", optimizer=opt, epoch=3,
+            params={"lr": 1e-3}, metrics={"val_acc": 0.81}, data=["data/processed"])
+    ckpt = mt.load("checkpoints/model.pt")      # weights_only=True; warns on provenance mismatch
+    mt.module_versions(model)                   # {"image_branch": "xxh128:...", ...}
+    mt.load_tensor("checkpoints/model.pt", "fusion.weight", rev="HEAD~2")
+
+torch is imported inside the functions, so `import mlvc.torch` works without it.
+The saved file is a plain `torch.save` zip of
+`{"model": state_dict, "optimizer": ..., "epoch": ..., "mlvc": provenance}`;
+the provenance holds only plain values, so `mlvc show` reads it without torch
+and without executing pickled code.
+"""
+
+from __future__ import annotations
+
+import bisect
+import datetime as _dt
+import functools
+import io
+import json
+import os
+import platform
+import struct
+import sys
+import warnings
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+from .errors import MlvcError, ObjectNotFoundError, PathError, PointerError, UnsafeCheckpointError
+
+PROVENANCE_KEY = "mlvc"
+PROVENANCE_FORMAT = 1
+
+
+class ProvenanceWarning(UserWarning):
+    """A checkpoint's provenance does not match the current workspace (or the tree is dirty)."""
+
+
+_warned_dirty = False
+
+
+def _torch():
+    try:
+        import torch
+    except ImportError:
+        raise MlvcError("PyTorch is not installed; mlvc.torch needs it",
+                        hint="pip install 'mlvc[torch]'") from None
+    return torch
+
+
+# ------------------------------------------------------------- provenance
+
+
+@functools.cache
+def packages_fingerprint() -> tuple[str, int]:
+    """("xxh128:<hex>", count) over the sorted `name==version` list of installed distributions."""
+    import importlib.metadata
+
+    import xxhash
+
+    names = set()
+    for dist in importlib.metadata.distributions():
+        name = (dist.metadata["Name"] or "").strip().lower().replace("_", "-")
+        if name:
+            names.add(f"{name}=={dist.version}")
+    ordered = sorted(names)
+    return "xxh128:" + xxhash.xxh3_128_hexdigest("\n".join(ordered).encode()), len(ordered)
+
+
+def _plain(value: Any) -> Any:
+    """Values the restricted unpickler (and JSON) can read: tensors/numpy scalars become numbers."""
+    if value is None:
+        return None
+    for kind in (bool, int, float, str):  # exact types: TorchVersion, numpy.float64, enums...
+        if isinstance(value, kind):
+            return kind(value)
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    item = getattr(value, "item", None)
+    if callable(item) and getattr(value, "numel", lambda: getattr(value, "size", 2))() == 1:
+        try:
+            return _plain(item())
+        except (TypeError, ValueError, RuntimeError):
+            pass
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    return str(value)
+
+
+def _environment() -> dict[str, Any]:
+    torch = _torch()
+    env: dict[str, Any] = {"python": platform.python_version(), "torch": torch.__version__,
+                           "cuda": torch.version.cuda, "cudnn": None, "device": None}
+    try:
+        if torch.backends.cudnn.is_available():
+            env["cudnn"] = torch.backends.cudnn.version()
+    except Exception:  # noqa: BLE001 - cuDNN probing must not break a save
+        pass
+    try:
+        if torch.cuda.is_available():
+            env["device"] = torch.cuda.get_device_name(torch.cuda.current_device())
+    except Exception:  # noqa: BLE001
+        pass
+    if env["device"] is None:
+        env["device"] = f"cpu ({platform.processor() or platform.machine()})"
+    env["platform"] = platform.platform()
+    env["packages"], env["packages_count"] = packages_fingerprint()
+    return env
+
+
+def _find_mlvc_repo(start: Path):
+    from .repo import Repo
+
+    try:
+        return Repo.find(start)
+    except MlvcError:
+        return None
+
+
+def data_ids(data, start: Path | None = None) -> dict[str, dict[str, Any]]:
+    """{repo-relative path: {"id", "config_hash", "seed", ...}} from the pointers of `data` paths."""
+    from . import pointer as pointers
+
+    if data is None:
+        return {}
+    items = [data] if isinstance(data, (str, os.PathLike)) else list(data)
+    repo = _find_mlvc_repo(start or Path.cwd())
+    out: dict[str, dict[str, Any]] = {}
+    for item in items:
+        p = Path(item)
+        p = p if p.is_absolute() else Path.cwd() / p
+        if p.name.endswith(pointers.SUFFIX):
+            p = p.with_name(p.name[: -len(pointers.SUFFIX)])
+        pp = pointers.pointer_path_for(p)
+        if not pp.is_file():
+            raise PathError(item, f"is not tracked by mlvc (no pointer file {pp.name})",
+                            hint=f"run `mlvc add {item}` (or mlvc.add(...)) before saving the checkpoint")
+        ptr = pointers.load(pp, str(pp))
+        key = repo.rel(p) if repo is not None and repo.root in p.absolute().parents else str(item)
+        entry: dict[str, Any] = {"id": ptr.oid}
+        if ptr.role:
+            entry["role"] = ptr.role
+        for k in ("config", "config_hash", "seed"):
+            if k in (ptr.meta or {}):
+                entry[k] = _plain(ptr.meta[k])
+        out[key] = entry
+    return out
+
+
+def provenance(path: Path | str | None = None, *, params=None, metrics=None, epoch=None,
+               data=None) -> dict[str, Any]:
+    """The birth certificate `save` embeds (also useful on its own, e.g. for a side record)."""
+    from . import __version__
+    from .lineage import git_state
+
+    global _warned_dirty
+    where = Path(path).absolute().parent if path is not None else Path.cwd()
+    while not where.exists() and where != where.parent:
+        where = where.parent
+    prov: dict[str, Any] = {"format": PROVENANCE_FORMAT}
+    prov.update(git_state(where))
+    prov["params"] = _plain(dict(params or {}))
+    prov["metrics"] = _plain(dict(metrics or {}))
+    prov["epoch"] = _plain(epoch)
+    prov["data"] = data_ids(data, where)
+    prov.update(_environment())
+    prov["saved_at"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    prov["mlvc_version"] = __version__
+    prov = _plain(prov)
+    if prov.get("dirty") and not _warned_dirty:
+        _warned_dirty = True
+        files = ", ".join(prov.get("dirty_files", [])[:5])
+        warnings.warn(f"saving a checkpoint from a work tree with uncommitted changes ({files}); "
+                      "the diff hash is recorded, but commit your code to make it reproducible",
+                      ProvenanceWarning, stacklevel=3)
+    return prov
+
+
+# -------------------------------------------------------------------- save
+
+
+def _state_dict(obj: Any) -> Any:
+    sd = getattr(obj, "state_dict", None)
+    return sd() if callable(sd) else obj
+
+
+def save(obj_or_model: Any, path: str | os.PathLike, *, optimizer=None, epoch=None, params=None,
+         metrics=None, data=None, extra: dict | None = None) -> dict[str, Any]:
+    """Save `{"model": state_dict, "optimizer": ..., "epoch": ..., "mlvc": provenance}` atomically.
+
+    A `.safetensors` path writes the state dict with the provenance as JSON in the
+    header metadata (no optimizer there).  Returns the provenance.
+    """
+    torch = _torch()
+    path = Path(path)
+    prov = provenance(path, params=params, metrics=metrics, epoch=epoch, data=data)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        if path.name.endswith(".safetensors"):
+            if optimizer is not None or extra:
+                raise MlvcError("a .safetensors checkpoint holds tensors only; save the optimizer "
+                                "or extra objects to a .pt file")
+            from safetensors.torch import save_file
+
+            sd = {k: v.contiguous() for k, v in _state_dict(obj_or_model).items()}
+            save_file(sd, str(tmp), metadata={PROVENANCE_KEY: json.dumps(prov, sort_keys=True)})
+        else:
+            doc: dict[str, Any] = {"model": _state_dict(obj_or_model)}
+            if optimizer is not None:
+                doc["optimizer"] = _state_dict(optimizer)
+            if epoch is not None:
+                doc["epoch"] = epoch
+            for key, value in (extra or {}).items():
+                if key in ("model", "optimizer", "epoch", PROVENANCE_KEY):
+                    raise MlvcError(f"extra key {key!r} is reserved by mlvc.torch.save")
+                doc[key] = value
+            doc[PROVENANCE_KEY] = prov
+            torch.save(doc, tmp)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return prov
+
+
+# -------------------------------------------------------------------- load
+
+
+def _check_torch_file(path: Path) -> str:
+    from . import checkpoint as ckpt
+
+    try:
+        with open(path, "rb") as f:
+            head = f.read(ckpt.HEAD_SIZE)
+    except FileNotFoundError:
+        raise PathError(path, "does not exist") from None
+    fmt = ckpt.detect_format(head, path.name)
+    if fmt is not None:
+        return fmt
+    if head.startswith(b"PK\x03\x04"):
+        raise ckpt.CheckpointFormatError(f"{path}: is a zip file but not a torch.save checkpoint")
+    if head[:1] == b"\x80":
+        return "torch-legacy"  # pre-1.6 pickle format: torch.load (weights_only) decides
+    raise ckpt.CheckpointFormatError(f"{path}: not a PyTorch checkpoint (neither a torch.save zip "
+                                     "nor safetensors)")
+
+
+def load(path: str | os.PathLike, *, weights_only: bool = True, map_location="cpu",
+         check: bool = True) -> dict[str, Any]:
+    """Load a checkpoint safely; warn (ProvenanceWarning) when it does not match the workspace.
+
+    weights_only=True (the default) never unpickles arbitrary objects: a pickle
+    naming anything but tensors and plain containers raises UnsafeCheckpointError.
+    A safetensors file loads as {"model": tensors, "mlvc": provenance}.
+    """
+    import pickle
+
+    torch = _torch()
+    path = Path(path)
+    fmt = _check_torch_file(path)
+    if fmt == "safetensors":
+        from safetensors.torch import load_file
+
+        from . import checkpoint as ckpt
+
+        with open(path, "rb") as f:
+            extras = ckpt.read_layout(f).extras
+        device = str(map_location) if isinstance(map_location, (str, torch.device)) else "cpu"
+        doc = {"model": load_file(str(path), device=device)}
+        prov = _parse_provenance(extras.get(PROVENANCE_KEY))
+        if prov is not None:
+            doc[PROVENANCE_KEY] = prov
+    else:
+        try:
+            doc = torch.load(path, weights_only=weights_only, map_location=map_location)
+        except pickle.UnpicklingError as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else "unpickling failed"
+            if weights_only:
+                raise UnsafeCheckpointError(
+                    f"{path}: refusing to load: the checkpoint's pickle names objects other than tensors "
+                    f"and plain values ({first[:200]})",
+                    hint="load it with weights_only=False only if you trust where it came from") from None
+            raise MlvcError(f"{path}: cannot load checkpoint: {first[:200]}") from None
+        except (RuntimeError, EOFError, ValueError) as exc:
+            from .checkpoint import CheckpointFormatError
+
+            raise CheckpointFormatError(f"{path}: cannot load checkpoint: {str(exc)[:200]}") from None
+    if check and isinstance(doc, dict):
+        check_provenance(doc.get(PROVENANCE_KEY), path)
+    return doc
+
+
+def _parse_provenance(raw: Any) -> dict | None:
+    if isinstance(raw, dict):
+        return raw
+    if isinstance(raw, str):
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            return None
+        return value if isinstance(value, dict) else None
+    return None
+
+
+def provenance_mismatches(prov: dict | None, path: Path | str) -> list[str]:
+    """Reasons the provenance does not match the workspace around `path` (empty: it matches)."""
+    from .lineage import code_differs, git_state
+
+    if not isinstance(prov, dict):
+        return []
+    where = Path(path).absolute().parent
+    reasons = []
+    commit = prov.get("commit")
+    now = git_state(where)
+    if commit and now.get("commit") and commit != now["commit"]:
+        differs = code_differs(where, commit)
+        if differs or differs is None:
+            reasons.append(f"saved at commit {commit[:12]}, the workspace is at {now['commit'][:12]} "
+                           "with different code")
+    if prov.get("dirty"):
+        reasons.append("saved from a work tree with uncommitted changes")
+    if now.get("dirty"):
+        reasons.append("the workspace has uncommitted code changes")
+    from . import pointer as pointers
+
+    repo = _find_mlvc_repo(where)
+    for rel, info in (prov.get("data") or {}).items():
+        if repo is None or not isinstance(info, dict):
+            break
+        pp = pointers.pointer_path_for(repo.root / rel)
+        try:
+            cur = pointers.load(pp, rel).oid
+        except PointerError:
+            reasons.append(f"data {rel} is not tracked in this workspace")
+            continue
+        if cur != info.get("id"):
+            reasons.append(f"data {rel} is now {cur}, the checkpoint was trained on {info.get('id')}")
+    return reasons
+
+
+def check_provenance(prov: dict | None, path: Path | str) -> list[str]:
+    reasons = provenance_mismatches(prov, path)
+    if reasons:
+        warnings.warn(f"{path}: provenance does not match the workspace: " + "; ".join(reasons),
+                      ProvenanceWarning, stacklevel=3)
+    return reasons
+
+
+# ---------------------------------------------------------- module versions
+
+
+def module_versions(model_or_state_dict: Any) -> dict[str, str]:
+    """{top-level module: "xxh128:<hex>"}, the same ids `mlvc add` records for a saved checkpoint."""
+    import xxhash
+
+    from .checkpoint import DTYPE_ITEMSIZE, group_by_module
+
+    torch = _torch()
+    sd = _state_dict(model_or_state_dict)
+    tensors = {k: v for k, v in sd.items() if isinstance(v, torch.Tensor)}
+    out: dict[str, str] = {}
+    for module, names in sorted(group_by_module(tensors).items()):
+        h = xxhash.xxh3_128()
+        for name in sorted(names):
+            t = tensors[name].detach()
+            dtype = str(t.dtype).removeprefix("torch.")
+            header = json.dumps([name, dtype, list(t.shape)]).encode()
+            h.update(struct.pack("<Q", len(header)) + header)
+            h.update(struct.pack("<Q", t.numel() * DTYPE_ITEMSIZE[dtype]))
+            if t.numel():
+                flat = t.cpu().contiguous().reshape(-1)
+                h.update(flat.view(torch.uint8).numpy().tobytes() if _has_numpy()
+                         else bytes(flat.view(torch.uint8).tolist()))
+        out[module] = "xxh128:" + h.hexdigest()
+    return out
+
+
+@functools.cache
+def _has_numpy() -> bool:
+    try:
+        import numpy  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+# ------------------------------------------------------------ chunked reads
+
+
+class ChunkedFile(io.RawIOBase):
+    """A read-only, seekable file over a file manifest's chunks, fetched lazily from the store.
+
+    Only the chunks a read touches are fetched (runs of them through
+    `store.iter_chunks`, which coalesces adjacent pack reads); a few recent
+    chunks are kept.  `chunks_read` / `bytes_read` count what came from the store.
+    """
+
+    def __init__(self, store, chunks, name: str = "", keep: int = 8):
+        super().__init__()
+        from .store.cache import CHUNK  # noqa: F401 - the store reads chunk objects
+
+        self._store = store
+        self._chunks = list(chunks)
+        self._starts = []
+        pos = 0
+        for _, length in self._chunks:
+            self._starts.append(pos)
+            pos += length
+        self._size = pos
+        self._pos = 0
+        self._keep = keep
+        self._lru: OrderedDict[int, bytes] = OrderedDict()
+        self.name = name
+        self.chunks_read = 0
+        self.bytes_read = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        if whence == io.SEEK_SET:
+            pos = offset
+        elif whence == io.SEEK_CUR:
+            pos = self._pos + offset
+        elif whence == io.SEEK_END:
+            pos = self._size + offset
+        else:
+            raise ValueError(f"invalid whence {whence}")
+        if pos < 0:
+            raise OSError(22, "negative seek position")
+        self._pos = pos
+        return pos
+
+    def _fetch(self, first: int, last: int) -> None:
+        """Make chunks first..last (inclusive) available, fetching the missing ones in runs."""
+        i = first
+        while i <= last:
+            if i in self._lru:
+                self._lru.move_to_end(i)
+                i += 1
+                continue
+            j = i
+            while j + 1 <= last and j + 1 not in self._lru:
+                j += 1
+            for k, data in zip(range(i, j + 1), self._store.iter_chunks(self._chunks[i:j + 1]), strict=True):
+                self._lru[k] = bytes(data)
+                self.chunks_read += 1
+                self.bytes_read += len(data)
+            i = j + 1
+        while len(self._lru) > max(self._keep, last - first + 1):
+            self._lru.popitem(last=False)
+
+    def readinto(self, b) -> int:
+        n = min(len(b), self._size - self._pos)
+        if n <= 0:
+            return 0
+        first = bisect.bisect_right(self._starts, self._pos) - 1
+        last = bisect.bisect_right(self._starts, self._pos + n - 1) - 1
+        self._fetch(first, last)
+        out = memoryview(b)
+        done = 0
+        for i in range(first, last + 1):
+            data = self._lru[i]
+            lo = self._pos + done - self._starts[i]
+            take = min(len(data) - lo, n - done)
+            out[done:done + take] = data[lo:lo + take]
+            done += take
+        self._pos += done
+        return done
+
+
+def _locate_artifact_file(repo, path: Path, rev: str | None):
+    """(pointer, relative path inside the artifact) of the tracked artifact holding `path` at `rev`."""
+    from . import pointer as pointers
+
+    rel = Path(repo.rel(path))
+    git = None
+    if rev is not None:
+        from .git import GitRepo
+
+        git = GitRepo(repo.root)
+        sha = git.resolve(rev)
+    try:
+        parts = rel.parts
+        for i in range(len(parts), 0, -1):
+            artifact = Path(*parts[:i])
+            rel_ptr = (artifact.parent / (artifact.name + pointers.SUFFIX)).as_posix()
+            if git is None:
+                pp = repo.root / rel_ptr
+                if not pp.is_file():
+                    continue
+                ptr = pointers.load(pp, rel_ptr)
+            else:
+                blob = git.read_blob(sha, rel_ptr)
+                if blob is None:
+                    continue
+                ptr = pointers.PointerFile.parse(blob, f"{rel_ptr} at {rev}")
+            inner = Path(*parts[i:]).as_posix() if i < len(parts) else ""
+            return ptr, inner
+    finally:
+        if git is not None:
+            git.close()
+    at = f" at {rev}" if rev else ""
+    raise PathError(path, f"is not inside an artifact tracked by mlvc{at}")
+
+
+def open_tracked(path: str | os.PathLike, rev: str | None = None, repo=None) -> ChunkedFile:
+    """A ChunkedFile over one file of a tracked artifact as committed at `rev` (None: the
+    workspace's pointer), read from the local cache."""
+    from .ops.common import file_manifest, load_entries
+    from .repo import Repo
+
+    p = Path(path)
+    p = p if p.is_absolute() else Path.cwd() / p
+    r = repo if repo is not None else Repo.find(p.parent if p.parent.exists() else Path.cwd())
+    p = r.resolve_user_path(p)
+    ptr, inner = _locate_artifact_file(r, p, rev)
+    try:
+        entries = load_entries(r.store, ptr)
+    except ObjectNotFoundError as exc:
+        raise ObjectNotFoundError(exc.oid, "the cache", hint="run `mlvc pull` to fetch it") from None
+    match = [e for e in entries if e.path == inner]
+    if not match:
+        raise PathError(path, f"is not a file of the tracked artifact (id {ptr.oid})")
+    fid = match[0].file_id
+    try:
+        fm = file_manifest(r.store, fid)
+    except ObjectNotFoundError:
+        raise ObjectNotFoundError(from_oid_text(fid), "the cache", hint="run `mlvc pull` to fetch it") from None
+    return ChunkedFile(r.store, fm.chunks, name=p.name)
+
+
+def from_oid_text(raw: bytes) -> str:
+    from .hashing import to_oid
+
+    return to_oid(raw)
+
+
+_TORCH_DTYPES = {"float64", "float32", "float16", "bfloat16", "int64", "int32", "int16", "int8",
+                 "uint8", "bool", "complex64", "complex128", "uint16", "uint32", "uint64",
+                 "float8_e4m3fn", "float8_e5m2"}
+
+
+def load_tensor(path: str | os.PathLike, name: str, rev: str | None = None):
+    """One tensor of a tracked checkpoint at revision `rev`, read from the cache.
+
+    Only the chunks covering the file's metadata and the tensor's bytes are read;
+    the checkpoint is never materialised.  `name` may omit a `model.` wrapper.
+    """
+    from . import checkpoint as ckpt
+
+    torch = _torch()
+    f = open_tracked(path, rev)
+    try:
+        head = f.read(ckpt.HEAD_SIZE)
+        if ckpt.detect_format(head, f.name) is None:
+            raise ckpt.CheckpointFormatError(f"{path}: not a torch.save zip or safetensors checkpoint")
+        layout = ckpt.read_layout(f)
+        info = None
+        for candidate in (name, *(w + name for w in ckpt.STATE_DICT_WRAPPERS)):
+            try:
+                info = layout.tensor(candidate)
+                break
+            except KeyError:
+                continue
+        if info is None:
+            names = ", ".join(t.name for t in layout.tensors[:8]) + (", ..." if len(layout.tensors) > 8 else "")
+            raise MlvcError(f"{path}: no tensor named {name!r} (has {names})")
+        if info.dtype not in _TORCH_DTYPES:
+            raise MlvcError(f"{path}: tensor {info.name!r} has dtype {info.dtype}, which load_tensor does not read")
+        raw = ckpt.tensor_bytes(f, info)
+    finally:
+        f.close()
+    dtype = getattr(torch, info.dtype)
+    if layout.byteorder != sys.byteorder:
+        raise MlvcError(f"{path}: checkpoint byte order {layout.byteorder} differs from this machine's")
+    if not raw:
+        return torch.empty(info.shape, dtype=dtype)
+    return torch.frombuffer(bytearray(raw), dtype=dtype).reshape(info.shape).clone()
+
+
+__all__ = ["save", "load", "load_tensor", "module_versions", "provenance", "ProvenanceWarning",
+           "ChunkedFile", "open_tracked", "data_ids", "packages_fingerprint"]
