@@ -59,7 +59,9 @@ TRANSFER_CONCURRENCY = 4  # parts in flight per transfer: bounds memory to ~32 M
 MAX_UPLOAD_PARTS = 9_000  # S3 allows 10,000; keep a margin
 CONNECT_TIMEOUT_S = 3
 READ_TIMEOUT_S = 60  # a stalled transfer, not a dead host; dead hosts hit the connect timeout
-BOTO_ATTEMPTS = 3  # botocore "standard" retries: connection errors, throttling, 5xx
+BOTO_ATTEMPTS = 2  # botocore "standard" retry: one more try on connection errors, throttling, 5xx;
+# more would stretch "server down" past ~10 s (3 s connect timeout per try plus backoff).
+# Bulk callers (push/pull) retry whole objects themselves.
 S3FS_RETRIES = 1  # s3fs retries on top of botocore would multiply the wait on a dead host
 GUARD_STALE_S = 30.0  # guarded sections take milliseconds; an older guard belongs to a dead process
 
@@ -232,7 +234,10 @@ class RemoteBackend:
 
     `options` (all optional, used for S3): ``endpoint_url``, ``region``,
     ``profile``, ``access_key_id``, ``secret_access_key``.  For other fsspec
-    protocols they are passed to fsspec as storage options.
+    protocols, any other entries are passed to fsspec as storage options.
+
+    One instance may be shared by threads; after fork a child builds its own
+    connection on first use.
     """
 
     def __init__(self, url: str, options: dict[str, Any] | None = None) -> None:
@@ -240,6 +245,7 @@ class RemoteBackend:
         self.options: dict[str, Any] = dict(options or {})
         parts = urlsplit(url)
         self._fs: Any = None
+        self._fs_pid = 0
         if parts.scheme in ("", "file"):
             if parts.scheme == "file" and parts.netloc not in ("", "localhost"):
                 raise RemoteNotFoundError(f"{self.describe()}: file:// URLs must name a local path")
@@ -248,7 +254,7 @@ class RemoteBackend:
             self._root = os.path.abspath(os.path.expanduser(path))
         else:
             self.kind = "s3" if parts.scheme in S3_SCHEMES else "fsspec"
-            self._root = (parts.netloc + parts.path).rstrip("/")
+            self._root = (parts.netloc.rpartition("@")[2] + parts.path).rstrip("/")
             if not self._root:
                 raise RemoteNotFoundError(f"{self.describe()}: the URL names no bucket or base path")
 
@@ -340,14 +346,18 @@ class RemoteBackend:
     # -- fsspec plumbing ------------------------------------------------------------------
 
     def _filesystem(self) -> Any:
-        if self._fs is None:
+        # a filesystem object does not survive fork (its event loop thread stays behind): rebuild it
+        if self._fs is None or self._fs_pid != os.getpid():
             if self.kind == "s3":
                 self._fs = self._make_s3_filesystem()
             else:
                 import fsspec
 
-                storage_options = {k: v for k, v in self.options.items() if v is not None}
-                self._fs = fsspec.core.url_to_fs(self.url, **storage_options)[0]
+                storage_options = {k: v for k, v in self.options.items()
+                                   if v is not None and k not in _S3_OPTION_NAMES}
+                self._fs, root = fsspec.core.url_to_fs(self.url, **storage_options)
+                self._root = str(root).rstrip("/")  # the protocol's own spelling of paths
+            self._fs_pid = os.getpid()
         return self._fs
 
     def _make_s3_filesystem(self) -> Any:
@@ -378,6 +388,8 @@ class RemoteBackend:
         return fs
 
     def _remote_path(self, key: str) -> str:
+        if self.kind == "fsspec":
+            self._filesystem()  # settles self._root
         return f"{self._root}/{key}"
 
     def _local_path(self, key: str) -> str:
@@ -590,14 +602,15 @@ class RemoteBackend:
                 self._filesystem().rm_file(self._remote_path(key))
 
     def cleanup_temp(self, older_than_s: float) -> int:
-        """Remove temp files of writers that died more than `older_than_s` ago; returns how many.
+        """Remove ``*.tmp-*`` files of writers that died more than `older_than_s` ago; returns how many.
 
-        Directory remotes only: S3 uploads leave nothing visible behind.
+        Directory remotes only (0 elsewhere).  The S3 counterpart, incomplete
+        multipart uploads, is `abort_stale_uploads`.
         """
-        if self.kind != "local":
-            return 0
         removed = 0
         cutoff = time.time() - older_than_s
+        if self.kind != "local":
+            return 0
         with self._translated():
             if not os.path.isdir(self._root):
                 return 0
@@ -614,6 +627,36 @@ class RemoteBackend:
                         continue  # its writer finished or another cleaner got there first
         return removed
 
+    def abort_stale_uploads(self, older_than_s: float) -> int:
+        """S3: abort incomplete multipart uploads under the base started more than `older_than_s`
+        ago (a killed uploader leaves them invisible but stored and billed); returns how many.
+        0 on other kinds.  Kept apart from `cleanup_temp` because a live upload of a huge file
+        can be old, and because moto reports every upload as started in 2010.
+        """
+        if self.kind != "s3":
+            return 0
+        with self._translated():
+            return self._abort_uploads_before(time.time() - older_than_s)
+
+    def _abort_uploads_before(self, cutoff: float) -> int:
+        fs = self._filesystem()
+        bucket, _, base = self._root.partition("/")
+        prefix = f"{base}/" if base else ""
+        aborted = 0
+        page_marker: dict[str, str] = {}
+        while True:
+            page = fs.call_s3("list_multipart_uploads", Bucket=bucket, Prefix=prefix, **page_marker)
+            for upload in page.get("Uploads", []):
+                if upload["Initiated"].timestamp() >= cutoff:
+                    continue
+                with contextlib.suppress(FileNotFoundError):  # finished or aborted meanwhile
+                    fs.call_s3("abort_multipart_upload", Bucket=bucket, Key=upload["Key"],
+                               UploadId=upload["UploadId"])
+                    aborted += 1
+            if not page.get("IsTruncated"):
+                return aborted
+            page_marker = {"KeyMarker": page["NextKeyMarker"], "UploadIdMarker": page["NextUploadIdMarker"]}
+
     # -- reads ----------------------------------------------------------------------------
 
     def get_bytes(self, key: str) -> bytes:
@@ -622,6 +665,9 @@ class RemoteBackend:
             if self.kind == "local":
                 with open(self._local_path(key), "rb") as src:
                     return src.read()
+            if self.kind == "s3":
+                # one GET; s3fs would otherwise HEAD first to consider a parallel download
+                return bytes(self._filesystem().cat_file(self._remote_path(key), max_concurrency=1))
             return bytes(self._filesystem().cat_file(self._remote_path(key)))
 
     def get_range(self, key: str, start: int, length: int) -> bytes:

@@ -12,6 +12,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -139,27 +140,56 @@ def spawn_workers() -> Callable[..., list[str]]:
 
 
 @pytest.fixture
+def options_for() -> Callable[..., dict[str, Any]]:
+    """`s3_options(endpoint, key=..., secret=...)`, for test modules."""
+    return s3_options
+
+
+@pytest.fixture
 def make_bucket() -> Callable[[str], str]:
     """Creates a bucket on the given endpoint and returns its name."""
     return create_bucket
 
 
-def run_workers(script: str, specs: list[dict[str, Any]], timeout_s: float = 30.0) -> list[str]:
-    """Run `script` in one real Python process per spec (passed as JSON in argv[1]); their stdouts.
+WORKER_PROLOGUE = """
+import json, os, sys, time
+SPEC = json.loads(sys.argv[1])
 
-    Every spec gets the same `start_at` so the processes hit the remote together.
+def wait_for_start():
+    # report ready, then spin until the parent says go: every worker starts its remote calls together,
+    # however long its imports took
+    open(os.path.join(SPEC["sync_dir"], f"ready-{os.getpid()}"), "w").close()
+    go = os.path.join(SPEC["sync_dir"], "go")
+    while not os.path.exists(go):
+        time.sleep(0.001)
+"""
+
+
+def run_workers(script: str, specs: list[dict[str, Any]], timeout_s: float = 60.0) -> list[str]:
+    """Run `script` in one real Python process per spec; their stdouts.
+
+    The script sees its spec as `SPEC` and calls `wait_for_start()` (from
+    WORKER_PROLOGUE) once its imports are done, so all processes hit the remote
+    at the same moment.
     """
-    start_at = time.time() + 1.0
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
-    processes = [
-        subprocess.Popen([sys.executable, "-c", script, json.dumps({**spec, "start_at": start_at})],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
-        for spec in specs
-    ]
-    outputs = []
-    for process in processes:
-        stdout, stderr = process.communicate(timeout=timeout_s)
-        assert process.returncode == 0, stderr
-        outputs.append(stdout.strip())
+    with tempfile.TemporaryDirectory(prefix="mlvc-workers-") as sync_dir:
+        processes = [
+            subprocess.Popen(
+                [sys.executable, "-c", WORKER_PROLOGUE + script, json.dumps({**spec, "sync_dir": sync_dir})],
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
+            for spec in specs
+        ]
+        deadline = time.monotonic() + timeout_s
+        while sum(name.startswith("ready-") for name in os.listdir(sync_dir)) < len(processes):
+            if any(process.poll() is not None for process in processes) or time.monotonic() > deadline:
+                break  # a worker died early: communicate() below reports its stderr
+            time.sleep(0.005)
+        Path(sync_dir, "go").touch()
+        outputs = []
+        for process in processes:
+            stdout, stderr = process.communicate(timeout=max(1.0, deadline - time.monotonic()))
+            assert process.returncode == 0, stderr
+            outputs.append(stdout.strip())
     return outputs
