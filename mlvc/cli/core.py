@@ -275,10 +275,14 @@ def show(
     finally:
         repo.close()
     if field:
-        value = info.get(field, info.get("provenance", {}).get(field) if isinstance(info.get("provenance"),
-                                                                                     dict) else None)
-        if value is None:
+        prov = info.get("provenance") if isinstance(info.get("provenance"), dict) else {}
+        if field not in info and field not in prov:
             raise errors.MlvcError(f"no field {field!r} in {target}")
+        value = info[field] if field in info else prov[field]
+        if value is None:
+            raise errors.MlvcError(f"field {field!r} of {target} is empty"
+                                   + (f" ({prov['commit_reason']})" if field == "commit" and
+                                      prov.get("commit_reason") else ""))
         echo(value if isinstance(value, str) else __import__("json").dumps(value, default=str))
         return
     if json_out:

@@ -40,6 +40,24 @@ def _pointer_for_arg(repo, arg: str | Path) -> Path:
     return pointers.pointer_path_for(p)
 
 
+def containing(repo, arg: str | Path) -> tuple[Tracked, str]:
+    """The tracked artifact that is `arg` or contains it, and `arg`'s path inside it ("" if itself)."""
+    pp = _pointer_for_arg(repo, arg)
+    if pp.exists():
+        (t,) = select(repo, [arg])
+        return t, ""
+    target = pp.with_name(pp.name[: -len(pointers.SUFFIX)])
+    for ancestor in target.parents:
+        if ancestor == repo.root or repo.root not in ancestor.parents:
+            break
+        anc_ptr = pointers.pointer_path_for(ancestor)
+        if anc_ptr.exists():
+            (t,) = select(repo, [anc_ptr])
+            return t, target.relative_to(ancestor).as_posix()
+    raise PathError(arg, "is not tracked by mlvc (no pointer file for it or a directory above it)",
+                    hint=f"run `mlvc add {arg}` first")
+
+
 def select(repo, paths=None) -> list[Tracked]:
     """Pointers named by `paths` (artifact or pointer paths), or all pointers of the workspace."""
     if paths:

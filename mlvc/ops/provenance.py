@@ -72,11 +72,12 @@ def _read_one(repo, tracked: Tracked, rel: str, file_id: bytes) -> tuple[dict | 
         return None, "missing"
 
 
-def provenance_of(repo, tracked: Tracked) -> dict | None:
+def provenance_of(repo, tracked: Tracked, only: str | None = None) -> dict | None:
     """Flat provenance of a checkpoint artifact (a file, or a dir of checkpoint files), or None.
 
     For a directory the newest record (by saved_at) is flattened at the top,
     with `file` naming it, and every file's record sits under `files.<name>.*`.
+    `only` narrows a directory artifact to one of its files (relative path).
     """
     ptr = tracked.ptr
     if ptr is None:
@@ -91,7 +92,7 @@ def provenance_of(repo, tracked: Tracked) -> dict | None:
 
         entries = [TreeEntry("", ptr.size, from_oid(ptr.oid), False)]
     if ptr.kind == "dir":
-        entries = [e for e in entries if is_checkpoint_name(e.path)]
+        entries = [e for e in entries if (e.path == only if only else is_checkpoint_name(e.path))]
     found: dict[str, tuple[dict, str]] = {}
     for e in entries:
         try:
@@ -106,8 +107,8 @@ def provenance_of(repo, tracked: Tracked) -> dict | None:
             found[e.path] = (prov, source)
     if not found:
         return None
-    if ptr.kind == "file":
-        prov, source = found[""]
+    if ptr.kind == "file" or only:
+        prov, source = next(iter(found.values()))
         return {**flatten(prov), "source": source}
     newest = max(found, key=lambda k: (str(found[k][0].get("saved_at", "")), k))
     out = {**flatten(found[newest][0]), "file": newest, "source": found[newest][1]}

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from ..errors import MlvcError, ObjectNotFoundError
+from ..errors import MlvcError, ObjectNotFoundError, PathError
 from ..hashing import to_oid
-from .common import load_entries, select
+from .common import containing, load_entries
 
 
 def show(repo, target: str) -> dict:
-    (t,) = select(repo, [target])
+    """An artifact, or one file inside a tracked directory (`show checkpoints/model.pt`)."""
+    t, inner = containing(repo, target)
     if t.ptr is None:
         raise t.error
     p = t.ptr
@@ -16,6 +17,15 @@ def show(repo, target: str) -> dict:
             "files": p.files, "role": p.role, "meta": p.meta, "chunker": p.chunker.as_dict()}
     try:
         entries = load_entries(repo.store, p)
+        if inner:
+            entries = [e for e in entries if e.path == inner]
+            if not entries:
+                raise PathError(target, f"is not a file of the tracked artifact {t.display}")
+            e = entries[0]
+            info.update({"path": f"{t.display}/{inner}", "artifact": t.display, "kind": "file",
+                         "id": to_oid(e.file_id), "size": e.size, "files": 1,
+                         "modules": (p.meta.get("modules") or {}).get(inner) if isinstance(
+                             p.meta.get("modules"), dict) else None})
         info["entries"] = [{"path": e.path or t.display, "size": e.size, "id": to_oid(e.file_id),
                             "executable": e.executable} for e in entries]
     except ObjectNotFoundError:
@@ -24,7 +34,7 @@ def show(repo, target: str) -> dict:
     try:
         from .provenance import provenance_of
 
-        prov = provenance_of(repo, t)
+        prov = provenance_of(repo, t, only=inner or None)
         if prov:
             info["provenance"] = prov
     except ImportError:
