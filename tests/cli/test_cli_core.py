@@ -137,3 +137,16 @@ def test_help_explains(cli):
     assert r.code == 0 and "Exit codes" in r.out
     r = cli("add", "--help")
     assert "--role" in r.out and "--meta" in r.out
+
+
+def test_show_a_file_inside_a_tracked_directory(cli, repo_dir):
+    d = repo_dir / "ckpt"
+    d.mkdir()
+    (d / "a.bin").write_bytes(b"a" * 100)
+    (d / "b.bin").write_bytes(b"b" * 50)
+    assert cli("add", "ckpt").code == 0
+    r = cli("show", "ckpt/b.bin", "--json")
+    info = json.loads(r.out)
+    assert info["path"] == "ckpt/b.bin" and info["size"] == 50 and info["artifact"] == "ckpt"
+    r = cli("show", "ckpt/zzz.bin")
+    assert r.code == errors.EXIT_BAD_PATH and "not a file of the tracked artifact" in r.err
