@@ -31,17 +31,21 @@ HOOK_SKIP_ENV = "MLVC_SKIP_HOOKS"
 
 
 def default_remote(repo) -> str | None:
+    """The remote missing objects come from: the default one, or the only one configured."""
     try:
         name = repo.config["default_remote"]
+        remotes = repo.config["remotes"] or {}
     except (KeyError, MlvcError):
         return None
+    if not name and isinstance(remotes, dict) and len(remotes) == 1:
+        name = next(iter(remotes))
     return name or None
 
 
 def pull_hint(repo) -> str:
     name = default_remote(repo)
     if name:
-        return f"run `mlvc pull -r {name}` (or `mlvc push` on a machine that has them)"
+        return f"fetch them from remote {name!r} with `mlvc pull` (or `mlvc push` them from a machine that has them)"
     return ("no default remote is configured: add one with `mlvc remote add NAME URL` and "
             "`mlvc remote default NAME`, then `mlvc pull`")
 
@@ -71,7 +75,9 @@ def fetch_missing(repo, rev: str | None, paths, progress: Progress = NULL) -> st
     fn = getattr(fetch_mod, "fetch", None)
     if fn is None:
         return "fetching from remotes is not available in this installation"
-    wanted = {"remote": remote, "rev": rev, "paths": list(paths) if paths else None, "progress": progress}
+    wanted = {"remote": remote, "paths": list(paths) if paths else None, "progress": progress}
+    if rev is not None:  # the pointers of another commit, not the workspace's
+        wanted.update(revs=(rev,), workspace=False)
     try:
         params = inspect.signature(fn).parameters
         kwargs = {k: v for k, v in wanted.items() if k in params}
@@ -108,18 +114,20 @@ def _unsaved_artifacts(repo) -> list[str]:
         return out
     # A modification whose content the cache already holds (e.g. a pointer switched back) loses nothing.
     from ..store.cache import FILE_MANIFEST
-    from .status import workspace_ids
+    from ..workspace import IdLookup, scan
 
     unsaved = []
     for t in select(repo, out):
         if t.ptr is None:
             continue
         try:
-            ids = workspace_ids(repo, t)
+            lookup = IdLookup(repo.hash_cache, t.display)
+            ids = [lookup.id_of(fs, f"{t.display}/{fs.rel}".rstrip("/")) for fs in scan(t.target, t.display)]
+            lookup.flush()
         except MlvcError:
             unsaved.append(t.display)
             continue
-        if any(not repo.store.has_any(FILE_MANIFEST, fid) for fid, _ in ids.values()):
+        if any(not repo.store.has_any(FILE_MANIFEST, fid) for fid in ids):
             unsaved.append(t.display)
     return unsaved
 
@@ -127,6 +135,7 @@ def _unsaved_artifacts(repo) -> list[str]:
 def checkout_rev(repo, rev: str | None, paths=None, *, force: bool = False, to: Path | str | None = None,
                  progress: Progress = NULL) -> CheckoutResult:
     git = _git(repo)
+    repo.config  # noqa: B018 - read the remotes of the commit we start from, before git switches it
     try:
         if to is not None:
             return export_rev(repo, git, rev or "HEAD", paths, Path(to), progress)

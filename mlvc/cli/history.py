@@ -1,0 +1,311 @@
+"""History commands: diff, log, params diff, gc, install-hooks, uninstall-hooks, bisect run."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from .. import errors
+from .main import app
+from .output import echo, emit_json, human_size
+
+JSON = typer.Option(False, "--json", help="Print machine-readable JSON.")
+QUIET = typer.Option(False, "--quiet", "-q", help="Print nothing on success.")
+
+
+def _repo():
+    from ..repo import Repo
+
+    return Repo.find()
+
+
+def _fmt(v) -> str:
+    if isinstance(v, float):
+        return "inf" if math.isinf(v) else f"{v:.4g}"
+    return "-" if v is None else str(v)
+
+
+# ------------------------------------------------------------------ diff
+
+
+@app.command()
+def diff(
+    revs: List[str] = typer.Argument(..., help="REV_A [REV_B] [PATH...]: compare two commits (REV_B defaults to "
+                                     "the workspace pointers)."),
+    json_out: bool = JSON,
+    no_contents: bool = typer.Option(False, "--no-contents", help="Compare pointers only (no file or tensor "
+                                     "level detail)."),
+):
+    """Per artifact: added / removed / modified, files changed with sizes, and for checkpoints
+    which tensors changed, grouped by module, with their relative L2 change."""
+    from ..git import GitRepo
+    from ..ops.diff import diff as diff_op
+
+    repo = _repo()
+    try:
+        rev_a, rest = revs[0], revs[1:]
+        rev_b = None
+        if rest and not Path(rest[0]).exists() and not Path(rest[0] + ".mlvc").exists():
+            try:
+                GitRepo(repo.root).resolve(rest[0])
+                rev_b, rest = rest[0], rest[1:]
+            except errors.MlvcError:
+                pass
+        result = diff_op(repo, rev_a, rev_b, rest or None, contents=not no_contents)
+    finally:
+        repo.close()
+    if json_out:
+        emit_json(result.as_dict())
+        return
+    label_b = result.rev_b or "workspace"
+    if not result.artifacts and not result.params:
+        echo(f"no artifact or parameter changes between {result.rev_a} and {label_b}")
+        return
+    for a in result.artifacts:
+        if a.change == "invalid":
+            echo(f"invalid   {a.path}: {a.error}")
+            continue
+        sizes = ""
+        if a.change == "modified":
+            sizes = f"  {human_size(a.old_size or 0)} -> {human_size(a.new_size or 0)}"
+        elif a.change == "added":
+            sizes = f"  {human_size(a.new_size or 0)}"
+        elif a.change == "removed":
+            sizes = f"  {human_size(a.old_size or 0)}"
+        echo(f"{a.change:9} {a.path}{sizes}")
+        for f in a.files:
+            if f.change == "modified":
+                echo(f"    modified: {f.path} ({human_size(f.old_size)} -> {human_size(f.new_size)})")
+            else:
+                echo(f"    {f.change}: {f.path} ({human_size(f.new_size if f.change == 'added' else f.old_size)})")
+        for c in a.checkpoints:
+            where = f" {c.path}" if c.path else ""
+            if c.error:
+                echo(f"    checkpoint{where}: {c.error}")
+                continue
+            n_changed = sum(len(v) for v in c.modules.values())
+            echo(f"    checkpoint{where} ({c.format}): {n_changed} tensors changed in {len(c.modules)} module(s); "
+                 f"{len(c.unchanged_modules)} module(s) unchanged")
+            for module, changes in c.modules.items():
+                echo(f"      {module}:")
+                for t in changes:
+                    if t.change == "modified":
+                        shape = "" if t.old_shape == t.new_shape else f" shape {t.old_shape} -> {t.new_shape}"
+                        echo(f"        modified {t.name} ({t.dtype}){shape} rel_l2={_fmt(t.rel_l2)}")
+                    else:
+                        echo(f"        {t.change} {t.name} ({t.dtype} {t.new_shape or t.old_shape})")
+        for k, v in a.meta.items():
+            echo(f"    meta {k}: {_fmt(v['old'])} -> {_fmt(v['new'])}")
+        if a.role:
+            echo(f"    role: {a.role['old']} -> {a.role['new']}")
+        if a.error:
+            echo(f"    note: {a.error}")
+    if result.params:
+        echo("params:")
+        for p in result.params:
+            echo(f"    {p['source']}: {p['key']}: {_fmt(p['old'])} -> {_fmt(p['new'])}")
+
+
+# ------------------------------------------------------------------ log
+
+
+@app.command()
+def log(
+    path: Optional[str] = typer.Argument(None, help="An artifact (or its pointer, or a directory of them)."),
+    since: Optional[str] = typer.Option(None, "--since", help="Only commits newer than this (7.days, 2.weeks, "
+                                        "yesterday, 2024-05-01)."),
+    fmt: str = typer.Option("text", "--format", help="text, md (a 'what changed' report) or json."),
+    max_count: Optional[int] = typer.Option(None, "-n", "--max-count", help="At most N commits."),
+    rev: str = typer.Option("HEAD", "--rev", help="Walk history from this revision."),
+):
+    """An artifact's history (commit, date, author, message, id, size, role, meta), read from git's
+    object database without any checkout."""
+    from ..ops import log as log_ops
+
+    if fmt not in ("text", "md", "json"):
+        raise errors.MlvcError(f"--format must be text, md or json, not {fmt!r}")
+    repo = _repo()
+    try:
+        if fmt == "md":
+            reports = log_ops.report(repo, path, since, max_count, rev)
+            import sys
+
+            sys.stdout.write(log_ops.render_markdown(reports, since))
+            return
+        entries = log_ops.log(repo, path, since, max_count, rev)
+    finally:
+        repo.close()
+    if fmt == "json":
+        emit_json([e.as_dict() for e in entries])
+    elif entries:
+        echo(log_ops.render_text(entries))
+    else:
+        echo("no artifact changes" + (f" since {since}" if since else "") + (f" for {path}" if path else ""))
+
+
+# ------------------------------------------------------------------ params
+
+params_app = typer.Typer(help="Hyper-parameters from params files (YAML/JSON) and pointer meta.",
+                         no_args_is_help=True)
+app.add_typer(params_app, name="params")
+
+
+@params_app.command("diff")
+def params_diff_cmd(
+    rev_a: str = typer.Argument(..., help="Old revision."),
+    rev_b: Optional[str] = typer.Argument(None, help="New revision (default: the workspace)."),
+    json_out: bool = JSON,
+):
+    """Parameters added, removed or changed between two commits."""
+    from ..ops.params import params_diff
+
+    repo = _repo()
+    try:
+        changes = params_diff(repo, rev_a, rev_b)
+    finally:
+        repo.close()
+    if json_out:
+        emit_json([c.as_dict() for c in changes])
+        return
+    if not changes:
+        echo(f"no parameter changes between {rev_a} and {rev_b or 'workspace'}")
+    for c in changes:
+        echo(f"{c.change:8} {c.source}: {c.key}: {_fmt(c.old)} -> {_fmt(c.new)}")
+
+
+# ------------------------------------------------------------------ gc
+
+
+@app.command()
+def gc(
+    workspace: bool = typer.Option(False, "--workspace", "-w", help="Keep only what the workspace pointers use."),
+    all_branches: bool = typer.Option(False, "--all-branches", "-a", help="Also keep what every branch head uses."),
+    all_commits: bool = typer.Option(False, "--all-commits", "-A", help="Also keep what any commit on any ref uses."),
+    remote: Optional[str] = typer.Option(None, "--remote", "-r", help="Collect garbage on this remote instead of "
+                                         "the local cache (takes the remote's gc lock)."),
+    dry_run: bool = typer.Option(False, "--dry-run", "-n", help="Print what would be removed, remove nothing."),
+    grace: Optional[float] = typer.Option(None, "--grace", help="Never touch packs younger than this many seconds "
+                                          "(default 3600, or gc.grace_seconds / $MLVC_GC_GRACE)."),
+    json_out: bool = JSON,
+    quiet: bool = QUIET,
+):
+    """Remove objects that no kept pointer reaches (choose exactly one scope)."""
+    from ..ops.gc import gc as gc_op
+
+    chosen = [s for s, on in (("workspace", workspace), ("all-branches", all_branches),
+                              ("all-commits", all_commits)) if on]
+    if len(chosen) != 1:
+        raise errors.MlvcError("choose what to keep: exactly one of --workspace, --all-branches, --all-commits")
+    repo = _repo()
+    try:
+        result = gc_op(repo, chosen[0], remote=remote, dry_run=dry_run, grace=grace)
+    finally:
+        repo.close()
+    if json_out:
+        emit_json(result.as_dict())
+        return
+    for w in result.warnings:
+        echo(f"warning: {w}", err=True)
+    if quiet:
+        return
+    where = f"remote {result.remote}" if result.remote else "the cache"
+    if dry_run:
+        for p in result.plans:
+            what = "delete" if p.delete_whole else "rewrite"
+            echo(f"would {what} pack {p.name}: {p.dead_objects} of {p.objects} objects unreferenced "
+                 f"({human_size(p.dead_bytes)})")
+        echo(f"would remove {result.objects_removed} objects, {human_size(result.bytes_removed)} "
+             f"({human_size(result.raw_bytes_removed)} uncompressed) from {where}; kept "
+             f"{result.kept_artifacts} artifact versions ({result.live_objects} objects)")
+    else:
+        echo(f"removed {result.objects_removed} objects, {human_size(result.bytes_removed)} from {where} "
+             f"({result.packs_rewritten} packs rewritten, {result.packs_deleted} deleted); kept "
+             f"{result.kept_artifacts} artifact versions")
+    if result.packs_recent:
+        echo(f"{result.packs_recent} recent pack(s) left untouched (younger than the grace period)")
+
+
+# ------------------------------------------------------------------ hooks
+
+
+@app.command("install-hooks")
+def install_hooks(quiet: bool = QUIET):
+    """Install git hooks: checkout/switch/pull restore artifacts, push pushes them, and a commit
+    of a changed but not re-added artifact is refused.  Existing hooks keep running."""
+    from ..ops.hooks import install_hooks as op
+
+    repo = _repo()
+    try:
+        paths = op(repo)
+    finally:
+        repo.close()
+    if not quiet:
+        for p in paths:
+            echo(f"installed {p}")
+
+
+@app.command("uninstall-hooks")
+def uninstall_hooks(quiet: bool = QUIET):
+    """Remove mlvc's blocks from the git hooks (other hook content stays)."""
+    from ..ops.hooks import uninstall_hooks as op
+
+    repo = _repo()
+    try:
+        names = op(repo)
+    finally:
+        repo.close()
+    if not quiet:
+        echo(f"removed mlvc from {', '.join(names)}" if names else "no mlvc hooks were installed")
+
+
+@app.command("hook-run", hidden=True, context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def hook_run(name: str = typer.Argument(...), args: List[str] = typer.Argument(None)):
+    """Run the mlvc part of a git hook (called by the installed hooks)."""
+    from ..ops.hooks import run_hook
+
+    try:
+        repo = _repo()
+    except errors.NotARepoError:
+        return  # the hook of a repo where mlvc was removed: nothing to do
+    try:
+        code, messages = run_hook(repo, name, list(args or []))
+    finally:
+        repo.close()
+    for m in messages:
+        echo(m, err=True)
+    if code:
+        raise typer.Exit(code)
+
+
+# ------------------------------------------------------------------ bisect
+
+bisect_app = typer.Typer(help="git bisect with the matching artifacts restored at every step.",
+                         no_args_is_help=True)
+app.add_typer(bisect_app, name="bisect")
+
+
+@bisect_app.command("run", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def bisect_run_cmd(
+    cmd: List[str] = typer.Argument(..., help="The command that tells good (0) from bad (1-127, not 125)."),
+    bad: Optional[str] = typer.Option(None, "--bad", help="Start a session: this revision is bad."),
+    good: List[str] = typer.Option([], "--good", help="Start a session: this revision is good (repeatable)."),
+    keep: bool = typer.Option(False, "--keep", help="Do not `git bisect reset` when the run finishes."),
+    force: bool = typer.Option(False, "--force", "-f", help="Overwrite workspace artifacts never added."),
+):
+    """`git bisect run CMD...`, restoring each step's artifacts first (125 = skip when they cannot be)."""
+    from ..ops.bisect import bisect_run
+
+    repo = _repo()
+    try:
+        result = bisect_run(repo, list(cmd), good=list(good) or None, bad=bad, reset=not keep, force=force)
+    finally:
+        repo.close()
+    if result.first_bad:
+        echo(f"first bad commit: {result.first_bad} {result.first_bad_message or ''}".rstrip())
+    if result.reset:
+        echo("bisect session ended (git bisect reset); artifacts restored")
+    if result.exit_code:
+        raise typer.Exit(result.exit_code)

@@ -1,0 +1,201 @@
+"""`mlvc bisect run CMD...`: `git bisect run` with each step's artifacts restored.
+
+git checks out each candidate commit; before running CMD, a small wrapper
+(`python -c "from mlvc.ops.bisect import step_main; step_main()" CMD...`)
+restores that commit's artifacts.  When they cannot be restored (objects
+missing, corrupt pointer), the step exits 125 so git skips the commit instead
+of blaming it.  Exit codes follow `git bisect run`: 0 good, 125 skip, 1-127
+bad, 128+ aborts.
+
+The session is ended with `git bisect reset` when the run finishes (unless
+asked to keep it), on errors and on Ctrl-C, and the artifacts of the commit
+git returns to are restored.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import subprocess
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from ..errors import ConflictError, GitError, MlvcError
+
+SKIP = 125
+ABORT = 128
+STEP_CALL = "from mlvc.ops.bisect import step_main; step_main()"
+_FIRST_BAD = re.compile(r"^([0-9a-f]{40}) is the first bad commit$")
+
+
+@dataclass
+class BisectResult:
+    exit_code: int  # git bisect run's status
+    first_bad: str | None  # sha of the first bad commit, when found
+    first_bad_message: str | None
+    reset: bool  # whether the session was ended
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def _git_path(git, name: str) -> Path:
+    rel = git.run_git("rev-parse", "--git-path", name).strip()
+    p = Path(rel)
+    return p if p.is_absolute() else git.root / p
+
+
+def in_progress(git) -> bool:
+    return _git_path(git, "BISECT_START").exists()
+
+
+def _env() -> dict:
+    from .revcheckout import HOOK_SKIP_ENV
+
+    env = dict(os.environ)
+    env[HOOK_SKIP_ENV] = "1"  # the step wrapper restores artifacts itself
+    return env
+
+
+def _git_cli(git, *args: str, check: bool = True, capture: bool = True) -> subprocess.CompletedProcess:
+    proc = subprocess.run(["git", "-C", str(git.root), *args], env=_env(), text=True,
+                          capture_output=capture)
+    if check and proc.returncode != 0:
+        lines = (proc.stderr or proc.stdout or "").strip().splitlines()
+        raise GitError(lines[-1] if lines else f"git {' '.join(args)} failed with status {proc.returncode}")
+    return proc
+
+
+def _restore_after(repo) -> None:
+    from .checkout import checkout
+
+    repo.store.refresh()
+    checkout(repo, None, force=True)
+
+
+def bisect_reset(repo, git) -> None:
+    _git_cli(git, "bisect", "reset", check=False)
+    _restore_after(repo)
+
+
+def bisect_run(repo, cmd: list[str], *, good: list[str] | None = None, bad: str | None = None,
+               reset: bool = True, force: bool = False) -> BisectResult:
+    from ..git import GitRepo
+
+    if not cmd:
+        raise MlvcError("nothing to run: give the command that tells good from bad (`mlvc bisect run CMD...`)")
+    if not repo.has_git:
+        raise MlvcError("bisect needs a git repository")
+    git = GitRepo(repo.root)
+    started_here = False
+    try:
+        if not git.has_commits():
+            raise MlvcError("the repository has no commits to bisect")
+        if not force:
+            from .revcheckout import _unsaved_artifacts
+
+            unsaved = _unsaved_artifacts(repo)
+            if unsaved:
+                raise ConflictError(f"{', '.join(unsaved[:3])}: modified in the workspace and never added; "
+                                    "bisecting would overwrite it",
+                                    hint=f"run `mlvc add {unsaved[0]}` first, or use --force")
+        if not in_progress(git):
+            if not bad or not good:
+                raise MlvcError("no bisect session in progress",
+                                hint="start one with `git bisect start BAD GOOD`, or pass --bad and --good")
+            for rev in [bad, *good]:
+                git.resolve(rev)
+            _git_cli(git, "bisect", "start", bad, *good)
+            started_here = True
+        elif bad or good:
+            if bad:
+                _git_cli(git, "bisect", "bad", bad)
+            for rev in good or []:
+                _git_cli(git, "bisect", "good", rev)
+        wrapper = [sys.executable, "-c", STEP_CALL, *cmd]
+        first_bad = msg = None
+        proc = None
+        try:
+            # git's report goes to our stdout as it comes; we read it to learn the verdict.
+            proc = subprocess.Popen(["git", "-C", str(git.root), "bisect", "run", *wrapper], env=_env(),
+                                    stdout=subprocess.PIPE, text=True, errors="replace")
+            for line in proc.stdout:
+                sys.stdout.write(line)
+                sys.stdout.flush()
+                m = _FIRST_BAD.match(line.strip())
+                if m:
+                    first_bad = m.group(1)
+            proc.wait()
+        except BaseException:
+            # Ctrl-C (the child got it too) or any failure: never leave a half-finished session behind.
+            if proc is not None:
+                with contextlib.suppress(Exception):
+                    proc.wait(timeout=30)
+            bisect_reset(repo, git)
+            raise
+        if proc.returncode != 0:
+            first_bad = None
+        if first_bad:
+            msg = git.commit_info(first_bad).message
+        if reset or proc.returncode != 0:
+            bisect_reset(repo, git)
+            ended = True
+        else:
+            ended = False
+        return BisectResult(proc.returncode, first_bad, msg, ended)
+    except BaseException:
+        if started_here and in_progress(git):
+            bisect_reset(repo, git)
+        raise
+    finally:
+        git.close()
+
+
+def step(cmd: list[str]) -> int:
+    """One bisect step: restore the artifacts of HEAD, then run `cmd`.  Returns the exit status."""
+    from ..repo import Repo
+    from .checkout import checkout
+    from .revcheckout import _explain_missing, _prefetch, select_safe
+
+    try:
+        repo = Repo.find()
+        try:
+            fetch_error = _prefetch(repo, None, select_safe(repo, None), _null())
+            result = checkout(repo, None, force=True)
+            _explain_missing(repo, result, fetch_error)
+        finally:
+            repo.close()
+    except MlvcError as exc:
+        sys.stderr.write(f"mlvc bisect: cannot restore artifacts ({exc}); skipping this commit\n")
+        return SKIP
+    if result.failed:
+        for name, msg in result.failed.items():
+            sys.stderr.write(f"mlvc bisect: {name} not restored: {msg}\n")
+        sys.stderr.write("mlvc bisect: skipping this commit (exit 125)\n")
+        return SKIP
+    try:
+        rc = subprocess.call(cmd)
+    except FileNotFoundError:
+        sys.stderr.write(f"mlvc bisect: command not found: {cmd[0]}\n")
+        return ABORT
+    except PermissionError:
+        sys.stderr.write(f"mlvc bisect: cannot execute {cmd[0]}\n")
+        return ABORT
+    if rc < 0:  # killed by a signal: abort like a shell would (128 + signal)
+        return min(255, ABORT - rc)
+    return rc
+
+
+def _null():
+    from ..progress import NULL
+
+    return NULL
+
+
+def step_main() -> None:
+    try:
+        sys.exit(step(sys.argv[1:]))
+    except KeyboardInterrupt:
+        sys.exit(ABORT + 2)

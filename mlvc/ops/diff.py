@@ -1,0 +1,297 @@
+"""`mlvc diff A [B] [PATH...]`: what changed in the artifacts between two commits.
+
+Pointers are read from git's object database (B defaults to the pointers in
+the workspace).  Per artifact: added / removed / modified; for directories,
+the files added, removed and modified with their sizes; for checkpoints
+(torch.save zips and safetensors) the tensors changed / added / removed,
+grouped by top-level module, with the relative L2 change of each changed
+tensor.  Checkpoints are read from the cache through a seekable chunk-backed
+reader, one tensor at a time, never whole.
+"""
+
+from __future__ import annotations
+
+import math
+import posixpath
+from dataclasses import asdict, dataclass, field
+
+from .. import pointer as pointers
+from ..errors import MlvcError, ObjectNotFoundError, PointerError
+from ..hashing import from_oid
+from .common import load_entries, select
+
+CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".safetensors", ".tar")
+MAX_CHECKPOINTS_PER_ARTIFACT = 32
+
+
+@dataclass
+class FileChange:
+    path: str
+    change: str  # added / removed / modified
+    old_size: int | None = None
+    new_size: int | None = None
+
+
+@dataclass
+class TensorChange:
+    name: str
+    change: str  # added / removed / modified
+    dtype: str | None = None
+    old_shape: list[int] | None = None
+    new_shape: list[int] | None = None
+    rel_l2: float | None = None  # ||new - old|| / ||old||; None when not comparable
+
+
+@dataclass
+class CheckpointDiff:
+    path: str  # file inside the artifact ("" for a file artifact)
+    format: str | None = None
+    modules: dict[str, list[TensorChange]] = field(default_factory=dict)  # changed modules only
+    unchanged_modules: list[str] = field(default_factory=list)
+    tensors_compared: int = 0
+    error: str | None = None
+
+
+@dataclass
+class ArtifactDiff:
+    path: str
+    change: str  # added / removed / modified / unchanged / invalid
+    kind: str | None = None
+    old_id: str | None = None
+    new_id: str | None = None
+    old_size: int | None = None
+    new_size: int | None = None
+    files: list[FileChange] = field(default_factory=list)
+    checkpoints: list[CheckpointDiff] = field(default_factory=list)
+    meta: dict[str, dict] = field(default_factory=dict)  # key -> {"old": .., "new": ..}
+    role: dict | None = None
+    error: str | None = None
+
+
+@dataclass
+class DiffResult:
+    rev_a: str
+    rev_b: str | None
+    artifacts: list[ArtifactDiff] = field(default_factory=list)
+    params: list[dict] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        d = asdict(self)
+        for a in d["artifacts"]:  # JSON has no inf
+            for c in a["checkpoints"]:
+                for changes in c["modules"].values():
+                    for t in changes:
+                        if t["rel_l2"] is not None and math.isinf(t["rel_l2"]):
+                            t["rel_l2"] = "inf"
+        return d
+
+
+# ------------------------------------------------------------------ pointer sets
+
+
+def pointers_at_rev(git, rev: str) -> dict[str, tuple[pointers.PointerFile | None, str | None]]:
+    """artifact path -> (pointer, error) at a git revision."""
+    out: dict[str, tuple] = {}
+    for rel in git.list_files(rev, pointers.SUFFIX):
+        if rel.startswith(".mlvc/"):
+            continue
+        fallback = rel[: -len(pointers.SUFFIX)]
+        try:
+            ptr = pointers.PointerFile.parse(git.read_blob(rev, rel) or b"", f"{rel} at {rev}")
+        except PointerError as exc:
+            out[fallback] = (None, str(exc))
+            continue
+        parent = posixpath.dirname(rel)
+        out[posixpath.join(parent, ptr.path) if parent else ptr.path] = (ptr, None)
+    return out
+
+
+def pointers_in_workspace(repo) -> dict[str, tuple[pointers.PointerFile | None, str | None]]:
+    out: dict[str, tuple] = {}
+    for t in select(repo):
+        out[t.display] = (t.ptr, str(t.error) if t.error else None)
+    return out
+
+
+def _wanted(repo, paths) -> list[str] | None:
+    if not paths:
+        return None
+    out = []
+    for p in paths:
+        rel = repo.rel(repo.resolve_user_path(p))
+        out.append(rel[: -len(pointers.SUFFIX)] if rel.endswith(pointers.SUFFIX) else rel)
+    return out
+
+
+def _selected(path: str, wanted: list[str] | None) -> bool:
+    return wanted is None or any(path == w or path.startswith(w.rstrip("/") + "/") for w in wanted)
+
+
+# ------------------------------------------------------------------ checkpoints
+
+
+def _looks_like_checkpoint(name: str) -> bool:
+    return name.lower().endswith(CHECKPOINT_SUFFIXES)
+
+
+def checkpoint_diff(store, old_fid: bytes, new_fid: bytes, name: str, rel: str = "") -> CheckpointDiff | None:
+    """Tensor-level comparison of two stored files; None when they are not both checkpoints."""
+    from ..checkpoint import HEAD_SIZE, detect_format, group_by_module, read_layout, relative_l2_change
+    from ..checkpoint import tensor_bytes as read_tensor
+    from .chunked_reader import ChunkedFile
+
+    try:
+        fa = ChunkedFile(store, old_fid, name)
+        fb = ChunkedFile(store, new_fid, name)
+        fmt_a = detect_format(fa.read(HEAD_SIZE), name)
+        fmt_b = detect_format(fb.read(HEAD_SIZE), name)
+    except MlvcError as exc:
+        if not _looks_like_checkpoint(name):
+            return None
+        return CheckpointDiff(rel, error=_short(exc))
+    if fmt_a is None or fmt_b is None:
+        return None
+    out = CheckpointDiff(rel, format=fmt_b if fmt_a == fmt_b else f"{fmt_a} -> {fmt_b}")
+    try:
+        la, lb = read_layout(fa), read_layout(fb)
+        ta = {t.name: t for t in la.tensors}
+        tb = {t.name: t for t in lb.tensors}
+        changes: dict[str, TensorChange] = {}
+        for n in sorted(set(ta) - set(tb)):
+            changes[n] = TensorChange(n, "removed", ta[n].dtype, list(ta[n].shape), None)
+        for n in sorted(set(tb) - set(ta)):
+            changes[n] = TensorChange(n, "added", tb[n].dtype, None, list(tb[n].shape))
+        for n in sorted(set(ta) & set(tb)):
+            a, b = ta[n], tb[n]
+            out.tensors_compared += 1
+            if a.dtype != b.dtype or a.shape != b.shape:
+                changes[n] = TensorChange(n, "modified", b.dtype if a.dtype == b.dtype else f"{a.dtype} -> {b.dtype}",
+                                          list(a.shape), list(b.shape))
+                continue
+            da, db = read_tensor(fa, a), read_tensor(fb, b)
+            if da == db:
+                continue
+            try:
+                l2 = relative_l2_change(da, db, a.dtype)
+            except MlvcError:
+                l2 = None
+            changes[n] = TensorChange(n, "modified", a.dtype, list(a.shape), list(b.shape), l2)
+        all_modules = group_by_module(sorted(set(ta) | set(tb)))
+        for module, names in sorted(all_modules.items()):
+            changed = [changes[n] for n in names if n in changes]
+            if changed:
+                out.modules[module] = changed
+            else:
+                out.unchanged_modules.append(module)
+    except MlvcError as exc:
+        out.error = _short(exc)
+    except (ValueError, OSError) as exc:
+        out.error = f"unreadable checkpoint: {exc}"
+    return out
+
+
+def _short(exc: Exception) -> str:
+    if isinstance(exc, ObjectNotFoundError):
+        return f"{exc} (run `mlvc pull` to compare contents)"
+    return str(exc)
+
+
+# ------------------------------------------------------------------ artifacts
+
+
+def _meta_changes(a: dict, b: dict) -> dict[str, dict]:
+    from .params import flatten
+
+    a, b = flatten(a), flatten(b)  # nested meta (e.g. per-module digests): report the leaves that changed
+    out = {}
+    for k in sorted(set(a) | set(b), key=str):
+        if a.get(k) != b.get(k) or (k in a) != (k in b):
+            out[str(k)] = {"old": a.get(k), "new": b.get(k)}
+    return out
+
+
+def artifact_diff(store, path: str, old: pointers.PointerFile | None, new: pointers.PointerFile | None,
+                  contents: bool = True) -> ArtifactDiff:
+    if old is None and new is None:
+        return ArtifactDiff(path, "unchanged")
+    if old is None:
+        d = ArtifactDiff(path, "added", new.kind, None, new.oid, None, new.size)
+    elif new is None:
+        d = ArtifactDiff(path, "removed", old.kind, old.oid, None, old.size, None)
+    else:
+        same = old.oid == new.oid and old.kind == new.kind
+        d = ArtifactDiff(path, "unchanged" if same else "modified", new.kind, old.oid, new.oid, old.size, new.size)
+        d.meta = _meta_changes(old.meta or {}, new.meta or {})
+        if old.role != new.role:
+            d.role = {"old": old.role, "new": new.role}
+        if (d.meta or d.role) and same:
+            d.change = "modified"
+    if not contents:
+        return d
+    try:
+        old_entries = {e.path: e for e in load_entries(store, old)} if old else {}
+        new_entries = {e.path: e for e in load_entries(store, new)} if new else {}
+    except MlvcError as exc:
+        d.error = _short(exc)
+        return d
+    if d.kind == "dir" or (old and old.kind == "dir"):
+        for p in sorted(set(old_entries) | set(new_entries)):
+            a, b = old_entries.get(p), new_entries.get(p)
+            if a is None:
+                d.files.append(FileChange(p, "added", None, b.size))
+            elif b is None:
+                d.files.append(FileChange(p, "removed", a.size, None))
+            elif a.file_id != b.file_id:
+                d.files.append(FileChange(p, "modified", a.size, b.size))
+    if d.change != "modified" or old is None or new is None:
+        return d
+    if old.kind == new.kind == "file":
+        pairs = [("", old_entries[""].file_id, new_entries[""].file_id, posixpath.basename(path))]
+    else:
+        pairs = [(f.path, old_entries[f.path].file_id, new_entries[f.path].file_id, f.path)
+                 for f in d.files if f.change == "modified" and _looks_like_checkpoint(f.path)]
+        pairs = pairs[:MAX_CHECKPOINTS_PER_ARTIFACT]
+    for rel, fa, fb, name in pairs:
+        if fa == fb:
+            continue
+        cd = checkpoint_diff(store, fa, fb, name, rel)
+        if cd is not None:
+            d.checkpoints.append(cd)
+    return d
+
+
+def diff(repo, rev_a: str, rev_b: str | None = None, paths=None, *, contents: bool = True,
+         with_params: bool = True) -> DiffResult:
+    from ..git import GitRepo
+    from .params import params_diff, params_files
+
+    if not repo.has_git:
+        raise MlvcError("`mlvc diff` compares git revisions; this repository was set up with --no-scm")
+    git = GitRepo(repo.root)
+    try:
+        git.resolve(rev_a)
+        if rev_b is not None:
+            git.resolve(rev_b)
+        a = pointers_at_rev(git, rev_a)
+        b = pointers_at_rev(git, rev_b) if rev_b is not None else pointers_in_workspace(repo)
+        wanted = _wanted(repo, paths)
+        result = DiffResult(rev_a, rev_b)
+        for path in sorted(set(a) | set(b)):
+            if not _selected(path, wanted):
+                continue
+            (pa, ea), (pb, eb) = a.get(path, (None, None)), b.get(path, (None, None))
+            if ea or eb:
+                result.artifacts.append(ArtifactDiff(path, "invalid", error=ea or eb))
+                continue
+            d = artifact_diff(repo.store, path, pa, pb, contents)
+            if d.change != "unchanged":
+                result.artifacts.append(d)
+        if with_params:
+            files = set(params_files(repo))  # pointer meta is reported per artifact above
+            result.params = [c.as_dict() for c in params_diff(repo, rev_a, rev_b, git=git) if c.source in files]
+        return result
+    finally:
+        git.close()
+
+
+__all__ = ["diff", "artifact_diff", "checkpoint_diff", "DiffResult", "ArtifactDiff", "from_oid"]

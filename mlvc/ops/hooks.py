@@ -1,0 +1,153 @@
+"""`mlvc install-hooks` / `uninstall-hooks`, and what each installed hook does.
+
+Each hook file gets one marked block (`# >>> mlvc >>>` ... `# <<< mlvc <<<`,
+written by `GitRepo.install_hook`) that calls `mlvc hook-run NAME ARGS`; the
+rest of an existing hook keeps running after it.  Installing twice replaces
+the block; uninstalling removes only the block.
+
+* post-checkout: after `git checkout` / `git switch` moved HEAD to another
+  commit, restore the artifacts (quietly; objects missing from the cache are
+  fetched from the default remote when one is configured).
+* post-merge: after `git merge` / `git pull`, the same.
+* pre-push: `mlvc push` to the default remote, when one is configured; a failed
+  push stops `git push`, so commits never reach the git remote without their
+  artifacts.
+* pre-commit: refuse the commit when a staged pointer's artifact changed in the
+  workspace and was not re-added (the commit would record stale pointers).
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+
+from ..errors import MlvcError
+
+HOOKS = ("post-checkout", "post-merge", "pre-push", "pre-commit")
+SKIP_ENV = "MLVC_SKIP_HOOKS"
+
+
+def _body(name: str) -> str:
+    py = shlex.quote(sys.executable)
+    call = "from mlvc.cli.main import main; main()"
+    func = (f'mlvc_hook() {{ if [ -x {py} ]; then {py} -c {shlex.quote(call)} hook-run "$@"; '
+            'elif command -v mlvc >/dev/null 2>&1; then mlvc hook-run "$@"; '
+            'else echo "mlvc: not found; skipping the mlvc $1 hook" >&2; fi; }')
+    if name in ("post-checkout", "post-merge"):
+        run = f'[ -n "${SKIP_ENV}" ] || mlvc_hook {name} "$@" </dev/null || true'
+    else:
+        run = f'[ -n "${SKIP_ENV}" ] || mlvc_hook {name} "$@" </dev/null || exit $?'
+    return f"{func}\n{run}\n"
+
+
+def install_hooks(repo, names=HOOKS) -> list[str]:
+    git = _git(repo)
+    try:
+        return [str(git.install_hook(n, _body(n))) for n in names]
+    finally:
+        git.close()
+
+
+def uninstall_hooks(repo, names=HOOKS) -> list[str]:
+    git = _git(repo)
+    try:
+        return [n for n in names if git.uninstall_hook(n)]
+    finally:
+        git.close()
+
+
+def _git(repo):
+    from ..git import GitRepo
+
+    if not repo.has_git:
+        raise MlvcError("git hooks need a git repository (this one was set up with --no-scm)")
+    return GitRepo(repo.root)
+
+
+# ------------------------------------------------------------------ hook bodies
+
+
+def run_hook(repo, name: str, args: list[str]) -> tuple[int, list[str]]:
+    """(exit status git sees, messages for stderr) of hook `name`."""
+    messages: list[str] = []
+    warn = messages.append
+    if name == "post-checkout":
+        prev, new, flag = (list(args) + ["", "", ""])[:3]
+        if flag != "1" or prev == new:
+            return 0, messages  # a file checkout, or HEAD did not move
+        return _restore(repo, warn), messages
+    if name == "post-merge":
+        return _restore(repo, warn), messages
+    if name == "pre-push":
+        return _pre_push(repo, warn), messages
+    if name == "pre-commit":
+        return _pre_commit(repo, warn), messages
+    raise MlvcError(f"unknown hook {name!r}")
+
+
+def _restore(repo, warn) -> int:
+    from .checkout import checkout
+    from .revcheckout import _explain_missing, _prefetch, select_safe
+
+    fetch_error = _prefetch(repo, None, select_safe(repo, None), progress=_null())
+    result = checkout(repo, None, force=False)
+    _explain_missing(repo, result, fetch_error)
+    for artifact, msg in result.failed.items():
+        warn(f"mlvc: {artifact} not restored: {msg}")
+    return 0  # post-checkout/post-merge cannot undo the git operation; report only
+
+
+def _null():
+    from ..progress import NULL
+
+    return NULL
+
+
+def _pre_push(repo, warn) -> int:
+    from .revcheckout import default_remote
+
+    remote = default_remote(repo)
+    if remote is None:
+        return 0
+    import importlib.util
+
+    if importlib.util.find_spec("mlvc.ops.push") is None:
+        warn("mlvc: this installation cannot push artifacts; skipping `mlvc push`")
+        return 0
+    from ..cli.main import run
+
+    code = run(["push"])
+    if code != 0:
+        warn(f"mlvc: pushing artifacts to {remote!r} failed; `git push` stopped so that no commit reaches the "
+             "git remote without its artifacts (run `mlvc push`, or `git push --no-verify` to skip)")
+    return code
+
+
+def _pre_commit(repo, warn) -> int:
+    from ..git import GitRepo
+    from .status import MODIFIED, status
+
+    git = GitRepo(repo.root)
+    try:
+        out = git.run_git("diff", "--cached", "--name-only", "--diff-filter=ACMR", "-z")
+    finally:
+        git.close()
+    staged = [n for n in out.split("\0") if n.endswith(".mlvc") and not n.startswith(".mlvc/")]
+    if not staged:
+        return 0
+    stale = []
+    for rel in staged:
+        if not (repo.root / rel).is_file():
+            continue
+        try:
+            results = status(repo, [str(repo.root / rel)], check_cache=False)
+        except MlvcError as exc:
+            warn(f"mlvc: {rel}: {exc}")
+            continue
+        stale.extend(r.path for r in results if r.state == MODIFIED)
+    if not stale:
+        return 0
+    for path in stale:
+        warn(f"mlvc: {path} changed in the workspace but was not re-added; its staged pointer is stale")
+    warn(f"hint: run `mlvc add {' '.join(stale)}` and `git add` the pointers, or commit with --no-verify")
+    return 1

@@ -1,0 +1,449 @@
+"""`mlvc log [PATH]`: the history of artifacts, read from git's object database.
+
+No checkout and no `git` process per commit: commits come from
+`GitRepo.walk` (dulwich), and for each commit only the subtrees whose ids
+differ from its first parent's are opened, so a commit costs a few tree reads
+whatever the size of the repository.  Pointer blobs are parsed once per blob
+id (unchanged pointers share a blob across commits).
+
+`report()` builds the "what changed this week" view: per commit, the
+artifacts that changed, the parameters that changed (params files) and the
+metrics recorded (metrics files and pointer meta).
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+import stat
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from .. import pointer as pointers
+from ..errors import MlvcError, PointerError
+from .params import compare, flatten, metrics_files, params_files, parse_values
+
+_UNITS = {
+    "second": 1, "sec": 1, "s": 1, "minute": 60, "min": 60, "m": 60, "hour": 3600, "h": 3600,
+    "day": 86400, "d": 86400, "week": 7 * 86400, "w": 7 * 86400, "month": 30 * 86400,
+    "year": 365 * 86400, "y": 365 * 86400,
+}
+_RELATIVE = re.compile(r"^\s*(\d+)\s*[. ]?\s*([a-z]+?)s?(?:[. ]+ago)?\s*$")
+
+
+def parse_since(text: str | None, now: datetime | None = None) -> datetime | None:
+    """`7.days`, `2 weeks ago`, `3d`, `yesterday`, `2024-05-01`, an ISO date-time."""
+    if text is None or text == "":
+        return None
+    now = now or datetime.now(timezone.utc)
+    t = text.strip().lower()
+    if t in ("today", "midnight"):
+        local = datetime.now().astimezone()
+        return local.replace(hour=0, minute=0, second=0, microsecond=0)
+    if t == "yesterday":
+        return now - timedelta(days=1)
+    m = _RELATIVE.match(t)
+    if m and m.group(2) in _UNITS:
+        return now - timedelta(seconds=int(m.group(1)) * _UNITS[m.group(2)])
+    try:
+        dt = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise MlvcError(f"cannot understand the date {text!r}",
+                        hint="use e.g. 7.days, 2.weeks, yesterday, 2024-05-01 or 2024-05-01T12:00") from None
+    return dt if dt.tzinfo else dt.astimezone()
+
+
+@dataclass
+class LogEntry:
+    commit: str
+    short: str
+    date: str  # ISO 8601 with the author's offset
+    author: str
+    message: str
+    path: str  # artifact path
+    change: str  # added / modified / removed / invalid
+    id: str | None = None
+    size: int | None = None
+    files: int | None = None
+    kind: str | None = None
+    role: str | None = None
+    meta: dict = field(default_factory=dict)
+    error: str | None = None
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class CommitReport:
+    commit: str
+    short: str
+    date: str
+    author: str
+    message: str
+    artifacts: list[LogEntry] = field(default_factory=list)
+    params: list[dict] = field(default_factory=list)  # ParamChange dicts
+    metrics: dict[str, dict[str, Any]] = field(default_factory=dict)  # source -> {key: value}
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def _yaml_loader():
+    import yaml
+
+    return getattr(yaml, "CSafeLoader", None)
+
+
+_INT = re.compile(r"-?(?:0|[1-9][0-9]*)")
+_FLOAT = re.compile(r"-?(?:0|[1-9][0-9]*)\.[0-9]+")
+_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_./:-]*[A-Za-z0-9_]|[A-Za-z_]")
+_YAML_WORDS = {"y", "n", "yes", "no", "on", "off", "true", "false", "null", "nan", "inf"}
+_LINE = re.compile(r"^( {0,2})([A-Za-z_][A-Za-z0-9_]*):(?: (.*))?$")
+
+
+def _scalar(text: str):
+    """The value of a plain YAML scalar that has one unambiguous reading, else raise ValueError."""
+    if _INT.fullmatch(text):
+        return int(text)
+    if _FLOAT.fullmatch(text):
+        return float(text)
+    if _WORD.fullmatch(text) and text.lower() not in _YAML_WORDS and not text.endswith((".", "-")):
+        return text
+    raise ValueError(text)
+
+
+def _simple_yaml(data: bytes) -> dict:
+    """The subset of YAML that `PointerFile.to_yaml` writes for ordinary pointers: top-level keys
+    and one level of nested mappings, plain scalars only.  ValueError for anything else."""
+    doc: dict = {}
+    nested: dict | None = None
+    for line in data.decode("utf-8").splitlines():
+        m = _LINE.match(line)
+        if m is None:
+            raise ValueError(line)
+        indent, key, value = m.groups()
+        if indent == "  ":
+            if nested is None or value is None:
+                raise ValueError(line)
+            nested[key] = _scalar(value)
+        elif indent:
+            raise ValueError(line)
+        elif value is None:
+            nested = doc[key] = {}
+        else:
+            nested = None
+            doc[key] = {} if value == "{}" else _scalar(value)
+    return doc
+
+
+def fast_parse(data: bytes, where: str) -> pointers.PointerFile:
+    """PointerFile.parse, with libyaml when available (history reads thousands of pointers).
+
+    Only a pointer that passes every check PointerFile.parse makes is built here; anything
+    else goes through PointerFile.parse itself, which gives the exact error.
+    """
+    loader = _yaml_loader()
+    if loader is not None:
+        import yaml
+
+        from ..chunking import ChunkerParams
+        from ..hashing import ALGORITHM, is_oid
+        from ..objects import validate_relpath
+
+        try:
+            try:
+                doc = _simple_yaml(data)
+            except (ValueError, UnicodeDecodeError):
+                doc = yaml.load(data, Loader=loader)  # noqa: S506 - CSafeLoader is the safe loader
+            if (isinstance(doc, dict) and doc.get("mlvc") == pointers.FORMAT_VERSION
+                    and doc.get("hash", ALGORITHM) == ALGORITHM and doc.get("kind") in pointers.KINDS
+                    and is_oid(doc.get("id"))):
+                size, files = doc.get("size"), doc.get("files", 1)
+                role, meta = doc.get("role"), doc.get("meta") or {}
+                if (isinstance(size, int) and size >= 0 and isinstance(files, int) and files >= 0
+                        and (role is None or role in pointers.ROLES) and isinstance(meta, dict)):
+                    path = validate_relpath(doc.get("path"), where)
+                    chunker = ChunkerParams.from_dict(doc.get("chunker") or ChunkerParams().as_dict())
+                    return pointers.PointerFile(path, doc["kind"], doc["id"], size, files, chunker, role, meta)
+        except Exception:  # noqa: BLE001 - any doubt: let PointerFile.parse decide and explain
+            pass
+    return pointers.PointerFile.parse(data, where)
+
+
+class _History:
+    """Changed files per commit, from tree-to-tree comparisons on dulwich objects."""
+
+    def __init__(self, git, watch_files: set[str], prefixes: list[str] | None):
+        self.git = git
+        self._store = git._repo.object_store  # read-only object access; GitRepo owns the repo
+        self._trees: dict[bytes, dict[bytes, tuple[int, bytes]]] = {}
+        self._blobs: dict[bytes, Any] = {}
+        self._watch = {w.encode() for w in watch_files}
+        self._prefixes = [p.encode() for p in prefixes] if prefixes is not None else None
+
+    def tree(self, sha: bytes | None) -> dict[bytes, tuple[int, bytes]]:
+        if sha is None:
+            return {}
+        got = self._trees.get(sha)
+        if got is None:
+            if len(self._trees) > 20000:
+                self._trees.clear()
+            try:
+                obj = self._store[sha]
+                got = {e.path: (e.mode, e.sha) for e in obj.iteritems()}
+            except (KeyError, AttributeError):
+                got = {}
+            self._trees[sha] = got
+        return got
+
+    def commit_trees(self, sha: str) -> tuple[bytes | None, bytes | None]:
+        try:
+            commit = self._store[sha.encode("ascii")]
+        except KeyError:
+            return None, None
+        parent_tree = None
+        shallow = self.git._repo.get_shallow()
+        if commit.parents and commit.id not in shallow:
+            try:
+                parent_tree = self._store[commit.parents[0]].tree
+            except KeyError:  # shallow / partial clone: compare with nothing
+                parent_tree = None
+        return commit.tree, parent_tree
+
+    def _interesting_file(self, path: bytes) -> bool:
+        if path.startswith(b".mlvc/"):
+            return False
+        if self._prefixes is not None:
+            if not any(path == p or path.startswith(p.rstrip(b"/") + b"/") or path == p + b".mlvc"
+                       for p in self._prefixes):
+                return False
+            return path.endswith(b".mlvc")
+        return path.endswith(b".mlvc") or path in self._watch
+
+    def _could_contain(self, dirpath: bytes) -> bool:
+        if self._prefixes is None:
+            return dirpath != b".mlvc/"
+        return any(p.startswith(dirpath) or p.startswith(dirpath.rstrip(b"/") + b".mlvc")
+                   or dirpath.startswith(p.rstrip(b"/") + b"/") for p in self._prefixes)
+
+    def changed(self, new: bytes | None, old: bytes | None, prefix: bytes = b"",
+                out: list | None = None) -> list[tuple[str, bytes | None, bytes | None]]:
+        """(path, old blob, new blob) of interesting regular files that differ."""
+        out = [] if out is None else out
+        if new == old:
+            return out
+        a, b = self.tree(old), self.tree(new)
+        for name in set(a) | set(b):
+            ea, eb = a.get(name), b.get(name)
+            if ea == eb:
+                continue
+            path = prefix + name
+            da = ea is not None and stat.S_ISDIR(ea[0])
+            db = eb is not None and stat.S_ISDIR(eb[0])
+            if (da or db) and self._could_contain(path + b"/"):
+                self.changed(eb[1] if db else None, ea[1] if da else None, path + b"/", out)
+            fa = ea[1] if ea is not None and stat.S_ISREG(ea[0]) else None
+            fb = eb[1] if eb is not None and stat.S_ISREG(eb[0]) else None
+            if fa != fb and self._interesting_file(path):
+                out.append((path.decode("utf-8", "surrogateescape"), fa, fb))
+        return out
+
+    def blob(self, sha: bytes) -> bytes:
+        return self._store[sha].as_raw_string()
+
+    def pointer(self, sha: bytes, where: str):
+        got = self._blobs.get(sha)
+        if got is None:
+            try:
+                got = fast_parse(self.blob(sha), where)
+            except PointerError as exc:
+                got = exc
+            except KeyError:
+                got = PointerError(where, "blob missing from the git object database")
+            self._blobs[sha] = got
+        return got
+
+
+def _git(repo):
+    from ..git import GitRepo
+
+    if not repo.has_git:
+        raise MlvcError("`mlvc log` reads git history; this repository was set up with --no-scm")
+    return GitRepo(repo.root)
+
+
+def _prefix_of(repo, path: str | None) -> list[str] | None:
+    if not path:
+        return None
+    rel = repo.rel(repo.resolve_user_path(path))
+    if rel.endswith(pointers.SUFFIX):
+        rel = rel[: -len(pointers.SUFFIX)]
+    return [rel]
+
+
+def _artifact_entry(info, hist: _History, rel: str, old: bytes | None, new: bytes | None) -> LogEntry:
+    base = dict(commit=info.sha, short=info.short, date=info.date.isoformat(), author=info.author,
+                message=info.message)
+    fallback = rel[: -len(pointers.SUFFIX)]
+    if new is None:
+        change, blob = "removed", old
+    else:
+        change, blob = ("added" if old is None else "modified"), new
+    ptr = hist.pointer(blob, f"{rel} at {info.short}")
+    if isinstance(ptr, MlvcError):
+        return LogEntry(**base, path=fallback, change="invalid" if new is not None else change, error=str(ptr))
+    parent = posixpath.dirname(rel)
+    path = posixpath.join(parent, ptr.path) if parent else ptr.path
+    return LogEntry(**base, path=path, change=change, id=ptr.oid, size=ptr.size, files=ptr.files,
+                    kind=ptr.kind, role=ptr.role, meta=dict(ptr.meta or {}))
+
+
+def _walk(repo, git, path, since, rev, watch: set[str]):
+    prefixes = _prefix_of(repo, path)
+    hist = _History(git, watch, prefixes)
+    if not git.has_commits() and rev == "HEAD":
+        return hist, iter(())
+    git.resolve(rev)  # unknown revision -> RevisionError before walking
+    watch_paths = None
+    if prefixes is not None:
+        watch_paths = [prefixes[0], prefixes[0] + pointers.SUFFIX]
+    return hist, git.walk(rev, paths=watch_paths, since=since)
+
+
+def log(repo, path: str | None = None, since: str | datetime | None = None, max_count: int | None = None,
+        rev: str = "HEAD") -> list[LogEntry]:
+    """Artifact changes, newest commit first (one entry per changed artifact per commit)."""
+    since_dt = parse_since(since) if isinstance(since, str) else since
+    git = _git(repo)
+    try:
+        hist, commits = _walk(repo, git, path, since_dt, rev, set())
+        out: list[LogEntry] = []
+        shown = 0
+        for info in commits:
+            new, old = hist.commit_trees(info.sha)
+            changes = hist.changed(new, old)
+            if not changes:
+                continue
+            for rel, a, b in sorted(changes):
+                out.append(_artifact_entry(info, hist, rel, a, b))
+            shown += 1
+            if max_count is not None and shown >= max_count:
+                break
+        return out
+    finally:
+        git.close()
+
+
+def report(repo, path: str | None = None, since: str | datetime | None = None, max_count: int | None = None,
+           rev: str = "HEAD") -> list[CommitReport]:
+    """Per commit (newest first): artifacts changed, params changed, metrics recorded."""
+    since_dt = parse_since(since) if isinstance(since, str) else since
+    pfiles, mfiles = params_files(repo), metrics_files(repo)
+    git = _git(repo)
+    try:
+        hist, commits = _walk(repo, git, path, since_dt, rev, set(pfiles) | set(mfiles))
+        out: list[CommitReport] = []
+        for info in commits:
+            new, old = hist.commit_trees(info.sha)
+            changes = hist.changed(new, old)
+            if not changes:
+                continue
+            rep = CommitReport(info.sha, info.short, info.date.isoformat(), info.author, info.message)
+            for rel, a, b in sorted(changes):
+                if rel.endswith(pointers.SUFFIX):
+                    entry = _artifact_entry(info, hist, rel, a, b)
+                    rep.artifacts.append(entry)
+                    metric_like = {k: v for k, v in flatten(entry.meta).items()
+                                   if isinstance(v, (int, float)) and not isinstance(v, bool)}
+                    if metric_like and entry.change != "removed":
+                        rep.metrics[entry.path] = metric_like
+                elif rel in pfiles:
+                    va = parse_values(hist.blob(a), rel) if a else {}
+                    vb = parse_values(hist.blob(b), rel) if b else {}
+                    va = {(rel, k): v for k, v in (va or {}).items()}
+                    vb = {(rel, k): v for k, v in (vb or {}).items()}
+                    rep.params.extend(c.as_dict() for c in compare(va, vb))
+                elif rel in mfiles and b is not None:
+                    values = parse_values(hist.blob(b), rel)
+                    if values:
+                        rep.metrics[rel] = values
+            out.append(rep)
+            if max_count is not None and len(out) >= max_count:
+                break
+        return out
+    finally:
+        git.close()
+
+
+# ------------------------------------------------------------------ rendering
+
+
+def _size(n: int | None) -> str:
+    if n is None:
+        return "-"
+    from ..cli.output import human_size
+
+    return human_size(n)
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.6g}"
+    return str(v)
+
+
+def render_text(entries: list[LogEntry]) -> str:
+    lines: list[str] = []
+    last = None
+    for e in entries:
+        if e.commit != last:
+            if last is not None:
+                lines.append("")
+            lines.append(f"commit {e.commit}")
+            lines.append(f"Author: {e.author}")
+            lines.append(f"Date:   {e.date}")
+            lines.append(f"    {e.message}")
+            last = e.commit
+        if e.error:
+            lines.append(f"  {e.change:8} {e.path}: {e.error}")
+            continue
+        meta = " ".join(f"{k}={_fmt(v)}" for k, v in e.meta.items())
+        lines.append(f"  {e.change:8} {e.path}  {e.id}  {_size(e.size)}  {e.role or '-'}"
+                     + (f"  {meta}" if meta else ""))
+    return "\n".join(lines)
+
+
+def render_markdown(reports: list[CommitReport], since: str | None = None) -> str:
+    title = f"# What changed since {since}" if since else "# What changed"
+    lines = [title, "", f"{len(reports)} commit{'s' if len(reports) != 1 else ''} with artifact, parameter "
+             "or metric changes.", ""]
+    for r in reports:
+        lines.append(f"## `{r.short}` {r.message}")
+        lines.append("")
+        lines.append(f"{r.author}, {r.date}")
+        lines.append("")
+        if r.artifacts:
+            lines.append("| artifact | change | size | role | id |")
+            lines.append("|---|---|---|---|---|")
+            for e in r.artifacts:
+                ident = f"`{e.id[7:19]}`" if e.id else (e.error or "-")
+                lines.append(f"| `{e.path}` | {e.change} | {_size(e.size)} | {e.role or '-'} | {ident} |")
+            lines.append("")
+        if r.params:
+            lines.append("**Parameters**")
+            lines.append("")
+            for p in r.params:
+                old = "-" if p["old"] is None else _fmt(p["old"])
+                new = "-" if p["new"] is None else _fmt(p["new"])
+                lines.append(f"- `{p['key']}` ({p['source']}): {old} → {new}")
+            lines.append("")
+        if r.metrics:
+            lines.append("**Metrics**")
+            lines.append("")
+            for source, values in r.metrics.items():
+                shown = ", ".join(f"{k}={_fmt(v)}" for k, v in values.items())
+                lines.append(f"- {source}: {shown}")
+            lines.append("")
+    return "\n".join(lines).rstrip() + "\n"

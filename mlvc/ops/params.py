@@ -1,0 +1,162 @@
+"""`mlvc params diff A [B]`: hyper-parameters compared between two commits.
+
+Parameters come from params files (`params.yaml`, `params.yml`, `params.json`
+and any files listed under `params:` in `.mlvc/config`), flattened to dotted
+keys (`train.lr`), and from the `meta` of every pointer (`<artifact>:<key>`).
+Everything is read from git's object database; B defaults to the workspace.
+"""
+
+from __future__ import annotations
+
+import json
+import posixpath
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from .. import pointer as pointers
+from ..errors import MlvcError, PointerError
+
+DEFAULT_PARAMS_FILES = ("params.yaml", "params.yml", "params.json")
+DEFAULT_METRICS_FILES = ("metrics.json", "metrics.yaml", "metrics.yml")
+
+
+@dataclass
+class ParamChange:
+    key: str
+    source: str  # params file, or the artifact whose pointer meta holds it
+    change: str  # added / removed / modified
+    old: Any = None
+    new: Any = None
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def _listed(repo, key: str, defaults: tuple[str, ...]) -> list[str]:
+    try:
+        extra = repo.config.data.get(key) or []
+    except MlvcError:
+        extra = []
+    if isinstance(extra, str):
+        extra = [extra]
+    out = list(defaults)
+    out.extend(str(x) for x in extra if str(x) not in out)
+    return out
+
+
+def params_files(repo) -> list[str]:
+    return _listed(repo, "params", DEFAULT_PARAMS_FILES)
+
+
+def metrics_files(repo) -> list[str]:
+    return _listed(repo, "metrics", DEFAULT_METRICS_FILES)
+
+
+def parse_values(data: bytes, name: str) -> dict[str, Any] | None:
+    """Flattened key -> value of a YAML or JSON document; None when unreadable."""
+    try:
+        if name.endswith(".json"):
+            doc = json.loads(data)
+        else:
+            import yaml
+
+            doc = yaml.safe_load(data)
+    except (ValueError, UnicodeDecodeError, Exception):  # noqa: BLE001 - yaml raises many types
+        return None
+    if not isinstance(doc, dict):
+        return None
+    return flatten(doc)
+
+
+def flatten(doc: dict, prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in doc.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict) and v:
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+class _Source:
+    """Reads files at a git revision, or from the workspace when rev is None."""
+
+    def __init__(self, repo, git, rev: str | None):
+        self.repo, self.git, self.rev = repo, git, rev
+
+    def read(self, rel: str) -> bytes | None:
+        if self.rev is None:
+            p = self.repo.root / rel
+            try:
+                return p.read_bytes() if p.is_file() else None
+            except OSError:
+                return None
+        return self.git.read_blob(self.rev, rel)
+
+    def pointer_metas(self) -> dict[str, dict]:
+        out: dict[str, dict] = {}
+        if self.rev is None:
+            from .common import select
+
+            for t in select(self.repo):
+                if t.ptr is not None:
+                    out[t.display] = t.ptr.meta or {}
+            return out
+        for rel in self.git.list_files(self.rev, pointers.SUFFIX):
+            if rel.startswith(".mlvc/"):
+                continue
+            try:
+                ptr = pointers.PointerFile.parse(self.git.read_blob(self.rev, rel) or b"", rel)
+            except PointerError:
+                continue
+            parent = posixpath.dirname(rel)
+            out[posixpath.join(parent, ptr.path) if parent else ptr.path] = ptr.meta or {}
+        return out
+
+
+def collect(repo, git, rev: str | None) -> dict[tuple[str, str], Any]:
+    """{(source, key): value} of every parameter at `rev` (None: workspace)."""
+    src = _Source(repo, git, rev)
+    values: dict[tuple[str, str], Any] = {}
+    for name in params_files(repo):
+        data = src.read(name)
+        if data is None:
+            continue
+        parsed = parse_values(data, name)
+        if parsed is None:
+            continue
+        for k, v in parsed.items():
+            values[(name, k)] = v
+    for artifact, meta in src.pointer_metas().items():
+        for k, v in flatten(meta).items():
+            values[(artifact, k)] = v
+    return values
+
+
+def compare(a: dict[tuple[str, str], Any], b: dict[tuple[str, str], Any]) -> list[ParamChange]:
+    out = []
+    for key in sorted(set(a) | set(b)):
+        source, name = key
+        if key not in a:
+            out.append(ParamChange(name, source, "added", None, b[key]))
+        elif key not in b:
+            out.append(ParamChange(name, source, "removed", a[key], None))
+        elif a[key] != b[key]:
+            out.append(ParamChange(name, source, "modified", a[key], b[key]))
+    return out
+
+
+def params_diff(repo, rev_a: str, rev_b: str | None = None, git=None) -> list[ParamChange]:
+    from ..git import GitRepo
+
+    own = git is None
+    git = git or GitRepo(repo.root)
+    try:
+        git.resolve(rev_a)
+        if rev_b is not None:
+            git.resolve(rev_b)
+        return compare(collect(repo, git, rev_a), collect(repo, git, rev_b))
+    finally:
+        if own:
+            git.close()

@@ -1,0 +1,151 @@
+"""`mlvc install-hooks`: plain git checkout/switch/pull restore artifacts, push pushes, stale commits refused."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+from conftest import GIT_ENV, git
+
+from mlvc.cli.main import run
+from mlvc.git import HOOK_BLOCK_BEGIN
+from mlvc.repo import Repo
+
+
+def mlvc(*args: str) -> int:
+    return run(list(args))
+
+
+def git_rc(cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["git", *args], cwd=cwd, env=dict(os.environ, **GIT_ENV), capture_output=True, text=True)
+
+
+def commit(repo: Path, msg: str, tag: str | None = None) -> None:
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", msg)
+    if tag:
+        git(repo, "tag", tag)
+
+
+@pytest.fixture
+def hooked(repo_dir):
+    r = repo_dir
+    hooks = r / ".git/hooks"
+    hooks.mkdir(exist_ok=True)
+    (hooks / "post-checkout").write_text("#!/bin/sh\necho user-hook-ran >> \"$(git rev-parse --git-dir)/ran\"\n")
+    (hooks / "post-checkout").chmod(0o755)
+    (hooks / "post-merge").write_text("#!/usr/bin/env python3\nimport sys\nopen('.git/py-ran', 'w').write('y')\n")
+    (hooks / "post-merge").chmod(0o755)
+    (r / "model.bin").write_bytes(b"v1" * 1000)
+    assert mlvc("add", "model.bin") == 0
+    commit(r, "v1", "v1")
+    (r / "model.bin").write_bytes(b"v2" * 1000)
+    assert mlvc("add", "model.bin") == 0
+    commit(r, "v2", "v2")
+    assert mlvc("install-hooks", "--quiet") == 0
+    assert mlvc("install-hooks", "--quiet") == 0  # idempotent
+    return r
+
+
+def test_install_is_idempotent_and_chains(hooked):
+    hooks = hooked / ".git/hooks"
+    for name in ("post-checkout", "post-merge", "pre-push", "pre-commit"):
+        text = (hooks / name).read_text()
+        assert text.count(HOOK_BLOCK_BEGIN) == 1, name
+        assert os.access(hooks / name, os.X_OK)
+    assert "user-hook-ran" in (hooks / "post-checkout").read_text()  # shell hook: block inserted, rest kept
+    assert (hooks / "post-merge.mlvc-chained").exists()  # python hook moved aside and chained
+
+
+def test_git_checkout_and_switch_restore_artifacts(hooked):
+    r = hooked
+    res = git_rc(r, "checkout", "-q", "v1")  # detached HEAD
+    assert res.returncode == 0, res.stderr
+    assert (r / "model.bin").read_bytes() == b"v1" * 1000
+    assert (r / ".git/ran").read_text().count("user-hook-ran") == 1  # the existing hook still runs
+    res = git_rc(r, "switch", "-q", "main")
+    assert res.returncode == 0, res.stderr
+    assert (r / "model.bin").read_bytes() == b"v2" * 1000
+    git(r, "switch", "-q", "-c", "exp", "v1")
+    assert (r / "model.bin").read_bytes() == b"v1" * 1000
+    # mlvc checkout REV does not restore twice (the hook is skipped) and still works
+    assert mlvc("checkout", "v2") == 0
+    assert (r / "model.bin").read_bytes() == b"v2" * 1000
+
+
+def test_pre_commit_refuses_stale_pointer(hooked):
+    r = hooked
+    (r / "model.bin").write_bytes(b"v3" * 1000)
+    assert mlvc("add", "model.bin") == 0
+    (r / "model.bin").write_bytes(b"v4 edited after add")
+    git(r, "add", "model.bin.mlvc")
+    res = git_rc(r, "commit", "-q", "-m", "stale")
+    assert res.returncode != 0
+    assert "model.bin" in res.stderr and "mlvc add" in res.stderr
+    assert mlvc("add", "model.bin") == 0
+    git(r, "add", "model.bin.mlvc")
+    res = git_rc(r, "commit", "-q", "-m", "fresh")
+    assert res.returncode == 0, res.stderr
+
+
+def test_pull_restores_and_push_pushes(hooked, tmp_path):
+    r = hooked
+    remote = tmp_path / "artifacts"
+    remote.mkdir()
+    repo = Repo.find(r)
+    repo.config.update_shared(lambda d: d.update(remotes={"origin": {"url": str(remote)}},
+                                                 default_remote="origin"))
+    repo.close()
+    commit(r, "remote")
+    bare = tmp_path / "bare.git"
+    git(tmp_path, "init", "-q", "--bare", "-b", "main", str(bare))
+    git(r, "remote", "add", "origin", str(bare))
+    res = git_rc(r, "push", "-q", "origin", "main")  # pre-push: `mlvc push` first
+    assert res.returncode == 0, res.stderr
+    assert any((remote / "packs").glob("*.idx"))
+    # a clone with hooks: git pull restores the new version
+    clone = tmp_path / "clone"
+    git(tmp_path, "clone", "-q", str(bare), str(clone))
+    os.chdir(clone)
+    assert mlvc("pull", "--quiet") == 0
+    assert mlvc("install-hooks", "--quiet") == 0
+    os.chdir(r)
+    (r / "model.bin").write_bytes(b"v9" * 1000)
+    assert mlvc("add", "model.bin") == 0
+    commit(r, "v9")
+    assert git_rc(r, "push", "-q", "origin", "main").returncode == 0
+    res = git_rc(clone, "pull", "-q", "--no-rebase", "origin", "main")  # post-merge (fast-forward)
+    assert res.returncode == 0, res.stderr
+    assert (clone / "model.bin").read_bytes() == b"v9" * 1000
+
+
+def test_push_is_stopped_when_artifacts_cannot_be_pushed(hooked, tmp_path):
+    r = hooked
+    repo = Repo.find(r)
+    repo.config.update_shared(lambda d: d.update(remotes={"origin": {"url": str(tmp_path / "missing/dir")}},
+                                                 default_remote="origin"))
+    repo.close()
+    commit(r, "bad remote")
+    (tmp_path / "missing").write_text("a file where the remote directory should be")
+    bare = tmp_path / "bare.git"
+    git(tmp_path, "init", "-q", "--bare", "-b", "main", str(bare))
+    git(r, "remote", "add", "origin", str(bare))
+    res = git_rc(r, "push", "-q", "origin", "main")
+    assert res.returncode != 0
+    assert "git push" in res.stderr and "mlvc" in res.stderr
+    assert git_rc(r, "push", "-q", "--no-verify", "origin", "main").returncode == 0
+
+
+def test_uninstall_removes_only_mlvc(hooked):
+    hooks = hooked / ".git/hooks"
+    assert mlvc("uninstall-hooks", "--quiet") == 0
+    assert (hooks / "post-checkout").read_text() == ("#!/bin/sh\necho user-hook-ran >> "
+                                                     "\"$(git rev-parse --git-dir)/ran\"\n")
+    assert (hooks / "post-merge").read_text().startswith("#!/usr/bin/env python3")
+    assert not (hooks / "post-merge.mlvc-chained").exists()
+    assert not (hooks / "pre-push").exists() and not (hooks / "pre-commit").exists()
+    assert mlvc("uninstall-hooks") == 0  # nothing left: still fine
+    git(hooked, "checkout", "-q", "v1")
+    assert (hooked / "model.bin").read_bytes() == b"v2" * 1000  # no longer restored
