@@ -8,6 +8,7 @@ parameters that produced it.  Field order is fixed so diffs stay readable.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,6 +21,51 @@ SUFFIX = ".mlvc"
 FORMAT_VERSION = 1
 ROLES = ("model", "data", "other")
 KINDS = ("file", "dir")
+
+
+# A strict reader for the YAML subset `PointerFile.to_yaml` writes (top-level keys, one level of
+# nesting, plain scalars with a single reading).  History reads thousands of pointers and PyYAML
+# costs ~0.3 ms each even with libyaml; anything outside the subset falls back to PyYAML.
+_INT = re.compile(r"-?(?:0|[1-9][0-9]*)")
+_FLOAT = re.compile(r"-?(?:0|[1-9][0-9]*)\.[0-9]+")
+_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_./:-]*[A-Za-z0-9_]|[A-Za-z_]")
+_YAML_WORDS = {"y", "n", "yes", "no", "on", "off", "true", "false", "null", "nan", "inf"}
+_LINE = re.compile(r"^( {0,2})([A-Za-z_][A-Za-z0-9_]*):(?: (.*))?$")
+
+
+def _scalar(text: str):
+    """The value of a plain YAML scalar that has one unambiguous reading, else raise ValueError."""
+    if _INT.fullmatch(text):
+        return int(text)
+    if _FLOAT.fullmatch(text):
+        return float(text)
+    if _WORD.fullmatch(text) and text.lower() not in _YAML_WORDS and not text.endswith((".", "-")):
+        return text
+    raise ValueError(text)
+
+
+def _simple_yaml(data: bytes) -> dict:
+    """The subset of YAML that `PointerFile.to_yaml` writes for ordinary pointers: top-level keys
+    and one level of nested mappings, plain scalars only.  ValueError for anything else."""
+    doc: dict = {}
+    nested: dict | None = None
+    for line in data.decode("utf-8").splitlines():
+        m = _LINE.match(line)
+        if m is None:
+            raise ValueError(line)
+        indent, key, value = m.groups()
+        if indent == "  ":
+            if nested is None or value is None:
+                raise ValueError(line)
+            nested[key] = _scalar(value)
+        elif indent:
+            raise ValueError(line)
+        elif value is None:
+            nested = doc[key] = {}
+        else:
+            nested = None
+            doc[key] = {} if value == "{}" else _scalar(value)
+    return doc
 
 
 @dataclass
@@ -56,7 +102,12 @@ class PointerFile:
         import yaml
 
         try:
-            doc = yaml.safe_load(text)
+            doc = _simple_yaml(text if isinstance(text, bytes) else text.encode())
+        except (ValueError, UnicodeDecodeError):
+            doc = None
+        try:
+            if doc is None:
+                doc = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
         except yaml.YAMLError as exc:
             first = str(exc).splitlines()[0] if str(exc) else "syntax error"
             raise PointerError(where, f"not valid YAML ({first})") from None

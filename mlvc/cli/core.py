@@ -254,8 +254,9 @@ def _split_rev(repo, targets: list[str]) -> tuple[str | None, list[str]]:
 
     try:
         GitRepo(repo.root).resolve(first)
-    except errors.MlvcError:
-        return None, targets  # select() then reports the unknown path clearly
+    except errors.RevisionError as exc:
+        raise errors.PathError(first, f"is neither a tracked path nor a known revision ({exc})",
+                               hint=exc.hint) from None
     return first, targets[1:]
 
 

@@ -90,88 +90,6 @@ class CommitReport:
         return asdict(self)
 
 
-def _yaml_loader():
-    import yaml
-
-    return getattr(yaml, "CSafeLoader", None)
-
-
-_INT = re.compile(r"-?(?:0|[1-9][0-9]*)")
-_FLOAT = re.compile(r"-?(?:0|[1-9][0-9]*)\.[0-9]+")
-_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_./:-]*[A-Za-z0-9_]|[A-Za-z_]")
-_YAML_WORDS = {"y", "n", "yes", "no", "on", "off", "true", "false", "null", "nan", "inf"}
-_LINE = re.compile(r"^( {0,2})([A-Za-z_][A-Za-z0-9_]*):(?: (.*))?$")
-
-
-def _scalar(text: str):
-    """The value of a plain YAML scalar that has one unambiguous reading, else raise ValueError."""
-    if _INT.fullmatch(text):
-        return int(text)
-    if _FLOAT.fullmatch(text):
-        return float(text)
-    if _WORD.fullmatch(text) and text.lower() not in _YAML_WORDS and not text.endswith((".", "-")):
-        return text
-    raise ValueError(text)
-
-
-def _simple_yaml(data: bytes) -> dict:
-    """The subset of YAML that `PointerFile.to_yaml` writes for ordinary pointers: top-level keys
-    and one level of nested mappings, plain scalars only.  ValueError for anything else."""
-    doc: dict = {}
-    nested: dict | None = None
-    for line in data.decode("utf-8").splitlines():
-        m = _LINE.match(line)
-        if m is None:
-            raise ValueError(line)
-        indent, key, value = m.groups()
-        if indent == "  ":
-            if nested is None or value is None:
-                raise ValueError(line)
-            nested[key] = _scalar(value)
-        elif indent:
-            raise ValueError(line)
-        elif value is None:
-            nested = doc[key] = {}
-        else:
-            nested = None
-            doc[key] = {} if value == "{}" else _scalar(value)
-    return doc
-
-
-def fast_parse(data: bytes, where: str) -> pointers.PointerFile:
-    """PointerFile.parse, with libyaml when available (history reads thousands of pointers).
-
-    Only a pointer that passes every check PointerFile.parse makes is built here; anything
-    else goes through PointerFile.parse itself, which gives the exact error.
-    """
-    loader = _yaml_loader()
-    if loader is not None:
-        import yaml
-
-        from ..chunking import ChunkerParams
-        from ..hashing import ALGORITHM, is_oid
-        from ..objects import validate_relpath
-
-        try:
-            try:
-                doc = _simple_yaml(data)
-            except (ValueError, UnicodeDecodeError):
-                doc = yaml.load(data, Loader=loader)  # noqa: S506 - CSafeLoader is the safe loader
-            if (isinstance(doc, dict) and doc.get("mlvc") == pointers.FORMAT_VERSION
-                    and doc.get("hash", ALGORITHM) == ALGORITHM and doc.get("kind") in pointers.KINDS
-                    and is_oid(doc.get("id"))):
-                size, files = doc.get("size"), doc.get("files", 1)
-                role, meta = doc.get("role"), doc.get("meta") or {}
-                if (isinstance(size, int) and size >= 0 and isinstance(files, int) and files >= 0
-                        and (role is None or role in pointers.ROLES) and isinstance(meta, dict)):
-                    path = validate_relpath(doc.get("path"), where)
-                    chunker = ChunkerParams.from_dict(doc.get("chunker") or ChunkerParams().as_dict())
-                    return pointers.PointerFile(path, doc["kind"], doc["id"], size, files, chunker, role, meta)
-        except Exception:  # noqa: BLE001 - any doubt: let PointerFile.parse decide and explain
-            pass
-    return pointers.PointerFile.parse(data, where)
-
-
 class _History:
     """Changed files per commit, from tree-to-tree comparisons on dulwich objects."""
 
@@ -257,7 +175,7 @@ class _History:
         got = self._blobs.get(sha)
         if got is None:
             try:
-                got = fast_parse(self.blob(sha), where)
+                got = pointers.PointerFile.parse(self.blob(sha), where)
             except PointerError as exc:
                 got = exc
             except KeyError:

@@ -46,7 +46,7 @@ def test_status_exit_code_signals_changes(cli, repo_dir):
     (["add", "../x"], errors.EXIT_BAD_PATH, "outside the repository"),
     (["add", ".git"], errors.EXIT_BAD_PATH, ".git"),
     (["add", ".mlvc"], errors.EXIT_BAD_PATH, ".mlvc"),
-    (["checkout", "unknown-path"], errors.EXIT_BAD_PATH, "not tracked"),
+    (["checkout", "unknown-path"], errors.EXIT_BAD_PATH, "neither a tracked path nor a known revision"),
     (["add", "m.bin", "--role", "boss"], errors.EXIT_ERROR, "--role"),
     (["add", "m.bin", "--meta", "novalue"], errors.EXIT_ERROR, "KEY=VALUE"),
     (["frobnicate"], errors.EXIT_USAGE, "No such command"),
