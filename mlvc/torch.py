@@ -16,20 +16,18 @@ and without executing pickled code.
 
 from __future__ import annotations
 
-import bisect
 import datetime as _dt
 import functools
-import io
 import json
 import os
 import platform
 import struct
 import sys
 import warnings
-from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
+from .ops.chunked_reader import ChunkedFile  # torch-free; re-exported for users
 from .errors import MlvcError, ObjectNotFoundError, PathError, PointerError, UnsafeCheckpointError
 
 PROVENANCE_KEY = "mlvc"
@@ -395,93 +393,6 @@ def _has_numpy() -> bool:
 
 # ------------------------------------------------------------ chunked reads
 
-
-class ChunkedFile(io.RawIOBase):
-    """A read-only, seekable file over a file manifest's chunks, fetched lazily from the store.
-
-    Only the chunks a read touches are fetched (runs of them through
-    `store.iter_chunks`, which coalesces adjacent pack reads); a few recent
-    chunks are kept.  `chunks_read` / `bytes_read` count what came from the store.
-    """
-
-    def __init__(self, store, chunks, name: str = "", keep: int = 8):
-        super().__init__()
-        from .store.cache import CHUNK  # noqa: F401 - the store reads chunk objects
-
-        self._store = store
-        self._chunks = list(chunks)
-        self._starts = []
-        pos = 0
-        for _, length in self._chunks:
-            self._starts.append(pos)
-            pos += length
-        self._size = pos
-        self._pos = 0
-        self._keep = keep
-        self._lru: OrderedDict[int, bytes] = OrderedDict()
-        self.name = name
-        self.chunks_read = 0
-        self.bytes_read = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._pos
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        if whence == io.SEEK_SET:
-            pos = offset
-        elif whence == io.SEEK_CUR:
-            pos = self._pos + offset
-        elif whence == io.SEEK_END:
-            pos = self._size + offset
-        else:
-            raise ValueError(f"invalid whence {whence}")
-        if pos < 0:
-            raise OSError(22, "negative seek position")
-        self._pos = pos
-        return pos
-
-    def _fetch(self, first: int, last: int) -> None:
-        """Make chunks first..last (inclusive) available, fetching the missing ones in runs."""
-        i = first
-        while i <= last:
-            if i in self._lru:
-                self._lru.move_to_end(i)
-                i += 1
-                continue
-            j = i
-            while j + 1 <= last and j + 1 not in self._lru:
-                j += 1
-            for k, data in zip(range(i, j + 1), self._store.iter_chunks(self._chunks[i:j + 1]), strict=True):
-                self._lru[k] = bytes(data)
-                self.chunks_read += 1
-                self.bytes_read += len(data)
-            i = j + 1
-        while len(self._lru) > max(self._keep, last - first + 1):
-            self._lru.popitem(last=False)
-
-    def readinto(self, b) -> int:
-        n = min(len(b), self._size - self._pos)
-        if n <= 0:
-            return 0
-        first = bisect.bisect_right(self._starts, self._pos) - 1
-        last = bisect.bisect_right(self._starts, self._pos + n - 1) - 1
-        self._fetch(first, last)
-        out = memoryview(b)
-        done = 0
-        for i in range(first, last + 1):
-            data = self._lru[i]
-            lo = self._pos + done - self._starts[i]
-            take = min(len(data) - lo, n - done)
-            out[done:done + take] = data[lo:lo + take]
-            done += take
-        self._pos += done
-        return done
 
 
 def _locate_artifact_file(repo, path: Path, rev: str | None):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from helpers import GIT_ENV, git, mlvc_cli
+from helpers import GIT_ENV, CliResult, git, mlvc_cli
 
 
 @pytest.fixture(autouse=True)

@@ -1,8 +1,8 @@
 """A read-only, seekable file object over a file stored in the cache.
 
 Reads fetch only the chunks that overlap the requested range (verified against
-their ids by the store), with a small LRU of decoded chunks, so a checkpoint's
-layout and single tensors can be read without materialising the whole file.
+their ids by the store), so a checkpoint's layout and single tensors can be
+read without materialising the whole file.
 """
 
 from __future__ import annotations
@@ -11,26 +11,33 @@ import bisect
 import io
 from collections import OrderedDict
 
-from ..store.cache import CHUNK
 from .common import file_manifest
 
-
 class ChunkedFile(io.RawIOBase):
-    def __init__(self, store, file_id: bytes, name: str = "", cache_chunks: int = 16):
+    """A read-only, seekable file over a file manifest's chunks, fetched lazily from the store.
+
+    Only the chunks a read touches are fetched (runs of them through
+    `store.iter_chunks`, which coalesces adjacent pack reads); a few recent
+    chunks are kept.  `chunks_read` / `bytes_read` count what came from the store.
+    """
+
+    def __init__(self, store, chunks, name: str = "", keep: int = 8):
         super().__init__()
+
         self._store = store
-        manifest = file_manifest(store, file_id)
-        self._chunks = [oid for oid, _ in manifest.chunks]
-        self._starts: list[int] = []
+        self._chunks = list(chunks)
+        self._starts = []
         pos = 0
-        for _, length in manifest.chunks:
+        for _, length in self._chunks:
             self._starts.append(pos)
             pos += length
         self._size = pos
         self._pos = 0
+        self._keep = keep
         self._lru: OrderedDict[int, bytes] = OrderedDict()
-        self._lru_max = cache_chunks
         self.name = name
+        self.chunks_read = 0
+        self.bytes_read = 0
 
     def readable(self) -> bool:
         return True
@@ -40,10 +47,6 @@ class ChunkedFile(io.RawIOBase):
 
     def tell(self) -> int:
         return self._pos
-
-    @property
-    def size(self) -> int:
-        return self._size
 
     def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
         if whence == io.SEEK_SET:
@@ -55,42 +58,47 @@ class ChunkedFile(io.RawIOBase):
         else:
             raise ValueError(f"invalid whence {whence}")
         if pos < 0:
-            raise ValueError("negative seek position")
+            raise OSError(22, "negative seek position")
         self._pos = pos
         return pos
 
-    def _chunk(self, i: int) -> bytes:
-        data = self._lru.get(i)
-        if data is not None:
-            self._lru.move_to_end(i)
-            return data
-        data = self._store.get(CHUNK, self._chunks[i])
-        self._lru[i] = data
-        if len(self._lru) > self._lru_max:
+    def _fetch(self, first: int, last: int) -> None:
+        """Make chunks first..last (inclusive) available, fetching the missing ones in runs."""
+        i = first
+        while i <= last:
+            if i in self._lru:
+                self._lru.move_to_end(i)
+                i += 1
+                continue
+            j = i
+            while j + 1 <= last and j + 1 not in self._lru:
+                j += 1
+            for k, data in zip(range(i, j + 1), self._store.iter_chunks(self._chunks[i:j + 1]), strict=True):
+                self._lru[k] = bytes(data)
+                self.chunks_read += 1
+                self.bytes_read += len(data)
+            i = j + 1
+        while len(self._lru) > max(self._keep, last - first + 1):
             self._lru.popitem(last=False)
-        return data
-
-    def read(self, size: int = -1) -> bytes:
-        if self._pos >= self._size:
-            return b""
-        end = self._size if size is None or size < 0 else min(self._size, self._pos + size)
-        parts = []
-        pos = self._pos
-        i = bisect.bisect_right(self._starts, pos) - 1
-        while pos < end:
-            data = self._chunk(i)
-            start = self._starts[i]
-            lo, hi = pos - start, min(len(data), end - start)
-            parts.append(data[lo:hi])
-            pos = start + hi
-            i += 1
-        self._pos = end
-        return b"".join(parts)
 
     def readinto(self, b) -> int:
-        data = self.read(len(b))
-        b[: len(data)] = data
-        return len(data)
+        n = min(len(b), self._size - self._pos)
+        if n <= 0:
+            return 0
+        first = bisect.bisect_right(self._starts, self._pos) - 1
+        last = bisect.bisect_right(self._starts, self._pos + n - 1) - 1
+        self._fetch(first, last)
+        out = memoryview(b)
+        done = 0
+        for i in range(first, last + 1):
+            data = self._lru[i]
+            lo = self._pos + done - self._starts[i]
+            take = min(len(data) - lo, n - done)
+            out[done:done + take] = data[lo:lo + take]
+            done += take
+        self._pos += done
+        return done
 
-    def readall(self) -> bytes:
-        return self.read(-1)
+    @classmethod
+    def for_file(cls, store, file_id: bytes, name: str = "") -> "ChunkedFile":
+        return cls(store, file_manifest(store, file_id).chunks, name=name)

@@ -141,8 +141,8 @@ def checkpoint_diff(store, old_fid: bytes, new_fid: bytes, name: str, rel: str =
     from .chunked_reader import ChunkedFile
 
     try:
-        fa = ChunkedFile(store, old_fid, name)
-        fb = ChunkedFile(store, new_fid, name)
+        fa = ChunkedFile.for_file(store, old_fid, name)
+        fb = ChunkedFile.for_file(store, new_fid, name)
         fmt_a = detect_format(fa.read(HEAD_SIZE), name)
         fmt_b = detect_format(fb.read(HEAD_SIZE), name)
     except MlvcError as exc:

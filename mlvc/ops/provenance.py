@@ -53,7 +53,7 @@ def flatten(prov: dict, prefix: str = "") -> dict[str, Any]:
 
 
 def _from_cache(repo, file_id: bytes, name: str) -> dict | None:
-    from ..torch import ChunkedFile  # torch-free: the module imports torch only inside functions
+    from .chunked_reader import ChunkedFile
 
     fm = file_manifest(repo.store, file_id)
     with ChunkedFile(repo.store, fm.chunks, name=name) as f:
