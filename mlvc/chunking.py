@@ -56,7 +56,7 @@ def _read_full(f: BinaryIO, view: memoryview) -> int:
 
 
 def iter_chunks(f: BinaryIO, params: ChunkerParams = DEFAULT_PARAMS, block: int = BLOCK,
-                boundaries=None) -> Iterator[memoryview]:
+                boundaries=None, size_hint: int | None = None) -> Iterator[memoryview]:
     """Yield chunk views of a binary stream, reading it in blocks (bounded memory).
 
     Each block is a fresh buffer, so a yielded view stays valid for as long as
@@ -67,8 +67,12 @@ def iter_chunks(f: BinaryIO, params: ChunkerParams = DEFAULT_PARAMS, block: int 
 
     `boundaries` (sorted absolute offsets) force cuts there, e.g. where tensor
     storages begin and end in a checkpoint; FastCDC cuts inside each region.
+    `size_hint` (the expected length) sizes buffers for small files: zeroing a
+    16 MiB buffer per 4 KiB file would dominate adding many small files.
     """
     cdc = _fastcdc(params)
+    if size_hint is not None:
+        block = max(1, min(block, size_hint + 1))
     if not boundaries:
         yield from _iter_region(f, cdc, params, block, None)
         return
@@ -97,7 +101,12 @@ def _iter_region(f: BinaryIO, cdc, params: ChunkerParams, block: int, limit: int
         eof = got < want or left == 0
         if n == 0:
             return
-        mv = mv[:n]
+        if n < len(buf) // 2:
+            # A small file (or a short last block): keep only what was read, since the pack
+            # writer holds chunk views (and so their whole buffer) until they are written.
+            mv = memoryview(bytes(mv[:n]))
+        else:
+            mv = mv[:n]
         carry = b""
         for chunk in cdc.cut_buf(mv):
             if not eof and chunk.offset + params.max_size > n:

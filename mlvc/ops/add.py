@@ -70,7 +70,7 @@ def store_file(store, fs: FileStat, display: str, params: ChunkerParams, progres
         with open(fs.path, "rb", buffering=0) as f:
             before = os.fstat(f.fileno())
             total = 0
-            for data in iter_chunks(_Reader(f, progress), params, boundaries=cuts):
+            for data in iter_chunks(_Reader(f, progress), params, boundaries=cuts, size_hint=fs.size):
                 oid = digest(data)
                 content.update(data)
                 store.put_chunk(data, oid, encoder)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import os
+import shutil
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -280,6 +281,13 @@ class ChunkStore:
         self._append(CHUNK, oid, c, payload, len(data))
         return oid, True
 
+    def put_stored(self, typ: int, oid: bytes, codec_id: int, payload, raw_len: int) -> bool:
+        """Store an object already in its stored form (a verified copy from a remote): no recompression."""
+        if self.has(typ, oid):
+            return False
+        self._append(typ, oid, codec_id, payload, raw_len)
+        return True
+
     def put_object(self, typ: int, oid: bytes, body: bytes) -> bool:
         if self.has(typ, oid):
             return False
@@ -376,7 +384,10 @@ class ChunkStore:
             if pid == os.getpid():
                 continue
             if pid <= 0 or not _pid_alive(pid) or age > STALE_TMP_S:
-                path.unlink(missing_ok=True)
+                if path.is_dir() and not path.is_symlink():
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    path.unlink(missing_ok=True)
                 removed += 1
         return removed
 

@@ -158,7 +158,7 @@ class PackWriter:
         stem = f"pack-{os.getpid()}-{uuid.uuid4().hex}"
         self.path = tmp_dir / f"{stem}.pack"
         self.idx_tmp = tmp_dir / f"{stem}.idx"
-        self._f = open(self.path, "xb", buffering=0)
+        self._f = open(self.path, "x+b", buffering=0)  # readable too: read_back of unpublished objects
         self._fd = self._f.fileno()
         self._batch: list = [_PACK_HEAD]
         self._batch_bytes = len(_PACK_HEAD)

@@ -1,0 +1,245 @@
+"""Remote commands: `mlvc remote add/list/remove/modify/default`, `mlvc push`, `mlvc pull`, `mlvc fetch`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from .. import errors
+from .main import app
+from .output import echo, emit_json, human_size, progress_for
+
+QUIET = typer.Option(False, "--quiet", "-q", help="Print nothing on success.")
+JSON = typer.Option(False, "--json", help="Print machine-readable JSON.")
+REMOTE = typer.Option(None, "--remote", "-r", help="Remote to use (default: the default remote).")
+JOBS = typer.Option(None, "--jobs", "-j", min=1, max=64,
+                    help="Parallel transfers (default: 4 for object stores, 2 for directories).")
+REV = typer.Option([], "--rev", help="Use the pointers of this git revision (repeatable); "
+                   "read from git, nothing is checked out.")
+ALL_COMMITS = typer.Option(False, "--all-commits", help="Use the pointers of every commit.")
+ALL_BRANCHES = typer.Option(False, "--all-branches", help="Use the pointers of every local branch head.")
+PATHS = typer.Argument(None, help="Artifacts (or their .mlvc pointers) to transfer (default: all).")
+
+remote_app = typer.Typer(help="Manage remotes: shared directories or object stores (s3://...).",
+                         no_args_is_help=True)
+app.add_typer(remote_app, name="remote")
+
+
+def _repo():
+    from ..repo import Repo
+
+    return Repo.find()
+
+
+# ---------------------------------------------------------------- remote group
+@remote_app.command("add")
+def remote_add(
+    name: str = typer.Argument(..., help="Name of the remote, e.g. origin."),
+    url: str = typer.Argument(..., help="s3://bucket/prefix, another fsspec URL, or a directory path "
+                              "(relative paths are relative to the repository root)."),
+    endpoint_url: Optional[str] = typer.Option(None, "--endpoint-url", help="S3 endpoint (MinIO, moto, ...)."),
+    region: Optional[str] = typer.Option(None, "--region", help="S3 region."),
+    profile: Optional[str] = typer.Option(None, "--profile", help="AWS profile for credentials."),
+    default: bool = typer.Option(False, "--default", "-d", help="Make it the default remote."),
+    force: bool = typer.Option(False, "--force", "-f", help="Replace a remote of the same name."),
+    quiet: bool = QUIET,
+):
+    """Add a remote to the committed .mlvc/config (secrets go to .mlvc/config.local: see `modify`)."""
+    from ..remote.config import add_remote
+
+    repo = _repo()
+    rdef = add_remote(repo, name, url, {"endpoint_url": endpoint_url, "region": region, "profile": profile},
+                      make_default=default, force=force)
+    if not quiet:
+        echo(f"added remote {rdef.name}: {rdef.url}" + (" (default)" if rdef.is_default else ""))
+
+
+@remote_app.command("list")
+def remote_list(json_out: bool = JSON):
+    """List remotes (secret values are never shown)."""
+    from ..remote.config import list_remotes
+
+    rows = [r.public() for r in list_remotes(_repo())]
+    if json_out:
+        emit_json(rows)
+        return
+    for r in rows:
+        opts = " ".join(f"{k}={v}" for k, v in r["options"].items())
+        echo(f"{r['name']}\t{r['url']}" + ("\t(default)" if r["default"] else "") + (f"\t{opts}" if opts else ""))
+
+
+@remote_app.command("remove")
+def remote_remove(name: str = typer.Argument(...), quiet: bool = QUIET):
+    """Remove a remote from the configuration (nothing on the remote is deleted)."""
+    from ..remote.config import remove_remote
+
+    remove_remote(_repo(), name)
+    if not quiet:
+        echo(f"removed remote {name}")
+
+
+@remote_app.command("modify")
+def remote_modify(
+    name: str = typer.Argument(...),
+    key: str = typer.Argument(..., help="url, endpoint_url, region, profile, jobs, access_key_id, "
+                              "secret_access_key, ..."),
+    value: Optional[str] = typer.Argument(None, help="New value (omit with --unset)."),
+    local: bool = typer.Option(False, "--local", help="Write to the git-ignored .mlvc/config.local "
+                               "(always the case for secrets)."),
+    unset: bool = typer.Option(False, "--unset", help="Remove the option."),
+    quiet: bool = QUIET,
+):
+    """Set one option of a remote.  Secret keys are always written to .mlvc/config.local."""
+    from ..remote.config import is_secret, modify_remote
+
+    if value is None and not unset:
+        raise errors.MlvcError("give a VALUE, or --unset to remove the option")
+    where = modify_remote(_repo(), name, key, None if unset else value, local=local)
+    if not quiet:
+        shown = "***" if is_secret(key) else value
+        echo(f"{name}.{key} {'unset' if unset else '= ' + str(shown)} in {where}")
+
+
+@remote_app.command("default")
+def remote_default(name: Optional[str] = typer.Argument(None, help="Remote to make the default."),
+                   unset: bool = typer.Option(False, "--unset", help="Have no default remote."),
+                   quiet: bool = QUIET):
+    """Show or set the default remote."""
+    from ..remote.config import default_name, set_default
+
+    repo = _repo()
+    if name is None and not unset:
+        current = default_name(repo.config)
+        if current is None:
+            raise errors.RemoteNotFoundError("no default remote", hint="run `mlvc remote default NAME`")
+        echo(current)
+        return
+    set_default(repo, None if unset else name)
+    if not quiet:
+        echo(f"default remote: {name}" if not unset else "no default remote")
+
+
+# ---------------------------------------------------------------- transfers
+def _exit_code(failed_codes: dict[str, int], done: list[str]) -> int:
+    codes = set(failed_codes.values())
+    if len(codes) == 1 and not done:
+        return codes.pop()
+    return errors.EXIT_PARTIAL
+
+
+def _paths(paths) -> list[str] | None:
+    return [str(p) for p in paths] if paths else None
+
+
+def _report(result, verb: str, quiet: bool) -> None:
+    if quiet:
+        return
+    moved = [n for n in result.done if n not in result.up_to_date]
+    for name in moved:
+        echo(f"{verb} {name}")
+    echo(f"{result.objects} objects ({human_size(result.bytes)}) in {result.packs} packs, "
+         f"{result.requests} requests; {len(result.done)} artifacts complete, "
+         f"{len(result.up_to_date)} already up to date")
+
+
+@app.command()
+def push(
+    paths: List[Path] = PATHS,
+    rev: List[str] = REV,
+    all_commits: bool = ALL_COMMITS,
+    all_branches: bool = ALL_BRANCHES,
+    remote: Optional[str] = REMOTE,
+    jobs: Optional[int] = JOBS,
+    quiet: bool = QUIET,
+    json_out: bool = JSON,
+):
+    """Upload the objects of the artifacts that the remote lacks, in large packs, in parallel.
+
+    Safe to interrupt and re-run (it resumes), and safe with many pushers at once.
+    """
+    from ..ops.push import push as push_op
+
+    repo = _repo()
+    try:
+        result = push_op(repo, _paths(paths), remote=remote, revs=rev, all_commits=all_commits,
+                         all_branches=all_branches, jobs=jobs, progress=progress_for(quiet or json_out))
+    finally:
+        repo.close()
+    if json_out:
+        emit_json(result.as_dict())
+    else:
+        _report(result, "pushed", quiet)
+    for name, msg in result.failed.items():
+        echo(f"error: {name}: {msg}", err=True)
+    if result.failed:
+        raise typer.Exit(_exit_code(result.failed_codes, result.done))
+
+
+@app.command()
+def fetch(
+    paths: List[Path] = PATHS,
+    rev: List[str] = REV,
+    all_commits: bool = ALL_COMMITS,
+    all_branches: bool = ALL_BRANCHES,
+    remote: Optional[str] = REMOTE,
+    jobs: Optional[int] = JOBS,
+    quiet: bool = QUIET,
+    json_out: bool = JSON,
+):
+    """Download the objects of the artifacts into the cache, verifying each; the workspace is not touched."""
+    from ..ops.fetch import fetch as fetch_op
+
+    repo = _repo()
+    try:
+        result = fetch_op(repo, _paths(paths), remote=remote, revs=rev, all_commits=all_commits,
+                          all_branches=all_branches, jobs=jobs, progress=progress_for(quiet or json_out))
+    finally:
+        repo.close()
+    if json_out:
+        emit_json(result.as_dict())
+    else:
+        _report(result, "fetched", quiet)
+    for name, msg in result.failed.items():
+        echo(f"error: {name}: {msg}", err=True)
+    if result.failed:
+        raise typer.Exit(_exit_code(result.failed_codes, result.done))
+
+
+@app.command()
+def pull(
+    paths: List[Path] = PATHS,
+    rev: List[str] = REV,
+    all_commits: bool = ALL_COMMITS,
+    all_branches: bool = ALL_BRANCHES,
+    remote: Optional[str] = REMOTE,
+    jobs: Optional[int] = JOBS,
+    force: bool = typer.Option(False, "--force", "-f", help="Overwrite or remove unsaved workspace changes."),
+    quiet: bool = QUIET,
+    json_out: bool = JSON,
+):
+    """Fetch, then check out the workspace's artifacts.  --rev/--all-commits/--all-branches also
+    fetch those commits' artifacts (for a later `mlvc checkout REV` without a network)."""
+    from ..ops.fetch import pull as pull_op
+
+    repo = _repo()
+    try:
+        result = pull_op(repo, _paths(paths), remote=remote, revs=rev, all_commits=all_commits,
+                         all_branches=all_branches, jobs=jobs, force=force, progress=progress_for(quiet or json_out))
+    finally:
+        repo.close()
+    if json_out:
+        emit_json(result.as_dict())
+    elif not quiet:
+        _report(result.fetch, "fetched", False)
+        for name in result.checkout.restored:
+            echo(f"restored {name}")
+        co = result.checkout
+        if co.written_files or co.removed_files:
+            echo(f"{co.written_files} files written ({human_size(co.written_bytes)}), {co.removed_files} removed")
+    for name, msg in result.failed.items():
+        echo(f"error: {name}: {msg}", err=True)
+    if result.failed:
+        done = result.checkout.restored + result.checkout.unchanged
+        raise typer.Exit(_exit_code(result.failed_codes, done))

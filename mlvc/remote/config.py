@@ -1,0 +1,245 @@
+"""Remote definitions: which remotes exist, their URLs, options and secrets.
+
+Where things live:
+
+* ``.mlvc/config`` (committed): ``remotes: {NAME: {url: ..., endpoint_url: ..., region: ...}}`` and
+  ``default_remote: NAME``.  Never a secret.
+* ``.mlvc/config.local`` (git-ignored, mode 0600): secrets such as ``access_key_id`` and
+  ``secret_access_key`` under the same ``remotes: {NAME: {...}}`` shape.
+* the environment: ``MLVC_REMOTE_<NAME>_<KEY>`` (name upper-cased, ``-``/``.`` as ``_``) overrides
+  both, e.g. ``MLVC_REMOTE_ORIGIN_SECRET_ACCESS_KEY``.  Without explicit keys the usual AWS chain
+  (``AWS_*`` variables, ``--profile``) applies.
+
+Relative directory URLs are stored relative to the repository root and resolved against it,
+so a committed config works in every clone.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from ..config import SECRET_KEYS
+from ..errors import ConfigError, RemoteNotFoundError
+
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+KEY_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+S3_OPTIONS = ("endpoint_url", "region", "profile", "access_key_id", "secret_access_key")
+ENV_PREFIX = "MLVC_REMOTE_"
+
+
+def is_secret(key: str) -> bool:
+    return key in SECRET_KEYS or key.endswith(("_secret", "_token", "_password", "_key_id", "_access_key"))
+
+
+def check_name(name: str) -> str:
+    if not isinstance(name, str) or not NAME_RE.match(name):
+        raise ConfigError(f"invalid remote name {name!r}: use letters, digits, '-', '_' and '.'")
+    return name
+
+
+def check_key(key: str) -> str:
+    if not KEY_RE.match(key or ""):
+        raise ConfigError(f"invalid option name {key!r}: use lower-case letters, digits and '_'")
+    return key
+
+
+def is_local_url(url: str) -> bool:
+    scheme = urlsplit(url).scheme
+    return scheme in ("", "file") or (len(scheme) == 1 and scheme.isalpha())  # C:\ style
+
+
+def normalize_url(url: str, root: Path, cwd: Path | None = None) -> str:
+    """What `remote add` stores: remote URLs as given, relative directories relative to the repo root."""
+    if not url or not isinstance(url, str):
+        raise ConfigError("a remote needs a URL or a directory path")
+    if not is_local_url(url):
+        parts = urlsplit(url)
+        if not (parts.netloc or parts.path.strip("/")):
+            raise ConfigError(f"remote URL {url!r} names no bucket or base path")
+        return url
+    if url.startswith("file:"):
+        return url
+    path = Path(os.path.expanduser(url))
+    if path.is_absolute() or url.startswith("~"):
+        return str(path) if not url.startswith("~") else url
+    absolute = Path(os.path.abspath((cwd or Path.cwd()) / path))
+    return Path(os.path.relpath(absolute, root)).as_posix()
+
+
+def resolve_url(url: str, root: Path) -> str:
+    """The URL a backend is given: relative directories become absolute under the repo root."""
+    if is_local_url(url) and not url.startswith("file:"):
+        path = Path(os.path.expanduser(url))
+        return str(path if path.is_absolute() else (root / path))
+    return url
+
+
+@dataclass
+class RemoteDef:
+    name: str
+    url: str  # as configured
+    resolved_url: str  # relative directories made absolute
+    options: dict[str, Any] = field(default_factory=dict)  # including secrets: never print
+    is_default: bool = False
+    jobs: int | None = None
+
+    @property
+    def kind(self) -> str:
+        return "local" if is_local_url(self.resolved_url) else urlsplit(self.resolved_url).scheme
+
+    def public(self) -> dict:
+        """What `remote list` shows: secret values are never included."""
+        shown = {k: ("***" if is_secret(k) else v) for k, v in sorted(self.options.items())}
+        return {"name": self.name, "url": self.url, "default": self.is_default, "options": shown}
+
+    def backend(self):
+        from .backend import RemoteBackend
+
+        options = dict(self.options)
+        if self.kind not in ("s3", "s3a", "local"):
+            return RemoteBackend(self.resolved_url, options)
+        return RemoteBackend(self.resolved_url, {k: v for k, v in options.items() if k in S3_OPTIONS})
+
+    def default_jobs(self) -> int:
+        if self.jobs:
+            return self.jobs
+        return 2 if self.kind == "local" else 4
+
+
+def _env_options(name: str) -> dict[str, str]:
+    prefix = ENV_PREFIX + re.sub(r"[^A-Za-z0-9]", "_", name).upper() + "_"
+    return {k[len(prefix):].lower(): v for k, v in os.environ.items() if k.startswith(prefix) and v}
+
+
+def configured(config) -> dict[str, dict]:
+    remotes = config["remotes"] or {}
+    if not isinstance(remotes, dict):
+        raise ConfigError("'remotes' must be a mapping")
+    return remotes
+
+
+def default_name(config) -> str | None:
+    return config["default_remote"]
+
+
+def load_remote(repo, name: str | None = None) -> RemoteDef:
+    """The named remote (default: the default remote, or the only one), secrets merged."""
+    remotes = configured(repo.config)
+    if name is None:
+        name = default_name(repo.config)
+        if name is None:
+            if len(remotes) == 1:
+                name = next(iter(remotes))
+            elif not remotes:
+                raise RemoteNotFoundError("no remote is configured",
+                                          hint="run `mlvc remote add NAME URL --default`")
+            else:
+                raise RemoteNotFoundError("several remotes are configured and none is the default",
+                                          hint="pass --remote NAME or run `mlvc remote default NAME`")
+    entry = remotes.get(name)
+    if not isinstance(entry, dict) or not entry.get("url"):
+        known = ", ".join(sorted(remotes)) or "none"
+        raise RemoteNotFoundError(f"no remote named {name!r} (configured: {known})",
+                                  hint="run `mlvc remote list`, or `mlvc remote add NAME URL`")
+    options = {k: v for k, v in entry.items() if k not in ("url", "jobs") and v is not None}
+    options.update(_env_options(name))
+    url = str(entry["url"])
+    jobs = entry.get("jobs")
+    try:
+        jobs = int(jobs) if jobs is not None else None
+    except (TypeError, ValueError):
+        raise ConfigError(f"remote {name}: jobs must be an integer") from None
+    return RemoteDef(name, url, resolve_url(url, repo.root), options,
+                     is_default=default_name(repo.config) == name, jobs=jobs)
+
+
+def list_remotes(repo) -> list[RemoteDef]:
+    return [load_remote(repo, n) for n in sorted(configured(repo.config))]
+
+
+def add_remote(repo, name: str, url: str, options: dict[str, Any], *, make_default: bool = False,
+               force: bool = False) -> RemoteDef:
+    check_name(name)
+    stored_url = normalize_url(url, repo.root)
+    if name in configured(repo.config) and not force:
+        raise ConfigError(f"remote {name!r} already exists",
+                          hint=f"use `mlvc remote modify {name} url URL`, or remove it first")
+    shared = {k: v for k, v in options.items() if v is not None and not is_secret(k)}
+    secrets = {k: v for k, v in options.items() if v is not None and is_secret(k)}
+
+    def update(data: dict) -> None:
+        remotes = data.setdefault("remotes", {}) or {}
+        data["remotes"] = remotes
+        remotes[name] = {"url": stored_url, **shared}
+        if make_default or not data.get("default_remote"):
+            data["default_remote"] = name  # the first remote becomes the default
+
+    repo.config.update_shared(update)
+    if secrets:
+        repo.config.update_local(lambda d: d.setdefault("remotes", {}).setdefault(name, {}).update(secrets))
+    return load_remote(repo, name)
+
+
+def remove_remote(repo, name: str) -> None:
+    if name not in configured(repo.config):
+        raise RemoteNotFoundError(f"no remote named {name!r}", hint="run `mlvc remote list`")
+
+    def drop(data: dict) -> None:
+        (data.get("remotes") or {}).pop(name, None)
+        if data.get("default_remote") == name:
+            data["default_remote"] = None
+
+    repo.config.update_shared(drop)
+    if name in (repo.config.local.get("remotes") or {}) or repo.config.local.get("default_remote") == name:
+        repo.config.update_local(drop)
+
+
+def modify_remote(repo, name: str, key: str, value: str | None, *, local: bool = False) -> str:
+    """Set (or with value None, unset) one option.  Returns which file was written."""
+    if name not in configured(repo.config):
+        raise RemoteNotFoundError(f"no remote named {name!r}", hint="run `mlvc remote list`")
+    check_key(key)
+    if key == "url" and value is not None:
+        value = normalize_url(value, repo.root)
+    if key == "url" and value is None:
+        raise ConfigError("a remote's url cannot be unset; use `mlvc remote remove`")
+    if key == "jobs" and value is not None:
+        try:
+            value = int(value)
+        except ValueError:
+            raise ConfigError("jobs must be an integer") from None
+    to_local = local or is_secret(key)
+
+    def apply(data: dict) -> None:
+        remotes = data.setdefault("remotes", {}) or {}
+        data["remotes"] = remotes
+        entry = remotes.setdefault(name, {}) or {}
+        remotes[name] = entry
+        if value is None:
+            entry.pop(key, None)
+        else:
+            entry[key] = value
+
+    if to_local:
+        repo.config.update_local(apply)
+        if is_secret(key) and key in ((repo.config.shared.get("remotes") or {}).get(name) or {}):
+            # a secret that was committed by hand earlier: take it out of the shared file
+            repo.config.update_shared(lambda d: d["remotes"][name].pop(key, None))
+        return str(repo.config.local_path)
+    repo.config.update_shared(apply)
+    return str(repo.config.path)
+
+
+def set_default(repo, name: str | None) -> None:
+    if name is not None and name not in configured(repo.config):
+        raise RemoteNotFoundError(f"no remote named {name!r}", hint="run `mlvc remote list`")
+
+    def apply(data: dict) -> None:
+        data["default_remote"] = name
+
+    repo.config.update_shared(apply)

@@ -1,0 +1,115 @@
+"""Helpers for remote tests: real git repositories, the real CLI (in-process or as a subprocess)."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+MLVC = str(Path(sys.executable).parent / "mlvc")
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def git(cwd: Path, *args: str) -> str:
+    proc = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def cli(cwd: Path, *args: str) -> tuple[int, str, str]:
+    """Run `mlvc ARGS` in this process (fast); returns (exit code, stdout, stderr)."""
+    from mlvc.cli.main import run
+
+    out, err = io.StringIO(), io.StringIO()
+    old = os.getcwd()
+    os.chdir(cwd)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = run(list(args))
+    finally:
+        os.chdir(old)
+    return code, out.getvalue(), err.getvalue()
+
+
+def ok(cwd: Path, *args: str) -> str:
+    code, out, err = cli(cwd, *args)
+    assert code == 0, f"mlvc {' '.join(args)} -> {code}\n{out}\n{err}"
+    return out
+
+
+def cli_env() -> dict:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+    env["MLVC_NO_PROGRESS"] = "1"
+    return env
+
+
+def cli_proc(cwd: Path, *args: str, **kw) -> subprocess.Popen:
+    """Start `mlvc ARGS` as a real process."""
+    return subprocess.Popen([MLVC, *args], cwd=cwd, env=cli_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, **kw)
+
+
+def make_repo(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    git(path, "init", "-q", "-b", "main")
+    git(path, "config", "user.email", "t@example.com")
+    git(path, "config", "user.name", "Tester")
+    ok(path, "init", "-q")
+    return path
+
+
+def commit(path: Path, message: str = "c") -> None:
+    git(path, "add", "-A")
+    git(path, "commit", "-q", "-m", message)
+
+
+def clone(src: Path, dst: Path) -> Path:
+    subprocess.run(["git", "clone", "-q", str(src), str(dst)], check=True, capture_output=True)
+    git(dst, "config", "user.email", "t@example.com")
+    git(dst, "config", "user.name", "Tester")
+    return dst
+
+
+def rand_bytes(n: int, seed: int) -> bytes:
+    return random.Random(seed).randbytes(n)
+
+
+def write(path: Path, data: bytes) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return path
+
+
+def add_remote(repo: Path, spec, name: str = "origin") -> None:
+    """Configure the remote of a (url, options) fixture spec through the CLI."""
+    url, options = spec
+    args = ["remote", "add", name, url, "--default", "-q"]
+    if options.get("endpoint_url"):
+        args += ["--endpoint-url", options["endpoint_url"], "--region", options.get("region", "us-east-1")]
+    ok(repo, *args)
+
+
+def snapshot(root: Path, rel: str) -> dict[str, bytes]:
+    """{relative path: bytes} of a file or of every file under a directory."""
+    p = root / rel
+    if p.is_file():
+        return {rel: p.read_bytes()}
+    return {f.relative_to(root).as_posix(): f.read_bytes() for f in sorted(p.rglob("*")) if f.is_file()}
+
+
+def remote_packs(spec) -> list[str]:
+    from mlvc.remote.backend import RemoteBackend
+
+    return RemoteBackend(*spec).list("packs/")
+
+
+def set_core(repo: Path, key: str, value) -> None:
+    from mlvc.config import Config
+
+    cfg = Config(repo / ".mlvc" / "config", repo / ".mlvc" / "config.local")
+    cfg.update_shared(lambda d: d.setdefault("core", {}).__setitem__(key, value))
