@@ -82,11 +82,12 @@ def main() -> None:
         sh("mlvc", "init", cwd=work)
         sh("mlvc", "remote", "add", "shared", str(remote), "--default", cwd=work)
 
-        print("2. v1: train, add weights and data, commit")
+        print("2. v1: train, add weights and data, commit, push")
         train(work, 1)
         sh("mlvc", "add", "checkpoints", "data/processed", cwd=work)
         sh("git", "add", "-A", cwd=work)
         sh("git", "commit", "-q", "-m", "v1", cwd=work)
+        sh("mlvc", "push", cwd=work)
         v1 = digest_tree(work, ["checkpoints", "data/processed"])
 
         print("3. v2: fine-tune, edit a few data files, status shows what changed, add, commit, push")
@@ -102,7 +103,7 @@ def main() -> None:
         sh("mlvc", "pull", cwd=clone)
         assert digest_tree(clone, ["checkpoints", "data/processed"]) == v2, "pull did not restore v2"
 
-        print("5. back to v1: git checkout + mlvc checkout restores v1's exact bytes")
+        print("5. back to v1: git checkout + mlvc checkout fetches and restores v1's exact bytes")
         sh("git", "checkout", "-q", "HEAD~1", cwd=clone)
         sh("mlvc", "checkout", cwd=clone)
         assert digest_tree(clone, ["checkpoints", "data/processed"]) == v1, "checkout did not restore v1"

@@ -204,21 +204,16 @@ def checkout(
     """Make the workspace match the pointers, writing only what differs, atomically.
 
     With a revision (`mlvc checkout v1.2`), first switch git to it, refusing when
-    that would lose uncommitted work, then restore that commit's artifacts,
-    fetching missing objects from the default remote.
+    that would lose uncommitted work, then restore that commit's artifacts.
+    Objects missing from the cache are fetched from the default remote.
     """
-    from ..ops.checkout import checkout as checkout_op
+    from ..ops.revcheckout import checkout_rev
 
     repo = _repo()
     try:
         rev, paths = _split_rev(repo, targets or [])
         progress = progress_for(quiet or json_out)
-        if rev is not None or to is not None:
-            from ..ops.revcheckout import checkout_rev
-
-            result = checkout_rev(repo, rev, paths or None, force=force, to=to, progress=progress)
-        else:
-            result = checkout_op(repo, paths or None, force=force, progress=progress)
+        result = checkout_rev(repo, rev, paths or None, force=force, to=to, progress=progress)
     finally:
         repo.close()
     if json_out:

@@ -140,7 +140,7 @@ def checkout_rev(repo, rev: str | None, paths=None, *, force: bool = False, to: 
         if to is not None:
             return export_rev(repo, git, rev or "HEAD", paths, Path(to), progress)
         if rev is None:
-            return checkout(repo, paths, force=force, progress=progress)
+            return restore(repo, paths, force, progress)
         return _switch(repo, git, rev, paths, force, progress)
     finally:
         git.close()
@@ -165,6 +165,11 @@ def _switch(repo, git, rev: str, paths, force: bool, progress: Progress) -> Chec
     target = rev if rev in git.branch_heads() else sha
     with hooks_skipped():
         git.checkout(target, force=force)
+    return restore(repo, paths, force, progress)
+
+
+def restore(repo, paths, force: bool, progress: Progress) -> CheckoutResult:
+    """Checkout of the workspace's pointers, fetching objects the cache lacks from the default remote."""
     fetch_error = _prefetch(repo, None, select_safe(repo, paths), progress)
     result = checkout(repo, paths, force=force, progress=progress)
     _explain_missing(repo, result, fetch_error)
