@@ -185,7 +185,8 @@ def add(repo, paths, *, role: str | None = None, meta: dict | None = None,
     if not paths:
         raise PathError("(none)", "no paths given")
     repo.store.sweep_tmp()
-    return [add_one(repo, p, role=role, meta=meta, progress=progress) for p in paths]
+    with repo.store.lock():  # shared: keeps a concurrent gc from deleting objects we reuse
+        return [add_one(repo, p, role=role, meta=meta, progress=progress) for p in paths]
 
 
 __all__ = ["add", "add_one", "AddResult", "store_file", "hash_file", "CHUNK"]

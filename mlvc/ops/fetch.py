@@ -26,7 +26,8 @@ def fetch(repo, paths=None, *, remote: str | None = None, revs=(), all_commits: 
     result = TransferResult()
     if arts:
         _rdef, backend, rindex, njobs = open_remote(repo, remote, jobs=jobs)
-        result = fetch_objects(repo.store, backend, rindex, arts, jobs=njobs, progress=progress)
+        with repo.store.lock():  # shared: a concurrent gc must not delete what we are fetching
+            result = fetch_objects(repo.store, backend, rindex, arts, jobs=njobs, progress=progress)
         for problem in rindex.problems:
             result.failed.setdefault("(remote index)", problem)
             result.failed_codes.setdefault("(remote index)", 6)

@@ -230,6 +230,13 @@ def _check(e, payload: bytes) -> None:
 
 
 def gc_local(repo, scope: str = "workspace", *, dry_run: bool = False, grace: float | None = None) -> GcResult:
+    # Exclusive against `add`/`fetch` (which hold the cache lock shared until their pointer or
+    # objects are in place): every pointer an add will write is on disk before we read them.
+    with repo.store.lock(exclusive=not dry_run):
+        return _gc_local(repo, scope, dry_run=dry_run, grace=grace)
+
+
+def _gc_local(repo, scope: str, *, dry_run: bool, grace: float | None) -> GcResult:
     result = GcResult(scope, None, dry_run)
     grace_s = grace_seconds(repo, grace)
     store = repo.store

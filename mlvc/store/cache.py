@@ -9,11 +9,13 @@ one against its id.
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 import shutil
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -362,6 +364,21 @@ class ChunkStore:
         self.close()
 
     # ---------------------------------------------------------------- maintenance
+    @contextmanager
+    def lock(self, exclusive: bool = False):
+        """Writers (add, fetch) hold this shared; gc holds it exclusive while it deletes.
+
+        An add may reuse an object that no pointer references yet; without the lock a
+        concurrent gc could delete it between the dedup check and the pointer write.
+        """
+        self.ensure_dirs()
+        fd = os.open(self.root / "lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+            yield
+        finally:
+            os.close(fd)
+
     def sweep_tmp(self, now: float | None = None) -> int:
         """Remove temp files left by processes that died (kill -9, power loss)."""
         now = time.time() if now is None else now
