@@ -134,3 +134,19 @@ def reachable(store, ptr: pointers.PointerFile) -> list[tuple[int, bytes]]:
         out.append((FILE_MANIFEST, e.file_id))
         out.extend((CHUNK, cid) for cid, _ in file_manifest(store, e.file_id).chunks)
     return out
+
+
+def wanted_paths(repo, paths) -> list[str] | None:
+    """Repo-relative POSIX artifact paths named on the command line (artifacts or pointers)."""
+    if not paths:
+        return None
+    out = []
+    for p in paths:
+        rel = repo.rel(repo.resolve_user_path(p))
+        out.append(rel[: -len(pointers.SUFFIX)] if rel.endswith(pointers.SUFFIX) else rel)
+    return out
+
+
+def path_selected(display: str, wanted: list[str] | None) -> bool:
+    """True when `display` is one of `wanted` or inside one of them (None selects everything)."""
+    return wanted is None or any(display == w or display.startswith(w.rstrip("/") + "/") for w in wanted)

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 from .. import pointer as pointers
 from ..errors import MlvcError, ObjectNotFoundError, PointerError
 from ..hashing import from_oid
-from .common import load_entries, select
+from .common import path_selected, wanted_paths, load_entries, select
 
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".safetensors", ".tar")
 MAX_CHECKPOINTS_PER_ARTIFACT = 32
@@ -111,20 +111,6 @@ def pointers_in_workspace(repo) -> dict[str, tuple[pointers.PointerFile | None, 
     for t in select(repo):
         out[t.display] = (t.ptr, str(t.error) if t.error else None)
     return out
-
-
-def _wanted(repo, paths) -> list[str] | None:
-    if not paths:
-        return None
-    out = []
-    for p in paths:
-        rel = repo.rel(repo.resolve_user_path(p))
-        out.append(rel[: -len(pointers.SUFFIX)] if rel.endswith(pointers.SUFFIX) else rel)
-    return out
-
-
-def _selected(path: str, wanted: list[str] | None) -> bool:
-    return wanted is None or any(path == w or path.startswith(w.rstrip("/") + "/") for w in wanted)
 
 
 # ------------------------------------------------------------------ checkpoints
@@ -274,10 +260,10 @@ def diff(repo, rev_a: str, rev_b: str | None = None, paths=None, *, contents: bo
             git.resolve(rev_b)
         a = pointers_at_rev(git, rev_a)
         b = pointers_at_rev(git, rev_b) if rev_b is not None else pointers_in_workspace(repo)
-        wanted = _wanted(repo, paths)
+        wanted = wanted_paths(repo, paths)
         result = DiffResult(rev_a, rev_b)
         for path in sorted(set(a) | set(b)):
-            if not _selected(path, wanted):
+            if not path_selected(path, wanted):
                 continue
             (pa, ea), (pb, eb) = a.get(path, (None, None)), b.get(path, (None, None))
             if ea or eb:

@@ -24,7 +24,7 @@ from ..errors import ConflictError, MlvcError, ObjectNotFoundError, PathError, P
 from ..progress import NULL, Progress
 from ..store.cache import wrap_os_error
 from .checkout import CheckoutResult, checkout, materialize
-from .common import load_entries, missing_objects, select
+from .common import path_selected, wanted_paths, load_entries, missing_objects, select
 
 # Set while mlvc itself runs `git checkout`, so the post-checkout hook does not restore twice.
 HOOK_SKIP_ENV = "MLVC_SKIP_HOOKS"
@@ -211,23 +211,6 @@ def _explain_missing(repo, result: CheckoutResult, fetch_error: str | None) -> N
             result.failed[name] = missing_message(repo, msg, fetch_error)
 
 
-def _wanted(repo, paths) -> list[str] | None:
-    """Repo-relative POSIX paths named on the command line (artifacts or pointers)."""
-    if not paths:
-        return None
-    out = []
-    for p in paths:
-        rel = repo.rel(repo.resolve_user_path(p))
-        out.append(rel[: -len(pointers.SUFFIX)] if rel.endswith(pointers.SUFFIX) else rel)
-    return out
-
-
-def _matches(display: str, wanted: list[str] | None) -> bool:
-    if wanted is None:
-        return True
-    return any(display == w or display.startswith(w.rstrip("/") + "/") for w in wanted)
-
-
 def pointers_at(git, rev: str) -> list[tuple[str, str, pointers.PointerFile | None, MlvcError | None]]:
     """(pointer path, artifact path, parsed pointer or None, error) for every pointer file at `rev`."""
     out = []
@@ -249,8 +232,8 @@ def pointers_at(git, rev: str) -> list[tuple[str, str, pointers.PointerFile | No
 def export_rev(repo, git, rev: str, paths, dest: Path, progress: Progress = NULL) -> CheckoutResult:
     git.resolve(rev)
     result = CheckoutResult()
-    wanted = _wanted(repo, paths)
-    found = [p for p in pointers_at(git, rev) if _matches(p[1], wanted) or (wanted and p[0] in wanted)]
+    wanted = wanted_paths(repo, paths)
+    found = [p for p in pointers_at(git, rev) if path_selected(p[1], wanted) or (wanted and p[0] in wanted)]
     if wanted and not found:
         raise PathError(", ".join(paths), f"is not tracked by mlvc at {rev}")
     dest = Path(os.path.abspath(dest))
