@@ -21,6 +21,7 @@ from ..hashing import hasher, to_oid
 from ..objects import TreeEntry
 from ..progress import NULL, Progress
 from ..store.cache import FILE_MANIFEST, wrap_os_error
+from ..store.packs import BackgroundWriter
 from ..workspace import IdLookup, scan
 from .common import Tracked, file_manifest, load_entries, select
 
@@ -47,10 +48,18 @@ def write_file(store, fid: bytes, dest: Path, executable: bool, progress: Progre
     h = hasher()
     try:
         with open(tmp, "xb", buffering=0) as f:
-            for data in store.iter_chunks(manifest.chunks):
-                h.update(data)
-                f.write(data)
-                progress.advance(len(data))
+            # Page-cache writes are the slowest step: a helper thread does them while this
+            # thread reads and verifies the next chunks.
+            out = BackgroundWriter(f.fileno())
+            try:
+                for data in store.iter_chunks(manifest.chunks):
+                    h.update(data)
+                    out.write(data)
+                    progress.advance(len(data))
+                out.close()
+            except BaseException:
+                out.close(discard=True)
+                raise
         if h.digest() != fid:
             raise CorruptObjectError(to_oid(fid), "the cache", to_oid(fid), to_oid(h.digest()))
         os.chmod(tmp, 0o755 if executable else 0o644)

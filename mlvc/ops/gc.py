@@ -18,7 +18,9 @@ pointers are read again right before anything is deleted for the same reason.
 On a remote the same happens under `RemoteLock` (owner and expiry), and only
 packs listed in the snapshot taken when gc started (and older than the grace
 period) are ever deleted: packs a concurrent push uploads meanwhile are left
-alone.
+alone.  Pushes hold shared locks (``locks/push-*.lock``): gc gives up
+(LockedError) when one is in progress, because a push skips objects the remote
+already has and gc could delete them under it (see `_check_pushers`).
 """
 
 from __future__ import annotations
@@ -408,6 +410,7 @@ def gc_remote(repo, scope: str, remote: str | None, *, dry_run: bool = False, gr
     with lock:
         started = time.time()
         snapshot = backend.list("packs/")  # packs uploaded after this are never touched
+        _check_pushers(backend, dry_run, result.warnings)
         names = sorted({k[len("packs/"):-4] for k in snapshot if k.endswith(".idx")}
                        & {k[len("packs/"):-5] for k in snapshot if k.endswith(".pack")})
         indexes: dict[str, list] = {}
@@ -480,6 +483,34 @@ def gc_remote(repo, scope: str, remote: str | None, *, dry_run: bool = False, gr
                 os.close(fd)
             shutil.rmtree(work, ignore_errors=True)
     return result
+
+
+def _check_pushers(backend, dry_run: bool, warnings: list[str]) -> None:
+    """Stop (LockedError) if a push holds its shared lock on the remote.
+
+    Runs after the gc lock is ours and after the pack listing: a push that
+    created its lock before this check is seen here; one that creates it later
+    sees our gc lock, and then either relies on nothing already on the remote
+    (everything it uploads is newer than our listing, so we never touch it) or
+    gives up before uploading.  Expired push locks (killed pushers) are ignored
+    and removed.
+    """
+    from ..errors import LockedError
+    from ..remote.lock import PUSH_LOCK_PREFIX, active_locks, describe_locks, remove_expired_locks
+
+    now = time.time()
+    pushers = active_locks(backend, PUSH_LOCK_PREFIX, now=now)
+    if pushers and dry_run:
+        warnings.append(f"a push is running ({describe_locks(pushers)}); a real gc would wait for it")
+        return
+    if pushers:  # the caller's `with lock:` releases the gc lock on the way out
+        raise LockedError(
+            f"remote {backend.describe()} has {len(pushers)} push(es) in progress: "
+            f"{describe_locks(pushers)}; nothing was deleted",
+            hint="run gc again when the push has finished (a crashed pusher's lock stops "
+                 "counting once it expires)")
+    if not dry_run:
+        remove_expired_locks(backend, PUSH_LOCK_PREFIX, now=now)
 
 
 def gc(repo, scope: str = "workspace", remote: str | None = None, dry_run: bool = False,

@@ -12,12 +12,15 @@ import os
 from pathlib import Path
 
 from .. import pointer as pointers
-from ..errors import MlvcError, PathError
+from ..errors import LockedError, MlvcError, PathError, RemoteError
 from ..progress import NULL, Progress
 from ..remote.config import load_remote
 from ..remote.index import RemoteIndex, cache_dir_for
 from ..remote.transfer import PUSH_PACK_SIZE, Artifact, TransferResult, plan_push, push_objects
 from .common import select
+
+PUSH_LOCK_TTL_S = 3600.0  # refreshed every quarter of it while the push runs
+LEASE_MARGIN_S = 60.0  # stop uploading indexes this long before the lease would run out
 
 
 def _wanted(repo, paths) -> list[str]:
@@ -120,8 +123,11 @@ def open_remote(repo, remote: str | None, *, create: bool = False, jobs: int | N
     if create:
         backend.ensure_base()
     njobs = jobs or rdef.default_jobs()
-    rindex = RemoteIndex(backend, cache_dir_for(repo.cache_dir, rdef.resolved_url)).load(jobs=njobs)
-    return rdef, backend, rindex, njobs
+    return rdef, backend, _load_index(repo, rdef, backend, njobs), njobs
+
+
+def _load_index(repo, rdef, backend, njobs: int) -> RemoteIndex:
+    return RemoteIndex(backend, cache_dir_for(repo.cache_dir, rdef.resolved_url)).load(jobs=njobs)
 
 
 def _add_errors(result: TransferResult, errors: dict[str, MlvcError]) -> None:
@@ -130,23 +136,94 @@ def _add_errors(result: TransferResult, errors: dict[str, MlvcError]) -> None:
 
 
 def push(repo, paths=None, *, remote: str | None = None, revs=(), all_commits: bool = False,
-         all_branches: bool = False, jobs: int | None = None, progress: Progress = NULL) -> TransferResult:
-    """Upload every object the selected artifacts need that the remote lacks."""
+         all_branches: bool = False, jobs: int | None = None, progress: Progress = NULL,
+         lock_ttl: float = PUSH_LOCK_TTL_S) -> TransferResult:
+    """Upload every object the selected artifacts need that the remote lacks.
+
+    Holds a shared push lock on the remote throughout (see `_gc_guard`), so a
+    remote gc cannot delete objects this push relies on without uploading.
+    """
     arts, errors = select_artifacts(repo, paths, revs=revs, all_commits=all_commits, all_branches=all_branches)
-    rdef, backend, rindex, njobs = open_remote(repo, remote, create=True, jobs=jobs)
-    if backend.kind == "local":
-        backend.cleanup_temp(24 * 3600)  # temp files of pushers that died a day ago
+    rdef = load_remote(repo, remote)
+    backend = rdef.backend()
+    backend.ensure_base()
+    njobs = jobs or rdef.default_jobs()
+    # Our lock first, then look for a gc: a gc that starts later sees our lock and gives up.
+    lock = _take_push_lock(backend, lock_ttl)
     try:
-        repo.store.sweep_tmp()
-    except OSError:
-        pass
-    pack_size = int(repo.config.core.get("remote_pack_size") or PUSH_PACK_SIZE)
-    result = push_objects(repo.store, backend, rindex, arts, jobs=njobs, progress=progress,
-                          pack_size=pack_size, description=f"push to {rdef.name}")
+        check_plan = keep_alive = None
+        if lock is not None:
+            lock.keep_alive()
+            margin = min(LEASE_MARGIN_S, lock_ttl / 10)
+            check_plan = _gc_guard(backend, lock)
+            keep_alive = lambda: lock.check(margin)  # noqa: E731
+        rindex = _load_index(repo, rdef, backend, njobs)
+        if backend.kind == "local":
+            backend.cleanup_temp(24 * 3600)  # temp files of pushers that died a day ago
+        try:
+            repo.store.sweep_tmp()
+        except OSError:
+            pass
+        pack_size = int(repo.config.core.get("remote_pack_size") or PUSH_PACK_SIZE)
+        result = push_objects(repo.store, backend, rindex, arts, jobs=njobs, progress=progress,
+                              pack_size=pack_size, description=f"push to {rdef.name}",
+                              check_plan=check_plan, keep_alive=keep_alive)
+        if lock is not None:
+            lock.check()  # a lease that ran out mid-push: a gc may have removed what we relied on
+    finally:
+        if lock is not None:
+            try:
+                lock.release()
+            except MlvcError:
+                pass  # an unreleased lock only expires; the push itself decides the outcome
     _add_errors(result, errors)
     return result
 
 
+def _take_push_lock(backend, ttl_s: float):
+    """Create this push's shared lock, or None where the remote cannot hold locks at all: there
+    `mlvc gc --remote` cannot take its lock either, so no gc can run against this push."""
+    from ..remote.backend import _UNSUPPORTED_CODES, _s3_error_code
+    from ..remote.lock import SharedLock, default_owner
+
+    if backend.kind not in ("local", "s3"):
+        return None  # other fsspec remotes have no atomic create (and no remote gc)
+    lock = SharedLock(backend, owner=f"mlvc push ({default_owner()})", ttl_s=ttl_s)
+    try:
+        lock.acquire()
+    except RemoteError as exc:
+        if exc.__cause__ is not None and _s3_error_code(exc.__cause__) in _UNSUPPORTED_CODES:
+            return None  # an S3 service without conditional requests (no remote gc there either)
+        raise
+    return lock
+
+
+def _gc_guard(backend, lock):
+    """Look for a running remote gc (after our own lock exists).  Returns the check for the push plan.
+
+    No gc running: any gc that starts later sees our lock and stops before it
+    deletes anything, so the plan may rely on whatever the remote has.  A gc
+    running: it may delete any pack it listed, so the push may go ahead only if
+    it relies on nothing already there (gc lists the packs before it looks for
+    push locks, so everything this push uploads is newer than its listing and
+    stays).  Otherwise: LockedError (exit 13) before anything is uploaded.
+    """
+    from ..remote.lock import RemoteLock, format_time
+
+    holder = RemoteLock(backend).held_by()
+    if holder is None or holder.is_expired():
+        return None
+
+    def check_plan(reused: int) -> None:
+        if reused:
+            lock.release()
+            raise LockedError(
+                f"remote {backend.describe()} is being garbage-collected by {holder.describe()}, and this push "
+                f"relies on {reused} object(s) already there that it may delete; nothing was uploaded",
+                hint=f"run the push again when that gc has finished (its lock expires at the latest "
+                     f"{format_time(holder.expires)})")
+
+    return check_plan
 def unpushed_counts(repo, remote_name: str | None, paths) -> dict[str, int]:
     """{artifact path: number of objects the remote lacks} for the given artifact paths.
 

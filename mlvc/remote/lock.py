@@ -19,6 +19,12 @@ read-then-write:
 A holder's lease is judged by the reader's clock; keep `ttl_s` far above any
 plausible clock skew between machines.  Long operations call `refresh()`
 periodically; it raises LockedError if the lock was lost.
+
+Shared locks (`SharedLock`): each holder creates its *own* object under a common
+prefix (pushers: ``locks/push-<host>-<pid>-<uuid>.lock``, same JSON), and the
+exclusive holder (gc) lists that prefix with `list_locks`.  Both sides create
+their own lock first and look for the other's second, so of two racing
+operations at least one sees the other.
 """
 
 from __future__ import annotations
@@ -28,7 +34,9 @@ import getpass
 import json
 import math
 import os
+import re
 import socket
+import threading
 import time
 import uuid
 from dataclasses import asdict, dataclass
@@ -39,6 +47,8 @@ from mlvc.errors import LockedError, ObjectNotFoundError
 from mlvc.remote.backend import RemoteBackend
 
 DEFAULT_LOCK_NAME = "locks/gc.lock"
+PUSH_LOCK_PREFIX = "locks/push-"
+LOCK_SUFFIX = ".lock"
 DEFAULT_TTL_S = 3600.0
 ACQUIRE_ATTEMPTS = 5  # each lost race means someone else made progress; give up after a few
 
@@ -49,6 +59,9 @@ def _format_time(timestamp: float) -> str:
     if math.isinf(timestamp):
         return "never"
     return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+format_time = _format_time
 
 
 def default_owner() -> str:
@@ -213,3 +226,130 @@ class RemoteLock:
         # the body already failed: report that failure, not a remote error during cleanup
         with contextlib.suppress(Exception):
             self.release()
+
+
+# ---------------------------------------------------------------------- shared locks
+
+
+@dataclass(frozen=True)
+class ListedLock:
+    """One lock object found under a prefix: its key, what it says, and its version tag."""
+
+    key: str
+    info: LockInfo
+    tag: str
+
+
+def list_locks(backend: RemoteBackend, prefix: str = PUSH_LOCK_PREFIX) -> list[ListedLock]:
+    """Every lock object whose key starts with `prefix` (expired ones included).  Content we cannot
+    parse is reported as a lock that never expires (see `_unreadable_lock`)."""
+    found: list[ListedLock] = []
+    for key in backend.list(prefix):
+        if not key.endswith(LOCK_SUFFIX):
+            continue
+        try:
+            data, tag = backend.get_tagged(key)
+        except ObjectNotFoundError:
+            continue  # released between the listing and the read
+        found.append(ListedLock(key, LockInfo.from_json(data) or _unreadable_lock(), tag))
+    return found
+
+
+def active_locks(backend: RemoteBackend, prefix: str = PUSH_LOCK_PREFIX,
+                 now: float | None = None) -> list[ListedLock]:
+    """The unexpired locks under `prefix`."""
+    now = time.time() if now is None else now
+    return [lock for lock in list_locks(backend, prefix) if not lock.info.is_expired(now)]
+
+
+def remove_expired_locks(backend: RemoteBackend, prefix: str = PUSH_LOCK_PREFIX,
+                         now: float | None = None) -> int:
+    """Delete the expired locks under `prefix` (left by killed processes); how many went.
+    Conditional on their version, so a lock refreshed meanwhile stays."""
+    now = time.time() if now is None else now
+    removed = 0
+    for lock in list_locks(backend, prefix):
+        if lock.info.is_expired(now) and backend.delete_if_unchanged(lock.key, lock.tag):
+            removed += 1
+    return removed
+
+
+def describe_locks(locks: list[ListedLock], limit: int = 3) -> str:
+    shown = "; ".join(f"{lock.info.describe()} [{lock.key}]" for lock in locks[:limit])
+    return shown + (f"; and {len(locks) - limit} more" if len(locks) > limit else "")
+
+
+def _name_part(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", text)[:40].strip(".") or "host"
+
+
+def shared_lock_name(prefix: str = PUSH_LOCK_PREFIX) -> str:
+    """A fresh, unique key ``<prefix><host>-<pid>-<uuid>.lock``."""
+    return f"{prefix}{_name_part(socket.gethostname())}-{os.getpid()}-{uuid.uuid4().hex}{LOCK_SUFFIX}"
+
+
+class SharedLock(RemoteLock):
+    """One holder's share of a shared lock: its own uniquely named lock object.
+
+    Unlike `RemoteLock`, a lease that has already run out is never renewed:
+    an exclusive holder may have ignored it meanwhile, so the holder must treat
+    it as lost (`check()` raises LockedError).  `keep_alive()` refreshes the
+    lease from a background thread while the body runs.
+    """
+
+    def __init__(self, backend: RemoteBackend, prefix: str = PUSH_LOCK_PREFIX, owner: str | None = None,
+                 ttl_s: float = DEFAULT_TTL_S) -> None:
+        super().__init__(backend, shared_lock_name(prefix), owner=owner, ttl_s=ttl_s)
+        self._lost: str | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._mutex = threading.Lock()  # refresh (background) vs check/release (caller)
+
+    def refresh(self) -> LockInfo:
+        with self._mutex:
+            held = self._held
+            if held is not None and held[0].is_expired():
+                self._held = None
+                self._lost = f"the lease of {self.name} on remote {self.backend.describe()} ran out"
+                raise LockedError(self._lost)
+            try:
+                return super().refresh()
+            except LockedError as exc:
+                self._lost = str(exc)
+                raise
+
+    def check(self, margin_s: float = 0.0) -> None:
+        """LockedError unless we still hold an unexpired lease (judged by our clock, with `margin_s` to spare)."""
+        with self._mutex:
+            held = self._held
+            if self._lost is None and held is not None and held[0].is_expired(time.time() + margin_s):
+                self._lost = f"the lease of {self.name} on remote {self.backend.describe()} ran out"
+            if self._lost is not None or held is None:
+                raise LockedError(self._lost or f"{self.name} on remote {self.backend.describe()} is not held",
+                                  hint="run the command again")
+
+    def _refresher(self, interval_s: float) -> None:
+        while not self._stop.wait(interval_s):
+            try:
+                self.refresh()
+            except LockedError:
+                return  # check() reports it
+            except Exception:  # noqa: BLE001 - a transient failure: the next round retries
+                continue
+
+    def keep_alive(self, interval_s: float | None = None) -> None:
+        """Refresh the lease every `interval_s` (default a quarter of the ttl) until release()."""
+        if self._thread is not None:
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._refresher, args=(interval_s or self.ttl_s / 4,),
+                                        name="mlvc-lock-refresh", daemon=True)
+        self._thread.start()
+
+    def release(self) -> bool:
+        self._stop.set()
+        thread, self._thread = self._thread, None
+        if thread is not None and thread is not threading.current_thread():
+            thread.join()
+        with self._mutex:
+            return super().release()

@@ -30,6 +30,7 @@ from __future__ import annotations
 import os
 import threading
 import uuid
+from collections.abc import Callable
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -134,6 +135,7 @@ class _Owners:
 
     def __init__(self) -> None:
         self.map: dict[Key, tuple[int, ...]] = {}
+        self.reused: set[Key] = set()  # push: needed objects the remote already has (not uploaded)
 
     def add(self, key: Key, who: tuple[int, ...]) -> None:
         cur = self.map.get(key)
@@ -210,6 +212,7 @@ def plan_push(store, rindex, artifacts: list[Artifact], result: TransferResult) 
         root = art.root
         if rindex.has(*root):
             result.up_to_date.append(art.name)
+            owners.reused.add(root)
             continue
         try:
             typ, oid = root
@@ -221,12 +224,15 @@ def plan_push(store, rindex, artifacts: list[Artifact], result: TransferResult) 
                 fids = [oid]
             for fid in fids:
                 if rindex.has(FILE_MANIFEST, fid):
+                    owners.reused.add((FILE_MANIFEST, fid))
                     continue
                 fm = FileManifest.decode(store.get(FILE_MANIFEST, fid), fid)
                 owners.add((FILE_MANIFEST, fid), who)
                 for cid, _ in fm.chunks:
                     if not rindex.has(CHUNK, cid):
                         owners.add((CHUNK, cid), who)
+                    else:
+                        owners.reused.add((CHUNK, cid))
         except ObjectNotFoundError as exc:
             result.fail(art.name, MlvcError(
                 f"cannot push {art.name}: {exc} and the remote does not have it either",
@@ -238,10 +244,16 @@ def plan_push(store, rindex, artifacts: list[Artifact], result: TransferResult) 
 
 def push_objects(store, backend, rindex, artifacts: list[Artifact], *, jobs: int = 4,
                  progress: Progress = NULL, pack_size: int = PUSH_PACK_SIZE,
-                 description: str = "push") -> TransferResult:
+                 description: str = "push", check_plan: Callable[[int], None] | None = None,
+                 keep_alive: Callable[[], None] | None = None) -> TransferResult:
+    """`check_plan(n)` is called with the number of objects the push relies on the remote for
+    (needed but not uploaded) before anything is uploaded; `keep_alive()` before each index
+    upload.  Either may raise to stop the push."""
     result = TransferResult()
     store.refresh()
     owners = plan_push(store, rindex, artifacts, result)
+    if check_plan is not None:
+        check_plan(len(owners.reused))
     bad: set[int] = set()  # artifacts that failed while packing
 
     # Order: chunks (in their local pack order, for sequential reads), then file manifests, then trees.
@@ -282,6 +294,8 @@ def push_objects(store, backend, rindex, artifacts: list[Artifact], *, jobs: int
                 ev.wait()
             if abort.is_set():
                 raise _Aborted()
+            if keep_alive is not None:
+                keep_alive()  # e.g. the push lock still holds: what the index promises stays
             backend.put_bytes(f"{PACKS_PREFIX}{name}.idx", idx)
             rindex.add_uploaded(name, idx, pack.entries)
             with stats_lock:

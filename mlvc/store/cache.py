@@ -265,9 +265,11 @@ class ChunkStore:
             self.stats["new_objects"] += 1
             self.stats["new_bytes"] += raw
             self.stats["stored_bytes"] += len(payload)
-            if writer.size >= self.pack_size:
+            full = writer.size >= self.pack_size
+            if full:
                 self._writer = None
-                self._start_publish(writer)
+        if full:
+            self._start_publish(writer)  # outside the lock: it may wait for a publish, which takes it
 
     def put_chunk(self, data, oid: bytes | None = None, encoder=None) -> tuple[bytes, bool]:
         """Store a chunk unless present.  Returns (oid, newly stored).
@@ -298,10 +300,14 @@ class ChunkStore:
         return True
 
     def _start_publish(self, writer: PackWriter) -> None:
-        # fsync of a full pack overlaps with chunking of the next one.
+        # fsync of a full pack overlaps with chunking of the next one.  At most two packs wait
+        # to be published: an unpublished pack still holds its last batch of chunk buffers,
+        # so an unbounded queue (chunking outruns fsync) would grow memory with the file size.
         if self._publisher is None:
             self._publisher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlvc-publish")
         self._publishing.append(self._publisher.submit(self._publish, writer))
+        while len(self._publishing) > 2:
+            self._publishing.pop(0).result()
 
     def _publish(self, writer: PackWriter) -> None:
         try:

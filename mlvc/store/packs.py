@@ -143,6 +143,60 @@ def write_all(fd: int, bufs: list) -> None:
                 group[0] = group[0][n:]
 
 
+class BackgroundWriter:
+    """Writes buffers to a file descriptor from a helper thread, in large `writev` batches.
+
+    The caller's thread goes on (chunking, hashing, reading packs) while the kernel
+    copies the previous batch.  Buffers are held, not copied, until written; at most
+    `_MAX_INFLIGHT` batches are pending, which bounds memory.  A write error (disk
+    full) is re-raised from a later `write` or from `drain`.
+    """
+
+    def __init__(self, fd: int):
+        self.fd = fd
+        self._batch: list = []
+        self._batch_bytes = 0
+        self._inflight: deque[Future] = deque()
+        self._io: ThreadPoolExecutor | None = None
+
+    def write(self, buf) -> None:
+        self._batch.append(buf)
+        self._batch_bytes += len(buf)
+        if self._batch_bytes >= _BATCH_BYTES:
+            self._flush()
+
+    def _flush(self) -> None:
+        batch, self._batch, self._batch_bytes = self._batch, [], 0
+        if self._io is None:
+            self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlvc-io")
+        self._inflight.append(self._io.submit(write_all, self.fd, batch))
+        while len(self._inflight) > _MAX_INFLIGHT or (self._inflight and self._inflight[0].done()):
+            self._inflight.popleft().result()
+
+    def drain(self) -> None:
+        """Write everything queued; on return it is in the file (or an error was raised)."""
+        if self._batch:
+            self._flush()
+        while self._inflight:
+            self._inflight.popleft().result()
+
+    def close(self, discard: bool = False) -> None:
+        """Stop the helper thread; with `discard`, drop what is queued and swallow write errors."""
+        if discard:
+            self._batch = []
+            for f in self._inflight:
+                try:
+                    f.result()
+                except OSError:
+                    pass
+            self._inflight.clear()
+        else:
+            self.drain()
+        if self._io is not None:
+            self._io.shutdown(wait=True)
+            self._io = None
+
+
 class PackWriter:
     """Appends records to one temporary pack; `publish()` makes it visible atomically.
 
@@ -160,47 +214,23 @@ class PackWriter:
         self.idx_tmp = tmp_dir / f"{stem}.idx"
         self._f = open(self.path, "x+b", buffering=0)  # readable too: read_back of unpublished objects
         self._fd = self._f.fileno()
-        self._batch: list = [_PACK_HEAD]
-        self._batch_bytes = len(_PACK_HEAD)
-        self._inflight: deque[Future] = deque()
-        self._io: ThreadPoolExecutor | None = None
+        self._out = BackgroundWriter(self._fd)
+        self._out.write(_PACK_HEAD)
         self.size = len(_PACK_HEAD)
         self.entries: list[IndexEntry] = []
 
     def append(self, oid: bytes, typ: int, codec: int, payload, raw_len: int) -> IndexEntry:
         stored = len(payload)
-        self._batch.append(_REC.pack(typ, codec, oid, stored, raw_len))
-        self._batch.append(payload)
-        self._batch_bytes += _REC.size + stored
+        self._out.write(_REC.pack(typ, codec, oid, stored, raw_len))
+        self._out.write(payload)
         entry = IndexEntry(oid, typ, codec, self.size + _REC.size, stored, raw_len)
         self.size += _REC.size + stored
         self.entries.append(entry)
-        if self._batch_bytes >= _BATCH_BYTES:
-            self._flush_async()
         return entry
-
-    def _flush_async(self) -> None:
-        batch, self._batch, self._batch_bytes = self._batch, [], 0
-        if self._io is None:
-            self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlvc-packio")
-        self._inflight.append(self._io.submit(write_all, self._fd, batch))
-        while len(self._inflight) > _MAX_INFLIGHT or (self._inflight and self._inflight[0].done()):
-            self._inflight.popleft().result()  # re-raises a write error (disk full) here
-
-    def _drain(self) -> None:
-        if self._batch:
-            self._flush_async()
-        while self._inflight:
-            self._inflight.popleft().result()
-
-    def _stop_io(self) -> None:
-        if self._io is not None:
-            self._io.shutdown(wait=True)
-            self._io = None
 
     def read_back(self, entry: IndexEntry) -> bytes:
         """Read a record of this still-unpublished pack (an object added twice in one run)."""
-        self._drain()
+        self._out.drain()
         return os.pread(self._fd, entry.stored, entry.offset)
 
     def publish(self, packs_dir: Path) -> tuple[str, list[IndexEntry]] | None:
@@ -208,10 +238,7 @@ class PackWriter:
         if not self.entries:
             self.discard()
             return None
-        try:
-            self._drain()
-        finally:
-            self._stop_io()
+        self._out.close()
         if self.fsync:
             os.fsync(self._f.fileno())
         self._f.close()
@@ -236,13 +263,7 @@ class PackWriter:
         return name, self.entries
 
     def discard(self) -> None:
-        for f in self._inflight:
-            try:
-                f.result()
-            except OSError:
-                pass
-        self._inflight.clear()
-        self._stop_io()
+        self._out.close(discard=True)
         try:
             self._f.close()
         except OSError:
