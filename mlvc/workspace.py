@@ -24,19 +24,23 @@ RACY_NS = 20_000_000  # same rule as the hash cache
 @dataclass(frozen=True, slots=True)
 class FileStat:
     rel: str  # POSIX path relative to the artifact root ("" for a single-file artifact)
-    path: Path
+    fspath: str  # absolute path as text: building 100,000 Path objects would dominate `status`
     size: int
     mtime_ns: int
     ino: int
     executable: bool
 
     @property
+    def path(self) -> Path:
+        return Path(self.fspath)
+
+    @property
     def key(self) -> tuple[int, int, int]:
         return (self.size, self.mtime_ns, self.ino)
 
 
-def _file_stat(rel: str, path: Path, st: os.stat_result) -> FileStat:
-    return FileStat(rel, path, st.st_size, st.st_mtime_ns, st.st_ino, bool(st.st_mode & 0o111))
+def _file_stat(rel: str, path, st: os.stat_result) -> FileStat:
+    return FileStat(rel, os.fspath(path), st.st_size, st.st_mtime_ns, st.st_ino, bool(st.st_mode & 0o111))
 
 
 def scan(target: Path, display: str) -> list[FileStat]:
@@ -68,9 +72,9 @@ def scan(target: Path, display: str) -> list[FileStat]:
                     raise PathError(f"{display}/{rel}", "is a symlink inside the directory; mlvc tracks "
                                     "file contents, not links (replace it by a copy or remove it)")
                 if e.is_dir(follow_symlinks=False):
-                    stack.append((Path(e.path), rel + "/"))
+                    stack.append((e.path, rel + "/"))
                 elif e.is_file(follow_symlinks=False):
-                    out.append(_file_stat(rel, Path(e.path), e.stat(follow_symlinks=False)))
+                    out.append(_file_stat(rel, e.path, e.stat(follow_symlinks=False)))
                 else:
                     raise PathError(f"{display}/{rel}", "is not a regular file (fifo, socket or device)")
     out.sort(key=lambda f: f.rel)
@@ -80,11 +84,11 @@ def scan(target: Path, display: str) -> list[FileStat]:
 def stat_signature(files: list[FileStat]) -> bytes | None:
     """xxh3-128 over every file's (path, size, mtime, inode, exec); None if any mtime is racy."""
     limit = time.time_ns() - RACY_NS
+    if any(f.mtime_ns >= limit for f in files):
+        return None
+    text = "".join(f"{f.rel}\0{f.size}\0{f.mtime_ns}\0{f.ino}\0{int(f.executable)}\n" for f in files)
     h = hasher()
-    for f in files:
-        if f.mtime_ns >= limit:
-            return None
-        h.update(f"{f.rel}\0{f.size}\0{f.mtime_ns}\0{f.ino}\0{int(f.executable)}\n".encode("utf-8", "surrogateescape"))
+    h.update(text.encode("utf-8", "surrogateescape"))
     return h.digest()
 
 
