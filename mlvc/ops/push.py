@@ -8,6 +8,7 @@ checking anything out.
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
@@ -204,26 +205,35 @@ def _gc_guard(backend, lock):
     No gc running: any gc that starts later sees our lock and stops before it
     deletes anything, so the plan may rely on whatever the remote has.  A gc
     running: it may delete any pack it listed, so the push may go ahead only if
-    it relies on nothing already there (gc lists the packs before it looks for
-    push locks, so everything this push uploads is newer than its listing and
-    stays).  Otherwise: LockedError (exit 13) before anything is uploaded.
+    it relies on nothing already there.  gc lists the packs before it looks for
+    push locks, so either it sees our lock (and stops), or its listing is older
+    than anything we upload (and it never touches those packs).  Otherwise:
+    LockedError (exit 13) before anything is uploaded.
     """
-    from ..remote.lock import RemoteLock, format_time
+    from ..remote.lock import DEFAULT_LOCK_NAME, RemoteLock, format_time
 
     holder = RemoteLock(backend).held_by()
     if holder is None or holder.is_expired():
         return None
 
+    if math.isinf(holder.expires):
+        hint = (f"if no `mlvc gc --remote` is running against this remote, delete {DEFAULT_LOCK_NAME} "
+                "from it and push again")
+    else:
+        hint = (f"push again when that gc has finished (if it crashed, its lock stops counting at "
+                f"{format_time(holder.expires)})")
+
     def check_plan(reused: int) -> None:
         if reused:
             lock.release()
             raise LockedError(
-                f"remote {backend.describe()} is being garbage-collected by {holder.describe()}, and this push "
-                f"relies on {reused} object(s) already there that it may delete; nothing was uploaded",
-                hint=f"run the push again when that gc has finished (its lock expires at the latest "
-                     f"{format_time(holder.expires)})")
+                f"remote {backend.describe()} is being garbage-collected by {holder.describe()} "
+                f"[{DEFAULT_LOCK_NAME}], and this push relies on {reused} object(s) already there that "
+                "it may delete; nothing was uploaded", hint=hint)
 
     return check_plan
+
+
 def unpushed_counts(repo, remote_name: str | None, paths) -> dict[str, int]:
     """{artifact path: number of objects the remote lacks} for the given artifact paths.
 
