@@ -144,6 +144,24 @@ def _report(result, verb: str, quiet: bool) -> None:
          f"{len(result.up_to_date)} already up to date")
 
 
+def _transfer(op, verb: str, paths, rev, all_commits, all_branches, remote, jobs, quiet, json_out) -> None:
+    """Run push or fetch, report per artifact, exit with the documented code on failures."""
+    repo = _repo()
+    try:
+        result = op(repo, _paths(paths), remote=remote, revs=rev, all_commits=all_commits,
+                    all_branches=all_branches, jobs=jobs, progress=progress_for(quiet or json_out))
+    finally:
+        repo.close()
+    if json_out:
+        emit_json(result.as_dict())
+    else:
+        _report(result, verb, quiet)
+    for name, msg in result.failed.items():
+        echo(f"error: {name}: {msg}", err=True)
+    if result.failed:
+        raise typer.Exit(_exit_code(result.failed_codes, result.done))
+
+
 @app.command()
 def push(
     paths: List[Path] = PATHS,
@@ -161,20 +179,7 @@ def push(
     """
     from ..ops.push import push as push_op
 
-    repo = _repo()
-    try:
-        result = push_op(repo, _paths(paths), remote=remote, revs=rev, all_commits=all_commits,
-                         all_branches=all_branches, jobs=jobs, progress=progress_for(quiet or json_out))
-    finally:
-        repo.close()
-    if json_out:
-        emit_json(result.as_dict())
-    else:
-        _report(result, "pushed", quiet)
-    for name, msg in result.failed.items():
-        echo(f"error: {name}: {msg}", err=True)
-    if result.failed:
-        raise typer.Exit(_exit_code(result.failed_codes, result.done))
+    _transfer(push_op, "pushed", paths, rev, all_commits, all_branches, remote, jobs, quiet, json_out)
 
 
 @app.command()
@@ -191,20 +196,7 @@ def fetch(
     """Download the objects of the artifacts into the cache, verifying each; the workspace is not touched."""
     from ..ops.fetch import fetch as fetch_op
 
-    repo = _repo()
-    try:
-        result = fetch_op(repo, _paths(paths), remote=remote, revs=rev, all_commits=all_commits,
-                          all_branches=all_branches, jobs=jobs, progress=progress_for(quiet or json_out))
-    finally:
-        repo.close()
-    if json_out:
-        emit_json(result.as_dict())
-    else:
-        _report(result, "fetched", quiet)
-    for name, msg in result.failed.items():
-        echo(f"error: {name}: {msg}", err=True)
-    if result.failed:
-        raise typer.Exit(_exit_code(result.failed_codes, result.done))
+    _transfer(fetch_op, "fetched", paths, rev, all_commits, all_branches, remote, jobs, quiet, json_out)
 
 
 @app.command()
