@@ -116,6 +116,15 @@ class GitRepo:
     def is_shallow(self) -> bool:
         return bool(self._repo.get_shallow())
 
+    def shallow_commits(self) -> set[bytes]:
+        """Commits whose parents are missing in a shallow clone (raw hex shas)."""
+        return set(self._repo.get_shallow())
+
+    @property
+    def object_store(self):
+        """Dulwich's object store, for read-only walks (history code reads thousands of blobs)."""
+        return self._repo.object_store
+
     def is_dirty(self) -> bool:
         """Tracked changes vs HEAD, staged or not.  Untracked files are ignored.
 

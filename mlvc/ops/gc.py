@@ -357,24 +357,10 @@ def open_backend(repo, name: str | None):
 
 
 def _remote_mtime(backend, key: str) -> float | None:
-    """Best-effort modification time of a remote object (None when the backend cannot tell)."""
     try:
-        if backend.kind == "local":
-            return os.stat(backend._local_path(key)).st_mtime
-        info = backend._filesystem().info(backend._remote_path(key))
-    except (OSError, AttributeError, MlvcError):
+        return backend.mtime(key)
+    except MlvcError:
         return None
-    for k in ("LastModified", "mtime", "last_modified", "updated"):
-        v = info.get(k)
-        if v is None:
-            continue
-        if hasattr(v, "timestamp"):
-            return v.timestamp()
-        try:
-            return float(v)
-        except (TypeError, ValueError):
-            continue
-    return None
 
 
 class _RemoteObjects:

@@ -95,7 +95,7 @@ class _History:
 
     def __init__(self, git, watch_files: set[str], prefixes: list[str] | None):
         self.git = git
-        self._store = git._repo.object_store  # read-only object access; GitRepo owns the repo
+        self._store = git.object_store
         self._trees: dict[bytes, dict[bytes, tuple[int, bytes]]] = {}
         self._blobs: dict[bytes, Any] = {}
         self._watch = {w.encode() for w in watch_files}
@@ -122,7 +122,7 @@ class _History:
         except KeyError:
             return None, None
         parent_tree = None
-        shallow = self.git._repo.get_shallow()
+        shallow = self.git.shallow_commits()
         if commit.parents and commit.id not in shallow:
             try:
                 parent_tree = self._store[commit.parents[0]].tree

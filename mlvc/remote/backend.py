@@ -471,6 +471,25 @@ class RemoteBackend:
             except FileNotFoundError:
                 return False
 
+    def mtime(self, key: str) -> float | None:
+        """Best-effort modification time (Unix seconds) of an object; None when the store cannot tell."""
+        validate_key(key)
+        with self._translated(key):
+            if self.kind == "local":
+                return os.stat(self._local_path(key)).st_mtime
+            info = self._filesystem().info(self._remote_path(key))
+        for k in ("LastModified", "mtime", "last_modified", "updated"):
+            v = info.get(k)
+            if v is None:
+                continue
+            if hasattr(v, "timestamp"):
+                return v.timestamp()
+            try:
+                return float(v)
+            except (TypeError, ValueError):
+                continue
+        return None
+
     def size(self, key: str) -> int:
         validate_key(key)
         with self._translated(key):
