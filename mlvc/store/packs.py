@@ -175,6 +175,10 @@ class BackgroundWriter:
 
     def drain(self) -> None:
         """Write everything queued; on return it is in the file (or an error was raised)."""
+        if self._batch and self._io is None:
+            # Small output that never filled a batch: write it here, no thread needed.
+            batch, self._batch, self._batch_bytes = self._batch, [], 0
+            write_all(self.fd, batch)
         if self._batch:
             self._flush()
         while self._inflight:
