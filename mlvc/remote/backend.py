@@ -55,7 +55,7 @@ TEMP_MARKER = ".tmp-"
 
 COPY_BLOCK_BYTES = 1 << 20
 TRANSFER_PART_BYTES = 8 << 20  # S3 multipart part / parallel download range size
-TRANSFER_CONCURRENCY = 4  # parts in flight per transfer: bounds memory to ~32 MiB
+TRANSFER_CONCURRENCY = 2  # parts in flight per transfer: ~16 MiB each, so `--jobs 4` stays well under 300 MB
 MAX_UPLOAD_PARTS = 9_000  # S3 allows 10,000; keep a margin
 CONNECT_TIMEOUT_S = 3
 READ_TIMEOUT_S = 60  # a stalled transfer, not a dead host; dead hosts hit the connect timeout
