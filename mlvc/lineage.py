@@ -209,13 +209,10 @@ def _scalar(value: Any) -> Any:
 
 def flatten(doc: dict[str, Any], prefix: str = "", out: dict[str, Any] | None = None) -> dict[str, Any]:
     """Nested dicts to dotted keys; lists become JSON strings."""
+    from .ops.params import flatten as dotted
+
     out = {} if out is None else out
-    for key, value in doc.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict) and value:
-            flatten(value, name + ".", out)
-        else:
-            out[name] = _scalar(value)
+    out.update((k, _scalar(v)) for k, v in dotted(doc, prefix).items())
     return out
 
 

@@ -16,6 +16,7 @@ from typing import Any
 from .. import checkpoint as ckpt
 from ..errors import MlvcError, ObjectNotFoundError
 from .common import Tracked, file_manifest, load_entries
+from .params import flatten  # nested dicts -> dotted keys (params.lr)
 from .modules import is_checkpoint_name
 
 KEY = "mlvc"
@@ -38,18 +39,6 @@ def read_provenance(fileobj, name: str = "") -> dict | None:
         return None
     layout = ckpt.read_layout(fileobj)
     return _parse(layout.extras.get(KEY))
-
-
-def flatten(prov: dict, prefix: str = "") -> dict[str, Any]:
-    """Nested dicts become dotted keys (params.lr); top-level fields such as commit stay as they are."""
-    out: dict[str, Any] = {}
-    for key, value in prov.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict) and value:
-            out.update(flatten(value, name + "."))
-        else:
-            out[name] = value
-    return out
 
 
 def _from_cache(repo, file_id: bytes, name: str) -> dict | None:
