@@ -7,6 +7,7 @@ import os
 import sys
 
 from ..progress import Progress
+from ..units import human_size  # noqa: F401 - re-exported for the commands
 
 
 def echo(text: str = "", err: bool = False) -> None:
@@ -16,15 +17,6 @@ def echo(text: str = "", err: bool = False) -> None:
 
 def emit_json(data) -> None:
     sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
-
-
-def human_size(n: int) -> str:
-    size = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if size < 1024 or unit == "TiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{n} B"
 
 
 class RichProgress(Progress):

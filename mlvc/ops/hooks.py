@@ -114,9 +114,17 @@ def _pre_push(repo, warn) -> int:
     if importlib.util.find_spec("mlvc.ops.push") is None:
         warn("mlvc: this installation cannot push artifacts; skipping `mlvc push`")
         return 0
-    from ..cli.main import run
+    from ..errors import MlvcError
+    from .push import push
 
-    code = run(["push"])
+    try:
+        result = push(repo)
+        code = 1 if result.failed else 0
+        for name, msg in result.failed.items():
+            warn(f"mlvc: {name}: {msg}")
+    except MlvcError as exc:
+        warn(f"mlvc: {exc}")
+        code = exc.exit_code
     if code != 0:
         warn(f"mlvc: pushing artifacts to {remote!r} failed; `git push` stopped so that no commit reaches the "
              "git remote without its artifacts (run `mlvc push`, or `git push --no-verify` to skip)")

@@ -301,7 +301,7 @@ def report(repo, path: str | None = None, since: str | datetime | None = None, m
 def _size(n: int | None) -> str:
     if n is None:
         return "-"
-    from ..cli.output import human_size
+    from ..units import human_size
 
     return human_size(n)
 
