@@ -89,9 +89,20 @@ def store_file(store, fs: FileStat, display: str, params: ChunkerParams, progres
     return cid
 
 
+def _tracked_by_git(repo, display: str) -> bool:
+    import subprocess
+
+    proc = subprocess.run(["git", "ls-files", "-z", "--", display], cwd=repo.root, capture_output=True)
+    return proc.returncode == 0 and bool(proc.stdout.strip(b"\0"))
+
+
 def _check_target(repo, target: Path, display: str) -> None:
     if target.name.endswith(pointers.SUFFIX):
         raise PathError(display, "is a pointer file; add the artifact it points to instead")
+    if repo.has_git and _tracked_by_git(repo, display):
+        # Otherwise git would keep committing the real bytes beside the pointer.
+        raise PathError(display, "is tracked by git; stop tracking it there before mlvc takes it over",
+                        hint=f"git rm -r --cached {display} && mlvc add {display}")
     rel_parts = Path(repo.rel(target)).parts
     for i in range(1, len(rel_parts)):
         ancestor = repo.root.joinpath(*rel_parts[:i])

@@ -150,3 +150,15 @@ def test_show_a_file_inside_a_tracked_directory(cli, repo_dir):
     assert info["path"] == "ckpt/b.bin" and info["size"] == 50 and info["artifact"] == "ckpt"
     r = cli("show", "ckpt/zzz.bin")
     assert r.code == errors.EXIT_BAD_PATH and "not a file of the tracked artifact" in r.err
+
+
+def test_adding_a_path_git_already_tracks_is_refused(cli, repo_dir):
+    from helpers import git
+
+    (repo_dir / "w.bin").write_bytes(b"weights")
+    git(repo_dir, "add", "w.bin")
+    r = cli("add", "w.bin")
+    assert r.code == errors.EXIT_BAD_PATH and "tracked by git" in r.err and "git rm -r --cached w.bin" in r.err
+    assert not (repo_dir / "w.bin.mlvc").exists()
+    git(repo_dir, "rm", "-q", "--cached", "w.bin")
+    assert cli("add", "w.bin").code == 0
