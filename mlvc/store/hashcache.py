@@ -12,6 +12,8 @@ import sqlite3
 import time
 from pathlib import Path
 
+from .sqlite import connect, retry
+
 RACY_NS = 20_000_000  # 20 ms: coarser than any common file system's timestamp tick
 
 
@@ -22,13 +24,8 @@ class HashCache:
 
     def _conn(self) -> sqlite3.Connection:
         if self._db is None:
-            self.db_path.parent.mkdir(parents=True, exist_ok=True)
-            db = sqlite3.connect(self.db_path, timeout=60, isolation_level=None)
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")
-            db.execute("CREATE TABLE IF NOT EXISTS files (path TEXT PRIMARY KEY, size INTEGER,"
-                       " mtime_ns INTEGER, ino INTEGER, fid BLOB)")
-            self._db = db
+            self._db = connect(self.db_path, ["CREATE TABLE IF NOT EXISTS files (path TEXT PRIMARY KEY, "
+                                              "size INTEGER, mtime_ns INTEGER, ino INTEGER, fid BLOB)"])
         return self._db
 
     def load_prefix(self, prefix: str) -> dict[str, tuple[int, int, int, bytes]]:
@@ -36,8 +33,9 @@ class HashCache:
         if not self.db_path.exists():
             return {}
         db = self._conn()
-        rows = db.execute("SELECT path, size, mtime_ns, ino, fid FROM files WHERE path = ?"
-                          " OR (path >= ? AND path < ?)", (prefix, prefix + "/", prefix + "0"))
+        rows = retry(lambda: db.execute("SELECT path, size, mtime_ns, ino, fid FROM files WHERE path = ?"
+                                        " OR (path >= ? AND path < ?)",
+                                        (prefix, prefix + "/", prefix + "0")).fetchall())
         return {p: (s, m, i, f) for p, s, m, i, f in rows}
 
     def store(self, rows: list[tuple[str, int, int, int, bytes]], hashed_at_ns: int | None = None,
@@ -54,13 +52,17 @@ class HashCache:
         if not rows:
             return
         db = self._conn()
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            db.executemany("INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?)", rows)
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
+
+        def write() -> None:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                db.executemany("INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?)", rows)
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+
+        retry(write)
 
     def close(self) -> None:
         if self._db is not None:
