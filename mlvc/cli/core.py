@@ -9,16 +9,11 @@ import typer
 
 from .. import errors
 from .main import app
-from .output import echo, emit_json, human_size, progress_for
+from .output import open_repo, echo, emit_json, human_size, progress_for
 
 QUIET = typer.Option(False, "--quiet", "-q", help="Print nothing on success.")
 JSON = typer.Option(False, "--json", help="Print machine-readable JSON.")
 
-
-def _repo():
-    from ..repo import Repo
-
-    return Repo.find()
 
 
 @app.command()
@@ -77,12 +72,9 @@ def add(
 
     if role is not None and role not in ROLES:
         raise errors.MlvcError(f"--role must be one of {', '.join(ROLES)}")
-    repo = _repo()
-    try:
+    with open_repo() as repo:
         results = add_op(repo, [str(p) for p in paths], role=role, meta=_parse_meta(meta),
                          progress=progress_for(quiet or json_out))
-    finally:
-        repo.close()
     if json_out:
         emit_json([r.as_dict() for r in results])
     elif not quiet:
@@ -107,16 +99,13 @@ def status(
     """
     from ..ops.status import UNCHANGED, status as status_op
 
-    repo = _repo()
-    try:
+    with open_repo() as repo:
         results = status_op(repo, [str(p) for p in paths] if paths else None, progress=progress_for(quiet or json_out))
         remote_missing = None
         if remote or remote_name:
             from ..ops.push import unpushed_counts
 
             remote_missing = unpushed_counts(repo, remote_name, [r.path for r in results])
-    finally:
-        repo.close()
     dirty = [r for r in results if r.state != UNCHANGED or r.cache_complete is False]
     if json_out:
         doc = [r.as_dict() for r in results]
@@ -148,11 +137,8 @@ def ls(json_out: bool = JSON):
     """List tracked artifacts: path, kind, size, files, role and id."""
     from ..ops.common import select
 
-    repo = _repo()
-    try:
+    with open_repo() as repo:
         tracked = select(repo)
-    finally:
-        repo.close()
     rows = []
     for t in tracked:
         if t.ptr is None:
@@ -175,11 +161,8 @@ def ls(json_out: bool = JSON):
 @app.command()
 def verify(json_out: bool = JSON, quiet: bool = QUIET):
     """Read every object in the cache and check it against its id."""
-    repo = _repo()
-    try:
+    with open_repo() as repo:
         report = repo.store.verify()
-    finally:
-        repo.close()
     if json_out:
         emit_json({"packs": report.packs, "objects": report.objects, "problems": report.problems})
     elif not quiet or report.problems:
@@ -209,13 +192,10 @@ def checkout(
     """
     from ..ops.revcheckout import checkout_rev
 
-    repo = _repo()
-    try:
+    with open_repo() as repo:
         rev, paths = _split_rev(repo, targets or [])
         progress = progress_for(quiet or json_out)
         result = checkout_rev(repo, rev, paths or None, force=force, to=to, progress=progress)
-    finally:
-        repo.close()
     if json_out:
         emit_json(result.as_dict())
     elif not quiet:
@@ -265,11 +245,8 @@ def show(
     """What an artifact contains: its pointer, files, sizes and ids (and checkpoint provenance)."""
     from ..ops.show import show as show_op
 
-    repo = _repo()
-    try:
+    with open_repo() as repo:
         info = show_op(repo, str(target))
-    finally:
-        repo.close()
     if field:
         prov = info.get("provenance") if isinstance(info.get("provenance"), dict) else {}
         if field not in info and field not in prov:

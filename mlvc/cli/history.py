@@ -10,16 +10,11 @@ import typer
 
 from .. import errors
 from .main import app
-from .output import echo, emit_json, human_size
+from .output import find_repo, open_repo, echo, emit_json, human_size
 
 JSON = typer.Option(False, "--json", help="Print machine-readable JSON.")
 QUIET = typer.Option(False, "--quiet", "-q", help="Print nothing on success.")
 
-
-def _repo():
-    from ..repo import Repo
-
-    return Repo.find()
 
 
 def _fmt(v) -> str:
@@ -44,8 +39,7 @@ def diff(
     from ..git import GitRepo
     from ..ops.diff import diff as diff_op
 
-    repo = _repo()
-    try:
+    with open_repo() as repo:
         rev_a, rest = revs[0], revs[1:]
         rev_b = None
         if rest and not Path(rest[0]).exists() and not Path(rest[0] + ".mlvc").exists():
@@ -55,8 +49,6 @@ def diff(
             except errors.MlvcError:
                 pass
         result = diff_op(repo, rev_a, rev_b, rest or None, contents=not no_contents)
-    finally:
-        repo.close()
     if json_out:
         emit_json(result.as_dict())
         return
@@ -127,8 +119,7 @@ def log(
 
     if fmt not in ("text", "md", "json"):
         raise errors.MlvcError(f"--format must be text, md or json, not {fmt!r}")
-    repo = _repo()
-    try:
+    with open_repo() as repo:
         if fmt == "md":
             reports = log_ops.report(repo, path, since, max_count, rev)
             import sys
@@ -136,8 +127,6 @@ def log(
             sys.stdout.write(log_ops.render_markdown(reports, since))
             return
         entries = log_ops.log(repo, path, since, max_count, rev)
-    finally:
-        repo.close()
     if fmt == "json":
         emit_json([e.as_dict() for e in entries])
     elif entries:
@@ -162,11 +151,8 @@ def params_diff_cmd(
     """Parameters added, removed or changed between two commits."""
     from ..ops.params import params_diff
 
-    repo = _repo()
-    try:
+    with open_repo() as repo:
         changes = params_diff(repo, rev_a, rev_b)
-    finally:
-        repo.close()
     if json_out:
         emit_json([c.as_dict() for c in changes])
         return
@@ -199,11 +185,8 @@ def gc(
                               ("all-commits", all_commits)) if on]
     if len(chosen) != 1:
         raise errors.MlvcError("choose what to keep: exactly one of --workspace, --all-branches, --all-commits")
-    repo = _repo()
-    try:
+    with open_repo() as repo:
         result = gc_op(repo, chosen[0], remote=remote, dry_run=dry_run, grace=grace)
-    finally:
-        repo.close()
     if json_out:
         emit_json(result.as_dict())
         return
@@ -237,11 +220,8 @@ def install_hooks(quiet: bool = QUIET):
     of a changed but not re-added artifact is refused.  Existing hooks keep running."""
     from ..ops.hooks import install_hooks as op
 
-    repo = _repo()
-    try:
+    with open_repo() as repo:
         paths = op(repo)
-    finally:
-        repo.close()
     if not quiet:
         for p in paths:
             echo(f"installed {p}")
@@ -252,11 +232,8 @@ def uninstall_hooks(quiet: bool = QUIET):
     """Remove mlvc's blocks from the git hooks (other hook content stays)."""
     from ..ops.hooks import uninstall_hooks as op
 
-    repo = _repo()
-    try:
+    with open_repo() as repo:
         names = op(repo)
-    finally:
-        repo.close()
     if not quiet:
         echo(f"removed mlvc from {', '.join(names)}" if names else "no mlvc hooks were installed")
 
@@ -267,7 +244,7 @@ def hook_run(name: str = typer.Argument(...), args: List[str] = typer.Argument(N
     from ..ops.hooks import run_hook
 
     try:
-        repo = _repo()
+        repo = find_repo()
     except errors.NotARepoError:
         return  # the hook of a repo where mlvc was removed: nothing to do
     try:
@@ -298,11 +275,8 @@ def bisect_run_cmd(
     """`git bisect run CMD...`, restoring each step's artifacts first (125 = skip when they cannot be)."""
     from ..ops.bisect import bisect_run
 
-    repo = _repo()
-    try:
+    with open_repo() as repo:
         result = bisect_run(repo, list(cmd), good=list(good) or None, bad=bad, reset=not keep, force=force)
-    finally:
-        repo.close()
     if result.first_bad:
         echo(f"first bad commit: {result.first_bad} {result.first_bad_message or ''}".rstrip())
     if result.reset:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from contextlib import contextmanager
 
 from ..progress import Progress
 from ..units import human_size  # noqa: F401 - re-exported for the commands
@@ -53,3 +54,20 @@ def progress_for(quiet: bool) -> Progress:
     if quiet or not sys.stderr.isatty() or os.environ.get("MLVC_NO_PROGRESS"):
         return Progress()
     return RichProgress()
+
+
+def find_repo():
+    """The repository around the current directory."""
+    from ..repo import Repo
+
+    return Repo.find()
+
+
+@contextmanager
+def open_repo():
+    """The repository around the current directory, closed (cache files, databases) afterwards."""
+    repo = find_repo()
+    try:
+        yield repo
+    finally:
+        repo.close()

@@ -9,7 +9,7 @@ import typer
 
 from .. import errors
 from .main import app
-from .output import echo, emit_json, human_size, progress_for
+from .output import find_repo, open_repo, echo, emit_json, human_size, progress_for
 
 QUIET = typer.Option(False, "--quiet", "-q", help="Print nothing on success.")
 JSON = typer.Option(False, "--json", help="Print machine-readable JSON.")
@@ -26,11 +26,6 @@ remote_app = typer.Typer(help="Manage remotes: shared directories or object stor
                          no_args_is_help=True)
 app.add_typer(remote_app, name="remote")
 
-
-def _repo():
-    from ..repo import Repo
-
-    return Repo.find()
 
 
 # ---------------------------------------------------------------- remote group
@@ -49,7 +44,7 @@ def remote_add(
     """Add a remote to the committed .mlvc/config (secrets go to .mlvc/config.local: see `modify`)."""
     from ..remote.config import add_remote
 
-    repo = _repo()
+    repo = find_repo()
     rdef = add_remote(repo, name, url, {"endpoint_url": endpoint_url, "region": region, "profile": profile},
                       make_default=default, force=force)
     if not quiet:
@@ -61,7 +56,7 @@ def remote_list(json_out: bool = JSON):
     """List remotes (secret values are never shown)."""
     from ..remote.config import list_remotes
 
-    rows = [r.public() for r in list_remotes(_repo())]
+    rows = [r.public() for r in list_remotes(find_repo())]
     if json_out:
         emit_json(rows)
         return
@@ -75,7 +70,7 @@ def remote_remove(name: str = typer.Argument(...), quiet: bool = QUIET):
     """Remove a remote from the configuration (nothing on the remote is deleted)."""
     from ..remote.config import remove_remote
 
-    remove_remote(_repo(), name)
+    remove_remote(find_repo(), name)
     if not quiet:
         echo(f"removed remote {name}")
 
@@ -96,7 +91,7 @@ def remote_modify(
 
     if value is None and not unset:
         raise errors.MlvcError("give a VALUE, or --unset to remove the option")
-    where = modify_remote(_repo(), name, key, None if unset else value, local=local)
+    where = modify_remote(find_repo(), name, key, None if unset else value, local=local)
     if not quiet:
         shown = "***" if is_secret(key) else value
         echo(f"{name}.{key} {'unset' if unset else '= ' + str(shown)} in {where}")
@@ -109,7 +104,7 @@ def remote_default(name: Optional[str] = typer.Argument(None, help="Remote to ma
     """Show or set the default remote."""
     from ..remote.config import default_name, set_default
 
-    repo = _repo()
+    repo = find_repo()
     if name is None and not unset:
         current = default_name(repo.config)
         if current is None:
@@ -146,12 +141,9 @@ def _report(result, verb: str, quiet: bool) -> None:
 
 def _transfer(op, verb: str, paths, rev, all_commits, all_branches, remote, jobs, quiet, json_out) -> None:
     """Run push or fetch, report per artifact, exit with the documented code on failures."""
-    repo = _repo()
-    try:
+    with open_repo() as repo:
         result = op(repo, _paths(paths), remote=remote, revs=rev, all_commits=all_commits,
                     all_branches=all_branches, jobs=jobs, progress=progress_for(quiet or json_out))
-    finally:
-        repo.close()
     if json_out:
         emit_json(result.as_dict())
     else:
@@ -215,12 +207,9 @@ def pull(
     fetch those commits' artifacts (for a later `mlvc checkout REV` without a network)."""
     from ..ops.fetch import pull as pull_op
 
-    repo = _repo()
-    try:
+    with open_repo() as repo:
         result = pull_op(repo, _paths(paths), remote=remote, revs=rev, all_commits=all_commits,
                          all_branches=all_branches, jobs=jobs, force=force, progress=progress_for(quiet or json_out))
-    finally:
-        repo.close()
     if json_out:
         emit_json(result.as_dict())
     elif not quiet:
