@@ -39,3 +39,24 @@ def mlvc_cli(cwd: Path, *args: str, timeout: float = 300, env: dict | None = Non
     proc = subprocess.run([sys.executable, "-c", "from mlvc.cli.main import main; main()", *args],
                           cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout)
     return CliResult(proc.returncode, proc.stdout, proc.stderr)
+
+
+def mlvc(*args: str) -> int:
+    """Run the CLI in this process and return its exit code."""
+    from mlvc.cli.main import run
+
+    return run(list(args))
+
+
+def write(p: Path, data: bytes | str) -> None:
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_bytes(data if isinstance(data, bytes) else data.encode())
+
+
+def commit(repo: Path, msg: str, tag: str | None = None) -> str:
+    """`git add -A && git commit`, optionally tagged; returns the new commit's sha."""
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", msg)
+    if tag:
+        git(repo, "tag", tag)
+    return git(repo, "rev-parse", "HEAD").strip()

@@ -10,23 +10,12 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import GIT_ENV, git, mlvc_cli
+from helpers import commit, git, GIT_ENV, mlvc, mlvc_cli
 
-from mlvc.cli.main import run
 
 # The "evaluation": the model is bad once its bytes say so.  It reads the artifact, so a
 # bisect that did not restore artifacts at each step would blame the wrong commit.
 EVAL = "import sys; sys.exit(1 if open('model.bin','rb').read().startswith(b'bad') else 0)"
-
-
-def mlvc(*args: str) -> int:
-    return run(list(args))
-
-
-def commit(repo: Path, msg: str) -> str:
-    git(repo, "add", "-A")
-    git(repo, "commit", "-q", "-m", msg)
-    return git(repo, "rev-parse", "HEAD").strip()
 
 
 def make_history(repo_dir: Path, broken_at: int | None = None) -> list[str]:

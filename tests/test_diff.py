@@ -4,22 +4,11 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 
 import pytest
-from conftest import git
+from helpers import commit, git, mlvc
 
-from mlvc.cli.main import run
 from mlvc.repo import Repo
-
-
-def mlvc(*args: str) -> int:
-    return run(list(args))
-
-
-def commit(repo: Path, msg: str) -> None:
-    git(repo, "add", "-A")
-    git(repo, "commit", "-q", "-m", msg)
 
 
 def diff_json(capsys, *args: str) -> dict:

@@ -10,27 +10,10 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import GIT_ENV, git, mlvc_cli
+from helpers import commit, git, GIT_ENV, mlvc, mlvc_cli, write
 
-from mlvc.cli.main import run
 from mlvc.errors import EXIT_LOCKED
 from mlvc.repo import Repo
-
-
-def mlvc(*args: str) -> int:
-    return run(list(args))
-
-
-def write(p: Path, data: bytes | str) -> None:
-    p.parent.mkdir(parents=True, exist_ok=True)
-    p.write_bytes(data if isinstance(data, bytes) else data.encode())
-
-
-def commit(repo: Path, msg: str, tag: str | None = None) -> None:
-    git(repo, "add", "-A")
-    git(repo, "commit", "-q", "-m", msg)
-    if tag:
-        git(repo, "tag", tag)
 
 
 def age_packs(root: Path, seconds: float = 7200) -> None:

@@ -8,28 +8,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import git, mlvc_cli
+from helpers import commit, git, mlvc, mlvc_cli, write
 
-from mlvc.cli.main import run
 from mlvc.errors import EXIT_CONFLICT, EXIT_MISSING_OBJECT, EXIT_PARTIAL, RevisionError
 from mlvc.repo import Repo
-
-
-def mlvc(*args: str) -> int:
-    return run(list(args))
-
-
-def write(p: Path, data: bytes | str) -> None:
-    p.parent.mkdir(parents=True, exist_ok=True)
-    p.write_bytes(data if isinstance(data, bytes) else data.encode())
-
-
-def commit(repo: Path, msg: str, tag: str | None = None) -> str:
-    git(repo, "add", "-A")
-    git(repo, "commit", "-q", "-m", msg)
-    if tag:
-        git(repo, "tag", tag)
-    return git(repo, "rev-parse", "HEAD").strip()
 
 
 @pytest.fixture

@@ -7,26 +7,14 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import GIT_ENV, git
+from helpers import commit, git, GIT_ENV, mlvc
 
-from mlvc.cli.main import run
 from mlvc.git import HOOK_BLOCK_BEGIN
 from mlvc.repo import Repo
 
 
-def mlvc(*args: str) -> int:
-    return run(list(args))
-
-
 def git_rc(cwd: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(["git", *args], cwd=cwd, env=dict(os.environ, **GIT_ENV), capture_output=True, text=True)
-
-
-def commit(repo: Path, msg: str, tag: str | None = None) -> None:
-    git(repo, "add", "-A")
-    git(repo, "commit", "-q", "-m", msg)
-    if tag:
-        git(repo, "tag", tag)
 
 
 @pytest.fixture
