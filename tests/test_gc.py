@@ -88,11 +88,11 @@ def test_all_branches_drops_old_commits(gcrepo, tmp_path):
 
 def test_workspace_scope_and_state_cleared(gcrepo, tmp_path, capsys):
     repo = Repo.find(gcrepo)
-    repo.state.mark_complete(["xxh128:" + "0" * 32])
+    repo.store.complete.add(["xxh128:" + "0" * 32])
     repo.close()
     assert mlvc("gc", "--workspace", "--grace", "0") == 0
     repo = Repo.find(gcrepo)
-    assert not repo.state.is_complete("xxh128:" + "0" * 32)
+    assert "xxh128:" + "0" * 32 not in repo.store.complete
     repo.close()
     assert mlvc("status") == 0 and mlvc("verify") == 0
     assert exports(gcrepo, "HEAD", tmp_path / "head") == 0

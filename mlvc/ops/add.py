@@ -180,7 +180,7 @@ def add_one(repo, path: str | Path, *, role: str | None = None, meta: dict | Non
     except OSError as exc:
         raise wrap_os_error(exc, f"the pointer {repo.rel(ptr_path)}") from exc
     lookup.flush()
-    repo.state.mark_complete([to_oid(oid)])
+    repo.store.complete.add([to_oid(oid)])
     if kind == "dir":
         sig = stat_signature(files)
         if sig is not None:

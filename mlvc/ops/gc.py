@@ -159,6 +159,57 @@ def kept_pointers(repo, scope: str, warnings: list[str]) -> list[pointers.Pointe
     return list(unique.values())
 
 
+def users_pointers(repo, scope: str, warnings: list[str]) -> list[pointers.PointerFile]:
+    """The kept pointers of every repository that uses `repo`'s cache, and of their worktrees.
+
+    A cache may be shared (`cache.dir`) by several repositories, and a repository's linked
+    worktrees share its cache by default: all of them register inside the cache
+    (`ChunkStore.register_user`).  A registered repository that cannot be read stops gc,
+    naming it, because what only it needs is unknown.  The scope applies to this repository
+    (and its worktrees); other repositories keep every commit's pointers.  The one exception is a cache inside
+    this repository (not configured as shared) that still lists this repository's own
+    former location: the repository was moved."""
+    from ..repo import MLVC_DIR, Repo, linked_worktrees, main_worktree_root
+
+    me = main_worktree_root(repo.root)
+    own_cache = repo.cache_dir == me / MLVC_DIR / "cache" and not repo.config["cache"].get("dir")
+    users = repo.store.users()
+    users.setdefault(me, None)
+    unreadable: list[str] = []
+    unique: dict[tuple[str, str], pointers.PointerFile] = {}
+    for root in sorted(users):
+        if not (root / MLVC_DIR / "config").is_file():
+            if own_cache and not root.exists():
+                warnings.append(f"{root} no longer exists (this repository was moved?); its registration "
+                                f"is ignored")
+                continue
+            unreadable.append(f"{root} (registered in {users[root]})")
+            continue
+        user = repo if root == repo.root else Repo(root)
+        try:
+            # The scope is this repository's decision; other users keep everything their history
+            # references (they did not ask for anything to go).
+            kept = kept_pointers(user, scope if root == me else "all-commits", warnings)
+            for wt in linked_worktrees(root):
+                if wt != root and (wt / MLVC_DIR / "config").is_file():
+                    kept += kept_pointers(repo if wt == repo.root else Repo(wt), "workspace", warnings)
+        except MlvcError as exc:
+            unreadable.append(f"{root} ({exc})")
+            continue
+        finally:
+            if user is not repo:
+                user.close()
+        for ptr in kept:
+            unique.setdefault((ptr.kind, ptr.oid), ptr)
+    if unreadable:
+        raise MlvcError(
+            f"the cache {repo.cache_dir} is shared with repositories mlvc cannot read: {'; '.join(unreadable)}; "
+            "what only they need is unknown, so nothing was deleted",
+            hint="make them readable, or if a repository is gone for good, delete its registry entry "
+                 "(the file named in parentheses) and run gc again")
+    return list(unique.values())
+
+
 def live_objects(store, ptrs, warnings: list[str], strict: bool = False) -> set[tuple[int, bytes]]:
     """Every (type, id) the pointers reach.  strict: a manifest that cannot be read is an error."""
     live: set[tuple[int, bytes]] = set()
@@ -242,7 +293,7 @@ def _gc_local(repo, scope: str, *, dry_run: bool, grace: float | None) -> GcResu
     result = GcResult(scope, None, dry_run)
     grace_s = grace_seconds(repo, grace)
     store = repo.store
-    ptrs = kept_pointers(repo, scope, result.warnings)
+    ptrs = users_pointers(repo, scope, result.warnings)
     result.kept_artifacts = len(ptrs)
     live = live_objects(store, ptrs, result.warnings)
     store.refresh()
@@ -274,7 +325,7 @@ def _gc_local(repo, scope: str, *, dry_run: bool, grace: float | None) -> GcResu
     plans, keeps = plan(live)
     if not dry_run and plans:
         # A pointer written by a concurrent `mlvc add` since we started must keep its objects.
-        again = kept_pointers(repo, "workspace", [])
+        again = users_pointers(repo, "workspace", [])
         new = [p for p in again if (p.kind, p.oid) not in {(q.kind, q.oid) for q in ptrs}]
         if new:
             live |= live_objects(store, new, result.warnings)
@@ -322,7 +373,7 @@ def _gc_local(repo, scope: str, *, dry_run: bool, grace: float | None) -> GcResu
             result.packs_deleted += 1
         else:
             result.packs_rewritten += 1
-    repo.state.clear_complete()
+    repo.store.complete.clear()
     store.sweep_tmp()
     return result
 

@@ -187,7 +187,7 @@ def _prefetch(repo, rev: str | None, ptrs, progress: Progress) -> str | None:
     """Fetch from the default remote when any selected artifact has objects the cache lacks."""
     need = []
     for ptr in ptrs:
-        if repo.state.is_complete(ptr.oid):
+        if ptr.oid in repo.store.complete:
             continue
         try:
             if missing_objects(repo.store, ptr):

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import json
 import os
 import shutil
 import threading
 import time
+import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -22,6 +24,7 @@ from pathlib import Path
 from .. import codec
 from ..errors import CorruptObjectError, DiskError, ObjectNotFoundError
 from ..hashing import digest, to_oid
+from .state import CompleteRoots
 from .packs import (
     CHUNK,
     FILE_MANIFEST,
@@ -93,6 +96,43 @@ class ChunkStore:
         self._publisher: ThreadPoolExecutor | None = None
         self._publishing: list[Future] = []
         self.stats = {"new_objects": 0, "new_bytes": 0, "stored_bytes": 0}
+        self.complete = CompleteRoots(self.root / "complete.sqlite")
+        self.users_dir = self.root / "repos"
+
+    # ---------------------------------------------------------------- users
+    def register_user(self, repo_root: Path) -> None:
+        """Record that the repository at `repo_root` keeps objects here (idempotent, atomic).
+
+        gc keeps what every registered repository needs; see `users`."""
+        repo_root = Path(os.path.abspath(repo_root))
+        entry = self.users_dir / f"{digest(str(repo_root).encode()).hex()[:24]}.json"
+        if entry.exists():
+            return
+        try:
+            self.users_dir.mkdir(parents=True, exist_ok=True)
+            tmp = self.users_dir / f".{entry.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+            tmp.write_text(json.dumps({"root": str(repo_root)}) + "\n")
+            os.replace(tmp, entry)
+        except OSError:
+            pass  # a read-only cache: this repository cannot write objects here either
+
+    def users(self) -> dict[Path, Path]:
+        """{registered repository root: its registry entry} of everything that uses this store."""
+        out: dict[Path, Path] = {}
+        try:
+            names = sorted(os.listdir(self.users_dir))
+        except OSError:
+            return out
+        for name in names:
+            if not name.endswith(".json") or name.startswith("."):
+                continue
+            entry = self.users_dir / name
+            try:
+                root = Path(json.loads(entry.read_text())["root"])
+            except (OSError, ValueError, KeyError, TypeError):
+                continue  # a damaged entry names nobody; `verify` does not need it
+            out[root] = entry
+        return out
 
     # ---------------------------------------------------------------- index
     def ensure_dirs(self) -> None:
@@ -362,6 +402,7 @@ class ChunkStore:
         for fd in self._fds.values():
             os.close(fd)
         self._fds.clear()
+        self.complete.close()
 
     def __enter__(self) -> "ChunkStore":
         return self
