@@ -84,9 +84,11 @@ def checkout(paths=None, *, force: bool = False, repo=None, progress: Progress =
         r.close()
 
 
-def verify(*, repo=None, progress=None):
+def verify(*, repo=None, remote: str | None = None, read_data: bool | None = None, progress: Progress = NULL):
+    from .ops.verify import verify_store
+
     r = _repo(repo)
     try:
-        return r.store.verify(progress)
+        return verify_store(r, remote=remote, read_data=read_data, progress=progress)
     finally:
         r.close()

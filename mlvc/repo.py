@@ -140,17 +140,44 @@ class Repo:
 
     @cached_property
     def store(self):
-        from .chunking import ChunkerParams  # noqa: F401 - keeps import cost out of find()
-        from .store.cache import ChunkStore
+        """The local cache: a `PackStore` on the cache directory."""
+        from .store.local import LocalBackend
+        from .store.packstore import PackStore
 
         core = self.config.core
-        store = ChunkStore(self.cache_dir, fsync=bool(core.get("fsync", True)),
-                           level=int(core.get("compression_level", 3)),
-                           pack_size=int(core.get("pack_size", 32 * 1024 * 1024)))
+        try:
+            self.cache_dir.mkdir(parents=True, exist_ok=True)
+        except OSError:
+            pass  # reported by the first write, with the cache's name
+        store = PackStore(LocalBackend(self.cache_dir), scratch=self.cache_dir / "tmp",
+                          marks=self.cache_dir / "complete.sqlite", fsync=bool(core.get("fsync", True)),
+                          level=int(core.get("compression_level", 3)),
+                          pack_size=int(core.get("pack_size", 32 * 1024 * 1024)))
         # Every repository that uses a cache says so inside it, so a gc run from any of them
         # keeps what all of them need (worktrees count as their main repository).
         store.register_user(main_worktree_root(self.root))
         return store
+
+    def remote_store(self, name: str | None = None, *, jobs: int | None = None, create: bool = False):
+        """(definition, `PackStore`) of a configured remote (default: the default remote).
+
+        Its downloaded indexes live in the cache (`remotes/<url key>/`), its scratch packs in
+        the cache's tmp dir, so a killed transfer leaves nothing elsewhere."""
+        from .hashing import digest
+        from .remote.config import load_remote
+        from .store.packstore import PackStore
+
+        rdef = load_remote(self, name)
+        backend = rdef.backend()
+        if create:
+            backend.ensure_base()
+        core = self.config.core
+        pack_size = int(core.get("remote_pack_size") or 64 * 1024 * 1024)
+        store = PackStore(backend, scratch=self.cache_dir / "tmp", name=f"remote {rdef.name}",
+                          index_cache=self.cache_dir / "remotes" / digest(rdef.resolved_url.encode()).hex()[:20],
+                          level=int(core.get("compression_level", 3)), pack_size=pack_size,
+                          jobs=jobs or rdef.default_jobs())
+        return rdef, store
 
     @cached_property
     def hash_cache(self):

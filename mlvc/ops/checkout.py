@@ -20,7 +20,8 @@ from ..errors import ConflictError, CorruptObjectError, MlvcError
 from ..hashing import hasher, to_oid
 from ..objects import TreeEntry
 from ..progress import NULL, Progress
-from ..store.cache import FILE_MANIFEST, wrap_os_error
+from ..store.packs import FILE_MANIFEST
+from ..store.packstore import wrap_os_error
 from ..store.packs import BackgroundWriter
 from ..workspace import IdLookup, scan
 from .common import Tracked, file_manifest, load_entries, select

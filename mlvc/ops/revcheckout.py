@@ -22,7 +22,7 @@ from pathlib import Path
 from .. import pointer as pointers
 from ..errors import ConflictError, MlvcError, ObjectNotFoundError, PathError, PointerError, RemoteError
 from ..progress import NULL, Progress
-from ..store.cache import wrap_os_error
+from ..store.packstore import wrap_os_error
 from .checkout import CheckoutResult, checkout, materialize
 from .common import path_selected, wanted_paths, load_entries, missing_objects, select
 
@@ -113,7 +113,7 @@ def _unsaved_artifacts(repo) -> list[str]:
     if not out:
         return out
     # A modification whose content the cache already holds (e.g. a pointer switched back) loses nothing.
-    from ..store.cache import FILE_MANIFEST
+    from ..store.packs import FILE_MANIFEST
     from ..workspace import IdLookup, scan
 
     unsaved = []

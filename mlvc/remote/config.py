@@ -98,12 +98,12 @@ class RemoteDef:
         return {"name": self.name, "url": self.url, "default": self.is_default, "options": shown}
 
     def backend(self):
-        from .backend import RemoteBackend
+        from ..store.backend import open_backend
 
         options = dict(self.options)
         if self.kind not in ("s3", "s3a", "local"):
-            return RemoteBackend(self.resolved_url, options)
-        return RemoteBackend(self.resolved_url, {k: v for k, v in options.items() if k in S3_OPTIONS})
+            return open_backend(self.resolved_url, options)
+        return open_backend(self.resolved_url, {k: v for k, v in options.items() if k in S3_OPTIONS})
 
     def default_jobs(self) -> int:
         if self.jobs:

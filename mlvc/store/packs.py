@@ -6,8 +6,8 @@ once published.  Publishing order is the crash-safety invariant
 
 1. records are appended to `tmp/pack-<unique>.pack`, then the file is fsynced;
 2. the index is written to `tmp/pack-<unique>.idx` and fsynced;
-3. the pack is renamed to `packs/<name>.pack`, then the index to `packs/<name>.idx`
-   (the directory is fsynced).
+3. the pack is published as `packs/<name>.pack`, then the index as `packs/<name>.idx`
+   (`PackStore`; on a directory: rename, then fsync of the directory).
 
 Readers only look at `*.idx` files, so a pack without its index (a crash
 between the two renames) is invisible and later swept; an index never exists
@@ -215,7 +215,6 @@ class PackWriter:
         self.fsync = fsync
         stem = f"pack-{os.getpid()}-{uuid.uuid4().hex}"
         self.path = tmp_dir / f"{stem}.pack"
-        self.idx_tmp = tmp_dir / f"{stem}.idx"
         self._f = open(self.path, "x+b", buffering=0)  # readable too: read_back of unpublished objects
         self._fd = self._f.fileno()
         self._out = BackgroundWriter(self._fd)
@@ -237,34 +236,19 @@ class PackWriter:
         self._out.drain()
         return os.pread(self._fd, entry.stored, entry.offset)
 
-    def publish(self, packs_dir: Path) -> tuple[str, list[IndexEntry]] | None:
-        """fsync, write the index, rename pack then index into `packs_dir`.  Returns (name, entries)."""
-        if not self.entries:
-            self.discard()
-            return None
+    @property
+    def has_manifest(self) -> bool:
+        return any(e.type != CHUNK for e in self.entries)
+
+    def finish(self) -> tuple[str, bytes]:
+        """Write out and close the pack (fsynced when durable); returns (name, index bytes).
+        The caller publishes the pack, then the index (`PackStore`)."""
         self._out.close()
         if self.fsync:
             os.fsync(self._f.fileno())
         self._f.close()
         idx = encode_index(self.entries)
-        name = index_name(idx)
-        with open(self.idx_tmp, "xb") as f:
-            f.write(idx)
-            if self.fsync:
-                f.flush()
-                os.fsync(f.fileno())
-        final_pack = packs_dir / f"{name}.pack"
-        final_idx = packs_dir / f"{name}.idx"
-        if final_idx.exists():
-            # An identical pack was already published (same objects, same order): keep the old one.
-            self.path.unlink(missing_ok=True)
-            self.idx_tmp.unlink(missing_ok=True)
-        else:
-            os.replace(self.path, final_pack)
-            os.replace(self.idx_tmp, final_idx)
-            if self.fsync:
-                fsync_dir(packs_dir)
-        return name, self.entries
+        return index_name(idx), idx
 
     def discard(self) -> None:
         self._out.close(discard=True)
@@ -273,4 +257,3 @@ class PackWriter:
         except OSError:
             pass
         self.path.unlink(missing_ok=True)
-        self.idx_tmp.unlink(missing_ok=True)

@@ -12,7 +12,7 @@ from mlvc.ops.add import add
 from mlvc.ops.checkout import checkout
 from mlvc.ops.status import MISSING, MODIFIED, UNCHANGED, status
 from mlvc.repo import Repo
-from mlvc.store.cache import CHUNK
+from mlvc.store.packs import CHUNK
 
 from helpers import git
 
