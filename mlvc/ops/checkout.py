@@ -16,7 +16,7 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from ..errors import ConflictError, CorruptObjectError, MlvcError
+from ..errors import ObjectNotFoundError, ConflictError, CorruptObjectError, MlvcError
 from ..hashing import hasher, to_oid
 from ..objects import TreeEntry
 from ..progress import NULL, Progress
@@ -33,6 +33,7 @@ class CheckoutResult:
     unchanged: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
     failed_codes: dict[str, int] = field(default_factory=dict)  # artifact -> exit code of its error
+    missing: dict[str, str] = field(default_factory=dict)  # of the failed: objects missing (message, no hint)
     written_files: int = 0
     written_bytes: int = 0
     removed_files: int = 0
@@ -185,6 +186,8 @@ def checkout(repo, paths=None, *, force: bool = False, progress: Progress = NULL
         except MlvcError as exc:
             result.failed[t.display] = str(exc) + (f" ({exc.hint})" if exc.hint else "")
             result.failed_codes[t.display] = exc.exit_code
+            if isinstance(exc, ObjectNotFoundError):
+                result.missing[t.display] = str(exc)
         except OSError as exc:
             err = wrap_os_error(exc, t.display)
             result.failed[t.display] = str(err)

@@ -8,7 +8,7 @@ from ..errors import MlvcError
 from ..progress import NULL, Progress
 from ..store.transfer import TransferResult, transfer
 from .checkout import CheckoutResult, checkout
-from .push import _add_errors, select_artifacts
+from .push import add_errors, select_artifacts
 
 
 def fetch(repo, paths=None, *, remote: str | None = None, revs=(), all_commits: bool = False,
@@ -39,7 +39,7 @@ def fetch(repo, paths=None, *, remote: str | None = None, revs=(), all_commits: 
                 result.failed_codes.setdefault("(remote index)", 6)
         finally:
             rstore.close()
-    _add_errors(result, errors)
+    add_errors(result, errors)
     return result
 
 

@@ -74,7 +74,7 @@ def _history_pointers(repo, scope: str, warnings: list[str]) -> list[pointers.Po
             warnings.append("no git repository: only the workspace pointers are kept")
         return []
     from ..git import GitRepo
-    from .log import _History
+    from .log import History
 
     git = GitRepo(repo.root)
     try:
@@ -83,7 +83,7 @@ def _history_pointers(repo, scope: str, warnings: list[str]) -> list[pointers.Po
         if git.is_shallow():
             warnings.append("this is a shallow clone: commits beyond its depth are unknown, so objects only "
                             "they reference are not protected (run `git fetch --unshallow` first)")
-        hist = _History(git, set(), None)
+        hist = History(git, set(), None)
         blobs: dict[bytes, str] = {}
         if scope == "all-commits":
             for info in git.all_commits():

@@ -115,7 +115,7 @@ def select_artifacts(repo, paths=None, *, revs=(), all_commits: bool = False, al
     return arts, errors
 
 
-def _add_errors(result: TransferResult, errors: dict[str, MlvcError]) -> None:
+def add_errors(result: TransferResult, errors: dict[str, MlvcError]) -> None:
     for name, exc in errors.items():
         result.fail(name, exc)
 
@@ -154,7 +154,7 @@ def push(repo, paths=None, *, remote: str | None = None, revs=(), all_commits: b
             except MlvcError:
                 pass  # an unreleased lock only expires; the push itself decides the outcome
         rstore.close()
-    _add_errors(result, errors)
+    add_errors(result, errors)
     return result
 
 

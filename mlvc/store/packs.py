@@ -39,6 +39,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..codec import RAW, ZSTD  # noqa: F401 - re-exported: the format names them
 from ..errors import CorruptObjectError
 from ..hashing import digest
 
@@ -52,14 +53,12 @@ FILE_MANIFEST = 1
 TREE_MANIFEST = 2
 TYPE_NAMES = {CHUNK: "chunk", FILE_MANIFEST: "file", TREE_MANIFEST: "tree"}
 
-# Codecs (the `codec` byte).
-RAW = 0
-ZSTD = 1
+# Codecs (the `codec` byte) are the codec module's: RAW, ZSTD (re-exported here).
 
-_REC = struct.Struct("<BB16sII")
+RECORD = struct.Struct("<BB16sII")
 _IDX_HEAD = struct.Struct("<8sBI")
 _IDX_ENTRY = struct.Struct("<16sBBQII")
-_PACK_HEAD = PACK_MAGIC + bytes([FORMAT_VERSION])
+PACK_HEAD = PACK_MAGIC + bytes([FORMAT_VERSION])
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,15 +97,15 @@ def index_name(idx_bytes: bytes) -> str:
 def iter_pack_records(path: Path):
     """Yield IndexEntry for every complete record of a pack (used to rebuild a lost index)."""
     with open(path, "rb") as f:
-        if f.read(len(_PACK_HEAD)) != _PACK_HEAD:
+        if f.read(len(PACK_HEAD)) != PACK_HEAD:
             return
-        offset = len(_PACK_HEAD)
+        offset = len(PACK_HEAD)
         while True:
-            head = f.read(_REC.size)
-            if len(head) < _REC.size:
+            head = f.read(RECORD.size)
+            if len(head) < RECORD.size:
                 return
-            typ, codec, oid, stored, raw = _REC.unpack(head)
-            offset += _REC.size
+            typ, codec, oid, stored, raw = RECORD.unpack(head)
+            offset += RECORD.size
             yield IndexEntry(oid, typ, codec, offset, stored, raw)
             f.seek(stored, os.SEEK_CUR)
             offset += stored
@@ -218,16 +217,16 @@ class PackWriter:
         self._f = open(self.path, "x+b", buffering=0)  # readable too: read_back of unpublished objects
         self._fd = self._f.fileno()
         self._out = BackgroundWriter(self._fd)
-        self._out.write(_PACK_HEAD)
-        self.size = len(_PACK_HEAD)
+        self._out.write(PACK_HEAD)
+        self.size = len(PACK_HEAD)
         self.entries: list[IndexEntry] = []
 
     def append(self, oid: bytes, typ: int, codec: int, payload, raw_len: int) -> IndexEntry:
         stored = len(payload)
-        self._out.write(_REC.pack(typ, codec, oid, stored, raw_len))
+        self._out.write(RECORD.pack(typ, codec, oid, stored, raw_len))
         self._out.write(payload)
-        entry = IndexEntry(oid, typ, codec, self.size + _REC.size, stored, raw_len)
-        self.size += _REC.size + stored
+        entry = IndexEntry(oid, typ, codec, self.size + RECORD.size, stored, raw_len)
+        self.size += RECORD.size + stored
         self.entries.append(entry)
         return entry
 

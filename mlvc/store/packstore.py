@@ -35,7 +35,7 @@ from ..errors import CorruptObjectError, DiskError, MlvcError, ObjectNotFoundErr
 from ..hashing import digest, is_hex_name, to_oid
 from .backend import Backend
 from .packs import (
-    _REC,
+    RECORD,
     CHUNK,
     FILE_MANIFEST,
     TREE_MANIFEST,
@@ -418,7 +418,7 @@ class PackStore:
             j = i + 1
             while j < len(keys) and end - off < COALESCE_LIMIT:
                 nloc = self._index[keys[j][0]].get(keys[j][1])
-                if nloc is None or nloc[0] != no or not (end + _REC.size <= nloc[2] <= end + _REC.size + gap):
+                if nloc is None or nloc[0] != no or not (end + RECORD.size <= nloc[2] <= end + RECORD.size + gap):
                     break
                 run.append((keys[j], nloc))
                 end = nloc[2] + nloc[3]

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 from ..errors import CorruptObjectError, MlvcError
 from ..hashing import to_oid
 from ..progress import NULL, Progress
-from .packs import _PACK_HEAD, _REC, CHUNK, TYPE_NAMES, IndexEntry, decode_index, encode_index, index_name
+from .packs import PACK_HEAD, RECORD, CHUNK, TYPE_NAMES, IndexEntry, decode_index, encode_index, index_name
 from .packstore import COALESCE_LIMIT, PACKS, PackStore, decode_verify
 
 
@@ -135,16 +135,16 @@ def reindex_orphan(store: PackStore, pack: str) -> str | None:
     """Write the index of a pack whose index is missing, if every record is intact; returns the
     name it is published under (a pack is named by its index), or None when it is damaged."""
     data = store.backend.get_bytes(f"{PACKS}{pack}.pack")
-    if not data.startswith(_PACK_HEAD):
+    if not data.startswith(PACK_HEAD):
         return None
     entries: list[IndexEntry] = []
-    offset = len(_PACK_HEAD)
+    offset = len(PACK_HEAD)
     where = f"orphan pack {pack} ({store.name})"
     while offset < len(data):
-        if offset + _REC.size > len(data):
+        if offset + RECORD.size > len(data):
             return None  # a torn last record
-        typ, codec_id, oid, stored, raw = _REC.unpack_from(data, offset)
-        offset += _REC.size
+        typ, codec_id, oid, stored, raw = RECORD.unpack_from(data, offset)
+        offset += RECORD.size
         payload = data[offset:offset + stored]
         try:
             if len(payload) != stored:
