@@ -29,6 +29,7 @@ from .backend import (
 )
 
 COPY_BLOCK_BYTES = 1 << 20
+COPY_RANGE_BYTES = 16 << 20
 GUARD_STALE_S = 30.0  # guarded sections take milliseconds; an older guard belongs to a dead process
 DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS, errno.EFBIG})
 _UNREACHABLE_ERRNOS = frozenset({
@@ -64,6 +65,17 @@ def content_tag(data: bytes) -> str:
 
 
 def _copy_stream(src: BinaryIO, dst: BinaryIO, callback: ProgressCallback | None) -> None:
+    """Copy file to file: in the kernel (`copy_file_range`) where it can, else through a buffer."""
+    try:
+        while True:
+            n = os.copy_file_range(src.fileno(), dst.fileno(), COPY_RANGE_BYTES)
+            if not n:
+                return
+            if callback is not None:
+                callback(n)
+    except OSError as exc:
+        if exc.errno not in (errno.EXDEV, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL, errno.EBADF):
+            raise
     while True:
         block = src.read(COPY_BLOCK_BYTES)
         if not block:

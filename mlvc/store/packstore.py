@@ -20,6 +20,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import json
+import mmap
 import os
 import shutil
 import threading
@@ -46,6 +47,8 @@ from .packs import (
 )
 from .state import CompleteRoots
 
+MADV_POPULATE_READ = getattr(mmap, "MADV_POPULATE_READ", 22)  # Linux 5.14+; Python 3.11 lacks the name
+POPULATE_MIN = 1 << 20
 DEFAULT_PACK_SIZE = 32 * 1024 * 1024
 STALE_TMP_S = 24 * 3600  # temp files of a live pid are kept unless older than this
 COALESCE_LIMIT = 8 * 1024 * 1024  # one read spans at most this much
@@ -93,8 +96,11 @@ def decode_verify(typ: int, oid: bytes, c: int, payload, raw: int, where: str) -
             FileManifest.decode(data, oid)
         except CorruptObjectError as exc:
             raise CorruptObjectError(name, where, exc.expected, exc.got) from None
-    elif digest(data) != oid:
-        raise CorruptObjectError(name, where, name, to_oid(digest(data)))
+    else:
+        if digest(data) != oid:
+            raise CorruptObjectError(name, where, name, to_oid(digest(data)))
+        if typ != CHUNK:
+            data = bytes(data)  # manifests are parsed (json, struct): bytes; chunks may stay views
     return data
 
 
@@ -163,6 +169,7 @@ class PackStore:
         self._index: dict[int, dict[bytes, Location]] = {CHUNK: {}, FILE_MANIFEST: {}, TREE_MANIFEST: {}}
         self._readers: dict[int, Callable[[int, int], bytes]] = {}
         self._fds: list[int] = []
+        self._maps: list[mmap.mmap] = []
         self._loaded = False
 
     def describe(self) -> str:
@@ -327,8 +334,10 @@ class PackStore:
                       key=lambda e: e.offset)
 
     # ---------------------------------------------------------------- read
-    def _reader(self, no: int) -> Callable[[int, int], bytes]:
-        """read(offset, length) of one pack: pread on a local file, a ranged read elsewhere."""
+    def _reader(self, no: int) -> Callable[[int, int], bytes | memoryview]:
+        """read(offset, length) of one pack: a view of the memory-mapped file when it is local
+        (restores write straight from the page cache: no copy through Python), else a ranged
+        read.  Packs are immutable, so a mapping never sees its file change under it."""
         reader = self._readers.get(no)
         if reader is not None:
             return reader
@@ -340,10 +349,27 @@ class PackStore:
             except FileNotFoundError:
                 raise CorruptObjectError(self._pack_names[no], self.name, "a pack file", "only its index") from None
             self._fds.append(fd)
+            try:
+                mapped = mmap.mmap(fd, 0, prot=mmap.PROT_READ, flags=mmap.MAP_SHARED)
+            except (ValueError, OSError):
+                mapped = None  # an empty file, or a filesystem that cannot map: plain reads
+            if mapped is not None:
+                self._maps.append(mapped)
+                view = memoryview(mapped)
 
-            def reader(offset: int, length: int, fd=fd) -> bytes:
-                self.reads += 1
-                return os.pread(fd, length, offset)
+                def reader(offset: int, length: int, view=view, mapped=mapped) -> memoryview:
+                    self.reads += 1
+                    if length >= POPULATE_MIN:  # one call maps the run in, instead of a fault per page
+                        start = offset - offset % mmap.PAGESIZE
+                        try:
+                            mapped.madvise(MADV_POPULATE_READ, start, min(offset + length, len(mapped)) - start)
+                        except (OSError, ValueError):
+                            pass  # kernels before 5.14: pages fault in one by one
+                    return view[offset:offset + length]
+            else:
+                def reader(offset: int, length: int, fd=fd) -> bytes:
+                    self.reads += 1
+                    return os.pread(fd, length, offset)
         else:
             def reader(offset: int, length: int, key=key, pack=self._pack_names[no]) -> bytes:
                 with self._lock:
@@ -595,10 +621,16 @@ class PackStore:
         self._publishing = []
 
     def _close_readers(self) -> None:
+        self._readers = {}
+        for mapped in self._maps:
+            try:
+                mapped.close()
+            except BufferError:
+                pass  # a caller still holds a view of it: unmapped when that goes
+        self._maps = []
         for fd in self._fds:
             os.close(fd)
         self._fds = []
-        self._readers = {}
 
     def close(self) -> None:
         self.abort()

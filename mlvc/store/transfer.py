@@ -345,7 +345,7 @@ class _Transfer:
             with open(tmp, "rb") as f:
                 fd = f.fileno()
                 for e in decode_index(idx, pack):
-                    payload = os.pread(fd, e.stored, e.offset)
+                    payload = os.pread(fd, e.stored, e.offset)  # (from the page cache: just written)
                     try:
                         if len(payload) != e.stored:
                             raise CorruptObjectError(to_oid(e.oid), where, f"{e.stored} bytes",
