@@ -161,6 +161,7 @@ class PackStore:
         self._pending: dict[Key, tuple[PackWriter, IndexEntry]] = {}
         self._publisher: ThreadPoolExecutor | None = None
         self._publishing: list[tuple[Future, threading.Event]] = []
+        self._publish_failed = False
 
     def _reset_index(self) -> None:
         self._pack_names: list[str] = []
@@ -548,6 +549,9 @@ class PackStore:
     def _publish(self, writer: PackWriter, earlier: list[threading.Event], done: threading.Event) -> None:
         try:
             self._publish_pack(writer, earlier)
+        except BaseException:
+            self._publish_failed = True  # later packs must not publish manifests that need this one
+            raise
         finally:
             done.set()
 
@@ -568,6 +572,10 @@ class PackStore:
         if writer.has_manifest:
             for ev in earlier:  # the closure rule: earlier packs' indexes first
                 ev.wait()
+            if self._publish_failed:
+                # an earlier pack never became visible: its objects may be what these manifests
+                # name.  The pack file stays unindexed (invisible; `verify --repair` can index it).
+                raise MlvcError(f"not publishing a pack of manifests for {self.name}: an earlier pack failed")
         if self.before_index is not None:
             self.before_index()
         self.backend.put_bytes(f"{PACKS}{name}.idx", idx)
@@ -596,6 +604,13 @@ class PackStore:
         if writer is not None:
             self._start_publish(writer)
         publishing, self._publishing = self._publishing, []
+        try:
+            self._wait_all(publishing)
+        finally:
+            self._publish_failed = False
+
+    @staticmethod
+    def _wait_all(publishing) -> None:
         first_error = None
         for f, _ev in publishing:
             try:
@@ -619,6 +634,7 @@ class PackStore:
             except BaseException:  # noqa: BLE001 - already failing; keep the first error
                 pass
         self._publishing = []
+        self._publish_failed = False
 
     def _close_readers(self) -> None:
         self._readers = {}
