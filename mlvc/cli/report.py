@@ -30,7 +30,11 @@ def report(
     """Metrics over commits, parameter changes and their effect, the module-change map, data -> model
     lineage, environment changes and the commit timeline, read from git without any checkout.
 
-    Example: mlvc report --since 7.days -o week.html; mlvc report --rev v1..HEAD --format md
+    Examples:
+
+    \b
+      mlvc report --since 7.days -o week.html
+      mlvc report --rev v1..HEAD --format md > review.md
     """
     from ..ops import report as report_ops
     from ..ops import report_render
