@@ -289,7 +289,8 @@ def _lineage_table(commits: list[ReportCommit]) -> list[str]:
                 ident = d.get("id") if isinstance(d, dict) else d
                 trained.append(f"<code>{_e(path)}</code> <span class=sha>{_e(_short_id(ident))}</span>{seed}")
             if m.code_commit:
-                trained.append(f'<span class="muted">saved at</span> <span class=sha>{_e(m.code_commit[:12])}</span>')
+                code = _e(m.code_commit[:12])
+                trained.append(f'<span class="muted">saved from code at</span> <span class=sha>{code}</span>')
         out.append(f"<tr><td class=sha>{_e(c.short)}</td><td>{data or '-'}</td><td>{'<br>'.join(models) or '-'}"
                    f"</td><td>{'<br>'.join(trained) or '-'}</td></tr>")
     out.append("</tbody></table>")
