@@ -21,6 +21,7 @@ what its pointer says and notes it, it never fails the report.
 
 from __future__ import annotations
 
+import json
 import math
 import posixpath
 from dataclasses import asdict, dataclass, field
@@ -179,36 +180,6 @@ def _pointer_of(v: ArtifactVersion, meta: dict) -> pointers.PointerFile:
                                 v.files or 0, role=v.role, meta=meta)
 
 
-def _checkpoint_files(store, ptr: pointers.PointerFile) -> dict[str, bytes]:
-    """{file inside the artifact: file id} of the checkpoints of an artifact version."""
-    from .common import load_entries
-
-    if ptr.kind == "file":
-        return {"": from_oid(ptr.oid)}
-    return {e.path: e.file_id for e in load_entries(store, ptr) if is_checkpoint_name(e.path)}
-
-
-def _birth_certificate(store, ptr: pointers.PointerFile, artifact: str) -> dict | None:
-    """The newest `mlvc.torch.save` provenance among the artifact's checkpoints, or None."""
-    from ..checkpoint import CheckpointFormatError
-    from .chunked_reader import ChunkedFile
-    from .provenance import read_provenance
-
-    found = []
-    for rel, fid in sorted(_checkpoint_files(store, ptr).items())[:8]:
-        name = posixpath.basename(rel or artifact)
-        try:
-            with ChunkedFile.for_file(store, fid, name) as f:
-                prov = read_provenance(f, name)
-        except CheckpointFormatError:
-            continue
-        if prov:
-            found.append(prov)
-    if not found:
-        return None
-    return max(found, key=lambda p: str(p.get("saved_at", "")))
-
-
 def _module_ids(meta: dict) -> dict[str, dict[str, str]]:
     """{file inside the artifact ("" for a file artifact): {module: id}} from pointer meta."""
     modules = meta.get("modules") or {}
@@ -240,28 +211,117 @@ def _changes_from_ids(artifact: str, old: dict, new: dict) -> list[CheckpointCha
     return out
 
 
-def _changes_from_weights(store, artifact: str, old: pointers.PointerFile,
-                          new: pointers.PointerFile) -> list[CheckpointChange] | None:
-    """Tensor-level module changes, or None when either version is not in the cache."""
-    from .diff import artifact_diff
+class _StoredCheckpoints:
+    """Checkpoint versions read from the cache, each layout parsed once per report.
 
-    d = artifact_diff(store, artifact, old, new, contents=True)
-    if d.error:
-        return None
-    out = []
-    for c in d.checkpoints:
-        if c.error:
+    A version is compared with its predecessor and then with its successor, so
+    the few most recent are kept open; reading only the zip directory, data.pkl
+    and the tensors of modules whose ids changed keeps a commit to a few reads.
+    """
+
+    KEEP = 8
+
+    def __init__(self, store):
+        self.store = store
+        self._open: dict[bytes, tuple[Any, Any] | None] = {}
+
+    def close(self) -> None:
+        for got in self._open.values():
+            if got is not None:
+                got[0].close()
+        self._open.clear()
+
+    def layout(self, fid: bytes, name: str):
+        """(reader, layout) of a stored file, or None when it is not a checkpoint mlvc reads."""
+        from ..checkpoint import HEAD_SIZE, CheckpointFormatError, detect_format, read_layout
+        from .chunked_reader import ChunkedFile
+
+        if fid in self._open:
+            return self._open[fid]
+        reader = ChunkedFile.for_file(self.store, fid, name)  # ObjectNotFoundError: not in the cache
+        got = None
+        try:
+            if detect_format(reader.read(HEAD_SIZE), name) is not None:
+                got = (reader, read_layout(reader))
+        except CheckpointFormatError:
+            got = None
+        if got is None:
+            reader.close()
+        if len(self._open) >= self.KEEP:
+            oldest = next(iter(self._open))
+            evicted = self._open.pop(oldest)
+            if evicted is not None:
+                evicted[0].close()
+        self._open[fid] = got
+        return got
+
+    def certificate(self, fid: bytes, name: str) -> dict | None:
+        from .provenance import KEY
+
+        got = self.layout(fid, name)
+        raw = got[1].extras.get(KEY) if got else None
+        if isinstance(raw, str):  # safetensors keep it as JSON text in the header metadata
+            try:
+                raw = json.loads(raw)
+            except ValueError:
+                return None
+        return raw if isinstance(raw, dict) else None
+
+    def compare(self, artifact: str, rel: str, old: bytes, new: bytes, name: str,
+                only: set[str] | None) -> CheckpointChange | None:
+        """Module changes between two stored versions; `only` limits the tensors read to those modules."""
+        from ..checkpoint import group_by_module, relative_l2_change, tensor_bytes
+
+        a, b = self.layout(old, name), self.layout(new, name)
+        if a is None or b is None:
             return None
-        ck = CheckpointChange(artifact, c.path, unchanged=list(c.unchanged_modules))
-        for module, tensors in c.modules.items():
-            kinds = {t.change for t in tensors}
-            change = kinds.pop() if len(kinds) == 1 and kinds <= {"added", "removed"} else "modified"
-            l2 = [t.rel_l2 for t in tensors if t.rel_l2 is not None]
-            ck.modules.append(ModuleChange(module, change, len(tensors), max(l2) if l2 else None))
-            ck.shape_changes.extend(f"{t.name} {t.old_shape} -> {t.new_shape}" for t in tensors
-                                    if t.change == "modified" and t.old_shape != t.new_shape)
-        out.append(ck)
-    return out
+        (fa, la), (fb, lb) = a, b
+        ta, tb = {t.name: t for t in la.tensors}, {t.name: t for t in lb.tensors}
+        out = CheckpointChange(artifact, rel)
+        for module, names in sorted(group_by_module(sorted(set(ta) | set(tb))).items()):
+            if only is not None and module not in only:
+                out.unchanged.append(module)
+                continue
+            if not any(n in ta for n in names):
+                out.modules.append(ModuleChange(module, "added", len(names)))
+                continue
+            if not any(n in tb for n in names):
+                out.modules.append(ModuleChange(module, "removed", len(names)))
+                continue
+            changed, worst = 0, None
+            for n in names:
+                x, y = ta.get(n), tb.get(n)
+                if x is None or y is None or x.dtype != y.dtype or x.shape != y.shape:
+                    changed += 1
+                    if x is not None and y is not None:
+                        out.shape_changes.append(f"{n} {list(x.shape)} -> {list(y.shape)}")
+                    continue
+                bx, by = tensor_bytes(fa, x), tensor_bytes(fb, y)
+                if bx == by:
+                    continue
+                changed += 1
+                try:
+                    l2 = relative_l2_change(bx, by, x.dtype)
+                except MlvcError:
+                    continue
+                worst = l2 if worst is None else max(worst, l2)
+            if changed:
+                out.modules.append(ModuleChange(module, "modified", changed, worst))
+            else:
+                out.unchanged.append(module)
+        return out
+
+
+def _checkpoint_files(store, ptr: pointers.PointerFile) -> dict[str, bytes]:
+    """{file inside the artifact ("" for a file artifact): file id} of an artifact version's checkpoints."""
+    from .common import load_entries
+
+    if ptr.kind == "file":
+        return {"": from_oid(ptr.oid)}
+    return {e.path: e.file_id for e in load_entries(store, ptr) if is_checkpoint_name(e.path)}
+
+
+MAX_CHECKPOINTS_PER_ARTIFACT = 32
 
 
 # ------------------------------------------------------------------ collection
@@ -290,6 +350,7 @@ class _Collector:
         self.repo = repo
         self.contents = contents
         self.store = repo.store if contents else None
+        self.stored = _StoredCheckpoints(self.store) if contents else None
         self.pointers: dict[str, tuple[ArtifactVersion, dict]] = {}  # path -> (version, meta)
         self.certificates: dict[str, dict] = {}  # artifact path -> latest birth certificate
         self.last_metric: dict[str, float] = {}
@@ -315,12 +376,43 @@ class _Collector:
         return v.role == "model" or bool(meta.get("modules")) or is_checkpoint_name(v.path)
 
     def _certificate(self, v: ArtifactVersion, meta: dict) -> dict | None:
+        """The newest birth certificate among the artifact's checkpoints (by saved_at), or None."""
         try:
-            return _birth_certificate(self.store, _pointer_of(v, meta), v.path)
+            files = _checkpoint_files(self.store, _pointer_of(v, meta))
+            found = []
+            for rel, fid in sorted(files.items())[:MAX_CHECKPOINTS_PER_ARTIFACT]:
+                cert = self.stored.certificate(fid, posixpath.basename(rel or v.path))
+                if cert:
+                    found.append(cert)
+            return max(found, key=lambda c: str(c.get("saved_at", ""))) if found else None
         except ObjectNotFoundError:
             self.missing.add(v.path)
         except MlvcError:
             pass  # unsafe pickle, damaged object: the pointer's view is all there is
+        return None
+
+    def _weights_changes(self, v: ArtifactVersion, meta: dict, old_v: ArtifactVersion,
+                         old_meta: dict) -> list[CheckpointChange] | None:
+        """Tensor-level module changes, or None when either version is not in the cache."""
+        ids_a, ids_b = _module_ids(old_meta), _module_ids(meta)
+        try:
+            a = _checkpoint_files(self.store, _pointer_of(old_v, old_meta))
+            b = _checkpoint_files(self.store, _pointer_of(v, meta))
+            out = []
+            pairs = [(rel, a[rel], b[rel]) for rel in sorted(set(a) & set(b)) if a[rel] != b[rel]]
+            for rel, fa, fb in pairs[:MAX_CHECKPOINTS_PER_ARTIFACT]:
+                only = None
+                ma, mb = ids_a.get(rel), ids_b.get(rel)
+                if ma and mb:  # the module ids say which modules moved: read only their tensors
+                    only = {m for m in set(ma) | set(mb) if ma.get(m) != mb.get(m)}
+                ck = self.stored.compare(v.path, rel, fa, fb, posixpath.basename(rel or v.path), only)
+                if ck is not None and ck.modules:
+                    out.append(ck)
+            return out
+        except ObjectNotFoundError:
+            self.missing.add(v.path)
+        except MlvcError:
+            pass
         return None
 
     def commit(self, rep) -> ReportCommit:
@@ -356,8 +448,7 @@ class _Collector:
             old_v, old_meta = before
             changes = None
             if self.contents:
-                changes = _changes_from_weights(self.store, v.path, _pointer_of(old_v, old_meta),
-                                                _pointer_of(v, meta))
+                changes = self._weights_changes(v, meta, old_v, old_meta)
             if changes is None:
                 changes = _changes_from_ids(v.path, old_meta, meta)
                 note = "weights not in the cache: module ids compared, no L2 change" if self.contents else None
@@ -439,6 +530,8 @@ def collect(repo, paths: list[str] | None = None, *, since: str | None = None, r
         commits = [collector.commit(r) for r in walked]
     finally:
         git.close()
+        if collector.stored is not None:
+            collector.stored.close()
     if wanted is not None:
         for c in commits:
             c.data = [d for d in c.data if path_selected(d.path, wanted)] or c.data

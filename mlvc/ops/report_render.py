@@ -60,6 +60,16 @@ def _all_modules(checkpoints: list[CheckpointChange]) -> list[str]:
     return list(seen)
 
 
+def _lineage_rows(commits: list[ReportCommit]):
+    """(commit, data, models) per commit, oldest first: everything at the first commit, then what changed."""
+    for i, c in enumerate(commits):
+        if i == 0:
+            yield c, c.data, c.models
+            continue
+        changed = {a.path for a in c.artifacts}
+        yield c, [d for d in c.data if d.path in changed], [m for m in c.models if m.path in changed]
+
+
 def _checkpoint_label(ck: CheckpointChange) -> str:
     return f"{ck.artifact}/{ck.file}" if ck.file else ck.artifact
 
@@ -118,11 +128,12 @@ def render_markdown(report: Report) -> str:
         lines.append("No checkpoint changed its modules.")
     lines.append("")
 
-    lines += ["## Data and models", "", "| commit | data (id, config hash, seed) | model (id) |", "|---|---|---|"]
-    for c in commits:
+    lines += ["## Data and models", "", "Every version at the first commit, then the versions each commit made.", "",
+              "| commit | data (id, config hash, seed) | model (id) |", "|---|---|---|"]
+    for c, data_versions, model_versions in _lineage_rows(commits):
         data = "; ".join(f"`{d.path}` {_short_id(d.id)} {_short_id(d.config_hash)} seed {_fmt(d.seed)}"
-                         for d in c.data) or "-"
-        models = "; ".join(f"`{m.path}` {_short_id(m.id)}" for m in c.models) or "-"
+                         for d in data_versions) or "unchanged"
+        models = "; ".join(f"`{m.path}` {_short_id(m.id)}" for m in model_versions) or "unchanged"
         lines.append(f"| `{c.short}` | {data} | {models} |")
     lines.append("")
 
@@ -273,13 +284,15 @@ def _modules_table(commits: list[ReportCommit]) -> list[str]:
 
 
 def _lineage_table(commits: list[ReportCommit]) -> list[str]:
-    out = ['<table id="lineage"><thead><tr><th>commit</th><th>data (id, config hash, seed)</th>'
+    out = ['<p class="muted">Every version at the first commit of the report, then the versions each commit '
+           "made.</p>",
+           '<table id="lineage"><thead><tr><th>commit</th><th>data (id, config hash, seed)</th>'
            "<th>model (id, module ids)</th><th>trained on (from the checkpoint)</th></tr></thead><tbody>"]
-    for c in reversed(commits):
+    for c, data_versions, model_versions in reversed(list(_lineage_rows(commits))):
         data = "<br>".join(f"<code>{_e(d.path)}</code> <span class=sha>{_e(_short_id(d.id))}</span>"
-                           f" config {_e(_short_id(d.config_hash))} seed {_e(_fmt(d.seed))}" for d in c.data)
+                           f" config {_e(_short_id(d.config_hash))} seed {_e(_fmt(d.seed))}" for d in data_versions)
         models, trained = [], []
-        for m in c.models:
+        for m in model_versions:
             mods = ", ".join(f"{_e(k)} <span class=sha>{_e(_short_id(v))}</span>" for k, v in m.modules.items()
                              if isinstance(v, str))
             models.append(f"<code>{_e(m.path)}</code> <span class=sha>{_e(_short_id(m.id))}</span>"
@@ -291,8 +304,8 @@ def _lineage_table(commits: list[ReportCommit]) -> list[str]:
             if m.code_commit:
                 code = _e(m.code_commit[:12])
                 trained.append(f'<span class="muted">saved from code at</span> <span class=sha>{code}</span>')
-        out.append(f"<tr><td class=sha>{_e(c.short)}</td><td>{data or '-'}</td><td>{'<br>'.join(models) or '-'}"
-                   f"</td><td>{'<br>'.join(trained) or '-'}</td></tr>")
+        out.append(f"<tr><td class=sha>{_e(c.short)}</td><td>{data or 'unchanged'}</td>"
+                   f"<td>{'<br>'.join(models) or 'unchanged'}</td><td>{'<br>'.join(trained) or '-'}</td></tr>")
     out.append("</tbody></table>")
     return out
 
