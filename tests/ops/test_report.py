@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -98,6 +99,9 @@ def history(tmp_path_factory):
             mlvc.add("data/processed", role="data", config="data_config.yaml", seed=seed)
             loss = train(model, batch, trainable, lr)
             write(root / "metrics.json", json.dumps({"train_loss": loss}))
+            if len(shas) == len(PLAN) - 1:  # the last checkpoint is trained after a CUDA upgrade
+                mp.setattr(mt, "_environment", functools.partial(
+                    lambda real: {**real(), "torch": "9.9.0+cu124", "cuda": "12.4"}, mt._environment))
             mt.save(model, "checkpoints/model.pt", epoch=len(shas), params={"lr": lr, "trained": trainable},
                     metrics={"val_acc": acc, "loss": loss}, data=["data/processed"])
             mlvc.add("checkpoints/model.pt", role="model")
@@ -141,9 +145,11 @@ def test_collect_reads_every_section_from_history(in_history):
     assert set(model.modules) == {"image_branch", "text_branch", "fusion"}
     assert model.data["data/processed"]["id"] == data.id and model.data["data/processed"]["seed"] == 2
     assert rep.commits[1].data[0].id == rep.commits[0].data[0].id != data.id
-    # environment: recorded once, unchanged afterwards
+    # environment: recorded at the first checkpoint, then only where it moved
     assert {e.key for e in rep.commits[0].environment} >= {"python", "torch", "packages"}
-    assert all(not c.environment for c in rep.commits[1:])
+    assert all(not c.environment for c in rep.commits[1:-1])
+    moved = {e.key: (e.old, e.new) for e in rep.commits[-1].environment}
+    assert moved == {"torch": (torch.__version__, "9.9.0+cu124"), "cuda": (torch.version.cuda, "12.4")}
 
 
 def test_range_since_paths_and_no_contents(in_history):
@@ -183,6 +189,7 @@ def test_markdown_answers_who_changed_lr_and_what_it_did(in_history):
     row = rf"\| `{short[:7]}` \| `checkpoints/model.pt` \| fusion \(0\.\d+\) \| image_branch, text_branch \|"
     assert re.search(row, structure)
     assert "seed 2" in md.split("## Data and models")[1]
+    assert re.search(r"\| `[0-9a-f]+` \| `checkpoints/model.pt` \| torch \| .+ → 9.9.0\+cu124 \|", md)
     r = mlvc_cli(in_history["root"], "report", "--format", "md", "--rev", "v4..v4")
     assert r.code == 0 and "No commit changed an artifact" in r.out
 
