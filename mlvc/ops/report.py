@@ -500,11 +500,6 @@ def collect(repo, paths: list[str] | None = None, *, since: str | None = None, r
     since_dt = parse_since(since)
     base, tip = _split_range(rev)
     wanted = wanted_paths(repo, paths)
-    if wanted:
-        missing = [w for w in wanted if not _known_path(repo, w)]
-        if missing:
-            raise PathError(missing[0], "is neither a tracked artifact nor a directory of them",
-                            hint="run `mlvc ls` to list what is tracked")
     git = GitRepo(repo.root)
     collector = _Collector(repo, contents)
     try:
@@ -515,6 +510,7 @@ def collect(repo, paths: list[str] | None = None, *, since: str | None = None, r
         excluded = _reachable(git, base) if base is not None else set()
         walked = [r for r in log_report(repo, None, since_dt, None, tip) if r.commit not in excluded]
         if wanted is not None:
+            _check_wanted(repo, wanted, {e.path for r in walked for e in r.artifacts})
             for r in walked:
                 others = {e.path for e in r.artifacts if not path_selected(e.path, wanted)}
                 r.artifacts = [e for e in r.artifacts if path_selected(e.path, wanted)]
@@ -545,10 +541,17 @@ def collect(repo, paths: list[str] | None = None, *, since: str | None = None, r
     return out
 
 
-def _known_path(repo, rel: str) -> bool:
-    """A path that is, or holds, an artifact in the workspace (pointers) or on disk."""
-    root = repo.root
-    return (root / rel).exists() or (root / (rel + pointers.SUFFIX)).exists()
+def _check_wanted(repo, wanted: list[str], in_history: set[str]) -> None:
+    """Each PATH must name an artifact (or a directory of them) of the history walked, or exist here."""
+    from .common import path_selected
+
+    for w in wanted:
+        if any(path_selected(p, [w]) for p in in_history):
+            continue
+        if (repo.root / w).exists() or (repo.root / (w + pointers.SUFFIX)).exists():
+            continue
+        raise PathError(w, "is neither a tracked artifact nor a directory of them in this history",
+                        hint="run `mlvc ls` to list what is tracked")
 
 
 # ------------------------------------------------------------------ summaries

@@ -192,12 +192,21 @@ def test_markdown_answers_who_changed_lr_and_what_it_did(in_history):
     assert re.search(r"\| `[0-9a-f]+` \| `checkpoints/model.pt` \| torch \| .+ → 9.9.0\+cu124 \|", md)
     r = mlvc_cli(in_history["root"], "report", "--format", "md", "--rev", "v4..v4")
     assert r.code == 0 and "No commit changed an artifact" in r.out
+    out = in_history["root"].parent / "week.md"
+    r = mlvc_cli(in_history["root"], "report", "--format", "md", "--rev", "v1..v3", "-o", str(out))
+    assert r.code == 0 and r.out.startswith(f"wrote {out}: 2 commits")
+    assert out.read_text().count("| `") and in_history["shas"][0][:7] not in out.read_text()
+    r = mlvc_cli(in_history["root"], "report", "-o", "-", "-n", "1")
+    assert r.code == 0 and r.out.startswith("<!DOCTYPE html>") and in_history["shas"][-1] in r.out
 
 
 def test_html_is_self_contained_and_small(in_history, tmp_path):
+    root = in_history["root"]
+    before = (git(root, "rev-parse", "HEAD"), git(root, "status", "--porcelain", "--ignored"))
     out = tmp_path / "r.html"
-    r = mlvc_cli(in_history["root"], "report", "-o", str(out))
+    r = mlvc_cli(root, "report", "-o", str(out))
     assert r.code == 0, r.err
+    assert (git(root, "rev-parse", "HEAD"), git(root, "status", "--porcelain", "--ignored")) == before  # no checkout
     assert f"wrote {out}" in r.out
     page = out.read_text()
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", page)  # nothing loads from anywhere
