@@ -316,3 +316,31 @@ def test_render_escapes_and_handles_an_empty_report(in_history):
     page = render_html(rep)
     assert "<script>alert(1)" not in page and "&lt;/script&gt;" in page
     assert "No commit changed" in render_markdown(Report("t", "HEAD", None, "now"))
+
+
+def test_a_clone_without_the_objects_reports_from_pointers(in_history, tmp_path):
+    clone = tmp_path / "clone"
+    git(tmp_path, "clone", "-q", str(in_history["root"]), str(clone))
+    Repo.find(clone).close()
+    repo = Repo.find(clone)
+    try:
+        rep = collect(repo)
+    finally:
+        repo.close()
+    assert len(rep.commits) == len(PLAN)
+    assert rep.notes and "checkpoints/model.pt" in rep.notes[0] and "mlvc pull" in rep.notes[0]
+    mods = [[m.module for ck in c.checkpoints for m in ck.modules] for c in rep.commits]
+    assert mods == [[], ["fusion"], ["text_branch"], ["image_branch"]]  # from the module ids in the pointers
+    assert all("not in the cache" in ck.note for c in rep.commits for ck in c.checkpoints)
+    assert "metrics.json: train_loss" in rep.metric_names  # metrics files are in git
+    assert "checkpoints/model.pt: val_acc" not in rep.metric_names  # the birth certificates are not
+    r = mlvc_cli(clone, "report", "-o", str(tmp_path / "r.html"))
+    assert r.code == 0, r.err
+    assert "mlvc pull" in (tmp_path / "r.html").read_text()
+
+
+def test_empty_history(repo_dir, tmp_path):
+    r = mlvc_cli(repo_dir, "report", "--format", "md")
+    assert r.code == 0 and "No commit changed an artifact" in r.out
+    r = mlvc_cli(repo_dir, "report", "-o", str(tmp_path / "empty.html"))
+    assert r.code == 0 and "0 commits" in (tmp_path / "empty.html").read_text()
