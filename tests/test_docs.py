@@ -28,13 +28,13 @@ def _hook():
 
 def _commands():
     hook = _hook()
-    return hook, list(hook._walk(hook._root_command(), ["mlvc"]))[1:]
+    return hook, list(hook.walk_commands(hook.root_command(), ["mlvc"]))[1:]
 
 
 def test_every_command_help_carries_an_example():
     hook, commands = _commands()
     assert len(commands) > 20
-    missing = [" ".join(path) for path, cmd in commands if "Example" not in hook._help_text(cmd, path)]
+    missing = [" ".join(path) for path, cmd in commands if "Example" not in hook.help_text(cmd, path)]
     assert missing == []
 
 

@@ -12,33 +12,38 @@ from mkdocs.structure.files import File
 REFERENCE = "commands/reference.md"
 
 
-def _root_command() -> click.Command:
+def root_command() -> click.Command:
+    import importlib
+    import pkgutil
+
+    import mlvc.cli
     from mlvc.cli import main  # first: it imports typer without rich, so help is the plain text users see
 
     import typer.main
 
-    main._register()
+    for module in pkgutil.iter_modules(mlvc.cli.__path__):  # each command module registers itself on `app`
+        importlib.import_module(f"mlvc.cli.{module.name}")
     return typer.main.get_command(main.app)
 
 
-def _walk(cmd: click.Command, path: list[str]):
+def walk_commands(cmd: click.Command, path: list[str]):
     yield path, cmd
     if isinstance(cmd, click.Group):
         for name in sorted(cmd.commands):
             sub = cmd.commands[name]
             if not sub.hidden:
-                yield from _walk(sub, path + [name])
+                yield from walk_commands(sub, path + [name])
 
 
-def _help_text(cmd: click.Command, path: list[str]) -> str:
+def help_text(cmd: click.Command, path: list[str]) -> str:
     ctx = click.Context(cmd, info_name=" ".join(path), terminal_width=100, max_content_width=100)
     return cmd.get_help(ctx).rstrip()
 
 
 def reference_markdown() -> str:
     """The whole reference page: one section per command, in the order `mlvc --help` lists them."""
-    root = _root_command()
-    commands = list(_walk(root, ["mlvc"]))
+    root = root_command()
+    commands = list(walk_commands(root, ["mlvc"]))
     lines = ["# Command reference", "",
              "Generated from the CLI itself at build time (`docs/hooks/cli_reference.py`): this is exactly what "
              "`mlvc COMMAND --help` prints. Exit codes are listed in [Exit codes](exit-codes.md).", ""]
@@ -47,7 +52,7 @@ def reference_markdown() -> str:
     lines.append("")
     for path, cmd in commands:
         anchor = "-".join(path)
-        lines += [f"## {' '.join(path)} {{ #{anchor} }}", "", "```text", _help_text(cmd, path), "```", ""]
+        lines += [f"## {' '.join(path)} {{ #{anchor} }}", "", "```text", help_text(cmd, path), "```", ""]
     return "\n".join(lines)
 
 
