@@ -187,7 +187,7 @@ _JS = r"""
   function show(ev, text){tip.textContent=text; tip.style.display='block';
     tip.style.left=(ev.clientX+12)+'px'; tip.style.top=(ev.clientY+12)+'px';}
   function hide(){tip.style.display='none';}
-  var n = data.commits.length, W=560, H=200, L=52, R=14, T=10, B=34;
+  var n = data.commits.length, W=520, H=200, L=52, R=14, T=10, B=34;
   document.querySelectorAll('.plot[data-metric]').forEach(function(box){
     var name = box.getAttribute('data-metric'), pts = data.series[name] || [];
     var svg = el('svg', {width:W, height:H, viewBox:'0 0 '+W+' '+H, role:'img', 'aria-label':name}, box);
