@@ -69,8 +69,17 @@ def test_mkdocs_build_strict_offline(site):
     reference = (site / "commands" / "reference.html").read_text()
     assert "Usage: mlvc report" in reference and "Usage: mlvc remote add" in reference
     api = (site / "api.html").read_text()
-    for documented in ("mlvc.api.add", "mlvc.torch.save", "mlvc.lineage.manifest", "Add one path"):
+    for documented in ("mlvc.api.add", "mlvc.torch.save", "mlvc.lineage.manifest", "mlvc.errors.MlvcError"):
         assert documented in api, documented
+    import html
+
+    import mlvc.api
+    import mlvc.torch
+
+    text = " ".join(html.unescape(re.sub(r"<[^>]+>", "", api)).split())
+    for func in (mlvc.api.add, mlvc.torch.save):  # the docstrings themselves, rendered by mkdocstrings
+        first_line = func.__doc__.strip().splitlines()[0].replace("`", "")
+        assert " ".join(first_line.split()) in text, first_line
     assert "bench_core.py" in (site / "benchmarks.html").read_text()  # benchmarks/README.md is included
     loads = re.compile(r"""(?:src|href)\s*=\s*["']?(?:https?:)?//|url\(\s*["']?(?:https?:)?//|@import""")
     offenders = [p.relative_to(site).as_posix() for p in site.rglob("*") if p.suffix in (".html", ".css", ".js")
