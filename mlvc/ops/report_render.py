@@ -340,6 +340,25 @@ def _environment_table(commits: list[ReportCommit]) -> list[str]:
     return out
 
 
+def _summary(report: Report) -> list[str]:
+    if not report.commits:
+        return ['<p class="muted">No commit changed an artifact in this range.</p>']
+    rows = []
+    for name in report.metric_names:
+        first, last = metric_span(report, name)
+        rows.append(f"<tr><td><code>{_e(name)}</code></td><td>{_e(_fmt(first))}</td><td>{_e(_fmt(last))}</td>"
+                    f"<td>{_e(('+' if last - first >= 0 else '') + _fmt(last - first))}</td></tr>")
+    changed = sorted({p.key for c in report.commits[1:] for p in c.params})
+    moved = sorted({m.module for c in report.commits for ck in c.checkpoints for m in ck.modules})
+    out = ['<h2 id="summary">Summary</h2>',
+           f"<p>Parameters changed: {', '.join(f'<code>{_e(k)}</code>' for k in changed) or 'none'}. "
+           f"Modules that moved: {', '.join(f'<code>{_e(m)}</code>' for m in moved) or 'none'}.</p>"]
+    if rows:
+        out.append('<table id="summary-metrics"><thead><tr><th>metric</th><th>first</th><th>last</th>'
+                   "<th>change</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>")
+    return out
+
+
 def render_html(report: Report) -> str:
     """The whole report as one HTML document (UTF-8 text)."""
     commits = report.commits
@@ -352,10 +371,12 @@ def render_html(report: Report) -> str:
              f"<header><h1>How the model got here: {_e(report.title)}</h1>",
              f'<div class="muted">{len(commits)} commit{"s" if len(commits) != 1 else ""} that changed artifacts'
              f" · generated {_e(report.generated_at)} by mlvc report</div>",
-             '<nav><a href="#metrics">Metrics</a><a href="#params-h">Parameters</a><a href="#modules-h">Modules</a>'
+             '<nav><a href="#summary">Summary</a><a href="#metrics">Metrics</a><a href="#params-h">Parameters</a>'
+             '<a href="#modules-h">Modules</a>'
              '<a href="#lineage-h">Lineage</a><a href="#environment-h">Environment</a>'
              '<a href="#timeline-h">Timeline</a></nav></header><main>']
     parts += [f'<p class="note">{_e(n)}</p>' for n in report.notes]
+    parts += _summary(report)
     parts.append('<h2 id="metrics">Metrics over commits</h2>')
     if report.metric_names:
         parts.append('<div class="plots">')

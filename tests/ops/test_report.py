@@ -267,6 +267,8 @@ def test_report_renders_in_chromium(in_history, tmp_path):
             assert page.locator("#modules td.changed").count() == 1 + 1 + 1  # one trained module per commit
             assert "0.1 → 0.05" in page.locator("#params").inner_text()
             assert "seed 2" in page.locator("#lineage").inner_text()
+            summary = page.locator("#summary-metrics").inner_text()
+            assert "checkpoints/model.pt: val_acc\t0.52\t0.7\t+0.18" in summary
             page.screenshot(path=str(shot), full_page=True)
         finally:
             browser.close()
