@@ -21,7 +21,6 @@ what its pointer says and notes it, it never fails the report.
 
 from __future__ import annotations
 
-import json
 import math
 import posixpath
 from dataclasses import asdict, dataclass, field
@@ -30,11 +29,12 @@ from typing import Any
 
 from .. import pointer as pointers
 from ..errors import MlvcError, ObjectNotFoundError, PathError
-from ..hashing import from_oid
 from .log import parse_since
 from .log import report as log_report
 from .modules import is_checkpoint_name
 from .params import flatten
+from .report_checkpoints import (MAX_CHECKPOINTS_PER_ARTIFACT, CheckpointChange, StoredCheckpoints,
+                                 changes_from_ids, checkpoint_files, module_ids)
 
 # Birth-certificate fields that describe the environment (see docs/concepts/lineage.md).
 ENVIRONMENT_KEYS = ("python", "torch", "cuda", "cudnn", "device", "packages", "packages_count")
@@ -52,24 +52,6 @@ class ArtifactVersion:
     kind: str | None = None
     role: str | None = None
     error: str | None = None
-
-
-@dataclass
-class ModuleChange:
-    module: str
-    change: str  # modified / added / removed
-    tensors_changed: int | None = None  # None when only the module ids were compared
-    rel_l2: float | None = None  # the largest ||new - old|| / ||old|| among the module's tensors
-
-
-@dataclass
-class CheckpointChange:
-    artifact: str
-    file: str  # file inside a directory artifact, "" for a file artifact
-    modules: list[ModuleChange] = field(default_factory=list)
-    unchanged: list[str] = field(default_factory=list)
-    shape_changes: list[str] = field(default_factory=list)  # "fusion.weight [3, 12] -> [4, 12]"
-    note: str | None = None  # e.g. weights not in the cache: module ids only
 
 
 @dataclass
@@ -180,150 +162,6 @@ def _pointer_of(v: ArtifactVersion, meta: dict) -> pointers.PointerFile:
                                 v.files or 0, role=v.role, meta=meta)
 
 
-def _module_ids(meta: dict) -> dict[str, dict[str, str]]:
-    """{file inside the artifact ("" for a file artifact): {module: id}} from pointer meta."""
-    modules = meta.get("modules") or {}
-    if not isinstance(modules, dict) or not modules:
-        return {}
-    if all(isinstance(v, str) for v in modules.values()):
-        return {"": modules}
-    return {k: v for k, v in modules.items() if isinstance(v, dict)}
-
-
-def _changes_from_ids(artifact: str, old: dict, new: dict) -> list[CheckpointChange]:
-    a, b = _module_ids(old), _module_ids(new)
-    out = []
-    for rel in sorted(set(a) | set(b)):
-        ma, mb = a.get(rel, {}), b.get(rel, {})
-        if ma == mb:
-            continue
-        ck = CheckpointChange(artifact, rel)
-        for m in sorted(set(ma) | set(mb)):
-            if m not in ma:
-                ck.modules.append(ModuleChange(m, "added"))
-            elif m not in mb:
-                ck.modules.append(ModuleChange(m, "removed"))
-            elif ma[m] != mb[m]:
-                ck.modules.append(ModuleChange(m, "modified"))
-            else:
-                ck.unchanged.append(m)
-        out.append(ck)
-    return out
-
-
-class _StoredCheckpoints:
-    """Checkpoint versions read from the cache, each layout parsed once per report.
-
-    A version is compared with its predecessor and then with its successor, so
-    the few most recent are kept open; reading only the zip directory, data.pkl
-    and the tensors of modules whose ids changed keeps a commit to a few reads.
-    """
-
-    KEEP = 8
-
-    def __init__(self, store):
-        self.store = store
-        self._open: dict[bytes, tuple[Any, Any] | None] = {}
-
-    def close(self) -> None:
-        for got in self._open.values():
-            if got is not None:
-                got[0].close()
-        self._open.clear()
-
-    def layout(self, fid: bytes, name: str):
-        """(reader, layout) of a stored file, or None when it is not a checkpoint mlvc reads."""
-        from ..checkpoint import HEAD_SIZE, CheckpointFormatError, detect_format, read_layout
-        from .chunked_reader import ChunkedFile
-
-        if fid in self._open:
-            return self._open[fid]
-        reader = ChunkedFile.for_file(self.store, fid, name)  # ObjectNotFoundError: not in the cache
-        got = None
-        try:
-            if detect_format(reader.read(HEAD_SIZE), name) is not None:
-                got = (reader, read_layout(reader))
-        except CheckpointFormatError:
-            got = None
-        if got is None:
-            reader.close()
-        if len(self._open) >= self.KEEP:
-            oldest = next(iter(self._open))
-            evicted = self._open.pop(oldest)
-            if evicted is not None:
-                evicted[0].close()
-        self._open[fid] = got
-        return got
-
-    def certificate(self, fid: bytes, name: str) -> dict | None:
-        from .provenance import KEY
-
-        got = self.layout(fid, name)
-        raw = got[1].extras.get(KEY) if got else None
-        if isinstance(raw, str):  # safetensors keep it as JSON text in the header metadata
-            try:
-                raw = json.loads(raw)
-            except ValueError:
-                return None
-        return raw if isinstance(raw, dict) else None
-
-    def compare(self, artifact: str, rel: str, old: bytes, new: bytes, name: str,
-                only: set[str] | None) -> CheckpointChange | None:
-        """Module changes between two stored versions; `only` limits the tensors read to those modules."""
-        from ..checkpoint import group_by_module, relative_l2_change, tensor_bytes
-
-        a, b = self.layout(old, name), self.layout(new, name)
-        if a is None or b is None:
-            return None
-        (fa, la), (fb, lb) = a, b
-        ta, tb = {t.name: t for t in la.tensors}, {t.name: t for t in lb.tensors}
-        out = CheckpointChange(artifact, rel)
-        for module, names in sorted(group_by_module(sorted(set(ta) | set(tb))).items()):
-            if only is not None and module not in only:
-                out.unchanged.append(module)
-                continue
-            if not any(n in ta for n in names):
-                out.modules.append(ModuleChange(module, "added", len(names)))
-                continue
-            if not any(n in tb for n in names):
-                out.modules.append(ModuleChange(module, "removed", len(names)))
-                continue
-            changed, worst = 0, None
-            for n in names:
-                x, y = ta.get(n), tb.get(n)
-                if x is None or y is None or x.dtype != y.dtype or x.shape != y.shape:
-                    changed += 1
-                    if x is not None and y is not None:
-                        out.shape_changes.append(f"{n} {list(x.shape)} -> {list(y.shape)}")
-                    continue
-                bx, by = tensor_bytes(fa, x), tensor_bytes(fb, y)
-                if bx == by:
-                    continue
-                changed += 1
-                try:
-                    l2 = relative_l2_change(bx, by, x.dtype)
-                except MlvcError:
-                    continue
-                worst = l2 if worst is None else max(worst, l2)
-            if changed:
-                out.modules.append(ModuleChange(module, "modified", changed, worst))
-            else:
-                out.unchanged.append(module)
-        return out
-
-
-def _checkpoint_files(store, ptr: pointers.PointerFile) -> dict[str, bytes]:
-    """{file inside the artifact ("" for a file artifact): file id} of an artifact version's checkpoints."""
-    from .common import load_entries
-
-    if ptr.kind == "file":
-        return {"": from_oid(ptr.oid)}
-    return {e.path: e.file_id for e in load_entries(store, ptr) if is_checkpoint_name(e.path)}
-
-
-MAX_CHECKPOINTS_PER_ARTIFACT = 32
-
-
 # ------------------------------------------------------------------ collection
 
 
@@ -350,7 +188,7 @@ class _Collector:
         self.repo = repo
         self.contents = contents
         self.store = repo.store if contents else None
-        self.stored = _StoredCheckpoints(self.store) if contents else None
+        self.stored = StoredCheckpoints(self.store) if contents else None
         self.pointers: dict[str, tuple[ArtifactVersion, dict]] = {}  # path -> (version, meta)
         self.certificates: dict[str, dict] = {}  # artifact path -> latest birth certificate
         self.last_metric: dict[str, float] = {}
@@ -378,7 +216,7 @@ class _Collector:
     def _certificate(self, v: ArtifactVersion, meta: dict) -> dict | None:
         """The newest birth certificate among the artifact's checkpoints (by saved_at), or None."""
         try:
-            files = _checkpoint_files(self.store, _pointer_of(v, meta))
+            files = checkpoint_files(self.store, _pointer_of(v, meta))
             found = []
             for rel, fid in sorted(files.items())[:MAX_CHECKPOINTS_PER_ARTIFACT]:
                 cert = self.stored.certificate(fid, posixpath.basename(rel or v.path))
@@ -394,10 +232,10 @@ class _Collector:
     def _weights_changes(self, v: ArtifactVersion, meta: dict, old_v: ArtifactVersion,
                          old_meta: dict) -> list[CheckpointChange] | None:
         """Tensor-level module changes, or None when either version is not in the cache."""
-        ids_a, ids_b = _module_ids(old_meta), _module_ids(meta)
+        ids_a, ids_b = module_ids(old_meta), module_ids(meta)
         try:
-            a = _checkpoint_files(self.store, _pointer_of(old_v, old_meta))
-            b = _checkpoint_files(self.store, _pointer_of(v, meta))
+            a = checkpoint_files(self.store, _pointer_of(old_v, old_meta))
+            b = checkpoint_files(self.store, _pointer_of(v, meta))
             out = []
             pairs = [(rel, a[rel], b[rel]) for rel in sorted(set(a) & set(b)) if a[rel] != b[rel]]
             for rel, fa, fb in pairs[:MAX_CHECKPOINTS_PER_ARTIFACT]:
@@ -450,7 +288,7 @@ class _Collector:
             if self.contents:
                 changes = self._weights_changes(v, meta, old_v, old_meta)
             if changes is None:
-                changes = _changes_from_ids(v.path, old_meta, meta)
+                changes = changes_from_ids(v.path, old_meta, meta)
                 note = "weights not in the cache: module ids compared, no L2 change" if self.contents else None
                 for ck in changes:
                     ck.note = note

@@ -14,7 +14,8 @@ import math
 from typing import Any
 
 from ..units import human_size
-from .report import CheckpointChange, Report, ReportCommit, metric_span, param_effects
+from .report import Report, ReportCommit, metric_span, param_effects
+from .report_checkpoints import CheckpointChange
 
 
 def _fmt(v: Any) -> str:
