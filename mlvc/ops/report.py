@@ -33,8 +33,8 @@ from .log import parse_since
 from .log import report as log_report
 from .modules import is_checkpoint_name
 from .params import flatten
-from .report_checkpoints import (MAX_CHECKPOINTS_PER_ARTIFACT, CheckpointChange, StoredCheckpoints,
-                                 changes_from_ids, checkpoint_files, module_ids)
+from .diff import MAX_CHECKPOINTS_PER_ARTIFACT  # the cap `mlvc diff` uses, per artifact version
+from .report_checkpoints import CheckpointChange, StoredCheckpoints, changes_from_ids, checkpoint_files, module_ids
 
 # Birth-certificate fields that describe the environment (see docs/concepts/lineage.md).
 ENVIRONMENT_KEYS = ("python", "torch", "cuda", "cudnn", "device", "packages", "packages_count")

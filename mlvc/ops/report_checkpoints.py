@@ -15,7 +15,6 @@ from typing import Any
 from .. import pointer as pointers
 from ..errors import MlvcError
 from ..hashing import from_oid
-from .diff import MAX_CHECKPOINTS_PER_ARTIFACT  # the cap `mlvc diff` uses, per artifact version
 from .modules import is_checkpoint_name
 
 
