@@ -57,6 +57,11 @@ class PathError(MlvcError, ValueError):
         self.reason = reason
 
 
+class SymlinkInPathError(PathError):
+    """A path mlvc would read or write leads through a symlink (or a file) where a directory
+    should be: refused, since following it could write outside the repository."""
+
+
 class PointerError(MlvcError, ValueError):
     """A pointer file (`*.mlvc`) that cannot be trusted."""
 

@@ -8,6 +8,7 @@ from ..errors import MlvcError, ObjectNotFoundError, PathError
 from ..hashing import from_oid, to_oid
 from ..objects import TreeEntry, TreeManifest
 from ..progress import NULL, Progress
+from ..safepath import refuse_links_above
 from ..workspace import IdLookup, scan, stat_signature
 from .common import Tracked, load_entries, missing_objects, select
 
@@ -67,6 +68,12 @@ def status_one(repo, t: Tracked, check_cache: bool = True, progress: Progress = 
                 st.cache_complete, st.error = False, str(exc)
             if st.cache_complete:
                 repo.state.mark_complete([t.ptr.oid])
+    try:
+        # A symlinked directory on the way would make status hash files outside the repository.
+        refuse_links_above(repo.root, t.target, t.display)
+    except PathError as exc:
+        st.state, st.error = MODIFIED, str(exc)
+        return st
     if not t.target.exists() and not t.target.is_symlink():
         st.state = MISSING
         return st
