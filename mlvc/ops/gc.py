@@ -394,6 +394,9 @@ def gc_remote(repo, scope: str, remote: str | None, *, dry_run: bool = False, gr
     grace_s = grace_seconds(repo, grace)
     lock = RemoteLock(backend, owner=owner or f"mlvc gc ({default_owner()})", ttl_s=lock_ttl)
     with lock:
+        if lock.broken is not None:
+            why = "its process is gone" if lock.broken.is_abandoned() else "it had expired"
+            result.warnings.append(f"took over the gc lock of {lock.broken.describe()}: {why}")
         started = time.time()
         snapshot = backend.list("packs/")  # packs uploaded after this are never touched
         _check_pushers(backend, dry_run, result.warnings)

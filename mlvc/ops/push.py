@@ -213,7 +213,7 @@ def _gc_guard(backend, lock):
     from ..remote.lock import DEFAULT_LOCK_NAME, RemoteLock, format_time
 
     holder = RemoteLock(backend).held_by()
-    if holder is None or holder.is_expired():
+    if holder is None or holder.is_stale():  # expired, or left by a gc killed on this machine
         return None
 
     if math.isinf(holder.expires):
