@@ -206,6 +206,26 @@ class ContainedTree:
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
         return tmp_dir, name, os.open(name, flags, 0o600, dir_fd=self._dir(tmp_dir, True))
 
+    def room(self, parts: tuple[str, ...]) -> tuple[int, int]:
+        """(free bytes, free inodes) where temp files for the destination `parts` would go."""
+        self.dir_fd(())
+        if self._tmp_parts is not None:
+            fd = self._dir(self._tmp_parts, True)
+        else:
+            fd = self._fds[()]
+            probe = parts[:-1]
+            while probe:
+                try:
+                    got = self._dir(probe, False)
+                except SymlinkInPathError:
+                    got = None
+                if got is not None:
+                    fd = got
+                    break
+                probe = probe[:-1]
+        st = os.statvfs(fd)
+        return st.f_bavail * st.f_frsize, st.f_favail
+
     def discard(self, tmp_dir: tuple[str, ...], name: str) -> None:
         try:
             fd = self.dir_fd(tmp_dir)

@@ -16,7 +16,7 @@ import stat as statmod
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from ..errors import ConflictError, CorruptObjectError, MlvcError
+from ..errors import ConflictError, CorruptObjectError, DiskError, MlvcError
 from ..hashing import hasher, to_oid
 from ..objects import TreeEntry
 from ..progress import NULL, Progress
@@ -107,6 +107,17 @@ def _prune_empty_dirs(root: Path, start: Path) -> None:
         d = d.parent
 
 
+def _check_room(tree: ContainedTree, base: tuple[str, ...], to_write: list[TreeEntry], display: str) -> None:
+    """DiskError before anything is written when the files cannot fit (bytes or inodes): a tree of
+    10 M entries or a 1 TB file fails at once instead of filling the disk first."""
+    free_bytes, free_inodes = tree.room(base)
+    need_bytes = sum(e.size for e in to_write)
+    if need_bytes > free_bytes or (free_inodes and len(to_write) > free_inodes):
+        raise DiskError(f"restoring it needs {need_bytes} bytes in {len(to_write)} files, and the "
+                        f"disk has {free_bytes} bytes and {free_inodes} inodes free; nothing was written",
+                        hint="free some space and run the command again")
+
+
 def _sweep_beside_file(target: Path) -> None:
     """Remove temp files a killed older checkout left beside a file artifact."""
     prefix = f".{target.name[:100]}.mlvc-tmp-"
@@ -174,6 +185,7 @@ def checkout_one(repo, t: Tracked, force: bool, progress: Progress, result: Chec
         return
 
     replace_whole = kind_mismatch or is_link
+    _check_room(tree, base, to_write, t.display)
     progress.start(f"checkout {t.display}", sum(e.size for e in to_write))
     ready: list[tuple[tuple[str, ...], str, tuple[str, ...], TreeEntry]] = []
     try:

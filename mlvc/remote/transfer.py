@@ -53,6 +53,7 @@ from ..store.packs import (
     encode_index,
     fsync_dir,
     index_name,
+    record_size_error,
 )
 from .index import PACKS_PREFIX
 
@@ -472,6 +473,10 @@ class _Fetcher:
                     f"{to_oid(key[1])} ({type_name(key[0])})", where=f"remote {self.backend.describe()}",
                     hint="push it from a machine that has it (`mlvc push`)"))
                 continue
+            bad = record_size_error(key[0], key[1], loc[3], loc[4], f"remote pack {loc[0]}")
+            if bad is not None:  # never download (or allocate) what no writer produces
+                self.fail(key, who, bad)
+                continue
             by_pack.setdefault(loc[0], []).append((key, loc, who))
         if not by_pack:
             return
@@ -579,8 +584,10 @@ class _Fetcher:
             with open(tmp, "rb") as f:
                 fd = f.fileno()
                 for e in entries:
-                    payload = os.pread(fd, e.stored, e.offset)
                     try:
+                        if (bad := record_size_error(e.type, e.oid, e.stored, e.raw, where)) is not None:
+                            raise bad
+                        payload = os.pread(fd, e.stored, e.offset)
                         if len(payload) != e.stored:
                             raise CorruptObjectError(to_oid(e.oid), where, f"{e.stored} bytes",
                                                      f"{len(payload)} bytes (truncated pack)")

@@ -33,6 +33,7 @@ from .packs import (
     _REC,
     decode_index,
     iter_pack_records,
+    record_size_error,
 )
 
 DEFAULT_PACK_SIZE = 32 * 1024 * 1024
@@ -185,6 +186,8 @@ class ChunkStore:
         return loc
 
     def _decode_verify(self, typ: int, oid: bytes, c: int, payload: bytes, raw: int, where: str) -> bytes:
+        if (err := record_size_error(typ, oid, len(payload), raw, where)) is not None:
+            raise err
         try:
             data = codec.decode(c, payload, raw)
         except Exception:
@@ -204,6 +207,8 @@ class ChunkStore:
             writer, e = loc
             return self._decode_verify(typ, oid, e.codec, writer.read_back(e), e.raw, "a pack being written")
         no, c, off, stored, raw = loc
+        if (err := record_size_error(typ, oid, stored, raw, f"pack {self._pack_names[no]}")) is not None:
+            raise err  # before reading: a declared 4 GiB must not be allocated
         payload = os.pread(self._fd(no), stored, off)
         if len(payload) != stored:
             raise CorruptObjectError(to_oid(oid), f"pack {self._pack_names[no]}", f"{stored} bytes",
@@ -222,13 +227,16 @@ class ChunkStore:
                 i += 1
                 continue
             no, c, off, stored, raw = loc
+            if (err := record_size_error(CHUNK, oid, stored, raw, f"pack {self._pack_names[no]}")) is not None:
+                raise err  # before reading: a declared 4 GiB must not be allocated
             # Extend the run while the next chunk's record directly follows in the same pack.
             run = [(oid, loc)]
             end = off + stored
             j = i + 1
             while j < len(ids) and end - off < _COALESCE_LIMIT:
                 nloc = self._index[CHUNK].get(ids[j][0])
-                if nloc is None or nloc[0] != no or nloc[2] != end + _REC.size:
+                if (nloc is None or nloc[0] != no or nloc[2] != end + _REC.size
+                        or record_size_error(CHUNK, ids[j][0], nloc[3], nloc[4], "") is not None):
                     break
                 run.append((ids[j][0], nloc))
                 end = nloc[2] + nloc[3]
@@ -434,8 +442,10 @@ class ChunkStore:
             try:
                 for e in entries:
                     report.objects += 1
-                    payload = os.pread(fd, e.stored, e.offset)
                     try:
+                        if (err := record_size_error(e.type, e.oid, e.stored, e.raw, f"pack {name}")) is not None:
+                            raise err
+                        payload = os.pread(fd, e.stored, e.offset)
                         if len(payload) != e.stored:
                             raise CorruptObjectError(to_oid(e.oid), f"pack {name}", f"{e.stored} bytes",
                                                      f"{len(payload)} bytes")
