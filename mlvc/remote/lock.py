@@ -37,6 +37,7 @@ operations at least one sees the other.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import getpass
 import json
 import math
@@ -265,8 +266,7 @@ class RemoteLock:
         if self._held is None:
             raise LockedError(f"{self.name} on remote {self.backend.describe()} is not held by this process")
         info, tag = self._held
-        renewed = LockInfo(owner=info.owner, host=info.host, pid=info.pid, created=info.created,
-                           expires=time.time() + self.ttl_s, token=info.token)
+        renewed = dataclasses.replace(info, expires=time.time() + self.ttl_s)
         new_tag = self.backend.replace_if_unchanged(self.name, renewed.to_json(), tag)
         if new_tag is None:
             self._held = None
