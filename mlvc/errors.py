@@ -77,6 +77,11 @@ class UnsafePathError(PointerError):
     """A manifest or pointer names a path that would escape its artifact."""
 
 
+class OverlappingPointersError(PointerError):
+    """Two pointers name the same path, or one names a path inside the other's artifact: every
+    checkout would write both, and status could never agree with either."""
+
+
 class CorruptObjectError(MlvcError, ValueError):
     exit_code = EXIT_CORRUPT
 

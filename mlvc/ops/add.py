@@ -23,6 +23,7 @@ from ..objects import FileManifest, TreeEntry, TreeManifest
 from ..progress import NULL, Progress
 from ..store.cache import CHUNK, FILE_MANIFEST, TREE_MANIFEST, wrap_os_error
 from ..workspace import FileStat, IdLookup, hash_file, same_stat, scan, stat_signature
+from .common import select
 
 _READ = 8 * 1024 * 1024
 
@@ -109,6 +110,17 @@ def _check_target(repo, target: Path, display: str) -> None:
         if pointers.pointer_path_for(ancestor).exists():
             raise PathError(display, f"is inside the tracked artifact {repo.rel(ancestor)}; "
                                      f"add {repo.rel(ancestor)} instead")
+    # Pointers may be named anything (`x.mlvc` with `path: data`): compare with what each names.
+    own = pointers.pointer_path_for(target)
+    for t in select(repo):
+        if t.ptr is None or t.pointer_path == own:
+            continue
+        if display.startswith(t.display + "/"):
+            raise PathError(display, f"is inside the tracked artifact {t.display} (pointer {t.rel_pointer}); "
+                                     f"add {t.display} instead")
+        if t.display == display or t.display.startswith(display + "/"):
+            raise PathError(display, f"{'is' if t.display == display else 'contains'} the tracked artifact "
+                                     f"{t.display} (pointer {t.rel_pointer}); remove that pointer first")
 
 
 def add_one(repo, path: str | Path, *, role: str | None = None, meta: dict | None = None,

@@ -25,7 +25,7 @@ from ..safepath import ContainedTree, parts_below, refuse_links_above, remove_st
 from ..store.cache import FILE_MANIFEST, wrap_os_error
 from ..store.packs import BackgroundWriter
 from ..workspace import IdLookup, scan
-from .common import Tracked, file_manifest, load_entries, select
+from .common import Tracked, file_manifest, load_entries, overlapping, select
 
 
 @dataclass
@@ -232,9 +232,13 @@ def checkout_one(repo, t: Tracked, force: bool, progress: Progress, result: Chec
 def checkout(repo, paths=None, *, force: bool = False, progress: Progress = NULL) -> CheckoutResult:
     """Restore every selected artifact; failures are collected per artifact, not raised."""
     result = CheckoutResult()
+    selected = select(repo, paths)
+    clashes = overlapping(select(repo) if paths else selected)
     with ContainedTree(repo.root, tmp=(MLVC_DIR, "tmp")) as tree:
         tree.sweep_tmp()
-        for t in select(repo, paths):
+        for t in selected:
+            if t.ptr is not None and t.rel_pointer in clashes:
+                t = Tracked(t.pointer_path, t.rel_pointer, None, clashes[t.rel_pointer])
             _checkout_reporting(repo, t, force, progress, result, tree)
     return result
 

@@ -10,7 +10,7 @@ from ..objects import TreeEntry, TreeManifest
 from ..progress import NULL, Progress
 from ..safepath import refuse_links_above
 from ..workspace import IdLookup, scan, stat_signature
-from .common import Tracked, load_entries, missing_objects, select
+from .common import Tracked, load_entries, missing_objects, overlapping, select
 
 UNCHANGED = "unchanged"
 MODIFIED = "modified"
@@ -107,7 +107,10 @@ def status_one(repo, t: Tracked, check_cache: bool = True, progress: Progress = 
 
 
 def status(repo, paths=None, *, check_cache: bool = True, progress: Progress = NULL) -> list[ArtifactStatus]:
-    return [status_one(repo, t, check_cache, progress) for t in select(repo, paths)]
+    selected = select(repo, paths)
+    clashes = overlapping(select(repo) if paths else selected)
+    return [status_one(repo, Tracked(t.pointer_path, t.rel_pointer, None, clashes[t.rel_pointer])
+                       if t.rel_pointer in clashes else t, check_cache, progress) for t in selected]
 
 
 __all__ = ["status", "ArtifactStatus", "workspace_ids", "from_oid"]
