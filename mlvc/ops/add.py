@@ -16,10 +16,10 @@ from pathlib import Path
 from .. import pointer as pointers
 from ..chunking import ChunkerParams, iter_chunks
 from ..codec import ChunkEncoder
-from ..errors import FileChangedError, MlvcError, PathError
+from ..errors import FileChangedError, MlvcError, PathError, UnsafePathError
 from ..hashing import digest, hasher, to_oid
 from ..ignore import ensure_ignored
-from ..objects import FileManifest, TreeEntry, TreeManifest
+from ..objects import FileManifest, TreeEntry, TreeManifest, validate_relpath
 from ..progress import NULL, Progress
 from ..store.cache import CHUNK, FILE_MANIFEST, TREE_MANIFEST, wrap_os_error
 from ..workspace import FileStat, IdLookup, hash_file, same_stat, scan, stat_signature
@@ -134,6 +134,12 @@ def add_one(repo, path: str | Path, *, role: str | None = None, meta: dict | Non
         if fs.rel.endswith(pointers.SUFFIX):
             raise PathError(f"{display}/{fs.rel}", "is a pointer of another artifact inside this directory; "
                                                    "add the directories separately")
+        if fs.rel:
+            try:
+                validate_relpath(fs.rel, display)
+            except UnsafePathError:  # the user's file name, not a pointer: say which file and why
+                raise PathError(f"{display}/{fs.rel}", "has a name mlvc cannot record (it starts with a "
+                                "backslash, an absolute path on Windows); rename it") from None
     store = repo.store
     params = repo.chunker
     lookup = IdLookup(repo.hash_cache, display)

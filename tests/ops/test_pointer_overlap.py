@@ -58,3 +58,23 @@ def test_empty_directory_artifact_restores_and_is_unchanged(repo_dir):
     assert (repo_dir / "empty").is_dir() and list((repo_dir / "empty").iterdir()) == []
     r = mlvc_cli(repo_dir, "status")
     assert r.code == 0, r
+
+
+def test_a_file_named_backslash_is_named_as_the_problem(repo_dir):
+    write(repo_dir / "data" / "ok.txt", b"ok")
+    write(repo_dir / "data" / "\\", b"a file named backslash")
+    r = mlvc_cli(repo_dir, "add", "data")
+    assert r.code == EXIT_BAD_PATH, r
+    assert "data/\\" in r.err and "rename it" in r.err and "pointer" not in r.err, r
+
+
+def test_sqlite_disk_full_reaches_the_user_as_a_disk_error():
+    import sqlite3
+
+    from mlvc.cli.main import _sqlite_disk_error
+    from mlvc.errors import EXIT_DISK
+
+    assert _sqlite_disk_error(sqlite3.OperationalError("database or disk is full")).exit_code == EXIT_DISK
+    assert _sqlite_disk_error(sqlite3.OperationalError("disk I/O error")).exit_code == EXIT_DISK
+    assert _sqlite_disk_error(sqlite3.OperationalError("no such table: x")) is None
+    assert _sqlite_disk_error(ValueError("database or disk is full")) is None
