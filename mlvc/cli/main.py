@@ -67,6 +67,18 @@ def _fail(err: errors.MlvcError) -> int:
     return err.exit_code
 
 
+def _sqlite_disk_error(exc: Exception) -> errors.DiskError | None:
+    """A full disk or an I/O failure under the local state databases is the machine's, not a bug.
+    (Judged by the class's module, so that the CLI does not import sqlite3 on every start.)"""
+    if type(exc).__module__ != "sqlite3" or type(exc).__name__ != "OperationalError":
+        return None
+    text = str(exc).lower()
+    if any(word in text for word in ("full", "disk i/o", "readonly", "unable to open")):
+        return errors.DiskError(f"cannot write mlvc's state under .mlvc/state: {exc}",
+                                hint="free some space (or fix permissions) and run the command again")
+    return None
+
+
 def run(argv: list[str] | None = None) -> int:
     """Run the CLI and return the exit code (used by tests and by `main`)."""
     # typer >= 0.2x vendors click; its exception types are re-exported by typer itself.
@@ -109,6 +121,9 @@ def run(argv: list[str] | None = None) -> int:
         # Any other OS failure is an I/O problem of the machine (not a bug): report it as one.
         return _fail(errors.DiskError(f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": ")))
     except Exception as exc:  # noqa: BLE001 - the last line of defence: a message, not a traceback
+        disk = _sqlite_disk_error(exc)
+        if disk is not None:
+            return _fail(disk)
         if os.environ.get("MLVC_DEBUG"):
             raise
         echo(f"internal error: {type(exc).__name__}: {exc}", err=True)
