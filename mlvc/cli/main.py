@@ -79,6 +79,16 @@ def _sqlite_disk_error(exc: Exception) -> errors.DiskError | None:
     return None
 
 
+def _transport_error(exc: Exception) -> errors.RemoteError | None:
+    """A connection cut or timeout that escaped the remote layer (aiohttp's ClientPayloadError
+    mid-download, botocore's connection errors) is a remote error: exit 9, and a re-run resumes."""
+    module = type(exc).__module__ or ""
+    if not module.startswith(("aiohttp", "botocore", "urllib3")):
+        return None
+    return errors.RemoteError(f"connection to the remote failed: {type(exc).__name__}: {exc}",
+                              hint="check the network and run the command again (it resumes where it stopped)")
+
+
 def run(argv: list[str] | None = None) -> int:
     """Run the CLI and return the exit code (used by tests and by `main`)."""
     # typer >= 0.2x vendors click; its exception types are re-exported by typer itself.
@@ -121,9 +131,9 @@ def run(argv: list[str] | None = None) -> int:
         # Any other OS failure is an I/O problem of the machine (not a bug): report it as one.
         return _fail(errors.DiskError(f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": ")))
     except Exception as exc:  # noqa: BLE001 - the last line of defence: a message, not a traceback
-        disk = _sqlite_disk_error(exc)
-        if disk is not None:
-            return _fail(disk)
+        known = _sqlite_disk_error(exc) or _transport_error(exc)
+        if known is not None:
+            return _fail(known)
         if os.environ.get("MLVC_DEBUG"):
             raise
         echo(f"internal error: {type(exc).__name__}: {exc}", err=True)

@@ -67,14 +67,3 @@ def test_a_file_named_backslash_is_named_as_the_problem(repo_dir):
     assert r.code == EXIT_BAD_PATH, r
     assert "data/\\" in r.err and "rename it" in r.err and "pointer" not in r.err, r
 
-
-def test_sqlite_disk_full_reaches_the_user_as_a_disk_error():
-    import sqlite3
-
-    from mlvc.cli.main import _sqlite_disk_error
-    from mlvc.errors import EXIT_DISK
-
-    assert _sqlite_disk_error(sqlite3.OperationalError("database or disk is full")).exit_code == EXIT_DISK
-    assert _sqlite_disk_error(sqlite3.OperationalError("disk I/O error")).exit_code == EXIT_DISK
-    assert _sqlite_disk_error(sqlite3.OperationalError("no such table: x")) is None
-    assert _sqlite_disk_error(ValueError("database or disk is full")) is None
