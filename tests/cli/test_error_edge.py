@@ -1,5 +1,6 @@
 """Errors that escape the layers below still reach the user as their documented exit codes."""
 
+
 def test_sqlite_disk_full_reaches_the_user_as_a_disk_error():
     import sqlite3
 
