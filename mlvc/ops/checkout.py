@@ -3,9 +3,12 @@
 Per artifact, everything is planned before anything is touched: which files
 to write, which to remove, and whether any of them holds content mlvc has
 never stored (a conflict unless `--force`).  New files are written to temp
-files beside their destination and verified against their ids; only when
-every file of the artifact is ready are they renamed into place.  A corrupt
-or missing object therefore leaves that artifact's workspace untouched.
+files under `.mlvc/tmp/` and verified against their ids; only when every file
+of the artifact is ready are they renamed into place.  A corrupt or missing
+object therefore leaves that artifact's workspace untouched, and a killed
+checkout leaves nothing in the workspace.  Every directory on the way is
+opened without following symlinks (`mlvc.safepath`), so no pointer can make
+checkout write outside the repository.
 """
 
 from __future__ import annotations
