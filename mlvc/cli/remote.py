@@ -150,6 +150,30 @@ def remote_default(name: Optional[str] = typer.Argument(None, help="Remote to ma
         echo(f"default remote: {name}" if not unset else "no default remote")
 
 
+@remote_app.command("unlock")
+def remote_unlock(name: Optional[str] = typer.Argument(None, help="Remote (default: the default remote)."),
+                  force: bool = typer.Option(False, "--force", help="Also remove a lock held by a process "
+                                             "still running on this machine."),
+                  quiet: bool = QUIET):
+    """Remove the gc and push locks of a remote, left by a process that crashed on another machine.
+
+    Locks of dead processes of this machine are broken automatically; run this only when no
+    `mlvc gc --remote` or `mlvc push` is running against the remote anywhere."""
+    from ..store.locks import break_locks
+
+    with open_repo() as repo:
+        _rdef, rstore = repo.remote_store(name)
+        try:
+            removed = break_locks(rstore.backend, force=force)
+        finally:
+            rstore.close()
+    if not quiet:
+        for lock in removed:
+            echo(f"removed {lock.key}: {lock.info.describe()}")
+        if not removed:
+            echo("no locks")
+
+
 # ---------------------------------------------------------------- transfers
 def _exit_code(failed_codes: dict[str, int], done: list[str]) -> int:
     codes = set(failed_codes.values())

@@ -123,7 +123,7 @@ def _looks_like_checkpoint(name: str) -> bool:
 def checkpoint_diff(store, old_fid: bytes, new_fid: bytes, name: str, rel: str = "") -> CheckpointDiff | None:
     """Tensor-level comparison of two stored files; None when they are not both checkpoints."""
     from ..checkpoint import HEAD_SIZE, detect_format, group_by_module, read_layout, relative_l2_change
-    from ..checkpoint import tensor_bytes as read_tensor
+    from ..checkpoint import comparable_bytes as read_tensor
     from .chunked_reader import ChunkedFile
 
     try:
@@ -154,11 +154,11 @@ def checkpoint_diff(store, old_fid: bytes, new_fid: bytes, name: str, rel: str =
                 changes[n] = TensorChange(n, "modified", b.dtype if a.dtype == b.dtype else f"{a.dtype} -> {b.dtype}",
                                           list(a.shape), list(b.shape))
                 continue
-            da, db = read_tensor(fa, a), read_tensor(fb, b)
+            (da, exact_a), (db, exact_b) = read_tensor(fa, a), read_tensor(fb, b)
             if da == db:
                 continue
-            try:
-                l2 = relative_l2_change(da, db, a.dtype)
+            try:  # no weight change for expanded views: their elements are never materialized
+                l2 = relative_l2_change(da, db, a.dtype) if exact_a and exact_b else None
             except MlvcError:
                 l2 = None
             changes[n] = TensorChange(n, "modified", a.dtype, list(a.shape), list(b.shape), l2)

@@ -44,6 +44,7 @@ from .packs import (
     PackWriter,
     decode_index,
     index_name,
+    record_size_error,
 )
 from .state import CompleteRoots
 
@@ -84,6 +85,8 @@ def decode_verify(typ: int, oid: bytes, c: int, payload, raw: int, where: str) -
     from ..objects import FileManifest
 
     name = to_oid(oid)
+    if (err := record_size_error(typ, oid, len(payload), raw, where)) is not None:
+        raise err
     try:
         data = codec.decode(c, payload, raw)  # RAW: the payload itself, no copy
     except Exception:
@@ -408,6 +411,8 @@ class PackStore:
             return decode_verify(typ, oid, e.codec, writer.read_back(e), e.raw, "a pack being written")
         no, c, off, stored, raw = loc
         where = f"pack {self._pack_names[no]} ({self.name})"
+        if (err := record_size_error(typ, oid, stored, raw, where)) is not None:
+            raise err  # before reading: a declared 4 GiB must not be fetched or allocated
         payload = self._reader(no)(off, stored)
         if len(payload) != stored:
             raise CorruptObjectError(to_oid(oid), where, f"{stored} bytes", f"{len(payload)} bytes (truncated pack)")
@@ -439,13 +444,19 @@ class PackStore:
                                                                    "a pack being written"))
                 i += 1
                 continue
-            no, _c, off, stored, _raw = loc
+            no, _c, off, stored, raw = loc
+            if (err := record_size_error(key[0], key[1], stored, raw, f"pack {self._pack_names[no]}")) is not None:
+                yield key, 0, b"", 0, None, err  # before reading: no writer produces such a record
+                i += 1
+                continue
             run = [(key, loc)]
             end = off + stored
             j = i + 1
             while j < len(keys) and end - off < COALESCE_LIMIT:
                 nloc = self._index[keys[j][0]].get(keys[j][1])
                 if nloc is None or nloc[0] != no or not (end + RECORD.size <= nloc[2] <= end + RECORD.size + gap):
+                    break
+                if record_size_error(keys[j][0], keys[j][1], nloc[3], nloc[4], "") is not None:
                     break
                 run.append((keys[j], nloc))
                 end = nloc[2] + nloc[3]
