@@ -158,7 +158,14 @@ def remote_unlock(name: Optional[str] = typer.Argument(None, help="Remote (defau
     """Remove the gc and push locks of a remote, left by a process that crashed on another machine.
 
     Locks of dead processes of this machine are broken automatically; run this only when no
-    `mlvc gc --remote` or `mlvc push` is running against the remote anywhere."""
+    `mlvc gc --remote` or `mlvc push` is running against the remote anywhere.
+
+    Examples:
+
+    \b
+      mlvc remote unlock shared
+      mlvc remote unlock origin --force
+    """
     from ..store.locks import break_locks
 
     with open_repo() as repo:

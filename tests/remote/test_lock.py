@@ -81,13 +81,14 @@ def test_expired_lock_is_broken_and_the_old_holder_cannot_release_it(remote: Bac
 
 
 def test_refresh_extends_the_lease(remote: Backend) -> None:
-    lock = RemoteLock(remote, owner="long-gc", ttl_s=0.5)
+    lock = RemoteLock(remote, owner="long-gc", ttl_s=3.0)  # leases of seconds: a loaded CI machine stalls
     first = lock.acquire()
-    time.sleep(0.3)
+    time.sleep(1.8)
     renewed = lock.refresh()
     assert renewed.expires > first.expires
     assert renewed.token == first.token
-    time.sleep(0.3)  # past the first expiry, within the renewed one
+    time.sleep(max(0.0, first.expires - time.time() + 0.2))  # past the first expiry, within the renewed one
+    assert time.time() < renewed.expires
     with pytest.raises(LockedError):
         RemoteLock(remote, owner="other", ttl_s=60).acquire()
     assert lock.release() is True
