@@ -109,6 +109,45 @@ def decode_verify(typ: int, oid: bytes, c: int, payload, raw: int, where: str, c
     return data
 
 
+def check_pack_file(path: Path, entries: list[IndexEntry], where: str) -> dict[Key, CorruptObjectError]:
+    """Every record of a local pack file checked against its id, read through a memory map (no
+    copy); {(type, id): error} of the damaged ones."""
+    problems: dict[Key, CorruptObjectError] = {}
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        mapped = mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ) if size else None
+        try:
+            view = memoryview(mapped) if mapped is not None else memoryview(b"")
+            payload = None
+            if mapped is not None:
+                try:
+                    mapped.madvise(MADV_POPULATE_READ, 0, size)
+                except (OSError, ValueError):
+                    pass
+            for e in entries:
+                try:
+                    if (bad := record_size_error(e.type, e.oid, e.stored, e.raw, where)) is not None:
+                        raise bad
+                    payload = view[e.offset:e.offset + e.stored]
+                    if len(payload) != e.stored:
+                        raise CorruptObjectError(to_oid(e.oid), where, f"{e.stored} bytes",
+                                                 f"{len(payload)} bytes (truncated pack)")
+                    decode_verify(e.type, e.oid, e.codec, payload, e.raw, where)
+                except CorruptObjectError as exc:
+                    # kept without its traceback: the frames hold views of the map
+                    exc.__traceback__, exc.__context__ = None, None
+                    problems[(e.type, e.oid)] = exc
+            payload = None  # no view may outlive the map
+            view.release()
+        finally:
+            if mapped is not None:
+                try:
+                    mapped.close()
+                except BufferError:
+                    pass  # a view is still referenced somewhere: unmapped when it goes
+    return problems
+
+
 class _NoMarks:
     """Completeness marks of a store that keeps none (remotes): nothing is known complete."""
 

@@ -33,7 +33,7 @@ from ..hashing import from_oid, to_oid
 from ..objects import FileManifest, TreeManifest
 from ..progress import NULL, Progress
 from .packs import CHUNK, FILE_MANIFEST, TREE_MANIFEST, TYPE_NAMES, decode_index, record_size_error
-from .packstore import COALESCE_LIMIT, PACKS, PackStore, decode_verify, wrap_os_error
+from .packstore import COALESCE_LIMIT, PACKS, PackStore, check_pack_file, wrap_os_error
 
 WHOLE_PACK_FRACTION = 0.5  # copy a remote pack whole when at least this share of its bytes is needed
 PHASES = (CHUNK, FILE_MANIFEST, TREE_MANIFEST)
@@ -345,27 +345,15 @@ class _Transfer:
                 self.result.requests += 1
                 self.whole_downloads += 1
             idx = src.index_bytes(pack)
-            problems: dict[Key, CorruptObjectError] = {}
-            with open(tmp, "rb") as f:
-                fd = f.fileno()
-                for e in decode_index(idx, pack):
-                    try:
-                        if (bad := record_size_error(e.type, e.oid, e.stored, e.raw, where)) is not None:
-                            raise bad
-                        payload = os.pread(fd, e.stored, e.offset)  # (from the page cache: just written)
-                        if len(payload) != e.stored:
-                            raise CorruptObjectError(to_oid(e.oid), where, f"{e.stored} bytes",
-                                                     f"{len(payload)} bytes (truncated pack)")
-                        decode_verify(e.type, e.oid, e.codec, payload, e.raw, where)
-                    except CorruptObjectError as exc:
-                        problems[(e.type, e.oid)] = exc
-                if problems:  # keep the good objects this transfer needs, fail the others
+            problems = check_pack_file(tmp, decode_index(idx, pack), where)
+            if problems:  # keep the good objects this transfer needs, fail the others
+                with open(tmp, "rb") as f:
                     for key, loc, who in items:
                         if key in problems:
                             self.fail(who, problems[key])
                         elif not (key[0] != CHUNK and set(who) <= self.failed):
-                            self._put(key, loc[1], os.pread(fd, loc[3], loc[2]), loc[4])
-                    return
+                            self._put(key, loc[1], os.pread(f.fileno(), loc[3], loc[2]), loc[4])
+                return
             try:
                 dst.adopt_pack(tmp, pack, idx)
             except OSError as exc:
