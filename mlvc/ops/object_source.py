@@ -1,0 +1,200 @@
+"""Where reads of stored objects come from: the local cache, else the default remote.
+
+`ObjectSource` is the one place the read API (`mlvc.open/read`, the `mlvc`
+fsspec filesystem, `mlvc.torch.load_tensor`) touches the store layer.  An
+object the cache lacks is located in the remote's pack indexes and fetched
+with ranged reads of just its bytes (adjacent objects coalesced into one
+request), verified against its id, and kept in the cache so the next read is
+local.  Nothing else is downloaded: one tensor of a 10 GB checkpoint costs the
+index listing plus the ranges of the chunks that hold the tensor.
+
+Store-layer calls (the whole surface, for re-pointing at a new store):
+``repo.store``: ``has(typ, oid)``, ``get(typ, oid)``, ``iter_chunks(ids)``,
+``put_stored(typ, oid, codec, payload, raw)``, ``commit()``, ``lock()``;
+``mlvc.remote.config.load_remote(repo, name)`` -> ``.backend()``, ``.resolved_url``,
+``.default_jobs()``; ``RemoteIndex(backend, cache_dir_for(cache_dir, url)).load()``
+-> ``.location(typ, oid)``, ``.downloaded``; ``backend.get_range(key, start, n)``;
+``mlvc.remote.transfer.verify_payload``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..errors import MlvcError, ObjectNotFoundError, RemoteNotFoundError
+from ..hashing import to_oid
+from ..objects import FileManifest, TreeManifest
+from ..store.cache import CHUNK, FILE_MANIFEST, TREE_MANIFEST
+
+RANGE_GAP = 64 * 1024  # read across gaps up to this size rather than issue another request
+RANGE_MAX = 16 * 1024 * 1024  # ... into requests of at most this size
+
+
+@dataclass
+class SourceStats:
+    """What reads cost beyond the cache: remote requests (index listing and downloads, ranges)."""
+
+    requests: int = 0
+    bytes_downloaded: int = 0
+    objects_fetched: int = 0
+
+
+class ObjectSource:
+    """Verified objects of one repository, from its cache or (when missing) a remote.
+
+    `remote`: a configured remote's name (None: the default one).  `cache`: keep
+    fetched objects in the local cache (published by `close`).
+    """
+
+    def __init__(self, repo, remote: str | None = None, *, cache: bool = True):
+        self.repo = repo
+        self.store = repo.store
+        self.remote_name = remote
+        self.cache = cache
+        self.stats = SourceStats()
+        self._remote = None  # (backend, remote index), loaded on the first miss
+        self._held: dict[tuple[int, bytes], bytes] = {}  # fetched objects when not caching
+        self._dirty = False
+
+    # ------------------------------------------------------------------ remote
+    def _remote_parts(self, missing: bytes):
+        if self._remote is None:
+            from ..remote.config import load_remote
+            from ..remote.index import RemoteIndex, cache_dir_for
+
+            try:
+                rdef = load_remote(self.repo, self.remote_name)
+            except RemoteNotFoundError as exc:
+                raise ObjectNotFoundError(
+                    to_oid(missing), "the cache",
+                    hint=f"{exc} ({exc.hint})" if exc.hint else str(exc)) from None
+            backend = rdef.backend()
+            rindex = RemoteIndex(backend, cache_dir_for(self.repo.cache_dir, rdef.resolved_url))
+            rindex.load(jobs=rdef.default_jobs())
+            self.stats.requests += 1 + rindex.downloaded
+            self._remote = (backend, rindex)
+        return self._remote
+
+    def _have(self, typ: int, oid: bytes) -> bool:
+        return (typ, oid) in self._held or self.store.has(typ, oid)
+
+    def _fetch(self, keys: list[tuple[int, bytes]]) -> None:
+        """Download the objects `keys` (all missing from the cache) with coalesced ranged reads."""
+        from ..remote.index import PACKS_PREFIX
+        from ..remote.transfer import verify_payload
+
+        backend, rindex = self._remote_parts(keys[0][1])
+        located = []
+        for typ, oid in dict.fromkeys(keys):
+            loc = rindex.location(typ, oid)
+            if loc is None:
+                raise ObjectNotFoundError(to_oid(oid), f"the cache and remote {backend.describe()}",
+                                          hint="run `mlvc push` on a machine that has it")
+            located.append(((typ, oid), loc))
+        located.sort(key=lambda item: (item[1][0], item[1][2]))
+        runs: list[tuple[list, int]] = []  # (items, end offset) per ranged read
+        for item in located:
+            pack, _, off, stored, _ = item[1]
+            if runs:
+                items, end = runs[-1]
+                first = items[0][1]
+                if first[0] == pack and off - end <= RANGE_GAP and off + stored - first[2] <= RANGE_MAX:
+                    items.append(item)
+                    runs[-1] = (items, max(end, off + stored))
+                    continue
+            runs.append(([item], off + stored))
+        for run, end in runs:
+            pack, start = run[0][1][0], run[0][1][2]
+            where = f"remote pack {pack}"
+            data = backend.get_range(f"{PACKS_PREFIX}{pack}.pack", start, end - start)
+            self.stats.requests += 1
+            self.stats.bytes_downloaded += len(data)
+            mv = memoryview(data)
+            for (typ, oid), (_, c, off, stored, raw) in run:
+                payload = bytes(mv[off - start: off - start + stored])
+                body = verify_payload(typ, oid, c, payload, raw, where)  # CorruptObjectError if short/bad
+                self.stats.objects_fetched += 1
+                if self.cache:
+                    self.store.put_stored(typ, oid, c, payload, raw)
+                    self._dirty = True
+                else:
+                    self._held[(typ, oid)] = body
+
+    # ------------------------------------------------------------------ reads
+    def read_object(self, typ: int, oid: bytes) -> bytes:
+        """An object's bytes, verified against its id."""
+        held = self._held.get((typ, oid))
+        if held is not None:
+            return held
+        if not self.store.has(typ, oid):
+            self._fetch([(typ, oid)])
+            held = self._held.get((typ, oid))
+            if held is not None:
+                return held
+        return self.store.get(typ, oid)
+
+    def tree(self, oid: bytes) -> TreeManifest:
+        return TreeManifest.decode(self.read_object(TREE_MANIFEST, oid), oid)
+
+    def file_manifest(self, file_id: bytes) -> FileManifest:
+        return FileManifest.decode(self.read_object(FILE_MANIFEST, file_id), file_id)
+
+    def file_chunks(self, file_id: bytes) -> tuple[tuple[bytes, int], ...]:
+        """The (chunk id, length) list of a file."""
+        return self.file_manifest(file_id).chunks
+
+    def iter_chunks(self, chunk_ids):
+        """Verified bytes of each (chunk id, length), in order; missing ones fetched first in one batch.
+
+        (The interface `ChunkedFile` reads through, like the cache's own `iter_chunks`.)
+        """
+        ids = list(chunk_ids)
+        missing = [(CHUNK, cid) for cid, _ in ids if not self._have(CHUNK, cid)]
+        if missing:
+            self._fetch(missing)
+        i = 0
+        while i < len(ids):
+            if (CHUNK, ids[i][0]) in self._held:
+                yield self._held[(CHUNK, ids[i][0])]
+                i += 1
+                continue
+            j = i
+            while j < len(ids) and (CHUNK, ids[j][0]) not in self._held:
+                j += 1
+            yield from self.store.iter_chunks(ids[i:j])
+            i = j
+
+    def open_file(self, file_id: bytes, name: str = ""):
+        """A seekable, read-only raw file over a stored file (only the chunks a read touches are fetched)."""
+        from .chunked_reader import ChunkedFile
+
+        return ChunkedFile(self, self.file_chunks(file_id), name=name)
+
+    def read_range(self, file_id: bytes, offset: int, length: int) -> bytes:
+        f = self.open_file(file_id)
+        f.seek(offset)
+        return f.read(length)
+
+    # ------------------------------------------------------------------ lifetime
+    def flush(self) -> None:
+        """Publish the objects fetched so far into the cache."""
+        if self._dirty:
+            with self.store.lock():  # shared, as fetch: a concurrent gc waits
+                self.store.commit()
+            self._dirty = False
+
+    def close(self) -> None:
+        try:
+            self.flush()
+        except MlvcError:
+            self.store.abort()  # the cache is an optimisation here: the read itself succeeded
+        self._held.clear()
+
+    def __enter__(self) -> "ObjectSource":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+__all__ = ["ObjectSource", "SourceStats"]

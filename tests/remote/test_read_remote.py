@@ -1,0 +1,80 @@
+"""Reading old versions from a fresh clone with nothing pulled: objects come from the remote,
+only those the reads need (ranged reads of remote packs), on a directory remote and on moto S3."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import mlvc
+from mlvc.errors import ObjectNotFoundError
+from mlvc.ops.read import RevisionView
+from mlvc.repo import Repo
+
+from .helpers import add_remote, clone, commit, git, make_repo, ok, rand_bytes, write
+
+
+def _project(tmp_path: Path, spec) -> Path:
+    repo = make_repo(tmp_path / "work")
+    add_remote(repo, spec)
+    write(repo / "big.bin", rand_bytes(3_000_000, 1))
+    write(repo / "data" / "table.csv", b"x,y\n1,2\n")
+    for i in range(20):
+        write(repo / "data" / "parts" / f"p{i}.txt", f"part {i}\n".encode())
+    write(repo / "params.yaml", b"lr: 1\n")
+    ok(repo, "add", "-q", "big.bin", "data")
+    commit(repo, "v1")
+    git(repo, "tag", "v1")
+    write(repo / "data" / "table.csv", b"x,y\n1,2\n5,6\n")
+    write(repo / "params.yaml", b"lr: 2\n")
+    ok(repo, "add", "-q", "data")
+    commit(repo, "v2")
+    ok(repo, "push", "-q", "--all-commits")
+    return repo
+
+
+def test_fresh_clone_reads_every_revision_without_pull(tmp_path: Path, remote_spec, monkeypatch) -> None:
+    repo = _project(tmp_path, remote_spec)
+    fresh = clone(repo, tmp_path / "fresh")
+    monkeypatch.chdir(fresh)
+    assert mlvc.read("data/table.csv", rev="v1") == b"x,y\n1,2\n"
+    assert mlvc.read("data/table.csv", rev="main", mode="r") == "x,y\n1,2\n5,6\n"
+    assert mlvc.read("data/parts/p7.txt", rev="v1") == b"part 7\n"
+    assert mlvc.read("params.yaml", rev="v1") == b"lr: 1\n"
+    assert mlvc.read("big.bin", rev="v1") == (repo / "big.bin").read_bytes()
+    assert not (fresh / "data").exists() and not (fresh / "big.bin").exists()  # workspace untouched
+
+
+def test_a_small_read_fetches_only_its_chunks_and_keeps_them(tmp_path: Path, remote_spec) -> None:
+    repo = _project(tmp_path, remote_spec)
+    fresh = clone(repo, tmp_path / "fresh")
+    r = Repo.find(fresh)
+    try:
+        with RevisionView(r, "v1") as view:
+            with view.open_raw(view.entry("big.bin")) as f:
+                f.seek(2_000_000)
+                assert f.read(100) == (repo / "big.bin").read_bytes()[2_000_000:2_000_100]
+            stats = view.source.stats
+            # the index listing and download, the file manifest, then the chunk holding the range
+            assert stats.bytes_downloaded < 400_000, stats
+            assert stats.requests <= 5, stats
+        with RevisionView(r, "v1") as view:  # what was fetched is in the cache now
+            with view.open_raw(view.entry("big.bin")) as f:
+                f.seek(2_000_000)
+                f.read(100)
+            assert view.source.stats.requests == 0
+    finally:
+        r.close()
+
+
+def test_object_missing_on_the_remote_names_it(tmp_path: Path, remote_spec) -> None:
+    repo = _project(tmp_path, remote_spec)
+    write(repo / "new.bin", b"never pushed")
+    ok(repo, "add", "-q", "new.bin")
+    commit(repo, "v3")
+    fresh = clone(repo, tmp_path / "fresh")
+    with pytest.raises(ObjectNotFoundError, match="missing from the cache and remote") as info:
+        mlvc.read("new.bin", rev="HEAD", repo=fresh)
+    assert "mlvc push" in info.value.hint
+    assert mlvc.read("data/table.csv", rev="v1", repo=fresh) == b"x,y\n1,2\n"
