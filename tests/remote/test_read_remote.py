@@ -78,3 +78,36 @@ def test_object_missing_on_the_remote_names_it(tmp_path: Path, remote_spec) -> N
         mlvc.read("new.bin", rev="HEAD", repo=fresh)
     assert "mlvc push" in info.value.hint
     assert mlvc.read("data/table.csv", rev="v1", repo=fresh) == b"x,y\n1,2\n"
+
+
+def test_load_tensor_fetches_only_that_tensors_byte_ranges(tmp_path: Path, remote_spec, monkeypatch) -> None:
+    import torch
+
+    import mlvc.torch as mt
+    from mlvc.ops import object_source
+
+    repo = make_repo(tmp_path / "work")
+    add_remote(repo, remote_spec)
+    g = torch.Generator().manual_seed(0)
+    sd = {f"layer{i}.weight": torch.randn(512, 512, generator=g) for i in range(8)}  # 8 MiB
+    torch.save(sd, repo / "model.pt")
+    ok(repo, "add", "-q", "model.pt")
+    commit(repo, "v1")
+    ok(repo, "push", "-q")
+    fresh = clone(repo, tmp_path / "fresh")
+    monkeypatch.chdir(fresh)
+
+    seen = []
+    real_fetch = object_source.ObjectSource._fetch
+
+    def counting(self, keys):
+        real_fetch(self, keys)
+        seen.append(self.stats)
+
+    monkeypatch.setattr(object_source.ObjectSource, "_fetch", counting)  # observes; the reads are real
+    t = mt.load_tensor("model.pt", "layer5.weight", rev="HEAD")
+    assert torch.equal(t, sd["layer5.weight"])
+    stats = seen[-1]
+    size = (repo / "model.pt").stat().st_size
+    assert stats.bytes_downloaded < size / 4, (stats, size)
+    assert not (fresh / "model.pt").exists()
