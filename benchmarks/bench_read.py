@@ -9,7 +9,8 @@ W1 is added and pushed to a moto S3 server on 127.0.0.1; then, each in a fresh
               tensor and for a median-sized one (ranged GETs of the remote packs)
     mlvc.read `mlvc.read("w1.pt", rev="HEAD")`: the whole file through the read API
     pull      `mlvc pull` of the file (whole packs)
-Requests are counted by the server (by method), bytes are the response bodies it sent.
+Requests are counted by the server (by method); bytes where they arrive (the remote
+backend's read methods, wrapped in the measured process).
 Results: the table on stdout and benchmarks/.work/results-read*.json.
 """
 
@@ -20,7 +21,6 @@ import contextlib
 import json
 import os
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -30,7 +30,7 @@ import workloads as W  # noqa: E402
 
 
 class Traffic:
-    """Requests and response bytes the moto server answers, by method."""
+    """Requests the moto server answers, by method."""
 
     def __init__(self):
         import collections
@@ -38,18 +38,15 @@ class Traffic:
 
         self.lock = threading.Lock()
         self.requests = collections.Counter()
-        self.bytes = collections.Counter()
 
-    def snapshot(self) -> tuple[dict, dict]:
+    def snapshot(self) -> dict:
         with self.lock:
-            return dict(self.requests), dict(self.bytes)
+            return dict(self.requests)
 
-    def since(self, snap) -> dict:
-        req0, b0 = snap
-        req1, b1 = self.snapshot()
+    def since(self, req0) -> dict:
+        req1 = self.snapshot()
         out = {"requests": {k: v - req0.get(k, 0) for k, v in req1.items() if v - req0.get(k, 0)}}
         out["requests_total"] = sum(out["requests"].values())
-        out["bytes"] = sum(b1.values()) - sum(b0.values())
         return out
 
 
@@ -65,7 +62,6 @@ def counted_moto():
     def log_request(self, code="-", size="-"):
         with traffic.lock:
             traffic.requests[getattr(self, "command", "?")] += 1
-            traffic.bytes[getattr(self, "command", "?")] += int(size) if str(size).isdigit() else 0
 
     handler.log_request = log_request
     import socket
@@ -84,17 +80,43 @@ def counted_moto():
         handler.log_request = orig
 
 
-LOAD_TENSOR = """
-import sys, time, mlvc.torch as mt
+# Bytes are counted where they arrive: RemoteBackend's read methods, wrapped in the measured process
+# (moto's request log gives no response sizes).  Requests are counted by the server.
+COUNT_BYTES = """
+import atexit, json, os, sys, time
+from mlvc.remote.backend import RemoteBackend
+moved = [0]
+def counted(name):
+    real = getattr(RemoteBackend, name)
+    def wrapper(self, key, *args, **kw):
+        out = real(self, key, *args, **kw)
+        if name == "get_file":
+            moved[0] += os.path.getsize(args[0])
+        else:
+            moved[0] += len(out)
+        return out
+    setattr(RemoteBackend, name, wrapper)
+for n in ("get_range", "get_bytes", "get_file"):
+    counted(n)
+"""
+LOAD_TENSOR = COUNT_BYTES + """
+import mlvc.torch as mt
 t0 = time.perf_counter()
 t = mt.load_tensor("w1.pt", sys.argv[1], rev="HEAD")
-print(time.perf_counter() - t0, t.numel() * t.element_size())
+print(time.perf_counter() - t0, moved[0])
 """
-READ_ALL = """
-import time, mlvc
+READ_ALL = COUNT_BYTES + """
+import mlvc
 t0 = time.perf_counter()
 n = len(mlvc.read("w1.pt", rev="HEAD"))
-print(time.perf_counter() - t0, n)
+print(time.perf_counter() - t0, moved[0])
+"""
+PULL = COUNT_BYTES + """
+import mlvc
+t0 = time.perf_counter()
+res = mlvc.pull()
+assert not res.failed, res.failed
+print(time.perf_counter() - t0, moved[0])
 """
 
 
@@ -135,25 +157,20 @@ def main() -> None:
             H.run(["git", "clone", "-q", str(src), str(dst)], base, env=env)
             return H.MlvcRepo(dst, env)
 
-        for label, info in picks.items():
-            clone = fresh(f"tensor-{label}")
+        def measure(label: str, what: str, script: str, *argv: str) -> None:
+            clone = fresh(label)
             snap = traffic.snapshot()
-            r = clone.sh(py, "-c", LOAD_TENSOR, info.name)
+            r = clone.sh(py, "-c", script, *argv)
             secs, nbytes = r.stdout.split()
-            t = traffic.since(snap)
-            rows.append({"what": f"load_tensor ({label}: {info.name}, {int(nbytes) / H.MiB:.1f} MiB)",
-                         "seconds": round(float(secs), 3), **t})
-        clone = fresh("read")
-        snap = traffic.snapshot()
-        r = clone.sh(py, "-c", READ_ALL)
-        secs, _n = r.stdout.split()
-        rows.append({"what": "mlvc.read (whole file)", "seconds": round(float(secs), 3), **traffic.since(snap)})
-        clone = fresh("pull")
-        snap = traffic.snapshot()
-        t0 = time.perf_counter()
-        clone.sh(H.mlvc_bin(), "pull", "-q")
-        rows.append({"what": "mlvc pull (whole file)", "seconds": round(time.perf_counter() - t0, 3),
-                     **traffic.since(snap)})
+            rows.append({"what": what, "seconds": round(float(secs), 3), **traffic.since(snap),
+                         "bytes": int(nbytes)})
+            H.log(f"{what}: {rows[-1]}")
+
+        for label, info in picks.items():
+            measure(f"tensor-{label}", f"load_tensor ({label}: {info.name}, {info.nbytes / H.MiB:.2f} MiB)",
+                    LOAD_TENSOR, info.name)
+        measure("read", "mlvc.read (whole file)", READ_ALL)
+        measure("pull", "mlvc pull (whole file)", PULL)
     print(f"W1: {size / H.MiB:.0f} MiB, {len(layout.tensors)} tensors (scale {args.scale})")
     print(f"{'what':64} {'requests':>8} {'MiB moved':>10} {'% of file':>9} {'seconds':>8}  by method")
     for row in rows:

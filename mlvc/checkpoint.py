@@ -187,6 +187,25 @@ def read_layout(fileobj: BinaryIO) -> CheckpointLayout:
     raise CheckpointFormatError("not a torch.save zip or safetensors checkpoint")
 
 
+def layout_ranges(fileobj: BinaryIO) -> list[tuple[int, int]]:
+    """(offset, length) of the scattered regions `read_layout` will read beyond the file's head and
+    end: the zip local headers of a torch checkpoint (a safetensors header is at the head).
+
+    Reading the zip's central directory costs a read at the end of the file; a reader that
+    fetches over a network can prefetch these ranges in one batch instead of one by one.
+    """
+    fileobj.seek(0)
+    head = fileobj.read(HEAD_SIZE)
+    if detect_format(head, str(getattr(fileobj, "name", ""))) != TORCH_ZIP:
+        return []
+    try:
+        with zipfile.ZipFile(fileobj) as archive:
+            infos = archive.infolist()
+    except zipfile.BadZipFile as err:
+        raise CheckpointFormatError(f"damaged torch checkpoint: {err}") from err
+    return [(i.header_offset, _ZIP_LOCAL_HEADER.size + len(i.orig_filename.encode()) + 256) for i in infos]
+
+
 def _read_safetensors(fileobj: BinaryIO) -> CheckpointLayout:
     fileobj.seek(0)
     (header_len,) = struct.unpack("<Q", _read_exact(fileobj, 8))

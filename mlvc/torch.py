@@ -443,12 +443,16 @@ def load_tensor(path: str | os.PathLike, name: str, rev: str | None = None, *, r
     from . import checkpoint as ckpt
 
     torch = _torch()
+    from .hashing import from_oid
+
     view, entry = _view_and_entry(path, rev, repo, remote)
     f = view.open_raw(entry)
     try:
         head = f.read(ckpt.HEAD_SIZE)
         if ckpt.detect_format(head, f.name) is None:
             raise ckpt.CheckpointFormatError(f"{path}: not a torch.save zip or safetensors checkpoint")
+        file_id = from_oid(entry.ref)
+        view.source.prefetch(file_id, ckpt.layout_ranges(f))  # the zip's local headers, in one batch
         layout = ckpt.read_layout(f)
         info = None
         for candidate in (name, *(w + name for w in ckpt.STATE_DICT_WRAPPERS)):
@@ -462,6 +466,7 @@ def load_tensor(path: str | os.PathLike, name: str, rev: str | None = None, *, r
             raise MlvcError(f"{path}: no tensor named {name!r} (has {names})")
         if info.dtype not in _TORCH_DTYPES:
             raise MlvcError(f"{path}: tensor {info.name!r} has dtype {info.dtype}, which load_tensor does not read")
+        view.source.prefetch(file_id, [(info.offset, info.nbytes)])
         raw = ckpt.tensor_bytes(f, info)
     finally:
         f.close()

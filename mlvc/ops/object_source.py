@@ -53,6 +53,7 @@ class ObjectSource:
         self.cache = cache
         self.stats = SourceStats()
         self._remote = None  # (backend, remote index), loaded on the first miss
+        self._jobs = 1
         self._held: dict[tuple[int, bytes], bytes] = {}  # fetched objects when not caching
         self._dirty = False
         # Publish fetched objects before the cache's pack writer fills: the cache publishes a
@@ -75,6 +76,7 @@ class ObjectSource:
                     hint=f"{exc} ({exc.hint})" if exc.hint else str(exc)) from None
             backend = rdef.backend()
             rindex = RemoteIndex(backend, cache_dir_for(self.repo.cache_dir, rdef.resolved_url))
+            self._jobs = max(1, rdef.default_jobs() * 2)  # ranged reads are small: more in flight
             rindex.load(jobs=rdef.default_jobs())
             self.stats.requests += 1 + rindex.downloaded
             self._remote = (backend, rindex)
@@ -108,10 +110,21 @@ class ObjectSource:
                     runs[-1] = (items, max(end, off + stored))
                     continue
             runs.append(([item], off + stored))
-        for run, end in runs:
+        def get(run_end):
+            run, end = run_end
+            pack, start = run[0][1][0], run[0][1][2]
+            return backend.get_range(f"{PACKS_PREFIX}{pack}.pack", start, end - start)
+
+        if len(runs) == 1:
+            datas = [get(runs[0])]
+        else:
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(max_workers=min(len(runs), self._jobs)) as pool:
+                datas = list(pool.map(get, runs))
+        for (run, _end), data in zip(runs, datas, strict=True):
             pack, start = run[0][1][0], run[0][1][2]
             where = f"remote pack {pack}"
-            data = backend.get_range(f"{PACKS_PREFIX}{pack}.pack", start, end - start)
             self.stats.requests += 1
             self.stats.bytes_downloaded += len(data)
             mv = memoryview(data)
@@ -177,6 +190,29 @@ class ObjectSource:
         from .chunked_reader import ChunkedFile
 
         return ChunkedFile(self, self.file_chunks(file_id), name=name)
+
+    def prefetch(self, file_id: bytes, ranges) -> int:
+        """Fetch, in one batch of parallel ranged reads, the chunks of a file that cover the
+        (offset, length) `ranges` and that the cache lacks; returns how many were fetched."""
+        import bisect
+
+        chunks = self.file_chunks(file_id)
+        starts, pos = [], 0
+        for _, n in chunks:
+            starts.append(pos)
+            pos += n
+        wanted: dict[bytes, None] = {}
+        for off, length in ranges:
+            if length <= 0 or off >= pos:
+                continue
+            first = bisect.bisect_right(starts, off) - 1
+            last = bisect.bisect_right(starts, min(pos, off + length) - 1) - 1
+            for cid, _ in chunks[first:last + 1]:
+                if not self._have(CHUNK, cid):
+                    wanted[cid] = None
+        if wanted:
+            self._fetch([(CHUNK, cid) for cid in wanted])
+        return len(wanted)
 
     def read_range(self, file_id: bytes, offset: int, length: int) -> bytes:
         f = self.open_file(file_id)
