@@ -25,9 +25,13 @@ from ..errors import MlvcError, ObjectNotFoundError, RemoteNotFoundError
 from ..hashing import to_oid
 from ..objects import FileManifest, TreeManifest
 from ..store.cache import CHUNK, FILE_MANIFEST, TREE_MANIFEST
+from .chunked_reader import ChunkedFile
 
 RANGE_GAP = 64 * 1024  # read across gaps up to this size rather than issue another request
 RANGE_MAX = 16 * 1024 * 1024  # ... into requests of at most this size
+READ_AHEAD_AFTER = 256 * 1024  # a sequential run this long turns read-ahead on
+READ_AHEAD_MIN = 1 << 20
+READ_AHEAD_MAX = 32 << 20
 
 
 @dataclass
@@ -186,10 +190,9 @@ class ObjectSource:
             i = j
 
     def open_file(self, file_id: bytes, name: str = ""):
-        """A seekable, read-only raw file over a stored file (only the chunks a read touches are fetched)."""
-        from .chunked_reader import ChunkedFile
-
-        return ChunkedFile(self, self.file_chunks(file_id), name=name)
+        """A seekable, read-only raw file over a stored file (only the chunks a read touches are
+        fetched; sequential reads fetch ahead in growing windows)."""
+        return _ReadAheadFile(self, file_id, self.file_chunks(file_id), name=name)
 
     def prefetch(self, file_id: bytes, ranges) -> int:
         """Fetch, in one batch of parallel ranged reads, the chunks of a file that cover the
@@ -240,6 +243,33 @@ class ObjectSource:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+class _ReadAheadFile(ChunkedFile):
+    """A ChunkedFile that, on reads continuing where the previous one ended, fetches the missing
+    chunks of a window ahead in one batch (after READ_AHEAD_AFTER bytes in a row; 1 MiB, doubling up
+    to READ_AHEAD_MAX): a streaming
+    reader costs a few large ranged reads instead of one request per chunk.  Random reads
+    (a checkpoint's layout, one tensor) fetch only what they touch."""
+
+    def __init__(self, source: ObjectSource, file_id: bytes, chunks, name: str = ""):
+        super().__init__(source, chunks, name=name)
+        self._source = source
+        self._file_id = file_id
+        self._next = -1  # where the previous read ended
+        self._run = 0  # bytes read sequentially up to there
+        self._window = READ_AHEAD_MIN
+
+    def readinto(self, b) -> int:
+        if self._pos != self._next:
+            self._run, self._window = 0, READ_AHEAD_MIN
+        elif self._run >= READ_AHEAD_AFTER and self._pos < self._size:
+            self._source.prefetch(self._file_id, [(self._pos, max(len(b), self._window))])
+            self._window = min(self._window * 2, READ_AHEAD_MAX)
+        n = super().readinto(b)
+        self._run += n
+        self._next = self._pos
+        return n
 
 
 __all__ = ["ObjectSource", "SourceStats"]

@@ -267,11 +267,18 @@ def _workspace_files(repo) -> list[str]:
 class _Closing(io.BufferedReader):
     """A buffered reader that also closes the revision view (and publishes fetched objects)."""
 
-    def __init__(self, raw, view: RevisionView, size: int, close_repo: bool):
+    def __init__(self, raw, view: RevisionView, entry: FileEntry, close_repo: bool):
         super().__init__(raw, buffer_size=1 << 20)
         self._view = view
+        self._entry = entry
         self._close_repo = close_repo
-        self.size = size
+        self.size = view.size(entry)
+
+    def prefetch_all(self) -> None:
+        """Fetch every missing object of the file now, in one batch (before a whole-file read)."""
+        entry = self._entry
+        if entry.source == ARTIFACT:
+            self._view.source.prefetch(from_oid(entry.ref), [(0, self.size)])
 
     def close(self) -> None:
         if self.closed:
@@ -315,7 +322,7 @@ def open_file(repo, path: str | os.PathLike, rev: str | None = None, mode: str =
     try:
         entry = view.entry(rel)
         raw = view.open_raw(entry)
-        f = _Closing(raw, view, view.size(entry), close_repo)
+        f = _Closing(raw, view, entry, close_repo)
     except BaseException:
         view.close()
         raise
@@ -325,7 +332,10 @@ def open_file(repo, path: str | os.PathLike, rev: str | None = None, mode: str =
 
 
 def read(repo, path: str | os.PathLike, rev: str | None = None, mode: str = "rb", **kw) -> bytes | str:
+    """The whole file; what the cache lacks is fetched first in one batch of parallel ranged reads."""
     with open_file(repo, path, rev, mode, **kw) as f:
+        binary = f if "b" in mode else f.buffer
+        binary.prefetch_all()
         return f.read()
 
 

@@ -111,3 +111,26 @@ def test_load_tensor_fetches_only_that_tensors_byte_ranges(tmp_path: Path, remot
     size = (repo / "model.pt").stat().st_size
     assert stats.bytes_downloaded < size / 4, (stats, size)
     assert not (fresh / "model.pt").exists()
+
+
+def test_streaming_and_whole_file_reads_are_few_large_requests(tmp_path: Path, remote_spec) -> None:
+    repo = _project(tmp_path, remote_spec)
+    want = (repo / "big.bin").read_bytes()
+    fresh = clone(repo, tmp_path / "fresh")
+    r = Repo.find(fresh)
+    try:
+        with RevisionView(r, "v1") as view:
+            with view.open_raw(view.entry("big.bin")) as f:
+                got = b"".join(iter(lambda: f.read(8192), b""))  # a streaming reader's pattern
+            assert got == want
+            assert view.source.stats.requests <= 16, view.source.stats  # not one per chunk: read ahead
+    finally:
+        r.close()
+    other = clone(repo, tmp_path / "other")
+    r = Repo.find(other)
+    try:
+        from mlvc.ops.read import read
+
+        assert read(r, "big.bin", "v1") == want
+    finally:
+        r.close()
