@@ -156,6 +156,7 @@ def read(path: str | Path, rev: str | None = None, mode: str = "rb", *, remote: 
     Same arguments and sources as `mlvc.open`.
     """
     with open(path, rev, mode, remote=remote, repo=repo, encoding=encoding, errors=errors) as f:
+        (f if "b" in mode else f.buffer).prefetch_all()  # what the cache lacks: one batch of ranged reads
         return f.read()
 
 
