@@ -521,26 +521,59 @@ def storage_boundaries(layout: CheckpointLayout) -> list[int]:
     return sorted(cuts)
 
 
-def group_by_module(names: Iterable[str], depth: int = 1) -> dict[str, list[str]]:
-    """Names grouped by their first `depth` dotted components, the parameter name excluded.
+# Top-level keys of a training checkpoint that hold state other than the model's tensors.
+TRAINING_STATE_KEYS = frozenset({"optimizer", "optimizer_state", "optimizer_states", "optim", "scheduler",
+                                 "lr_scheduler", "lr_schedulers", "scaler", "grad_scaler", "amp"})
+# Hugging Face base-model attributes (`base_model_prefix`): a `*ForCausalLM` keeps nearly all of its
+# weights under one of these, so its modules are the base model's children plus the heads
+# (`model.embed_tokens`, `model.layers`, `model.norm`, `lm_head`).
+BASE_MODEL_PREFIXES = frozenset({"model", "transformer", "gpt_neox", "bert", "roberta", "deberta", "distilbert",
+                                 "albert", "electra", "xlm_roberta", "vit", "backbone", "language_model",
+                                 "vision_model", "vision_tower", "text_model"})
 
-    A leading "model." / "state_dict." wrapper (a checkpoint that nests the
-    state dict) is skipped, so "model.encoder.weight" belongs to "encoder".
-    A top-level parameter ("temperature") is its own module.
+
+def state_dict_wrapper(names: Iterable[str]) -> str:
+    """The prefix that wraps the state dict in a training checkpoint (`{"model": sd, "optimizer": ...}`
+    flattens to "model.<key>"), or "" when the names are the model's own.
+
+    "state_dict." always wraps (no module can be called state_dict).  "model." wraps only
+    when every tensor outside it is training state (optimizer, scheduler, ...): a Hugging Face
+    state dict has `model.*` beside `lm_head.weight`, and there "model" is a real module.
     """
+    names = list(names)
+    for wrapper in STATE_DICT_WRAPPERS:
+        inner = [n for n in names if n.startswith(wrapper) and len(n) > len(wrapper)]
+        if not inner:
+            continue
+        if wrapper == "state_dict." or all(n.split(".", 1)[0] in TRAINING_STATE_KEYS
+                                           for n in names if not n.startswith(wrapper)):
+            return wrapper
+    return ""
+
+
+def group_by_module(names: Iterable[str], depth: int = 1) -> dict[str, list[str]]:
+    """Names grouped by their module: the first `depth` dotted components, the parameter name excluded.
+
+    The `state_dict_wrapper` prefix (a torch.save'd object may nest the state dict) is
+    skipped, so in `{"model": sd, "optimizer": ...}`
+    "model.encoder.weight" belongs to "encoder".  Under a Hugging Face base-model prefix
+    (`BASE_MODEL_PREFIXES`) one more component is kept: "model.layers.0.mlp.weight" belongs to
+    "model.layers", "lm_head.weight" to "lm_head".  A top-level parameter is its own module.
+    """
+    names = list(names)
+    wrapper = state_dict_wrapper(names)
     groups: dict[str, list[str]] = {}
     for name in names:
-        groups.setdefault(_module_of(name, depth), []).append(name)
+        groups.setdefault(_module_of(name, depth, wrapper), []).append(name)
     return groups
 
 
-def _module_of(name: str, depth: int) -> str:
-    for wrapper in STATE_DICT_WRAPPERS:
-        if name.startswith(wrapper) and len(name) > len(wrapper):
-            name = name[len(wrapper):]
-            break
+def _module_of(name: str, depth: int, wrapper: str = "") -> str:
+    if wrapper and name.startswith(wrapper) and len(name) > len(wrapper):
+        name = name[len(wrapper):]
     parts = name.split(".")
-    keep = max(1, min(depth, len(parts) - 1))
+    want = depth + 1 if parts[0] in BASE_MODEL_PREFIXES and len(parts) > 2 else depth
+    keep = max(1, min(want, len(parts) - 1))
     return ".".join(parts[:keep])
 
 

@@ -34,15 +34,17 @@ def is_checkpoint_name(name: str) -> bool:
 def model_layout(layout: ckpt.CheckpointLayout) -> ckpt.CheckpointLayout:
     """The layout restricted to the model's tensors, named relative to the model.
 
-    When the saved object wraps the state dict (`{"model": ..., "optimizer": ...}`),
-    only the tensors under the wrapper are kept, with the wrapper prefix removed.
+    When the saved object wraps the state dict (`{"model": ..., "optimizer": ...}`, see
+    `checkpoint.state_dict_wrapper`), only the tensors under the wrapper are kept, with the
+    wrapper prefix removed.  A Hugging Face state dict (`model.*` beside `lm_head.weight`) is
+    not wrapped: all of it is the model.
     """
-    for wrapper in ckpt.STATE_DICT_WRAPPERS:
-        inner = [t for t in layout.tensors if t.name.startswith(wrapper) and len(t.name) > len(wrapper)]
-        if inner:
-            tensors = [dataclasses.replace(t, name=t.name[len(wrapper):]) for t in inner]
-            return dataclasses.replace(layout, tensors=tensors)
-    return layout
+    wrapper = ckpt.state_dict_wrapper(t.name for t in layout.tensors)
+    if not wrapper:
+        return layout
+    tensors = [dataclasses.replace(t, name=t.name[len(wrapper):]) for t in layout.tensors
+               if t.name.startswith(wrapper) and len(t.name) > len(wrapper)]
+    return dataclasses.replace(layout, tensors=tensors)
 
 
 def file_module_ids(path: Path, name: str | None = None) -> dict[str, str] | None:
