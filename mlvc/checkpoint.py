@@ -590,14 +590,44 @@ def tensor_bytes(fileobj: BinaryIO, info: TensorInfo) -> bytes:
 
 def module_digests(fileobj: BinaryIO, layout: CheckpointLayout) -> dict[str, str]:
     """Per top-level module, "xxh128:<hex>" of its tensors' names, dtypes, shapes and bytes."""
-    by_name = {info.name: info for info in layout.tensors}
+    return module_digests_of([(fileobj, layout)])
+
+
+def module_digests_of(parts: Iterable[tuple[BinaryIO, CheckpointLayout]]) -> dict[str, str]:
+    """`module_digests` of one model stored in several files (the shards of a sharded checkpoint)."""
+    by_name: dict[str, tuple[BinaryIO, TensorInfo]] = {}
+    for fileobj, layout in parts:
+        for info in layout.tensors:
+            by_name.setdefault(info.name, (fileobj, info))
     digests: dict[str, str] = {}
     for module, names in sorted(group_by_module(by_name).items()):
         hasher = xxhash.xxh3_128()
         for name in sorted(names):
-            _hash_tensor(hasher, fileobj, by_name[name])
+            fileobj, info = by_name[name]
+            _hash_tensor(hasher, fileobj, info)
         digests[module] = "xxh128:" + hasher.hexdigest()
     return digests
+
+
+SHARD_INDEX_SUFFIXES = (".safetensors.index.json", ".bin.index.json")
+
+
+def is_shard_index(name: str) -> bool:
+    """A Hugging Face sharded-checkpoint index (`model.safetensors.index.json`)."""
+    return name.endswith(SHARD_INDEX_SUFFIXES)
+
+
+def shard_files(index_bytes: bytes, where: str = "index") -> list[str]:
+    """The shard file names an index's `weight_map` names (relative to the index's directory)."""
+    try:
+        doc = json.loads(index_bytes)
+        weight_map = doc["weight_map"]
+        files = sorted(set(weight_map.values()))
+    except (ValueError, KeyError, TypeError, AttributeError) as err:
+        raise CheckpointFormatError(f"{where}: not a sharded-checkpoint index ({err})") from None
+    if not all(isinstance(f, str) and f and "/" not in f.strip("./") and ".." not in f for f in files):
+        raise CheckpointFormatError(f"{where}: shard names must be files beside the index")
+    return files
 
 
 def _hash_tensor(hasher: Any, fileobj: BinaryIO, info: TensorInfo) -> None:

@@ -107,10 +107,42 @@ def checkpoint_meta(repo: Any, target: Path, files: list) -> dict:
         ids = _module_ids_if_stable(files[0])
         return {"modules": ids} if ids else {}
     per_file = {}
+    sharded: set[str] = set()
+    by_rel = {fs.rel: fs for fs in files}
     for fs in files:
-        if not is_checkpoint_name(fs.rel):
+        if ckpt.is_shard_index(fs.rel):
+            ids, shards = _sharded_module_ids(fs, by_rel)
+            sharded.update(shards)
+            if ids:
+                per_file[fs.rel] = ids
+    for fs in files:
+        if not is_checkpoint_name(fs.rel) or fs.rel in sharded:
             continue
         ids = _module_ids_if_stable(fs)
         if ids:
             per_file[fs.rel] = ids
     return {"modules": per_file} if per_file else {}
+
+
+def _sharded_module_ids(index, by_rel: dict) -> tuple[dict[str, str] | None, list[str]]:
+    """Module ids of the one model a sharded checkpoint's shards hold together (recorded under the
+    index's path), and the shards' paths; (None, []) when the index or a shard is unreadable."""
+    import contextlib
+
+    base = index.rel.rpartition("/")[0]
+    try:
+        names = ckpt.shard_files(index.path.read_bytes(), index.rel)
+    except (OSError, ckpt.CheckpointFormatError):
+        return None, []
+    rels = [f"{base}/{n}" if base else n for n in names]
+    if not all(r in by_rel for r in rels):
+        return None, []
+    try:
+        with contextlib.ExitStack() as stack:
+            parts = []
+            for r in rels:
+                f = stack.enter_context(open(by_rel[r].path, "rb"))
+                parts.append((f, ckpt.read_layout(f)))
+            return ckpt.module_digests_of(parts), rels
+    except Exception:  # noqa: BLE001 - an unreadable checkpoint records nothing, never fails the add
+        return None, rels

@@ -74,3 +74,54 @@ def test_training_checkpoint_wrapper_is_still_skipped(repo_dir: Path) -> None:
     torch.save({"model": base.state_dict(), "optimizer": opt.state_dict()}, "ckpt.pt")
     assert mlvc("add", "-q", "ckpt.pt") == 0
     assert set(_modules("ckpt.pt")) == {"embed_tokens", "layers", "norm"}
+
+
+def _save_sharded(model: nn.Module, d: Path) -> None:
+    """Two safetensors shards and the `model.safetensors.index.json` naming them (save_pretrained's layout)."""
+    import json
+
+    sd = {k: v.contiguous() for k, v in model.state_dict().items()}
+    names = sorted(sd)
+    shards = {"model-00001-of-00002.safetensors": names[: len(names) // 2],
+              "model-00002-of-00002.safetensors": names[len(names) // 2:]}
+    d.mkdir(parents=True, exist_ok=True)
+    for fname, keys in shards.items():
+        safetensors.torch.save_file({k: sd[k] for k in keys}, str(d / fname))
+    index = {"metadata": {"total_size": 0}, "weight_map": {k: f for f, ks in shards.items() for k in ks}}
+    (d / "model.safetensors.index.json").write_text(json.dumps(index))
+    (d / "config.json").write_text("{}")
+
+
+def test_sharded_safetensors_are_one_model_for_pointer_show_and_diff(repo_dir: Path) -> None:
+    from helpers import commit
+
+    import mlvc as api
+
+    torch.manual_seed(1)
+    model = CausalLM()
+    _save_sharded(model, repo_dir / "hf")
+    assert mlvc("add", "-q", "hf") == 0
+    commit(repo_dir, "v1")
+    modules = pointers.load(repo_dir / "hf.mlvc").meta["modules"]
+    assert list(modules) == ["model.safetensors.index.json"]  # one model, not one per shard
+    assert modules["model.safetensors.index.json"] == mt.module_versions(model)
+    from mlvc.ops.show import show
+    from mlvc.repo import Repo
+
+    r = Repo.find(repo_dir)
+    try:
+        assert set(show(r, "hf")["meta"]["modules"]["model.safetensors.index.json"]) == HF_MODULES
+    finally:
+        r.close()
+    with torch.no_grad():
+        model.lm_head.weight[0, 0] += 1.0
+        model.model.embed_tokens.weight[0, 0] += 1.0
+    _save_sharded(model, repo_dir / "hf")
+    assert mlvc("add", "-q", "hf") == 0
+    commit(repo_dir, "v2")
+    (art,) = api.diff("HEAD~1", "HEAD").artifacts
+    (cd,) = art.checkpoints
+    assert cd.path == "model.safetensors.index.json" and cd.format == "sharded safetensors" and not cd.error
+    assert set(cd.modules) == {"lm_head", "model.embed_tokens"}
+    assert set(cd.unchanged_modules) == {"model.layers", "model.norm"}
+    assert cd.tensors_compared == len(model.state_dict())
