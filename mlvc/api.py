@@ -13,6 +13,7 @@ from .repo import Repo
 
 
 def _repo(repo) -> Repo:
+    """The `Repo` for a `repo=` argument: a Repo as is, else found from a path (None: the cwd)."""
     if isinstance(repo, Repo):
         return repo
     return Repo.find(repo)
@@ -29,6 +30,7 @@ def init(path: str | Path | None = None, *, no_scm: bool = False) -> Repo:
 
 
 def _config_meta(repo: Repo, config, seed) -> dict:
+    """Pointer meta recording what produced a data version: config path and hash, seed."""
     meta: dict = {}
     if config is not None:
         from .hashing import digest, to_oid
@@ -285,6 +287,7 @@ def manifest(rev: str | None = None, *, repo=None) -> dict:
 
 
 def _paths(paths):
+    """`paths` as the list the operations take (one path, a list, or None for all)."""
     if paths is None:
         return None
     if isinstance(paths, (str, Path)):

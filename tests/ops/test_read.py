@@ -6,7 +6,7 @@ import io
 from pathlib import Path
 
 import pytest
-from helpers import commit, git, mlvc, write
+from helpers import commit, mlvc, write
 
 import mlvc as api
 from mlvc.errors import MlvcError, PathError
@@ -100,4 +100,3 @@ def test_missing_object_without_remote_says_what_to_do(project: Path) -> None:
 def test_module_level_lazy_exports() -> None:
     for name in ("open", "read", "push", "pull", "fetch", "diff", "log", "manifest", "gc"):
         assert callable(getattr(api, name)) and getattr(api, name).__doc__
-    git  # noqa: B018 - imported for symmetry with other tests
