@@ -134,3 +134,20 @@ def test_streaming_and_whole_file_reads_are_few_large_requests(tmp_path: Path, r
         assert read(r, "big.bin", "v1") == want
     finally:
         r.close()
+
+
+def test_fsspec_filesystem_on_a_fresh_clone(tmp_path: Path, remote_spec) -> None:
+    import fsspec
+
+    repo = _project(tmp_path, remote_spec)
+    fresh = clone(repo, tmp_path / "fresh")
+    fs = fsspec.filesystem("mlvc", repo=str(fresh), rev="v1")
+    try:
+        assert len(fs.find("data/parts")) == 20
+        assert fs.info("big.bin")["size"] == 3_000_000
+        assert fs.cat("data/table.csv") == b"x,y\n1,2\n"
+        with fs.open("data/table.csv", "r") as f:
+            assert f.readlines() == ["x,y\n", "1,2\n"]
+    finally:
+        fs.close()
+    assert not (fresh / "data").exists()
