@@ -59,6 +59,7 @@ class ObjectSource:
         self._remote = None  # (backend, remote index), loaded on the first miss
         self._jobs = 1
         self._held: dict[tuple[int, bytes], bytes] = {}  # fetched objects when not caching
+        self._manifests: dict[bytes, FileManifest] = {}  # a few decoded file manifests
         self._dirty = False
         # Publish fetched objects before the cache's pack writer fills: the cache publishes a
         # full pack on a background thread, and reading one of its objects back meanwhile can
@@ -162,7 +163,13 @@ class ObjectSource:
         return TreeManifest.decode(self.read_object(TREE_MANIFEST, oid), oid)
 
     def file_manifest(self, file_id: bytes) -> FileManifest:
-        return FileManifest.decode(self.read_object(FILE_MANIFEST, file_id), file_id)
+        fm = self._manifests.get(file_id)
+        if fm is None:
+            fm = FileManifest.decode(self.read_object(FILE_MANIFEST, file_id), file_id)
+            if len(self._manifests) >= 16:
+                self._manifests.pop(next(iter(self._manifests)))
+            self._manifests[file_id] = fm
+        return fm
 
     def file_chunks(self, file_id: bytes) -> tuple[tuple[bytes, int], ...]:
         """The (chunk id, length) list of a file."""
@@ -197,19 +204,23 @@ class ObjectSource:
     def prefetch(self, file_id: bytes, ranges) -> int:
         """Fetch, in one batch of parallel ranged reads, the chunks of a file that cover the
         (offset, length) `ranges` and that the cache lacks; returns how many were fetched."""
-        import bisect
-
         chunks = self.file_chunks(file_id)
         starts, pos = [], 0
         for _, n in chunks:
             starts.append(pos)
             pos += n
+        return self.prefetch_spans(chunks, starts, pos, ranges)
+
+    def prefetch_spans(self, chunks, starts: list[int], size: int, ranges) -> int:
+        """`prefetch` over a chunk list whose start offsets the caller already has."""
+        import bisect
+
         wanted: dict[bytes, None] = {}
         for off, length in ranges:
-            if length <= 0 or off >= pos:
+            if length <= 0 or off >= size:
                 continue
             first = bisect.bisect_right(starts, off) - 1
-            last = bisect.bisect_right(starts, min(pos, off + length) - 1) - 1
+            last = bisect.bisect_right(starts, min(size, off + length) - 1) - 1
             for cid, _ in chunks[first:last + 1]:
                 if not self._have(CHUNK, cid):
                     wanted[cid] = None
@@ -259,17 +270,31 @@ class _ReadAheadFile(ChunkedFile):
         self._next = -1  # where the previous read ended
         self._run = 0  # bytes read sequentially up to there
         self._window = READ_AHEAD_MIN
+        self._ahead = 0  # read-ahead has fetched up to here
 
     def readinto(self, b) -> int:
         if self._pos != self._next:
-            self._run, self._window = 0, READ_AHEAD_MIN
-        elif self._run >= READ_AHEAD_AFTER and self._pos < self._size:
-            self._source.prefetch(self._file_id, [(self._pos, max(len(b), self._window))])
+            self._run, self._window, self._ahead = 0, READ_AHEAD_MIN, 0
+        elif self._run >= READ_AHEAD_AFTER and self._pos < self._size and self._pos + len(b) > self._ahead:
+            span = max(len(b), self._window)
+            self._source.prefetch_spans(self._chunks, self._starts, self._size, [(self._pos, span)])
+            self._ahead = self._pos + span
             self._window = min(self._window * 2, READ_AHEAD_MAX)
         n = super().readinto(b)
         self._run += n
         self._next = self._pos
         return n
+
+    def readall(self) -> bytes:
+        """The rest of the file in one read (RawIOBase would loop over 8 KiB reads)."""
+        buf = bytearray(max(0, self._size - self._pos))
+        view, done = memoryview(buf), 0
+        while done < len(buf):  # in slices, so the chunk cache holds one slice, not the whole file
+            n = self.readinto(view[done:done + READ_AHEAD_MAX])
+            if not n:
+                break
+            done += n
+        return bytes(buf[:done])
 
 
 __all__ = ["ObjectSource", "SourceStats"]
