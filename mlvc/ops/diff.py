@@ -5,8 +5,10 @@ the workspace).  Per artifact: added / removed / modified; for directories,
 the files added, removed and modified with their sizes; for checkpoints
 (torch.save zips and safetensors) the tensors changed / added / removed,
 grouped by top-level module, with the relative L2 change of each changed
-tensor.  Checkpoints are read from the cache through a seekable chunk-backed
-reader, one tensor at a time, never whole.
+tensor.  Checkpoints are read through a seekable chunk-backed reader, one
+tensor at a time, never whole: from the cache, and what it lacks as ranged
+reads of the default remote's packs (`ObjectSource`), so a fresh clone can diff
+without a pull.
 """
 
 from __future__ import annotations
@@ -314,7 +316,10 @@ def diff(repo, rev_a: str, rev_b: str | None = None, paths=None, *, contents: bo
 
     if not repo.has_git:
         raise MlvcError("`mlvc diff` compares git revisions; this repository was set up with --no-scm")
+    from .object_source import ObjectSource
+
     git = GitRepo(repo.root)
+    source = ObjectSource(repo)  # the cache, then ranged reads of the default remote for what it lacks
     try:
         git.resolve(rev_a)
         if rev_b is not None:
@@ -330,7 +335,7 @@ def diff(repo, rev_a: str, rev_b: str | None = None, paths=None, *, contents: bo
             if ea or eb:
                 result.artifacts.append(ArtifactDiff(path, "invalid", error=ea or eb))
                 continue
-            d = artifact_diff(repo.store, path, pa, pb, contents)
+            d = artifact_diff(source, path, pa, pb, contents)
             if d.change != "unchanged":
                 result.artifacts.append(d)
         if with_params:
@@ -338,6 +343,7 @@ def diff(repo, rev_a: str, rev_b: str | None = None, paths=None, *, contents: bo
             result.params = [c.as_dict() for c in params_diff(repo, rev_a, rev_b, git=git) if c.source in files]
         return result
     finally:
+        source.close()
         git.close()
 
 

@@ -159,6 +159,8 @@ class ObjectSource:
                 return held
         return self.store.get(typ, oid)
 
+    get = read_object  # the store's name, so readers written for the cache (diff, ChunkedFile) take a source
+
     def tree(self, oid: bytes) -> TreeManifest:
         return TreeManifest.decode(self.read_object(TREE_MANIFEST, oid), oid)
 

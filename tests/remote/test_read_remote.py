@@ -151,3 +151,23 @@ def test_fsspec_filesystem_on_a_fresh_clone(tmp_path: Path, remote_spec) -> None
     finally:
         fs.close()
     assert not (fresh / "data").exists()
+
+
+def test_diff_of_checkpoints_on_a_fresh_clone_reads_the_remote(tmp_path: Path, remote_spec) -> None:
+    import torch
+
+    repo = make_repo(tmp_path / "work")
+    add_remote(repo, remote_spec)
+    sd = {"enc.weight": torch.zeros(64, 64), "head.weight": torch.ones(8, 64)}
+    torch.save(sd, repo / "model.pt")
+    ok(repo, "add", "-q", "model.pt")
+    commit(repo, "v1")
+    sd["head.weight"] = sd["head.weight"] * 2
+    torch.save(sd, repo / "model.pt")
+    ok(repo, "add", "-q", "model.pt")
+    commit(repo, "v2")
+    ok(repo, "push", "-q", "--all-commits")
+    fresh = clone(repo, tmp_path / "fresh")
+    (art,) = mlvc.diff("HEAD~1", "HEAD", repo=fresh).artifacts
+    (cd,) = art.checkpoints
+    assert not cd.error and set(cd.modules) == {"head"} and cd.unchanged_modules == ["enc"]
