@@ -80,11 +80,11 @@ def counted_moto():
         handler.log_request = orig
 
 
-# Bytes are counted where they arrive: RemoteBackend's read methods, wrapped in the measured process
+# Bytes are counted where they arrive: the S3 backend's read methods, wrapped in the measured process
 # (moto's request log gives no response sizes).  Requests are counted by the server.
 COUNT_BYTES = """
 import atexit, json, os, sys, time
-from mlvc.remote.backend import RemoteBackend
+from mlvc.store.s3 import S3Backend as RemoteBackend
 moved = [0]
 def counted(name):
     real = getattr(RemoteBackend, name)

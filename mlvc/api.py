@@ -104,14 +104,17 @@ def checkout(paths=None, *, force: bool = False, repo=None, progress: Progress =
         r.close()
 
 
-def verify(*, repo=None, progress=None):
-    """Read every object in the local cache and check it against its id.
+def verify(*, repo=None, remote: str | None = None, read_data: bool | None = None, progress: Progress = NULL):
+    """Check the objects of the local cache (or, with `remote`, of a remote) against their ids.
 
-    Returns a `VerifyReport` (packs, objects, problems; `.ok` when there are none).
+    `read_data` reads every object's bytes (the default for the cache); without it a remote
+    check compares indexes and pack sizes.  Returns the verify report `mlvc verify` prints.
     """
+    from .ops.verify import verify_store
+
     r = _repo(repo)
     try:
-        return r.store.verify(progress)
+        return verify_store(r, remote=remote, read_data=read_data, progress=progress)
     finally:
         r.close()
 

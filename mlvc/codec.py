@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import threading
 
-from .store.packs import RAW, ZSTD
+# The `codec` byte of a stored record (pack format 1).
+RAW = 0
+ZSTD = 1
 
 SAMPLE = 4096
 SAMPLE_RATIO = 0.90  # compress the whole chunk only if the sample shrinks below this

@@ -38,6 +38,12 @@ class MlvcError(Exception):
             self.hint = hint
 
 
+class UsageError(MlvcError, ValueError):
+    """A command line that parses but asks for something impossible (a bad option value)."""
+
+    exit_code = EXIT_USAGE
+
+
 class NotARepoError(MlvcError):
     exit_code = EXIT_NOT_A_REPO
 

@@ -26,6 +26,57 @@ def find_git_root(start: Path) -> Path | None:
     return None
 
 
+def git_common_dir(root: Path) -> Path | None:
+    """The git directory shared by all worktrees of the repository whose work tree is `root`.
+
+    A linked worktree (`git worktree add`) has a `.git` *file* naming its private git dir,
+    which holds a `commondir` file naming the shared one.  Read from those files: no git
+    process per command."""
+    dotgit = root / ".git"
+    if dotgit.is_dir():
+        return dotgit
+    try:
+        text = dotgit.read_text().strip()
+    except OSError:
+        return None
+    if not text.startswith("gitdir:"):
+        return None
+    private = Path(text[len("gitdir:"):].strip())
+    private = private if private.is_absolute() else (root / private)
+    try:
+        common = (private / "commondir").read_text().strip()
+    except OSError:
+        return private
+    common_path = Path(common)
+    return Path(os.path.normpath(common_path if common_path.is_absolute() else private / common_path))
+
+
+def main_worktree_root(root: Path) -> Path:
+    """The main work tree of the repository `root` belongs to (`root` itself unless it is a
+    linked worktree)."""
+    common = git_common_dir(root)
+    if common is None or common == root / ".git" or common.name != ".git":
+        return root
+    return common.parent
+
+
+def linked_worktrees(main_root: Path) -> list[Path]:
+    """Work trees added with `git worktree add` to the repository whose main work tree is `main_root`."""
+    out = []
+    try:
+        names = sorted(os.listdir(main_root / ".git" / "worktrees"))
+    except OSError:
+        return out
+    for name in names:
+        try:
+            gitfile = Path((main_root / ".git" / "worktrees" / name / "gitdir").read_text().strip())
+        except OSError:
+            continue
+        if gitfile.name == ".git" and gitfile.parent.is_dir():
+            out.append(gitfile.parent)
+    return out
+
+
 class Repo:
     def __init__(self, root: Path):
         self.root = root
@@ -80,7 +131,8 @@ class Repo:
         if configured:
             p = Path(os.path.expanduser(configured))
             return p if p.is_absolute() else (self.root / p)
-        return self.dot / "cache"
+        # A linked worktree shares its main work tree's cache: same repository, same objects.
+        return main_worktree_root(self.root) / MLVC_DIR / "cache"
 
     @property
     def state_dir(self) -> Path:
@@ -88,13 +140,44 @@ class Repo:
 
     @cached_property
     def store(self):
-        from .chunking import ChunkerParams  # noqa: F401 - keeps import cost out of find()
-        from .store.cache import ChunkStore
+        """The local cache: a `PackStore` on the cache directory."""
+        from .store.local import LocalBackend
+        from .store.packstore import PackStore
 
         core = self.config.core
-        return ChunkStore(self.cache_dir, fsync=bool(core.get("fsync", True)),
+        try:
+            self.cache_dir.mkdir(parents=True, exist_ok=True)
+        except OSError:
+            pass  # reported by the first write, with the cache's name
+        store = PackStore(LocalBackend(self.cache_dir), scratch=self.cache_dir / "tmp",
+                          marks=self.cache_dir / "complete.sqlite", fsync=bool(core.get("fsync", True)),
                           level=int(core.get("compression_level", 3)),
                           pack_size=int(core.get("pack_size", 32 * 1024 * 1024)))
+        # Every repository that uses a cache says so inside it, so a gc run from any of them
+        # keeps what all of them need (worktrees count as their main repository).
+        store.register_user(main_worktree_root(self.root))
+        return store
+
+    def remote_store(self, name: str | None = None, *, jobs: int | None = None, create: bool = False):
+        """(definition, `PackStore`) of a configured remote (default: the default remote).
+
+        Its downloaded indexes live in the cache (`remotes/<url key>/`), its scratch packs in
+        the cache's tmp dir, so a killed transfer leaves nothing elsewhere."""
+        from .hashing import digest
+        from .remote.config import load_remote
+        from .store.packstore import PackStore
+
+        rdef = load_remote(self, name)
+        backend = rdef.backend()
+        if create:
+            backend.ensure_base()
+        core = self.config.core
+        pack_size = int(core.get("remote_pack_size") or 64 * 1024 * 1024)
+        store = PackStore(backend, scratch=self.cache_dir / "tmp", name=f"remote {rdef.name}",
+                          index_cache=self.cache_dir / "remotes" / digest(rdef.resolved_url.encode()).hex()[:20],
+                          level=int(core.get("compression_level", 3)), pack_size=pack_size,
+                          jobs=jobs or rdef.default_jobs())
+        return rdef, store
 
     @cached_property
     def hash_cache(self):
@@ -104,6 +187,7 @@ class Repo:
 
     @cached_property
     def state(self):
+        """Workspace state (directory stat signatures); what the cache holds is the store's own."""
         from .store.state import StateDB
 
         return StateDB(self.state_dir / "state.sqlite")

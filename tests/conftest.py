@@ -1,11 +1,33 @@
-"""Shared fixtures: real git repositories in temp dirs, an mlvc CLI runner."""
+"""Shared fixtures: real git repositories in temp dirs, an mlvc CLI runner, real S3 servers
+(moto's server mode and SeaweedFS) on 127.0.0.1, and directory remotes."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from helpers import GIT_ENV, CliResult, git, mlvc_cli
+from servers import (
+    DUMMY_KEY,
+    DUMMY_SECRET,
+    REGION,
+    REPO_ROOT,
+    MotoServer,
+    RemoteSpec,
+    SeaweedServer,
+    create_bucket,
+    s3_options,
+)
+
+from mlvc.store.backend import Backend, open_backend
 
 
 @pytest.fixture(autouse=True)
@@ -33,3 +55,131 @@ def cli(repo_dir):
         return mlvc_cli(repo_dir, *args, **kw)
 
     return run
+
+
+@pytest.fixture(autouse=True)
+def aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Dummy credentials, and no lookups of real ones (files, instance metadata) that could leak in or stall."""
+    empty = tmp_path_factory.getbasetemp() / "no-aws-config"
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", DUMMY_KEY)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", DUMMY_SECRET)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(empty))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(empty))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    for name in ("AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[str]:
+    """Endpoint URL of a moto server shared by the whole session."""
+    server = MotoServer()
+    server.start()
+    yield server.endpoint
+    server.stop()
+
+
+
+
+@pytest.fixture(scope="session")
+def seaweed_server(tmp_path_factory) -> Iterator[str]:
+    """Endpoint URL of a SeaweedFS server (`weed mini`) shared by the whole session."""
+    server = SeaweedServer(tmp_path_factory.mktemp("seaweedfs"))
+    server.start()
+    yield server.endpoint
+    server.stop()
+
+
+@pytest.fixture
+def outage_server() -> Iterator[MotoServer]:
+    """A separate server a test may stop and restart to simulate an outage without disturbing others."""
+    server = MotoServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def s3_url(moto_server: str) -> RemoteSpec:
+    """(url, options) of a remote under a fresh bucket."""
+    return f"s3://{create_bucket(moto_server)}/remote", s3_options(moto_server)
+
+
+@pytest.fixture
+def local_url(tmp_path: Path) -> RemoteSpec:
+    return str(tmp_path / "remote"), {}
+
+
+@pytest.fixture(params=["local", pytest.param("s3", marks=pytest.mark.s3)])
+def remote_spec(request: pytest.FixtureRequest) -> RemoteSpec:
+    return request.getfixturevalue(f"{request.param}_url")
+
+
+@pytest.fixture
+def remote(remote_spec: RemoteSpec) -> Backend:
+    backend = open_backend(*remote_spec)
+    backend.ensure_base()
+    return backend
+
+
+@pytest.fixture
+def spawn_workers() -> Callable[..., list[str]]:
+    """`run_workers`, for test modules (conftest is not importable by a stable module name)."""
+    return run_workers
+
+
+@pytest.fixture
+def options_for() -> Callable[..., dict[str, Any]]:
+    """`s3_options(endpoint, key=..., secret=...)`, for test modules."""
+    return s3_options
+
+
+@pytest.fixture
+def make_bucket() -> Callable[[str], str]:
+    """Creates a bucket on the given endpoint and returns its name."""
+    return create_bucket
+
+
+WORKER_PROLOGUE = """
+import json, os, sys, time
+SPEC = json.loads(sys.argv[1])
+
+def wait_for_start():
+    # report ready, then spin until the parent says go: every worker starts its remote calls together,
+    # however long its imports took
+    open(os.path.join(SPEC["sync_dir"], f"ready-{os.getpid()}"), "w").close()
+    go = os.path.join(SPEC["sync_dir"], "go")
+    while not os.path.exists(go):
+        time.sleep(0.001)
+"""
+
+
+def run_workers(script: str, specs: list[dict[str, Any]], timeout_s: float = 60.0) -> list[str]:
+    """Run `script` in one real Python process per spec; their stdouts.
+
+    The script sees its spec as `SPEC` and calls `wait_for_start()` (from
+    WORKER_PROLOGUE) once its imports are done, so all processes hit the remote
+    at the same moment.
+    """
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+    with tempfile.TemporaryDirectory(prefix="mlvc-workers-") as sync_dir:
+        processes = [
+            subprocess.Popen(
+                [sys.executable, "-c", WORKER_PROLOGUE + script, json.dumps({**spec, "sync_dir": sync_dir})],
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
+            for spec in specs
+        ]
+        deadline = time.monotonic() + timeout_s
+        while sum(name.startswith("ready-") for name in os.listdir(sync_dir)) < len(processes):
+            if any(process.poll() is not None for process in processes) or time.monotonic() > deadline:
+                break  # a worker died early: communicate() below reports its stderr
+            time.sleep(0.005)
+        Path(sync_dir, "go").touch()
+        outputs = []
+        for process in processes:
+            stdout, stderr = process.communicate(timeout=max(1.0, deadline - time.monotonic()))
+            assert process.returncode == 0, stderr
+            outputs.append(stdout.strip())
+    return outputs

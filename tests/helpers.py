@@ -60,3 +60,24 @@ def commit(repo: Path, msg: str, tag: str | None = None) -> str:
     if tag:
         git(repo, "tag", tag)
     return git(repo, "rev-parse", "HEAD").strip()
+
+
+def open_cache(path: Path, **options):
+    """A `PackStore` on a cache directory, as `Repo.store` builds it."""
+    from mlvc.store.local import LocalBackend
+    from mlvc.store.packstore import PackStore
+
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    return PackStore(LocalBackend(path), scratch=path / "tmp", marks=path / "complete.sqlite", **options)
+
+
+def verify_cache(path: Path):
+    """The full check (every object read) of a cache directory."""
+    from mlvc.store.verify import verify
+
+    store = open_cache(path)
+    try:
+        return verify(store, read_data=True)
+    finally:
+        store.close()

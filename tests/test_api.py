@@ -12,9 +12,9 @@ from helpers import commit, mlvc, write
 import mlvc as api
 from mlvc.ops.diff import DiffResult
 from mlvc.ops.fetch import PullResult
-from mlvc.ops.gc import GcResult
+from mlvc.store.gc import GcResult
 from mlvc.ops.log import LogEntry
-from mlvc.remote.transfer import TransferResult
+from mlvc.store.transfer import TransferResult
 
 
 def test_every_api_function_has_a_docstring() -> None:

@@ -12,7 +12,7 @@ import torch
 from helpers import commit, mlvc, write
 
 from mlvc.fs import MlvcFileSystem
-from mlvc.store.cache import TREE_MANIFEST
+from mlvc.store.packs import TREE_MANIFEST
 
 
 @pytest.fixture

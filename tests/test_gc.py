@@ -88,11 +88,11 @@ def test_all_branches_drops_old_commits(gcrepo, tmp_path):
 
 def test_workspace_scope_and_state_cleared(gcrepo, tmp_path, capsys):
     repo = Repo.find(gcrepo)
-    repo.state.mark_complete(["xxh128:" + "0" * 32])
+    repo.store.complete.add(["xxh128:" + "0" * 32])
     repo.close()
     assert mlvc("gc", "--workspace", "--grace", "0") == 0
     repo = Repo.find(gcrepo)
-    assert not repo.state.is_complete("xxh128:" + "0" * 32)
+    assert "xxh128:" + "0" * 32 not in repo.store.complete
     repo.close()
     assert mlvc("status") == 0 and mlvc("verify") == 0
     assert exports(gcrepo, "HEAD", tmp_path / "head") == 0
@@ -187,11 +187,11 @@ def test_remote_gc_removes_only_unreachable(gcrepo, with_remote, tmp_path, capsy
 
 
 def test_remote_gc_respects_the_lock(gcrepo, with_remote, capsys):
-    from mlvc.ops.gc import open_backend
-    from mlvc.remote.lock import RemoteLock
+    from mlvc.store.locks import RemoteLock
 
     repo = Repo.find(gcrepo)
-    _, backend = open_backend(repo, "origin")
+    _, store = repo.remote_store("origin")
+    backend = store.backend
     repo.close()
     with RemoteLock(backend, owner="someone-else"):
         assert mlvc("gc", "--workspace", "--remote", "origin", "--grace", "0") == EXIT_LOCKED
@@ -218,19 +218,33 @@ def _clone_with_remote(gcrepo: Path, tmp_path: Path, name: str) -> Path:
 
 def test_push_during_remote_gc_loses_nothing(gcrepo, with_remote, tmp_path):
     """A push from another machine lands after gc took its snapshot: nothing it uploaded is deleted."""
-    from mlvc.ops.gc import gc_remote
+    from mlvc.ops.gc import gc_remote_store
+    from mlvc.store.faults import WrappedBackend
 
     clone = _clone_with_remote(gcrepo, tmp_path, "other")
     env = dict(os.environ, **GIT_ENV)
 
-    def concurrent_push():
-        subprocess.run([sys.executable, "-c", PUSHER, "2"], cwd=clone, env=env, check=True, timeout=120)
+    class PushRightAfterGcLooked(WrappedBackend):
+        """The worst moment: gc has listed the packs and found no pusher; then a push runs."""
+
+        pushed = False
+
+        def list(self, prefix=""):
+            keys = self.inner.list(prefix)
+            if prefix.startswith("locks/push-") and not self.pushed:
+                self.pushed = True
+                subprocess.run([sys.executable, "-c", PUSHER, "2"], cwd=clone, env=env, check=True, timeout=120)
+            return keys
 
     repo = Repo.find(gcrepo)
+    _, store = repo.remote_store("origin")
+    store.backend = PushRightAfterGcLooked(store.backend)
     try:
-        result = gc_remote(repo, "workspace", "origin", grace=0, _after_snapshot=concurrent_push)
+        result = gc_remote_store(repo, store, "origin", "workspace", grace=0)
     finally:
+        store.close()
         repo.close()
+    assert store.backend.pushed
     assert result.objects_removed > 0
     # every artifact the other machine pushed is complete on the remote
     fresh = _clone_with_remote(clone, tmp_path, "fresh")

@@ -16,7 +16,9 @@ def test_golden_store_restores_exact_bytes(tmp_path):
     work = tmp_path / "golden"
     shutil.copytree(GOLDEN, work)
     repo = Repo.find(work)
-    assert repo.store.verify().ok
+    from mlvc.store.verify import verify
+
+    assert verify(repo.store).ok
     result = checkout(repo)
     assert not result.failed and sorted(result.restored) == ["data", "model.bin"]
     for line in (work / "expected.sha256").read_text().splitlines():

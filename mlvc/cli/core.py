@@ -158,19 +158,71 @@ def ls(json_out: bool = JSON):
                  f"{r['role'] or '-'}\t{r['id']}")
 
 
+def _percent(text: str | None) -> float | None:
+    if text is None:
+        return None
+    try:
+        value = float(text.rstrip("%"))
+    except ValueError:
+        value = -1.0
+    if not 0 < value <= 100:
+        raise errors.UsageError(f"--read-data-subset takes a percentage in (0, 100], not {text!r}")
+    return value / 100
+
+
 @app.command()
-def verify(json_out: bool = JSON, quiet: bool = QUIET):
-    """Read every object in the cache and check it against its id."""
+def verify(
+    remote: Optional[str] = typer.Option(None, "--remote", "-r", help="Check this remote instead of the cache."),
+    read_data: Optional[bool] = typer.Option(None, "--read-data/--no-read-data",
+                                             help="Read and check every chunk (default: yes for the cache, "
+                                                  "no for a remote, which checks indexes and manifests)."),
+    subset: Optional[str] = typer.Option(None, "--read-data-subset", metavar="N%",
+                                         help="Read the chunks of a random N% of the packs."),
+    repair: bool = typer.Option(False, "--repair", help="Re-index orphaned packs, quarantine damaged ones "
+                                "(never deleted), and copy good objects back from another store."),
+    source: Optional[str] = typer.Option(None, "--from", help="Where --repair copies from (default: the default "
+                                         "remote for the cache; the cache for a remote)."),
+    json_out: bool = JSON,
+    quiet: bool = QUIET,
+):
+    """Check the cache, or a remote, against the ids of its objects.
+
+    Exit 0 when everything is intact (after --repair: when it is again), 6 when damage remains.
+
+    Examples:
+      mlvc verify                              # every object in the cache
+      mlvc verify --remote origin --read-data-subset 10%
+      mlvc verify --repair                     # quarantine bad packs, refetch from the default remote
+    """
+    from ..ops.verify import verify_store
+
     with open_repo() as repo:
-        report = repo.store.verify()
+        result = verify_store(repo, remote=remote, read_data=read_data, subset=_percent(subset), repair=repair,
+                              source=source, progress=progress_for(quiet or json_out))
     if json_out:
-        emit_json({"packs": report.packs, "objects": report.objects, "problems": report.problems})
-    elif not quiet or report.problems:
-        for p in report.problems:
-            echo(f"corrupt: {p}")
+        emit_json(result.as_dict())
+    else:
+        report = result.report
+        if not quiet or not result.ok:
+            for p in report.problems:
+                echo(f"corrupt: {p.message}" if p.oid or "corrupt" in p.message else f"corrupt: pack {p.pack}: "
+                     f"{p.message}")
+            for o in report.orphans:
+                echo(f"orphan: pack {o} has no index (a writer died before publishing it)")
+            if result.affected:
+                echo(f"affected artifacts: {', '.join(result.affected)}")
+            for line in result.repairs:
+                echo(f"repair: {line}")
+            if result.refill is not None:
+                for name, msg in result.refill.failed.items():
+                    echo(f"not repaired: {name}: {msg}")
+                if result.refill.done:
+                    echo(f"restored from another store: {', '.join(result.refill.done)}")
         if not quiet:
-            echo(f"{report.packs} packs, {report.objects} objects checked, {len(report.problems)} problems")
-    if report.problems:
+            final = result.after or report
+            echo(f"{report.store}: {final.packs} packs, {final.objects} objects checked, "
+                 f"{len(final.problems)} problems")
+    if not result.ok:
         raise typer.Exit(errors.EXIT_CORRUPT)
 
 

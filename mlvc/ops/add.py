@@ -21,7 +21,8 @@ from ..hashing import digest, hasher, to_oid
 from ..ignore import ensure_ignored
 from ..objects import FileManifest, TreeEntry, TreeManifest
 from ..progress import NULL, Progress
-from ..store.cache import CHUNK, FILE_MANIFEST, TREE_MANIFEST, wrap_os_error
+from ..store.packs import CHUNK, FILE_MANIFEST, TREE_MANIFEST
+from ..store.packstore import wrap_os_error
 from ..workspace import FileStat, IdLookup, hash_file, same_stat, scan, stat_signature
 
 _READ = 8 * 1024 * 1024
@@ -180,7 +181,7 @@ def add_one(repo, path: str | Path, *, role: str | None = None, meta: dict | Non
     except OSError as exc:
         raise wrap_os_error(exc, f"the pointer {repo.rel(ptr_path)}") from exc
     lookup.flush()
-    repo.state.mark_complete([to_oid(oid)])
+    repo.store.complete.add([to_oid(oid)])
     if kind == "dir":
         sig = stat_signature(files)
         if sig is not None:
@@ -196,7 +197,7 @@ def add(repo, paths, *, role: str | None = None, meta: dict | None = None,
     if not paths:
         raise PathError("(none)", "no paths given")
     repo.store.sweep_tmp()
-    with repo.store.lock():  # shared: keeps a concurrent gc from deleting objects we reuse
+    with repo.store.host_lock():  # shared: keeps a concurrent gc from deleting objects we reuse
         return [add_one(repo, p, role=role, meta=meta, progress=progress) for p in paths]
 
 

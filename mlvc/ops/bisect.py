@@ -94,9 +94,9 @@ def bisect_run(repo, cmd: list[str], *, good: list[str] | None = None, bad: str 
         if not git.has_commits():
             raise MlvcError("the repository has no commits to bisect")
         if not force:
-            from .revcheckout import _unsaved_artifacts
+            from .revcheckout import unsaved_artifacts
 
-            unsaved = _unsaved_artifacts(repo)
+            unsaved = unsaved_artifacts(repo)
             if unsaved:
                 raise ConflictError(f"{', '.join(unsaved[:3])}: modified in the workspace and never added; "
                                     "bisecting would overwrite it",
@@ -157,14 +157,14 @@ def step(cmd: list[str]) -> int:
     """One bisect step: restore the artifacts of HEAD, then run `cmd`.  Returns the exit status."""
     from ..repo import Repo
     from .checkout import checkout
-    from .revcheckout import _explain_missing, _prefetch, select_safe
+    from .revcheckout import explain_missing, prefetch, select_safe
 
     try:
         repo = Repo.find()
         try:
-            fetch_error = _prefetch(repo, None, select_safe(repo, None), _null())
+            fetch_error = prefetch(repo, None, select_safe(repo, None), _null())
             result = checkout(repo, None, force=True)
-            _explain_missing(repo, result, fetch_error)
+            explain_missing(repo, result, fetch_error)
         finally:
             repo.close()
     except MlvcError as exc:

@@ -9,7 +9,7 @@ from .. import pointer as pointers
 from ..errors import MlvcError, PathError
 from ..hashing import from_oid
 from ..objects import FileManifest, TreeEntry, TreeManifest
-from ..store.cache import FILE_MANIFEST, TREE_MANIFEST
+from ..store.packs import FILE_MANIFEST, TREE_MANIFEST
 
 
 @dataclass
@@ -95,7 +95,7 @@ def file_manifest(store, fid: bytes) -> FileManifest:
 def missing_objects(store, ptr: pointers.PointerFile) -> list[bytes]:
     """Chunk/manifest ids under a pointer that the cache lacks (empty when complete)."""
     from ..errors import ObjectNotFoundError
-    from ..store.cache import CHUNK
+    from ..store.packs import CHUNK
 
     oid = from_oid(ptr.oid)
     if ptr.kind == "dir" and not store.has_any(TREE_MANIFEST, oid):
@@ -120,7 +120,7 @@ def reachable(store, ptr: pointers.PointerFile) -> list[tuple[int, bytes]]:
 
     Raises ObjectNotFoundError when a manifest needed to walk further is missing.
     """
-    from ..store.cache import CHUNK
+    from ..store.packs import CHUNK
 
     oid = from_oid(ptr.oid)
     out: list[tuple[int, bytes]] = []

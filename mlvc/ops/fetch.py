@@ -6,9 +6,9 @@ from dataclasses import asdict, dataclass, field
 
 from ..errors import MlvcError
 from ..progress import NULL, Progress
-from ..remote.transfer import TransferResult, fetch_objects
+from ..store.transfer import TransferResult, transfer
 from .checkout import CheckoutResult, checkout
-from .push import _add_errors, open_remote, select_artifacts
+from .push import add_errors, select_artifacts
 
 
 def fetch(repo, paths=None, *, remote: str | None = None, revs=(), all_commits: bool = False,
@@ -25,13 +25,21 @@ def fetch(repo, paths=None, *, remote: str | None = None, revs=(), all_commits: 
     arts, errors = _selected
     result = TransferResult()
     if arts:
-        _rdef, backend, rindex, njobs = open_remote(repo, remote, jobs=jobs)
-        with repo.store.lock():  # shared: a concurrent gc must not delete what we are fetching
-            result = fetch_objects(repo.store, backend, rindex, arts, jobs=njobs, progress=progress)
-        for problem in rindex.problems:
-            result.failed.setdefault("(remote index)", problem)
-            result.failed_codes.setdefault("(remote index)", 6)
-    _add_errors(result, errors)
+        rdef, rstore = repo.remote_store(remote, jobs=jobs)
+        try:
+            try:
+                repo.store.sweep_tmp()
+            except OSError:
+                pass
+            with repo.store.host_lock():  # shared: a concurrent gc must not delete what we are fetching
+                result = transfer(rstore, repo.store, arts, jobs=rstore.jobs, progress=progress,
+                                  description=f"fetch from {rdef.name}")
+            for problem in rstore.problems:
+                result.failed.setdefault("(remote index)", problem)
+                result.failed_codes.setdefault("(remote index)", 6)
+        finally:
+            rstore.close()
+    add_errors(result, errors)
     return result
 
 

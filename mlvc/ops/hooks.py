@@ -87,11 +87,11 @@ def run_hook(repo, name: str, args: list[str]) -> tuple[int, list[str]]:
 
 def _restore(repo, warn) -> int:
     from .checkout import checkout
-    from .revcheckout import _explain_missing, _prefetch, select_safe
+    from .revcheckout import explain_missing, prefetch, select_safe
 
-    fetch_error = _prefetch(repo, None, select_safe(repo, None), progress=_null())
+    fetch_error = prefetch(repo, None, select_safe(repo, None), progress=_null())
     result = checkout(repo, None, force=False)
-    _explain_missing(repo, result, fetch_error)
+    explain_missing(repo, result, fetch_error)
     for artifact, msg in result.failed.items():
         warn(f"mlvc: {artifact} not restored: {msg}")
     return 0  # post-checkout/post-merge cannot undo the git operation; report only

@@ -25,7 +25,8 @@ from ..hashing import digest, hasher, to_oid
 from ..ignore import ensure_ignored
 from ..objects import FileManifest, TreeEntry, TreeManifest, validate_relpath
 from ..progress import NULL, Progress
-from ..store.cache import FILE_MANIFEST, TREE_MANIFEST, wrap_os_error
+from ..store.packs import FILE_MANIFEST, TREE_MANIFEST
+from ..store.packstore import wrap_os_error
 
 _MD5_LEN = 32
 
@@ -277,7 +278,7 @@ def _import_out(repo, out: DvcOut, cache: Path) -> ImportedOut:
             ensure_ignored(target)
     except OSError as exc:
         raise wrap_os_error(exc, f"the pointer {repo.rel(ptr_path)}") from exc
-    repo.state.mark_complete([to_oid(oid)])
+    repo.store.complete.add([to_oid(oid)])
     return ImportedOut(out.path, repo.rel(ptr_path), kind, to_oid(oid), size, files, out.source, verified)
 
 
@@ -300,7 +301,7 @@ def import_dvc(repo, paths=None, *, progress: Progress = NULL) -> ImportResult:
             result.failed[repo.rel(f)] = str(exc)
             result.failed_codes[repo.rel(f)] = exc.exit_code
     repo.store.sweep_tmp()
-    with repo.store.lock():  # shared, as add: a concurrent gc waits
+    with repo.store.host_lock():  # shared, as add: a concurrent gc waits
         for f, outs in outs_by_file.items():
             all_ok = bool(outs)
             for out in outs:

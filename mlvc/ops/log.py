@@ -90,7 +90,7 @@ class CommitReport:
         return asdict(self)
 
 
-class _History:
+class History:
     """Changed files per commit, from tree-to-tree comparisons on dulwich objects."""
 
     def __init__(self, git, watch_files: set[str], prefixes: list[str] | None):
@@ -201,7 +201,7 @@ def _prefix_of(repo, path: str | None) -> list[str] | None:
     return [rel]
 
 
-def _artifact_entry(info, hist: _History, rel: str, old: bytes | None, new: bytes | None) -> LogEntry:
+def _artifact_entry(info, hist: History, rel: str, old: bytes | None, new: bytes | None) -> LogEntry:
     base = dict(commit=info.sha, short=info.short, date=info.date.isoformat(), author=info.author,
                 message=info.message)
     fallback = rel[: -len(pointers.SUFFIX)]
@@ -220,7 +220,7 @@ def _artifact_entry(info, hist: _History, rel: str, old: bytes | None, new: byte
 
 def _walk(repo, git, path, since, rev, watch: set[str]):
     prefixes = _prefix_of(repo, path)
-    hist = _History(git, watch, prefixes)
+    hist = History(git, watch, prefixes)
     if not git.has_commits() and rev == "HEAD":
         return hist, iter(())
     git.resolve(rev)  # unknown revision -> RevisionError before walking

@@ -8,13 +8,10 @@ request), verified against its id, and kept in the cache so the next read is
 local.  Nothing else is downloaded: one tensor of a 10 GB checkpoint costs the
 index listing plus the ranges of the chunks that hold the tensor.
 
-Store-layer calls (the whole surface, for re-pointing at a new store):
-``repo.store``: ``has(typ, oid)``, ``get(typ, oid)``, ``iter_chunks(ids)``,
-``put_stored(typ, oid, codec, payload, raw)``, ``commit()``, ``abort()``, ``lock()``, ``pack_size``;
-``mlvc.remote.config.load_remote(repo, name)`` -> ``.backend()``, ``.resolved_url``,
-``.default_jobs()``; ``RemoteIndex(backend, cache_dir_for(cache_dir, url)).load()``
--> ``.location(typ, oid)``, ``.downloaded``; ``backend.get_range(key, start, n)``;
-``mlvc.remote.transfer.verify_payload``.
+Store-layer calls (the whole surface): the cache ``repo.store`` (a PackStore):
+``has``, ``get``, ``iter_chunks``, ``put_stored``, ``commit``, ``abort``, ``host_lock``,
+``pack_size``; the remote ``repo.remote_store(name)`` -> PackStore: ``refresh``,
+``location``, ``iter_stored(keys, gap=)``.
 """
 
 from __future__ import annotations
@@ -24,11 +21,11 @@ from dataclasses import dataclass
 from ..errors import MlvcError, ObjectNotFoundError, RemoteNotFoundError
 from ..hashing import to_oid
 from ..objects import FileManifest, TreeManifest
-from ..store.cache import CHUNK, FILE_MANIFEST, TREE_MANIFEST
+from ..store.packs import CHUNK, FILE_MANIFEST, TREE_MANIFEST
 from .chunked_reader import ChunkedFile
 
 RANGE_GAP = 64 * 1024  # read across gaps up to this size rather than issue another request
-RANGE_MAX = 16 * 1024 * 1024  # ... into requests of at most this size
+RANGE_MAX = 8 * 1024 * 1024  # ... into requests of at most this size (the store's COALESCE_LIMIT)
 READ_AHEAD_AFTER = 256 * 1024  # a sequential run this long turns read-ahead on
 READ_AHEAD_MIN = 1 << 20
 READ_AHEAD_MAX = 32 << 20
@@ -56,7 +53,7 @@ class ObjectSource:
         self.remote_name = remote
         self.cache = cache
         self.stats = SourceStats()
-        self._remote = None  # (backend, remote index), loaded on the first miss
+        self._remote = None  # the remote's PackStore, opened on the first miss
         self._jobs = 1
         self._held: dict[tuple[int, bytes], bytes] = {}  # fetched objects when not caching
         self._manifests: dict[bytes, FileManifest] = {}  # a few decoded file manifests
@@ -68,23 +65,17 @@ class ObjectSource:
         self._unpublished = 0
 
     # ------------------------------------------------------------------ remote
-    def _remote_parts(self, missing: bytes):
+    def _remote_store(self, missing: bytes):
         if self._remote is None:
-            from ..remote.config import load_remote
-            from ..remote.index import RemoteIndex, cache_dir_for
-
             try:
-                rdef = load_remote(self.repo, self.remote_name)
+                rdef, rstore = self.repo.remote_store(self.remote_name)
             except RemoteNotFoundError as exc:
                 raise ObjectNotFoundError(
                     to_oid(missing), "the cache",
                     hint=f"{exc} ({exc.hint})" if exc.hint else str(exc)) from None
-            backend = rdef.backend()
-            rindex = RemoteIndex(backend, cache_dir_for(self.repo.cache_dir, rdef.resolved_url))
             self._jobs = max(1, rdef.default_jobs() * 2)  # ranged reads are small: more in flight
-            rindex.load(jobs=rdef.default_jobs())
-            self.stats.requests += 1 + rindex.downloaded
-            self._remote = (backend, rindex)
+            self.stats.requests += 1 + rstore.refresh()  # the listing, and indexes not cached yet
+            self._remote = rstore
         return self._remote
 
     def _have(self, typ: int, oid: bytes) -> bool:
@@ -92,16 +83,14 @@ class ObjectSource:
 
     def _fetch(self, keys: list[tuple[int, bytes]]) -> None:
         """Download the objects `keys` (all missing from the cache) with coalesced ranged reads."""
-        from ..remote.index import PACKS_PREFIX
-        from ..remote.transfer import verify_payload
-
-        backend, rindex = self._remote_parts(keys[0][1])
+        rstore = self._remote_store(keys[0][1])
         located = []
         for typ, oid in dict.fromkeys(keys):
-            loc = rindex.location(typ, oid)
-            if loc is None:
-                raise ObjectNotFoundError(to_oid(oid), f"the cache and remote {backend.describe()}",
-                                          hint="run `mlvc push` on a machine that has it")
+            try:
+                loc = rstore.location(typ, oid)
+            except ObjectNotFoundError:
+                raise ObjectNotFoundError(to_oid(oid), f"the cache and {rstore.describe()}",
+                                          hint="run `mlvc push` on a machine that has it") from None
             located.append(((typ, oid), loc))
         located.sort(key=lambda item: (item[1][0], item[1][2]))
         runs: list[tuple[list, int]] = []  # (items, end offset) per ranged read
@@ -115,36 +104,34 @@ class ObjectSource:
                     runs[-1] = (items, max(end, off + stored))
                     continue
             runs.append(([item], off + stored))
+
         def get(run_end):
-            run, end = run_end
-            pack, start = run[0][1][0], run[0][1][2]
-            return backend.get_range(f"{PACKS_PREFIX}{pack}.pack", start, end - start)
+            run, _end = run_end
+            return list(rstore.iter_stored([key for key, _ in run], gap=RANGE_GAP))
 
         if len(runs) == 1:
-            datas = [get(runs[0])]
+            results = [get(runs[0])]
         else:
             from concurrent.futures import ThreadPoolExecutor
 
             with ThreadPoolExecutor(max_workers=min(len(runs), self._jobs)) as pool:
-                datas = list(pool.map(get, runs))
-        for (run, _end), data in zip(runs, datas, strict=True):
-            pack, start = run[0][1][0], run[0][1][2]
-            where = f"remote pack {pack}"
+                results = list(pool.map(get, runs))
+        for (run, end), got in zip(runs, results, strict=True):
             self.stats.requests += 1
-            self.stats.bytes_downloaded += len(data)
-            mv = memoryview(data)
-            for (typ, oid), (_, c, off, stored, raw) in run:
-                payload = bytes(mv[off - start: off - start + stored])
-                body = verify_payload(typ, oid, c, payload, raw, where)  # CorruptObjectError if short/bad
+            self.stats.bytes_downloaded += end - run[0][1][2]
+            for key, c, payload, raw, body, error in got:
+                if error is not None:
+                    raise error
                 self.stats.objects_fetched += 1
                 if self.cache:
-                    self.store.put_stored(typ, oid, c, payload, raw)
+                    payload = bytes(payload)
+                    self.store.put_stored(key[0], key[1], c, payload, raw)
                     self._dirty = True
-                    self._unpublished += stored
+                    self._unpublished += len(payload)
                     if self._unpublished >= self._publish_every:
                         self.flush()
                 else:
-                    self._held[(typ, oid)] = body
+                    self._held[key] = bytes(body)
 
     # ------------------------------------------------------------------ reads
     def read_object(self, typ: int, oid: bytes) -> bytes:
@@ -239,7 +226,7 @@ class ObjectSource:
     def flush(self) -> None:
         """Publish the objects fetched so far into the cache."""
         if self._dirty:
-            with self.store.lock():  # shared, as fetch: a concurrent gc waits
+            with self.store.host_lock():  # shared, as fetch: a concurrent gc waits
                 self.store.commit()
             self._dirty = False
             self._unpublished = 0
@@ -250,6 +237,9 @@ class ObjectSource:
         except MlvcError:
             self.store.abort()  # the cache is an optimisation here: the read itself succeeded
         self._held.clear()
+        if self._remote is not None:
+            self._remote.close()
+            self._remote = None
 
     def __enter__(self) -> "ObjectSource":
         return self

@@ -14,7 +14,6 @@ are not touched.
 from __future__ import annotations
 
 import contextlib
-import inspect
 import os
 import posixpath
 from pathlib import Path
@@ -22,8 +21,9 @@ from pathlib import Path
 from .. import pointer as pointers
 from ..errors import ConflictError, MlvcError, ObjectNotFoundError, PathError, PointerError, RemoteError
 from ..progress import NULL, Progress
-from ..store.cache import wrap_os_error
+from ..store.packstore import wrap_os_error
 from .checkout import CheckoutResult, checkout, materialize
+from .fetch import fetch
 from .common import path_selected, wanted_paths, load_entries, missing_objects, select
 
 # Set while mlvc itself runs `git checkout`, so the post-checkout hook does not restore twice.
@@ -31,15 +31,13 @@ HOOK_SKIP_ENV = "MLVC_SKIP_HOOKS"
 
 
 def default_remote(repo) -> str | None:
-    """The remote missing objects come from: the default one, or the only one configured."""
+    """The remote missing objects come from (`implied_remote`), None when there is none to try."""
+    from ..remote.config import implied_remote
+
     try:
-        name = repo.config["default_remote"]
-        remotes = repo.config["remotes"] or {}
-    except (KeyError, MlvcError):
+        return implied_remote(repo.config)
+    except MlvcError:
         return None
-    if not name and isinstance(remotes, dict) and len(remotes) == 1:
-        name = next(iter(remotes))
-    return name or None
 
 
 def pull_hint(repo) -> str:
@@ -64,33 +62,19 @@ def hooks_skipped():
 
 
 def fetch_missing(repo, rev: str | None, paths, progress: Progress = NULL) -> str | None:
-    """Ask the remotes module to fetch what the cache lacks.  Returns an error text, or None on success."""
+    """Fetch what the cache lacks from the default remote.  Returns why it failed, or None."""
     remote = default_remote(repo)
     if remote is None:
         return None  # nothing to try; the pull hint says how to configure one
+    kwargs = {"revs": (rev,), "workspace": False} if rev is not None else {}
     try:
-        from . import fetch as fetch_mod  # written by the remotes work; optional here
-    except ImportError:
-        return "fetching from remotes is not available in this installation"
-    fn = getattr(fetch_mod, "fetch", None)
-    if fn is None:
-        return "fetching from remotes is not available in this installation"
-    wanted = {"remote": remote, "paths": list(paths) if paths else None, "progress": progress}
-    if rev is not None:  # the pointers of another commit, not the workspace's
-        wanted.update(revs=(rev,), workspace=False)
-    try:
-        params = inspect.signature(fn).parameters
-        kwargs = {k: v for k, v in wanted.items() if k in params}
-    except (TypeError, ValueError):
-        kwargs = {"remote": remote}
-    try:
-        fn(repo, **kwargs)
+        result = fetch(repo, list(paths) if paths else None, remote=remote, progress=progress, **kwargs)
     except RemoteError as exc:
         return f"remote {remote!r}: {exc}"
-    except MlvcError as exc:  # partial fetch: the per-artifact check below reports what is still missing
+    except MlvcError as exc:
         return str(exc)
-    with contextlib.suppress(AttributeError):
-        repo.store.refresh()
+    if result.failed:
+        return "; ".join(f"{name}: {msg}" for name, msg in list(result.failed.items())[:3])
     return None
 
 
@@ -102,7 +86,7 @@ def _git(repo):
     return GitRepo(repo.root)
 
 
-def _unsaved_artifacts(repo) -> list[str]:
+def unsaved_artifacts(repo) -> list[str]:
     """Workspace artifacts modified and never added (their content is not in the cache)."""
     from .status import MODIFIED, status
 
@@ -113,7 +97,7 @@ def _unsaved_artifacts(repo) -> list[str]:
     if not out:
         return out
     # A modification whose content the cache already holds (e.g. a pointer switched back) loses nothing.
-    from ..store.cache import FILE_MANIFEST
+    from ..store.packs import FILE_MANIFEST
     from ..workspace import IdLookup, scan
 
     unsaved = []
@@ -155,7 +139,7 @@ def _switch(repo, git, rev: str, paths, force: bool, progress: Progress) -> Chec
             shown = ", ".join(changed[:3]) + (f" and {len(changed) - 3} more" if len(changed) > 3 else "")
             raise ConflictError(f"uncommitted changes to tracked files would be lost by checking out {rev}: "
                                 f"{shown}", hint="commit or stash them, or use `mlvc checkout --force`")
-        unsaved = _unsaved_artifacts(repo)
+        unsaved = unsaved_artifacts(repo)
         if unsaved:
             shown = ", ".join(unsaved[:3]) + (f" and {len(unsaved) - 3} more" if len(unsaved) > 3 else "")
             raise ConflictError(f"{shown}: modified in the workspace and never added; checking out {rev} "
@@ -170,9 +154,9 @@ def _switch(repo, git, rev: str, paths, force: bool, progress: Progress) -> Chec
 
 def restore(repo, paths, force: bool, progress: Progress) -> CheckoutResult:
     """Checkout of the workspace's pointers, fetching objects the cache lacks from the default remote."""
-    fetch_error = _prefetch(repo, None, select_safe(repo, paths), progress)
+    fetch_error = prefetch(repo, None, select_safe(repo, paths), progress)
     result = checkout(repo, paths, force=force, progress=progress)
-    _explain_missing(repo, result, fetch_error)
+    explain_missing(repo, result, fetch_error)
     return result
 
 
@@ -183,11 +167,11 @@ def select_safe(repo, paths):
         return []
 
 
-def _prefetch(repo, rev: str | None, ptrs, progress: Progress) -> str | None:
+def prefetch(repo, rev: str | None, ptrs, progress: Progress) -> str | None:
     """Fetch from the default remote when any selected artifact has objects the cache lacks."""
     need = []
     for ptr in ptrs:
-        if repo.state.is_complete(ptr.oid):
+        if ptr.oid in repo.store.complete:
             continue
         try:
             if missing_objects(repo.store, ptr):
@@ -199,16 +183,15 @@ def _prefetch(repo, rev: str | None, ptrs, progress: Progress) -> str | None:
     return fetch_missing(repo, rev, None, progress)
 
 
-def missing_message(repo, msg: str, fetch_error: str | None) -> str:
-    base = msg.split(" (run `mlvc pull")[0]
+def missing_message(repo, base: str, fetch_error: str | None) -> str:
+    """`base`: the missing-object error's message (without its hint)."""
     tried = f" (fetch failed: {fetch_error})" if fetch_error else ""
     return f"{base}; could not restore it{tried}: {pull_hint(repo)}"
 
 
-def _explain_missing(repo, result: CheckoutResult, fetch_error: str | None) -> None:
-    for name, msg in list(result.failed.items()):
-        if result.failed_codes.get(name) == ObjectNotFoundError.exit_code:
-            result.failed[name] = missing_message(repo, msg, fetch_error)
+def explain_missing(repo, result: CheckoutResult, fetch_error: str | None) -> None:
+    for name, base in result.missing.items():
+        result.failed[name] = missing_message(repo, base, fetch_error)
 
 
 def pointers_at(git, rev: str) -> list[tuple[str, str, pointers.PointerFile | None, MlvcError | None]]:
@@ -238,7 +221,7 @@ def export_rev(repo, git, rev: str, paths, dest: Path, progress: Progress = NULL
         raise PathError(", ".join(paths), f"is not tracked by mlvc at {rev}")
     dest = Path(os.path.abspath(dest))
     ptrs = [ptr for _, _, ptr, _ in found if ptr is not None]
-    fetch_error = _prefetch(repo, rev, ptrs, progress)
+    fetch_error = prefetch(repo, rev, ptrs, progress)
     for _, display, ptr, err in found:
         if ptr is None:
             result.failed[display] = str(err)

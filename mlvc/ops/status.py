@@ -58,7 +58,7 @@ def status_one(repo, t: Tracked, check_cache: bool = True, progress: Progress = 
         return ArtifactStatus(t.display, t.rel_pointer, INVALID, error=str(t.error))
     st = ArtifactStatus(t.display, t.rel_pointer, UNCHANGED)
     if check_cache:
-        if repo.state.is_complete(t.ptr.oid):
+        if t.ptr.oid in repo.store.complete:
             st.cache_complete = True
         else:
             try:
@@ -66,7 +66,7 @@ def status_one(repo, t: Tracked, check_cache: bool = True, progress: Progress = 
             except MlvcError as exc:
                 st.cache_complete, st.error = False, str(exc)
             if st.cache_complete:
-                repo.state.mark_complete([t.ptr.oid])
+                repo.store.complete.add([t.ptr.oid])
     if not t.target.exists() and not t.target.is_symlink():
         st.state = MISSING
         return st

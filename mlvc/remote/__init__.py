@@ -1,6 +1,5 @@
-"""Remotes: where packs and other immutable objects are shared between machines.
+"""Remotes as the user configures them (`config`: names, URLs, secrets, the default one).
 
-`backend.RemoteBackend` moves bytes to and from a remote (a local or NFS
-directory, S3, or any fsspec URL); `lock.RemoteLock` serialises operations such
-as garbage collection that must not run twice at once against one remote.
+The stores themselves are `mlvc.store.packstore.PackStore` on a backend of `mlvc.store`,
+the same class as the local cache; `Repo.remote_store` builds one from a definition here.
 """

@@ -98,12 +98,12 @@ class RemoteDef:
         return {"name": self.name, "url": self.url, "default": self.is_default, "options": shown}
 
     def backend(self):
-        from .backend import RemoteBackend
+        from ..store.backend import open_backend
 
         options = dict(self.options)
         if self.kind not in ("s3", "s3a", "local"):
-            return RemoteBackend(self.resolved_url, options)
-        return RemoteBackend(self.resolved_url, {k: v for k, v in options.items() if k in S3_OPTIONS})
+            return open_backend(self.resolved_url, options)
+        return open_backend(self.resolved_url, {k: v for k, v in options.items() if k in S3_OPTIONS})
 
     def default_jobs(self) -> int:
         if self.jobs:
@@ -127,15 +127,22 @@ def default_name(config) -> str | None:
     return config["default_remote"]
 
 
+def implied_remote(config) -> str | None:
+    """The remote used when none is named: the default one, or the only one configured."""
+    remotes = configured(config)
+    name = default_name(config)
+    if name is None and len(remotes) == 1:
+        name = next(iter(remotes))
+    return name
+
+
 def load_remote(repo, name: str | None = None) -> RemoteDef:
-    """The named remote (default: the default remote, or the only one), secrets merged."""
+    """The named remote (default: `implied_remote`), secrets merged."""
     remotes = configured(repo.config)
     if name is None:
-        name = default_name(repo.config)
+        name = implied_remote(repo.config)
         if name is None:
-            if len(remotes) == 1:
-                name = next(iter(remotes))
-            elif not remotes:
+            if not remotes:
                 raise RemoteNotFoundError("no remote is configured",
                                           hint="run `mlvc remote add NAME URL --default`")
             else:

@@ -6,8 +6,8 @@ once published.  Publishing order is the crash-safety invariant
 
 1. records are appended to `tmp/pack-<unique>.pack`, then the file is fsynced;
 2. the index is written to `tmp/pack-<unique>.idx` and fsynced;
-3. the pack is renamed to `packs/<name>.pack`, then the index to `packs/<name>.idx`
-   (the directory is fsynced).
+3. the pack is published as `packs/<name>.pack`, then the index as `packs/<name>.idx`
+   (`PackStore`; on a directory: rename, then fsync of the directory).
 
 Readers only look at `*.idx` files, so a pack without its index (a crash
 between the two renames) is invisible and later swept; an index never exists
@@ -39,6 +39,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..codec import RAW, ZSTD  # noqa: F401 - re-exported: the format names them
 from ..errors import CorruptObjectError
 from ..hashing import digest
 
@@ -52,14 +53,12 @@ FILE_MANIFEST = 1
 TREE_MANIFEST = 2
 TYPE_NAMES = {CHUNK: "chunk", FILE_MANIFEST: "file", TREE_MANIFEST: "tree"}
 
-# Codecs (the `codec` byte).
-RAW = 0
-ZSTD = 1
+# Codecs (the `codec` byte) are the codec module's: RAW, ZSTD (re-exported here).
 
-_REC = struct.Struct("<BB16sII")
+RECORD = struct.Struct("<BB16sII")
 _IDX_HEAD = struct.Struct("<8sBI")
 _IDX_ENTRY = struct.Struct("<16sBBQII")
-_PACK_HEAD = PACK_MAGIC + bytes([FORMAT_VERSION])
+PACK_HEAD = PACK_MAGIC + bytes([FORMAT_VERSION])
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,15 +97,15 @@ def index_name(idx_bytes: bytes) -> str:
 def iter_pack_records(path: Path):
     """Yield IndexEntry for every complete record of a pack (used to rebuild a lost index)."""
     with open(path, "rb") as f:
-        if f.read(len(_PACK_HEAD)) != _PACK_HEAD:
+        if f.read(len(PACK_HEAD)) != PACK_HEAD:
             return
-        offset = len(_PACK_HEAD)
+        offset = len(PACK_HEAD)
         while True:
-            head = f.read(_REC.size)
-            if len(head) < _REC.size:
+            head = f.read(RECORD.size)
+            if len(head) < RECORD.size:
                 return
-            typ, codec, oid, stored, raw = _REC.unpack(head)
-            offset += _REC.size
+            typ, codec, oid, stored, raw = RECORD.unpack(head)
+            offset += RECORD.size
             yield IndexEntry(oid, typ, codec, offset, stored, raw)
             f.seek(stored, os.SEEK_CUR)
             offset += stored
@@ -215,20 +214,19 @@ class PackWriter:
         self.fsync = fsync
         stem = f"pack-{os.getpid()}-{uuid.uuid4().hex}"
         self.path = tmp_dir / f"{stem}.pack"
-        self.idx_tmp = tmp_dir / f"{stem}.idx"
         self._f = open(self.path, "x+b", buffering=0)  # readable too: read_back of unpublished objects
         self._fd = self._f.fileno()
         self._out = BackgroundWriter(self._fd)
-        self._out.write(_PACK_HEAD)
-        self.size = len(_PACK_HEAD)
+        self._out.write(PACK_HEAD)
+        self.size = len(PACK_HEAD)
         self.entries: list[IndexEntry] = []
 
     def append(self, oid: bytes, typ: int, codec: int, payload, raw_len: int) -> IndexEntry:
         stored = len(payload)
-        self._out.write(_REC.pack(typ, codec, oid, stored, raw_len))
+        self._out.write(RECORD.pack(typ, codec, oid, stored, raw_len))
         self._out.write(payload)
-        entry = IndexEntry(oid, typ, codec, self.size + _REC.size, stored, raw_len)
-        self.size += _REC.size + stored
+        entry = IndexEntry(oid, typ, codec, self.size + RECORD.size, stored, raw_len)
+        self.size += RECORD.size + stored
         self.entries.append(entry)
         return entry
 
@@ -237,34 +235,19 @@ class PackWriter:
         self._out.drain()
         return os.pread(self._fd, entry.stored, entry.offset)
 
-    def publish(self, packs_dir: Path) -> tuple[str, list[IndexEntry]] | None:
-        """fsync, write the index, rename pack then index into `packs_dir`.  Returns (name, entries)."""
-        if not self.entries:
-            self.discard()
-            return None
+    @property
+    def has_manifest(self) -> bool:
+        return any(e.type != CHUNK for e in self.entries)
+
+    def finish(self) -> tuple[str, bytes]:
+        """Write out and close the pack (fsynced when durable); returns (name, index bytes).
+        The caller publishes the pack, then the index (`PackStore`)."""
         self._out.close()
         if self.fsync:
             os.fsync(self._f.fileno())
         self._f.close()
         idx = encode_index(self.entries)
-        name = index_name(idx)
-        with open(self.idx_tmp, "xb") as f:
-            f.write(idx)
-            if self.fsync:
-                f.flush()
-                os.fsync(f.fileno())
-        final_pack = packs_dir / f"{name}.pack"
-        final_idx = packs_dir / f"{name}.idx"
-        if final_idx.exists():
-            # An identical pack was already published (same objects, same order): keep the old one.
-            self.path.unlink(missing_ok=True)
-            self.idx_tmp.unlink(missing_ok=True)
-        else:
-            os.replace(self.path, final_pack)
-            os.replace(self.idx_tmp, final_idx)
-            if self.fsync:
-                fsync_dir(packs_dir)
-        return name, self.entries
+        return index_name(idx), idx
 
     def discard(self) -> None:
         self._out.close(discard=True)
@@ -273,4 +256,3 @@ class PackWriter:
         except OSError:
             pass
         self.path.unlink(missing_ok=True)
-        self.idx_tmp.unlink(missing_ok=True)

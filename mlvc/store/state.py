@@ -1,9 +1,16 @@
-"""Local state: which artifact roots are known to be complete in the cache.
+"""State kept beside the objects it describes.
 
-Checking that every chunk of a 100,000-file tree is present costs a manifest
-read per file; `status` needs the answer in milliseconds.  Once an operation has
-verified (or written) every object under a root id, it records the root here.
-Anything that deletes objects from the cache (gc) clears the table.
+`CompleteRoots` (inside the store: `<cache>/complete.sqlite`): which artifact
+roots are known to have every object in the store.  Checking that every chunk
+of a 100,000-file tree is present costs a manifest read per file; `status`
+needs the answer in milliseconds.  Once an operation has verified (or written)
+every object under a root id, it records the root here.  Because the table
+lives in the store directory, removing the store removes the marks with it,
+and anything that deletes objects (gc, from any repository sharing the cache;
+quarantine by `verify --repair`) clears it through the store.
+
+`StateDB` (per work tree: `.mlvc/state/state.sqlite`): directory stat
+signatures, which describe the workspace, not the store.
 """
 
 from __future__ import annotations
@@ -14,6 +21,39 @@ from pathlib import Path
 from .sqlite import connect, retry
 
 
+class CompleteRoots:
+    def __init__(self, db_path: Path):
+        self.db_path = db_path
+        self._db: sqlite3.Connection | None = None
+
+    def _conn(self) -> sqlite3.Connection:
+        if self._db is None:
+            self._db = connect(self.db_path, ["CREATE TABLE IF NOT EXISTS complete (oid TEXT PRIMARY KEY)"])
+        return self._db
+
+    def __contains__(self, oid: str) -> bool:
+        if not self.db_path.exists():
+            self.close()  # the store was removed under us: whatever we knew is gone with it
+            return False
+        return retry(lambda: self._conn().execute("SELECT 1 FROM complete WHERE oid = ?", (oid,)).fetchone()) \
+            is not None
+
+    def add(self, oids) -> None:
+        rows = [(o,) for o in oids]
+        if not self.db_path.parent.is_dir():
+            return  # no store directory: nothing is complete, nothing to record
+        retry(lambda: self._conn().executemany("INSERT OR IGNORE INTO complete VALUES (?)", rows))
+
+    def clear(self) -> None:
+        if self.db_path.exists():
+            retry(lambda: self._conn().execute("DELETE FROM complete"))
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+
 class StateDB:
     def __init__(self, db_path: Path):
         self.db_path = db_path
@@ -22,24 +62,9 @@ class StateDB:
     def _conn(self) -> sqlite3.Connection:
         if self._db is None:
             self._db = connect(self.db_path, [
-                "CREATE TABLE IF NOT EXISTS complete (oid TEXT PRIMARY KEY)",
                 "CREATE TABLE IF NOT EXISTS dirsig (path TEXT PRIMARY KEY, sig BLOB, oid TEXT)",
             ])
         return self._db
-
-    def is_complete(self, oid: str) -> bool:
-        if not self.db_path.exists():
-            return False
-        return retry(lambda: self._conn().execute("SELECT 1 FROM complete WHERE oid = ?", (oid,)).fetchone()) \
-            is not None
-
-    def mark_complete(self, oids) -> None:
-        rows = [(o,) for o in oids]
-        retry(lambda: self._conn().executemany("INSERT OR IGNORE INTO complete VALUES (?)", rows))
-
-    def clear_complete(self) -> None:
-        if self.db_path.exists():
-            retry(lambda: self._conn().execute("DELETE FROM complete"))
 
     # A directory's stat signature (every path, size, mtime, inode, exec bit) -> its tree id.
     # Lets `status` on an unchanged 100k-file tree skip per-file lookups and the tree encoding.

@@ -15,9 +15,8 @@ from mlvc.hashing import to_oid
 from mlvc.ops.add import add
 from mlvc.pointer import load
 from mlvc.repo import Repo
-from mlvc.store.cache import ChunkStore
 
-from helpers import GIT_ENV, mlvc_cli
+from helpers import GIT_ENV, mlvc_cli, verify_cache
 
 CLI = [sys.executable, "-c", "from mlvc.cli.main import main; main()"]
 
@@ -49,7 +48,7 @@ def test_kill_9_during_add_then_rerun_completes(repo_dir):
         time.sleep(delay)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-        report = ChunkStore(repo_dir / ".mlvc" / "cache").verify()
+        report = verify_cache(repo_dir / ".mlvc" / "cache")
         assert report.ok, report.problems
         # a pointer, if one was written, names complete objects
         if (repo_dir / "model.bin.mlvc").exists():
@@ -57,7 +56,7 @@ def test_kill_9_during_add_then_rerun_completes(repo_dir):
     r = mlvc_cli(repo_dir, "add", "model.bin", "ds")
     assert r.code == 0, r
     assert load(repo_dir / "model.bin.mlvc").oid == content_id(big)
-    assert ChunkStore(repo_dir / ".mlvc" / "cache").verify().ok
+    assert verify_cache(repo_dir / ".mlvc" / "cache").ok
     assert not [n for n in os.listdir(repo_dir / ".mlvc" / "cache" / "tmp")]  # killed runs' temp files swept
     big.unlink()
     r = mlvc_cli(repo_dir, "checkout")
@@ -82,7 +81,7 @@ def test_two_adds_at_once_on_different_paths(repo_dir):
         assert p.returncode == 0, err
     gi = (repo_dir / "data" / ".gitignore").read_text().splitlines()
     assert "/a" in gi and "/b" in gi
-    assert ChunkStore(repo_dir / ".mlvc" / "cache").verify().ok
+    assert verify_cache(repo_dir / ".mlvc" / "cache").ok
     import shutil
 
     shutil.rmtree(repo_dir / "data" / "a")
@@ -113,7 +112,7 @@ def test_disk_full_mid_add_leaves_cache_valid(repo_dir, monkeypatch):
         add(Repo.find(repo_dir), ["m.bin"])
     assert not (repo_dir / "m.bin.mlvc").exists()
     cache = repo_dir / ".mlvc" / "cache"
-    assert ChunkStore(cache).verify().ok
+    assert verify_cache(cache).ok
     assert os.listdir(cache / "tmp") == []
     monkeypatch.setattr(packs.PackWriter, "append", real_append)
     res = add(Repo.find(repo_dir), ["m.bin"])[0]

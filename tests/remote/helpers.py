@@ -103,9 +103,9 @@ def snapshot(root: Path, rel: str) -> dict[str, bytes]:
 
 
 def remote_packs(spec) -> list[str]:
-    from mlvc.remote.backend import RemoteBackend
+    from mlvc.store.backend import open_backend
 
-    return RemoteBackend(*spec).list("packs/")
+    return open_backend(*spec).list("packs/")
 
 
 def set_core(repo: Path, key: str, value) -> None:

@@ -10,14 +10,14 @@ from typing import Any
 import pytest
 
 from mlvc.errors import LockedError
-from mlvc.remote.backend import RemoteBackend
-from mlvc.remote.lock import DEFAULT_LOCK_NAME, LockInfo, RemoteLock
+from mlvc.store.backend import Backend
+from mlvc.store.locks import DEFAULT_LOCK_NAME, LockInfo, RemoteLock
 
 LOCK_WORKER = """
 from mlvc.errors import LockedError
-from mlvc.remote.backend import RemoteBackend
-from mlvc.remote.lock import RemoteLock
-backend = RemoteBackend(SPEC["url"], SPEC["options"])
+from mlvc.store.backend import open_backend
+from mlvc.store.locks import RemoteLock
+backend = open_backend(SPEC["url"], SPEC["options"])
 backend.exists("warm/up")  # connect before the start signal
 lock = RemoteLock(backend, owner=SPEC["owner"], ttl_s=600)
 wait_for_start()
@@ -29,7 +29,7 @@ except LockedError:
 """
 
 
-def test_acquire_release(remote: RemoteBackend) -> None:
+def test_acquire_release(remote: Backend) -> None:
     lock = RemoteLock(remote, owner="alice", ttl_s=60)
     assert lock.held_by() is None
     info = lock.acquire()
@@ -46,7 +46,7 @@ def test_acquire_release(remote: RemoteBackend) -> None:
     lock.release()
 
 
-def test_second_acquirer_gets_locked_error_naming_the_owner(remote: RemoteBackend) -> None:
+def test_second_acquirer_gets_locked_error_naming_the_owner(remote: Backend) -> None:
     first = RemoteLock(remote, owner="alice@gpu-box", ttl_s=60)
     first.acquire()
     second = RemoteLock(remote, owner="bob", ttl_s=60)
@@ -65,7 +65,7 @@ def test_second_acquirer_gets_locked_error_naming_the_owner(remote: RemoteBacken
     second.release()
 
 
-def test_expired_lock_is_broken_and_the_old_holder_cannot_release_it(remote: RemoteBackend) -> None:
+def test_expired_lock_is_broken_and_the_old_holder_cannot_release_it(remote: Backend) -> None:
     crashed = RemoteLock(remote, owner="crashed", ttl_s=0.2)
     crashed.acquire()
     time.sleep(0.3)
@@ -80,7 +80,7 @@ def test_expired_lock_is_broken_and_the_old_holder_cannot_release_it(remote: Rem
     assert successor.release() is True
 
 
-def test_refresh_extends_the_lease(remote: RemoteBackend) -> None:
+def test_refresh_extends_the_lease(remote: Backend) -> None:
     lock = RemoteLock(remote, owner="long-gc", ttl_s=0.5)
     first = lock.acquire()
     time.sleep(0.3)
@@ -93,7 +93,7 @@ def test_refresh_extends_the_lease(remote: RemoteBackend) -> None:
     assert lock.release() is True
 
 
-def test_context_manager_releases_even_on_error(remote: RemoteBackend) -> None:
+def test_context_manager_releases_even_on_error(remote: Backend) -> None:
     with RemoteLock(remote, owner="ctx") as lock:
         assert lock.held
         assert remote.exists(DEFAULT_LOCK_NAME)
@@ -103,7 +103,7 @@ def test_context_manager_releases_even_on_error(remote: RemoteBackend) -> None:
     assert not remote.exists(DEFAULT_LOCK_NAME)
 
 
-def test_unreadable_lock_is_never_broken(remote: RemoteBackend) -> None:
+def test_unreadable_lock_is_never_broken(remote: Backend) -> None:
     remote.put_bytes(DEFAULT_LOCK_NAME, b"not json")
     with pytest.raises(LockedError) as caught:
         RemoteLock(remote, owner="x", ttl_s=1).acquire()
@@ -111,7 +111,7 @@ def test_unreadable_lock_is_never_broken(remote: RemoteBackend) -> None:
     assert DEFAULT_LOCK_NAME in (caught.value.hint or "")
 
 
-def test_custom_name_and_json_content(remote: RemoteBackend) -> None:
+def test_custom_name_and_json_content(remote: Backend) -> None:
     with RemoteLock(remote, name="locks/other.lock", owner="me", ttl_s=10):
         info = LockInfo.from_json(remote.get_bytes("locks/other.lock"))
         assert info is not None and info.owner == "me"
@@ -120,7 +120,7 @@ def test_custom_name_and_json_content(remote: RemoteBackend) -> None:
 
 
 @pytest.mark.parametrize("preexisting", ["none", "expired"])
-def test_racing_processes_exactly_one_wins(remote: RemoteBackend, remote_spec: tuple[str, dict[str, Any]],
+def test_racing_processes_exactly_one_wins(remote: Backend, remote_spec: tuple[str, dict[str, Any]],
                                            spawn_workers: Callable[..., list[str]], preexisting: str) -> None:
     if preexisting == "expired":
         RemoteLock(remote, owner="crashed", ttl_s=0.01).acquire()

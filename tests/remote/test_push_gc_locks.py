@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from mlvc.errors import EXIT_LOCKED, LockedError
-from mlvc.remote.backend import RemoteBackend
-from mlvc.remote.lock import (
+from mlvc.store.backend import Backend, open_backend
+from mlvc.store.locks import (
     DEFAULT_LOCK_NAME,
     PUSH_LOCK_PREFIX,
     LockInfo,
@@ -51,7 +51,7 @@ def world(tmp_path: Path, remote_spec):
     ok(first, "add", "-q", "base")
     commit(first, "base")
     ok(first, "push", "-q")
-    backend = RemoteBackend(*remote_spec)
+    backend = open_backend(*remote_spec)
     return {"origin": origin, "gc": gc_clone, "pusher": pusher, "first": first, "backend": backend,
             "tmp": tmp_path}
 
@@ -63,7 +63,7 @@ def new_artifact(pusher: Path, name: str, seed: int, new_bytes: int = 300_000) -
     ok(pusher, "add", "-q", name)
 
 
-def remote_packs(backend: RemoteBackend) -> list[str]:
+def remote_packs(backend: Backend) -> list[str]:
     return backend.list("packs/")
 
 
@@ -76,7 +76,7 @@ def pull_matches(origin: Path, pusher: Path, name: str, dest: Path) -> tuple[int
     return code, err
 
 
-def put_lock(backend: RemoteBackend, key: str, owner: str, expires_in: float) -> None:
+def put_lock(backend: Backend, key: str, owner: str, expires_in: float) -> None:
     now = time.time()
     info = LockInfo(owner=owner, host="deadhost", pid=999_999, created=now - 7200, expires=now + expires_in,
                     token="t" * 32)
@@ -157,7 +157,7 @@ def test_expired_locks_of_killed_processes_are_ignored(world) -> None:
     assert not backend.exists(DEFAULT_LOCK_NAME)
 
 
-def test_shared_lock_lease(remote: RemoteBackend) -> None:
+def test_shared_lock_lease(remote: Backend) -> None:
     lock = SharedLock(remote, owner="carol", ttl_s=0.5)
     lock.acquire()
     lock.check()
@@ -184,7 +184,7 @@ def test_shared_lock_lease(remote: RemoteBackend) -> None:
 RACER = """
 import contextlib, io, random, subprocess
 from mlvc.cli.main import run
-import mlvc.ops.gc, mlvc.ops.push, mlvc.remote.lock  # imports before the start signal
+import mlvc.ops.gc, mlvc.ops.push, mlvc.store.locks  # imports before the start signal
 os.chdir(SPEC["cwd"])
 random.seed(SPEC["seed"])
 
@@ -215,28 +215,29 @@ def pull_in_fresh_clone():
 def missing_on_remote(store, backend, artifacts):
     # what the push claims is on the remote, checked against a fresh listing the moment it returns
     import tempfile
+    from pathlib import Path
     from mlvc.ops.common import reachable
-    from mlvc.remote.index import RemoteIndex
-    with tempfile.TemporaryDirectory() as cache:
-        rindex = RemoteIndex(backend, cache).load()
+    from mlvc.store.packstore import PackStore
+    with tempfile.TemporaryDirectory() as scratch:
+        remote = PackStore(backend, scratch=Path(scratch))
         missing = []
         for art in artifacts:
             for typ, oid in reachable(store, art.ptr):
-                loc = rindex.location(typ, oid)
-                if loc is None or not backend.exists(f"packs/{loc[0]}.pack"):
+                if not remote.has(typ, oid):
                     missing.append(f"{typ}:{oid.hex()}")
+        remote.close()
         return missing
 
 if SPEC["role"] == "push":
     state = {"complete": False, "verify": None}
-    real_push_objects = mlvc.ops.push.push_objects
-    real_release = mlvc.remote.lock.SharedLock.release
+    real_transfer = mlvc.ops.push.transfer
+    real_release = mlvc.store.locks.SharedLock.release
 
-    def push_objects(store, backend, rindex, artifacts, **kwargs):
-        result = real_push_objects(store, backend, rindex, artifacts, **kwargs)
+    def transfer(cache, remote, artifacts, **kwargs):
+        result = real_transfer(cache, remote, artifacts, **kwargs)
         state["complete"] = not result.failed
         if state["complete"]:
-            state["missing"] = missing_on_remote(store, backend, artifacts)
+            state["missing"] = missing_on_remote(cache, remote.backend, artifacts)
         return result
 
     def release(self):
@@ -244,8 +245,8 @@ if SPEC["role"] == "push":
             state["verify"] = pull_in_fresh_clone()
         return real_release(self)
 
-    mlvc.ops.push.push_objects = push_objects
-    mlvc.remote.lock.SharedLock.release = release
+    mlvc.ops.push.transfer = transfer
+    mlvc.store.locks.SharedLock.release = release
 
 wait_for_start()
 runs = []

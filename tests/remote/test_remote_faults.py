@@ -16,7 +16,7 @@ import pytest
 from mlvc.errors import RemoteUnreachableError
 from mlvc.hashing import from_oid, to_oid
 from mlvc.progress import Progress
-from mlvc.remote.backend import RemoteBackend
+from mlvc.store.backend import open_backend
 from mlvc.store.packs import CHUNK, decode_index
 
 from .helpers import (add_remote, cli, cli_proc, clone, commit, make_repo, ok, rand_bytes, remote_packs, set_core,
@@ -51,7 +51,7 @@ def _chunk_of(repo: Path, rel: str) -> bytes:
 
 
 def _remote_entry(spec, oid: bytes, typ: int = CHUNK):
-    backend = RemoteBackend(*spec)
+    backend = open_backend(*spec)
     for key in backend.list("packs/"):
         if key.endswith(".idx"):
             for e in decode_index(backend.get_bytes(key), key):
@@ -83,7 +83,7 @@ def test_corrupt_remote_object_fails_only_its_artifact(tmp_path: Path, remote_sp
 
 def test_deleted_remote_index_means_missing(tmp_path: Path, remote_spec) -> None:
     repo = _two_artifacts(tmp_path, remote_spec)
-    backend = RemoteBackend(*remote_spec)
+    backend = open_backend(*remote_spec)
     for key in backend.list("packs/"):
         if key.endswith(".idx"):
             backend.delete(key)
@@ -103,10 +103,10 @@ def test_half_written_pack_is_ignored(tmp_path: Path, remote_spec) -> None:
     write(repo / "m.bin", rand_bytes(400_000, 5))
     ok(repo, "add", "-q", "m.bin")
     commit(repo)
-    backend = RemoteBackend(*remote_spec)
+    backend = open_backend(*remote_spec)
     backend.ensure_base()
     backend.put_bytes("packs/" + "ab" * 16 + ".pack", b"MLVCPACK\x01garbage of a killed push")
-    if backend.kind == "local":
+    if backend.capabilities.local_files:
         write(Path(remote_spec[0]) / "packs" / ("cd" * 16 + ".pack.tmp-host-1-abc"), b"MLVCPACK\x01trunc")
     ok(repo, "push", "-q")
     fresh = clone(repo, tmp_path / "fresh")

@@ -1,4 +1,4 @@
-"""Contract of RemoteBackend, run against a directory remote and a moto S3 remote."""
+"""The Backend contract, run against a directory, S3 on moto and S3 on SeaweedFS (and memory where it applies)."""
 
 from __future__ import annotations
 
@@ -20,15 +20,15 @@ from mlvc.errors import (
     RemoteNotFoundError,
     RemoteUnreachableError,
 )
-from mlvc.remote import backend as backend_module
-from mlvc.remote.backend import TEMP_MARKER, RemoteBackend
+from mlvc.store import local as local_module
+from mlvc.store.backend import TEMP_MARKER, Backend, open_backend
 
 BIG_SIZE = 20 * 2**20 + 12_345  # above 10 MiB and above two S3 parts, so S3 goes multipart
 SECRET = "s3cr3t-Value-that-must-never-be-shown"
 
 PUT_WORKER = """
-from mlvc.remote.backend import RemoteBackend
-backend = RemoteBackend(SPEC["url"], SPEC["options"])
+from mlvc.store.backend import open_backend
+backend = open_backend(SPEC["url"], SPEC["options"])
 backend.exists("warm/up")  # connect before the start signal
 wait_for_start()
 published = [backend.put_file(path, key) for path, key in SPEC["files"]]
@@ -48,10 +48,24 @@ def temp_leftovers(root: Path) -> list[str]:
     return [name for _dir, _subdirs, names in os.walk(root) for name in names if TEMP_MARKER in name]
 
 
+@pytest.fixture
+def seaweed_url(seaweed_server: str) -> tuple[str, dict[str, Any]]:
+    from servers import create_bucket, s3_options
+
+    return f"s3://{create_bucket(seaweed_server)}/remote", s3_options(seaweed_server)
+
+
+@pytest.fixture(params=["local", pytest.param("s3", marks=pytest.mark.s3),
+                        pytest.param("seaweed", marks=pytest.mark.s3)])
+def remote_spec(request: pytest.FixtureRequest) -> tuple[str, dict[str, Any]]:
+    """Every kind the contract binds to (moto and SeaweedFS are both real S3 servers)."""
+    return request.getfixturevalue(f"{request.param}_url")
+
+
 class TestBackendContract:
     """Every remote kind must behave the same through this API."""
 
-    def test_large_file_roundtrip_is_streamed_with_progress(self, remote: RemoteBackend, tmp_path: Path) -> None:
+    def test_large_file_roundtrip_is_streamed_with_progress(self, remote: Backend, tmp_path: Path) -> None:
         data = write_random(tmp_path / "big.bin", BIG_SIZE)
         uploaded: list[int] = []
         assert remote.put_file(tmp_path / "big.bin", "packs/big.pack", callback=uploaded.append) is True
@@ -67,7 +81,7 @@ class TestBackendContract:
         assert temp_leftovers(target.parent) == []
         assert remote.size("packs/big.pack") == BIG_SIZE
 
-    def test_put_file_never_overwrites(self, remote: RemoteBackend, tmp_path: Path) -> None:
+    def test_put_file_never_overwrites(self, remote: Backend, tmp_path: Path) -> None:
         (tmp_path / "first").write_bytes(b"first version")
         (tmp_path / "second").write_bytes(b"second version")
         assert remote.put_file(tmp_path / "first", "packs/a.pack") is True
@@ -76,7 +90,7 @@ class TestBackendContract:
         assert remote.get_bytes("packs/a.pack") == b"first version"
         assert progress == []  # nothing was transferred
 
-    def test_put_bytes_roundtrip_and_replace(self, remote: RemoteBackend) -> None:
+    def test_put_bytes_roundtrip_and_replace(self, remote: Backend) -> None:
         remote.put_bytes("meta/info.json", b"{}")
         assert remote.get_bytes("meta/info.json") == b"{}"
         remote.put_bytes("meta/info.json", b'{"v": 2}')
@@ -85,7 +99,7 @@ class TestBackendContract:
         assert remote.get_bytes("meta/empty") == b""
         assert remote.size("meta/empty") == 0
 
-    def test_range_reads(self, remote: RemoteBackend) -> None:
+    def test_range_reads(self, remote: Backend) -> None:
         data = bytes(range(256)) * 4
         remote.put_bytes("packs/r.pack", data)
         assert remote.get_range("packs/r.pack", 0, 10) == data[:10]
@@ -97,7 +111,7 @@ class TestBackendContract:
         with pytest.raises(ValueError):
             remote.get_range("packs/r.pack", -1, 10)
 
-    def test_listing(self, remote: RemoteBackend) -> None:
+    def test_listing(self, remote: Backend) -> None:
         keys = ["packs/aa01.pack", "packs/aa01.idx", "packs/bb02.pack", "meta/x", "top"]
         for key in keys:
             remote.put_bytes(key, key.encode())
@@ -110,7 +124,7 @@ class TestBackendContract:
         assert remote.list("nothing/") == []
         assert remote.list("nothing/deeper/") == []
 
-    def test_exists_size_and_delete(self, remote: RemoteBackend) -> None:
+    def test_exists_size_and_delete(self, remote: Backend) -> None:
         assert remote.exists("packs/e.pack") is False
         remote.put_bytes("packs/e.pack", b"12345")
         assert remote.exists("packs/e.pack") is True
@@ -120,7 +134,7 @@ class TestBackendContract:
         assert remote.exists("packs/e.pack") is False
         remote.delete("packs/e.pack")  # deleting an absent key is fine
 
-    def test_missing_key_raises_object_not_found(self, remote: RemoteBackend, tmp_path: Path) -> None:
+    def test_missing_key_raises_object_not_found(self, remote: Backend, tmp_path: Path) -> None:
         calls: list[Callable[[], Any]] = [
             lambda: remote.get_bytes("packs/missing.pack"),
             lambda: remote.get_range("packs/missing.pack", 0, 10),
@@ -138,7 +152,7 @@ class TestBackendContract:
         assert temp_leftovers(tmp_path) == []
 
     @pytest.mark.parametrize("bad_key", ["../x", "a/../../x", "/abs", "a//b", "./a", "", "a\\b", "a/b.tmp-1"])
-    def test_unsafe_keys_are_refused(self, remote: RemoteBackend, bad_key: str, tmp_path: Path) -> None:
+    def test_unsafe_keys_are_refused(self, remote: Backend, bad_key: str, tmp_path: Path) -> None:
         (tmp_path / "f").write_bytes(b"x")
         for call in (lambda: remote.put_bytes(bad_key, b"x"), lambda: remote.get_bytes(bad_key),
                      lambda: remote.exists(bad_key), lambda: remote.put_file(tmp_path / "f", bad_key),
@@ -148,7 +162,7 @@ class TestBackendContract:
         with pytest.raises(ValueError):
             remote.list("../")
 
-    def test_conditional_operations(self, remote: RemoteBackend) -> None:
+    def test_conditional_operations(self, remote: Backend) -> None:
         tag = remote.create_bytes("locks/x", b"one")
         assert tag is not None
         assert remote.create_bytes("locks/x", b"two") is None
@@ -167,9 +181,9 @@ class TestBackendContract:
         assert remote.delete_if_unchanged("locks/x", new_tag) is False
         assert remote.replace_if_unchanged("locks/x", b"four", new_tag) is None
 
-    def test_temp_cleanup(self, remote: RemoteBackend, remote_spec: tuple[str, dict[str, Any]]) -> None:
+    def test_temp_cleanup(self, remote: Backend, remote_spec: tuple[str, dict[str, Any]]) -> None:
         remote.put_bytes("packs/keep.pack", b"keep")
-        if remote.kind == "s3":
+        if not remote.capabilities.local_files:
             self.check_s3_stale_uploads_are_aborted(remote, remote_spec)
             return
         root = Path(remote_spec[0])
@@ -180,13 +194,12 @@ class TestBackendContract:
         an_hour_ago = time.time() - 3600
         os.utime(stale, (an_hour_ago, an_hour_ago))
         assert remote.list("packs/") == ["packs/keep.pack"]  # in-progress writes are invisible
-        assert remote.abort_stale_uploads(0) == 0  # an S3-only notion
-        assert remote.cleanup_temp(600) == 1
+        assert remote.cleanup(600) == 1
         assert not stale.exists() and fresh.exists()
         assert remote.get_bytes("packs/keep.pack") == b"keep"
 
     @staticmethod
-    def check_s3_stale_uploads_are_aborted(remote: RemoteBackend, remote_spec: tuple[str, dict[str, Any]]) -> None:
+    def check_s3_stale_uploads_are_aborted(remote: Backend, remote_spec: tuple[str, dict[str, Any]]) -> None:
         """A killed S3 writer leaves an incomplete multipart upload rather than a temp file."""
         import boto3
 
@@ -197,15 +210,15 @@ class TestBackendContract:
         client.upload_part(Bucket=bucket, Key="remote/packs/dead.pack", UploadId=upload["UploadId"],
                            PartNumber=1, Body=b"partial")
         outside = client.create_multipart_upload(Bucket=bucket, Key="elsewhere/x")  # not under the base
-        assert remote.cleanup_temp(0) == 0  # no temp objects on S3
         # moto reports every upload as initiated in 2010, so "recent" here means within a century
-        assert remote.abort_stale_uploads(100 * 365 * 86400) == 0
-        assert remote.abort_stale_uploads(3600) == 1
+        assert remote.cleanup(100 * 365 * 86400) == 0
+        time.sleep(1.1)  # SeaweedFS reports the real time, to the second
+        assert remote.cleanup(1) == 1
         remaining = client.list_multipart_uploads(Bucket=bucket).get("Uploads", [])
         assert [item["UploadId"] for item in remaining] == [outside["UploadId"]]
         assert remote.get_bytes("packs/keep.pack") == b"keep"
 
-    def test_concurrent_processes(self, remote: RemoteBackend, remote_spec: tuple[str, dict[str, Any]],
+    def test_concurrent_processes(self, remote: Backend, remote_spec: tuple[str, dict[str, Any]],
                                   tmp_path: Path, spawn_workers: Callable[..., list[str]]) -> None:
         """Real processes put one shared key and their own keys at the same moment."""
         shared = write_random(tmp_path / "shared.bin", 3 * 2**20)
@@ -219,7 +232,7 @@ class TestBackendContract:
         results = [json.loads(line) for line in spawn_workers(PUT_WORKER, specs)]
         assert all(own_published for _shared, own_published in results)
         shared_published = sum(shared_published for shared_published, _own in results)
-        if remote.kind == "local":
+        if remote.capabilities.local_files:
             assert shared_published == 1  # link() lets exactly one writer publish
         else:
             assert shared_published >= 1
@@ -230,7 +243,7 @@ class TestBackendContract:
             assert remote.get_bytes(f"meta/own-{i}") == f"content {i}".encode()
         assert remote.get_bytes("meta/shared") == b"same content"
         assert len(remote.list("packs/")) == 1 + len(own)
-        if remote.kind == "local":
+        if remote.capabilities.local_files:
             assert temp_leftovers(Path(remote_spec[0])) == []
 
 
@@ -238,16 +251,16 @@ class TestBackendContract:
 
 
 def test_file_url_and_plain_path_are_the_same_remote(tmp_path: Path) -> None:
-    plain = RemoteBackend(str(tmp_path / "r"))
+    plain = open_backend(str(tmp_path / "r"))
     plain.ensure_base()
     plain.put_bytes("a/b", b"data")
-    via_url = RemoteBackend((tmp_path / "r").as_uri(), {})
-    assert via_url.kind == "local"
+    via_url = open_backend((tmp_path / "r").as_uri(), {})
+    assert via_url.capabilities.local_files
     assert via_url.get_bytes("a/b") == b"data"
 
 
 def test_missing_local_base_is_remote_not_found(tmp_path: Path) -> None:
-    unmounted = RemoteBackend(str(tmp_path / "not-mounted" / "remote"))
+    unmounted = open_backend(str(tmp_path / "not-mounted" / "remote"))
     with pytest.raises(RemoteNotFoundError):
         unmounted.ensure_base()  # never creates more than the last component
     assert not (tmp_path / "not-mounted").exists()
@@ -261,7 +274,7 @@ def test_missing_local_base_is_remote_not_found(tmp_path: Path) -> None:
 
 
 def test_disk_full_while_downloading_is_disk_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    remote = RemoteBackend(str(tmp_path / "remote"))
+    remote = open_backend(str(tmp_path / "remote"))
     remote.ensure_base()
     remote.put_bytes("packs/p.pack", b"x" * 1000)
 
@@ -269,7 +282,7 @@ def test_disk_full_while_downloading_is_disk_error(tmp_path: Path, monkeypatch: 
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
     # the only simulated failure in this suite: a real full disk is not available to tests
-    monkeypatch.setattr(backend_module, "_copy_stream", disk_full)
+    monkeypatch.setattr(local_module, "_copy_stream", disk_full)
     with pytest.raises(DiskError, match="No space left"):
         remote.get_file("packs/p.pack", tmp_path / "dest")
     assert os.listdir(tmp_path) == ["remote"]  # neither target nor temp file left behind
@@ -280,7 +293,7 @@ def test_disk_full_while_downloading_is_disk_error(tmp_path: Path, monkeypatch: 
 
 @pytest.mark.s3
 def test_missing_bucket_is_remote_not_found(moto_server: str, options_for: Callable[..., dict[str, Any]]) -> None:
-    remote = RemoteBackend("s3://mlvc-no-such-bucket/remote", options_for(moto_server))
+    remote = open_backend("s3://mlvc-no-such-bucket/remote", options_for(moto_server))
     with pytest.raises(RemoteNotFoundError, match="mlvc-no-such-bucket"):
         remote.ensure_base()
     with pytest.raises(RemoteNotFoundError, match="mlvc-no-such-bucket"):
@@ -299,7 +312,7 @@ def enforce_auth(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(settings, "INITIAL_NO_AUTH_ACTION_COUNT", 0)
 
 
-def assert_no_secret(error: BaseException, backend: RemoteBackend) -> None:
+def assert_no_secret(error: BaseException, backend: Backend) -> None:
     for text in (str(error), str(getattr(error, "hint", "")), repr(error), repr(backend), backend.describe()):
         assert SECRET not in text
 
@@ -310,7 +323,7 @@ def test_unknown_access_key_is_auth_error(moto_server: str, make_bucket: Callabl
                                           monkeypatch: pytest.MonkeyPatch) -> None:
     bucket = make_bucket(moto_server)
     enforce_auth(monkeypatch)
-    remote = RemoteBackend(f"s3://{bucket}/r", options_for(moto_server, "AKIAUNKNOWN00000", SECRET))
+    remote = open_backend(f"s3://{bucket}/r", options_for(moto_server, "AKIAUNKNOWN00000", SECRET))
     calls: list[Callable[[], Any]] = [remote.ensure_base, lambda: remote.get_bytes("k"),
                                       lambda: remote.put_bytes("k", b"x"), lambda: remote.exists("k"),
                                       lambda: remote.list("")]
@@ -332,7 +345,7 @@ def test_wrong_secret_is_auth_error(moto_server: str, make_bucket: Callable[[str
     key_id = iam.create_access_key(UserName="mlvc-tester")["AccessKey"]["AccessKeyId"]
     bucket = make_bucket(moto_server)
     enforce_auth(monkeypatch)
-    remote = RemoteBackend(f"s3://{bucket}/r", options_for(moto_server, key_id, SECRET))
+    remote = open_backend(f"s3://{bucket}/r", options_for(moto_server, key_id, SECRET))
     for call in (lambda: remote.get_bytes("packs/x.pack"), lambda: remote.put_bytes("packs/x.pack", b"x")):
         with pytest.raises(RemoteAuthError, match="SignatureDoesNotMatch") as caught:
             call()
@@ -344,7 +357,7 @@ def test_server_down_is_unreachable_within_seconds(outage_server: Any, make_buck
                                                    options_for: Callable[..., dict[str, Any]],
                                                    tmp_path: Path) -> None:
     bucket = make_bucket(outage_server.endpoint)
-    remote = RemoteBackend(f"s3://{bucket}/r", options_for(outage_server.endpoint))
+    remote = open_backend(f"s3://{bucket}/r", options_for(outage_server.endpoint))
     remote.put_bytes("packs/a.pack", b"before the outage")
     (tmp_path / "f").write_bytes(b"data")
 
@@ -370,7 +383,7 @@ def test_nothing_listening_is_unreachable(options_for: Callable[..., dict[str, A
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    remote = RemoteBackend("s3://bucket/r", options_for(f"http://127.0.0.1:{port}"))
+    remote = open_backend("s3://bucket/r", options_for(f"http://127.0.0.1:{port}"))
     started = time.monotonic()
     with pytest.raises(RemoteUnreachableError, match="s3://bucket/r"):
         remote.ensure_base()
@@ -378,7 +391,7 @@ def test_nothing_listening_is_unreachable(options_for: Callable[..., dict[str, A
 
 
 def test_other_fsspec_protocols_work(tmp_path: Path) -> None:
-    remote = RemoteBackend(f"memory://mlvc-{time.time_ns()}/base")
+    remote = open_backend(f"memory://mlvc-{time.time_ns()}/base")
     remote.ensure_base()
     (tmp_path / "f").write_bytes(b"payload")
     assert remote.put_file(tmp_path / "f", "packs/a.pack") is True
@@ -392,7 +405,7 @@ def test_other_fsspec_protocols_work(tmp_path: Path) -> None:
 
 
 def test_describe_hides_credentials() -> None:
-    remote = RemoteBackend(f"s3://AKIA:{SECRET}@bucket/base?token={SECRET}",
+    remote = open_backend(f"s3://AKIA:{SECRET}@bucket/base?token={SECRET}",
                            {"secret_access_key": SECRET, "access_key_id": "AKIA"})
     assert remote.describe() == "s3://bucket/base"
     assert SECRET not in repr(remote)

@@ -43,8 +43,8 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from types import TracebackType
 
-from mlvc.errors import LockedError, ObjectNotFoundError
-from mlvc.remote.backend import RemoteBackend
+from ..errors import LockedError, ObjectNotFoundError
+from .backend import Backend
 
 DEFAULT_LOCK_NAME = "locks/gc.lock"
 PUSH_LOCK_PREFIX = "locks/push-"
@@ -115,7 +115,7 @@ def _unreadable_lock() -> LockInfo:
 class RemoteLock:
     """Exclusive lease on a remote.  Use as a context manager or call acquire()/release()."""
 
-    def __init__(self, backend: RemoteBackend, name: str = DEFAULT_LOCK_NAME,
+    def __init__(self, backend: Backend, name: str = DEFAULT_LOCK_NAME,
                  owner: str | None = None, ttl_s: float = DEFAULT_TTL_S) -> None:
         if not ttl_s > 0:
             raise ValueError(f"ttl_s must be positive, got {ttl_s}")
@@ -240,7 +240,7 @@ class ListedLock:
     tag: str
 
 
-def list_locks(backend: RemoteBackend, prefix: str = PUSH_LOCK_PREFIX) -> list[ListedLock]:
+def list_locks(backend: Backend, prefix: str = PUSH_LOCK_PREFIX) -> list[ListedLock]:
     """Every lock object whose key starts with `prefix` (expired ones included).  Content we cannot
     parse is reported as a lock that never expires (see `_unreadable_lock`)."""
     found: list[ListedLock] = []
@@ -255,14 +255,14 @@ def list_locks(backend: RemoteBackend, prefix: str = PUSH_LOCK_PREFIX) -> list[L
     return found
 
 
-def active_locks(backend: RemoteBackend, prefix: str = PUSH_LOCK_PREFIX,
+def active_locks(backend: Backend, prefix: str = PUSH_LOCK_PREFIX,
                  now: float | None = None) -> list[ListedLock]:
     """The unexpired locks under `prefix`."""
     now = time.time() if now is None else now
     return [lock for lock in list_locks(backend, prefix) if not lock.info.is_expired(now)]
 
 
-def remove_expired_locks(backend: RemoteBackend, prefix: str = PUSH_LOCK_PREFIX,
+def remove_expired_locks(backend: Backend, prefix: str = PUSH_LOCK_PREFIX,
                          now: float | None = None) -> int:
     """Delete the expired locks under `prefix` (left by killed processes); how many went.
     Conditional on their version, so a lock refreshed meanwhile stays."""
@@ -297,7 +297,7 @@ class SharedLock(RemoteLock):
     lease from a background thread while the body runs.
     """
 
-    def __init__(self, backend: RemoteBackend, prefix: str = PUSH_LOCK_PREFIX, owner: str | None = None,
+    def __init__(self, backend: Backend, prefix: str = PUSH_LOCK_PREFIX, owner: str | None = None,
                  ttl_s: float = DEFAULT_TTL_S) -> None:
         super().__init__(backend, shared_lock_name(prefix), owner=owner, ttl_s=ttl_s)
         self._lost: str | None = None
@@ -353,3 +353,81 @@ class SharedLock(RemoteLock):
             thread.join()
         with self._mutex:
             return super().release()
+
+
+# ---------------------------------------------------------------------- the push / gc protocol
+# Pushes hold shared locks, gc the exclusive one; each side creates its own lock first and
+# looks for the other's second, so of two racing operations at least one sees the other.
+
+
+def take_push_lock(backend: Backend, ttl_s: float) -> SharedLock | None:
+    """Create a push's shared lock, or None where the store cannot hold locks at all (no atomic
+    create, or an S3 service without conditional requests): there `mlvc gc --remote` cannot
+    take its lock either, so no gc can run against the push."""
+    from .s3 import ConditionalRequestsUnsupported
+
+    if not backend.capabilities.atomic_create:
+        return None
+    lock = SharedLock(backend, owner=f"mlvc push ({default_owner()})", ttl_s=ttl_s)
+    try:
+        lock.acquire()
+    except ConditionalRequestsUnsupported:
+        return None
+    return lock
+
+
+def gc_guard(backend: Backend, lock: SharedLock):
+    """Look for a running gc (after the push's own lock exists); returns the check for the push
+    plan, or None when no gc runs.
+
+    No gc running: any gc that starts later sees the push lock and stops before it
+    deletes anything, so the plan may rely on whatever the store has.  A gc
+    running: it may delete any pack it listed, so the push may go ahead only if
+    it relies on nothing already there.  gc lists the packs before it looks for
+    push locks, so either it sees our lock (and stops), or its listing is older
+    than anything we upload (and it never touches those packs).  Otherwise:
+    LockedError (exit 13) before anything is uploaded.
+    """
+    holder = RemoteLock(backend).held_by()
+    if holder is None or holder.is_expired():
+        return None
+    if math.isinf(holder.expires):
+        hint = (f"if no `mlvc gc --remote` is running against this remote, delete {DEFAULT_LOCK_NAME} "
+                "from it and push again")
+    else:
+        hint = (f"push again when that gc has finished (if it crashed, its lock stops counting at "
+                f"{_format_time(holder.expires)})")
+
+    def check_plan(reused: int) -> None:
+        if reused:
+            lock.release()
+            raise LockedError(
+                f"remote {backend.describe()} is being garbage-collected by {holder.describe()} "
+                f"[{DEFAULT_LOCK_NAME}], and this push relies on {reused} object(s) already there that "
+                "it may delete; nothing was uploaded", hint=hint)
+
+    return check_plan
+
+
+def check_pushers(backend: Backend, dry_run: bool, warnings: list[str]) -> None:
+    """Stop (LockedError) if a push holds its shared lock.
+
+    gc runs this after its own lock is taken and after its pack listing: a push that
+    created its lock before this check is seen here; one that creates it later sees the
+    gc lock, and then either relies on nothing already on the store (everything it
+    uploads is newer than the listing, so gc never touches it) or gives up before
+    uploading.  Expired push locks (killed pushers) are ignored and removed.
+    """
+    now = time.time()
+    pushers = active_locks(backend, PUSH_LOCK_PREFIX, now=now)
+    if pushers and dry_run:
+        warnings.append(f"a push is running ({describe_locks(pushers)}); a real gc would wait for it")
+        return
+    if pushers:  # the caller's `with lock:` releases the gc lock on the way out
+        raise LockedError(
+            f"remote {backend.describe()} has {len(pushers)} push(es) in progress: "
+            f"{describe_locks(pushers)}; nothing was deleted",
+            hint="run gc again when the push has finished (a crashed pusher's lock stops "
+                 "counting once it expires)")
+    if not dry_run:
+        remove_expired_locks(backend, PUSH_LOCK_PREFIX, now=now)

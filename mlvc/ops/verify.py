@@ -1,0 +1,161 @@
+"""`mlvc verify [--remote NAME] [--read-data | --read-data-subset N%] [--repair [--from NAME]]`.
+
+One operation for the cache and any remote (`mlvc.store.verify` does the checking).
+Problems are reported with the artifacts they affect (every pointer of the
+workspace and of every commit is walked).  `--repair`:
+
+1. packs without an index whose records are all intact get their index back;
+2. damaged packs are quarantined (their intact objects copied into new packs
+   first, the pack moved under ``quarantine/`` with a record: never deleted);
+3. what the affected artifacts now lack is copied from another store: for the
+   cache the default remote, for a remote `--from NAME` or else the cache.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..errors import MlvcError, RemoteNotFoundError
+from ..progress import NULL, Progress
+from ..store.packs import decode_index
+from ..store.transfer import Artifact, TransferResult, transfer
+from ..store.verify import VerifyReport, quarantine, reindex_orphan, verify
+from .common import reachable
+from .push import select_artifacts
+
+
+@dataclass
+class VerifyResult:
+    report: VerifyReport
+    affected: list[str] = field(default_factory=list)  # artifacts (path[@commit]) the problems touch
+    repairs: list[str] = field(default_factory=list)  # what --repair did
+    refill: TransferResult | None = None
+    after: VerifyReport | None = None  # the check after the repair
+
+    @property
+    def ok(self) -> bool:
+        final = self.after or self.report
+        return final.ok and not (self.refill and self.refill.failed)
+
+    def as_dict(self) -> dict:
+        return {"store": self.report.store, "report": self.report.as_dict(), "affected": self.affected,
+                "repairs": self.repairs, "refill": self.refill.as_dict() if self.refill else None,
+                "after": self.after.as_dict() if self.after else None, "ok": self.ok}
+
+
+class _Manifests:
+    """Reads manifests for the affected-artifact walk: the checked store, else the cache."""
+
+    def __init__(self, store, cache):
+        self.store, self.cache = store, cache
+
+    def get(self, typ: int, oid: bytes) -> bytes:
+        try:
+            return self.store.get(typ, oid)
+        except MlvcError:
+            if self.cache is self.store or not self.cache.has_any(typ, oid):
+                raise
+            return self.cache.get(typ, oid)
+
+
+def _artifacts(repo) -> list[Artifact]:
+    arts, _errors = select_artifacts(repo, workspace=True, all_commits=repo.has_git and _has_commits(repo))
+    return arts
+
+
+def _has_commits(repo) -> bool:
+    from ..git import GitRepo
+
+    with GitRepo(repo.root) as git:
+        return git.has_commits()
+
+
+def affected_artifacts(repo, store, report: VerifyReport) -> list[Artifact]:
+    """Artifacts that need a damaged object, or one in a damaged pack."""
+    bad: set[tuple[int, bytes]] = set()
+    for p in report.problems:
+        try:
+            bad.update((e.type, e.oid) for e in decode_index(store.index_bytes(p.pack), p.pack))
+        except MlvcError:
+            pass  # an unreadable index: its objects are unknown, the walk below finds them missing
+    reader = _Manifests(store, repo.store)
+    out = []
+    for art in _artifacts(repo):
+        try:
+            needed = reachable(reader, art.ptr)
+        except MlvcError:
+            out.append(art)
+            continue
+        if bad.intersection(needed) or any(not store.has(*k) for k in needed):
+            out.append(art)
+    return out
+
+
+def verify_store(repo, *, remote: str | None = None, read_data: bool | None = None, subset: float | None = None,
+                 repair: bool = False, source: str | None = None, progress: Progress = NULL) -> VerifyResult:
+    """Check the cache (or `remote`); the cache reads every chunk by default, a remote only its
+    indexes and manifests (reading a whole remote is a download of it)."""
+    remote_store = None
+    if remote is not None:
+        _rdef, remote_store = repo.remote_store(remote)
+        store = remote_store
+    else:
+        store = repo.store
+    try:
+        if read_data is None:
+            read_data = remote is None
+        report = verify(store, read_data=read_data, subset=subset, progress=progress)
+        result = VerifyResult(report)
+        needs_walk = report.problems or repair
+        affected = affected_artifacts(repo, store, report) if needs_walk else []
+        result.affected = [a.name for a in affected]
+        if not repair:
+            return result
+        for orphan in report.orphans:
+            name = reindex_orphan(store, orphan)
+            if name is not None:
+                result.repairs.append(f"re-indexed pack {orphan} (as {name})")
+            else:
+                where = store.quarantine_pack(orphan, "a pack without an index, with damaged records")
+                result.repairs.append(f"quarantined damaged pack {orphan} without index -> {where}")
+        for pack in report.bad_packs():
+            reason = "; ".join(p.message for p in report.problems if p.pack == pack)
+            where, saved = quarantine(store, pack, reason)
+            result.repairs.append(f"quarantined pack {pack} -> {where} ({saved} intact objects kept)")
+        store.refresh()
+        affected = affected_artifacts(repo, store, verify(store, read_data=False))
+        if affected:
+            result.refill = _refill(repo, store, remote, source, affected, progress)
+        result.after = verify(store, read_data=read_data, subset=subset, progress=progress)
+        return result
+    finally:
+        if remote_store is not None:
+            remote_store.close()
+
+
+def _refill(repo, store, remote, source, affected, progress) -> TransferResult:
+    """Copy what `affected` lacks into `store` from the other store (see the module doc)."""
+    src_store = None
+    try:
+        if remote is None:
+            try:
+                _rdef, src_store = repo.remote_store(source)
+            except RemoteNotFoundError as exc:
+                result = TransferResult()
+                for art in affected:
+                    result.fail(art.name, exc)
+                return result
+            src = src_store
+        elif source is not None:
+            _rdef, src_store = repo.remote_store(source)
+            src = src_store
+        else:
+            src = repo.store
+        return transfer(src, store, affected, jobs=store.jobs, progress=progress,
+                        description=f"repair {store.name} from {src.name}", walk_all=True)
+    finally:
+        if src_store is not None:
+            src_store.close()
+
+
+__all__ = ["verify_store", "VerifyResult"]

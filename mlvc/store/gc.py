@@ -1,0 +1,147 @@
+"""`gc(store, live, ...)`: remove what no kept artifact reaches, from the cache or any remote.
+
+Packs are immutable, so a pack holding garbage is rewritten: its live objects
+are copied (as stored, verified) into new packs, the new packs are published,
+and only then is the old pack removed (index first, so readers never see an
+index without its pack).  Packs newer than the grace period, and packs that
+appear after the listing taken at the start, are never touched: objects a
+concurrent writer has just published (and whose pointer does not exist yet)
+survive.  Which pointers are kept, and the locks that keep writers out while
+packs go, are the caller's (`mlvc.ops.gc`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+from ..errors import MlvcError
+from .packs import IndexEntry
+from .packstore import PACKS, PackStore
+
+Key = tuple[int, bytes]
+
+
+@dataclass
+class PackPlan:
+    name: str
+    objects: int
+    dead_objects: int
+    dead_bytes: int  # stored (compressed) bytes that would go
+    dead_raw_bytes: int
+    delete_whole: bool
+
+
+@dataclass
+class GcResult:
+    scope: str
+    remote: str | None
+    dry_run: bool
+    kept_artifacts: int = 0
+    live_objects: int = 0
+    packs_scanned: int = 0
+    packs_recent: int = 0  # skipped: newer than the grace period (or published after gc started)
+    packs_rewritten: int = 0
+    packs_deleted: int = 0
+    packs_written: int = 0
+    objects_removed: int = 0
+    bytes_removed: int = 0
+    raw_bytes_removed: int = 0
+    plans: list[PackPlan] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def _plan(name: str, entries: list[IndexEntry], live: set[Key]) -> tuple[PackPlan, list[IndexEntry]]:
+    keep = [e for e in entries if (e.type, e.oid) in live]
+    dead = [e for e in entries if (e.type, e.oid) not in live]
+    return PackPlan(name, len(entries), len(dead), sum(e.stored for e in dead), sum(e.raw for e in dead),
+                    not keep), keep
+
+
+def gc(store: PackStore, live: Callable[[], set[Key]], result: GcResult, *, grace_s: float, dry_run: bool = False,
+       more_live: Callable[[], set[Key]] | None = None, keep_alive: Callable[[], None] | None = None) -> GcResult:
+    """Collect garbage in `store`.
+
+    `live()` is called once the pack listing is taken; `more_live()` (optional) right before
+    anything is deleted, for what concurrent writers made live meanwhile.  `keep_alive()` is
+    called between steps that take time (e.g. to refresh a lock's lease)."""
+    started = time.time()
+    store.refresh()
+    candidates: dict[str, list[IndexEntry]] = {}
+    all_entries: dict[str, list[IndexEntry]] = {}
+    for name in store.listed_packs():  # packs published after this listing are never touched
+        try:
+            entries = store.pack_entries(name)
+            mtime = store.backend.mtime(f"{PACKS}{name}.pack")
+        except MlvcError:
+            continue  # removed by another gc meanwhile, or unreadable: `verify` reports it
+        result.packs_scanned += 1
+        all_entries[name] = entries
+        if mtime is None or started - mtime < grace_s:
+            result.packs_recent += 1
+            continue
+        candidates[name] = entries
+    live_set = set(live())
+
+    def plan() -> tuple[list[PackPlan], dict[str, list[IndexEntry]]]:
+        plans, keeps = [], {}
+        for name, entries in candidates.items():
+            p, keep = _plan(name, entries, live_set)
+            if p.dead_objects:
+                plans.append(p)
+                keeps[name] = keep
+        return plans, keeps
+
+    plans, keeps = plan()
+    if plans and not dry_run and more_live is not None:
+        extra = more_live() - live_set
+        if extra:
+            live_set |= extra
+            plans, keeps = plan()
+    result.live_objects = len(live_set)
+    result.plans = plans
+    for p in plans:
+        result.objects_removed += p.dead_objects
+        result.bytes_removed += p.dead_bytes
+        result.raw_bytes_removed += p.dead_raw_bytes
+    if dry_run or not plans:
+        return result
+
+    rewritten = {p.name for p in plans}
+    elsewhere = {(e.type, e.oid) for name, entries in all_entries.items() if name not in rewritten for e in entries}
+    published_before = store.published
+    copied: set[Key] = set()
+    try:
+        for p in plans:
+            wanted = [(e.type, e.oid) for e in keeps.get(p.name, ()) if (e.type, e.oid) not in elsewhere]
+            wanted = [k for k in wanted if k not in copied]
+            # Never carry a damaged object into a new pack (gc would launder the corruption): the
+            # store checks each one as it reads it, and a failure stops gc before anything goes.
+            for key, c, payload, raw, _data, error in store.iter_stored(wanted):
+                if error is not None:
+                    raise error
+                store.put_stored(key[0], key[1], c, payload, raw, force=True)
+                copied.add(key)
+            if keep_alive is not None:
+                keep_alive()
+        store.commit()
+    except BaseException:
+        store.abort()
+        raise
+    result.packs_written = store.published - published_before
+    for p in plans:
+        store.remove_pack(p.name)
+        if p.delete_whole:
+            result.packs_deleted += 1
+        else:
+            result.packs_rewritten += 1
+        if keep_alive is not None:
+            keep_alive()
+    return result
+
+
+__all__ = ["gc", "GcResult", "PackPlan"]

@@ -1,0 +1,741 @@
+"""`PackStore`: the one object store, for the local cache and for every remote.
+
+A store is a `Backend` holding ``packs/<name>.pack`` and ``packs/<name>.idx``
+(format in `mlvc.store.packs`), plus its own state: ``repos/`` (who uses it)
+and, for the cache, ``complete.sqlite`` (which roots are whole).  The only
+difference between the cache and a remote is the backend under it and where
+the store keeps its scratch files and downloaded indexes.
+
+Objects are keyed by (type, 16-byte id).  Reads are verified against the id
+(file manifests carry their own checksum); runs of adjacent records are read
+with one request.  Writes go to a private temporary pack in `scratch`; a full
+pack is published by a background publisher: the pack first, then its index,
+so an index never names a missing pack.  A pack that holds manifests publishes
+its index only after every earlier pack of this store object did (the closure
+rule: a visible manifest implies everything below it, whatever dies when).
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import json
+import mmap
+import os
+import shutil
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+
+from .. import codec
+from ..errors import CorruptObjectError, DiskError, MlvcError, ObjectNotFoundError
+from ..hashing import digest, is_hex_name, to_oid
+from .backend import Backend
+from .packs import (
+    RECORD,
+    CHUNK,
+    FILE_MANIFEST,
+    TREE_MANIFEST,
+    IndexEntry,
+    PackWriter,
+    decode_index,
+    index_name,
+)
+from .state import CompleteRoots
+
+MADV_POPULATE_READ = getattr(mmap, "MADV_POPULATE_READ", 22)  # Linux 5.14+; Python 3.11 lacks the name
+POPULATE_MIN = 1 << 20
+DEFAULT_PACK_SIZE = 32 * 1024 * 1024
+STALE_TMP_S = 24 * 3600  # temp files of a live pid are kept unless older than this
+COALESCE_LIMIT = 8 * 1024 * 1024  # one read spans at most this much
+RANGE_GAP = 256 * 1024  # remote reads also swallow gaps up to this size (fewer requests)
+PACKS = "packs/"
+USERS = "repos/"
+
+Key = tuple[int, bytes]
+Location = tuple[int, int, int, int, int]  # (pack number, codec, offset, stored, raw)
+
+
+def wrap_os_error(exc: OSError, what: str) -> DiskError:
+    if exc.errno == errno.ENOSPC:
+        return DiskError(f"disk full while writing {what}; nothing was recorded, the cache is intact",
+                         hint="free some space and run the command again")
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return DiskError(f"permission denied while writing {what}: {exc.filename or ''}".rstrip(": "))
+    return DiskError(f"cannot write {what}: {exc.strerror or exc}")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def decode_verify(typ: int, oid: bytes, c: int, payload, raw: int, where: str) -> bytes:
+    """Decode a stored object and check it against its id; CorruptObjectError naming it otherwise."""
+    from ..objects import FileManifest
+
+    name = to_oid(oid)
+    try:
+        data = codec.decode(c, payload, raw)  # RAW: the payload itself, no copy
+    except Exception:
+        raise CorruptObjectError(name, where, "a decodable payload", "undecodable bytes") from None
+    if len(data) != raw:
+        raise CorruptObjectError(name, where, f"{raw} bytes", f"{len(data)} bytes")
+    if typ == FILE_MANIFEST:
+        data = bytes(data)
+        try:
+            FileManifest.decode(data, oid)
+        except CorruptObjectError as exc:
+            raise CorruptObjectError(name, where, exc.expected, exc.got) from None
+    else:
+        if digest(data) != oid:
+            raise CorruptObjectError(name, where, name, to_oid(digest(data)))
+        if typ != CHUNK:
+            data = bytes(data)  # manifests are parsed (json, struct): bytes; chunks may stay views
+    return data
+
+
+class _NoMarks:
+    """Completeness marks of a store that keeps none (remotes): nothing is known complete."""
+
+    def __contains__(self, oid: str) -> bool:
+        return False
+
+    def add(self, oids) -> None:
+        pass
+
+    def clear(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class PackStore:
+    """Objects in packs on one backend.
+
+    `scratch`: a local directory for packs being written (for the cache, on the same
+    filesystem, so publishing is a rename).  `index_cache`: where downloaded indexes
+    of a remote are kept (they are named by their checksum, so valid forever).
+    `marks`: the completeness table (cache only).  `jobs`: packs published at once.
+    """
+
+    def __init__(self, backend: Backend, *, scratch: Path, name: str = "the cache",
+                 index_cache: Path | None = None, marks: Path | None = None, fsync: bool = True,
+                 level: int = 3, pack_size: int = DEFAULT_PACK_SIZE, jobs: int = 1):
+        self.backend = backend
+        self.name = name
+        self.scratch = Path(scratch)
+        self.index_cache = Path(index_cache) if index_cache is not None else None
+        self.fsync = fsync
+        self.level = level
+        self.pack_size = pack_size
+        self.jobs = max(1, jobs)
+        self.complete = CompleteRoots(marks) if marks is not None else _NoMarks()
+        # The cache may hold what versions before the closure rule wrote (a fetch killed after its
+        # trees arrived): it vouches for a subtree by its completeness marks only.  A remote has
+        # always been written in closure order.
+        self.closure_trusted = marks is None
+        self.published = 0  # packs this object published (written or adopted)
+        # Requests sent to a remote are counted (results and benchmarks report them); the cache is
+        # this machine's disk, where a "request" means nothing.
+        self.counts_requests = marks is None
+        self.reads = 0  # reads of pack data (one per run of records, or per whole pack)
+        self.problems: list[str] = []  # indexes that could not be read (their objects count as missing)
+        self.indexes_without_pack: list[str] = []  # as of the last listing
+        self.packs_without_index: list[str] = []  # orphans: a writer died between pack and index
+        self.before_index: Callable[[], None] | None = None  # e.g. a lease check before each index publish
+        self.stats = {"new_objects": 0, "new_bytes": 0, "stored_bytes": 0}
+        self._lock = threading.Lock()
+        self._reset_index()
+        self._writer: PackWriter | None = None
+        self._pending: dict[Key, tuple[PackWriter, IndexEntry]] = {}
+        self._publisher: ThreadPoolExecutor | None = None
+        self._publishing: list[tuple[Future, threading.Event]] = []
+
+    def _reset_index(self) -> None:
+        self._pack_names: list[str] = []
+        self._pack_no: dict[str, int] = {}
+        self.pack_sizes: dict[str, int] = {}
+        self._index: dict[int, dict[bytes, Location]] = {CHUNK: {}, FILE_MANIFEST: {}, TREE_MANIFEST: {}}
+        self._readers: dict[int, Callable[[int, int], bytes]] = {}
+        self._fds: list[int] = []
+        self._maps: list[mmap.mmap] = []
+        self._loaded = False
+
+    def describe(self) -> str:
+        return self.name
+
+    # ---------------------------------------------------------------- index
+    def _read_index(self, pack: str) -> bytes | None:
+        """Index bytes of a listed pack, verified by name (None: deleted since the listing)."""
+        cached = self.index_cache / f"{pack}.idx" if self.index_cache is not None else None
+        if cached is not None:
+            try:
+                data = cached.read_bytes()
+                if index_name(data) == pack:
+                    return data
+            except OSError:
+                pass
+        try:
+            data = self.backend.get_bytes(f"{PACKS}{pack}.idx")
+        except ObjectNotFoundError:
+            return None
+        if cached is not None and index_name(data) == pack:
+            self._save_index(pack, data)
+        return data
+
+    def _save_index(self, pack: str, data: bytes) -> None:
+        if self.index_cache is None:
+            return
+        try:
+            self.index_cache.mkdir(parents=True, exist_ok=True)
+            tmp = self.index_cache / f".{pack}.idx.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+            tmp.write_bytes(data)
+            os.replace(tmp, self.index_cache / f"{pack}.idx")
+        except OSError:
+            pass  # downloaded indexes are an optimisation only
+
+    def index_bytes(self, pack: str) -> bytes:
+        data = self._read_index(pack)
+        if data is None:
+            raise ObjectNotFoundError(f"pack index {pack}", where=self.name)
+        return data
+
+    def listed_packs(self) -> list[str]:
+        """Names of the visible packs (index and pack file both listed), sorted.
+
+        An index whose pack file is gone is damage (publishing writes the pack first; gc and
+        quarantine remove the index first): its objects count as missing, so a push uploads
+        them again, and `verify` reports it."""
+        keys = self.backend.list(PACKS)
+        idx, packs = set(), set()
+        for k in keys:
+            stem, _, ext = k[len(PACKS):].rpartition(".")
+            if "/" in stem or not is_hex_name(stem):
+                continue
+            (idx if ext == "idx" else packs if ext == "pack" else set()).add(stem)
+        self.indexes_without_pack = sorted(idx - packs)
+        self.packs_without_index = sorted(packs - idx)
+        return sorted(idx & packs)
+
+    def refresh(self) -> int:
+        """Load indexes published since the last call (by us or others); forget removed ones."""
+        names = self.listed_packs()
+        with self._lock:
+            if set(self._pack_no) - set(names):
+                self._close_readers()
+                self._reset_index()  # a gc removed packs: rebuild rather than serve stale locations
+            self._loaded = True
+        todo = [n for n in names if n not in self._pack_no]
+        if not todo:
+            return 0
+
+        def load(pack: str) -> tuple[str, list[IndexEntry] | None, str | None]:
+            data = self._read_index(pack)
+            if data is None:
+                return pack, None, None
+            try:
+                entries = decode_index(data, f"pack index {pack} ({self.name})")
+            except CorruptObjectError as exc:
+                return pack, None, str(exc)
+            if index_name(data) != pack:
+                return pack, None, f"pack index {pack} ({self.name}): its checksum is {index_name(data)}"
+            return pack, entries, None
+
+        if len(todo) > 1 and self.index_cache is not None:
+            with ThreadPoolExecutor(max_workers=min(self.jobs * 2, 16)) as pool:
+                loaded = list(pool.map(load, todo))
+        else:
+            loaded = [load(n) for n in todo]
+        added = 0
+        with self._lock:
+            for pack, entries, problem in loaded:
+                if problem and problem not in self.problems:
+                    self.problems.append(problem)
+                if entries is not None and pack not in self._pack_no:
+                    self._add_pack(pack, entries)
+                    added += 1
+        self._prune_index_cache(set(names))
+        return added
+
+    def _prune_index_cache(self, listed: set[str]) -> None:
+        if self.index_cache is None:
+            return
+        try:
+            cached = os.listdir(self.index_cache)
+        except OSError:
+            return
+        for fname in cached:
+            if fname.endswith(".idx") and not fname.startswith(".") and fname[:-4] not in listed:
+                try:
+                    os.unlink(self.index_cache / fname)
+                except OSError:
+                    pass
+
+    def _add_pack(self, pack: str, entries: list[IndexEntry]) -> None:
+        no = len(self._pack_names)
+        self._pack_names.append(pack)
+        self._pack_no[pack] = no
+        index = self._index
+        end = 0
+        for e in entries:
+            table = index.get(e.type)
+            if table is not None:
+                table.setdefault(e.oid, (no, e.codec, e.offset, e.stored, e.raw))
+            end = max(end, e.offset + e.stored)
+        self.pack_sizes[pack] = end
+
+    def _ensure_loaded(self) -> None:
+        if not self._loaded:
+            self.refresh()
+
+    def has(self, typ: int, oid: bytes) -> bool:
+        self._ensure_loaded()
+        return oid in self._index[typ] or (typ, oid) in self._pending
+
+    def has_any(self, typ: int, oid: bytes) -> bool:
+        """Like `has`, but rescans for packs other processes published meanwhile."""
+        return self.has(typ, oid) or (self.refresh() > 0 and self.has(typ, oid))
+
+    def count(self) -> int:
+        self._ensure_loaded()
+        return sum(len(d) for d in self._index.values())
+
+    def iter_ids(self, typ: int):
+        self._ensure_loaded()
+        return iter(list(self._index[typ]))
+
+    def pack_names(self) -> list[str]:
+        self._ensure_loaded()
+        return list(self._pack_names)
+
+    def location(self, typ: int, oid: bytes) -> tuple[str, int, int, int, int]:
+        """(pack name, codec, offset, stored, raw) of a published object."""
+        self._ensure_loaded()
+        loc = self._index[typ].get(oid)
+        if loc is None:
+            raise ObjectNotFoundError(to_oid(oid), where=self.name)
+        no, c, off, stored, raw = loc
+        return self._pack_names[no], c, off, stored, raw
+
+    def pack_entries(self, pack: str) -> list[IndexEntry]:
+        """Every record of a visible pack, in pack order."""
+        return sorted(decode_index(self.index_bytes(pack), f"pack index {pack} ({self.name})"),
+                      key=lambda e: e.offset)
+
+    # ---------------------------------------------------------------- read
+    def _reader(self, no: int) -> Callable[[int, int], bytes | memoryview]:
+        """read(offset, length) of one pack: a view of the memory-mapped file when it is local
+        (restores write straight from the page cache: no copy through Python), else a ranged
+        read.  Packs are immutable, so a mapping never sees its file change under it."""
+        reader = self._readers.get(no)
+        if reader is not None:
+            return reader
+        key = f"{PACKS}{self._pack_names[no]}.pack"
+        path = self.backend.local_path(key) if self.backend.capabilities.local_files else None
+        if path is not None:
+            try:
+                fd = os.open(path, os.O_RDONLY)
+            except FileNotFoundError:
+                raise CorruptObjectError(self._pack_names[no], self.name, "a pack file", "only its index") from None
+            self._fds.append(fd)
+            try:
+                mapped = mmap.mmap(fd, 0, prot=mmap.PROT_READ, flags=mmap.MAP_SHARED)
+            except (ValueError, OSError):
+                mapped = None  # an empty file, or a filesystem that cannot map: plain reads
+            if mapped is not None:
+                self._maps.append(mapped)
+                view = memoryview(mapped)
+
+                def reader(offset: int, length: int, view=view, mapped=mapped) -> memoryview:
+                    self.reads += 1
+                    if length >= POPULATE_MIN:  # one call maps the run in, instead of a fault per page
+                        start = offset - offset % mmap.PAGESIZE
+                        try:
+                            mapped.madvise(MADV_POPULATE_READ, start, min(offset + length, len(mapped)) - start)
+                        except (OSError, ValueError):
+                            pass  # kernels before 5.14: pages fault in one by one
+                    return view[offset:offset + length]
+            else:
+                def reader(offset: int, length: int, fd=fd) -> bytes:
+                    self.reads += 1
+                    return os.pread(fd, length, offset)
+        else:
+            def reader(offset: int, length: int, key=key, pack=self._pack_names[no]) -> bytes:
+                with self._lock:
+                    self.reads += 1
+                try:
+                    return self.backend.get_range(key, offset, length)
+                except ObjectNotFoundError:
+                    raise CorruptObjectError(pack, self.name, "a pack file", "only its index") from None
+        self._readers[no] = reader
+        return reader
+
+    def read_stored(self, pack: str, offset: int, length: int) -> bytes:
+        """Raw bytes of a visible pack (stored records, for copying without recompression)."""
+        self._ensure_loaded()
+        return self._reader(self._pack_no[pack])(offset, length)
+
+    def _lookup(self, typ: int, oid: bytes):
+        self._ensure_loaded()
+        loc = self._index[typ].get(oid)
+        if loc is None and (typ, oid) not in self._pending and self.refresh():
+            loc = self._index[typ].get(oid)
+        if loc is None:
+            pending = self._pending.get((typ, oid))
+            if pending is not None:
+                return pending
+            raise ObjectNotFoundError(to_oid(oid), where=self.name,
+                                      hint=None if typ == CHUNK else "run `mlvc pull` to fetch it from a remote")
+        return loc
+
+    def get(self, typ: int, oid: bytes) -> bytes:
+        """An object's raw bytes, verified against its id."""
+        loc = self._lookup(typ, oid)
+        if isinstance(loc[0], PackWriter):
+            writer, e = loc
+            return decode_verify(typ, oid, e.codec, writer.read_back(e), e.raw, "a pack being written")
+        no, c, off, stored, raw = loc
+        where = f"pack {self._pack_names[no]} ({self.name})"
+        payload = self._reader(no)(off, stored)
+        if len(payload) != stored:
+            raise CorruptObjectError(to_oid(oid), where, f"{stored} bytes", f"{len(payload)} bytes (truncated pack)")
+        return decode_verify(typ, oid, c, payload, raw, where)
+
+    def iter_stored(self, keys: Iterable[Key], gap: int | None = None) -> Iterator[tuple]:
+        """(key, codec, stored payload, raw length, data, error) for each key, in the order given,
+        reading runs of records that lie together in one pack with one read.  Payloads are
+        decoded and checked against their ids (`data`: the object's bytes); a failed one comes
+        with its error and no data (and the others go on).
+        `gap`: bytes between records a run may swallow (default: none locally, RANGE_GAP remotely)."""
+        if gap is None:
+            gap = 0 if self.backend.capabilities.local_files else RANGE_GAP
+        keys = list(keys)
+        self._ensure_loaded()
+        i = 0
+        while i < len(keys):
+            key = keys[i]
+            try:
+                loc = self._lookup(*key)
+            except ObjectNotFoundError as exc:
+                yield key, 0, b"", 0, None, exc
+                i += 1
+                continue
+            if isinstance(loc[0], PackWriter):
+                writer, e = loc
+                payload = writer.read_back(e)
+                yield (key, e.codec, payload, e.raw, *self._check(key, e.codec, payload, e.raw,
+                                                                   "a pack being written"))
+                i += 1
+                continue
+            no, _c, off, stored, _raw = loc
+            run = [(key, loc)]
+            end = off + stored
+            j = i + 1
+            while j < len(keys) and end - off < COALESCE_LIMIT:
+                nloc = self._index[keys[j][0]].get(keys[j][1])
+                if nloc is None or nloc[0] != no or not (end + RECORD.size <= nloc[2] <= end + RECORD.size + gap):
+                    break
+                run.append((keys[j], nloc))
+                end = nloc[2] + nloc[3]
+                j += 1
+            where = f"pack {self._pack_names[no]} ({self.name})"
+            buf = self._reader(no)(off, end - off)
+            mv = memoryview(buf)
+            for rkey, (_, rc, roff, rstored, rraw) in run:
+                rel = roff - off
+                payload = mv[rel:rel + rstored]
+                if len(payload) != rstored:
+                    yield rkey, rc, payload, rraw, None, CorruptObjectError(
+                        to_oid(rkey[1]), where, f"{rstored} bytes", f"{len(payload)} bytes (truncated pack)")
+                    continue
+                yield (rkey, rc, payload, rraw, *self._check(rkey, rc, payload, rraw, where))
+            i = j
+
+    @staticmethod
+    def _check(key: Key, c: int, payload, raw: int, where: str) -> tuple:
+        try:
+            return decode_verify(key[0], key[1], c, payload, raw, where), None
+        except CorruptObjectError as exc:
+            return None, exc
+
+    def iter_chunks(self, chunk_ids) -> Iterator[bytes]:
+        """Verified chunk bytes for a sequence of (oid, length), coalescing adjacent reads."""
+        for _key, _c, _payload, _raw, data, error in self.iter_stored((CHUNK, oid) for oid, _ in chunk_ids):
+            if error is not None:
+                raise error
+            yield data
+
+    # ---------------------------------------------------------------- write
+    def _current_writer(self) -> PackWriter:
+        if self._writer is None:
+            try:
+                self.scratch.mkdir(parents=True, exist_ok=True)
+                self._writer = PackWriter(self.scratch, fsync=self.fsync and self.backend.capabilities.local_files)
+            except OSError as exc:
+                raise wrap_os_error(exc, f"a new pack for {self.name}") from exc
+        return self._writer
+
+    def _append(self, typ: int, oid: bytes, c: int, payload, raw: int) -> None:
+        with self._lock:
+            writer = self._current_writer()
+            try:
+                entry = writer.append(oid, typ, c, payload, raw)
+            except OSError as exc:
+                raise wrap_os_error(exc, self.name) from exc
+            self._pending[(typ, oid)] = (writer, entry)
+            self.stats["new_objects"] += 1
+            self.stats["new_bytes"] += raw
+            self.stats["stored_bytes"] += len(payload)
+            full = writer.size >= self.pack_size
+            if full:
+                self._writer = None
+        if full:
+            self._start_publish(writer)  # outside the lock: it may wait for a publish, which takes it
+
+    def put_chunk(self, data, oid: bytes | None = None, encoder=None) -> tuple[bytes, bool]:
+        """Store a chunk unless present.  Returns (oid, newly stored).
+
+        `data` may be a view the caller keeps alive and unchanged (it is written later,
+        by the pack writer's thread); `encoder` is a per-file `codec.ChunkEncoder`.
+        """
+        if oid is None:
+            oid = digest(data)
+        if self.has(CHUNK, oid):
+            return oid, False
+        c, payload = encoder.encode(data) if encoder is not None else codec.encode(data, self.level)
+        self._append(CHUNK, oid, c, payload, len(data))
+        return oid, True
+
+    def put_stored(self, typ: int, oid: bytes, codec_id: int, payload, raw_len: int, *, force: bool = False) -> bool:
+        """Store an object already in its stored form (a verified copy): no recompression.
+        `force`: even if present (gc copying it out of a pack about to go)."""
+        if not force and self.has(typ, oid):
+            return False
+        self._append(typ, oid, codec_id, bytes(payload) if isinstance(payload, memoryview) else payload, raw_len)
+        return True
+
+    def put_object(self, typ: int, oid: bytes, body: bytes) -> bool:
+        if self.has(typ, oid):
+            return False
+        c, payload = codec.encode(body, self.level)
+        self._append(typ, oid, c, payload, len(body))
+        return True
+
+    def _start_publish(self, writer: PackWriter) -> None:
+        # Publishing (fsync or upload) overlaps with producing the next pack.  At most `jobs`+1
+        # packs wait: an unpublished pack still holds buffers (and scratch disk), so an unbounded
+        # queue would grow with the data.
+        if self._publisher is None:
+            self._publisher = ThreadPoolExecutor(max_workers=self.jobs, thread_name_prefix="mlvc-publish")
+        earlier = [ev for _f, ev in self._publishing]
+        done = threading.Event()
+        future = self._publisher.submit(self._publish, writer, earlier, done)
+        self._publishing.append((future, done))
+        while len(self._publishing) > self.jobs + 1:
+            self._publishing.pop(0)[0].result()
+
+    def _publish(self, writer: PackWriter, earlier: list[threading.Event], done: threading.Event) -> None:
+        try:
+            self._publish_pack(writer, earlier)
+        finally:
+            done.set()
+
+    def _publish_pack(self, writer: PackWriter, earlier: list[threading.Event]) -> None:
+        if not writer.entries:
+            writer.discard()
+            return
+        try:
+            name, idx = writer.finish()
+            self.backend.put_file(writer.path, f"{PACKS}{name}.pack", move=True)
+        except OSError as exc:
+            writer.discard()
+            raise wrap_os_error(exc, self.name) from exc
+        except BaseException:
+            writer.discard()
+            raise
+        writer.discard()  # the scratch file (already moved where the store keeps files locally)
+        if writer.has_manifest:
+            for ev in earlier:  # the closure rule: earlier packs' indexes first
+                ev.wait()
+        if self.before_index is not None:
+            self.before_index()
+        self.backend.put_bytes(f"{PACKS}{name}.idx", idx)
+        self._save_index(name, idx)
+        with self._lock:
+            self.published += 1
+            if name not in self._pack_no:
+                self._add_pack(name, writer.entries)
+            for key in [k for k, (w, _) in self._pending.items() if w is writer]:
+                del self._pending[key]
+
+    def adopt_pack(self, pack_file: Path, name: str, idx: bytes) -> None:
+        """Publish a complete, verified pack file (a whole pack copied from another store) as is."""
+        self.backend.put_file(pack_file, f"{PACKS}{name}.pack", move=True)
+        self.backend.put_bytes(f"{PACKS}{name}.idx", idx)
+        self._save_index(name, idx)
+        with self._lock:
+            self.published += 1
+            if name not in self._pack_no:
+                self._add_pack(name, decode_index(idx, f"pack index {name}"))
+
+    def commit(self) -> None:
+        """Publish everything written so far; on return it is durable and visible to others."""
+        with self._lock:
+            writer, self._writer = self._writer, None
+        if writer is not None:
+            self._start_publish(writer)
+        publishing, self._publishing = self._publishing, []
+        first_error = None
+        for f, _ev in publishing:
+            try:
+                f.result()
+            except BaseException as exc:  # noqa: BLE001 - re-raised below after all finished
+                first_error = first_error or exc
+        if first_error is not None:
+            raise first_error
+
+    def abort(self) -> None:
+        """Drop the unpublished pack (used when an operation fails half-way)."""
+        with self._lock:
+            writer, self._writer = self._writer, None
+            if writer is not None:
+                writer.discard()
+                for key in [k for k, (w, _) in self._pending.items() if w is writer]:
+                    del self._pending[key]
+        for f, _ev in self._publishing:
+            try:
+                f.result()
+            except BaseException:  # noqa: BLE001 - already failing; keep the first error
+                pass
+        self._publishing = []
+
+    def _close_readers(self) -> None:
+        self._readers = {}
+        for mapped in self._maps:
+            try:
+                mapped.close()
+            except BufferError:
+                pass  # a caller still holds a view of it: unmapped when that goes
+        self._maps = []
+        for fd in self._fds:
+            os.close(fd)
+        self._fds = []
+
+    def close(self) -> None:
+        self.abort()
+        if self._publisher is not None:
+            self._publisher.shutdown(wait=True)
+            self._publisher = None
+        self._close_readers()
+        self.complete.close()
+
+    def __enter__(self) -> "PackStore":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # ---------------------------------------------------------------- removal (gc, quarantine)
+    def remove_pack(self, pack: str) -> None:
+        """Delete a pack: index first (so no index ever names a missing pack), then the pack.
+        Completeness marks are cleared first: what they promised may be going."""
+        self.complete.clear()
+        self.backend.delete(f"{PACKS}{pack}.idx")
+        self.backend.delete(f"{PACKS}{pack}.pack")
+
+    def quarantine_pack(self, pack: str, reason: str) -> str:
+        """Move a damaged pack aside (never deleted) with a record of why; returns where."""
+        self.complete.clear()
+        stamp = time.strftime("%Y%m%dT%H%M%S")
+        base = f"quarantine/{stamp}-{pack}"
+        self.backend.put_bytes(f"{base}.json", json.dumps({"pack": pack, "reason": reason,
+                                                           "time": time.time()}).encode())
+        for suffix in (".idx", ".pack"):
+            if self.backend.exists(f"{PACKS}{pack}{suffix}"):
+                self.backend.rename(f"{PACKS}{pack}{suffix}", f"{base}{suffix}")
+        return base
+
+    # ---------------------------------------------------------------- users
+    def register_user(self, repo_root: Path) -> None:
+        """Record that the repository at `repo_root` keeps objects here (idempotent).
+
+        gc keeps what every registered repository needs; see `users`."""
+        root = str(Path(os.path.abspath(repo_root)))
+        key = f"{USERS}{digest(root.encode()).hex()[:24]}.json"
+        try:
+            if not self.backend.exists(key):
+                self.backend.put_bytes(key, json.dumps({"root": root}).encode() + b"\n")
+        except (MlvcError, OSError):
+            pass  # a read-only store: this repository cannot write objects here either
+
+    def users(self) -> dict[Path, str]:
+        """{registered repository root: the registry entry naming it}."""
+        out: dict[Path, str] = {}
+        for key in self.backend.list(USERS):
+            if not key.endswith(".json"):
+                continue
+            try:
+                root = Path(json.loads(self.backend.get_bytes(key))["root"])
+            except (MlvcError, ValueError, KeyError, TypeError):
+                continue  # a damaged entry names nobody
+            where = self.backend.local_path(key) if self.backend.capabilities.local_files else key
+            out[root] = where or key
+        return out
+
+    # ---------------------------------------------------------------- maintenance
+    @contextmanager
+    def host_lock(self, exclusive: bool = False):
+        """The cache's lock between processes of this machine: writers (add, fetch) hold it
+        shared, gc exclusive while it deletes.  An add may reuse an object no pointer
+        references yet; without the lock a concurrent gc could delete it between the dedup
+        check and the pointer write.  (Remotes use the lock objects of `mlvc.store.locks`.)"""
+        self.backend.ensure_base()
+        fd = os.open(self.backend.local_path("lock"), os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+            yield
+        finally:
+            os.close(fd)
+
+    def sweep_tmp(self, now: float | None = None) -> int:
+        """Remove scratch files left by processes that died (kill -9, power loss)."""
+        now = time.time() if now is None else now
+        removed = 0
+        try:
+            names = os.listdir(self.scratch)
+        except FileNotFoundError:
+            return 0
+        for name in names:
+            parts = name.split("-")
+            path = self.scratch / name
+            try:
+                pid = int(parts[1])
+            except (IndexError, ValueError):
+                pid = -1
+            try:
+                age = now - path.stat().st_mtime
+            except FileNotFoundError:
+                continue
+            if pid == os.getpid():
+                continue
+            if pid <= 0 or not _pid_alive(pid) or age > STALE_TMP_S:
+                if path.is_dir() and not path.is_symlink():
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    path.unlink(missing_ok=True)
+                removed += 1
+        return removed
+
+
+__all__ = ["PackStore", "decode_verify", "wrap_os_error", "CHUNK", "FILE_MANIFEST", "TREE_MANIFEST"]

@@ -1,0 +1,251 @@
+"""S3 (AWS, MinIO, SeaweedFS, moto, Ceph...) as a `Backend`, through s3fs.
+
+Beyond plain fsspec: S3's error codes are translated here, large objects go in
+multipart uploads of bounded parts, and the lock protocol's conditional
+operations map to conditional requests (``If-None-Match: *`` to create,
+``If-Match: <etag>`` to replace or delete).  A dead endpoint fails within
+seconds: short connect timeouts, few retries (bulk callers retry whole objects).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from ..errors import (
+    MlvcError,
+    ObjectNotFoundError,
+    RemoteAuthError,
+    RemoteError,
+    RemoteNotFoundError,
+)
+from .backend import Capabilities, ProgressCallback, validate_key
+from .fsspec_ import FsspecBackend, exception_chain
+
+TRANSFER_PART_BYTES = 8 << 20  # multipart part / parallel download range size
+TRANSFER_CONCURRENCY = 2  # parts in flight per transfer: ~16 MiB each, so `--jobs 4` stays well under 300 MB
+MAX_UPLOAD_PARTS = 9_000  # S3 allows 10,000; keep a margin
+CONNECT_TIMEOUT_S = 3
+READ_TIMEOUT_S = 60  # a stalled transfer, not a dead host; dead hosts hit the connect timeout
+BOTO_ATTEMPTS = 2  # one more try on connection errors, throttling, 5xx; more would stretch "server down"
+S3FS_RETRIES = 1  # s3fs retries on top of botocore would multiply the wait on a dead host
+
+AUTH_CODES = frozenset({
+    "InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "403", "ExpiredToken",
+    "InvalidToken", "TokenRefreshRequired", "AccountProblem", "AllAccessDisabled",
+    "RequestTimeTooSkewed", "NotSignedUp", "InvalidSecurity",
+})
+MISSING_KEY_CODES = frozenset({"NoSuchKey", "404"})
+CONDITION_FAILED_CODES = frozenset({"PreconditionFailed", "412", "ConditionalRequestConflict", "409"})
+UNSUPPORTED_CODES = frozenset({"NotImplemented", "501"})
+
+
+def s3_error_code(exc: BaseException) -> str | None:
+    for item in exception_chain(exc):
+        response = getattr(item, "response", None)
+        if isinstance(response, dict):
+            code = response.get("Error", {}).get("Code")
+            if code:
+                return str(code)
+            status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            if status:
+                return str(status)
+    return None
+
+
+class ConditionalRequestsUnsupported(RemoteError):
+    """The S3 service answered a conditional request with NotImplemented."""
+
+
+class S3Backend(FsspecBackend):
+    capabilities = Capabilities(atomic_create=True, conditional=True, ranged_read=True)
+
+    def _where(self) -> str:
+        endpoint = self.options.get("endpoint_url")
+        if endpoint:
+            p = urlsplit(str(endpoint))
+            return f"{self.describe()} (endpoint {urlunsplit((p.scheme, p.netloc.rpartition('@')[2], p.path, '', ''))})"
+        return self.describe()
+
+    def _bucket(self) -> str:
+        return self._base.split("/", 1)[0]
+
+    def _location(self, key: str) -> tuple[str, str]:
+        bucket, _, object_key = self._remote_path(key).partition("/")
+        return bucket, object_key
+
+    def _translate_service(self, exc: BaseException, key: str | None) -> MlvcError | None:
+        code = s3_error_code(exc)
+        if code in AUTH_CODES:
+            return RemoteAuthError(
+                f"remote {self._where()} refused the credentials ({code})",
+                hint="check access_key_id/secret_access_key/profile (or the AWS_* environment) for this remote")
+        if code == "NoSuchBucket":
+            return RemoteNotFoundError(f"bucket {self._bucket()!r} of remote {self._where()} does not exist",
+                                       hint="create the bucket, or fix the remote URL")
+        if code in MISSING_KEY_CODES and key is not None:
+            return ObjectNotFoundError(key, where=f"remote {self.describe()}")
+        if code is not None and code in UNSUPPORTED_CODES:
+            return ConditionalRequestsUnsupported(
+                f"remote {self._where()} does not support S3 conditional requests (If-Match/If-None-Match)",
+                hint="locking needs an S3 service with conditional writes (AWS S3, MinIO, SeaweedFS, recent Ceph)")
+        return None
+
+    def _make_filesystem(self) -> Any:
+        import s3fs
+
+        client_kwargs: dict[str, Any] = {}
+        if self.options.get("endpoint_url"):
+            client_kwargs["endpoint_url"] = self.options["endpoint_url"]
+        if self.options.get("region"):
+            client_kwargs["region_name"] = self.options["region"]
+        fs = s3fs.S3FileSystem(
+            key=self.options.get("access_key_id") or None,
+            secret=self.options.get("secret_access_key") or None,
+            profile=self.options.get("profile") or None,
+            client_kwargs=client_kwargs,
+            config_kwargs={
+                "connect_timeout": CONNECT_TIMEOUT_S,
+                "read_timeout": READ_TIMEOUT_S,
+                "retries": {"max_attempts": BOTO_ATTEMPTS, "mode": "standard"},
+            },
+            max_concurrency=TRANSFER_CONCURRENCY,
+            skip_instance_cache=True,  # our own instance: no cross-talk with other users of s3fs
+            use_listings_cache=False,  # other machines write to the remote: never a stale listing
+        )
+        fs.retries = S3FS_RETRIES
+        return fs
+
+    def _remote_path(self, key: str) -> str:
+        return f"{self._base}/{validate_key(key)}"
+
+    def _call(self, method: str, **kwargs: Any) -> Any:
+        self._count()
+        return self._filesystem().call_s3(method, **kwargs)
+
+    def _run_async(self, coroutine_function, *args: Any) -> Any:
+        from fsspec.asyn import sync
+
+        fs = self._filesystem()
+        return sync(fs.loop, coroutine_function, *args)
+
+    # -- base and queries
+    def ensure_base(self) -> None:
+        """The bucket must exist: buckets are never created implicitly."""
+        with self._translated():
+            try:
+                self._call("head_bucket", Bucket=self._bucket())
+            except FileNotFoundError as exc:
+                if s3_error_code(exc) not in (None, "404", "NoSuchBucket"):
+                    raise
+                raise RemoteNotFoundError(
+                    f"bucket {self._bucket()!r} of remote {self._where()} does not exist",
+                    hint="create the bucket (mlvc never creates buckets), or fix the remote URL") from None
+
+    def _stat_size(self, key: str) -> int:
+        bucket, object_key = self._location(key)
+        return int(self._filesystem().call_s3("head_object", Bucket=bucket, Key=object_key)["ContentLength"])
+
+    def _empty_listing(self, exc: FileNotFoundError) -> list[str]:
+        if s3_error_code(exc) == "NoSuchBucket":
+            raise exc
+        return []
+
+    # -- reads
+    def get_bytes(self, key: str) -> bytes:
+        with self._translated(key):
+            self._count()
+            # one GET; s3fs would otherwise HEAD first to consider a parallel download
+            return bytes(self._filesystem().cat_file(self._remote_path(key), max_concurrency=1))
+
+    def _range(self, key: str, start: int, length: int) -> bytes:
+        try:
+            return super()._range(key, start, length)
+        except OSError as exc:
+            if s3_error_code(exc) in ("InvalidRange", "416"):
+                return b""  # start is at or past the end of the object
+            raise
+
+    def _download_options(self) -> dict[str, Any]:
+        return {"chunksize": TRANSFER_PART_BYTES, "max_concurrency": TRANSFER_CONCURRENCY}
+
+    # -- writes
+    def _upload(self, source: str, key: str, callback: ProgressCallback | None) -> None:
+        part = max(TRANSFER_PART_BYTES, -(-os.path.getsize(source) // MAX_UPLOAD_PARTS))
+        self._filesystem().put_file(source, self._remote_path(key), callback=self._fsspec_callback(callback),
+                                    chunksize=part, max_concurrency=TRANSFER_CONCURRENCY)
+
+    def cleanup(self, older_than_s: float) -> int:
+        """Abort incomplete multipart uploads started more than `older_than_s` ago (a killed
+        uploader leaves them invisible but stored and billed)."""
+        cutoff = time.time() - older_than_s
+        with self._translated():
+            bucket, _, base = self._base.partition("/")
+            prefix = f"{base}/" if base else ""
+            aborted = 0
+            page_marker: dict[str, str] = {}
+            while True:
+                page = self._call("list_multipart_uploads", Bucket=bucket, Prefix=prefix, **page_marker)
+                for upload in page.get("Uploads", []):
+                    if upload["Initiated"].timestamp() >= cutoff:
+                        continue
+                    with contextlib.suppress(FileNotFoundError):  # finished or aborted meanwhile
+                        self._call("abort_multipart_upload", Bucket=bucket, Key=upload["Key"],
+                                   UploadId=upload["UploadId"])
+                        aborted += 1
+                if not page.get("IsTruncated"):
+                    return aborted
+                page_marker = {"KeyMarker": page["NextKeyMarker"], "UploadIdMarker": page["NextUploadIdMarker"]}
+
+    # -- conditional operations
+    def create_bytes(self, key: str, data: bytes) -> str | None:
+        bucket, object_key = self._location(key)
+        with self._translated(key):
+            try:
+                response = self._call("put_object", Bucket=bucket, Key=object_key, Body=bytes(data), IfNoneMatch="*")
+            except (FileExistsError, OSError) as exc:
+                if isinstance(exc, FileExistsError) or s3_error_code(exc) in CONDITION_FAILED_CODES:
+                    return None
+                raise
+            return str(response["ETag"])
+
+    def get_tagged(self, key: str) -> tuple[bytes, str]:
+        bucket, object_key = self._location(key)
+        fs = self._filesystem()
+
+        async def read_with_etag() -> tuple[bytes, str]:
+            response = await fs._call_s3("get_object", Bucket=bucket, Key=object_key)
+            try:
+                body = await response["Body"].read()
+            finally:
+                response["Body"].close()
+            return bytes(body), str(response["ETag"])
+
+        with self._translated(key):
+            self._count()
+            return self._run_async(read_with_etag)
+
+    def replace_if_unchanged(self, key: str, data: bytes, tag: str) -> str | None:
+        bucket, object_key = self._location(key)
+        with self._translated(key):
+            try:
+                response = self._call("put_object", Bucket=bucket, Key=object_key, Body=bytes(data), IfMatch=tag)
+            except OSError as exc:
+                if s3_error_code(exc) in CONDITION_FAILED_CODES | MISSING_KEY_CODES:
+                    return None
+                raise
+            return str(response["ETag"])
+
+    def delete_if_unchanged(self, key: str, tag: str) -> bool:
+        bucket, object_key = self._location(key)
+        with self._translated(key):
+            try:
+                self._call("delete_object", Bucket=bucket, Key=object_key, IfMatch=tag)
+            except OSError as exc:
+                if s3_error_code(exc) in CONDITION_FAILED_CODES | MISSING_KEY_CODES:
+                    return False
+                raise
+            return True

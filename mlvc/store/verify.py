@@ -1,0 +1,200 @@
+"""`verify(store, ...)`: check a store (the cache or any remote), and the repairs it enables.
+
+Checks, for every pack: its index decodes and is named by its checksum, its
+pack file exists and is long enough for every record; every manifest record
+decodes and matches its id.  With `read_data` every chunk record is read and
+checked too; `subset` reads a random share of the packs instead.  Packs whose
+index is missing (a writer died between the two) are listed as orphans.
+
+Repairs never delete: `reindex_orphan` writes the missing index of a pack whose
+records are all intact, and `quarantine` moves a damaged pack aside with a
+record of why after copying its intact objects into new packs.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from dataclasses import asdict, dataclass, field
+
+from ..errors import CorruptObjectError, MlvcError
+from ..hashing import to_oid
+from ..progress import NULL, Progress
+from .packs import PACK_HEAD, RECORD, CHUNK, TYPE_NAMES, IndexEntry, decode_index, encode_index, index_name
+from .packstore import COALESCE_LIMIT, PACKS, PackStore, decode_verify
+
+
+@dataclass
+class Problem:
+    pack: str
+    message: str
+    oid: str | None = None  # the damaged object, None when the whole pack is affected
+    type: str | None = None
+
+
+@dataclass
+class VerifyReport:
+    store: str
+    packs: int = 0
+    objects: int = 0
+    packs_read: int = 0  # packs whose chunk records were read (all with read_data)
+    problems: list[Problem] = field(default_factory=list)
+    orphans: list[str] = field(default_factory=list)  # packs without an index
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def bad_packs(self) -> list[str]:
+        return sorted({p.pack for p in self.problems})
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def _entries_in_runs(entries: list[IndexEntry]):
+    """Records in pack order, grouped into runs read with one request each."""
+    run: list[IndexEntry] = []
+    for e in sorted(entries, key=lambda e: e.offset):
+        if run and e.offset + e.stored - run[0].offset > COALESCE_LIMIT:
+            yield run
+            run = []
+        run.append(e)
+    if run:
+        yield run
+
+
+def _check_records(store: PackStore, pack: str, entries: list[IndexEntry], report: VerifyReport,
+                   progress: Progress) -> None:
+    where = f"pack {pack} ({store.name})"
+    for run in _entries_in_runs(entries):
+        start = run[0].offset
+        end = run[-1].offset + run[-1].stored
+        buf = memoryview(store.read_stored(pack, start, end - start))
+        for e in run:
+            payload = buf[e.offset - start:e.offset - start + e.stored]
+            try:
+                if len(payload) != e.stored:
+                    raise CorruptObjectError(to_oid(e.oid), where, f"{e.stored} bytes",
+                                             f"{len(payload)} bytes (truncated pack)")
+                decode_verify(e.type, e.oid, e.codec, payload, e.raw, where)
+            except CorruptObjectError as exc:
+                report.problems.append(Problem(pack, str(exc), to_oid(e.oid), TYPE_NAMES.get(e.type)))
+            progress.advance(e.stored)
+
+
+def verify(store: PackStore, *, read_data: bool = True, subset: float | None = None,
+           progress: Progress = NULL) -> VerifyReport:
+    """Check `store`; `subset` (0 < s <= 1): read the chunks of that share of packs only."""
+    report = VerifyReport(store.name)
+    store.refresh()
+    names = store.listed_packs()
+    report.orphans = list(store.packs_without_index)
+    for pack in store.indexes_without_pack:
+        report.problems.append(Problem(pack, "index present but pack file missing"))
+    chosen = set(names)
+    if subset is not None:
+        k = max(1, round(len(names) * subset)) if names else 0
+        chosen = set(random.sample(names, k))
+    elif not read_data:
+        chosen = set()
+    plans = []
+    for pack in names:
+        try:
+            idx = store.index_bytes(pack)
+            entries = decode_index(idx, f"pack index {pack} ({store.name})")
+            if index_name(idx) != pack:
+                raise CorruptObjectError(f"pack index {pack}", store.name, f"an index named {pack}",
+                                         f"one whose checksum is {index_name(idx)}")
+            size = store.backend.size(f"{PACKS}{pack}.pack")
+        except MlvcError as exc:
+            report.problems.append(Problem(pack, str(exc)))
+            continue
+        report.packs += 1
+        report.objects += len(entries)
+        end = max((e.offset + e.stored for e in entries), default=0)
+        if size < end:
+            report.problems.append(Problem(pack, f"pack file is {size} bytes, its index needs {end} (truncated)"))
+            continue
+        plans.append((pack, entries))
+    total = sum(e.stored for pack, entries in plans for e in entries if pack in chosen or e.type != CHUNK)
+    progress.start(f"verify {store.name}: {report.objects} objects", total)
+    try:
+        for pack, entries in plans:
+            if pack in chosen:
+                report.packs_read += 1
+                _check_records(store, pack, entries, report, progress)
+            else:
+                _check_records(store, pack, [e for e in entries if e.type != CHUNK], report, progress)
+    finally:
+        progress.finish()
+    return report
+
+
+def reindex_orphan(store: PackStore, pack: str) -> str | None:
+    """Write the index of a pack whose index is missing, if every record is intact; returns the
+    name it is published under (a pack is named by its index), or None when it is damaged."""
+    data = store.backend.get_bytes(f"{PACKS}{pack}.pack")
+    if not data.startswith(PACK_HEAD):
+        return None
+    entries: list[IndexEntry] = []
+    offset = len(PACK_HEAD)
+    where = f"orphan pack {pack} ({store.name})"
+    while offset < len(data):
+        if offset + RECORD.size > len(data):
+            return None  # a torn last record
+        typ, codec_id, oid, stored, raw = RECORD.unpack_from(data, offset)
+        offset += RECORD.size
+        payload = data[offset:offset + stored]
+        try:
+            if len(payload) != stored:
+                return None
+            decode_verify(typ, oid, codec_id, payload, raw, where)
+        except CorruptObjectError:
+            return None
+        entries.append(IndexEntry(oid, typ, codec_id, offset, stored, raw))
+        offset += stored
+    if not entries:
+        return None
+    idx = encode_index(entries)
+    name = index_name(idx)
+    if name != pack:
+        store.scratch.mkdir(parents=True, exist_ok=True)
+        tmp = store.scratch / f"reindex-{os.getpid()}-{name}.pack"
+        tmp.write_bytes(data)
+        store.adopt_pack(tmp, name, idx)
+        store.backend.delete(f"{PACKS}{pack}.pack")
+    else:
+        store.backend.put_bytes(f"{PACKS}{name}.idx", idx)
+    return name
+
+
+def quarantine(store: PackStore, pack: str, reason: str) -> tuple[str, int]:
+    """Copy the intact objects of a damaged pack into new packs, then move the pack aside.
+    Returns (where it went, objects saved)."""
+    saved = 0
+    try:
+        entries = decode_index(store.index_bytes(pack), pack)
+    except MlvcError:
+        entries = []  # nothing readable to save; the pack still goes aside, never deleted
+    where = f"pack {pack} ({store.name})"
+    for run in _entries_in_runs(entries):
+        start = run[0].offset
+        end = run[-1].offset + run[-1].stored
+        try:
+            buf = memoryview(store.read_stored(pack, start, end - start))
+        except MlvcError:
+            continue
+        for e in run:
+            payload = buf[e.offset - start:e.offset - start + e.stored]
+            try:
+                decode_verify(e.type, e.oid, e.codec, payload, e.raw, where)
+            except CorruptObjectError:
+                continue
+            store.put_stored(e.type, e.oid, e.codec, payload, e.raw, force=True)
+            saved += 1
+    store.commit()
+    return store.quarantine_pack(pack, reason), saved
+
+
+__all__ = ["verify", "VerifyReport", "Problem", "reindex_orphan", "quarantine"]

