@@ -4,6 +4,8 @@
     mlvc.add("checkpoints", role="model")
     mlvc.status()
     mlvc.checkout()
+    with mlvc.open("data/table.csv", rev="v1", mode="r") as f:   # any version, no checkout
+        ...
 
 Heavy modules are imported lazily so that `import mlvc` (and the CLI) start fast.
 """
@@ -12,7 +14,8 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-_API = {"init", "add", "status", "checkout", "verify"}
+_API = {"init", "add", "status", "checkout", "verify", "open", "read", "push", "pull", "fetch", "diff", "log",
+        "manifest", "gc"}
 
 
 def __getattr__(name):

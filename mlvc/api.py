@@ -13,16 +13,24 @@ from .repo import Repo
 
 
 def _repo(repo) -> Repo:
+    """The `Repo` for a `repo=` argument: a Repo as is, else found from a path (None: the cwd)."""
     if isinstance(repo, Repo):
         return repo
     return Repo.find(repo)
 
 
 def init(path: str | Path | None = None, *, no_scm: bool = False) -> Repo:
+    """Set up mlvc at the top of the git work tree holding `path` (default: the current directory).
+
+    Creates `.mlvc/` with its config and a git-ignored cache; running it again is harmless.
+    `no_scm=True` uses `path` itself without git (history commands then need none).
+    Returns the `Repo`.
+    """
     return Repo.init(path, no_scm=no_scm)
 
 
 def _config_meta(repo: Repo, config, seed) -> dict:
+    """Pointer meta recording what produced a data version: config path and hash, seed."""
     meta: dict = {}
     if config is not None:
         from .hashing import digest, to_oid
@@ -65,6 +73,13 @@ def add(paths, *, role: str | None = None, meta: dict | None = None, config=None
 
 
 def status(paths=None, *, repo=None, check_cache: bool = True, progress: Progress = NULL):
+    """How each tracked artifact's workspace files compare with its pointer.
+
+    Returns a list of `ArtifactStatus` (path, state such as "unchanged", "modified",
+    "missing", "not in cache", and the files that differ) for `paths`, or every
+    pointer of the workspace.  `check_cache=False` skips checking that the cache
+    holds every object.
+    """
     from .ops.status import status as _status
 
     r = _repo(repo)
@@ -75,6 +90,11 @@ def status(paths=None, *, repo=None, check_cache: bool = True, progress: Progres
 
 
 def checkout(paths=None, *, force: bool = False, repo=None, progress: Progress = NULL):
+    """Make the workspace files of `paths` (default: every artifact) match their pointers, from the cache.
+
+    Files with unsaved changes are left alone unless `force`.  Returns a
+    `CheckoutResult` (restored, unchanged, failed with reasons, files and bytes written).
+    """
     from .ops.checkout import checkout as _checkout
 
     r = _repo(repo)
@@ -85,6 +105,11 @@ def checkout(paths=None, *, force: bool = False, repo=None, progress: Progress =
 
 
 def verify(*, repo=None, remote: str | None = None, read_data: bool | None = None, progress: Progress = NULL):
+    """Check the objects of the local cache (or, with `remote`, of a remote) against their ids.
+
+    `read_data` reads every object's bytes (the default for the cache); without it a remote
+    check compares indexes and pack sizes.  Returns the verify report `mlvc verify` prints.
+    """
     from .ops.verify import verify_store
 
     r = _repo(repo)
@@ -92,3 +117,182 @@ def verify(*, repo=None, remote: str | None = None, read_data: bool | None = Non
         return verify_store(r, remote=remote, read_data=read_data, progress=progress)
     finally:
         r.close()
+
+
+# ---------------------------------------------------------------------- reading versions
+
+
+def open(path: str | Path, rev: str | None = None, mode: str = "rb", *, remote: str | None = None,
+         repo=None, encoding: str | None = None, errors: str | None = None):
+    """Open one file of the repository as it was at revision `rev`, without checking anything out.
+
+    `path` is a file of a tracked artifact (a single-file artifact, or a file inside a
+    tracked directory) or any file git tracks (read from git's object database).
+    `rev` is a git revision (`"v1"`, `"HEAD~2"`, a sha); None reads the workspace's
+    pointers (and, for files outside artifacts, the workspace file).  Objects the
+    local cache lacks are fetched from `remote` (default: the default remote), only
+    those the reads touch, and kept in the cache; a fresh clone with nothing pulled
+    works.  The workspace is never written.
+
+    Returns a read-only, seekable binary file (`mode="rb"`) or a text file (`mode="r"`,
+    with `encoding`, default UTF-8); use it as a context manager.  A relative `path`
+    is relative to the current directory, or to the repository root when `repo` is given.
+
+        with mlvc.open("data/table.csv", rev="v1", mode="r") as f:
+            header = f.readline()
+    """
+    from .ops.read import open_file
+
+    owned = not isinstance(repo, Repo)
+    r = _repo(repo)
+    try:
+        return open_file(r, path, rev, mode, remote=remote, encoding=encoding, errors=errors,
+                         relative_to_cwd=repo is None, close_repo=owned)
+    except BaseException:
+        if owned:
+            r.close()
+        raise
+
+
+def read(path: str | Path, rev: str | None = None, mode: str = "rb", *, remote: str | None = None,
+         repo=None, encoding: str | None = None, errors: str | None = None) -> bytes | str:
+    """The whole contents of `path` at `rev`: bytes (`mode="rb"`) or text (`mode="r"`).
+
+    Same arguments and sources as `mlvc.open`.
+    """
+    with open(path, rev, mode, remote=remote, repo=repo, encoding=encoding, errors=errors) as f:
+        (f if "b" in mode else f.buffer).prefetch_all()  # what the cache lacks: one batch of ranged reads
+        return f.read()
+
+
+# ---------------------------------------------------------------------- remotes
+
+
+def push(paths=None, *, remote: str | None = None, revs=(), all_commits: bool = False,
+         all_branches: bool = False, jobs: int | None = None, repo=None, progress: Progress = NULL):
+    """Upload to `remote` (default: the default remote) every object of the selected artifacts it lacks.
+
+    Selects the workspace's artifacts (narrowed by `paths`), or those of the commits
+    named by `revs` / `all_commits` / `all_branches`.  Returns the `TransferResult`
+    `mlvc push` prints: `done`, `up_to_date`, `failed` (artifact -> reason), objects,
+    bytes, packs and requests moved.  Per-artifact failures are in the result;
+    remote-wide failures (unreachable, credentials) raise.
+    """
+    from .ops.push import push as _push
+
+    r = _repo(repo)
+    try:
+        return _push(r, _paths(paths), remote=remote, revs=revs, all_commits=all_commits,
+                     all_branches=all_branches, jobs=jobs, progress=progress)
+    finally:
+        r.close()
+
+
+def fetch(paths=None, *, remote: str | None = None, revs=(), all_commits: bool = False,
+          all_branches: bool = False, jobs: int | None = None, repo=None, progress: Progress = NULL):
+    """Download the objects of the selected artifacts into the cache (verified); the workspace is untouched.
+
+    Selection as in `push`.  Returns the `TransferResult` `mlvc fetch` prints.
+    """
+    from .ops.fetch import fetch as _fetch
+
+    r = _repo(repo)
+    try:
+        return _fetch(r, _paths(paths), remote=remote, revs=revs, all_commits=all_commits,
+                      all_branches=all_branches, jobs=jobs, progress=progress)
+    finally:
+        r.close()
+
+
+def pull(paths=None, *, remote: str | None = None, revs=(), all_commits: bool = False,
+         all_branches: bool = False, jobs: int | None = None, force: bool = False, repo=None,
+         progress: Progress = NULL):
+    """`fetch`, then `checkout` of the workspace's artifacts whose objects all arrived.
+
+    Returns a `PullResult` (`.fetch`, `.checkout`, `.failed`, `.restored`).
+    """
+    from .ops.fetch import pull as _pull
+
+    r = _repo(repo)
+    try:
+        return _pull(r, _paths(paths), remote=remote, revs=revs, all_commits=all_commits,
+                     all_branches=all_branches, jobs=jobs, force=force, progress=progress)
+    finally:
+        r.close()
+
+
+def gc(scope: str, *, remote: str | None = None, dry_run: bool = False, grace: float | None = None, repo=None):
+    """Remove objects that no kept pointer reaches, from the cache or (with `remote`) a remote.
+
+    `scope` says what to keep: `"workspace"` (the workspace's pointers),
+    `"all-branches"` (also every branch head's) or `"all-commits"` (any commit on
+    any ref).  Packs younger than `grace` seconds are never touched.  Returns the
+    `GcResult` `mlvc gc` prints (plans, objects and bytes removed, warnings).
+    """
+    from .ops.gc import gc as _gc
+
+    r = _repo(repo)
+    try:
+        return _gc(r, scope, remote=remote, dry_run=dry_run, grace=grace)
+    finally:
+        r.close()
+
+
+# ---------------------------------------------------------------------- history
+
+
+def diff(rev_a: str, rev_b: str | None = None, paths=None, *, contents: bool = True, repo=None):
+    """What changed between two revisions (`rev_b=None`: the workspace's pointers).
+
+    Returns the `DiffResult` `mlvc diff` prints: per artifact added / removed /
+    modified, the files that changed, for checkpoints the tensors that changed
+    grouped by module (with their relative L2 change), meta and params changes.
+    `contents=False` compares pointers only.
+    """
+    from .ops.diff import diff as _diff
+
+    r = _repo(repo)
+    try:
+        return _diff(r, rev_a, rev_b, _paths(paths), contents=contents)
+    finally:
+        r.close()
+
+
+def log(path: str | None = None, *, since=None, max_count: int | None = None, rev: str = "HEAD", repo=None):
+    """An artifact's history (or every artifact's), newest first, read from git without a checkout.
+
+    Returns the list of `LogEntry` `mlvc log` prints (commit, date, author, message,
+    artifact, change, id, size, role, meta).  `since` is a datetime or text such as
+    `"2.weeks"`, `"yesterday"` or `"2024-05-01"`.
+    """
+    from .ops.log import log as _log
+
+    r = _repo(repo)
+    try:
+        return _log(r, str(path) if path is not None else None, since, max_count, rev)
+    finally:
+        r.close()
+
+
+def manifest(rev: str | None = None, *, repo=None) -> dict:
+    """The version manifest of `rev` (None: the workspace), as `mlvc manifest --json` prints it.
+
+    A dict with the commit, branch, dirty flag and every artifact's path, role, id,
+    size, data config hash and seed, per-module model ids and params.
+    """
+    from .lineage import manifest as _manifest
+
+    r = _repo(repo)
+    try:
+        return _manifest(r, rev)
+    finally:
+        r.close()
+
+
+def _paths(paths):
+    """`paths` as the list the operations take (one path, a list, or None for all)."""
+    if paths is None:
+        return None
+    if isinstance(paths, (str, Path)):
+        return [paths]
+    return list(paths) or None

@@ -202,6 +202,25 @@ def read_layout(fileobj: BinaryIO) -> CheckpointLayout:
     raise CheckpointFormatError("not a torch.save zip or safetensors checkpoint")
 
 
+def layout_ranges(fileobj: BinaryIO) -> list[tuple[int, int]]:
+    """(offset, length) of the scattered regions `read_layout` will read beyond the file's head and
+    end: the zip local headers of a torch checkpoint (a safetensors header is at the head).
+
+    Reading the zip's central directory costs a read at the end of the file; a reader that
+    fetches over a network can prefetch these ranges in one batch instead of one by one.
+    """
+    fileobj.seek(0)
+    head = fileobj.read(HEAD_SIZE)
+    if detect_format(head, str(getattr(fileobj, "name", ""))) != TORCH_ZIP:
+        return []
+    try:
+        with zipfile.ZipFile(fileobj) as archive:
+            infos = archive.infolist()
+    except zipfile.BadZipFile as err:
+        raise CheckpointFormatError(f"damaged torch checkpoint: {err}") from err
+    return [(i.header_offset, _ZIP_LOCAL_HEADER.size + len(i.orig_filename.encode()) + 256) for i in infos]
+
+
 def _read_safetensors(fileobj: BinaryIO) -> CheckpointLayout:
     fileobj.seek(0)
     (header_len,) = struct.unpack("<Q", _read_exact(fileobj, 8))
@@ -519,26 +538,59 @@ def storage_boundaries(layout: CheckpointLayout) -> list[int]:
     return sorted(cuts)
 
 
-def group_by_module(names: Iterable[str], depth: int = 1) -> dict[str, list[str]]:
-    """Names grouped by their first `depth` dotted components, the parameter name excluded.
+# Top-level keys of a training checkpoint that hold state other than the model's tensors.
+TRAINING_STATE_KEYS = frozenset({"optimizer", "optimizer_state", "optimizer_states", "optim", "scheduler",
+                                 "lr_scheduler", "lr_schedulers", "scaler", "grad_scaler", "amp"})
+# Hugging Face base-model attributes (`base_model_prefix`): a `*ForCausalLM` keeps nearly all of its
+# weights under one of these, so its modules are the base model's children plus the heads
+# (`model.embed_tokens`, `model.layers`, `model.norm`, `lm_head`).
+BASE_MODEL_PREFIXES = frozenset({"model", "transformer", "gpt_neox", "bert", "roberta", "deberta", "distilbert",
+                                 "albert", "electra", "xlm_roberta", "vit", "backbone", "language_model",
+                                 "vision_model", "vision_tower", "text_model"})
 
-    A leading "model." / "state_dict." wrapper (a checkpoint that nests the
-    state dict) is skipped, so "model.encoder.weight" belongs to "encoder".
-    A top-level parameter ("temperature") is its own module.
+
+def state_dict_wrapper(names: Iterable[str]) -> str:
+    """The prefix that wraps the state dict in a training checkpoint (`{"model": sd, "optimizer": ...}`
+    flattens to "model.<key>"), or "" when the names are the model's own.
+
+    "state_dict." always wraps (no module can be called state_dict).  "model." wraps only
+    when every tensor outside it is training state (optimizer, scheduler, ...): a Hugging Face
+    state dict has `model.*` beside `lm_head.weight`, and there "model" is a real module.
     """
+    names = list(names)
+    for wrapper in STATE_DICT_WRAPPERS:
+        inner = [n for n in names if n.startswith(wrapper) and len(n) > len(wrapper)]
+        if not inner:
+            continue
+        if wrapper == "state_dict." or all(n.split(".", 1)[0] in TRAINING_STATE_KEYS
+                                           for n in names if not n.startswith(wrapper)):
+            return wrapper
+    return ""
+
+
+def group_by_module(names: Iterable[str], depth: int = 1) -> dict[str, list[str]]:
+    """Names grouped by their module: the first `depth` dotted components, the parameter name excluded.
+
+    The `state_dict_wrapper` prefix (a torch.save'd object may nest the state dict) is
+    skipped, so in `{"model": sd, "optimizer": ...}`
+    "model.encoder.weight" belongs to "encoder".  Under a Hugging Face base-model prefix
+    (`BASE_MODEL_PREFIXES`) one more component is kept: "model.layers.0.mlp.weight" belongs to
+    "model.layers", "lm_head.weight" to "lm_head".  A top-level parameter is its own module.
+    """
+    names = list(names)
+    wrapper = state_dict_wrapper(names)
     groups: dict[str, list[str]] = {}
     for name in names:
-        groups.setdefault(_module_of(name, depth), []).append(name)
+        groups.setdefault(_module_of(name, depth, wrapper), []).append(name)
     return groups
 
 
-def _module_of(name: str, depth: int) -> str:
-    for wrapper in STATE_DICT_WRAPPERS:
-        if name.startswith(wrapper) and len(name) > len(wrapper):
-            name = name[len(wrapper):]
-            break
+def _module_of(name: str, depth: int, wrapper: str = "") -> str:
+    if wrapper and name.startswith(wrapper) and len(name) > len(wrapper):
+        name = name[len(wrapper):]
     parts = name.split(".")
-    keep = max(1, min(depth, len(parts) - 1))
+    want = depth + 1 if parts[0] in BASE_MODEL_PREFIXES and len(parts) > 2 else depth
+    keep = max(1, min(want, len(parts) - 1))
     return ".".join(parts[:keep])
 
 
@@ -570,14 +622,44 @@ def comparable_bytes(fileobj: BinaryIO, info: TensorInfo) -> tuple[bytes, bool]:
 
 def module_digests(fileobj: BinaryIO, layout: CheckpointLayout) -> dict[str, str]:
     """Per top-level module, "xxh128:<hex>" of its tensors' names, dtypes, shapes and bytes."""
-    by_name = {info.name: info for info in layout.tensors}
+    return module_digests_of([(fileobj, layout)])
+
+
+def module_digests_of(parts: Iterable[tuple[BinaryIO, CheckpointLayout]]) -> dict[str, str]:
+    """`module_digests` of one model stored in several files (the shards of a sharded checkpoint)."""
+    by_name: dict[str, tuple[BinaryIO, TensorInfo]] = {}
+    for fileobj, layout in parts:
+        for info in layout.tensors:
+            by_name.setdefault(info.name, (fileobj, info))
     digests: dict[str, str] = {}
     for module, names in sorted(group_by_module(by_name).items()):
         hasher = xxhash.xxh3_128()
         for name in sorted(names):
-            _hash_tensor(hasher, fileobj, by_name[name])
+            fileobj, info = by_name[name]
+            _hash_tensor(hasher, fileobj, info)
         digests[module] = "xxh128:" + hasher.hexdigest()
     return digests
+
+
+SHARD_INDEX_SUFFIXES = (".safetensors.index.json", ".bin.index.json")
+
+
+def is_shard_index(name: str) -> bool:
+    """A Hugging Face sharded-checkpoint index (`model.safetensors.index.json`)."""
+    return name.endswith(SHARD_INDEX_SUFFIXES)
+
+
+def shard_files(index_bytes: bytes, where: str = "index") -> list[str]:
+    """The shard file names an index's `weight_map` names (relative to the index's directory)."""
+    try:
+        doc = json.loads(index_bytes)
+        weight_map = doc["weight_map"]
+        files = sorted(set(weight_map.values()))
+    except (ValueError, KeyError, TypeError, AttributeError) as err:
+        raise CheckpointFormatError(f"{where}: not a sharded-checkpoint index ({err})") from None
+    if not all(isinstance(f, str) and f and "/" not in f.strip("./") and ".." not in f for f in files):
+        raise CheckpointFormatError(f"{where}: shard names must be files beside the index")
+    return files
 
 
 def _hash_tensor(hasher: Any, fileobj: BinaryIO, info: TensorInfo) -> None:

@@ -299,6 +299,34 @@ class GitRepo:
                 found.append(path.decode("utf-8", "surrogateescape"))
         return sorted(found)
 
+    def tree_files(self, rev: str) -> list[tuple[str, int, str]]:
+        """(repo-relative POSIX path, mode, blob sha) of every regular file at `rev`, sorted
+        (submodules and symlinks skipped, as in `list_files`)."""
+        commit = self._peel_to_commit(self.resolve(rev).encode("ascii"), rev)
+        out = []
+        for path, mode, sha in self._iter_tree_shas(commit.tree, b""):
+            if _is_regular_file(mode):
+                out.append((path.decode("utf-8", "surrogateescape"), mode, sha.decode("ascii")))
+        return sorted(out)
+
+    def blob(self, sha: str) -> bytes:
+        """The contents of the blob `sha` (from `tree_files`)."""
+        obj = self._get(sha.encode("ascii"))
+        if not isinstance(obj, Blob):
+            raise GitError(f"{sha} is not a blob")
+        return obj.as_raw_string()
+
+    def _iter_tree_shas(self, tree_sha: bytes, prefix: bytes) -> Iterator[tuple[bytes, int, bytes]]:
+        tree = self._get(tree_sha)
+        if not isinstance(tree, Tree):
+            return
+        for entry in tree.iteritems():
+            path = prefix + entry.path
+            if stat.S_ISDIR(entry.mode):
+                yield from self._iter_tree_shas(entry.sha, path + b"/")
+            else:
+                yield path, entry.mode, entry.sha
+
     def _iter_tree(self, tree_sha: bytes, prefix: bytes) -> Iterator[tuple[bytes, int]]:
         tree = self._get(tree_sha)
         if not isinstance(tree, Tree):

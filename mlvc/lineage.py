@@ -253,8 +253,59 @@ def log_tensorboard(writer, metrics: dict[str, float] | None = None, repo=None) 
     return flat
 
 
-def log_wandb(run=None, repo=None) -> dict[str, Any]:
-    """`run.config.update(current())` (default run: `wandb.run`)."""
+def checkpoint_lineage(path: str | Path, repo=None) -> dict[str, Any]:
+    """What produced one checkpoint file, as a flat dict of scalars for a tracker.
+
+    From the birth certificate `mlvc.torch.save` embedded (read without torch and
+    without running pickle): `mlvc.checkpoint.commit` / `.branch` / `.dirty`,
+    `.params.<key>`, `.metrics.<key>`, `.data.<path>.id` (+ config_hash, seed); and
+    the model's per-module ids `mlvc.checkpoint.modules.<module>`, computed from the
+    file (the same ids `mlvc add` records).  MlvcError when the file is not a checkpoint.
+    """
+    from . import checkpoint as ckpt
+    from .ops.modules import file_module_ids
+    from .ops.provenance import read_provenance
+
+    p = Path(path)
+    if not p.is_file():
+        raise MlvcError(f"{path}: no such checkpoint file")
+    with open(p, "rb") as f:
+        try:
+            prov = read_provenance(f, p.name)
+        except ckpt.CheckpointFormatError as exc:
+            raise MlvcError(f"{path}: not a checkpoint mlvc can read ({exc})") from None
+    try:
+        modules = file_module_ids(p)
+    except ckpt.CheckpointFormatError:
+        modules = None
+    if prov is None and modules is None:
+        raise MlvcError(f"{path}: not a torch.save or safetensors checkpoint")
+    r = _repo(repo) if repo is not None else None
+    shown = p.as_posix()
+    if r is not None and r.root in p.absolute().parents:
+        shown = Path(p.absolute()).relative_to(r.root).as_posix()
+    flat: dict[str, Any] = {"mlvc.checkpoint.path": shown}
+    keep = ("commit", "branch", "dirty", "dirty_diff", "params", "metrics", "epoch", "data", "torch",
+            "saved_at")
+    flatten({k: v for k, v in (prov or {}).items() if k in keep}, "mlvc.checkpoint.", flat)
+    for module, mid in sorted((modules or {}).items()):
+        flat[f"mlvc.checkpoint.modules.{module}"] = mid
+    return {k: v for k, v in flat.items() if v is not None}
+
+
+def _tracker_dict(repo, checkpoint) -> dict[str, Any]:
+    flat = current(repo)
+    if checkpoint is not None:
+        flat.update(checkpoint_lineage(checkpoint, repo))
+    return flat
+
+
+def log_wandb(run=None, repo=None, checkpoint: str | Path | None = None) -> dict[str, Any]:
+    """`run.config.update(...)` with `current()` (the workspace's commit, data ids, model and
+    per-module ids, params) and, given a `checkpoint` file, its `checkpoint_lineage`.
+
+    The default run is `wandb.run`.  Returns the logged dict.
+    """
     if run is None:
         try:
             import wandb
@@ -263,18 +314,24 @@ def log_wandb(run=None, repo=None) -> dict[str, Any]:
         run = wandb.run
         if run is None:
             raise MlvcError("no active W&B run", hint="call wandb.init() first")
-    flat = current(repo)
+    flat = _tracker_dict(repo, checkpoint)
     run.config.update(flat, allow_val_change=True)
     return flat
 
 
-def log_mlflow(repo=None) -> dict[str, Any]:
-    """`mlflow.log_params(current())`, plus mlvc.commit / mlvc.dirty as run tags."""
+def log_mlflow(repo=None, checkpoint: str | Path | None = None) -> dict[str, Any]:
+    """`mlflow.log_params(...)` of the active run (one is started when none is) with `current()` and,
+    given a `checkpoint` file, its `checkpoint_lineage`; mlvc.commit / .branch / .dirty also as tags.
+
+    MLflow caps a parameter value at 6,000 characters: longer values are cut.  Returns the logged dict.
+    """
     try:
         import mlflow
     except ImportError:
-        raise MlvcError("mlflow is not installed", hint="pip install mlflow") from None
-    flat = current(repo)
-    mlflow.log_params({k: str(v)[:500] for k, v in flat.items()})
-    mlflow.set_tags({k: str(flat[k]) for k in ("mlvc.commit", "mlvc.branch", "mlvc.dirty") if k in flat})
+        raise MlvcError("mlflow is not installed", hint="pip install mlflow-skinny (or mlflow)") from None
+    flat = _tracker_dict(repo, checkpoint)
+    mlflow.log_params({k: str(v)[:6000] for k, v in flat.items()})
+    tags = {k: str(flat[k]) for k in ("mlvc.commit", "mlvc.branch", "mlvc.dirty", "mlvc.checkpoint.commit")
+            if k in flat}
+    mlflow.set_tags(tags)
     return flat

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from .ops.chunked_reader import ChunkedFile  # torch-free; re-exported for users
-from .errors import MlvcError, ObjectNotFoundError, PathError, PointerError, UnsafeCheckpointError
+from .errors import MlvcError, PathError, PointerError, UnsafeCheckpointError
 
 PROVENANCE_KEY = "mlvc"
 PROVENANCE_FORMAT = 1
@@ -395,71 +395,35 @@ def _has_numpy() -> bool:
 
 
 
-def _locate_artifact_file(repo, path: Path, rev: str | None):
-    """(pointer, relative path inside the artifact) of the tracked artifact holding `path` at `rev`."""
-    from . import pointer as pointers
-
-    rel = Path(repo.rel(path))
-    git = None
-    if rev is not None:
-        from .git import GitRepo
-
-        git = GitRepo(repo.root)
-        sha = git.resolve(rev)
-    try:
-        parts = rel.parts
-        for i in range(len(parts), 0, -1):
-            artifact = Path(*parts[:i])
-            rel_ptr = (artifact.parent / (artifact.name + pointers.SUFFIX)).as_posix()
-            if git is None:
-                pp = repo.root / rel_ptr
-                if not pp.is_file():
-                    continue
-                ptr = pointers.load(pp, rel_ptr)
-            else:
-                blob = git.read_blob(sha, rel_ptr)
-                if blob is None:
-                    continue
-                ptr = pointers.PointerFile.parse(blob, f"{rel_ptr} at {rev}")
-            inner = Path(*parts[i:]).as_posix() if i < len(parts) else ""
-            return ptr, inner
-    finally:
-        if git is not None:
-            git.close()
-    at = f" at {rev}" if rev else ""
-    raise PathError(path, f"is not inside an artifact tracked by mlvc{at}")
-
-
-def open_tracked(path: str | os.PathLike, rev: str | None = None, repo=None) -> ChunkedFile:
-    """A ChunkedFile over one file of a tracked artifact as committed at `rev` (None: the
-    workspace's pointer), read from the local cache."""
-    from .ops.common import file_manifest, load_entries
+def _view_and_entry(path, rev, repo, remote):
+    """(RevisionView, FileEntry) of one tracked artifact file; the caller closes the view."""
+    from .ops.read import RevisionView, repo_relative
     from .repo import Repo
 
     p = Path(path)
-    p = p if p.is_absolute() else Path.cwd() / p
-    r = repo if repo is not None else Repo.find(p.parent if p.parent.exists() else Path.cwd())
-    p = r.resolve_user_path(p)
-    ptr, inner = _locate_artifact_file(r, p, rev)
+    r = repo if repo is not None else Repo.find(p.parent if p.is_absolute() and p.parent.exists() else Path.cwd())
+    rel = repo_relative(r, p, relative_to_cwd=True)
+    view = RevisionView(r, rev, remote)
     try:
-        entries = load_entries(r.store, ptr)
-    except ObjectNotFoundError as exc:
-        raise ObjectNotFoundError(exc.oid, "the cache", hint="run `mlvc pull` to fetch it") from None
-    match = [e for e in entries if e.path == inner]
-    if not match:
-        raise PathError(path, f"is not a file of the tracked artifact (id {ptr.oid})")
-    fid = match[0].file_id
+        if view.containing_artifact(rel) is None:
+            at = f" at {rev}" if rev else ""
+            raise PathError(path, f"is not inside an artifact tracked by mlvc{at}")
+        entry = view.entry(rel)
+    except BaseException:
+        view.close()
+        raise
+    return view, entry
+
+
+def open_tracked(path: str | os.PathLike, rev: str | None = None, repo=None, remote: str | None = None) -> ChunkedFile:
+    """A ChunkedFile over one file of a tracked artifact as committed at `rev` (None: the
+    workspace's pointer), read from the local cache; objects it lacks come from `remote`
+    (default: the default remote) and are kept in the cache."""
+    view, entry = _view_and_entry(path, rev, repo, remote)
     try:
-        fm = file_manifest(r.store, fid)
-    except ObjectNotFoundError:
-        raise ObjectNotFoundError(from_oid_text(fid), "the cache", hint="run `mlvc pull` to fetch it") from None
-    return ChunkedFile(r.store, fm.chunks, name=p.name)
-
-
-def from_oid_text(raw: bytes) -> str:
-    from .hashing import to_oid
-
-    return to_oid(raw)
+        return view.open_raw(entry)
+    finally:
+        view.close()  # publishes what was fetched so far; the file keeps reading through the source
 
 
 _TORCH_DTYPES = {"float64", "float32", "float16", "bfloat16", "int64", "int32", "int16", "int8",
@@ -467,20 +431,28 @@ _TORCH_DTYPES = {"float64", "float32", "float16", "bfloat16", "int64", "int32", 
                  "float8_e4m3fn", "float8_e5m2"}
 
 
-def load_tensor(path: str | os.PathLike, name: str, rev: str | None = None):
-    """One tensor of a tracked checkpoint at revision `rev`, read from the cache.
+def load_tensor(path: str | os.PathLike, name: str, rev: str | None = None, *, repo=None,
+                remote: str | None = None):
+    """One tensor of a tracked checkpoint at revision `rev` (None: the workspace's pointer).
 
-    Only the chunks covering the file's metadata and the tensor's bytes are read;
-    the checkpoint is never materialised.  `name` may omit a `model.` wrapper.
+    Only the chunks covering the file's metadata and the tensor's bytes are read, from
+    the cache, or, when the cache lacks them, as ranged reads of the remote's packs
+    (`remote`, default: the default remote); the checkpoint is never materialised.
+    `name` may omit a `model.` wrapper.
     """
     from . import checkpoint as ckpt
 
     torch = _torch()
-    f = open_tracked(path, rev)
+    from .hashing import from_oid
+
+    view, entry = _view_and_entry(path, rev, repo, remote)
+    f = view.open_raw(entry)
     try:
         head = f.read(ckpt.HEAD_SIZE)
         if ckpt.detect_format(head, f.name) is None:
             raise ckpt.CheckpointFormatError(f"{path}: not a torch.save zip or safetensors checkpoint")
+        file_id = from_oid(entry.ref)
+        view.source.prefetch(file_id, ckpt.layout_ranges(f))  # the zip's local headers, in one batch
         layout = ckpt.read_layout(f)
         info = None
         for candidate in (name, *(w + name for w in ckpt.STATE_DICT_WRAPPERS)):
@@ -494,9 +466,11 @@ def load_tensor(path: str | os.PathLike, name: str, rev: str | None = None):
             raise MlvcError(f"{path}: no tensor named {name!r} (has {names})")
         if info.dtype not in _TORCH_DTYPES:
             raise MlvcError(f"{path}: tensor {info.name!r} has dtype {info.dtype}, which load_tensor does not read")
+        view.source.prefetch(file_id, [(info.offset, info.nbytes)])
         raw = ckpt.tensor_bytes(f, info)
     finally:
         f.close()
+        view.close()
     dtype = getattr(torch, info.dtype)
     if layout.byteorder != sys.byteorder:
         raise MlvcError(f"{path}: checkpoint byte order {layout.byteorder} differs from this machine's")

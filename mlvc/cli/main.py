@@ -46,7 +46,7 @@ app = typer.Typer(
 )
 
 # Command groups register themselves on `app` when imported.
-_COMMAND_MODULES = ("core", "remote", "history", "lineage", "report")
+_COMMAND_MODULES = ("core", "remote", "history", "lineage", "import_dvc", "report")
 
 
 def _register() -> None:

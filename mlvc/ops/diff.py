@@ -5,8 +5,10 @@ the workspace).  Per artifact: added / removed / modified; for directories,
 the files added, removed and modified with their sizes; for checkpoints
 (torch.save zips and safetensors) the tensors changed / added / removed,
 grouped by top-level module, with the relative L2 change of each changed
-tensor.  Checkpoints are read from the cache through a seekable chunk-backed
-reader, one tensor at a time, never whole.
+tensor.  Checkpoints are read through a seekable chunk-backed reader, one
+tensor at a time, never whole: from the cache, and what it lacks as ranged
+reads of the default remote's packs (`ObjectSource`), so a fresh clone can diff
+without a pull.
 """
 
 from __future__ import annotations
@@ -122,8 +124,7 @@ def _looks_like_checkpoint(name: str) -> bool:
 
 def checkpoint_diff(store, old_fid: bytes, new_fid: bytes, name: str, rel: str = "") -> CheckpointDiff | None:
     """Tensor-level comparison of two stored files; None when they are not both checkpoints."""
-    from ..checkpoint import HEAD_SIZE, detect_format, group_by_module, read_layout, relative_l2_change
-    from ..checkpoint import comparable_bytes as read_tensor
+    from ..checkpoint import HEAD_SIZE, detect_format, read_layout
     from .chunked_reader import ChunkedFile
 
     try:
@@ -140,40 +141,90 @@ def checkpoint_diff(store, old_fid: bytes, new_fid: bytes, name: str, rel: str =
     out = CheckpointDiff(rel, format=fmt_b if fmt_a == fmt_b else f"{fmt_a} -> {fmt_b}")
     try:
         la, lb = read_layout(fa), read_layout(fb)
-        ta = {t.name: t for t in la.tensors}
-        tb = {t.name: t for t in lb.tensors}
-        changes: dict[str, TensorChange] = {}
-        for n in sorted(set(ta) - set(tb)):
-            changes[n] = TensorChange(n, "removed", ta[n].dtype, list(ta[n].shape), None)
-        for n in sorted(set(tb) - set(ta)):
-            changes[n] = TensorChange(n, "added", tb[n].dtype, None, list(tb[n].shape))
-        for n in sorted(set(ta) & set(tb)):
-            a, b = ta[n], tb[n]
-            out.tensors_compared += 1
-            if a.dtype != b.dtype or a.shape != b.shape:
-                changes[n] = TensorChange(n, "modified", b.dtype if a.dtype == b.dtype else f"{a.dtype} -> {b.dtype}",
-                                          list(a.shape), list(b.shape))
-                continue
-            (da, exact_a), (db, exact_b) = read_tensor(fa, a), read_tensor(fb, b)
-            if da == db:
-                continue
-            try:  # no weight change for expanded views: their elements are never materialized
-                l2 = relative_l2_change(da, db, a.dtype) if exact_a and exact_b else None
-            except MlvcError:
-                l2 = None
-            changes[n] = TensorChange(n, "modified", a.dtype, list(a.shape), list(b.shape), l2)
-        all_modules = group_by_module(sorted(set(ta) | set(tb)))
-        for module, names in sorted(all_modules.items()):
-            changed = [changes[n] for n in names if n in changes]
-            if changed:
-                out.modules[module] = changed
-            else:
-                out.unchanged_modules.append(module)
+        _compare(out, {t.name: (fa, t) for t in la.tensors}, {t.name: (fb, t) for t in lb.tensors})
     except MlvcError as exc:
         out.error = _short(exc)
     except (ValueError, OSError) as exc:
         out.error = f"unreadable checkpoint: {exc}"
     return out
+
+
+def _compare(out: CheckpointDiff, ta: dict, tb: dict) -> None:
+    """Fill `out` from two {tensor name: (file, TensorInfo)} maps (one checkpoint, or all shards of one)."""
+    from ..checkpoint import comparable_bytes as read_tensor
+    from ..checkpoint import group_by_module, relative_l2_change
+
+    changes: dict[str, TensorChange] = {}
+    for n in sorted(set(ta) - set(tb)):
+        changes[n] = TensorChange(n, "removed", ta[n][1].dtype, list(ta[n][1].shape), None)
+    for n in sorted(set(tb) - set(ta)):
+        changes[n] = TensorChange(n, "added", tb[n][1].dtype, None, list(tb[n][1].shape))
+    for n in sorted(set(ta) & set(tb)):
+        (fa, a), (fb, b) = ta[n], tb[n]
+        out.tensors_compared += 1
+        if a.dtype != b.dtype or a.shape != b.shape:
+            changes[n] = TensorChange(n, "modified", b.dtype if a.dtype == b.dtype else f"{a.dtype} -> {b.dtype}",
+                                      list(a.shape), list(b.shape))
+            continue
+        (da, exact_a), (db, exact_b) = read_tensor(fa, a), read_tensor(fb, b)
+        if da == db:
+            continue
+        try:  # no weight change for expanded views: their elements are never materialized
+            l2 = relative_l2_change(da, db, a.dtype) if exact_a and exact_b else None
+        except MlvcError:
+            l2 = None
+        changes[n] = TensorChange(n, "modified", a.dtype, list(a.shape), list(b.shape), l2)
+    all_modules = group_by_module(sorted(set(ta) | set(tb)))
+    for module, names in sorted(all_modules.items()):
+        changed = [changes[n] for n in names if n in changes]
+        if changed:
+            out.modules[module] = changed
+        else:
+            out.unchanged_modules.append(module)
+
+
+def _shard_tensors(store, entries: dict, index_rel: str) -> tuple[dict, list[str], str | None]:
+    """({tensor: (file, info)} over every shard, shard paths, format) of one side of a sharded
+    checkpoint; ({}, [], None) when the index is absent on that side."""
+    from ..checkpoint import read_layout, shard_files
+    from .chunked_reader import ChunkedFile
+
+    index = entries.get(index_rel)
+    if index is None:
+        return {}, [], None
+    f = ChunkedFile.for_file(store, index.file_id, index_rel)
+    base = index_rel.rpartition("/")[0]
+    shards = [f"{base}/{n}" if base else n for n in shard_files(f.read(), index_rel)]
+    tensors: dict = {}
+    fmt = None
+    for rel in shards:
+        e = entries.get(rel)
+        if e is None:
+            raise MlvcError(f"{index_rel} names the shard {rel}, which the artifact lacks")
+        shard = ChunkedFile.for_file(store, e.file_id, rel)
+        layout = read_layout(shard)
+        fmt = layout.format
+        for t in layout.tensors:
+            tensors.setdefault(t.name, (shard, t))
+    return tensors, shards, fmt
+
+
+def sharded_diff(store, old_entries: dict, new_entries: dict, index_rel: str) -> tuple[CheckpointDiff, set[str]]:
+    """One CheckpointDiff for the model a sharded checkpoint's shards hold together, and the shard
+    paths it covers (so they are not compared one by one)."""
+    out = CheckpointDiff(index_rel)
+    covered: set[str] = set()
+    try:
+        ta, sa, fa = _shard_tensors(store, old_entries, index_rel)
+        tb, sb, fb = _shard_tensors(store, new_entries, index_rel)
+        covered.update(sa, sb)
+        out.format = f"sharded {fb or fa}"
+        _compare(out, ta, tb)
+    except MlvcError as exc:
+        out.error = _short(exc)
+    except (ValueError, OSError) as exc:
+        out.error = f"unreadable checkpoint: {exc}"
+    return out, covered
 
 
 def _short(exc: Exception) -> str:
@@ -234,8 +285,20 @@ def artifact_diff(store, path: str, old: pointers.PointerFile | None, new: point
     if old.kind == new.kind == "file":
         pairs = [("", old_entries[""].file_id, new_entries[""].file_id, posixpath.basename(path))]
     else:
+        from ..checkpoint import is_shard_index
+
+        covered: set[str] = set()
+        changed = {f.path for f in d.files}
+        for index_rel in sorted(p for p in set(old_entries) | set(new_entries) if is_shard_index(p)):
+            if not any(p == index_rel or _looks_like_checkpoint(p) for p in changed):
+                continue
+            cd, shards = sharded_diff(store, old_entries, new_entries, index_rel)
+            covered.update(shards)
+            if index_rel in changed or changed & shards:
+                d.checkpoints.append(cd)
         pairs = [(f.path, old_entries[f.path].file_id, new_entries[f.path].file_id, f.path)
-                 for f in d.files if f.change == "modified" and _looks_like_checkpoint(f.path)]
+                 for f in d.files if f.change == "modified" and _looks_like_checkpoint(f.path)
+                 and f.path not in covered]
         pairs = pairs[:MAX_CHECKPOINTS_PER_ARTIFACT]
     for rel, fa, fb, name in pairs:
         if fa == fb:
@@ -253,7 +316,10 @@ def diff(repo, rev_a: str, rev_b: str | None = None, paths=None, *, contents: bo
 
     if not repo.has_git:
         raise MlvcError("`mlvc diff` compares git revisions; this repository was set up with --no-scm")
+    from .object_source import ObjectSource
+
     git = GitRepo(repo.root)
+    source = ObjectSource(repo)  # the cache, then ranged reads of the default remote for what it lacks
     try:
         git.resolve(rev_a)
         if rev_b is not None:
@@ -269,7 +335,7 @@ def diff(repo, rev_a: str, rev_b: str | None = None, paths=None, *, contents: bo
             if ea or eb:
                 result.artifacts.append(ArtifactDiff(path, "invalid", error=ea or eb))
                 continue
-            d = artifact_diff(repo.store, path, pa, pb, contents)
+            d = artifact_diff(source, path, pa, pb, contents)
             if d.change != "unchanged":
                 result.artifacts.append(d)
         if with_params:
@@ -277,6 +343,7 @@ def diff(repo, rev_a: str, rev_b: str | None = None, paths=None, *, contents: bo
             result.params = [c.as_dict() for c in params_diff(repo, rev_a, rev_b, git=git) if c.source in files]
         return result
     finally:
+        source.close()
         git.close()
 
 

@@ -34,15 +34,17 @@ def is_checkpoint_name(name: str) -> bool:
 def model_layout(layout: ckpt.CheckpointLayout) -> ckpt.CheckpointLayout:
     """The layout restricted to the model's tensors, named relative to the model.
 
-    When the saved object wraps the state dict (`{"model": ..., "optimizer": ...}`),
-    only the tensors under the wrapper are kept, with the wrapper prefix removed.
+    When the saved object wraps the state dict (`{"model": ..., "optimizer": ...}`, see
+    `checkpoint.state_dict_wrapper`), only the tensors under the wrapper are kept, with the
+    wrapper prefix removed.  A Hugging Face state dict (`model.*` beside `lm_head.weight`) is
+    not wrapped: all of it is the model.
     """
-    for wrapper in ckpt.STATE_DICT_WRAPPERS:
-        inner = [t for t in layout.tensors if t.name.startswith(wrapper) and len(t.name) > len(wrapper)]
-        if inner:
-            tensors = [dataclasses.replace(t, name=t.name[len(wrapper):]) for t in inner]
-            return dataclasses.replace(layout, tensors=tensors)
-    return layout
+    wrapper = ckpt.state_dict_wrapper(t.name for t in layout.tensors)
+    if not wrapper:
+        return layout
+    tensors = [dataclasses.replace(t, name=t.name[len(wrapper):]) for t in layout.tensors
+               if t.name.startswith(wrapper) and len(t.name) > len(wrapper)]
+    return dataclasses.replace(layout, tensors=tensors)
 
 
 def file_module_ids(path: Path, name: str | None = None) -> dict[str, str] | None:
@@ -105,10 +107,42 @@ def checkpoint_meta(repo: Any, target: Path, files: list) -> dict:
         ids = _module_ids_if_stable(files[0])
         return {"modules": ids} if ids else {}
     per_file = {}
+    sharded: set[str] = set()
+    by_rel = {fs.rel: fs for fs in files}
     for fs in files:
-        if not is_checkpoint_name(fs.rel):
+        if ckpt.is_shard_index(fs.rel):
+            ids, shards = _sharded_module_ids(fs, by_rel)
+            sharded.update(shards)
+            if ids:
+                per_file[fs.rel] = ids
+    for fs in files:
+        if not is_checkpoint_name(fs.rel) or fs.rel in sharded:
             continue
         ids = _module_ids_if_stable(fs)
         if ids:
             per_file[fs.rel] = ids
     return {"modules": per_file} if per_file else {}
+
+
+def _sharded_module_ids(index, by_rel: dict) -> tuple[dict[str, str] | None, list[str]]:
+    """Module ids of the one model a sharded checkpoint's shards hold together (recorded under the
+    index's path), and the shards' paths; (None, []) when the index or a shard is unreadable."""
+    import contextlib
+
+    base = index.rel.rpartition("/")[0]
+    try:
+        names = ckpt.shard_files(index.path.read_bytes(), index.rel)
+    except (OSError, ckpt.CheckpointFormatError):
+        return None, []
+    rels = [f"{base}/{n}" if base else n for n in names]
+    if not all(r in by_rel for r in rels):
+        return None, []
+    try:
+        with contextlib.ExitStack() as stack:
+            parts = []
+            for r in rels:
+                f = stack.enter_context(open(by_rel[r].path, "rb"))
+                parts.append((f, ckpt.read_layout(f)))
+            return ckpt.module_digests_of(parts), rels
+    except Exception:  # noqa: BLE001 - an unreadable checkpoint records nothing, never fails the add
+        return None, rels
