@@ -26,3 +26,41 @@ def test_golden_store_restores_exact_bytes(tmp_path):
         assert hashlib.sha256((work / name).read_bytes()).hexdigest() == digest, name
     assert load(work / "model.bin.mlvc").oid == "xxh128:4843260ec804cf7eb47f0c4196603aba"
     assert all(s.state == UNCHANGED for s in status(Repo.find(work)))
+
+
+GOLDEN_REMOTE = Path(__file__).parent / "fixtures" / "golden_remote_v1"
+
+
+def test_golden_remote_written_before_the_one_store_redesign_is_read_and_extended(tmp_path):
+    """A directory remote written by the code before the one-store redesign (packs, indexes and
+    pointers exactly as that version pushed them): a fresh clone pulls it byte-exactly, it
+    verifies, and the new code pushes to it next to the old packs."""
+    import subprocess
+
+    from helpers import commit, git, mlvc_cli, write
+
+    work = tmp_path / "golden"
+    shutil.copytree(GOLDEN_REMOTE, work)
+    repo = work / "repo"
+    git(repo, "init", "-q", "-b", "main")
+    r = mlvc_cli(repo, "pull")
+    assert r.code == 0, r
+    for line in (repo / "expected.sha256").read_text().splitlines():
+        digest, name = line.split()
+        assert hashlib.sha256((repo / name).read_bytes()).hexdigest() == digest, name
+    assert mlvc_cli(repo, "verify", "--remote", "origin", "--read-data").code == 0
+    old_packs = sorted(p.name for p in (work / "remote" / "packs").iterdir())
+    write(repo / "new.bin", b"written by the new code" * 1000)
+    assert mlvc_cli(repo, "add", "-q", "new.bin").code == 0
+    commit(repo, "new")
+    assert mlvc_cli(repo, "push", "-q").code == 0
+    now = sorted(p.name for p in (work / "remote" / "packs").iterdir())
+    assert set(old_packs) < set(now)  # old packs untouched, new ones beside them
+    fresh = tmp_path / "fresh"
+    subprocess.run(["git", "clone", "-q", str(repo), str(fresh)], check=True)
+    (fresh / ".mlvc" / "config").write_text((repo / ".mlvc" / "config").read_text().replace("../remote",
+                                                                                            str(work / "remote")))
+    r = mlvc_cli(fresh, "pull")
+    assert r.code == 0, r
+    assert (fresh / "new.bin").read_bytes() == (repo / "new.bin").read_bytes()
+    assert (fresh / "model.bin").read_bytes() == (repo / "model.bin").read_bytes()
