@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import os
 import struct
+import threading
 import uuid
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -234,6 +235,8 @@ class PackWriter:
         stem = f"pack-{os.getpid()}-{uuid.uuid4().hex}"
         self.path = tmp_dir / f"{stem}.pack"
         self._f = open(self.path, "x+b", buffering=0)  # readable too: read_back of unpublished objects
+        self._guard = threading.Lock()
+        self.closed = False
         self._fd = self._f.fileno()
         self._out = BackgroundWriter(self._fd)
         self._out.write(PACK_HEAD)
@@ -249,29 +252,37 @@ class PackWriter:
         self.entries.append(entry)
         return entry
 
-    def read_back(self, entry: IndexEntry) -> bytes:
-        """Read a record of this still-unpublished pack (an object added twice in one run)."""
-        self._out.drain()
-        return os.pread(self._fd, entry.stored, entry.offset)
+    def read_back(self, entry: IndexEntry) -> bytes | None:
+        """Read a record of this still-unpublished pack (an object added twice in one run), or
+        None once the writer is discarded (the store's index has the object by then, or never will)."""
+        with self._guard:  # the publisher thread may finish or discard this writer meanwhile
+            if self.closed:
+                return None
+            self._out.drain()
+            return os.pread(self._fd, entry.stored, entry.offset)
 
     @property
     def has_manifest(self) -> bool:
         return any(e.type != CHUNK for e in self.entries)
 
     def finish(self) -> tuple[str, bytes]:
-        """Write out and close the pack (fsynced when durable); returns (name, index bytes).
-        The caller publishes the pack, then the index (`PackStore`)."""
-        self._out.close()
-        if self.fsync:
-            os.fsync(self._f.fileno())
-        self._f.close()
+        """Write out the pack (fsynced when durable); returns (name, index bytes).  The caller
+        publishes the pack, then the index (`PackStore`), then `discard`s the writer.  The file
+        stays open until then: objects of the pack are read back through it (`read_back`) until
+        the store's index has them, also after the file was renamed or uploaded and removed."""
+        with self._guard:
+            self._out.close()
+            if self.fsync:
+                os.fsync(self._f.fileno())
         idx = encode_index(self.entries)
         return index_name(idx), idx
 
     def discard(self) -> None:
-        self._out.close(discard=True)
-        try:
-            self._f.close()
-        except OSError:
-            pass
+        with self._guard:
+            self.closed = True
+            self._out.close(discard=True)
+            try:
+                self._f.close()
+            except OSError:
+                pass
         self.path.unlink(missing_ok=True)

@@ -447,9 +447,12 @@ class PackStore:
     def get(self, typ: int, oid: bytes) -> bytes:
         """An object's raw bytes, verified against its id."""
         loc = self._lookup(typ, oid)
-        if isinstance(loc[0], PackWriter):
+        while isinstance(loc[0], PackWriter):
             writer, e = loc
-            return decode_verify(typ, oid, e.codec, writer.read_back(e), e.raw, "a pack being written")
+            payload = writer.read_back(e)
+            if payload is not None:
+                return decode_verify(typ, oid, e.codec, payload, e.raw, "a pack being written")
+            loc = self._lookup(typ, oid)  # published meanwhile: now in the index
         no, c, off, stored, raw = loc
         where = f"pack {self._pack_names[no]} ({self.name})"
         if (err := record_size_error(typ, oid, stored, raw, where)) is not None:
@@ -474,13 +477,18 @@ class PackStore:
             key = keys[i]
             try:
                 loc = self._lookup(*key)
+                while isinstance(loc[0], PackWriter):
+                    writer, e = loc
+                    payload = writer.read_back(e)
+                    if payload is not None:
+                        break
+                    loc = self._lookup(*key)  # published meanwhile: now in the index
             except ObjectNotFoundError as exc:
                 yield key, 0, b"", 0, None, exc
                 i += 1
                 continue
             if isinstance(loc[0], PackWriter):
                 writer, e = loc
-                payload = writer.read_back(e)
                 yield (key, e.codec, payload, e.raw, *self._check(key, e.codec, payload, e.raw,
                                                                    "a pack being written", check_ids))
                 i += 1
@@ -614,15 +622,18 @@ class PackStore:
             writer.discard()
             return
         try:
-            name, idx = writer.finish()
-            self.backend.put_file(writer.path, f"{PACKS}{name}.pack", move=True)
+            self._publish_records(writer, earlier)
         except OSError as exc:
-            writer.discard()
             raise wrap_os_error(exc, self.name) from exc
-        except BaseException:
-            writer.discard()
-            raise
-        writer.discard()  # the scratch file (already moved where the store keeps files locally)
+        finally:
+            with self._lock:  # published, or failed: either way no longer readable through the writer
+                for key in [k for k, (w, _) in self._pending.items() if w is writer]:
+                    del self._pending[key]
+            writer.discard()  # the scratch file (if not moved into the store) and its descriptor
+
+    def _publish_records(self, writer: PackWriter, earlier: list[threading.Event]) -> None:
+        name, idx = writer.finish()
+        self.backend.put_file(writer.path, f"{PACKS}{name}.pack", move=True)
         if writer.has_manifest:
             for ev in earlier:  # the closure rule: earlier packs' indexes first
                 ev.wait()

@@ -344,3 +344,18 @@ def test_memory_backend_needs_no_server():
     assert b.replace_if_unchanged("locks/x", b"3", tag)
     assert b.list("locks/") == ["locks/x"]
     _ = (time, uuid)
+
+
+def test_objects_of_a_pack_being_published_read_back_intact(tmp_path):
+    """A full pack is published by a background thread; reading its objects meanwhile (a fetch
+    that reads what it just stored) must see their bytes, never a closed or reused file."""
+    store = PackStore(MemoryBackend(), scratch=tmp_path / "s", fsync=False, pack_size=64 * 1024, jobs=2)
+    blobs = [os.urandom(40_000) for _ in range(60)]
+    ids = []
+    for b in blobs:
+        ids.append(store.put_chunk(b)[0])
+        for oid, blob in zip(ids[-3:], blobs[len(ids) - 3:len(ids)], strict=False):
+            assert store.get(CHUNK, oid) == blob
+    store.commit()
+    assert [store.get(CHUNK, o) for o in ids] == blobs
+    store.close()
