@@ -12,6 +12,9 @@ from dataclasses import dataclass
 from typing import BinaryIO, Iterator
 
 ALGORITHM = "fastcdc2020"
+# No chunker setting may exceed this (config refuses it), so a stored chunk longer than it is
+# corrupt or hostile: refused before anything of its declared size is allocated.
+MAX_CHUNK_SIZE = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -23,11 +26,17 @@ class ChunkerParams:
     def as_dict(self) -> dict:
         return {"algo": ALGORITHM, "min": self.min_size, "avg": self.avg_size, "max": self.max_size}
 
+    def is_sane(self) -> bool:
+        return 0 < self.min_size <= self.avg_size <= self.max_size <= MAX_CHUNK_SIZE
+
     @classmethod
     def from_dict(cls, d: dict) -> "ChunkerParams":
         if d.get("algo", ALGORITHM) != ALGORITHM:
             raise ValueError(f"unknown chunker {d.get('algo')!r}")
-        return cls(int(d["min"]), int(d["avg"]), int(d["max"]))
+        params = cls(int(d["min"]), int(d["avg"]), int(d["max"]))
+        if not params.is_sane():
+            raise ValueError(f"chunker sizes must satisfy 0 < min <= avg <= max <= {MAX_CHUNK_SIZE}")
+        return params
 
 
 DEFAULT_PARAMS = ChunkerParams()

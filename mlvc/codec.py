@@ -83,8 +83,19 @@ class ChunkEncoder:
 
 
 def decode(codec: int, payload: bytes, raw_len: int) -> bytes:
+    """The raw bytes of a stored payload; ValueError if it does not decode to exactly `raw_len`.
+
+    Memory is bounded by `raw_len`, never by what the payload claims: python-zstandard sizes its
+    output by the frame header's content size when there is one and ignores `max_output_size`,
+    so a 6 KiB frame declaring 1 GiB would be allocated in full.  A frame whose declared content
+    size differs from `raw_len` is refused before anything is allocated."""
     if codec == RAW:
         return payload
     if codec == ZSTD:
+        import zstandard
+
+        declared = zstandard.frame_content_size(payload)
+        if declared >= 0 and declared != raw_len:
+            raise ValueError(f"zstd frame declares {declared} bytes, the record {raw_len}")
         return _decompressor().decompress(payload, max_output_size=raw_len)
     raise ValueError(f"unknown codec {codec}")

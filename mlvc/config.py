@@ -34,16 +34,16 @@ def _merge(base: dict, over: dict) -> dict:
 
 
 def _load_yaml(path: Path) -> dict:
-    import yaml
+    from . import safeyaml
 
     try:
         text = path.read_text()
     except FileNotFoundError:
         return {}
     try:
-        data = yaml.safe_load(text) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: invalid YAML ({str(exc).splitlines()[0]})") from None
+        data = safeyaml.load(text, 1024 * 1024) or {}  # committed: a cloned repository's alias bomb
+    except safeyaml.YamlRefused as exc:
+        raise ConfigError(f"{path}: invalid YAML: {exc}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
     return data

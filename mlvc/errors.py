@@ -63,6 +63,11 @@ class PathError(MlvcError, ValueError):
         self.reason = reason
 
 
+class SymlinkInPathError(PathError):
+    """A path mlvc would read or write leads through a symlink (or a file) where a directory
+    should be: refused, since following it could write outside the repository."""
+
+
 class PointerError(MlvcError, ValueError):
     """A pointer file (`*.mlvc`) that cannot be trusted."""
 
@@ -76,6 +81,11 @@ class PointerError(MlvcError, ValueError):
 
 class UnsafePathError(PointerError):
     """A manifest or pointer names a path that would escape its artifact."""
+
+
+class OverlappingPointersError(PointerError):
+    """Two pointers name the same path, or one names a path inside the other's artifact: every
+    checkout would write both, and status could never agree with either."""
 
 
 class CorruptObjectError(MlvcError, ValueError):

@@ -120,10 +120,34 @@ class GitRepo:
         """Commits whose parents are missing in a shallow clone (raw hex shas)."""
         return set(self._repo.get_shallow())
 
-    @property
-    def object_store(self):
-        """Dulwich's object store, for read-only walks (history code reads thousands of blobs)."""
-        return self._repo.object_store
+    # History code reads thousands of trees and blobs: plain values, no dulwich object leaves here.
+    def tree_items(self, sha: bytes) -> dict[bytes, tuple[int, bytes]]:
+        """{name: (mode, sha)} of a tree object; {} when it is absent or not a tree."""
+        try:
+            obj = self._store[sha]
+            return {e.path: (e.mode, e.sha) for e in obj.iteritems()}
+        except (KeyError, AttributeError):
+            return {}
+
+    def commit_trees(self, sha: str, shallow: set[bytes] | None = None) -> tuple[bytes | None, bytes | None]:
+        """(tree, first parent's tree) of a commit; the parent's is None for a root commit, a
+        shallow boundary, or a parent missing from a partial clone."""
+        try:
+            commit = self._store[sha.encode("ascii")]
+        except KeyError:
+            return None, None
+        shallow = self.shallow_commits() if shallow is None else shallow
+        parent_tree = None
+        if commit.parents and commit.id not in shallow:
+            try:
+                parent_tree = self._store[commit.parents[0]].tree
+            except KeyError:
+                parent_tree = None
+        return commit.tree, parent_tree
+
+    def blob_bytes(self, sha: bytes) -> bytes:
+        """A blob's content; KeyError when it is not in the object database."""
+        return self._store[sha].as_raw_string()
 
     def is_dirty(self) -> bool:
         """Tracked changes vs HEAD, staged or not.  Untracked files are ignored.

@@ -27,6 +27,11 @@ FILE_MAGIC = b"MLVCFILE"
 TREE_FORMAT = 1
 FILE_FORMAT = 1
 
+# Bounds on what one tree manifest may make a reader build (a 1.3 M-file ImageNet fits well):
+# a tree past them is refused before it is parsed, not allocated entry by entry.
+MAX_TREE_ENTRIES = 2_000_000
+MAX_TREE_BYTES = 128 * 1024 * 1024
+
 _FILE_HEAD = struct.Struct("<8sB16sQIIII")
 _CHUNK_REF = struct.Struct("<16sI")
 
@@ -72,10 +77,17 @@ class FileManifest:
         body = data[_FILE_HEAD.size:-16]
         if len(body) != n * _CHUNK_REF.size:
             raise CorruptObjectError(oid_text, "the cache", f"{n} chunk refs", "a truncated list")
+        params = ChunkerParams(mn, avg, mx)
+        if not params.is_sane():
+            raise CorruptObjectError(oid_text, "the cache", "sane chunker sizes", f"min/avg/max {mn}/{avg}/{mx}")
         chunks = tuple(_CHUNK_REF.iter_unpack(body))
+        # The declared size must be what the chunks add up to, and no chunk may be longer than the
+        # chunker that cut it allows: a manifest declaring 1 TB needs 1 TB of listed chunks.
         if sum(length for _, length in chunks) != size:
             raise CorruptObjectError(oid_text, "the cache", f"{size} bytes of chunks", "another total")
-        return cls(cid, size, ChunkerParams(mn, avg, mx), chunks)
+        if chunks and max(length for _, length in chunks) > mx:
+            raise CorruptObjectError(oid_text, "the cache", f"chunks of at most {mx} bytes", "a longer one")
+        return cls(cid, size, params, chunks)
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +133,11 @@ class TreeManifest:
         where = to_oid(expect_id) if expect_id else "tree manifest"
         if expect_id is not None and digest(data) != expect_id:
             raise CorruptObjectError(where, "the cache", to_oid(expect_id), to_oid(digest(data)))
+        # Counted before parsing: json.loads of a hostile tree would build every entry first.
+        n_entries = data.count(b"],[") + 1
+        if len(data) > MAX_TREE_BYTES or n_entries > MAX_TREE_ENTRIES:
+            raise CorruptObjectError(where, "the cache", f"a tree of at most {MAX_TREE_ENTRIES} files",
+                                     f"{n_entries} entries in {len(data)} bytes")
         try:
             doc = json.loads(data)
             if doc.get("mlvc_tree") != TREE_FORMAT:

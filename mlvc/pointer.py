@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import safeyaml
 from .chunking import ChunkerParams
 from .errors import PointerError, UnsafePathError
 from .hashing import ALGORITHM, is_oid
@@ -31,6 +32,9 @@ _FLOAT = re.compile(r"-?(?:0|[1-9][0-9]*)\.[0-9]+")
 _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_./:-]*[A-Za-z0-9_]|[A-Za-z_]")
 _YAML_WORDS = {"y", "n", "yes", "no", "on", "off", "true", "false", "null", "nan", "inf"}
 _LINE = re.compile(r"^( {0,2})([A-Za-z_][A-Za-z0-9_]*):(?: (.*))?$")
+_CONFLICT = re.compile(rb"^(<<<<<<<|>>>>>>>)( |$)", re.MULTILINE)
+# Per-module ids of a large model fit many times over; a 50 MB "pointer" is refused unread.
+MAX_POINTER_BYTES = 4 * 1024 * 1024
 
 
 def _scalar(text: str):
@@ -99,18 +103,22 @@ class PointerFile:
 
     @classmethod
     def parse(cls, text: str | bytes, where: str) -> "PointerFile":
-        import yaml
-
+        data = text if isinstance(text, bytes) else text.encode()
+        if len(data) > MAX_POINTER_BYTES:
+            raise PointerError(where, f"{len(data)} bytes, more than the {MAX_POINTER_BYTES} a pointer may have")
         try:
-            doc = _simple_yaml(text if isinstance(text, bytes) else text.encode())
+            doc = _simple_yaml(data)
         except (ValueError, UnicodeDecodeError):
             doc = None
-        try:
-            if doc is None:
-                doc = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
-        except yaml.YAMLError as exc:
-            first = str(exc).splitlines()[0] if str(exc) else "syntax error"
-            raise PointerError(where, f"not valid YAML ({first})") from None
+        if doc is None:
+            if _CONFLICT.search(data):
+                raise PointerError(where, "has unresolved git merge conflict markers (<<<<<<< ... >>>>>>>); "
+                                          "resolve the merge: keep one side, or re-run `mlvc add` on the "
+                                          "artifact, then `git add` the pointer")
+            try:
+                doc = safeyaml.load(data, MAX_POINTER_BYTES)
+            except safeyaml.YamlRefused as exc:
+                raise PointerError(where, str(exc)) from None
         if not isinstance(doc, dict):
             raise PointerError(where, "expected a YAML mapping")
         version = doc.get("mlvc")
@@ -153,7 +161,8 @@ def pointer_path_for(target: Path) -> Path:
 def load(pointer: Path, display: str | None = None) -> PointerFile:
     where = display or str(pointer)
     try:
-        text = pointer.read_bytes()
+        with open(pointer, "rb") as f:
+            text = f.read(MAX_POINTER_BYTES + 1)  # parse() refuses it when longer
     except FileNotFoundError:
         raise PointerError(where, "file not found") from None
     except OSError as exc:

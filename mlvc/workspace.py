@@ -16,6 +16,7 @@ from pathlib import Path
 
 from .errors import FileChangedError, PathError
 from .hashing import hasher
+from .safepath import is_restore_temp
 
 READ_BLOCK = 4 * 1024 * 1024
 RACY_NS = 20_000_000  # same rule as the hash cache
@@ -43,8 +44,12 @@ def _file_stat(rel: str, path, st: os.stat_result) -> FileStat:
     return FileStat(rel, os.fspath(path), st.st_size, st.st_mtime_ns, st.st_ino, bool(st.st_mode & 0o111))
 
 
-def scan(target: Path, display: str) -> list[FileStat]:
-    """List the regular files of an artifact (a file or a directory), sorted by relative path."""
+def scan(target: Path, display: str, leftovers: list[Path] | None = None) -> list[FileStat]:
+    """List the regular files of an artifact (a file or a directory), sorted by relative path.
+
+    Temp files a killed restore left inside the directory (`.NAME.mlvc-tmp-PID-*`) are not the
+    user's files: they are skipped (so `add` never records them and `status` never counts them)
+    and, when `leftovers` is given, appended to it for the caller to remove."""
     try:
         st = os.lstat(target)
     except FileNotFoundError:
@@ -68,6 +73,10 @@ def scan(target: Path, display: str) -> list[FileStat]:
         with it:
             for e in it:
                 rel = prefix + e.name
+                if is_restore_temp(e.name) and e.is_file(follow_symlinks=False):
+                    if leftovers is not None:
+                        leftovers.append(Path(e.path))
+                    continue
                 if e.is_symlink():
                     raise PathError(f"{display}/{rel}", "is a symlink inside the directory; mlvc tracks "
                                     "file contents, not links (replace it by a copy or remove it)")

@@ -21,7 +21,14 @@ def init(
     no_scm: bool = typer.Option(False, "--no-scm", help="Use mlvc without a git repository."),
     quiet: bool = QUIET,
 ):
-    """Set up mlvc in the current git repository (.mlvc/config, committed; cache git-ignored)."""
+    """Set up mlvc in the current git repository (.mlvc/config, committed; cache git-ignored).
+
+    Examples:
+
+    \b
+      git init demo && cd demo && mlvc init
+      mlvc init --no-scm   # without git
+    """
     from ..repo import Repo
 
     repo = Repo.init(Path.cwd(), no_scm=no_scm)
@@ -66,6 +73,12 @@ def add(
     """Chunk and store PATHS in the cache; write PATH.mlvc pointers and git-ignore PATHS.
 
     Re-adding an unchanged path is near-instant (a hash cache skips unchanged files).
+
+    Examples:
+
+    \b
+      mlvc add checkpoints data/processed
+      mlvc add model.pt --role model --meta lr=1e-3
     """
     from ..ops.add import add as add_op
     from ..pointer import ROLES
@@ -96,6 +109,12 @@ def status(
     """Compare the workspace and the cache with the pointers.
 
     Exit code 0 when everything matches, 1 when something differs.
+
+    Examples:
+
+    \b
+      mlvc status
+      mlvc status data/processed --json
     """
     from ..ops.status import UNCHANGED, status as status_op
 
@@ -134,7 +153,14 @@ def status(
 
 @app.command()
 def ls(json_out: bool = JSON):
-    """List tracked artifacts: path, kind, size, files, role and id."""
+    """List tracked artifacts: path, kind, size, files, role and id.
+
+    Examples:
+
+    \b
+      mlvc ls
+      mlvc ls --json
+    """
     from ..ops.common import select
 
     with open_repo() as repo:
@@ -190,6 +216,8 @@ def verify(
     Exit 0 when everything is intact (after --repair: when it is again), 6 when damage remains.
 
     Examples:
+
+    \b
       mlvc verify                              # every object in the cache
       mlvc verify --remote origin --read-data-subset 10%
       mlvc verify --repair                     # quarantine bad packs, refetch from the default remote
@@ -241,6 +269,12 @@ def checkout(
     With a revision (`mlvc checkout v1.2`), first switch git to it, refusing when
     that would lose uncommitted work, then restore that commit's artifacts.
     Objects missing from the cache are fetched from the default remote.
+
+    Examples:
+
+    \b
+      mlvc checkout             # the workspace bytes match the pointers again
+      mlvc checkout v1 --to /tmp/v1   # export v1's artifacts, HEAD untouched
     """
     from ..ops.revcheckout import checkout_rev
 
@@ -294,7 +328,14 @@ def show(
     field: Optional[str] = typer.Option(None, "--field", help="Print one field only (e.g. id, size, "
                                         "or a provenance field such as commit)."),
 ):
-    """What an artifact contains: its pointer, files, sizes and ids (and checkpoint provenance)."""
+    """What an artifact contains: its pointer, files, sizes and ids (and checkpoint provenance).
+
+    Examples:
+
+    \b
+      mlvc show checkpoints/model.pt
+      mlvc show checkpoints/model.pt --field commit
+    """
     from ..ops.show import show as show_op
 
     with open_repo() as repo:

@@ -35,7 +35,14 @@ def diff(
                                      "level detail)."),
 ):
     """Per artifact: added / removed / modified, files changed with sizes, and for checkpoints
-    which tensors changed, grouped by module, with their relative L2 change."""
+    which tensors changed, grouped by module, with their relative L2 change.
+
+    Examples:
+
+    \b
+      mlvc diff HEAD~3 HEAD
+      mlvc diff v1 checkpoints/model.pt --json
+    """
     from ..git import GitRepo
     from ..ops.diff import diff as diff_op
 
@@ -114,7 +121,14 @@ def log(
     rev: str = typer.Option("HEAD", "--rev", help="Walk history from this revision."),
 ):
     """An artifact's history (commit, date, author, message, id, size, role, meta), read from git's
-    object database without any checkout."""
+    object database without any checkout.
+
+    Examples:
+
+    \b
+      mlvc log checkpoints/model.pt
+      mlvc log --since 7.days --format md
+    """
     from ..ops import log as log_ops
 
     if fmt not in ("text", "md", "json"):
@@ -137,7 +151,8 @@ def log(
 
 # ------------------------------------------------------------------ params
 
-params_app = typer.Typer(help="Hyper-parameters from params files (YAML/JSON) and pointer meta.",
+params_app = typer.Typer(help="Hyper-parameters from params files (YAML/JSON) and pointer meta."
+                         "\n\nExample: mlvc params diff v1 v2",
                          no_args_is_help=True)
 app.add_typer(params_app, name="params")
 
@@ -148,7 +163,14 @@ def params_diff_cmd(
     rev_b: Optional[str] = typer.Argument(None, help="New revision (default: the workspace)."),
     json_out: bool = JSON,
 ):
-    """Parameters added, removed or changed between two commits."""
+    """Parameters added, removed or changed between two commits.
+
+    Examples:
+
+    \b
+      mlvc params diff v1 v2
+      mlvc params diff HEAD~1   # against the workspace
+    """
     from ..ops.params import params_diff
 
     with open_repo() as repo:
@@ -178,7 +200,14 @@ def gc(
     json_out: bool = JSON,
     quiet: bool = QUIET,
 ):
-    """Remove objects that no kept pointer reaches (choose exactly one scope)."""
+    """Remove objects that no kept pointer reaches (choose exactly one scope).
+
+    Examples:
+
+    \b
+      mlvc gc --all-commits --dry-run
+      mlvc gc --all-branches --remote shared
+    """
     from ..ops.gc import gc as gc_op
 
     chosen = [s for s, on in (("workspace", workspace), ("all-branches", all_branches),
@@ -217,7 +246,13 @@ def gc(
 @app.command("install-hooks")
 def install_hooks(quiet: bool = QUIET):
     """Install git hooks: checkout/switch/pull restore artifacts, push pushes them, and a commit
-    of a changed but not re-added artifact is refused.  Existing hooks keep running."""
+    of a changed but not re-added artifact is refused.  Existing hooks keep running.
+
+    Examples:
+
+    \b
+      mlvc install-hooks
+    """
     from ..ops.hooks import install_hooks as op
 
     with open_repo() as repo:
@@ -229,7 +264,13 @@ def install_hooks(quiet: bool = QUIET):
 
 @app.command("uninstall-hooks")
 def uninstall_hooks(quiet: bool = QUIET):
-    """Remove mlvc's blocks from the git hooks (other hook content stays)."""
+    """Remove mlvc's blocks from the git hooks (other hook content stays).
+
+    Examples:
+
+    \b
+      mlvc uninstall-hooks
+    """
     from ..ops.hooks import uninstall_hooks as op
 
     with open_repo() as repo:
@@ -259,7 +300,8 @@ def hook_run(name: str = typer.Argument(...), args: List[str] = typer.Argument(N
 
 # ------------------------------------------------------------------ bisect
 
-bisect_app = typer.Typer(help="git bisect with the matching artifacts restored at every step.",
+bisect_app = typer.Typer(help="git bisect with the matching artifacts restored at every step."
+                         "\n\nExample: mlvc bisect run --bad HEAD --good v1 python eval.py",
                          no_args_is_help=True)
 app.add_typer(bisect_app, name="bisect")
 
@@ -272,7 +314,13 @@ def bisect_run_cmd(
     keep: bool = typer.Option(False, "--keep", help="Do not `git bisect reset` when the run finishes."),
     force: bool = typer.Option(False, "--force", "-f", help="Overwrite workspace artifacts never added."),
 ):
-    """`git bisect run CMD...`, restoring each step's artifacts first (125 = skip when they cannot be)."""
+    """`git bisect run CMD...`, restoring each step's artifacts first (125 = skip when they cannot be).
+
+    Examples:
+
+    \b
+      mlvc bisect run --bad HEAD --good v1 python eval.py --min-acc 0.8
+    """
     from ..ops.bisect import bisect_run
 
     with open_repo() as repo:

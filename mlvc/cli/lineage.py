@@ -16,7 +16,14 @@ def manifest(
     json_out: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
 ):
     """The version manifest: commit, branch, dirty and every artifact's role, id, size,
-    data config hash + seed, per-module model ids and params."""
+    data config hash + seed, per-module model ids and params.
+
+    Examples:
+
+    \b
+      mlvc manifest
+      mlvc manifest v1 --json
+    """
     from ..lineage import manifest as manifest_op
     from ..repo import Repo
 

@@ -46,7 +46,7 @@ app = typer.Typer(
 )
 
 # Command groups register themselves on `app` when imported.
-_COMMAND_MODULES = ("core", "remote", "history", "lineage", "import_dvc")
+_COMMAND_MODULES = ("core", "remote", "history", "lineage", "report", "import_dvc")
 
 
 def _register() -> None:
@@ -65,6 +65,28 @@ def _fail(err: errors.MlvcError) -> int:
     if err.hint:
         echo(f"hint: {err.hint}", err=True)
     return err.exit_code
+
+
+def _sqlite_disk_error(exc: Exception) -> errors.DiskError | None:
+    """A full disk or an I/O failure under the local state databases is the machine's, not a bug.
+    (Judged by the class's module, so that the CLI does not import sqlite3 on every start.)"""
+    if type(exc).__module__ != "sqlite3" or type(exc).__name__ != "OperationalError":
+        return None
+    text = str(exc).lower()
+    if any(word in text for word in ("full", "disk i/o", "readonly", "unable to open")):
+        return errors.DiskError(f"cannot write mlvc's state under .mlvc/state: {exc}",
+                                hint="free some space (or fix permissions) and run the command again")
+    return None
+
+
+def _transport_error(exc: Exception) -> errors.RemoteError | None:
+    """A connection cut or timeout that escaped the remote layer (aiohttp's ClientPayloadError
+    mid-download, botocore's connection errors) is a remote error: exit 9, and a re-run resumes."""
+    module = type(exc).__module__ or ""
+    if not module.startswith(("aiohttp", "botocore", "urllib3")):
+        return None
+    return errors.RemoteError(f"connection to the remote failed: {type(exc).__name__}: {exc}",
+                              hint="check the network and run the command again (it resumes where it stopped)")
 
 
 def run(argv: list[str] | None = None) -> int:
@@ -109,6 +131,9 @@ def run(argv: list[str] | None = None) -> int:
         # Any other OS failure is an I/O problem of the machine (not a bug): report it as one.
         return _fail(errors.DiskError(f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": ")))
     except Exception as exc:  # noqa: BLE001 - the last line of defence: a message, not a traceback
+        known = _sqlite_disk_error(exc) or _transport_error(exc)
+        if known is not None:
+            return _fail(known)
         if os.environ.get("MLVC_DEBUG"):
             raise
         echo(f"internal error: {type(exc).__name__}: {exc}", err=True)

@@ -22,7 +22,8 @@ ALL_COMMITS = typer.Option(False, "--all-commits", help="Use the pointers of eve
 ALL_BRANCHES = typer.Option(False, "--all-branches", help="Use the pointers of every local branch head.")
 PATHS = typer.Argument(None, help="Artifacts (or their .mlvc pointers) to transfer (default: all).")
 
-remote_app = typer.Typer(help="Manage remotes: shared directories or object stores (s3://...).",
+remote_app = typer.Typer(help="Manage remotes: shared directories or object stores (s3://...)."
+                         "\n\nExample: mlvc remote add shared /mnt/nfs/proj --default",
                          no_args_is_help=True)
 app.add_typer(remote_app, name="remote")
 
@@ -41,7 +42,14 @@ def remote_add(
     force: bool = typer.Option(False, "--force", "-f", help="Replace a remote of the same name."),
     quiet: bool = QUIET,
 ):
-    """Add a remote to the committed .mlvc/config (secrets go to .mlvc/config.local: see `modify`)."""
+    """Add a remote to the committed .mlvc/config (secrets go to .mlvc/config.local: see `modify`).
+
+    Examples:
+
+    \b
+      mlvc remote add shared /mnt/nfs/proj --default
+      mlvc remote add s3 s3://bucket/proj --endpoint-url http://127.0.0.1:9000
+    """
     from ..remote.config import add_remote
 
     repo = find_repo()
@@ -53,7 +61,13 @@ def remote_add(
 
 @remote_app.command("list")
 def remote_list(json_out: bool = JSON):
-    """List remotes (secret values are never shown)."""
+    """List remotes (secret values are never shown).
+
+    Examples:
+
+    \b
+      mlvc remote list --json
+    """
     from ..remote.config import list_remotes
 
     rows = [r.public() for r in list_remotes(find_repo())]
@@ -67,7 +81,13 @@ def remote_list(json_out: bool = JSON):
 
 @remote_app.command("remove")
 def remote_remove(name: str = typer.Argument(...), quiet: bool = QUIET):
-    """Remove a remote from the configuration (nothing on the remote is deleted)."""
+    """Remove a remote from the configuration (nothing on the remote is deleted).
+
+    Examples:
+
+    \b
+      mlvc remote remove old-nfs
+    """
     from ..remote.config import remove_remote
 
     remove_remote(find_repo(), name)
@@ -86,7 +106,14 @@ def remote_modify(
     unset: bool = typer.Option(False, "--unset", help="Remove the option."),
     quiet: bool = QUIET,
 ):
-    """Set one option of a remote.  Secret keys are always written to .mlvc/config.local."""
+    """Set one option of a remote.  Secret keys are always written to .mlvc/config.local.
+
+    Examples:
+
+    \b
+      mlvc remote modify s3 region eu-west-1
+      mlvc remote modify s3 secret_access_key KEY
+    """
     from ..remote.config import is_secret, modify_remote
 
     if value is None and not unset:
@@ -101,7 +128,14 @@ def remote_modify(
 def remote_default(name: Optional[str] = typer.Argument(None, help="Remote to make the default."),
                    unset: bool = typer.Option(False, "--unset", help="Have no default remote."),
                    quiet: bool = QUIET):
-    """Show or set the default remote."""
+    """Show or set the default remote.
+
+    Examples:
+
+    \b
+      mlvc remote default shared
+      mlvc remote default --unset
+    """
     from ..remote.config import default_name, set_default
 
     repo = find_repo()
@@ -114,6 +148,30 @@ def remote_default(name: Optional[str] = typer.Argument(None, help="Remote to ma
     set_default(repo, None if unset else name)
     if not quiet:
         echo(f"default remote: {name}" if not unset else "no default remote")
+
+
+@remote_app.command("unlock")
+def remote_unlock(name: Optional[str] = typer.Argument(None, help="Remote (default: the default remote)."),
+                  force: bool = typer.Option(False, "--force", help="Also remove a lock held by a process "
+                                             "still running on this machine."),
+                  quiet: bool = QUIET):
+    """Remove the gc and push locks of a remote, left by a process that crashed on another machine.
+
+    Locks of dead processes of this machine are broken automatically; run this only when no
+    `mlvc gc --remote` or `mlvc push` is running against the remote anywhere."""
+    from ..store.locks import break_locks
+
+    with open_repo() as repo:
+        _rdef, rstore = repo.remote_store(name)
+        try:
+            removed = break_locks(rstore.backend, force=force)
+        finally:
+            rstore.close()
+    if not quiet:
+        for lock in removed:
+            echo(f"removed {lock.key}: {lock.info.describe()}")
+        if not removed:
+            echo("no locks")
 
 
 # ---------------------------------------------------------------- transfers
@@ -168,6 +226,12 @@ def push(
     """Upload the objects of the artifacts that the remote lacks, in large packs, in parallel.
 
     Safe to interrupt and re-run (it resumes), and safe with many pushers at once.
+
+    Examples:
+
+    \b
+      mlvc push
+      mlvc push -r shared --jobs 8
     """
     from ..ops.push import push as push_op
 
@@ -185,7 +249,14 @@ def fetch(
     quiet: bool = QUIET,
     json_out: bool = JSON,
 ):
-    """Download the objects of the artifacts into the cache, verifying each; the workspace is not touched."""
+    """Download the objects of the artifacts into the cache, verifying each; the workspace is not touched.
+
+    Examples:
+
+    \b
+      mlvc fetch --rev v1
+      mlvc fetch --all-branches -r shared
+    """
     from ..ops.fetch import fetch as fetch_op
 
     _transfer(fetch_op, "fetched", paths, rev, all_commits, all_branches, remote, jobs, quiet, json_out)
@@ -204,7 +275,14 @@ def pull(
     json_out: bool = JSON,
 ):
     """Fetch, then check out the workspace's artifacts.  --rev/--all-commits/--all-branches also
-    fetch those commits' artifacts (for a later `mlvc checkout REV` without a network)."""
+    fetch those commits' artifacts (for a later `mlvc checkout REV` without a network).
+
+    Examples:
+
+    \b
+      git clone URL proj && cd proj && mlvc pull
+      mlvc pull --rev v1   # also fetch v1's artifacts
+    """
     from ..ops.fetch import pull as pull_op
 
     with open_repo() as repo:

@@ -16,14 +16,15 @@ from pathlib import Path
 from .. import pointer as pointers
 from ..chunking import ChunkerParams, iter_chunks
 from ..codec import ChunkEncoder
-from ..errors import FileChangedError, MlvcError, PathError
+from ..errors import FileChangedError, MlvcError, PathError, UnsafePathError
 from ..hashing import digest, hasher, to_oid
 from ..ignore import ensure_ignored
-from ..objects import FileManifest, TreeEntry, TreeManifest
+from ..objects import FileManifest, TreeEntry, TreeManifest, validate_relpath
 from ..progress import NULL, Progress
 from ..store.packs import CHUNK, FILE_MANIFEST, TREE_MANIFEST
 from ..store.packstore import wrap_os_error
 from ..workspace import FileStat, IdLookup, hash_file, same_stat, scan, stat_signature
+from .common import select
 
 _READ = 8 * 1024 * 1024
 
@@ -110,6 +111,17 @@ def _check_target(repo, target: Path, display: str) -> None:
         if pointers.pointer_path_for(ancestor).exists():
             raise PathError(display, f"is inside the tracked artifact {repo.rel(ancestor)}; "
                                      f"add {repo.rel(ancestor)} instead")
+    # Pointers may be named anything (`x.mlvc` with `path: data`): compare with what each names.
+    own = pointers.pointer_path_for(target)
+    for t in select(repo):
+        if t.ptr is None or t.pointer_path == own:
+            continue
+        if display.startswith(t.display + "/"):
+            raise PathError(display, f"is inside the tracked artifact {t.display} (pointer {t.rel_pointer}); "
+                                     f"add {t.display} instead")
+        if t.display == display or t.display.startswith(display + "/"):
+            raise PathError(display, f"{'is' if t.display == display else 'contains'} the tracked artifact "
+                                     f"{t.display} (pointer {t.rel_pointer}); remove that pointer first")
 
 
 def add_one(repo, path: str | Path, *, role: str | None = None, meta: dict | None = None,
@@ -123,6 +135,12 @@ def add_one(repo, path: str | Path, *, role: str | None = None, meta: dict | Non
         if fs.rel.endswith(pointers.SUFFIX):
             raise PathError(f"{display}/{fs.rel}", "is a pointer of another artifact inside this directory; "
                                                    "add the directories separately")
+        if fs.rel:
+            try:
+                validate_relpath(fs.rel, display)
+            except UnsafePathError:  # the user's file name, not a pointer: say which file and why
+                raise PathError(f"{display}/{fs.rel}", "has a name mlvc cannot record (it starts with a "
+                                "backslash, an absolute path on Windows); rename it") from None
     store = repo.store
     params = repo.chunker
     lookup = IdLookup(repo.hash_cache, display)

@@ -3,28 +3,32 @@
 Per artifact, everything is planned before anything is touched: which files
 to write, which to remove, and whether any of them holds content mlvc has
 never stored (a conflict unless `--force`).  New files are written to temp
-files beside their destination and verified against their ids; only when
-every file of the artifact is ready are they renamed into place.  A corrupt
-or missing object therefore leaves that artifact's workspace untouched.
+files under `.mlvc/tmp/` and verified against their ids; only when every file
+of the artifact is ready are they renamed into place.  A corrupt or missing
+object therefore leaves that artifact's workspace untouched, and a killed
+checkout leaves nothing in the workspace.  Every directory on the way is
+opened without following symlinks (`mlvc.safepath`), so no pointer can make
+checkout write outside the repository.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-import uuid
+import stat as statmod
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from ..errors import ObjectNotFoundError, ConflictError, CorruptObjectError, MlvcError
+from ..errors import ConflictError, CorruptObjectError, DiskError, MlvcError, ObjectNotFoundError
 from ..hashing import hasher, to_oid
 from ..objects import TreeEntry
 from ..progress import NULL, Progress
-from ..store.packs import FILE_MANIFEST
+from ..repo import MLVC_DIR
+from ..safepath import ContainedTree, parts_below, refuse_links_above, remove_stale_beside
+from ..store.packs import FILE_MANIFEST, write_all
 from ..store.packstore import wrap_os_error
-from ..store.packs import write_all
 from ..workspace import IdLookup, scan
-from .common import Tracked, file_manifest, load_entries, select
+from .common import Tracked, file_manifest, load_entries, overlapping, select
 
 
 @dataclass
@@ -45,14 +49,17 @@ class CheckoutResult:
 WRITE_BATCH_BYTES = 8 << 20
 
 
-def write_file(store, fid: bytes, dest: Path, executable: bool, progress: Progress = NULL) -> Path:
-    """Write the file `fid` to a temp file beside `dest`, verified; return the temp path."""
+def write_temp(store, fid: bytes, tree: ContainedTree, parts: tuple[str, ...], executable: bool,
+               progress: Progress = NULL) -> tuple[tuple[str, ...], str]:
+    """Write the file `fid` to a temp file for the destination `parts` of `tree`, verified.
+
+    Returns the temp file's (directory, name) for `tree.place`; nothing is written outside `tree`."""
     manifest = file_manifest(store, fid)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name[:100]}.mlvc-tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    display = "/".join(parts)
+    tmp_dir, name, fd = tree.temp_file(parts)
     h = hasher()
     try:
-        with open(tmp, "xb", buffering=0) as f:
+        try:
             # Raw chunks arrive as views of the cache's memory-mapped packs: they go to the file
             # in `writev` batches straight from the page cache, with no copy through Python.
             batch: list = []
@@ -62,28 +69,42 @@ def write_file(store, fid: bytes, dest: Path, executable: bool, progress: Progre
                 batch.append(data)
                 size += len(data)
                 if size >= WRITE_BATCH_BYTES or len(batch) >= 512:
-                    write_all(f.fileno(), batch)
+                    write_all(fd, batch)
                     progress.advance(size)
                     batch, size = [], 0
-            write_all(f.fileno(), batch)
+            write_all(fd, batch)
             progress.advance(size)
-        if h.digest() != fid:
-            raise CorruptObjectError(to_oid(fid), "the cache", to_oid(fid), to_oid(h.digest()))
-        os.chmod(tmp, 0o755 if executable else 0o644)
+            batch = []
+            if h.digest() != fid:
+                raise CorruptObjectError(to_oid(fid), "the cache", to_oid(fid), to_oid(h.digest()))
+            os.fchmod(fd, 0o755 if executable else 0o644)
+        finally:
+            os.close(fd)
     except BaseException as exc:
-        tmp.unlink(missing_ok=True)
+        tree.discard(tmp_dir, name)
         if isinstance(exc, OSError) and not isinstance(exc, MlvcError):
-            raise wrap_os_error(exc, str(dest)) from exc
+            raise wrap_os_error(exc, display) from exc
         raise
-    return tmp
+    return tmp_dir, name
 
 
-def materialize(store, entries: list[TreeEntry], dest: Path, progress: Progress = NULL) -> None:
-    """Write an artifact's files under `dest` (export; no conflict checks, no removals)."""
+def entry_parts(base: tuple[str, ...], e: TreeEntry) -> tuple[str, ...]:
+    return base + tuple(e.path.split("/")) if e.path else base
+
+
+def materialize(store, entries: list[TreeEntry], tree: ContainedTree, base: tuple[str, ...], kind: str,
+                progress: Progress = NULL) -> None:
+    """Write an artifact's files at `base` in `tree` (export; no conflict checks, no removals)."""
+    if kind == "dir":
+        tree.dir_fd(base, create=True)
     for e in entries:
-        target = dest / e.path if e.path else dest
-        tmp = write_file(store, e.file_id, target, e.executable, progress)
-        os.replace(tmp, target)
+        parts = entry_parts(base, e)
+        tmp_dir, name = write_temp(store, e.file_id, tree, parts, e.executable, progress)
+        try:
+            tree.place(tmp_dir, name, parts)
+        except BaseException:
+            tree.discard(tmp_dir, name)
+            raise
 
 
 def _prune_empty_dirs(root: Path, start: Path) -> None:
@@ -96,17 +117,46 @@ def _prune_empty_dirs(root: Path, start: Path) -> None:
         d = d.parent
 
 
-def checkout_one(repo, t: Tracked, force: bool, progress: Progress, result: CheckoutResult) -> None:
+def _check_room(tree: ContainedTree, base: tuple[str, ...], to_write: list[TreeEntry], display: str) -> None:
+    """DiskError before anything is written when the files cannot fit (bytes or inodes): a tree of
+    10 M entries or a 1 TB file fails at once instead of filling the disk first."""
+    free_bytes, free_inodes = tree.room(base)
+    need_bytes = sum(e.size for e in to_write)
+    if need_bytes > free_bytes or (free_inodes and len(to_write) > free_inodes):
+        raise DiskError(f"restoring it needs {need_bytes} bytes in {len(to_write)} files, and the "
+                        f"disk has {free_bytes} bytes and {free_inodes} inodes free; nothing was written",
+                        hint="free some space and run the command again")
+
+
+def _sweep_beside_file(target: Path) -> None:
+    """Remove temp files a killed older checkout left beside a file artifact."""
+    prefix = f".{target.name[:100]}.mlvc-tmp-"
+    try:
+        names = [n for n in os.listdir(target.parent) if n.startswith(prefix)]
+    except OSError:
+        return
+    remove_stale_beside(target.parent / n for n in names)
+
+
+def checkout_one(repo, t: Tracked, force: bool, progress: Progress, result: CheckoutResult,
+                 tree: ContainedTree) -> None:
     store = repo.store
     ptr = t.ptr
-    entries = load_entries(store, ptr)
     target = t.target
+    base = parts_below(repo.root, target)
+    # Before anything is read: a symlinked directory on the way would make every read and write
+    # below land outside the repository.
+    refuse_links_above(repo.root, target, t.display)
+    tree.check(base[:-1])
+    entries = load_entries(store, ptr)
     kind_mismatch = False
     current: dict[str, tuple] = {}
-    if target.is_symlink() or target.exists():
-        is_dir = target.is_dir() and not target.is_symlink()
+    st = tree.lstat(base)
+    is_link = st is not None and statmod.S_ISLNK(st.st_mode)
+    is_dir = st is not None and statmod.S_ISDIR(st.st_mode)
+    if st is not None:
         kind_mismatch = is_dir != (ptr.kind == "dir")
-        if kind_mismatch or target.is_symlink():
+        if kind_mismatch or is_link:
             if not force:
                 raise ConflictError(f"{t.display}: the workspace holds a "
                                     f"{'directory' if is_dir else 'file or link'} where the pointer "
@@ -114,11 +164,15 @@ def checkout_one(repo, t: Tracked, force: bool, progress: Progress, result: Chec
         else:
             lookup = IdLookup(repo.hash_cache, t.display)
             expected_size = {e.path: e.size for e in entries}
-            for fs in scan(target, t.display):
+            leftovers: list[Path] = []
+            for fs in scan(target, t.display, leftovers):
                 # A size mismatch is a change; hash only to learn whether mlvc knows the content.
                 fid = lookup.id_of(fs, f"{t.display}/{fs.rel}".rstrip("/"))
                 current[fs.rel] = (fid, fs, expected_size.get(fs.rel))
             lookup.flush()
+            remove_stale_beside(leftovers)
+    if ptr.kind == "file":
+        _sweep_beside_file(target)
 
     to_write = [e for e in entries if e.path not in current or current[e.path][0] != e.file_id
                 or current[e.path][1].executable != e.executable]
@@ -135,45 +189,52 @@ def checkout_one(repo, t: Tracked, force: bool, progress: Progress, result: Chec
             raise ConflictError(f"{names}{more}: modified in the workspace and never added; "
                                 "checkout would lose it",
                                 hint=f"run `mlvc add {t.display}` to keep it, or `mlvc checkout --force`")
-    if not to_write and not to_remove and not kind_mismatch:
+    create_dir = ptr.kind == "dir" and (st is None or kind_mismatch or is_link)
+    if not to_write and not to_remove and not kind_mismatch and not create_dir:
         result.unchanged.append(t.display)
         return
 
-    replace_whole = kind_mismatch or target.is_symlink()
-    # When the workspace holds the wrong kind of thing, a directory is staged beside it.
-    staging = target.with_name(f".{target.name}.mlvc-new") if replace_whole and ptr.kind == "dir" else None
+    replace_whole = kind_mismatch or is_link
+    _check_room(tree, base, to_write, t.display)
     progress.start(f"checkout {t.display}", sum(e.size for e in to_write))
-    ready: list[tuple[Path, Path, TreeEntry]] = []
+    ready: list[tuple[tuple[str, ...], str, tuple[str, ...], TreeEntry]] = []
     try:
+        # Every temp file is written and verified before the workspace is touched.
         for e in to_write:
-            dest = (staging or target) / e.path if e.path else target
-            ready.append((write_file(store, e.file_id, dest, e.executable, progress), dest, e))
-    except BaseException:
-        for tmp, _, _ in ready:
-            tmp.unlink(missing_ok=True)
-        raise
-    finally:
+            parts = entry_parts(base, e)
+            ready.append((*write_temp(store, e.file_id, tree, parts, e.executable, progress), parts, e))
         progress.finish()
 
-    if replace_whole:
-        if target.is_dir() and not target.is_symlink():
-            shutil.rmtree(target)
-        else:
-            target.unlink(missing_ok=True)
-    rows = []
-    for tmp, dest, e in ready:
-        os.replace(tmp, dest)
-        st = os.stat(dest)
-        rows.append((f"{t.display}/{e.path}".rstrip("/"), st.st_size, st.st_mtime_ns, st.st_ino, e.file_id))
-        result.written_files += 1
-        result.written_bytes += e.size
-    if staging is not None:
-        os.replace(staging, target)
-    for rel in to_remove:
-        p = target / rel
-        p.unlink(missing_ok=True)
-        _prune_empty_dirs(target, p.parent)
-        result.removed_files += 1
+        if replace_whole:
+            if is_dir:
+                shutil.rmtree(target)
+                tree.forget(base)
+            else:
+                target.unlink(missing_ok=True)
+        # Files the manifest no longer lists go first, so a file may take the place of a directory
+        # that only held them (and a directory the place of a file).
+        for rel in to_remove:
+            p = target / rel
+            p.unlink(missing_ok=True)
+            _prune_empty_dirs(target, p.parent)
+            result.removed_files += 1
+        if to_remove:
+            tree.forget(base)
+        if create_dir:
+            tree.dir_fd(base, create=True)  # also restores an empty directory artifact
+        rows = []
+        while ready:
+            tmp_dir, name, parts, e = ready[0]
+            placed = tree.place(tmp_dir, name, parts)
+            ready.pop(0)
+            rows.append((f"{t.display}/{e.path}".rstrip("/"), placed.st_size, placed.st_mtime_ns,
+                         placed.st_ino, e.file_id))
+            result.written_files += 1
+            result.written_bytes += e.size
+    finally:
+        progress.finish()
+        for tmp_dir, name, _, _ in ready:
+            tree.discard(tmp_dir, name)
     repo.hash_cache.store(rows, written_by_us=True)
     result.restored.append(t.display)
 
@@ -181,20 +242,32 @@ def checkout_one(repo, t: Tracked, force: bool, progress: Progress, result: Chec
 def checkout(repo, paths=None, *, force: bool = False, progress: Progress = NULL) -> CheckoutResult:
     """Restore every selected artifact; failures are collected per artifact, not raised."""
     result = CheckoutResult()
-    for t in select(repo, paths):
-        if t.ptr is None:
-            result.failed[t.display] = str(t.error)
-            result.failed_codes[t.display] = t.error.exit_code
-            continue
-        try:
-            checkout_one(repo, t, force, progress, result)
-        except MlvcError as exc:
-            result.failed[t.display] = str(exc) + (f" ({exc.hint})" if exc.hint else "")
-            result.failed_codes[t.display] = exc.exit_code
-            if isinstance(exc, ObjectNotFoundError):
-                result.missing[t.display] = str(exc)
-        except OSError as exc:
-            err = wrap_os_error(exc, t.display)
-            result.failed[t.display] = str(err)
-            result.failed_codes[t.display] = err.exit_code
+    selected = select(repo, paths)
+    clashes = overlapping(select(repo) if paths else selected)
+    with ContainedTree(repo.root, tmp=(MLVC_DIR, "tmp")) as tree:
+        tree.sweep_tmp()
+        for t in selected:
+            if t.ptr is not None and t.rel_pointer in clashes:
+                t = Tracked(t.pointer_path, t.rel_pointer, None, clashes[t.rel_pointer])
+            _checkout_reporting(repo, t, force, progress, result, tree)
     return result
+
+
+def _checkout_reporting(repo, t: Tracked, force: bool, progress: Progress, result: CheckoutResult,
+                        tree: ContainedTree) -> None:
+    """checkout_one, with its failure recorded in `result` instead of raised."""
+    if t.ptr is None:
+        result.failed[t.display] = str(t.error)
+        result.failed_codes[t.display] = t.error.exit_code
+        return
+    try:
+        checkout_one(repo, t, force, progress, result, tree)
+    except MlvcError as exc:
+        result.failed[t.display] = str(exc) + (f" ({exc.hint})" if exc.hint else "")
+        result.failed_codes[t.display] = exc.exit_code
+        if isinstance(exc, ObjectNotFoundError):
+            result.missing[t.display] = str(exc)
+    except OSError as exc:
+        err = wrap_os_error(exc, t.display)
+        result.failed[t.display] = str(err)
+        result.failed_codes[t.display] = err.exit_code

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import pointer as pointers
-from ..errors import MlvcError, PathError
+from ..errors import MlvcError, OverlappingPointersError, PathError
 from ..hashing import from_oid
 from ..objects import FileManifest, TreeEntry, TreeManifest
 from ..store.packs import FILE_MANIFEST, TREE_MANIFEST
@@ -77,6 +77,33 @@ def select(repo, paths=None) -> list[Tracked]:
             out.append(Tracked(pp, rel, pointers.load(pp, rel)))
         except MlvcError as exc:
             out.append(Tracked(pp, rel, None, exc))
+    return out
+
+
+def overlapping(tracked: list[Tracked]) -> dict[str, OverlappingPointersError]:
+    """{pointer path: error} for every pointer whose artifact is, contains or lies inside another's."""
+    by_path: dict[str, list[Tracked]] = {}
+    for t in tracked:
+        if t.ptr is not None:
+            by_path.setdefault(t.display, []).append(t)
+    out: dict[str, OverlappingPointersError] = {}
+
+    def clash(t: Tracked, other: Tracked, how: str) -> None:
+        out.setdefault(t.rel_pointer, OverlappingPointersError(
+            t.rel_pointer, f"its artifact {t.display} {how} {other.display} (pointer {other.rel_pointer}); "
+                           "remove one of the two pointers"))
+
+    for display, same in by_path.items():
+        for t in same:
+            for other in same:
+                if other is not t:
+                    clash(t, other, "is also named by")
+        parts = display.split("/")
+        for i in range(1, len(parts)):
+            for outer in by_path.get("/".join(parts[:i]), ()):
+                for t in same:
+                    clash(t, outer, "lies inside the artifact")
+                    clash(outer, t, "contains the artifact")
     return out
 
 

@@ -151,8 +151,8 @@ def checkpoint_diff(store, old_fid: bytes, new_fid: bytes, name: str, rel: str =
 
 def _compare(out: CheckpointDiff, ta: dict, tb: dict) -> None:
     """Fill `out` from two {tensor name: (file, TensorInfo)} maps (one checkpoint, or all shards of one)."""
+    from ..checkpoint import comparable_bytes as read_tensor
     from ..checkpoint import group_by_module, relative_l2_change
-    from ..checkpoint import tensor_bytes as read_tensor
 
     changes: dict[str, TensorChange] = {}
     for n in sorted(set(ta) - set(tb)):
@@ -166,11 +166,11 @@ def _compare(out: CheckpointDiff, ta: dict, tb: dict) -> None:
             changes[n] = TensorChange(n, "modified", b.dtype if a.dtype == b.dtype else f"{a.dtype} -> {b.dtype}",
                                       list(a.shape), list(b.shape))
             continue
-        da, db = read_tensor(fa, a), read_tensor(fb, b)
+        (da, exact_a), (db, exact_b) = read_tensor(fa, a), read_tensor(fb, b)
         if da == db:
             continue
-        try:
-            l2 = relative_l2_change(da, db, a.dtype)
+        try:  # no weight change for expanded views: their elements are never materialized
+            l2 = relative_l2_change(da, db, a.dtype) if exact_a and exact_b else None
         except MlvcError:
             l2 = None
         changes[n] = TensorChange(n, "modified", a.dtype, list(a.shape), list(b.shape), l2)

@@ -127,7 +127,7 @@ def users_pointers(repo, scope: str, warnings: list[str]) -> list[pointers.Point
 
     A cache may be shared (`cache.dir`) by several repositories, and a repository's linked
     worktrees share its cache by default: all of them register inside the cache
-    (`ChunkStore.register_user`).  A registered repository that cannot be read stops gc,
+    (`PackStore.register_user`).  A registered repository that cannot be read stops gc,
     naming it, because what only it needs is unknown.  The scope applies to this repository
     (and its worktrees); other repositories keep every commit's pointers.  The one exception is a cache inside
     this repository (not configured as shared) that still lists this repository's own
@@ -252,6 +252,10 @@ def gc_remote_store(repo, rstore, name: str, scope: str, *, dry_run: bool = Fals
     grace_s = grace_seconds(repo, grace)
     lock = RemoteLock(rstore.backend, owner=owner or f"mlvc gc ({default_owner()})", ttl_s=lock_ttl)
     with lock:
+        if lock.broken is not None:
+            why = "its process is gone" if lock.broken.is_abandoned() else "it had expired"
+            result.warnings.append(f"took over the gc lock of {lock.broken.describe()}: {why}")
+
         def live() -> set:
             # after gc's listing: a push that started before it is seen here (and stops gc)
             check_pushers(rstore.backend, dry_run, result.warnings)

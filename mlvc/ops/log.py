@@ -91,11 +91,11 @@ class CommitReport:
 
 
 class History:
-    """Changed files per commit, from tree-to-tree comparisons on dulwich objects."""
+    """Changed files per commit, from tree-to-tree comparisons (trees read through `GitRepo`)."""
 
     def __init__(self, git, watch_files: set[str], prefixes: list[str] | None):
         self.git = git
-        self._store = git.object_store
+        self._shallow = git.shallow_commits()
         self._trees: dict[bytes, dict[bytes, tuple[int, bytes]]] = {}
         self._blobs: dict[bytes, Any] = {}
         self._watch = {w.encode() for w in watch_files}
@@ -108,27 +108,11 @@ class History:
         if got is None:
             if len(self._trees) > 20000:
                 self._trees.clear()
-            try:
-                obj = self._store[sha]
-                got = {e.path: (e.mode, e.sha) for e in obj.iteritems()}
-            except (KeyError, AttributeError):
-                got = {}
-            self._trees[sha] = got
+            got = self._trees[sha] = self.git.tree_items(sha)
         return got
 
     def commit_trees(self, sha: str) -> tuple[bytes | None, bytes | None]:
-        try:
-            commit = self._store[sha.encode("ascii")]
-        except KeyError:
-            return None, None
-        parent_tree = None
-        shallow = self.git.shallow_commits()
-        if commit.parents and commit.id not in shallow:
-            try:
-                parent_tree = self._store[commit.parents[0]].tree
-            except KeyError:  # shallow / partial clone: compare with nothing
-                parent_tree = None
-        return commit.tree, parent_tree
+        return self.git.commit_trees(sha, self._shallow)
 
     def _interesting_file(self, path: bytes) -> bool:
         if path.startswith(b".mlvc/"):
@@ -169,7 +153,7 @@ class History:
         return out
 
     def blob(self, sha: bytes) -> bytes:
-        return self._store[sha].as_raw_string()
+        return self.git.blob_bytes(sha)
 
     def pointer(self, sha: bytes, where: str):
         got = self._blobs.get(sha)

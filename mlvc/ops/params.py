@@ -14,10 +14,12 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from .. import pointer as pointers
+from .. import safeyaml
 from ..errors import MlvcError, PointerError
 
 DEFAULT_PARAMS_FILES = ("params.yaml", "params.yml", "params.json")
 DEFAULT_METRICS_FILES = ("metrics.json", "metrics.yaml", "metrics.yml")
+MAX_PARAMS_BYTES = 16 * 1024 * 1024
 
 
 @dataclass
@@ -58,9 +60,7 @@ def parse_values(data: bytes, name: str) -> dict[str, Any] | None:
         if name.endswith(".json"):
             doc = json.loads(data)
         else:
-            import yaml
-
-            doc = yaml.safe_load(data)
+            doc = safeyaml.load(data, MAX_PARAMS_BYTES)  # no alias bombs from a cloned repository
     except (ValueError, UnicodeDecodeError, Exception):  # noqa: BLE001 - yaml raises many types
         return None
     if not isinstance(doc, dict):

@@ -21,6 +21,7 @@ from pathlib import Path
 from .. import pointer as pointers
 from ..errors import ConflictError, MlvcError, ObjectNotFoundError, PathError, PointerError, RemoteError
 from ..progress import NULL, Progress
+from ..safepath import ContainedTree
 from ..store.packstore import wrap_os_error
 from .checkout import CheckoutResult, checkout, materialize
 from .fetch import fetch
@@ -222,34 +223,42 @@ def export_rev(repo, git, rev: str, paths, dest: Path, progress: Progress = NULL
     dest = Path(os.path.abspath(dest))
     ptrs = [ptr for _, _, ptr, _ in found if ptr is not None]
     fetch_error = prefetch(repo, rev, ptrs, progress)
-    for _, display, ptr, err in found:
-        if ptr is None:
-            result.failed[display] = str(err)
-            result.failed_codes[display] = err.exit_code
-            continue
-        try:
-            entries = load_entries(repo.store, ptr)
-            target = dest / display
-            if ptr.kind == "dir":
-                target.mkdir(parents=True, exist_ok=True)
-            progress.start(f"export {display}", ptr.size)
-            try:
-                materialize(repo.store, entries, target, progress)
-            finally:
-                progress.finish()
-            result.restored.append(display)
-            result.written_files += len(entries)
-            result.written_bytes += sum(e.size for e in entries)
-        except MlvcError as exc:
-            msg = str(exc)
-            if isinstance(exc, ObjectNotFoundError):
-                msg = missing_message(repo, msg, fetch_error)
-            elif exc.hint:
-                msg += f" ({exc.hint})"
-            result.failed[display] = msg
-            result.failed_codes[display] = exc.exit_code
-        except OSError as exc:
-            err2 = wrap_os_error(exc, display)
-            result.failed[display] = str(err2)
-            result.failed_codes[display] = err2.exit_code
+    try:
+        dest.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise wrap_os_error(exc, str(dest)) from exc
+    with ContainedTree(dest) as tree:
+        for _, display, ptr, err in found:
+            _export_one(repo, tree, display, ptr, err, fetch_error, result, progress)
     return result
+
+
+def _export_one(repo, tree: ContainedTree, display: str, ptr, err, fetch_error, result: CheckoutResult,
+                progress: Progress) -> None:
+    """Write one artifact of the exported revision under `tree`, recording a failure in `result`."""
+    if ptr is None:
+        result.failed[display] = str(err)
+        result.failed_codes[display] = err.exit_code
+        return
+    try:
+        entries = load_entries(repo.store, ptr)
+        progress.start(f"export {display}", ptr.size)
+        try:
+            materialize(repo.store, entries, tree, tuple(display.split("/")), ptr.kind, progress)
+        finally:
+            progress.finish()
+        result.restored.append(display)
+        result.written_files += len(entries)
+        result.written_bytes += sum(e.size for e in entries)
+    except MlvcError as exc:
+        msg = str(exc)
+        if isinstance(exc, ObjectNotFoundError):
+            msg = missing_message(repo, msg, fetch_error)
+        elif exc.hint:
+            msg += f" ({exc.hint})"
+        result.failed[display] = msg
+        result.failed_codes[display] = exc.exit_code
+    except OSError as exc:
+        err2 = wrap_os_error(exc, display)
+        result.failed[display] = str(err2)
+        result.failed_codes[display] = err2.exit_code

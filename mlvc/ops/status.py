@@ -8,8 +8,9 @@ from ..errors import MlvcError, ObjectNotFoundError, PathError
 from ..hashing import from_oid, to_oid
 from ..objects import TreeEntry, TreeManifest
 from ..progress import NULL, Progress
+from ..safepath import refuse_links_above
 from ..workspace import IdLookup, scan, stat_signature
-from .common import Tracked, load_entries, missing_objects, select
+from .common import Tracked, load_entries, missing_objects, overlapping, select
 
 UNCHANGED = "unchanged"
 MODIFIED = "modified"
@@ -67,6 +68,12 @@ def status_one(repo, t: Tracked, check_cache: bool = True, progress: Progress = 
                 st.cache_complete, st.error = False, str(exc)
             if st.cache_complete:
                 repo.store.complete.add([t.ptr.oid])
+    try:
+        # A symlinked directory on the way would make status hash files outside the repository.
+        refuse_links_above(repo.root, t.target, t.display)
+    except PathError as exc:
+        st.state, st.error = MODIFIED, str(exc)
+        return st
     if not t.target.exists() and not t.target.is_symlink():
         st.state = MISSING
         return st
@@ -100,7 +107,10 @@ def status_one(repo, t: Tracked, check_cache: bool = True, progress: Progress = 
 
 
 def status(repo, paths=None, *, check_cache: bool = True, progress: Progress = NULL) -> list[ArtifactStatus]:
-    return [status_one(repo, t, check_cache, progress) for t in select(repo, paths)]
+    selected = select(repo, paths)
+    clashes = overlapping(select(repo) if paths else selected)
+    return [status_one(repo, Tracked(t.pointer_path, t.rel_pointer, None, clashes[t.rel_pointer])
+                       if t.rel_pointer in clashes else t, check_cache, progress) for t in selected]
 
 
 __all__ = ["status", "ArtifactStatus", "workspace_ids", "from_oid"]

@@ -17,7 +17,14 @@ read-then-write:
   never removes its successor's lock.
 
 A holder's lease is judged by the reader's clock; keep `ttl_s` far above any
-plausible clock skew between machines.  Long operations call `refresh()`
+plausible clock skew between machines.
+
+A lock also records which machine and process wrote it (`machine`: hostname, boot id and pid
+namespace; `started`: the pid's start time).  A lock whose writer ran on *this* machine and is no
+longer running (its pid is gone, or now belongs to a process started later) is abandoned: it is
+broken at once, by the same conditional replace/delete, instead of blocking gc and push until it
+expires.  A lock from another machine cannot be judged so; it expires as above, or a person
+removes it with `mlvc remote unlock NAME` (`break_locks`).  Long operations call `refresh()`
 periodically; it raises LockedError if the lock was lost.
 
 Shared locks (`SharedLock`): each holder creates its *own* object under a common
@@ -30,6 +37,7 @@ operations at least one sees the other.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import getpass
 import json
 import math
@@ -72,6 +80,49 @@ def default_owner() -> str:
     return f"{user}@{socket.gethostname()}"
 
 
+def _read_text(path: str) -> str:
+    try:
+        with open(path) as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
+def machine_id() -> str:
+    """Who can judge our pids: same hostname, same running kernel (boot id) and same pid namespace.
+    Two containers with one hostname, or one machine after a reboot, give different ids."""
+    try:
+        pid_ns = os.readlink("/proc/self/ns/pid")
+    except OSError:
+        pid_ns = ""
+    boot = _read_text("/proc/sys/kernel/random/boot_id")
+    return f"{socket.gethostname()}|{boot}|{pid_ns}"
+
+
+def process_start(pid: int) -> str:
+    """The start time of `pid` (clock ticks since boot, from /proc), or "" where unknown.
+    With the boot id in `machine_id`, (pid, start) names one process: a reused pid differs."""
+    stat = _read_text(f"/proc/{pid}/stat")
+    if not stat:
+        return ""
+    try:
+        return stat.rsplit(")", 1)[1].split()[19]  # field 22; the name in (...) may hold spaces
+    except IndexError:
+        return ""
+
+
+def _pid_running(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 @dataclass(frozen=True)
 class LockInfo:
     """What a lock object says about its holder.  Times are Unix seconds."""
@@ -82,9 +133,24 @@ class LockInfo:
     created: float
     expires: float
     token: str  # unique per acquisition: tells our own lock apart from a successor's
+    machine: str = ""  # `machine_id()` of the writer ("" in locks of older versions)
+    started: str = ""  # `process_start(pid)` of the writer
 
     def is_expired(self, now: float | None = None) -> bool:
         return (time.time() if now is None else now) >= self.expires
+
+    def is_abandoned(self) -> bool:
+        """True when the writer ran on this machine and is certainly not running any more."""
+        if not self.machine or self.machine != machine_id():
+            return False
+        if not _pid_running(self.pid):
+            return True
+        now_started = process_start(self.pid)
+        return bool(self.started and now_started and now_started != self.started)
+
+    def is_stale(self, now: float | None = None) -> bool:
+        """Expired, or abandoned by a dead process of this machine: safe to break."""
+        return self.is_expired(now) or self.is_abandoned()
 
     def describe(self) -> str:
         return (f"{self.owner} (host {self.host}, pid {self.pid}) since {_format_time(self.created)}, "
@@ -100,7 +166,8 @@ class LockInfo:
             fields = json.loads(data)
             return cls(owner=str(fields["owner"]), host=str(fields["host"]), pid=int(fields["pid"]),
                        created=float(fields["created"]), expires=float(fields["expires"]),
-                       token=str(fields.get("token", "")))
+                       token=str(fields.get("token", "")), machine=str(fields.get("machine", "")),
+                       started=str(fields.get("started", "")))
         except (ValueError, TypeError, KeyError):
             return None
 
@@ -124,6 +191,7 @@ class RemoteLock:
         self.owner = owner or default_owner()
         self.ttl_s = float(ttl_s)
         self._held: tuple[LockInfo, str] | None = None  # what we wrote and its version tag
+        self.broken: LockInfo | None = None  # the abandoned or expired lock `acquire` took over
 
     @property
     def held(self) -> bool:
@@ -133,7 +201,8 @@ class RemoteLock:
     def _new_info(self) -> LockInfo:
         now = time.time()
         return LockInfo(owner=self.owner, host=socket.gethostname(), pid=os.getpid(),
-                        created=now, expires=now + self.ttl_s, token=uuid.uuid4().hex)
+                        created=now, expires=now + self.ttl_s, token=uuid.uuid4().hex,
+                        machine=machine_id(), started=process_start(os.getpid()))
 
     def _read(self) -> tuple[LockInfo, str] | None:
         """The current lock and its version tag, or None if there is none."""
@@ -166,11 +235,13 @@ class RemoteLock:
                 # a retried PUT may report "exists" for our own write
                 self._held = (holder, current_tag)
                 return holder
-            if not holder.is_expired():
+            if not holder.is_stale():
                 raise self._locked_error(holder)
+            # Conditional on the version we read: of several processes breaking it, one wins.
             tag = self.backend.replace_if_unchanged(self.name, info.to_json(), current_tag)
             if tag is not None:
                 self._held = (info, tag)
+                self.broken = holder
                 return info
             # another process broke or released it first; look again
         holder = self.held_by()
@@ -184,8 +255,9 @@ class RemoteLock:
             hint = (f"if no mlvc operation is running against this remote, delete {self.name} from it "
                     "and run the command again")
         else:
-            hint = (f"wait for that operation to finish; if it crashed, the lock can be taken over "
-                    f"after {_format_time(holder.expires)}")
+            hint = (f"wait for that operation to finish; if it crashed on another machine, the lock can "
+                    f"be taken over after {_format_time(holder.expires)}, or removed now with "
+                    "`mlvc remote unlock REMOTE`")
         return LockedError(
             f"{self.name} on remote {self.backend.describe()} is held by {holder.describe()}", hint=hint)
 
@@ -194,8 +266,7 @@ class RemoteLock:
         if self._held is None:
             raise LockedError(f"{self.name} on remote {self.backend.describe()} is not held by this process")
         info, tag = self._held
-        renewed = LockInfo(owner=info.owner, host=info.host, pid=info.pid, created=info.created,
-                           expires=time.time() + self.ttl_s, token=info.token)
+        renewed = dataclasses.replace(info, expires=time.time() + self.ttl_s)
         new_tag = self.backend.replace_if_unchanged(self.name, renewed.to_json(), tag)
         if new_tag is None:
             self._held = None
@@ -257,21 +328,36 @@ def list_locks(backend: Backend, prefix: str = PUSH_LOCK_PREFIX) -> list[ListedL
 
 def active_locks(backend: Backend, prefix: str = PUSH_LOCK_PREFIX,
                  now: float | None = None) -> list[ListedLock]:
-    """The unexpired locks under `prefix`."""
+    """The locks under `prefix` that still count: unexpired, and not abandoned by a dead process."""
     now = time.time() if now is None else now
-    return [lock for lock in list_locks(backend, prefix) if not lock.info.is_expired(now)]
+    return [lock for lock in list_locks(backend, prefix) if not lock.info.is_stale(now)]
 
 
 def remove_expired_locks(backend: Backend, prefix: str = PUSH_LOCK_PREFIX,
                          now: float | None = None) -> int:
-    """Delete the expired locks under `prefix` (left by killed processes); how many went.
-    Conditional on their version, so a lock refreshed meanwhile stays."""
+    """Delete the expired or abandoned locks under `prefix` (left by killed processes); how many
+    went.  Conditional on their version, so a lock refreshed meanwhile stays."""
     now = time.time() if now is None else now
     removed = 0
     for lock in list_locks(backend, prefix):
-        if lock.info.is_expired(now) and backend.delete_if_unchanged(lock.key, lock.tag):
+        if lock.info.is_stale(now) and backend.delete_if_unchanged(lock.key, lock.tag):
             removed += 1
     return removed
+
+
+def break_locks(backend: Backend, force: bool = False) -> list[ListedLock]:
+    """`mlvc remote unlock`: delete the gc lock and every push lock; return what was removed.
+
+    For a lock left by a process that crashed on another machine, which nothing here can judge.
+    A lock held by a process still running on this machine is not removed (LockedError) unless
+    `force`.  Each delete is conditional on the version read, so a lock taken meanwhile stays."""
+    found = list_locks(backend, "locks/")
+    live = [lock for lock in found if not lock.info.is_stale() and lock.info.machine == machine_id()]
+    if live and not force:
+        raise LockedError(f"remote {backend.describe()} is locked by a running process of this machine: "
+                          f"{describe_locks(live)}", hint="wait for it to finish (or add --force if you "
+                          "are sure it is not an mlvc operation)")
+    return [lock for lock in found if backend.delete_if_unchanged(lock.key, lock.tag)]
 
 
 def describe_locks(locks: list[ListedLock], limit: int = 3) -> str:
@@ -389,7 +475,7 @@ def gc_guard(backend: Backend, lock: SharedLock):
     LockedError (exit 13) before anything is uploaded.
     """
     holder = RemoteLock(backend).held_by()
-    if holder is None or holder.is_expired():
+    if holder is None or holder.is_stale():  # expired, or left by a gc killed on this machine
         return None
     if math.isinf(holder.expires):
         hint = (f"if no `mlvc gc --remote` is running against this remote, delete {DEFAULT_LOCK_NAME} "

@@ -39,9 +39,11 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..chunking import MAX_CHUNK_SIZE
 from ..codec import RAW, ZSTD  # noqa: F401 - re-exported: the format names them
 from ..errors import CorruptObjectError
-from ..hashing import digest
+from ..hashing import digest, to_oid
+from ..objects import MAX_TREE_BYTES
 
 PACK_MAGIC = b"MLVCPACK"
 IDX_MAGIC = b"MLVCIDX\0"
@@ -54,6 +56,23 @@ TREE_MANIFEST = 2
 TYPE_NAMES = {CHUNK: "chunk", FILE_MANIFEST: "file", TREE_MANIFEST: "tree"}
 
 # Codecs (the `codec` byte) are the codec module's: RAW, ZSTD (re-exported here).
+
+# The largest raw size a record of each type may declare.  Records are read whole, so these
+# bound what one object can make a reader allocate, whatever an index or pack claims.
+MAX_RAW_SIZE = {CHUNK: MAX_CHUNK_SIZE, FILE_MANIFEST: 512 * 1024 * 1024, TREE_MANIFEST: MAX_TREE_BYTES}
+_STORED_SLACK = 1024  # zstd output is kept only when smaller than its input; raw is stored as is
+
+
+def record_size_error(typ: int, oid: bytes, stored: int, raw: int, where: str) -> CorruptObjectError | None:
+    """The error for a record whose declared sizes no writer produces (checked before reading it)."""
+    limit = MAX_RAW_SIZE.get(typ)
+    if limit is None:
+        return CorruptObjectError(to_oid(oid), where, "a known object type", f"type {typ}")
+    if raw > limit or stored > raw + _STORED_SLACK:
+        return CorruptObjectError(to_oid(oid), where, f"at most {limit} bytes ({TYPE_NAMES[typ]})",
+                                  f"a record declaring {raw} raw / {stored} stored bytes")
+    return None
+
 
 RECORD = struct.Struct("<BB16sII")
 _IDX_HEAD = struct.Struct("<8sBI")

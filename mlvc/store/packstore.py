@@ -44,6 +44,7 @@ from .packs import (
     PackWriter,
     decode_index,
     index_name,
+    record_size_error,
 )
 from .state import CompleteRoots
 
@@ -84,6 +85,8 @@ def decode_verify(typ: int, oid: bytes, c: int, payload, raw: int, where: str) -
     from ..objects import FileManifest
 
     name = to_oid(oid)
+    if (err := record_size_error(typ, oid, len(payload), raw, where)) is not None:
+        raise err
     try:
         data = codec.decode(c, payload, raw)  # RAW: the payload itself, no copy
     except Exception:
@@ -161,6 +164,7 @@ class PackStore:
         self._pending: dict[Key, tuple[PackWriter, IndexEntry]] = {}
         self._publisher: ThreadPoolExecutor | None = None
         self._publishing: list[tuple[Future, threading.Event]] = []
+        self._publish_failed = False
 
     def _reset_index(self) -> None:
         self._pack_names: list[str] = []
@@ -407,6 +411,8 @@ class PackStore:
             return decode_verify(typ, oid, e.codec, writer.read_back(e), e.raw, "a pack being written")
         no, c, off, stored, raw = loc
         where = f"pack {self._pack_names[no]} ({self.name})"
+        if (err := record_size_error(typ, oid, stored, raw, where)) is not None:
+            raise err  # before reading: a declared 4 GiB must not be fetched or allocated
         payload = self._reader(no)(off, stored)
         if len(payload) != stored:
             raise CorruptObjectError(to_oid(oid), where, f"{stored} bytes", f"{len(payload)} bytes (truncated pack)")
@@ -438,13 +444,19 @@ class PackStore:
                                                                    "a pack being written"))
                 i += 1
                 continue
-            no, _c, off, stored, _raw = loc
+            no, _c, off, stored, raw = loc
+            if (err := record_size_error(key[0], key[1], stored, raw, f"pack {self._pack_names[no]}")) is not None:
+                yield key, 0, b"", 0, None, err  # before reading: no writer produces such a record
+                i += 1
+                continue
             run = [(key, loc)]
             end = off + stored
             j = i + 1
             while j < len(keys) and end - off < COALESCE_LIMIT:
                 nloc = self._index[keys[j][0]].get(keys[j][1])
                 if nloc is None or nloc[0] != no or not (end + RECORD.size <= nloc[2] <= end + RECORD.size + gap):
+                    break
+                if record_size_error(keys[j][0], keys[j][1], nloc[3], nloc[4], "") is not None:
                     break
                 run.append((keys[j], nloc))
                 end = nloc[2] + nloc[3]
@@ -548,6 +560,9 @@ class PackStore:
     def _publish(self, writer: PackWriter, earlier: list[threading.Event], done: threading.Event) -> None:
         try:
             self._publish_pack(writer, earlier)
+        except BaseException:
+            self._publish_failed = True  # later packs must not publish manifests that need this one
+            raise
         finally:
             done.set()
 
@@ -568,6 +583,10 @@ class PackStore:
         if writer.has_manifest:
             for ev in earlier:  # the closure rule: earlier packs' indexes first
                 ev.wait()
+            if self._publish_failed:
+                # an earlier pack never became visible: its objects may be what these manifests
+                # name.  The pack file stays unindexed (invisible; `verify --repair` can index it).
+                raise MlvcError(f"not publishing a pack of manifests for {self.name}: an earlier pack failed")
         if self.before_index is not None:
             self.before_index()
         self.backend.put_bytes(f"{PACKS}{name}.idx", idx)
@@ -596,6 +615,13 @@ class PackStore:
         if writer is not None:
             self._start_publish(writer)
         publishing, self._publishing = self._publishing, []
+        try:
+            self._wait_all(publishing)
+        finally:
+            self._publish_failed = False
+
+    @staticmethod
+    def _wait_all(publishing) -> None:
         first_error = None
         for f, _ev in publishing:
             try:
@@ -619,6 +645,7 @@ class PackStore:
             except BaseException:  # noqa: BLE001 - already failing; keep the first error
                 pass
         self._publishing = []
+        self._publish_failed = False
 
     def _close_readers(self) -> None:
         self._readers = {}

@@ -32,7 +32,7 @@ from ..errors import CorruptObjectError, MlvcError, ObjectNotFoundError
 from ..hashing import from_oid, to_oid
 from ..objects import FileManifest, TreeManifest
 from ..progress import NULL, Progress
-from .packs import CHUNK, FILE_MANIFEST, TREE_MANIFEST, TYPE_NAMES, decode_index
+from .packs import CHUNK, FILE_MANIFEST, TREE_MANIFEST, TYPE_NAMES, decode_index, record_size_error
 from .packstore import COALESCE_LIMIT, PACKS, PackStore, decode_verify, wrap_os_error
 
 WHOLE_PACK_FRACTION = 0.5  # copy a remote pack whole when at least this share of its bytes is needed
@@ -232,6 +232,10 @@ class _Transfer:
                     f"{to_oid(key[1])} ({type_name(key[0])})", where=self.src.name,
                     hint="push it from a machine that has it (`mlvc push`)"))
                 continue
+            bad = record_size_error(key[0], key[1], loc[3], loc[4], f"pack {loc[0]} ({self.src.name})")
+            if bad is not None:  # never download (or allocate) what no writer produces
+                self.fail(who, bad)
+                continue
             by_pack.setdefault(loc[0], []).append((key, loc, who))
         whole, runs = [], {typ: [] for typ in PHASES}
         for pack, items in by_pack.items():
@@ -345,8 +349,10 @@ class _Transfer:
             with open(tmp, "rb") as f:
                 fd = f.fileno()
                 for e in decode_index(idx, pack):
-                    payload = os.pread(fd, e.stored, e.offset)  # (from the page cache: just written)
                     try:
+                        if (bad := record_size_error(e.type, e.oid, e.stored, e.raw, where)) is not None:
+                            raise bad
+                        payload = os.pread(fd, e.stored, e.offset)  # (from the page cache: just written)
                         if len(payload) != e.stored:
                             raise CorruptObjectError(to_oid(e.oid), where, f"{e.stored} bytes",
                                                      f"{len(payload)} bytes (truncated pack)")

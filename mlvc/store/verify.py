@@ -20,7 +20,17 @@ from dataclasses import asdict, dataclass, field
 from ..errors import CorruptObjectError, MlvcError
 from ..hashing import to_oid
 from ..progress import NULL, Progress
-from .packs import PACK_HEAD, RECORD, CHUNK, TYPE_NAMES, IndexEntry, decode_index, encode_index, index_name
+from .packs import (
+    CHUNK,
+    PACK_HEAD,
+    RECORD,
+    TYPE_NAMES,
+    IndexEntry,
+    decode_index,
+    encode_index,
+    index_name,
+    record_size_error,
+)
 from .packstore import COALESCE_LIMIT, PACKS, PackStore, decode_verify
 
 
@@ -67,7 +77,14 @@ def _entries_in_runs(entries: list[IndexEntry]):
 def _check_records(store: PackStore, pack: str, entries: list[IndexEntry], report: VerifyReport,
                    progress: Progress) -> None:
     where = f"pack {pack} ({store.name})"
-    for run in _entries_in_runs(entries):
+    sane = []
+    for e in entries:  # sizes first: a record claiming 4 GiB is never read
+        err = record_size_error(e.type, e.oid, e.stored, e.raw, where)
+        if err is not None:
+            report.problems.append(Problem(pack, str(err), to_oid(e.oid), TYPE_NAMES.get(e.type)))
+        else:
+            sane.append(e)
+    for run in _entries_in_runs(sane):
         start = run[0].offset
         end = run[-1].offset + run[-1].stored
         buf = memoryview(store.read_stored(pack, start, end - start))
@@ -178,6 +195,7 @@ def quarantine(store: PackStore, pack: str, reason: str) -> tuple[str, int]:
     except MlvcError:
         entries = []  # nothing readable to save; the pack still goes aside, never deleted
     where = f"pack {pack} ({store.name})"
+    entries = [e for e in entries if record_size_error(e.type, e.oid, e.stored, e.raw, where) is None]
     for run in _entries_in_runs(entries):
         start = run[0].offset
         end = run[-1].offset + run[-1].stored

@@ -292,6 +292,18 @@ class TestPackStoreContract:
             full.commit()
         assert not make_store().has(CHUNK, digest(b"")) and verify(make_store()).ok
 
+    def test_a_failed_pack_keeps_later_manifests_invisible(self, make_store, make_backend):
+        """The closure rule when a publish fails: the manifest pack written after it never shows."""
+        store = make_store(backend=FlakyBackend(make_backend(), failures=1, methods=("put_file",)),
+                           pack_size=100_000, jobs=4)  # several publishes in flight at once
+        with pytest.raises(RemoteUnreachableError):
+            add_file(store, os.urandom(350_000), chunk=100_000)
+            store.commit()
+        store.abort()
+        fresh = make_store()
+        assert list(fresh.iter_ids(FILE_MANIFEST)) == []  # chunk packs after it may show; manifests never
+        assert verify(fresh).ok
+
     def test_concurrent_writers(self, make_store, make_backend, kind, tmp_path):
         """Two writers publish at once; with `local-two-processes` the second is another process."""
         store = make_store()

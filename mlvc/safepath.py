@@ -1,0 +1,319 @@
+"""Workspace writes that cannot leave their directory tree, and restore temp files out of the way.
+
+Why: a cloned repository may commit a symlink `home -> ../victim_home` next to a pointer with
+`path: home/.bashrc`.  Joining the path as text and opening it would follow the link and write the
+attacker's bytes into the victim's home.  `ContainedTree` therefore opens every directory
+component below its root with `O_NOFOLLOW` (openat-style, one component at a time, through
+directory file descriptors) and refuses a path whose directories include a symlink.  The last
+component is replaced by `rename`, which replaces a link itself and never writes through it.
+
+Restores write their temp files under `.mlvc/tmp/` (on the workspace's file system, so the final
+`rename` is atomic) rather than beside the destination: a killed checkout then leaves nothing in
+the workspace that `status` or `add` could mistake for a user file.  Where the destination is on
+another file system (a mount point inside the repository), the temp file goes beside it with a
+name `is_restore_temp` recognises; both kinds are swept once their process is dead.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+import stat as statmod
+import time
+import uuid
+from pathlib import Path
+
+from .errors import PathError, SymlinkInPathError
+
+TMP_PREFIX = "restore-"
+STALE_TMP_S = 24 * 3600  # a live pid's temp file is kept unless older than this (pid reuse)
+_BESIDE = re.compile(r"^\..*\.mlvc-tmp-(\d+)-[0-9a-f]{8}$")
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+_MAX_OPEN_DIRS = 256
+
+
+def pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def beside_temp_name(name: str) -> str:
+    """The name of a temp file written beside `name` (cross-file-system fallback)."""
+    return f".{name[:100]}.mlvc-tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
+def restore_temp_pid(name: str) -> int | None:
+    """The writer's pid if `name` is a restore temp file left beside a workspace file, else None."""
+    m = _BESIDE.match(name)
+    return int(m.group(1)) if m else None
+
+
+def is_restore_temp(name: str) -> bool:
+    return _BESIDE.match(name) is not None
+
+
+def stale(pid: int, mtime: float, now: float | None = None) -> bool:
+    """Whether a temp file of `pid` last written at `mtime` belongs to no running process."""
+    if pid == os.getpid():
+        return False
+    return not pid_alive(pid) or (time.time() if now is None else now) - mtime > STALE_TMP_S
+
+
+def parts_below(root: Path, path: Path) -> tuple[str, ...]:
+    """The components of `path` below `root` (both absolute, normalised); PathError if outside."""
+    try:
+        rel = Path(os.path.normpath(path)).relative_to(os.path.normpath(root))
+    except ValueError:
+        raise PathError(path, f"is outside {root}") from None
+    parts = rel.parts
+    if any(p in ("", ".", "..") for p in parts):
+        raise PathError(path, f"is outside {root}")
+    return parts
+
+
+class ContainedTree:
+    """Directory fds below `root`, each opened without following links; writes go only there.
+
+    `tmp` (optional) is a directory, itself reached without following links, where temp files
+    are written before being renamed into place; it must be on the same file system as the tree
+    for that rename to be atomic, which `temp_file` checks per destination.
+    """
+
+    def __init__(self, root: Path, display_root: str | None = None, tmp: tuple[str, ...] | None = None):
+        self.root = Path(root)
+        self.display_root = display_root
+        self._fds: dict[tuple[str, ...], int] = {}
+        self._fds[()] = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | getattr(os, "O_CLOEXEC", 0))
+        self._tmp_parts = tmp
+        self._tmp_dev: int | None = None
+
+    # ------------------------------------------------------------ directories
+    def _display(self, parts: tuple[str, ...]) -> str:
+        text = "/".join(parts)
+        return f"{self.display_root}/{text}" if self.display_root else (text or str(self.root))
+
+    def _refuse(self, parts: tuple[str, ...], fd: int, name: str) -> SymlinkInPathError:
+        shown = self._display(parts)
+        try:
+            st = os.lstat(name, dir_fd=fd)
+        except OSError:
+            st = None
+        if st is not None and statmod.S_ISLNK(st.st_mode):
+            try:
+                link = os.readlink(name, dir_fd=fd)
+            except OSError:
+                link = "?"
+            return SymlinkInPathError(shown, f"is a symlink (-> {link}); mlvc never writes through links, so "
+                                             "nothing was written", hint="replace the link by a real directory, "
+                                             "or remove it, then run the command again")
+        return SymlinkInPathError(shown, "is not a directory, but a tracked path lies below it; nothing was written")
+
+    def dir_fd(self, parts: tuple[str, ...], create: bool = False) -> int | None:
+        """An fd of the directory `parts` below the root; None if it does not exist (and not `create`).
+        Valid until the next call of a public method (fds are cached, and the cache is bounded).
+
+        SymlinkInPathError when any component is a symlink or a non-directory."""
+        if len(self._fds) >= _MAX_OPEN_DIRS:
+            self._close_all_but_root()
+        return self._dir(parts, create)
+
+    def _dir(self, parts: tuple[str, ...], create: bool) -> int | None:
+        fd = self._fds.get(parts)
+        if fd is not None:
+            return fd
+        parent = self._dir(parts[:-1], create)
+        if parent is None:
+            return None
+        name = parts[-1]
+        try:
+            fd = os.open(name, _DIR_FLAGS, dir_fd=parent)
+        except FileNotFoundError:
+            if not create:
+                return None
+            try:
+                os.mkdir(name, 0o777, dir_fd=parent)
+            except FileExistsError:
+                pass  # a concurrent writer made it: open it (still without following links)
+            try:
+                fd = os.open(name, _DIR_FLAGS, dir_fd=parent)
+            except OSError as exc:
+                if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                    raise self._refuse(parts, parent, name) from None
+                raise
+        except OSError as exc:
+            if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                raise self._refuse(parts, parent, name) from None
+            raise
+        self._fds[parts] = fd
+        return fd
+
+    def check(self, parts: tuple[str, ...]) -> None:
+        """Refuse (SymlinkInPathError) if an existing directory component of `parts` is a link or a
+        file; components that do not exist yet are fine (they will be created without links)."""
+        self.dir_fd(parts, create=False)
+
+    def forget(self, prefix: tuple[str, ...]) -> None:
+        """Drop cached fds at or below `prefix` (after that directory was removed or replaced)."""
+        for key in [k for k in self._fds if k and k[:len(prefix)] == prefix]:
+            os.close(self._fds.pop(key))
+
+    def lstat(self, parts: tuple[str, ...]) -> os.stat_result | None:
+        """lstat of `parts` (None if absent), its directories reached without following links."""
+        parent = self.dir_fd(parts[:-1])
+        if parent is None:
+            return None
+        try:
+            return os.lstat(parts[-1], dir_fd=parent)
+        except FileNotFoundError:
+            return None
+
+    # ------------------------------------------------------------ files
+    def _nearest_dev(self, parts: tuple[str, ...]) -> int:
+        """The file system of the closest existing real directory at or above `parts` (a link
+        there is replaced later, with --force, or refused when the file is placed)."""
+        while True:
+            try:
+                fd = self._dir(parts, False)
+            except SymlinkInPathError:
+                fd = None
+            if fd is not None:
+                return os.fstat(fd).st_dev
+            parts = parts[:-1]
+
+    def temp_file(self, parts: tuple[str, ...]) -> tuple[tuple[str, ...], str, int]:
+        """Create a temp file for the destination `parts`: (its directory, its name, an fd open for
+        writing that the caller closes).  The directory is given as parts, not as an fd, because
+        cached directory fds do not outlive the next call."""
+        self.dir_fd(())  # bound the fd cache once, before the fds below are used
+        tmp_dir = self._tmp_parts
+        if tmp_dir is not None:
+            if self._tmp_dev is None:
+                self._tmp_dev = os.fstat(self._dir(tmp_dir, True)).st_dev
+            if self._nearest_dev(parts[:-1]) != self._tmp_dev:
+                tmp_dir = None
+        if tmp_dir is not None:
+            name = f"{TMP_PREFIX}{os.getpid()}-{uuid.uuid4().hex}"
+        else:  # no temp directory, or another file system: the rename must stay within one
+            tmp_dir, name = parts[:-1], beside_temp_name(parts[-1])
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+        return tmp_dir, name, os.open(name, flags, 0o600, dir_fd=self._dir(tmp_dir, True))
+
+    def room(self, parts: tuple[str, ...]) -> tuple[int, int]:
+        """(free bytes, free inodes) where temp files for the destination `parts` would go."""
+        self.dir_fd(())
+        if self._tmp_parts is not None:
+            fd = self._dir(self._tmp_parts, True)
+        else:
+            fd = self._fds[()]
+            probe = parts[:-1]
+            while probe:
+                try:
+                    got = self._dir(probe, False)
+                except SymlinkInPathError:
+                    got = None
+                if got is not None:
+                    fd = got
+                    break
+                probe = probe[:-1]
+        st = os.statvfs(fd)
+        return st.f_bavail * st.f_frsize, st.f_favail
+
+    def discard(self, tmp_dir: tuple[str, ...], name: str) -> None:
+        try:
+            fd = self.dir_fd(tmp_dir)
+            if fd is not None:
+                os.unlink(name, dir_fd=fd)
+        except OSError:
+            pass  # best effort: the next run sweeps it
+
+    def place(self, tmp_dir: tuple[str, ...], name: str, parts: tuple[str, ...]) -> os.stat_result:
+        """Rename a temp file onto `parts` (replacing a file or link there, never following it)."""
+        self.dir_fd(())  # bound the fd cache once, before the fds below are used
+        parent = self._dir(parts[:-1], True)
+        os.replace(name, parts[-1], src_dir_fd=self._dir(tmp_dir, True), dst_dir_fd=parent)
+        return os.stat(parts[-1], dir_fd=parent, follow_symlinks=False)
+
+    def sweep_tmp(self) -> int:
+        """Remove restore temp files of dead processes from the temp directory."""
+        if self._tmp_parts is None:
+            return 0
+        fd = self.dir_fd(self._tmp_parts)
+        if fd is None:
+            return 0
+        removed = 0
+        now = time.time()
+        for name in os.listdir(fd):
+            if not name.startswith(TMP_PREFIX):
+                continue
+            try:
+                pid = int(name[len(TMP_PREFIX):].split("-")[0])
+                st = os.lstat(name, dir_fd=fd)
+            except (ValueError, FileNotFoundError):
+                continue
+            if statmod.S_ISREG(st.st_mode) and stale(pid, st.st_mtime, now):
+                try:
+                    os.unlink(name, dir_fd=fd)
+                    removed += 1
+                except FileNotFoundError:
+                    pass
+        return removed
+
+    # ------------------------------------------------------------ lifetime
+    def _close_all_but_root(self) -> None:
+        for key in [k for k in self._fds if k]:
+            os.close(self._fds.pop(key))
+        self._tmp_dev = None
+
+    def close(self) -> None:
+        for fd in self._fds.values():
+            os.close(fd)
+        self._fds.clear()
+
+    def __enter__(self) -> "ContainedTree":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def remove_stale_beside(paths) -> int:
+    """Unlink restore temp files (as `Path`s) left beside workspace files by dead processes."""
+    removed = 0
+    for p in paths:
+        pid = restore_temp_pid(p.name)
+        try:
+            st = os.lstat(p)
+        except FileNotFoundError:
+            continue
+        if pid is not None and statmod.S_ISREG(st.st_mode) and stale(pid, st.st_mtime):
+            p.unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
+def refuse_links_above(root: Path, path: Path, display: str) -> None:
+    """Read-side check: SymlinkInPathError if a directory between `root` and `path` is a symlink
+    (or a file), so that status and checkout never read, hash or write through one."""
+    cur = Path(root)
+    for part in parts_below(root, path)[:-1]:
+        cur = cur / part
+        try:
+            st = os.lstat(cur)
+        except FileNotFoundError:
+            return
+        if statmod.S_ISLNK(st.st_mode):
+            raise SymlinkInPathError(display, f"lies below the symlink {cur.relative_to(root).as_posix()} "
+                                              f"(-> {os.readlink(cur)}); mlvc never reads or writes through "
+                                              "links, so nothing was written",
+                                     hint="replace the link by a real directory, or remove it")
+        if not statmod.S_ISDIR(st.st_mode):
+            raise SymlinkInPathError(display, f"lies below {cur.relative_to(root).as_posix()}, which is "
+                                              "not a directory")
