@@ -23,6 +23,12 @@ def import_dvc(
 
     Every byte is checked against DVC's md5 on the way in.  DVC's files are left in place:
     the summary says what to `git rm` and `git add` next.
+
+    Examples:
+
+    \b
+      mlvc import-dvc                       # every .dvc file and dvc.lock of the repository
+      mlvc import-dvc data/images.dvc model.bin
     """
     from ..ops.import_dvc import import_dvc as import_op
 
