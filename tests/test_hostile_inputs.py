@@ -70,18 +70,28 @@ def assert_refused(cwd: Path, args: list[str], codes: set[int], words: str = "")
     return err
 
 
-def publish_pack(repo_dir: Path, records: list[tuple[int, int, bytes, bytes, int]]) -> None:
-    """Write a pack and its index straight into the cache: (type, codec, id, payload, declared raw)."""
+def publish_pack(repo_dir: Path, records: list[tuple[int, int, bytes, bytes, int]],
+                 packs: Path | None = None) -> None:
+    """Write a pack and its index straight into the cache (or into `packs`, a directory remote's
+    `packs/`): records are (type, codec, id, payload, declared raw length)."""
     body, entries = bytearray(PACK_HEAD), []
     for typ, codec_id, oid, payload, raw in records:
         body += RECORD.pack(typ, codec_id, oid, len(payload) & 0xFFFFFFFF, raw)
         entries.append(IndexEntry(oid, typ, codec_id, len(body), len(payload), raw))
         body += payload
     idx = encode_index(entries)
-    packs = repo_dir / ".mlvc" / "cache" / "packs"
+    packs = packs or repo_dir / ".mlvc" / "cache" / "packs"
     packs.mkdir(parents=True, exist_ok=True)
     (packs / f"{index_name(idx)}.pack").write_bytes(bytes(body))
     (packs / f"{index_name(idx)}.idx").write_bytes(idx)
+
+
+def zstd_bomb(expands_to: int = 1 << 30) -> bytes:
+    """A ~40 KB zstd frame whose header declares (and which decodes to) `expands_to` zero bytes,
+    built without holding them."""
+    packer = zstandard.ZstdCompressor().compressobj(size=expands_to)
+    block = bytes(1 << 20)
+    return b"".join(packer.compress(block) for _ in range(expands_to >> 20)) + packer.flush()
 
 
 def point_at(repo_dir: Path, name: str, kind: str, oid: bytes, size: int, files: int = 1) -> None:
@@ -125,7 +135,7 @@ def test_fifty_megabyte_pointer_is_refused_unread(repo_dir):
 
 def test_zstd_frame_expanding_past_its_declared_length(repo_dir):
     real = b"\0" * (256 << 10)
-    bomb = zstandard.ZstdCompressor().compress(b"\0" * (1 << 30))  # 40 KB declaring 1 GiB
+    bomb = zstd_bomb()  # 40 KB declaring 1 GiB
     fid = digest(real)
     manifest = FileManifest(fid, len(real), ChunkerParams(), ((digest(real), len(real)),)).encode()
     publish_pack(repo_dir, [(CHUNK, ZSTD, digest(real), bomb, len(real)),
@@ -134,6 +144,27 @@ def test_zstd_frame_expanding_past_its_declared_length(repo_dir):
     assert_refused(repo_dir, ["checkout", "zeros.bin"], {EXIT_CORRUPT}, "corrupt")
     assert_refused(repo_dir, ["verify"], {EXIT_CORRUPT})
     assert not (repo_dir / "zeros.bin").exists()
+
+
+def test_pull_of_zstd_bombs_from_a_remote(repo_dir, tmp_path):
+    """Four chunks of 40 KB that expand to 1 GiB each once cost `pull` 4.1 GB."""
+    remote = tmp_path / "remote"
+    assert run_bounded(repo_dir, "remote", "add", "origin", str(remote), "--default")[0] == 0
+    records, chunks = [], []
+    bomb = zstd_bomb()
+    for i in range(4):
+        real = bytes([i]) * (256 << 10)
+        records.append((CHUNK, ZSTD, digest(real), bomb, len(real)))
+        chunks.append((digest(real), len(real)))
+    content = b"".join(bytes([i]) * (256 << 10) for i in range(4))
+    fid = digest(content)
+    manifest = FileManifest(fid, len(content), ChunkerParams(), tuple(chunks)).encode()
+    records.append((FILE_MANIFEST, 0, fid, manifest, len(manifest)))
+    publish_pack(repo_dir, records, packs=remote / "packs")
+    point_at(repo_dir, "weights.bin", "file", fid, len(content))
+    commit(repo_dir, "pointer to bombs")
+    assert_refused(repo_dir, ["pull"], {EXIT_CORRUPT, 12}, "corrupt")
+    assert not (repo_dir / "weights.bin").exists()
 
 
 def test_chunk_declaring_four_gib(repo_dir):
