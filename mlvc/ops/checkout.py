@@ -25,7 +25,7 @@ from ..objects import TreeEntry
 from ..progress import NULL, Progress
 from ..repo import MLVC_DIR
 from ..safepath import ContainedTree, parts_below, refuse_links_above, remove_stale_beside
-from ..store.packs import FILE_MANIFEST, write_all
+from ..store.packs import FILE_MANIFEST, BackgroundWriter
 from ..store.packstore import wrap_os_error
 from ..workspace import IdLookup, scan
 from .common import Tracked, file_manifest, load_entries, overlapping, select
@@ -46,9 +46,6 @@ class CheckoutResult:
         return asdict(self)
 
 
-WRITE_BATCH_BYTES = 8 << 20
-
-
 def write_temp(store, fid: bytes, tree: ContainedTree, parts: tuple[str, ...], executable: bool,
                progress: Progress = NULL) -> tuple[tuple[str, ...], str]:
     """Write the file `fid` to a temp file for the destination `parts` of `tree`, verified.
@@ -61,22 +58,20 @@ def write_temp(store, fid: bytes, tree: ContainedTree, parts: tuple[str, ...], e
     try:
         try:
             # Raw chunks arrive as views of the cache's memory-mapped packs: they go to the file
-            # in `writev` batches straight from the page cache, with no copy through Python.
-            batch: list = []
-            size = 0
-            # One hash per byte: the file id is checked before the rename; only when it fails
-            # are the chunks checked one by one, to name the damaged one.
-            for data in store.iter_chunks(manifest.chunks, check_ids=False):
-                h.update(data)
-                batch.append(data)
-                size += len(data)
-                if size >= WRITE_BATCH_BYTES or len(batch) >= 512:
-                    write_all(fd, batch)
-                    progress.advance(size)
-                    batch, size = [], 0
-            write_all(fd, batch)
-            progress.advance(size)
-            batch = []
+            # in `writev` batches straight from the page cache (no copy through Python), from a
+            # helper thread, while this one hashes the next ones.  One hash per byte: the file id
+            # is checked before the rename; only when it fails are the chunks checked one by one,
+            # to name the damaged one.
+            out = BackgroundWriter(fd)
+            try:
+                for data in store.iter_chunks(manifest.chunks, check_ids=False):
+                    h.update(data)
+                    out.write(data)
+                    progress.advance(len(data))
+                out.close()
+            except BaseException:
+                out.close(discard=True)
+                raise
             if h.digest() != fid:
                 for _data in store.iter_chunks(manifest.chunks):  # raises naming the damaged chunk
                     pass
