@@ -177,18 +177,11 @@ def manifest(repo=None, rev: str | None = None) -> dict[str, Any]:
             branches = sorted(name for name, head in git.branch_heads().items() if head == sha)
             current = git.branch()
             branch = current if current in branches else (branches[0] if branches else None)
-            for rel in git.list_files(sha, pointers.SUFFIX):
-                if rel.startswith(".mlvc/"):
+            for p in pointers.pointers_at(git, sha, label=sha[:12]):
+                if p.ptr is None:
+                    errors[p.rel_pointer] = str(p.error)
                     continue
-                blob = git.read_blob(sha, rel)
-                if blob is None:
-                    continue
-                try:
-                    ptr = pointers.PointerFile.parse(blob, f"{rel} at {sha[:12]}")
-                except MlvcError as exc:
-                    errors[rel] = str(exc)
-                    continue
-                artifacts.append(_artifact(_display(rel, ptr), rel, ptr))
+                artifacts.append(_artifact(_display(p.rel_pointer, p.ptr), p.rel_pointer, p.ptr))
         finally:
             git.close()
         doc = {"rev": rev, "commit": sha, "branch": branch, "dirty": False}

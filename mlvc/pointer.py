@@ -8,13 +8,15 @@ parameters that produced it.  Field order is fixed so diffs stay readable.
 from __future__ import annotations
 
 import os
+import posixpath
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 from . import safeyaml
 from .chunking import ChunkerParams
-from .errors import PointerError, UnsafePathError
+from .errors import MlvcError, PointerError, UnsafePathError
 from .hashing import ALGORITHM, is_oid
 from .objects import validate_relpath
 
@@ -207,3 +209,31 @@ def discover(root: Path, use_git: bool) -> list[Path]:
         dirs[:] = [x for x in dirs if not x.startswith(".")]
         found.extend(Path(d) / f for f in files if f.endswith(SUFFIX))
     return sorted(found)
+
+
+class PointerAt(NamedTuple):
+    """A pointer file as committed at a revision (read from git's object database)."""
+
+    rel_pointer: str  # the pointer file, repo-relative
+    path: str  # the artifact it names (its directory + its `path`); the pointer path minus .mlvc when unreadable
+    ptr: PointerFile | None
+    error: MlvcError | None
+
+
+def pointers_at(git, rev: str, label: str | None = None) -> list[PointerAt]:
+    """Every pointer file committed at `rev`, parsed: the one walk every history reader shares
+    (push/fetch of revisions, checkout --to, diff, params, manifests).  `label` names the
+    revision in error messages (default: `rev`)."""
+    out = []
+    for rel in git.list_files(rev, SUFFIX):
+        if rel.startswith(".mlvc/"):
+            continue
+        data = git.read_blob(rev, rel)
+        try:
+            ptr = PointerFile.parse(data or b"", f"{rel} at {label or rev}")
+        except MlvcError as exc:
+            out.append(PointerAt(rel, rel[: -len(SUFFIX)], None, exc))
+            continue
+        parent = posixpath.dirname(rel)
+        out.append(PointerAt(rel, posixpath.join(parent, ptr.path) if parent else ptr.path, ptr, None))
+    return out

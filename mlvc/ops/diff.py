@@ -18,7 +18,7 @@ import posixpath
 from dataclasses import asdict, dataclass, field
 
 from .. import pointer as pointers
-from ..errors import MlvcError, ObjectNotFoundError, PointerError
+from ..errors import MlvcError, ObjectNotFoundError
 from ..hashing import from_oid
 from .common import path_selected, wanted_paths, load_entries, select
 
@@ -93,19 +93,7 @@ class DiffResult:
 
 def pointers_at_rev(git, rev: str) -> dict[str, tuple[pointers.PointerFile | None, str | None]]:
     """artifact path -> (pointer, error) at a git revision."""
-    out: dict[str, tuple] = {}
-    for rel in git.list_files(rev, pointers.SUFFIX):
-        if rel.startswith(".mlvc/"):
-            continue
-        fallback = rel[: -len(pointers.SUFFIX)]
-        try:
-            ptr = pointers.PointerFile.parse(git.read_blob(rev, rel) or b"", f"{rel} at {rev}")
-        except PointerError as exc:
-            out[fallback] = (None, str(exc))
-            continue
-        parent = posixpath.dirname(rel)
-        out[posixpath.join(parent, ptr.path) if parent else ptr.path] = (ptr, None)
-    return out
+    return {p.path: (p.ptr, str(p.error) if p.error else None) for p in pointers.pointers_at(git, rev)}
 
 
 def pointers_in_workspace(repo) -> dict[str, tuple[pointers.PointerFile | None, str | None]]:

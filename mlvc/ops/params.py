@@ -9,13 +9,12 @@ Everything is read from git's object database; B defaults to the workspace.
 from __future__ import annotations
 
 import json
-import posixpath
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from .. import pointer as pointers
 from .. import safeyaml
-from ..errors import MlvcError, PointerError
+from ..errors import MlvcError
 
 DEFAULT_PARAMS_FILES = ("params.yaml", "params.yml", "params.json")
 DEFAULT_METRICS_FILES = ("metrics.json", "metrics.yaml", "metrics.yml")
@@ -103,15 +102,9 @@ class _Source:
                 if t.ptr is not None:
                     out[t.display] = t.ptr.meta or {}
             return out
-        for rel in self.git.list_files(self.rev, pointers.SUFFIX):
-            if rel.startswith(".mlvc/"):
-                continue
-            try:
-                ptr = pointers.PointerFile.parse(self.git.read_blob(self.rev, rel) or b"", rel)
-            except PointerError:
-                continue
-            parent = posixpath.dirname(rel)
-            out[posixpath.join(parent, ptr.path) if parent else ptr.path] = ptr.meta or {}
+        for p in pointers.pointers_at(self.git, self.rev):
+            if p.ptr is not None:
+                out[p.path] = p.ptr.meta or {}
         return out
 
 

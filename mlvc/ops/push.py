@@ -8,7 +8,6 @@ checking anything out.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from .. import pointer as pointers
@@ -88,26 +87,16 @@ def select_artifacts(repo, paths=None, *, revs=(), all_commits: bool = False, al
         found_any = False
         try:
             for sha in shas:
-                for rel_pointer in git.list_files(sha, pointers.SUFFIX):
-                    if rel_pointer.startswith(".mlvc/"):
+                for p in pointers.pointers_at(git, sha, label=sha[:8]):
+                    if p.ptr is None:
+                        if _matches(wanted, p.path, p.rel_pointer):
+                            errors[f"{p.rel_pointer}@{sha[:8]}"] = p.error
                         continue
-                    parent = os.path.dirname(rel_pointer)
-                    where = f"{rel_pointer}@{sha[:8]}"
-                    text = git.read_blob(sha, rel_pointer)
-                    if text is None:
-                        continue
-                    try:
-                        ptr = pointers.PointerFile.parse(text, where)
-                    except MlvcError as exc:
-                        if _matches(wanted, rel_pointer[: -len(pointers.SUFFIX)], rel_pointer):
-                            errors[where] = exc
-                        continue
-                    display = f"{parent}/{ptr.path}" if parent else ptr.path
-                    if not _matches(wanted, display, rel_pointer):
+                    if not _matches(wanted, p.path, p.rel_pointer):
                         continue
                     found_any = True
-                    name = display if display not in names else f"{display}@{sha[:8]}"
-                    add(Artifact(name, ptr, None))
+                    name = p.path if p.path not in names else f"{p.path}@{sha[:8]}"
+                    add(Artifact(name, p.ptr, None))
         finally:
             git.close()
         if wanted and not found_any and not arts:

@@ -15,11 +15,10 @@ from __future__ import annotations
 
 import contextlib
 import os
-import posixpath
 from pathlib import Path
 
 from .. import pointer as pointers
-from ..errors import ConflictError, MlvcError, ObjectNotFoundError, PathError, PointerError, RemoteError
+from ..errors import ConflictError, MlvcError, ObjectNotFoundError, PathError, RemoteError
 from ..progress import NULL, Progress
 from ..safepath import ContainedTree
 from ..store.packstore import wrap_os_error
@@ -195,29 +194,11 @@ def explain_missing(repo, result: CheckoutResult, fetch_error: str | None) -> No
         result.failed[name] = missing_message(repo, base, fetch_error)
 
 
-def pointers_at(git, rev: str) -> list[tuple[str, str, pointers.PointerFile | None, MlvcError | None]]:
-    """(pointer path, artifact path, parsed pointer or None, error) for every pointer file at `rev`."""
-    out = []
-    for rel in git.list_files(rev, pointers.SUFFIX):
-        if rel.startswith(".mlvc/"):
-            continue
-        data = git.read_blob(rev, rel)
-        fallback = rel[: -len(pointers.SUFFIX)]
-        try:
-            ptr = pointers.PointerFile.parse(data or b"", f"{rel} at {rev}")
-        except PointerError as exc:
-            out.append((rel, fallback, None, exc))
-            continue
-        parent = posixpath.dirname(rel)
-        out.append((rel, posixpath.join(parent, ptr.path) if parent else ptr.path, ptr, None))
-    return out
-
-
 def export_rev(repo, git, rev: str, paths, dest: Path, progress: Progress = NULL) -> CheckoutResult:
     git.resolve(rev)
     result = CheckoutResult()
     wanted = wanted_paths(repo, paths)
-    found = [p for p in pointers_at(git, rev) if path_selected(p[1], wanted) or (wanted and p[0] in wanted)]
+    found = [p for p in pointers.pointers_at(git, rev) if path_selected(p[1], wanted) or (wanted and p[0] in wanted)]
     if wanted and not found:
         raise PathError(", ".join(paths), f"is not tracked by mlvc at {rev}")
     dest = Path(os.path.abspath(dest))
