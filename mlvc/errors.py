@@ -160,7 +160,9 @@ class GitError(MlvcError):
 
 
 class RevisionError(GitError):
-    """Unknown git revision."""
+    """Unknown git revision: the command line named something git does not know (usage, 2)."""
+
+    exit_code = EXIT_USAGE
 
 
 class PartialFailure(MlvcError):

@@ -132,7 +132,11 @@ def log(
     from ..ops import log as log_ops
 
     if fmt not in ("text", "md", "json"):
-        raise errors.MlvcError(f"--format must be text, md or json, not {fmt!r}")
+        raise errors.UsageError(f"--format must be text, md or json, not {fmt!r}")
+    try:
+        log_ops.parse_since(since)
+    except errors.MlvcError as exc:
+        raise errors.UsageError(str(exc), hint=exc.hint) from None
     with open_repo() as repo:
         if fmt == "md":
             reports = log_ops.report(repo, path, since, max_count, rev)
@@ -213,7 +217,7 @@ def gc(
     chosen = [s for s, on in (("workspace", workspace), ("all-branches", all_branches),
                               ("all-commits", all_commits)) if on]
     if len(chosen) != 1:
-        raise errors.MlvcError("choose what to keep: exactly one of --workspace, --all-branches, --all-commits")
+        raise errors.UsageError("choose what to keep: exactly one of --workspace, --all-branches, --all-commits")
     with open_repo() as repo:
         result = gc_op(repo, chosen[0], remote=remote, dry_run=dry_run, grace=grace)
     if json_out:

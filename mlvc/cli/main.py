@@ -49,6 +49,22 @@ app = typer.Typer(
 _COMMAND_MODULES = ("core", "remote", "history", "lineage", "import_dvc", "report")
 
 
+def _version(value: bool) -> None:
+    if value:
+        from .. import __version__
+
+        echo(f"mlvc {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", is_eager=True, callback=_version,
+                                 help="Print mlvc's version and exit."),
+) -> None:
+    pass
+
+
 def _register() -> None:
     import importlib
 
@@ -89,6 +105,42 @@ def _transport_error(exc: Exception) -> errors.RemoteError | None:
                               hint="check the network and run the command again (it resumes where it stopped)")
 
 
+def _enforce_required(command) -> None:
+    """Make every required argument and option really required.  Some typer/click pairs hand a
+    command `None` for a missing required argument (`mlvc params diff` would crash later with an
+    AttributeError); a parameter callback, part of click's public API, refuses it at parse time."""
+    try:
+        from typer._click.exceptions import MissingParameter
+    except ImportError:  # pragma: no cover - typer on real click
+        from click.exceptions import MissingParameter
+
+    for param in getattr(command, "params", ()):
+        if param.required and not getattr(param, "_mlvc_required", False):
+            original = param.callback
+
+            def check(ctx, p, value, _original=original):
+                if value is None or (value == () and (p.multiple or p.nargs != 1)):
+                    raise MissingParameter(ctx=ctx, param=p)
+                return _original(ctx, p, value) if _original is not None else value
+
+            param.callback = check
+            param._mlvc_required = True
+    for sub in getattr(command, "commands", {}).values():
+        _enforce_required(sub)
+
+
+def _usage(exc) -> int:
+    """A command line click refused: one `error:` line (and the help to read), exit 2."""
+    ctx = getattr(exc, "ctx", None)
+    if type(exc).__name__ == "NoArgsIsHelpError":  # a bare group: its help, as before
+        exc.show()
+        return errors.EXIT_USAGE
+    echo(f"error: {exc.format_message()}", err=True)
+    if ctx is not None:
+        echo(f"hint: run `{ctx.command_path} --help`", err=True)
+    return errors.EXIT_USAGE
+
+
 def run(argv: list[str] | None = None) -> int:
     """Run the CLI and return the exit code (used by tests and by `main`)."""
     # typer >= 0.2x vendors click; its exception types are re-exported by typer itself.
@@ -103,7 +155,9 @@ def run(argv: list[str] | None = None) -> int:
 
     _register()
     try:
-        rv = app(args=argv, standalone_mode=False, prog_name="mlvc")
+        command = typer.main.get_command(app)
+        _enforce_required(command)
+        rv = command.main(args=argv, standalone_mode=False, prog_name="mlvc")
         return rv if isinstance(rv, int) else 0
     except Exit as exc:
         return exc.exit_code
@@ -114,8 +168,7 @@ def run(argv: list[str] | None = None) -> int:
         exc.show()
         return 0
     except ClickException as exc:
-        exc.show()
-        return errors.EXIT_USAGE
+        return _usage(exc)
     except KeyboardInterrupt:
         echo("interrupted; the cache is consistent, run the command again to finish", err=True)
         return errors.EXIT_INTERRUPTED

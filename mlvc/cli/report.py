@@ -40,7 +40,13 @@ def report(
     from ..ops import report_render
 
     if fmt not in ("html", "md"):
-        raise errors.MlvcError(f"--format must be html or md, not {fmt!r}")
+        raise errors.UsageError(f"--format must be html or md, not {fmt!r}")
+    from ..ops.log import parse_since
+
+    try:
+        parse_since(since)
+    except errors.MlvcError as exc:
+        raise errors.UsageError(str(exc), hint=exc.hint) from None
     with open_repo() as repo:
         result = report_ops.collect(repo, list(paths or []) or None, since=since, rev=rev, max_count=max_count,
                                     contents=not no_contents)

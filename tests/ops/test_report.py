@@ -17,7 +17,7 @@ from torch import nn
 
 import mlvc
 import mlvc.torch as mt
-from mlvc.errors import EXIT_BAD_PATH, EXIT_DISK, EXIT_ERROR, EXIT_NOT_A_REPO, EXIT_USAGE, RevisionError
+from mlvc.errors import EXIT_BAD_PATH, EXIT_DISK, EXIT_NOT_A_REPO, EXIT_USAGE, RevisionError
 from mlvc.ops.report import collect
 from mlvc.ops.report_render import render_html, render_markdown
 from mlvc.repo import Repo
@@ -279,15 +279,15 @@ def test_report_renders_in_chromium(in_history, tmp_path):
 def test_bad_input_gives_clear_errors(in_history, tmp_path):
     root = in_history["root"]
     r = mlvc_cli(root, "report", "--rev", "nosuchrev", "-o", str(tmp_path / "x.html"))
-    assert r.code == EXIT_ERROR and "nosuchrev" in r.err and "Traceback" not in r.err
+    assert r.code == EXIT_USAGE and "nosuchrev" in r.err and "Traceback" not in r.err
     r = mlvc_cli(root, "report", "--format", "pdf")
-    assert r.code == EXIT_ERROR and "--format must be html or md" in r.err
+    assert r.code == EXIT_USAGE and "--format must be html or md" in r.err
     r = mlvc_cli(root, "report", "-o", str(tmp_path / "no" / "such" / "dir" / "r.html"))
     assert r.code == EXIT_BAD_PATH and "does not exist" in r.err
     r = mlvc_cli(root, "report", "no/such/artifact")
     assert r.code == EXIT_BAD_PATH and "no/such/artifact" in r.err
     r = mlvc_cli(root, "report", "--since", "the other day")
-    assert r.code == EXIT_ERROR and "cannot understand the date" in r.err
+    assert r.code == EXIT_USAGE and "cannot understand the date" in r.err
     r = mlvc_cli(root, "report", "-n", "many")
     assert r.code == EXIT_USAGE
     locked = tmp_path / "ro"

@@ -1,0 +1,61 @@
+"""The rough edges a new user hits (issue 9): each one a real run of the `mlvc` entry point."""
+
+from __future__ import annotations
+
+import pytest
+
+from helpers import commit, write
+
+import mlvc
+from mlvc.errors import EXIT_USAGE
+
+
+def test_version_prints_the_package_version(cli):
+    r = cli("--version")
+    assert r.code == 0, r
+    assert r.out.strip() == f"mlvc {mlvc.__version__}"
+
+
+@pytest.mark.parametrize("args, names", [
+    (("params", "diff"), "REV_A"),
+    (("show",), "TARGET"),
+    (("remote", "add"), "NAME"),
+    (("diff",), "REVS"),
+])
+def test_a_missing_required_argument_is_a_one_line_usage_error(cli, args, names):
+    r = cli(*args)
+    assert r.code == EXIT_USAGE, r
+    assert "Traceback" not in r.err and "internal error" not in r.err and "None" not in r.err
+    first, *rest = r.err.strip().splitlines()
+    assert first.startswith("error: Missing argument") and names in first
+    assert all(line.startswith("hint: ") for line in rest)
+
+
+def test_an_unknown_option_is_a_one_line_usage_error(cli):
+    r = cli("status", "--bogus")
+    assert r.code == EXIT_USAGE, r
+    assert r.err.strip().splitlines()[0] == "error: No such option '--bogus'."
+
+
+@pytest.mark.parametrize("args, message", [
+    (("gc",), "choose what to keep"),
+    (("gc", "--workspace", "--all-commits"), "choose what to keep"),
+    (("log", "--format", "xml"), "--format must be text, md or json"),
+    (("log", "--since", "last week"), "cannot understand the date 'last week'"),
+    (("report", "--since", "last week"), "cannot understand the date 'last week'"),
+    (("log", "--rev", "no-such-rev"), "unknown revision 'no-such-rev'"),
+    (("diff", "no-such-rev"), "unknown revision 'no-such-rev'"),
+    (("params", "diff", "no-such-rev"), "unknown revision 'no-such-rev'"),
+])
+def test_wrong_usage_exits_2_with_its_message(cli, repo_dir, args, message):
+    write(repo_dir / "params.yaml", "lr: 0.1\n")
+    commit(repo_dir, "v1")
+    r = cli(*args)
+    assert r.code == EXIT_USAGE, r
+    assert r.err.startswith(f"error: {message}") and "Traceback" not in r.err
+
+
+def test_a_parseable_since_still_runs(cli, repo_dir):
+    write(repo_dir / "params.yaml", "lr: 0.1\n")
+    commit(repo_dir, "v1")
+    assert cli("log", "--since", "7.days").code == 0
