@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import time
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -60,6 +61,15 @@ class ConditionalRequestsUnsupported(RemoteError):
     """The S3 service answered a conditional request with NotImplemented."""
 
 
+def _missing_credentials(exc: BaseException) -> bool:
+    """botocore found no (or half a) key pair.  botocore is optional: judged only when it is loaded."""
+    botocore = sys.modules.get("botocore.exceptions")
+    if botocore is None:
+        return False
+    kinds = (botocore.NoCredentialsError, botocore.PartialCredentialsError)
+    return any(isinstance(e, kinds) for e in exception_chain(exc))
+
+
 class S3Backend(FsspecBackend):
     capabilities = Capabilities(atomic_create=True, conditional=True, ranged_read=True)
 
@@ -78,6 +88,11 @@ class S3Backend(FsspecBackend):
         return bucket, object_key
 
     def _translate_service(self, exc: BaseException, key: str | None) -> MlvcError | None:
+        if _missing_credentials(exc):
+            return RemoteAuthError(
+                f"remote {self._where()}: no S3 credentials found",
+                hint="set access_key_id/secret_access_key/profile for this remote (`mlvc remote modify NAME "
+                     "access_key_id ...`) or the AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY environment")
         code = s3_error_code(exc)
         if code in AUTH_CODES:
             return RemoteAuthError(

@@ -176,6 +176,25 @@ def test_wrong_credentials_exit_9_without_printing_secret(tmp_path: Path, s3_url
 
 
 @pytest.mark.s3
+def test_no_credentials_at_all_exit_9_with_the_credentials_hint(tmp_path: Path, s3_url, monkeypatch) -> None:
+    """No key in the remote's options, the environment or any config file: botocore's
+    NoCredentialsError is a remote error (exit 9) that says where credentials go, not an internal error."""
+    url, options = s3_url
+    repo = make_repo(tmp_path / "work")
+    add_remote(repo, (url, {"endpoint_url": options["endpoint_url"]}))
+    write(repo / "m.bin", rand_bytes(10_000, 5))
+    ok(repo, "add", "-q", "m.bin")
+    commit(repo)
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    for args in (["push"], ["fetch"]):
+        code, _, err = cli(repo, *args)
+        assert code == 9, (args, err)
+        assert "internal error" not in err and "credentials" in err
+        assert "hint: " in err and "AWS_" in err
+
+
+@pytest.mark.s3
 def test_missing_bucket_exit_9(tmp_path: Path, moto_server) -> None:
     repo = make_repo(tmp_path / "work")
     ok(repo, "remote", "add", "origin", "s3://mlvc-no-such-bucket-x/r", "--endpoint-url", moto_server)
