@@ -75,7 +75,7 @@ def test_all_commits_keeps_every_commit(gcrepo, tmp_path, capsys):
     for rev in ("v1", "v2", "feature"):
         assert exports(gcrepo, rev, tmp_path / rev) == 0, rev
     assert mlvc("verify") == 0
-    assert mlvc("status") == 0
+    assert mlvc("status", "--exit-code") == 0
 
 
 def test_all_branches_drops_old_commits(gcrepo, tmp_path):
@@ -94,7 +94,7 @@ def test_workspace_scope_and_state_cleared(gcrepo, tmp_path, capsys):
     repo = Repo.find(gcrepo)
     assert "xxh128:" + "0" * 32 not in repo.store.complete
     repo.close()
-    assert mlvc("status") == 0 and mlvc("verify") == 0
+    assert mlvc("status", "--exit-code") == 0 and mlvc("verify") == 0
     assert exports(gcrepo, "HEAD", tmp_path / "head") == 0
     assert exports(gcrepo, "feature", tmp_path / "f") != 0
     capsys.readouterr()
@@ -112,7 +112,7 @@ def test_grace_period_protects_recent_packs(gcrepo, capsys):
     assert mlvc("gc", "--workspace", "--grace", "600", "--json") == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["packs_recent"] >= 2
-    assert mlvc("status") == 0 and mlvc("verify") == 0
+    assert mlvc("status", "--exit-code") == 0 and mlvc("verify") == 0
 
 
 ADDER = r"""
@@ -138,7 +138,7 @@ def test_concurrent_add_loses_nothing(gcrepo):
         assert adder.wait(timeout=120) == 0
     res = mlvc_cli(gcrepo, "gc", "--workspace", "--grace", "30")
     assert res.code == 0, res
-    st = mlvc_cli(gcrepo, "status", "--json")
+    st = mlvc_cli(gcrepo, "status", "--exit-code", "--json")
     assert st.code == 0, st
     doc = json.loads(st.out)
     assert len(doc) == 10 and all(d["cache_complete"] for d in doc)

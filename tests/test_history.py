@@ -61,7 +61,7 @@ def test_checkout_rev_restores_that_commits_artifacts(hist, capsys):
     assert git(r, "rev-parse", "HEAD").strip() == hist["c1"]
     assert (r / "data/b.txt").read_text() == "beta\n"
     assert not (r / "data/c.txt").exists()
-    assert mlvc("status") == 0
+    assert mlvc("status", "--exit-code") == 0
     # detached HEAD (a tag), then back to a branch
     assert git(r, "branch", "--show-current").strip() == ""
     assert mlvc("checkout", "main") == 0
@@ -69,7 +69,7 @@ def test_checkout_rev_restores_that_commits_artifacts(hist, capsys):
     assert snapshot(r) == at_v2
     assert mlvc("checkout", "feature") == 0
     assert git(r, "branch", "--show-current").strip() == "feature"
-    assert mlvc("status") == 0
+    assert mlvc("status", "--exit-code") == 0
 
 
 def test_checkout_from_detached_head_by_sha(hist):
@@ -77,7 +77,7 @@ def test_checkout_from_detached_head_by_sha(hist):
     git(r, "checkout", "-q", "--detach", hist["c2"])
     assert mlvc("checkout", hist["c1"][:10]) == 0
     assert git(r, "rev-parse", "HEAD").strip() == hist["c1"]
-    assert mlvc("status") == 0
+    assert mlvc("status", "--exit-code") == 0
 
 
 def test_checkout_refuses_to_lose_work(hist, capsys):

@@ -103,20 +103,25 @@ def status(
     remote: bool = typer.Option(False, "--remote", help="Also report objects the remote lacks (not pushed)."),
     remote_name: Optional[str] = typer.Option(None, "--remote-name", help="Remote for --remote (default: "
                                               "the default remote)."),
+    exit_code: bool = typer.Option(False, "--exit-code", help="Exit 1 when something differs (as `git diff "
+                                   "--exit-code`); without it, 0 whenever the comparison ran."),
     json_out: bool = JSON,
     quiet: bool = QUIET,
 ):
     """Compare the workspace and the cache with the pointers.
 
-    Exit code 0 when everything matches, 1 when something differs.
+    Exit code 0 when the comparison ran, even if something differs (with --exit-code: 1 when
+    something differs); the error's own code when an artifact could not be compared (5 for an
+    unreadable pointer, 4 for a symlink on the way, 6 for a corrupt manifest).
 
     Examples:
 
     \b
       mlvc status
+      mlvc status --exit-code -q   # in scripts: exit 1 when anything differs
       mlvc status data/processed --json
     """
-    from ..ops.status import UNCHANGED, status as status_op
+    from ..ops.status import INVALID, UNCHANGED, status as status_op
 
     with open_repo() as repo:
         results = status_op(repo, [str(p) for p in paths] if paths else None, progress=progress_for(quiet or json_out))
@@ -147,7 +152,11 @@ def status(
                 echo(f"    note: {r.error}")
         if not results:
             echo("no tracked artifacts (use `mlvc add PATH`)")
-    if dirty or (remote_missing and any(remote_missing.values())):
+    # an artifact that could not be compared at all (unreadable pointer, symlink, corrupt manifest)
+    failed = {errors.EXIT_BAD_POINTER if r.state == INVALID else r.failed_code for r in results} - {None}
+    if failed:
+        raise typer.Exit(failed.pop() if len(failed) == 1 else errors.EXIT_ERROR)
+    if exit_code and (dirty or (remote_missing and any(remote_missing.values()))):
         raise typer.Exit(1)
 
 

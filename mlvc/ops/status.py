@@ -28,9 +28,14 @@ class ArtifactStatus:
     modified: list[str] = field(default_factory=list)
     cache_complete: bool | None = None  # None: not checked
     error: str | None = None
+    # the exit code of the error that kept this artifact from being compared (a symlink on the
+    # way, a corrupt manifest); None when the comparison ran
+    failed_code: int | None = None
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        doc = asdict(self)
+        del doc["failed_code"]
+        return doc
 
 
 def workspace_ids(repo, t: Tracked, files=None, progress: Progress = NULL) -> dict[str, tuple]:
@@ -65,14 +70,14 @@ def status_one(repo, t: Tracked, check_cache: bool = True, progress: Progress = 
             try:
                 st.cache_complete = not missing_objects(repo.store, t.ptr)
             except MlvcError as exc:
-                st.cache_complete, st.error = False, str(exc)
+                st.cache_complete, st.error, st.failed_code = False, str(exc), exc.exit_code
             if st.cache_complete:
                 repo.store.complete.add([t.ptr.oid])
     try:
         # A symlinked directory on the way would make status hash files outside the repository.
         refuse_links_above(repo.root, t.target, t.display)
     except PathError as exc:
-        st.state, st.error = MODIFIED, str(exc)
+        st.state, st.error, st.failed_code = MODIFIED, str(exc), exc.exit_code
         return st
     if not t.target.exists() and not t.target.is_symlink():
         st.state = MISSING
@@ -84,7 +89,7 @@ def status_one(repo, t: Tracked, check_cache: bool = True, progress: Progress = 
             return st
         ids = workspace_ids(repo, t, files, progress)
     except PathError as exc:
-        st.state, st.error = MODIFIED, str(exc)
+        st.state, st.error, st.failed_code = MODIFIED, str(exc), exc.exit_code
         return st
     now = current_oid(t.ptr.kind, ids)
     if now is not None and sig is not None:

@@ -59,3 +59,19 @@ def test_a_parseable_since_still_runs(cli, repo_dir):
     write(repo_dir / "params.yaml", "lr: 0.1\n")
     commit(repo_dir, "v1")
     assert cli("log", "--since", "7.days").code == 0
+
+
+def test_status_exits_0_when_the_comparison_ran_and_1_with_exit_code(cli, repo_dir):
+    write(repo_dir / "d" / "a.bin", b"a")
+    assert cli("add", "-q", "d").code == 0
+    commit(repo_dir, "v1")
+    assert cli("status", "--exit-code").code == 0
+    write(repo_dir / "d" / "b.bin", b"b")  # added file
+    r = cli("status")
+    assert r.code == 0 and "added: b.bin" in r.out, r
+    assert cli("status", "--exit-code").code == 1
+    assert cli("status", "--exit-code", "--json").code == 1
+    r = cli("status", "-q", "--exit-code")
+    assert r.code == 1 and r.out == ""
+    (repo_dir / "d.mlvc").write_text("not: [valid\n")
+    assert cli("status").code == 5  # an unreadable pointer could not be compared at all

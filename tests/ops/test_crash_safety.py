@@ -89,7 +89,7 @@ def test_two_adds_at_once_on_different_paths(repo_dir):
     r = mlvc_cli(repo_dir, "checkout")
     assert r.code == 0, r
     assert len(os.listdir(repo_dir / "data" / "a")) == 201
-    r = mlvc_cli(repo_dir, "status")
+    r = mlvc_cli(repo_dir, "status", "--exit-code")
     assert r.code == 0, r
 
 

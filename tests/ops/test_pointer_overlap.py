@@ -51,12 +51,12 @@ def test_empty_directory_artifact_restores_and_is_unchanged(repo_dir):
     r = mlvc_cli(repo_dir, "add", "empty")
     assert r.code == 0, r
     commit(repo_dir, "empty dir")
-    assert mlvc_cli(repo_dir, "status").code == 0
+    assert mlvc_cli(repo_dir, "status", "--exit-code").code == 0
     shutil.rmtree(repo_dir / "empty")
     r = mlvc_cli(repo_dir, "checkout")
     assert r.code == 0, r
     assert (repo_dir / "empty").is_dir() and list((repo_dir / "empty").iterdir()) == []
-    r = mlvc_cli(repo_dir, "status")
+    r = mlvc_cli(repo_dir, "status", "--exit-code")
     assert r.code == 0, r
 
 

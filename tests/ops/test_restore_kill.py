@@ -83,7 +83,7 @@ def test_killed_checkout_then_plain_rerun_completes(repo_dir, when, delay):
     r = mlvc_cli(repo_dir, "checkout")  # plain: no --force
     assert r.code == 0, r
     assert _workspace(repo_dir) == versions["v1"]
-    assert mlvc_cli(repo_dir, "status").code == 0
+    assert mlvc_cli(repo_dir, "status", "--exit-code").code == 0
     assert os.listdir(repo_dir / ".mlvc" / "tmp") == []
 
 
@@ -96,7 +96,7 @@ def test_killed_checkout_rev_then_plain_rerun_completes(repo_dir, when, delay):
     r = mlvc_cli(repo_dir, "checkout", "v1")
     assert r.code == 0, r
     assert _workspace(repo_dir) == versions["v1"]
-    assert mlvc_cli(repo_dir, "status").code == 0
+    assert mlvc_cli(repo_dir, "status", "--exit-code").code == 0
 
 
 @pytest.mark.crash
@@ -113,7 +113,7 @@ def test_killed_pull_then_plain_rerun_completes(repo_dir, tmp_path, when, delay)
     r = mlvc_cli(clone, "pull")
     assert r.code == 0, r
     assert _workspace(clone) == versions["v2"]
-    assert mlvc_cli(clone, "status").code == 0
+    assert mlvc_cli(clone, "status", "--exit-code").code == 0
     assert mlvc_cli(clone, "verify").code == 0
 
 
@@ -132,7 +132,7 @@ def test_temp_files_left_beside_workspace_files_are_ignored_and_swept(repo_dir):
     torn_file = write_and_return(repo_dir / f".model.bin.mlvc-tmp-{pid}-0123abcd", b"torn")
     torn_in_dir = write_and_return(repo_dir / "ds" / f".a.txt.mlvc-tmp-{pid}-89abcdef", b"torn")
     live = write_and_return(repo_dir / "ds" / f".b.txt.mlvc-tmp-{os.getppid()}-00000000", b"a live writer's")
-    r = mlvc_cli(repo_dir, "status")
+    r = mlvc_cli(repo_dir, "status", "--exit-code")
     assert r.code == 0, r  # not counted as a change
     before = load(repo_dir / "ds.mlvc").oid
     r = mlvc_cli(repo_dir, "add", "ds")

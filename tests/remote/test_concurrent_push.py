@@ -35,4 +35,4 @@ def test_three_concurrent_pushers(tmp_path: Path, remote_spec) -> None:
         assert snapshot(fresh, "shared") == snapshot(c, "shared")
         assert (fresh / f"model{n}.bin").read_bytes() == (c / f"model{n}.bin").read_bytes()
         ok(fresh, "verify", "-q")
-        assert ok(c, "status", "--remote", "-q") == ""
+        assert ok(c, "status", "--remote", "--exit-code", "-q") == ""

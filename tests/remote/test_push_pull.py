@@ -30,7 +30,7 @@ def test_push_then_pull_into_fresh_clone(tmp_path: Path, remote_spec) -> None:
     again = json.loads(ok(repo, "push", "--json"))  # nothing new: nothing sent
     assert again["requests"] == 0 and again["objects"] == 0
     assert sorted(again["up_to_date"]) == ["data", "models/model.bin"]
-    assert cli(repo, "status", "--remote")[0] == 0
+    assert cli(repo, "status", "--remote", "--exit-code")[0] == 0
 
     fresh = clone(repo, tmp_path / "fresh")
     ok(fresh, "pull", "-q")

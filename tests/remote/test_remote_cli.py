@@ -71,7 +71,7 @@ def test_relative_directory_is_relative_to_repo_root(tmp_path: Path) -> None:
     commit(repo)
     ok(repo / "sub", "push", "-q")
     assert any((tmp_path / "store" / "packs").glob("*.idx"))
-    assert cli(repo, "status", "--remote")[0] == 0
+    assert cli(repo, "status", "--remote", "--exit-code")[0] == 0
 
 
 def test_missing_local_remote_directory_parent(tmp_path: Path) -> None:
