@@ -85,14 +85,17 @@ def add(
 
     if role is not None and role not in ROLES:
         raise errors.MlvcError(f"--role must be one of {', '.join(ROLES)}")
+    tracked_before = {q.resolve() for q in (Path(str(p).rstrip("/\\") + ".mlvc") for p in paths) if q.is_file()}
     with open_repo() as repo:
         results = add_op(repo, [str(p) for p in paths], role=role, meta=_parse_meta(meta),
                          progress=progress_for(quiet or json_out))
+        root = repo.root
     if json_out:
         emit_json([r.as_dict() for r in results])
     elif not quiet:
         for r in results:
-            what = "updated" if r.changed else "unchanged"
+            first = (root / r.pointer).resolve() not in tracked_before
+            what = "added" if first else "updated" if r.changed else "unchanged"
             echo(f"{r.pointer}: {what} {r.oid} ({human_size(r.size)}, {r.files} file"
                  f"{'s' if r.files != 1 else ''}, {human_size(r.new_bytes)} new)")
 
@@ -330,6 +333,18 @@ def _split_rev(repo, targets: list[str]) -> tuple[str | None, list[str]]:
     return first, targets[1:]
 
 
+def _echo_tree(mapping: dict, indent: str) -> None:
+    """Nested meta (per-module ids, per-file modules) as indented `key: value` lines, not a dict repr."""
+    for k, v in mapping.items():
+        if isinstance(v, dict) and v:
+            echo(f"{indent}{k}:")
+            _echo_tree(v, indent + "  ")
+        elif isinstance(v, (list, tuple)):
+            echo(f"{indent}{k}: {', '.join(str(x) for x in v)}")
+        else:
+            echo(f"{indent}{k}: {v}")
+
+
 @app.command()
 def show(
     target: Path = typer.Argument(..., help="An artifact or its pointer file."),
@@ -367,14 +382,10 @@ def show(
         value = info.get(key)
         if value is not None:
             echo(f"{key}: {human_size(value) if key == 'size' else value}")
-    if info.get("meta"):
-        echo("meta:")
-        for k, v in info["meta"].items():
-            echo(f"  {k}: {v}")
-    if info.get("provenance"):
-        echo("provenance:")
-        for k, v in info["provenance"].items():
-            echo(f"  {k}: {v}")
+    for key in ("modules", "meta", "provenance"):
+        if info.get(key):
+            echo(f"{key}:")
+            _echo_tree(info[key], "  ")
     if info.get("entries") is not None:
         echo("files:")
         for e in info["entries"]:

@@ -223,10 +223,10 @@ def gc(
     if json_out:
         emit_json(result.as_dict())
         return
-    for w in result.warnings:
-        echo(f"warning: {w}", err=True)
     if quiet:
         return
+    for w in result.warnings:
+        echo(f"warning: {w}", err=True)
     where = f"remote {result.remote}" if result.remote else "the cache"
     if dry_run:
         for p in result.plans:

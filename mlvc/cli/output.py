@@ -8,7 +8,7 @@ import sys
 from contextlib import contextmanager
 
 from ..progress import Progress
-from ..units import human_size  # noqa: F401 - re-exported for the commands
+from ..units import human_size  # also re-exported for the commands
 
 
 def echo(text: str = "", err: bool = False) -> None:
@@ -27,16 +27,31 @@ class RichProgress(Progress):
         self._bar = None
         self._task = None
 
+    @staticmethod
+    def columns(unit: str = "B") -> list:
+        """The bar's columns; byte counts and speeds in binary units (GiB), as every summary prints."""
+        from rich.progress import (BarColumn, DownloadColumn, MofNCompleteColumn, TextColumn,
+                                   TimeRemainingColumn, TransferSpeedColumn)
+        from rich.text import Text
+
+        class BinarySpeedColumn(TransferSpeedColumn):
+            def render(self, task) -> Text:
+                speed = task.finished_speed or task.speed
+                if speed is None:
+                    return Text("?", style="progress.data.speed")
+                return Text(f"{human_size(int(speed))}/s", style="progress.data.speed")
+
+        cols = [TextColumn("{task.description}"), BarColumn()]
+        cols += [DownloadColumn(binary_units=True), BinarySpeedColumn()] if unit == "B" else [MofNCompleteColumn()]
+        cols.append(TimeRemainingColumn())
+        return cols
+
     def start(self, description: str, total: int | None = None, unit: str = "B") -> None:
-        from rich.progress import (BarColumn, DownloadColumn, MofNCompleteColumn, Progress as Bar,
-                                   TextColumn, TimeRemainingColumn, TransferSpeedColumn)
+        from rich.progress import Progress as Bar
         from rich.console import Console
 
         self.finish()
-        cols = [TextColumn("{task.description}"), BarColumn()]
-        cols += [DownloadColumn(), TransferSpeedColumn()] if unit == "B" else [MofNCompleteColumn()]
-        cols.append(TimeRemainingColumn())
-        self._bar = Bar(*cols, console=Console(stderr=True), transient=True)
+        self._bar = Bar(*self.columns(unit), console=Console(stderr=True), transient=True)
         self._bar.start()
         self._task = self._bar.add_task(description, total=total)
 

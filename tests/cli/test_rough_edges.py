@@ -75,3 +75,59 @@ def test_status_exits_0_when_the_comparison_ran_and_1_with_exit_code(cli, repo_d
     assert r.code == 1 and r.out == ""
     (repo_dir / "d.mlvc").write_text("not: [valid\n")
     assert cli("status").code == 5  # an unreadable pointer could not be compared at all
+
+
+def test_the_first_add_says_added_then_unchanged_then_updated(cli, repo_dir):
+    write(repo_dir / "m.bin", b"one")
+    r = cli("add", "m.bin")
+    assert r.code == 0 and r.out.startswith("m.bin.mlvc: added "), r
+    r = cli("add", "m.bin")
+    assert r.out.startswith("m.bin.mlvc: unchanged "), r
+    write(repo_dir / "m.bin", b"two")
+    r = cli("add", "m.bin")
+    assert r.out.startswith("m.bin.mlvc: updated "), r
+    write(repo_dir / "d" / "a.bin", b"a")
+    r = cli("add", "d/")
+    assert r.out.startswith("d.mlvc: added "), r
+
+
+def test_gc_quiet_prints_no_warnings(cli, repo_dir):
+    write(repo_dir / "m.bin", b"one")
+    assert cli("add", "-q", "m.bin").code == 0
+    commit(repo_dir, "v1")
+    (repo_dir / "broken.mlvc").write_text("not: [valid\n")  # gc warns that it ignores it
+    r = cli("gc", "--workspace", "--grace", "0")
+    assert r.code == 0 and "warning: broken.mlvc" in r.err, r
+    r = cli("gc", "--workspace", "--grace", "0", "-q")
+    assert r.code == 0 and r.out == "" and r.err == "", r
+
+
+def test_show_prints_module_meta_as_lines_not_a_dict_repr(cli, repo_dir):
+    torch = pytest.importorskip("torch")
+    (repo_dir / "d").mkdir()
+    torch.save({"enc.weight": torch.ones(3, 3), "enc.bias": torch.zeros(3), "head.weight": torch.ones(2, 3)},
+               repo_dir / "d" / "model.pt")
+    assert cli("add", "-q", "d").code == 0
+    for target, indent in (("d", "      "), ("d/model.pt", "  ")):
+        r = cli("show", target)
+        assert r.code == 0, r
+        assert "{" not in r.out and "'" not in r.out, r.out
+        lines = r.out.splitlines()
+        assert "meta:" in lines and "  modules:" in lines and "    model.pt:" in lines
+        assert any(line.startswith(f"{indent}enc: xxh128:") for line in lines), r.out
+        assert any(line.startswith(f"{indent}head: xxh128:") for line in lines), r.out
+
+
+def test_progress_bars_count_bytes_in_binary_units_as_the_summaries_do():
+    from rich.progress import Progress as Bar
+
+    from mlvc.cli.output import RichProgress, human_size
+
+    cols = RichProgress.columns("B")
+    bar = Bar(*cols, disable=True)
+    task = bar.add_task("push", total=3 * 2**30)
+    bar.advance(task, 3 * 2**29)
+    rendered = " ".join(str(c.render(bar.tasks[0])) for c in cols[2:4])
+    assert "GiB" in rendered and "1.5/3.0 GiB" in rendered, rendered
+    assert human_size(3 * 2**29) == "1.5 GiB"
+    assert "GB" not in rendered.replace("GiB", "")
