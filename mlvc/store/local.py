@@ -362,10 +362,26 @@ class LocalBackend(Backend):
         return data, content_tag(data)
 
     def replace_if_unchanged(self, key: str, data: bytes, tag: str) -> str | None:
+        """Under the guard, check the tag and rename the new content over the old: readers see the
+        old or the new object, never none (a lock being refreshed must never look free)."""
+        final = self._path(key)
         with self._translated(key), self._guard(key):
-            if not self._remove_if(key, tag):
+            self._count()
+            try:
+                with open(final, "rb") as src:
+                    current = src.read()
+            except FileNotFoundError:
                 return None
-            return self.create_bytes(key, data)
+            if content_tag(current) != tag:
+                return None
+            temp = temp_sibling(final)
+            try:
+                _write_durably(temp, data)
+                os.replace(temp, final)
+            finally:
+                unlink_quietly(temp)
+            fsync_dir(os.path.dirname(final))
+            return content_tag(data)
 
     def delete_if_unchanged(self, key: str, tag: str) -> bool:
         with self._translated(key), self._guard(key):

@@ -409,3 +409,32 @@ def test_describe_hides_credentials() -> None:
                            {"secret_access_key": SECRET, "access_key_id": "AKIA"})
     assert remote.describe() == "s3://bucket/base"
     assert SECRET not in repr(remote)
+
+
+def test_a_lock_being_refreshed_never_looks_free(tmp_path: Path) -> None:
+    """replace_if_unchanged on a directory is one rename: a concurrent reader (a push looking for
+    gc's lock) sees the old or the new object, never none.  (It was unlink + create: a push could
+    slip through while gc refreshed its lease, and rely on packs gc then deleted.)"""
+    import threading
+
+    remote = open_backend(str(tmp_path / "r"))
+    remote.ensure_base()
+    tag = remote.create_bytes("locks/gc.lock", b"0")
+    stop = threading.Event()
+    seen_missing = []
+
+    def reader() -> None:
+        while not stop.is_set():
+            if not remote.exists("locks/gc.lock"):
+                seen_missing.append(True)
+
+    t = threading.Thread(target=reader)
+    t.start()
+    try:
+        for i in range(300):
+            tag = remote.replace_if_unchanged("locks/gc.lock", str(i).encode(), tag)
+            assert tag is not None
+    finally:
+        stop.set()
+        t.join()
+    assert seen_missing == []
