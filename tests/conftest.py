@@ -152,6 +152,16 @@ def wait_for_start():
     go = os.path.join(SPEC["sync_dir"], "go")
     while not os.path.exists(go):
         time.sleep(0.001)
+
+def wait_for_all_to_finish(timeout_s=60.0):
+    # a lock's holder that exits leaves an abandoned lock (dead pid on this host), which a slower
+    # worker may rightly break: holders stay alive until every worker has had its go
+    open(os.path.join(SPEC["sync_dir"], f"finished-{os.getpid()}"), "w").close()
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if sum(name.startswith("finished-") for name in os.listdir(SPEC["sync_dir"])) >= SPEC["workers"]:
+            return
+        time.sleep(0.005)
 """
 
 
@@ -167,7 +177,7 @@ def run_workers(script: str, specs: list[dict[str, Any]], timeout_s: float = 60.
     with tempfile.TemporaryDirectory(prefix="mlvc-workers-") as sync_dir:
         processes = [
             subprocess.Popen(
-                [sys.executable, "-c", WORKER_PROLOGUE + script, json.dumps({**spec, "sync_dir": sync_dir})],
+                [sys.executable, "-c", WORKER_PROLOGUE + script, json.dumps({**spec, "sync_dir": sync_dir, "workers": len(specs)})],
                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
             for spec in specs
         ]

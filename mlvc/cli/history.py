@@ -201,6 +201,9 @@ def gc(
     dry_run: bool = typer.Option(False, "--dry-run", "-n", help="Print what would be removed, remove nothing."),
     grace: Optional[float] = typer.Option(None, "--grace", help="Never touch packs younger than this many seconds "
                                           "(default 3600, or gc.grace_seconds / $MLVC_GC_GRACE)."),
+    wait_lock: float = typer.Option(0.0, "--wait-lock", min=0, metavar="SECONDS",
+                                    help="With --remote: if another gc or a push holds the remote's locks, "
+                                    "wait up to SECONDS (printing one message) instead of failing with exit 13."),
     json_out: bool = JSON,
     quiet: bool = QUIET,
 ):
@@ -211,15 +214,18 @@ def gc(
     \b
       mlvc gc --all-commits --dry-run
       mlvc gc --all-branches --remote shared
+      mlvc gc --all-commits --remote shared --wait-lock 600
     """
     from ..ops.gc import gc as gc_op
+    from .remote import wait_message
 
     chosen = [s for s, on in (("workspace", workspace), ("all-branches", all_branches),
                               ("all-commits", all_commits)) if on]
     if len(chosen) != 1:
         raise errors.UsageError("choose what to keep: exactly one of --workspace, --all-branches, --all-commits")
     with open_repo() as repo:
-        result = gc_op(repo, chosen[0], remote=remote, dry_run=dry_run, grace=grace)
+        result = gc_op(repo, chosen[0], remote=remote, dry_run=dry_run, grace=grace, wait_lock=wait_lock,
+                       on_wait=wait_message(quiet or json_out))
     if json_out:
         emit_json(result.as_dict())
         return

@@ -21,6 +21,16 @@ REV = typer.Option([], "--rev", help="Use the pointers of this git revision (rep
 ALL_COMMITS = typer.Option(False, "--all-commits", help="Use the pointers of every commit.")
 ALL_BRANCHES = typer.Option(False, "--all-branches", help="Use the pointers of every local branch head.")
 PATHS = typer.Argument(None, help="Artifacts (or their .mlvc pointers) to transfer (default: all).")
+WAIT_LOCK = typer.Option(0.0, "--wait-lock", min=0, metavar="SECONDS",
+                         help="If a `gc --remote` holds the remote's lock, wait up to SECONDS for it "
+                         "(and print one message) instead of failing at once with exit 13.")
+
+
+def wait_message(quiet: bool):
+    """The `on_wait` callback of --wait-lock: one line on stderr (nothing with --quiet)."""
+    if quiet:
+        return None
+    return lambda message: echo(f"waiting: {message}", err=True)
 
 remote_app = typer.Typer(help="Manage remotes: shared directories or object stores (s3://...)."
                          "\n\nExample: mlvc remote add shared /mnt/nfs/proj --default",
@@ -204,11 +214,12 @@ def _report(result, verb: str, quiet: bool) -> None:
          f"{len(result.up_to_date)} already up to date")
 
 
-def _transfer(op, verb: str, paths, rev, all_commits, all_branches, remote, jobs, quiet, json_out) -> None:
+def _transfer(op, verb: str, paths, rev, all_commits, all_branches, remote, jobs, quiet, json_out,
+              **extra) -> None:
     """Run push or fetch, report per artifact, exit with the documented code on failures."""
     with open_repo() as repo:
         result = op(repo, _paths(paths), remote=remote, revs=rev, all_commits=all_commits,
-                    all_branches=all_branches, jobs=jobs, progress=progress_for(quiet or json_out))
+                    all_branches=all_branches, jobs=jobs, progress=progress_for(quiet or json_out), **extra)
     if json_out:
         emit_json(result.as_dict())
     else:
@@ -227,6 +238,7 @@ def push(
     all_branches: bool = ALL_BRANCHES,
     remote: Optional[str] = REMOTE,
     jobs: Optional[int] = JOBS,
+    wait_lock: float = WAIT_LOCK,
     quiet: bool = QUIET,
     json_out: bool = JSON,
 ):
@@ -239,10 +251,12 @@ def push(
     \b
       mlvc push
       mlvc push -r shared --jobs 8
+      mlvc push --wait-lock 600   # wait out a running `mlvc gc --remote`
     """
     from ..ops.push import push as push_op
 
-    _transfer(push_op, "pushed", paths, rev, all_commits, all_branches, remote, jobs, quiet, json_out)
+    _transfer(push_op, "pushed", paths, rev, all_commits, all_branches, remote, jobs, quiet, json_out,
+              wait_lock=wait_lock, on_wait=wait_message(quiet))
 
 
 @app.command()

@@ -30,7 +30,7 @@ import os
 from .. import pointer as pointers
 from ..errors import CorruptObjectError, MlvcError, ObjectNotFoundError
 from ..store.gc import GcResult, gc as collect
-from ..store.locks import RemoteLock, check_pushers, default_owner
+from ..store.locks import RemoteLock, check_pushers, default_owner, remote_unlocked, wait_for_lock
 from ..store.packs import CHUNK, TREE_MANIFEST
 from .common import reachable, select
 
@@ -235,12 +235,19 @@ class _ManifestReader:
 
 
 def gc_remote(repo, scope: str, remote: str | None, *, dry_run: bool = False, grace: float | None = None,
-              lock_ttl: float = 3600.0, owner: str | None = None) -> GcResult:
-    """gc of a remote, under its exclusive lock, refused while a push runs (`mlvc.store.locks`)."""
+              lock_ttl: float = 3600.0, owner: str | None = None, wait_lock: float = 0.0,
+              on_wait=None) -> GcResult:
+    """gc of a remote, under its exclusive lock, refused while a push runs (`mlvc.store.locks`).
+
+    `wait_lock`: where another gc's lock or a running push stops it (LockedError, before
+    anything is deleted), wait up to this many seconds and try again; `on_wait(message)` is
+    told once.  While waiting, gc holds no lock of its own, so it never stops a push."""
     rdef, rstore = repo.remote_store(remote)
     try:
-        return gc_remote_store(repo, rstore, rdef.name, scope, dry_run=dry_run, grace=grace, lock_ttl=lock_ttl,
-                               owner=owner)
+        return wait_for_lock(
+            lambda: gc_remote_store(repo, rstore, rdef.name, scope, dry_run=dry_run, grace=grace,
+                                    lock_ttl=lock_ttl, owner=owner),
+            wait_lock, free=lambda: remote_unlocked(rstore.backend), on_wait=on_wait)
     finally:
         rstore.close()
 
@@ -270,11 +277,12 @@ def gc_remote_store(repo, rstore, name: str, scope: str, *, dry_run: bool = Fals
 
 
 def gc(repo, scope: str = "workspace", remote: str | None = None, dry_run: bool = False,
-       grace: float | None = None) -> GcResult:
+       grace: float | None = None, wait_lock: float = 0.0, on_wait=None) -> GcResult:
     if scope not in SCOPES:
         raise MlvcError(f"gc scope must be one of {', '.join(SCOPES)}, not {scope!r}")
     if remote is not None:
-        return gc_remote(repo, scope, remote or None, dry_run=dry_run, grace=grace)
+        return gc_remote(repo, scope, remote or None, dry_run=dry_run, grace=grace, wait_lock=wait_lock,
+                         on_wait=on_wait)
     return gc_local(repo, scope, dry_run=dry_run, grace=grace)
 
 

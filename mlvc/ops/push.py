@@ -13,7 +13,7 @@ from pathlib import Path
 from .. import pointer as pointers
 from ..errors import MlvcError, PathError
 from ..progress import NULL, Progress
-from ..store.locks import gc_guard, take_push_lock
+from ..store.locks import gc_guard, gc_lock_free, take_push_lock, wait_for_lock
 from ..store.transfer import Artifact, TransferResult, missing_at, transfer
 from .common import select
 
@@ -111,14 +111,28 @@ def add_errors(result: TransferResult, errors: dict[str, MlvcError]) -> None:
 
 def push(repo, paths=None, *, remote: str | None = None, revs=(), all_commits: bool = False,
          all_branches: bool = False, jobs: int | None = None, progress: Progress = NULL,
-         lock_ttl: float = PUSH_LOCK_TTL_S) -> TransferResult:
+         lock_ttl: float = PUSH_LOCK_TTL_S, wait_lock: float = 0.0, on_wait=None) -> TransferResult:
     """Upload every object the selected artifacts need that the remote lacks.
 
     Holds a shared push lock on the remote throughout (`mlvc.store.locks`), so a
     remote gc cannot delete objects this push relies on without uploading.
+
+    `wait_lock`: where a running gc makes the push give up (LockedError, before anything is
+    uploaded), wait up to this many seconds for it to finish and try again; `on_wait(message)`
+    is told once when the waiting starts.  While waiting the push holds no lock of its own.
     """
     arts, errors = select_artifacts(repo, paths, revs=revs, all_commits=all_commits, all_branches=all_branches)
     rdef, rstore = repo.remote_store(remote, jobs=jobs, create=True)
+    try:
+        result = wait_for_lock(lambda: _push_once(repo, rdef, rstore, arts, progress, lock_ttl), wait_lock,
+                               free=lambda: gc_lock_free(rstore.backend), on_wait=on_wait)
+    finally:
+        rstore.close()
+    add_errors(result, errors)
+    return result
+
+
+def _push_once(repo, rdef, rstore, arts: list[Artifact], progress: Progress, lock_ttl: float) -> TransferResult:
     # Our lock first, then look for a gc: a gc that starts later sees our lock and gives up.
     lock = take_push_lock(rstore.backend, lock_ttl)
     try:
@@ -142,8 +156,6 @@ def push(repo, paths=None, *, remote: str | None = None, revs=(), all_commits: b
                 lock.release()
             except MlvcError:
                 pass  # an unreleased lock only expires; the push itself decides the outcome
-        rstore.close()
-    add_errors(result, errors)
     return result
 
 

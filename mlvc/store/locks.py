@@ -517,3 +517,50 @@ def check_pushers(backend: Backend, dry_run: bool, warnings: list[str]) -> None:
                  "counting once it expires)")
     if not dry_run:
         remove_expired_locks(backend, PUSH_LOCK_PREFIX, now=now)
+
+
+# ---------------------------------------------------------------------- --wait-lock
+
+WAIT_POLL_S = 0.25  # how often a waiting command looks at the other side's locks again
+
+
+def wait_for_lock(attempt, wait_s: float, *, free=None, on_wait=None, poll_s: float = WAIT_POLL_S):
+    """Run `attempt()`; while it raises LockedError and `wait_s` seconds have not passed, wait
+    and run it again (`--wait-lock`).  The last LockedError is raised once the time is up.
+
+    `free()` (optional) is polled between attempts without taking any lock of our own and
+    says whether the other side seems done; only then is `attempt` run again, so a waiting
+    command never makes the holder give up by planting its own lock meanwhile.
+    `on_wait(message)` is called once, when the first wait starts (operations report, the
+    CLI prints)."""
+    deadline = time.monotonic() + max(0.0, wait_s)
+    told = False
+    while True:
+        try:
+            return attempt()
+        except LockedError as exc:
+            if time.monotonic() >= deadline:
+                raise
+            if not told and on_wait is not None:
+                on_wait(f"{exc}; waiting up to {wait_s:g} s for it (--wait-lock)")
+                told = True
+        while True:
+            time.sleep(max(0.0, min(poll_s, deadline - time.monotonic())))
+            if time.monotonic() >= deadline or free is None:
+                break
+            try:
+                if free():
+                    break
+            except LockedError:
+                continue
+
+
+def gc_lock_free(backend: Backend) -> bool:
+    """No gc holds the remote's gc lock (or only an expired or abandoned one)."""
+    holder = RemoteLock(backend).held_by()
+    return holder is None or holder.is_stale()
+
+
+def remote_unlocked(backend: Backend) -> bool:
+    """Neither a gc nor a push holds a lock that counts: what a waiting gc waits for."""
+    return gc_lock_free(backend) and not active_locks(backend, PUSH_LOCK_PREFIX)

@@ -23,9 +23,10 @@ lock = RemoteLock(backend, owner=SPEC["owner"], ttl_s=600)
 wait_for_start()
 try:
     lock.acquire()
-    print("won")  # and keep it: a release could let a slower starter win too
+    print("won", flush=True)  # and keep it: a release could let a slower starter win too
 except LockedError:
-    print("locked")
+    print("locked", flush=True)
+wait_for_all_to_finish()  # exiting would abandon the lock, which a slower starter may break
 """
 
 
