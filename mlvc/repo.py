@@ -150,7 +150,8 @@ class Repo:
         except OSError:
             pass  # reported by the first write, with the cache's name
         store = PackStore(LocalBackend(self.cache_dir), scratch=self.cache_dir / "tmp",
-                          marks=self.cache_dir / "complete.sqlite", fsync=bool(core.get("fsync", True)),
+                          marks=self.cache_dir / "complete.sqlite", merged_dir=self.cache_dir / "merged",
+                          fsync=bool(core.get("fsync", True)),
                           level=int(core.get("compression_level", 3)),
                           pack_size=int(core.get("pack_size", 32 * 1024 * 1024)))
         # Every repository that uses a cache says so inside it, so a gc run from any of them

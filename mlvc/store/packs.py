@@ -79,6 +79,8 @@ RECORD = struct.Struct("<BB16sII")
 _IDX_HEAD = struct.Struct("<8sBI")
 _IDX_ENTRY = struct.Struct("<16sBBQII")
 PACK_HEAD = PACK_MAGIC + bytes([FORMAT_VERSION])
+IDX_HEAD_SIZE = _IDX_HEAD.size
+IDX_ENTRY_SIZE = _IDX_ENTRY.size
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +102,12 @@ def encode_index(entries: list[IndexEntry]) -> bytes:
 
 
 def decode_index(data: bytes, where: str) -> list[IndexEntry]:
+    check_index(data, where)
+    return [IndexEntry(*t) for t in _IDX_ENTRY.iter_unpack(data[_IDX_HEAD.size:-16])]
+
+
+def check_index(data: bytes, where: str) -> int:
+    """The number of entries of an intact index (CorruptObjectError if it is not one)."""
     if len(data) < _IDX_HEAD.size + 16 or digest(data[:-16]) != data[-16:]:
         raise CorruptObjectError(where, "the cache", "a valid pack index", "a damaged file")
     magic, version, count = _IDX_HEAD.unpack_from(data, 0)
@@ -107,7 +115,7 @@ def decode_index(data: bytes, where: str) -> list[IndexEntry]:
         raise CorruptObjectError(where, "the cache", f"index format {FORMAT_VERSION}", f"{magic!r} v{version}")
     if len(data) != _IDX_HEAD.size + count * _IDX_ENTRY.size + 16:
         raise CorruptObjectError(where, "the cache", "a complete index", "a truncated file")
-    return [IndexEntry(*t) for t in _IDX_ENTRY.iter_unpack(data[_IDX_HEAD.size:-16])]
+    return count
 
 
 def index_name(idx_bytes: bytes) -> str:

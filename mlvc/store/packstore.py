@@ -42,10 +42,12 @@ from .packs import (
     TREE_MANIFEST,
     IndexEntry,
     PackWriter,
+    check_index,
     decode_index,
     index_name,
     record_size_error,
 )
+from .objecttable import ObjectTable
 from .state import CompleteRoots
 
 MADV_POPULATE_READ = getattr(mmap, "MADV_POPULATE_READ", 22)  # Linux 5.14+; Python 3.11 lacks the name
@@ -58,7 +60,6 @@ PACKS = "packs/"
 USERS = "repos/"
 
 Key = tuple[int, bytes]
-Location = tuple[int, int, int, int, int]  # (pack number, codec, offset, stored, raw)
 
 
 def wrap_os_error(exc: OSError, what: str) -> DiskError:
@@ -171,12 +172,16 @@ class PackStore:
     filesystem, so publishing is a rename).  `index_cache`: where downloaded indexes
     of a remote are kept (they are named by their checksum, so valid forever).
     `marks`: the completeness table (cache only).  `jobs`: packs published at once.
+    `merged_dir`: where merged object tables are kept between runs (`objecttable`;
+    default: `index_cache`, or nowhere).
     """
 
     def __init__(self, backend: Backend, *, scratch: Path, name: str = "the cache",
                  index_cache: Path | None = None, marks: Path | None = None, fsync: bool = True,
-                 level: int = 3, pack_size: int = DEFAULT_PACK_SIZE, jobs: int = 1):
+                 level: int = 3, pack_size: int = DEFAULT_PACK_SIZE, jobs: int = 1,
+                 merged_dir: Path | None = None):
         self.backend = backend
+        self.merged_dir = Path(merged_dir) if merged_dir is not None else self.index_cache_dir(index_cache)
         self.name = name
         self.scratch = Path(scratch)
         self.index_cache = Path(index_cache) if index_cache is not None else None
@@ -207,11 +212,14 @@ class PackStore:
         self._publishing: list[tuple[Future, threading.Event]] = []
         self._publish_failed = False
 
+    @staticmethod
+    def index_cache_dir(index_cache: Path | None) -> Path | None:
+        return Path(index_cache) / "merged" if index_cache is not None else None
+
     def _reset_index(self) -> None:
         self._pack_names: list[str] = []
         self._pack_no: dict[str, int] = {}
-        self.pack_sizes: dict[str, int] = {}
-        self._index: dict[int, dict[bytes, Location]] = {CHUNK: {}, FILE_MANIFEST: {}, TREE_MANIFEST: {}}
+        self._table = ObjectTable(self.merged_dir)
         self._readers: dict[int, Callable[[int, int], bytes]] = {}
         self._fds: list[int] = []
         self._maps: list[mmap.mmap] = []
@@ -276,41 +284,50 @@ class PackStore:
     def refresh(self) -> int:
         """Load indexes published since the last call (by us or others); forget removed ones."""
         names = self.listed_packs()
+        added = 0
         with self._lock:
-            if set(self._pack_no) - set(names):
+            removed = set(self._pack_no) - set(names)
+            if removed:
                 self._close_readers()
+                self._table.drop_runs_with(removed)
                 self._reset_index()  # a gc removed packs: rebuild rather than serve stale locations
+            if not self._pack_no:
+                adopted = self._table.adopt_merged(set(names))
+                for pack in adopted or ():
+                    self._pack_no[pack] = len(self._pack_names)
+                    self._pack_names.append(pack)
+                    added += 1
             self._loaded = True
         todo = [n for n in names if n not in self._pack_no]
         if not todo:
-            return 0
+            return added
 
-        def load(pack: str) -> tuple[str, list[IndexEntry] | None, str | None]:
+        def load(pack: str) -> tuple[str, bytes | None, str | None]:
             data = self._read_index(pack)
             if data is None:
                 return pack, None, None
             try:
-                entries = decode_index(data, f"pack index {pack} ({self.name})")
+                check_index(data, f"pack index {pack} ({self.name})")
             except CorruptObjectError as exc:
                 return pack, None, str(exc)
             if index_name(data) != pack:
                 return pack, None, f"pack index {pack} ({self.name}): its checksum is {index_name(data)}"
-            return pack, entries, None
+            return pack, data, None
 
         if len(todo) > 1 and self.index_cache is not None:
             with ThreadPoolExecutor(max_workers=min(self.jobs * 2, 16)) as pool:
                 loaded = list(pool.map(load, todo))
         else:
             loaded = [load(n) for n in todo]
-        added = 0
         with self._lock:
-            for pack, entries, problem in loaded:
+            for pack, idx, problem in loaded:
                 if problem and problem not in self.problems:
                     self.problems.append(problem)
-                if entries is not None and pack not in self._pack_no:
-                    self._add_pack(pack, entries)
+                if idx is not None and pack not in self._pack_no:
+                    self._add_pack(pack, idx)
                     added += 1
         self._prune_index_cache(set(names))
+        self._merge_if_due()
         return added
 
     def _prune_index_cache(self, listed: set[str]) -> None:
@@ -327,18 +344,26 @@ class PackStore:
                 except OSError:
                     pass
 
-    def _add_pack(self, pack: str, entries: list[IndexEntry]) -> None:
+    def _add_pack(self, pack: str, idx: bytes) -> None:
+        """Make a published pack's objects findable (caller holds the lock; `idx` is intact)."""
         no = len(self._pack_names)
+        self._table.add_pack(no, idx)
         self._pack_names.append(pack)
         self._pack_no[pack] = no
-        index = self._index
-        end = 0
-        for e in entries:
-            table = index.get(e.type)
-            if table is not None:
-                table.setdefault(e.oid, (no, e.codec, e.offset, e.stored, e.raw))
-            end = max(end, e.offset + e.stored)
-        self.pack_sizes[pack] = end
+
+    def _merge_if_due(self) -> None:
+        """Fold recently added pack tables into the merged table (in the calling thread: a
+        merge of a million objects takes a second, which lookups must not wait for)."""
+        if self._table.needs_merge():
+            with self._lock:
+                names = list(self._pack_names)
+            self._table.merge(names)
+
+    def pack_bytes(self, pack: str) -> int:
+        """Bytes of a visible pack's records (0 if unknown)."""
+        self._ensure_loaded()
+        no = self._pack_no.get(pack)
+        return self._table.sizes.get(no, 0) if no is not None else 0
 
     def _ensure_loaded(self) -> None:
         if not self._loaded:
@@ -346,7 +371,7 @@ class PackStore:
 
     def has(self, typ: int, oid: bytes) -> bool:
         self._ensure_loaded()
-        return oid in self._index[typ] or (typ, oid) in self._pending
+        return self._table.get(typ, oid) is not None or (typ, oid) in self._pending
 
     def has_any(self, typ: int, oid: bytes) -> bool:
         """Like `has`, but rescans for packs other processes published meanwhile."""
@@ -354,11 +379,12 @@ class PackStore:
 
     def count(self) -> int:
         self._ensure_loaded()
-        return sum(len(d) for d in self._index.values())
+        return self._table.count()
 
-    def iter_ids(self, typ: int):
+    def iter_ids(self, typ: int) -> Iterator[bytes]:
+        """Each published id of a type once, in id order (streamed: not a list of millions)."""
         self._ensure_loaded()
-        return iter(list(self._index[typ]))
+        return self._table.iter_ids(typ)
 
     def pack_names(self) -> list[str]:
         self._ensure_loaded()
@@ -367,7 +393,7 @@ class PackStore:
     def location(self, typ: int, oid: bytes) -> tuple[str, int, int, int, int]:
         """(pack name, codec, offset, stored, raw) of a published object."""
         self._ensure_loaded()
-        loc = self._index[typ].get(oid)
+        loc = self._table.get(typ, oid)
         if loc is None:
             raise ObjectNotFoundError(to_oid(oid), where=self.name)
         no, c, off, stored, raw = loc
@@ -433,9 +459,9 @@ class PackStore:
 
     def _lookup(self, typ: int, oid: bytes):
         self._ensure_loaded()
-        loc = self._index[typ].get(oid)
+        loc = self._table.get(typ, oid)
         if loc is None and (typ, oid) not in self._pending and self.refresh():
-            loc = self._index[typ].get(oid)
+            loc = self._table.get(typ, oid)
         if loc is None:
             pending = self._pending.get((typ, oid))
             if pending is not None:
@@ -502,7 +528,7 @@ class PackStore:
             end = off + stored
             j = i + 1
             while j < len(keys) and end - off < COALESCE_LIMIT:
-                nloc = self._index[keys[j][0]].get(keys[j][1])
+                nloc = self._table.get(*keys[j])
                 if nloc is None or nloc[0] != no or not (end + RECORD.size <= nloc[2] <= end + RECORD.size + gap):
                     break
                 if record_size_error(keys[j][0], keys[j][1], nloc[3], nloc[4], "") is not None:
@@ -565,6 +591,7 @@ class PackStore:
                 self._writer = None
         if full:
             self._start_publish(writer)  # outside the lock: it may wait for a publish, which takes it
+            self._merge_if_due()
 
     def put_chunk(self, data, oid: bytes | None = None, encoder=None) -> tuple[bytes, bool]:
         """Store a chunk unless present.  Returns (oid, newly stored).
@@ -648,7 +675,7 @@ class PackStore:
         with self._lock:
             self.published += 1
             if name not in self._pack_no:
-                self._add_pack(name, writer.entries)
+                self._add_pack(name, idx)
             for key in [k for k, (w, _) in self._pending.items() if w is writer]:
                 del self._pending[key]
 
@@ -660,7 +687,8 @@ class PackStore:
         with self._lock:
             self.published += 1
             if name not in self._pack_no:
-                self._add_pack(name, decode_index(idx, f"pack index {name}"))
+                check_index(idx, f"pack index {name}")
+                self._add_pack(name, idx)
 
     def commit(self) -> None:
         """Publish everything written so far; on return it is durable and visible to others."""
@@ -673,6 +701,7 @@ class PackStore:
             self._wait_all(publishing)
         finally:
             self._publish_failed = False
+        self._merge_if_due()
 
     @staticmethod
     def _wait_all(publishing) -> None:

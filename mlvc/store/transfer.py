@@ -245,7 +245,7 @@ class _Transfer:
                 continue
             for item in items:
                 runs[item[0][0]].append(item)
-        total = sum(self.src.pack_sizes.get(p, 0) for p, _ in whole)
+        total = sum(self.src.pack_bytes(p) for p, _ in whole)
         total += sum(loc[3] for items in runs.values() for _k, loc, _w in items)
         total += sum(len(m[1]) for m in self.manifests.values())
         count = sum(len(i) for i in runs.values()) + sum(len(i) for _p, i in whole) + len(self.manifests)
@@ -268,7 +268,7 @@ class _Transfer:
     def _copy_whole(self, pack: str, need: int) -> bool:
         if not self.src_remote:
             return False  # a local pack costs nothing to read in parts; copying whole would copy garbage too
-        size = self.src.pack_sizes.get(pack, 0)
+        size = self.src.pack_bytes(pack)
         if not size or need < WHOLE_PACK_FRACTION * size:
             return False
         if not self.dst.closure_trusted:
@@ -360,7 +360,7 @@ class _Transfer:
                 raise wrap_os_error(exc, dst.name) from exc
             with self.lock:
                 self.result.objects += len(items)
-                self.result.bytes += src.pack_sizes.get(pack, 0)
+                self.result.bytes += src.pack_bytes(pack)
                 self.result.packs += 1
         finally:
             tmp.unlink(missing_ok=True)
