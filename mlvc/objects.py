@@ -16,7 +16,10 @@ Paths are validated whenever a tree is built or read: no absolute paths, no
 from __future__ import annotations
 
 import json
+import re
 import struct
+from array import array
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from .chunking import ChunkerParams
@@ -98,35 +101,146 @@ class TreeEntry:
     executable: bool = False
 
 
+class TreeEntries(Sequence):
+    """A tree's entries, kept packed (~60 bytes a file instead of ~250 as objects): paths in
+    one UTF-8 blob with offsets, sizes, ids and executable bits in arrays.  Indexing and
+    iterating build `TreeEntry` objects on the fly, so a million-file tree costs tens of MB."""
+
+    __slots__ = ("_paths", "_ends", "_sizes", "_ids", "_exec")
+
+    def __init__(self, paths: bytes, ends: array, sizes: array, ids: bytes, executable: bytes):
+        self._paths, self._ends, self._sizes, self._ids, self._exec = paths, ends, sizes, ids, executable
+
+    @classmethod
+    def pack(cls, entries) -> "TreeEntries":
+        paths, ends, sizes, ids, executable = bytearray(), array("Q"), array("Q"), bytearray(), bytearray()
+        for e in entries:
+            paths += e.path.encode("utf-8", "surrogateescape")
+            ends.append(len(paths))
+            sizes.append(e.size)
+            ids += e.file_id
+            executable.append(1 if e.executable else 0)
+        return cls(bytes(paths), ends, sizes, bytes(ids), bytes(executable))
+
+    def __len__(self) -> int:
+        return len(self._ends)
+
+    def path(self, i: int) -> str:
+        start = self._ends[i - 1] if i else 0
+        return self._paths[start:self._ends[i]].decode("utf-8", "surrogateescape")
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        n = len(self._ends)
+        if i < 0:
+            i += n
+        if not 0 <= i < n:
+            raise IndexError("tree entry index out of range")
+        return TreeEntry(self.path(i), self._sizes[i], self._ids[16 * i:16 * i + 16], bool(self._exec[i]))
+
+    def __iter__(self):
+        paths, ends, sizes, ids, executable = self._paths, self._ends, self._sizes, self._ids, self._exec
+        start = 0
+        for i, end in enumerate(ends):
+            yield TreeEntry(paths[start:end].decode("utf-8", "surrogateescape"), sizes[i],
+                            ids[16 * i:16 * i + 16], bool(executable[i]))
+            start = end
+
+    def __eq__(self, other) -> bool:
+        if isinstance(other, TreeEntries):
+            return (self._paths, self._ends, self._sizes, self._ids, self._exec) == (
+                other._paths, other._ends, other._sizes, other._ids, other._exec)
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash((self._paths, self._ids))
+
+    def total_size(self) -> int:
+        return sum(self._sizes)
+
+
+_TREE_HEAD = b'{"mlvc_tree":1,"hash":"xxh3-128","entries":['
+_TREE_TAIL = b"]}"
+# One entry exactly as `json.dumps(..., separators=(",", ":"), ensure_ascii=False)` writes it.
+_CANONICAL_ENTRY = re.compile(rb'\[("(?:[^"\\]|\\.)*"),(0|[1-9][0-9]*),"([0-9a-f]{32})",([01])\]')
+
+
+def _encode_entry(e: TreeEntry) -> bytes:
+    return json.dumps([e.path, e.size, e.file_id.hex(), int(e.executable)],
+                      separators=(",", ":"), ensure_ascii=False).encode("utf-8", "surrogateescape")
+
+
+class _NotCanonical(Exception):
+    """The bytes are not in the canonical encoding: the general parser decides."""
+
+
+def _parse_canonical(data: bytes, where: str) -> TreeEntries:
+    """The entries of a tree in the canonical encoding (sorted, no duplicates), packed as they
+    are read: never the whole JSON as objects.  Raises _NotCanonical on anything else."""
+    if not (data.startswith(_TREE_HEAD) and data.endswith(_TREE_TAIL)):
+        raise _NotCanonical
+    end = len(data) - len(_TREE_TAIL)
+    pos = len(_TREE_HEAD)
+    match = _CANONICAL_ENTRY.match
+    paths, ends, sizes, ids, executable = bytearray(), array("Q"), array("Q"), bytearray(), bytearray()
+    last = None
+    while pos < end:
+        m = match(data, pos)
+        if m is None:
+            raise _NotCanonical
+        raw_path, size, hexid, x = m.groups()
+        if b"\\" in raw_path:
+            path = json.loads(raw_path)
+            encoded = path.encode("utf-8", "surrogateescape")
+        else:
+            encoded = raw_path[1:-1]
+            path = encoded.decode("utf-8", "surrogateescape")
+        if last is not None and not last < path:
+            raise _NotCanonical  # out of order or a duplicate: the general path sorts or refuses
+        validate_relpath(path, where)
+        last = path
+        paths += encoded
+        ends.append(len(paths))
+        sizes.append(int(size))
+        ids += bytes.fromhex(hexid.decode())
+        executable.append(x[0] - 48)
+        pos = m.end()
+        if pos < end:
+            if data[pos] != 0x2C:  # ","
+                raise _NotCanonical
+            pos += 1
+            if pos == end:
+                raise _NotCanonical  # a trailing comma
+    return TreeEntries(bytes(paths), ends, sizes, bytes(ids), bytes(executable))
+
+
 @dataclass(frozen=True, slots=True)
 class TreeManifest:
-    entries: tuple[TreeEntry, ...]
+    entries: TreeEntries
 
     @classmethod
     def build(cls, entries) -> "TreeManifest":
-        ordered = tuple(sorted(entries, key=lambda e: e.path))
+        ordered = sorted(entries, key=lambda e: e.path)
         seen = None
         for e in ordered:
             validate_relpath(e.path)
             if e.path == seen:
                 raise UnsafePathError("manifest", f"duplicate path {e.path!r}")
             seen = e.path
-        return cls(ordered)
+        return cls(TreeEntries.pack(ordered))
 
     def encode(self) -> bytes:
-        doc = {
-            "mlvc_tree": TREE_FORMAT,
-            "hash": "xxh3-128",
-            "entries": [[e.path, e.size, e.file_id.hex(), int(e.executable)] for e in self.entries],
-        }
-        return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()
+        # Written entry by entry: the same bytes as json.dumps of the whole document, without
+        # building it as one list of lists first.
+        return _TREE_HEAD + b",".join(_encode_entry(e) for e in self.entries) + _TREE_TAIL
 
     def oid(self) -> bytes:
         return digest(self.encode())
 
     @property
     def size(self) -> int:
-        return sum(e.size for e in self.entries)
+        return self.entries.total_size()
 
     @classmethod
     def decode(cls, data: bytes, expect_id: bytes | None = None) -> "TreeManifest":
@@ -139,12 +253,10 @@ class TreeManifest:
             raise CorruptObjectError(where, "the cache", f"a tree of at most {MAX_TREE_ENTRIES} files",
                                      f"{n_entries} entries in {len(data)} bytes")
         try:
-            doc = json.loads(data)
-            if doc.get("mlvc_tree") != TREE_FORMAT:
-                raise CorruptObjectError(where, "the cache", f"tree format {TREE_FORMAT}",
-                                         str(doc.get("mlvc_tree")))
-            entries = [TreeEntry(validate_relpath(p, where), int(s), bytes.fromhex(h), bool(x))
-                       for p, s, h, x in doc["entries"]]
+            try:
+                return cls(_parse_canonical(data, where))
+            except _NotCanonical:
+                entries = cls._parse_json(data, where)
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
             if isinstance(exc, (CorruptObjectError, UnsafePathError)):
                 raise
@@ -153,3 +265,11 @@ class TreeManifest:
             if len(e.file_id) != 16:
                 raise CorruptObjectError(where, "the cache", "16-byte file ids", "another length")
         return cls.build(entries)
+
+    @staticmethod
+    def _parse_json(data: bytes, where: str) -> list[TreeEntry]:
+        doc = json.loads(data)
+        if doc.get("mlvc_tree") != TREE_FORMAT:
+            raise CorruptObjectError(where, "the cache", f"tree format {TREE_FORMAT}", str(doc.get("mlvc_tree")))
+        return [TreeEntry(validate_relpath(p, where), int(s), bytes.fromhex(h), bool(x))
+                for p, s, h, x in doc["entries"]]

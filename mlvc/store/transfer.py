@@ -24,6 +24,7 @@ from __future__ import annotations
 import os
 import threading
 import uuid
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -37,6 +38,8 @@ from .packstore import COALESCE_LIMIT, PACKS, PackStore, check_pack_file, wrap_o
 
 WHOLE_PACK_FRACTION = 0.5  # copy a remote pack whole when at least this share of its bytes is needed
 PHASES = (CHUNK, FILE_MANIFEST, TREE_MANIFEST)
+MANIFEST_BATCH = 8192  # manifests read (and decoded) at a time during a walk
+MANIFEST_KEEP_BYTES = 32 * 1024 * 1024  # manifests read during the walk kept for writing, at most
 
 Key = tuple[int, bytes]
 
@@ -118,6 +121,7 @@ class _Transfer:
         self.owners = _Owners()
         self.failed: set[int] = set()  # artifact numbers
         self.manifests: dict[Key, tuple[int, bytes, int]] = {}  # stored form of manifests read from src
+        self._kept_bytes = 0  # of those stored forms
         self.lock = threading.Lock()
         self.src_remote = not src.backend.capabilities.local_files
         self.whole_downloads = 0
@@ -143,11 +147,17 @@ class _Transfer:
             return self.dst.has(*key)
         return to_oid(key[1]) in self.dst.complete
 
-    def read_manifests(self, wanted: dict[Key, tuple[int, ...]]) -> dict[Key, bytes]:
-        """Bodies of manifests, from dst where it has them, else from src (batched reads)."""
+    def read_manifests(self, wanted: dict[Key, tuple[int, ...]]) -> Iterator[tuple[Key, bytes]]:
+        """(key, body) of manifests, from dst where it has them, else from src, a batch at a
+        time: a million file manifests are never all in memory at once."""
+        keys = list(wanted)
+        for i in range(0, len(keys), MANIFEST_BATCH):
+            yield from self._read_manifest_batch(keys[i:i + MANIFEST_BATCH], wanted).items()
+
+    def _read_manifest_batch(self, keys: list[Key], wanted: dict[Key, tuple[int, ...]]) -> dict[Key, bytes]:
         bodies: dict[Key, bytes] = {}
         from_src = []
-        for key, _who in wanted.items():
+        for key in keys:
             if self.dst.has(*key):
                 try:
                     bodies[key] = self.dst.get(*key)
@@ -165,8 +175,11 @@ class _Transfer:
                 self.fail(wanted[key], error)
                 continue
             bodies[key] = bytes(data)
-            if not self.dst.has(*key):
+            if not self.dst.has(*key) and self._kept_bytes < MANIFEST_KEEP_BYTES:
+                # kept to write without reading it again; past the budget it is copied from src
+                # in its phase like a chunk (by location), so memory stays bounded
                 self.manifests[key] = (c, bytes(payload), raw)
+                self._kept_bytes += len(payload)
         return bodies
 
     def _src_position(self, key: Key) -> tuple:
@@ -187,7 +200,7 @@ class _Transfer:
                 owners.reused.add(key)
                 continue
             (trees if key[0] == TREE_MANIFEST else files)[key] = (ai,)
-        for key, body in self.read_manifests(trees).items():
+        for key, body in self.read_manifests(trees):
             who = trees[key]
             try:
                 tree = TreeManifest.decode(body, key[1])
@@ -203,7 +216,7 @@ class _Transfer:
                     continue
                 cur = files.get(fkey)
                 files[fkey] = who if cur is None or cur is who else tuple(sorted(set(cur) | set(who)))
-        for key, body in self.read_manifests(files).items():
+        for key, body in self.read_manifests(files):
             who = files[key]
             try:
                 fm = FileManifest.decode(body, key[1])

@@ -359,3 +359,27 @@ def test_objects_of_a_pack_being_published_read_back_intact(tmp_path):
     store.commit()
     assert [store.get(CHUNK, o) for o in ids] == blobs
     store.close()
+
+
+def test_transfer_of_a_tree_larger_than_a_manifest_batch_and_the_keep_budget(tmp_path, monkeypatch):
+    """Manifests are read a batch at a time during the walk, and past the budget they are copied
+    from the source in their phase instead of being kept: the result is the same store."""
+    import mlvc.store.transfer as transfer_module
+
+    monkeypatch.setattr(transfer_module, "MANIFEST_BATCH", 7)
+    monkeypatch.setattr(transfer_module, "MANIFEST_KEEP_BYTES", 300)
+    src = PackStore(MemoryBackend(), scratch=tmp_path / "src", fsync=False, pack_size=1 << 14)
+    files = {f"d{i % 3}/f{i:03d}": os.urandom(50 + i) for i in range(40)}
+    files["same-a"] = files["same-b"] = b"shared content"
+    tid = add_tree(src, files)
+    src.commit()
+    dst = PackStore(MemoryBackend(), scratch=tmp_path / "dst", fsync=False, pack_size=1 << 14)
+    out = transfer(src, dst, [Artifact("ds", "dir", tid)])
+    assert out.done == ["ds"] and not out.failed
+    assert out.objects == 41 * 2 + 1  # one chunk and one manifest per distinct content, one tree
+    assert verify(dst).ok
+    tree = TreeManifest.decode(dst.get(TREE_MANIFEST, tid), tid)
+    assert len(tree.entries) == len(files)
+    for e in tree.entries:
+        fm = FileManifest.decode(dst.get(FILE_MANIFEST, e.file_id), e.file_id)
+        assert b"".join(dst.get(CHUNK, c) for c, _ in fm.chunks) == files[e.path]
