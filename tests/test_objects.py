@@ -1,4 +1,8 @@
+import json
+
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
 from mlvc.chunking import ChunkerParams
 from mlvc.errors import CorruptObjectError, UnsafePathError
@@ -39,3 +43,37 @@ def test_tree_id_is_independent_of_order_and_detects_tampering():
         TreeManifest.decode(evil)
     with pytest.raises(CorruptObjectError):
         TreeManifest.decode(evil, t1.oid())
+
+
+_segment = st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="/\0"),
+                   min_size=1, max_size=12).filter(lambda s: s not in (".", ".."))
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.lists(_segment, min_size=1, max_size=3), st.integers(0, 2**40), st.booleans()),
+                max_size=30, unique_by=lambda t: "/".join(t[0])))
+def test_packed_trees_encode_like_json_dumps_and_round_trip(files) -> None:
+    entries = [TreeEntry("/".join(parts), size, digest(f"{parts}".encode()), x) for parts, size, x in files]
+    for e in entries:
+        try:
+            validate_relpath(e.path)
+        except UnsafePathError:
+            assume(False)  # refused paths (a leading backslash, "C:...") have their own tests
+    tree = TreeManifest.build(entries)
+    doc = {"mlvc_tree": 1, "hash": "xxh3-128",
+           "entries": [[e.path, e.size, e.file_id.hex(), int(e.executable)] for e in sorted(entries, key=lambda e: e.path)]}
+    canonical = json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()
+    assert tree.encode() == canonical  # the ids of every tree ever written stay the same
+    back = TreeManifest.decode(canonical, digest(canonical))
+    assert list(back.entries) == sorted(entries, key=lambda e: e.path) and back == tree
+    # the same document written another way (spaces, unsorted) still reads, by the general parser
+    loose = json.dumps({**doc, "entries": list(reversed(doc["entries"]))}, indent=1).encode()
+    assert list(TreeManifest.decode(loose).entries) == list(tree.entries)
+
+
+def test_a_tree_listing_a_path_twice_is_refused_on_either_parser() -> None:
+    fid = digest(b"x")
+    body = (b'{"mlvc_tree":1,"hash":"xxh3-128","entries":[["a",1,"' + fid.hex().encode() + b'",0],["a",1,"'
+            + fid.hex().encode() + b'",0]]}')
+    with pytest.raises(UnsafePathError):
+        TreeManifest.decode(body)
