@@ -69,39 +69,41 @@ def gc(store: PackStore, live: Callable[[], set[Key]], result: GcResult, *, grac
     `live()` is called once the pack listing is taken; `more_live()` (optional) right before
     anything is deleted, for what concurrent writers made live meanwhile.  `keep_alive()` is
     called between steps that take time (e.g. to refresh a lock's lease)."""
+    # Memory stays bounded by the live set and one pack's index: packs' entries are read again
+    # where needed instead of being held for the whole store (a million objects).
     started = time.time()
     store.refresh()
-    candidates: dict[str, list[IndexEntry]] = {}
-    all_entries: dict[str, list[IndexEntry]] = {}
+    candidates: list[str] = []
     for name in store.listed_packs():  # packs published after this listing are never touched
         try:
-            entries = store.pack_entries(name)
             mtime = store.backend.mtime(f"{PACKS}{name}.pack")
         except MlvcError:
-            continue  # removed by another gc meanwhile, or unreadable: `verify` reports it
+            continue  # removed by another gc meanwhile: `verify` reports what is left
         result.packs_scanned += 1
-        all_entries[name] = entries
         if mtime is None or started - mtime < grace_s:
             result.packs_recent += 1
             continue
-        candidates[name] = entries
+        candidates.append(name)
     live_set = set(live())
 
-    def plan() -> tuple[list[PackPlan], dict[str, list[IndexEntry]]]:
-        plans, keeps = [], {}
-        for name, entries in candidates.items():
-            p, keep = _plan(name, entries, live_set)
+    def plan() -> list[PackPlan]:
+        plans = []
+        for name in candidates:
+            try:
+                entries = store.pack_entries(name)
+            except MlvcError:
+                continue  # removed by another gc meanwhile, or unreadable: `verify` reports it
+            p, _keep = _plan(name, entries, live_set)
             if p.dead_objects:
                 plans.append(p)
-                keeps[name] = keep
-        return plans, keeps
+        return plans
 
-    plans, keeps = plan()
+    plans = plan()
     if plans and not dry_run and more_live is not None:
         extra = more_live() - live_set
         if extra:
             live_set |= extra
-            plans, keeps = plan()
+            plans = plan()
     result.live_objects = len(live_set)
     result.plans = plans
     for p in plans:
@@ -112,13 +114,19 @@ def gc(store: PackStore, live: Callable[[], set[Key]], result: GcResult, *, grac
         return result
 
     rewritten = {p.name for p in plans}
-    elsewhere = {(e.type, e.oid) for name, entries in all_entries.items() if name not in rewritten for e in entries}
+
+    def kept_elsewhere(key: Key) -> bool:
+        # where the store finds it: a pack that stays.  (A copy in another pack that also goes is
+        # copied once: `copied`, below.)
+        return store.location(*key)[0] not in rewritten
+
     published_before = store.published
     copied: set[Key] = set()
     try:
         for p in plans:
-            wanted = [(e.type, e.oid) for e in keeps.get(p.name, ()) if (e.type, e.oid) not in elsewhere]
-            wanted = [k for k in wanted if k not in copied]
+            keep = [] if p.delete_whole else _plan(p.name, store.pack_entries(p.name), live_set)[1]
+            wanted = [(e.type, e.oid) for e in keep]
+            wanted = [k for k in wanted if k not in copied and not kept_elsewhere(k)]
             # Never carry a damaged object into a new pack (gc would launder the corruption): the
             # store checks each one as it reads it, and a failure stops gc before anything goes.
             for key, c, payload, raw, _data, error in store.iter_stored(wanted):
