@@ -67,16 +67,25 @@ class FileManifest:
         body = head + b"".join(_CHUNK_REF.pack(oid, n) for oid, n in self.chunks)
         return body + digest(body)
 
-    @classmethod
-    def decode(cls, data: bytes, expect_id: bytes | None = None) -> "FileManifest":
+    @staticmethod
+    def check_intact(data: bytes, expect_id: bytes | None = None) -> tuple:
+        """Check a manifest's checksum, format and content id (what a damaged or misplaced
+        record fails) without parsing its chunk list; its header fields."""
         oid_text = to_oid(expect_id) if expect_id else "file manifest"
         if len(data) < _FILE_HEAD.size + 16 or digest(data[:-16]) != data[-16:]:
             raise CorruptObjectError(oid_text, "the cache", "a valid file manifest", "damaged bytes")
-        magic, version, cid, size, mn, avg, mx, n = _FILE_HEAD.unpack_from(data, 0)
+        head = _FILE_HEAD.unpack_from(data, 0)
+        magic, version, cid = head[:3]
         if magic != FILE_MAGIC or version != FILE_FORMAT:
             raise CorruptObjectError(oid_text, "the cache", f"file manifest v{FILE_FORMAT}", f"v{version}")
         if expect_id is not None and cid != expect_id:
             raise CorruptObjectError(oid_text, "the cache", to_oid(expect_id), to_oid(cid))
+        return head
+
+    @classmethod
+    def decode(cls, data: bytes, expect_id: bytes | None = None) -> "FileManifest":
+        oid_text = to_oid(expect_id) if expect_id else "file manifest"
+        _magic, _version, cid, size, mn, avg, mx, n = cls.check_intact(data, expect_id)
         body = data[_FILE_HEAD.size:-16]
         if len(body) != n * _CHUNK_REF.size:
             raise CorruptObjectError(oid_text, "the cache", f"{n} chunk refs", "a truncated list")

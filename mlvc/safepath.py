@@ -94,6 +94,7 @@ class ContainedTree:
         self._fds[()] = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | getattr(os, "O_CLOEXEC", 0))
         self._tmp_parts = tmp
         self._tmp_dev: int | None = None
+        self._devs: dict[tuple[str, ...], int] = {}  # directory -> its file system, for temp_file
 
     # ------------------------------------------------------------ directories
     def _display(self, parts: tuple[str, ...]) -> str:
@@ -164,6 +165,8 @@ class ContainedTree:
         """Drop cached fds at or below `prefix` (after that directory was removed or replaced)."""
         for key in [k for k in self._fds if k and k[:len(prefix)] == prefix]:
             os.close(self._fds.pop(key))
+        for key in [k for k in self._devs if k[:len(prefix)] == prefix]:
+            del self._devs[key]
 
     def lstat(self, parts: tuple[str, ...]) -> os.stat_result | None:
         """lstat of `parts` (None if absent), its directories reached without following links."""
@@ -179,13 +182,20 @@ class ContainedTree:
     def _nearest_dev(self, parts: tuple[str, ...]) -> int:
         """The file system of the closest existing real directory at or above `parts` (a link
         there is replaced later, with --force, or refused when the file is placed)."""
+        dev = self._devs.get(parts)  # every file of a directory asks: one fstat per directory
+        if dev is not None:
+            return dev
+        asked = parts
         while True:
             try:
                 fd = self._dir(parts, False)
             except SymlinkInPathError:
                 fd = None
             if fd is not None:
-                return os.fstat(fd).st_dev
+                dev = os.fstat(fd).st_dev
+                # a directory still to be created will be made on this one's file system
+                self._devs[asked] = dev
+                return dev
             parts = parts[:-1]
 
     def temp_file(self, parts: tuple[str, ...]) -> tuple[tuple[str, ...], str, int]:

@@ -99,7 +99,8 @@ def decode_verify(typ: int, oid: bytes, c: int, payload, raw: int, where: str, c
     if typ == FILE_MANIFEST:
         data = bytes(data)
         try:
-            FileManifest.decode(data, oid)
+            # intact and the right object; its chunk list is checked by whoever parses it
+            FileManifest.check_intact(data, oid)
         except CorruptObjectError as exc:
             raise CorruptObjectError(name, where, exc.expected, exc.got) from None
     else:
