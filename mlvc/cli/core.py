@@ -354,6 +354,9 @@ def show(
 ):
     """What an artifact contains: its pointer, files, sizes and ids (and checkpoint provenance).
 
+    A checkpoint saved with `mlvc.torch.save` that is not tracked yet shows its birth
+    certificate from the file itself, marked untracked.
+
     Examples:
 
     \b
@@ -382,6 +385,10 @@ def show(
         value = info.get(key)
         if value is not None:
             echo(f"{key}: {human_size(value) if key == 'size' else value}")
+        if key == "path" and info.get("tracked") is False:
+            echo(f"tracked: no (run `mlvc add {target}` to track it)")
+    if info.get("provenance_error"):
+        echo(f"provenance: unreadable: {info['provenance_error']}")
     for key in ("modules", "meta", "provenance"):
         if info.get(key):
             echo(f"{key}:")
