@@ -153,6 +153,8 @@ def status(
                     echo(f"    {label}: {item}")
             if r.error:
                 echo(f"    note: {r.error}")
+            if r.hint:
+                echo(f"    hint: {r.hint}")
         if not results:
             echo("no tracked artifacts (use `mlvc add PATH`)")
     # an artifact that could not be compared at all (unreadable pointer, symlink, corrupt manifest)

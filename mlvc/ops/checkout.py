@@ -256,7 +256,7 @@ def _checkout_reporting(repo, t: Tracked, force: bool, progress: Progress, resul
                         tree: ContainedTree) -> None:
     """checkout_one, with its failure recorded in `result` instead of raised."""
     if t.ptr is None:
-        result.failed[t.display] = str(t.error)
+        result.failed[t.display] = str(t.error) + (f" ({t.error.hint})" if t.error.hint else "")
         result.failed_codes[t.display] = t.error.exit_code
         return
     try:

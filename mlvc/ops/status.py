@@ -28,6 +28,7 @@ class ArtifactStatus:
     modified: list[str] = field(default_factory=list)
     cache_complete: bool | None = None  # None: not checked
     error: str | None = None
+    hint: str | None = None  # the next command to run about `error`, when there is one
     # the exit code of the error that kept this artifact from being compared (a symlink on the
     # way, a corrupt manifest); None when the comparison ran
     failed_code: int | None = None
@@ -61,7 +62,7 @@ def current_oid(ptr_kind: str, ids: dict[str, tuple]) -> bytes | None:
 
 def status_one(repo, t: Tracked, check_cache: bool = True, progress: Progress = NULL) -> ArtifactStatus:
     if t.ptr is None:
-        return ArtifactStatus(t.display, t.rel_pointer, INVALID, error=str(t.error))
+        return ArtifactStatus(t.display, t.rel_pointer, INVALID, error=str(t.error), hint=t.error.hint)
     st = ArtifactStatus(t.display, t.rel_pointer, UNCHANGED)
     if check_cache:
         if t.ptr.oid in repo.store.complete:

@@ -131,3 +131,42 @@ def test_progress_bars_count_bytes_in_binary_units_as_the_summaries_do():
     assert "GiB" in rendered and "1.5/3.0 GiB" in rendered, rendered
     assert human_size(3 * 2**29) == "1.5 GiB"
     assert "GB" not in rendered.replace("GiB", "")
+
+
+def test_a_pointer_in_merge_conflict_names_both_ids_and_the_way_out(cli, repo_dir):
+    from helpers import git
+
+    write(repo_dir / "d" / "a.bin", b"a")
+    assert cli("add", "-q", "d").code == 0
+    commit(repo_dir, "v1")
+    git(repo_dir, "checkout", "-q", "-b", "feat")
+    write(repo_dir / "d" / "b.bin", b"b")
+    assert cli("add", "-q", "d").code == 0
+    commit(repo_dir, "feat adds b")
+    theirs = cli("show", "d", "--field", "id").out.strip()
+    git(repo_dir, "checkout", "-q", "main")
+    assert cli("checkout", "-q").code == 0
+    write(repo_dir / "d" / "c.bin", b"c")
+    assert cli("add", "-q", "d").code == 0
+    commit(repo_dir, "main adds c")
+    ours = cli("show", "d", "--field", "id").out.strip()
+    proc = __import__("subprocess").run(["git", "merge", "-q", "feat"], cwd=repo_dir, capture_output=True)
+    assert proc.returncode != 0 and b"<<<<<<<" in (repo_dir / "d.mlvc").read_bytes()
+
+    expected = f"unresolved git merge conflict: ours (HEAD) {ours}, theirs (feat) {theirs}"
+    hint = ("keep one side: `git checkout --ours d.mlvc` or `git checkout --theirs d.mlvc`, "
+            "then `git add d.mlvc` and `mlvc checkout d`")
+    r = cli("status")
+    assert r.code == 5 and expected in r.out and f"    hint: {hint}" in r.out.splitlines(), r
+    r = cli("show", "d")
+    assert r.code == 5 and r.err == f"error: invalid pointer file d.mlvc: {expected}\nhint: {hint}\n", r
+    r = cli("checkout")
+    assert r.code == 5 and expected in r.err and hint in r.err, r
+    assert sorted(p.name for p in (repo_dir / "d").iterdir()) == ["a.bin", "c.bin"]  # nothing touched
+
+    git(repo_dir, "checkout", "--theirs", "d.mlvc")  # what the hint says
+    git(repo_dir, "add", "d.mlvc")
+    assert cli("checkout", "-q", "d").code == 0
+    assert sorted(p.name for p in (repo_dir / "d").iterdir()) == ["a.bin", "b.bin"]
+    r = cli("status", "--exit-code")
+    assert r.code == 0 and r.out == "d: unchanged\n", r
