@@ -90,6 +90,17 @@ def scan(target: Path, display: str, leftovers: list[Path] | None = None) -> lis
     return out
 
 
+def scan_within(target: Path, display: str, inner: str, leftovers: list[Path] | None = None) -> list[FileStat]:
+    """The files at or below `inner` (a path inside the directory artifact at `target`), their
+    `rel` relative to the artifact root as `scan` gives them; [] when nothing is there.  The
+    caller has refused symlinked directories on the way (`safepath.refuse_links_above`)."""
+    path = target / inner
+    if not os.path.lexists(path):
+        return []
+    return [FileStat(f"{inner}/{f.rel}" if f.rel else inner, f.fspath, f.size, f.mtime_ns, f.ino, f.executable)
+            for f in scan(path, f"{display}/{inner}", leftovers)]
+
+
 def stat_signature(files: list[FileStat]) -> bytes | None:
     """xxh3-128 over every file's (path, size, mtime, inode, exec); None if any mtime is racy."""
     limit = time.time_ns() - RACY_NS

@@ -102,7 +102,7 @@ def add(
 
 @app.command()
 def status(
-    paths: List[Path] = typer.Argument(None, help="Artifacts to check (default: all)."),
+    paths: List[Path] = typer.Argument(None, help="Artifacts, or files inside one, to check (default: all)."),
     remote: bool = typer.Option(False, "--remote", help="Also report objects the remote lacks (not pushed)."),
     remote_name: Optional[str] = typer.Option(None, "--remote-name", help="Remote for --remote (default: "
                                               "the default remote)."),
@@ -271,7 +271,8 @@ def verify(
 @app.command()
 def checkout(
     targets: List[str] = typer.Argument(None, help="[REV] [PATH...]: a git revision to switch to first "
-                                        "(optional), then artifacts to restore (default: all)."),
+                                        "(optional), then artifacts, or files inside one, to restore "
+                                        "(default: all)."),
     force: bool = typer.Option(False, "--force", "-f", help="Overwrite or remove unsaved workspace changes."),
     to: Optional[Path] = typer.Option(None, "--to", help="Export the artifacts of REV into this directory "
                                       "instead (HEAD and the workspace stay as they are)."),
@@ -288,6 +289,7 @@ def checkout(
 
     \b
       mlvc checkout             # the workspace bytes match the pointers again
+      mlvc checkout models/m.bin      # just that file of the models/ artifact
       mlvc checkout v1 --to /tmp/v1   # export v1's artifacts, HEAD untouched
     """
     from ..ops.revcheckout import checkout_rev
@@ -318,12 +320,18 @@ def exit_code_for(result) -> int:
     return errors.EXIT_PARTIAL
 
 
+def _inside_tracked(arg: str) -> bool:
+    """A path inside a tracked directory (`models/m.bin` of `models.mlvc`), restored or not."""
+    p = Path(arg).absolute()
+    return any(a.with_name(a.name + ".mlvc").is_file() for a in p.parents if a != a.parent)
+
+
 def _split_rev(repo, targets: list[str]) -> tuple[str | None, list[str]]:
     """The first target is a revision when it is not a path in the workspace but git knows it."""
     if not targets:
         return None, []
     first = targets[0]
-    if Path(first).exists() or Path(first + ".mlvc").exists() or not repo.has_git:
+    if Path(first).exists() or Path(first + ".mlvc").exists() or not repo.has_git or _inside_tracked(first):
         return None, targets
     from ..git import GitRepo
 

@@ -20,7 +20,8 @@ REV = typer.Option([], "--rev", help="Use the pointers of this git revision (rep
                    "read from git, nothing is checked out.")
 ALL_COMMITS = typer.Option(False, "--all-commits", help="Use the pointers of every commit.")
 ALL_BRANCHES = typer.Option(False, "--all-branches", help="Use the pointers of every local branch head.")
-PATHS = typer.Argument(None, help="Artifacts (or their .mlvc pointers) to transfer (default: all).")
+PATHS = typer.Argument(None, help="Artifacts (or their .mlvc pointers) to transfer (default: all); for fetch "
+                       "and pull, a file inside a directory artifact moves just that file.")
 WAIT_LOCK = typer.Option(0.0, "--wait-lock", min=0, metavar="SECONDS",
                          help="If a `gc --remote` holds the remote's lock, wait up to SECONDS for it "
                          "(and print one message) instead of failing at once with exit 13.")

@@ -154,7 +154,7 @@ def _switch(repo, git, rev: str, paths, force: bool, progress: Progress) -> Chec
 
 def restore(repo, paths, force: bool, progress: Progress) -> CheckoutResult:
     """Checkout of the workspace's pointers, fetching objects the cache lacks from the default remote."""
-    fetch_error = prefetch(repo, None, select_safe(repo, paths), progress)
+    fetch_error = prefetch(repo, None, select_safe(repo, paths), progress, paths)
     result = checkout(repo, paths, force=force, progress=progress)
     explain_missing(repo, result, fetch_error)
     return result
@@ -162,13 +162,14 @@ def restore(repo, paths, force: bool, progress: Progress) -> CheckoutResult:
 
 def select_safe(repo, paths):
     try:
-        return [t.ptr for t in select(repo, paths) if t.ptr is not None]
+        return [t.ptr for t in select(repo, paths, within=True) if t.ptr is not None]
     except MlvcError:
         return []
 
 
-def prefetch(repo, rev: str | None, ptrs, progress: Progress) -> str | None:
-    """Fetch from the default remote when any selected artifact has objects the cache lacks."""
+def prefetch(repo, rev: str | None, ptrs, progress: Progress, paths=None) -> str | None:
+    """Fetch from the default remote when any selected artifact has objects the cache lacks:
+    what the workspace `paths` select (a path inside an artifact: that file's objects only)."""
     need = []
     for ptr in ptrs:
         if ptr.oid in repo.store.complete:
@@ -180,7 +181,7 @@ def prefetch(repo, rev: str | None, ptrs, progress: Progress) -> str | None:
             need.append(ptr)
     if not need:
         return None
-    return fetch_missing(repo, rev, None, progress)
+    return fetch_missing(repo, rev, paths if rev is None else None, progress)
 
 
 def missing_message(repo, base: str, fetch_error: str | None) -> str:
