@@ -137,3 +137,17 @@ def test_uninstall_removes_only_mlvc(hooked):
     assert mlvc("uninstall-hooks") == 0  # nothing left: still fine
     git(hooked, "checkout", "-q", "v1")
     assert (hooked / "model.bin").read_bytes() == b"v2" * 1000  # no longer restored
+
+
+def test_post_checkout_names_an_artifact_the_new_commit_does_not_track(hooked):
+    r = hooked
+    (r / "data").mkdir()
+    (r / "data" / "t.csv").write_text("x\n")
+    assert mlvc("add", "data") == 0
+    commit(r, "v3 adds data")
+    res = git_rc(r, "checkout", "-q", "v2")
+    assert res.returncode == 0, res.stderr
+    assert "mlvc: data is not tracked at this commit; left on disk and kept out of git" in res.stderr
+    assert (r / "data" / "t.csv").exists()
+    git(r, "add", "-A")
+    assert git(r, "status", "--porcelain") == ""

@@ -306,6 +306,9 @@ def checkout(
         if result.written_files or result.removed_files:
             echo(f"{result.written_files} files written ({human_size(result.written_bytes)}), "
                  f"{result.removed_files} removed")
+    if result.kept and not json_out:
+        echo(f"note: {', '.join(result.kept)}: not tracked at this commit; left on disk and kept out of git "
+             "(.git/info/exclude)", err=True)
     for name, msg in result.failed.items():
         echo(f"error: {name}: {msg}", err=True)
     if result.failed:

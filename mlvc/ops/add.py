@@ -196,6 +196,7 @@ def add_one(repo, path: str | Path, *, role: str | None = None, meta: dict | Non
             pointers.write(ptr_path, ptr, fsync=bool(repo.config.core.get("fsync", True)))
         if repo.has_git:
             ensure_ignored(target)
+            repo.keep_out_of_git([target])
     except OSError as exc:
         raise wrap_os_error(exc, f"the pointer {repo.rel(ptr_path)}") from exc
     lookup.flush()

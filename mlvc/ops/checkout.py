@@ -41,6 +41,8 @@ class CheckoutResult:
     written_files: int = 0
     written_bytes: int = 0
     removed_files: int = 0
+    # after switching commits: artifacts the new commit does not track, left on disk out of git
+    kept: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -254,6 +256,12 @@ def checkout(repo, paths=None, *, force: bool = False, progress: Progress = NULL
             if t.ptr is not None and t.rel_pointer in clashes:
                 t = Tracked(t.pointer_path, t.rel_pointer, None, clashes[t.rel_pointer], t.inner)
             _checkout_reporting(repo, t, force, progress, result, tree)
+    # what is now on disk stays out of git even at a commit without its pointer (mlvc.ignore)
+    held = {t.display: t.target for t in selected if t.ptr is not None and t.shown not in result.failed}
+    try:
+        repo.keep_out_of_git(held.values())
+    except OSError as exc:
+        raise wrap_os_error(exc, "the ignore file .git/info/exclude") from exc
     return result
 
 

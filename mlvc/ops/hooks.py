@@ -75,7 +75,9 @@ def run_hook(repo, name: str, args: list[str]) -> tuple[int, list[str]]:
         prev, new, flag = (list(args) + ["", "", ""])[:3]
         if flag != "1" or prev == new:
             return 0, messages  # a file checkout, or HEAD did not move
-        return _restore(repo, warn), messages
+        code = _restore(repo, warn)
+        _left_behind(repo, prev, warn)
+        return code, messages
     if name == "post-merge":
         return _restore(repo, warn), messages
     if name == "pre-push":
@@ -95,6 +97,25 @@ def _restore(repo, warn) -> int:
     for artifact, msg in result.failed.items():
         warn(f"mlvc: {artifact} not restored: {msg}")
     return 0  # post-checkout/post-merge cannot undo the git operation; report only
+
+
+def _left_behind(repo, prev: str, warn) -> None:
+    """Name the artifacts of the previous commit that the new one does not track: their bytes
+    stay on disk, kept out of git (so `git add -A` cannot commit a dataset)."""
+    from .. import pointer as pointers
+    from ..git import GitRepo
+    from .revcheckout import left_behind
+
+    git = GitRepo(repo.root)
+    try:
+        before = [p.path for p in pointers.pointers_at(git, prev) if p.ptr is not None]
+    except MlvcError:
+        return  # an unknown previous commit (a fresh clone's null sha): nothing was left
+    finally:
+        git.close()
+    for path in left_behind(repo, before):
+        warn(f"mlvc: {path} is not tracked at this commit; left on disk and kept out of git "
+             "(.git/info/exclude)")
 
 
 def _null():

@@ -145,11 +145,23 @@ def _switch(repo, git, rev: str, paths, force: bool, progress: Progress) -> Chec
             raise ConflictError(f"{shown}: modified in the workspace and never added; checking out {rev} "
                                 "would lose it", hint=f"run `mlvc add {unsaved[0]}` to keep it, "
                                                       "or `mlvc checkout --force`")
+    before = [t.display for t in select(repo) if t.ptr is not None]
     # Check out the exact commit when `rev` is not a branch, so that git detaches HEAD as it would.
     target = rev if rev in git.branch_heads() else sha
     with hooks_skipped():
         git.checkout(target, force=force)
-    return restore(repo, paths, force, progress)
+    result = restore(repo, paths, force, progress)
+    result.kept = left_behind(repo, before)
+    return result
+
+
+def left_behind(repo, before: list[str]) -> list[str]:
+    """Artifacts of `before` (repo-relative paths) that no pointer of the workspace names now but
+    that are still on disk: kept there, and out of git (`mlvc.ignore`), never left to be committed."""
+    now = {t.display for t in select(repo) if t.ptr is not None}
+    kept = [d for d in before if d not in now and os.path.lexists(repo.root / d)]
+    repo.keep_out_of_git(repo.root / d for d in kept)
+    return kept
 
 
 def restore(repo, paths, force: bool, progress: Progress) -> CheckoutResult:
