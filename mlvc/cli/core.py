@@ -67,29 +67,41 @@ def add(
     paths: List[Path] = typer.Argument(..., help="Files or directories to track."),
     role: Optional[str] = typer.Option(None, "--role", help="model, data or other (shown in manifests)."),
     meta: List[str] = typer.Option([], "--meta", help="KEY=VALUE recorded in the pointer (repeatable)."),
+    config: Optional[Path] = typer.Option(None, "--config", help="The config file that produced the data: "
+                                          "its path and hash are recorded (meta config, config_hash)."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="The sampling seed that produced the data (meta seed)."),
     quiet: bool = QUIET,
     json_out: bool = JSON,
 ):
     """Chunk and store PATHS in the cache; write PATH.mlvc pointers and git-ignore PATHS.
 
     Re-adding an unchanged path is near-instant (a hash cache skips unchanged files).
+    Re-adding changed data drops the config and seed recorded for the old bytes unless
+    --config/--seed are given again; a recorded config file that changed since is flagged.
 
     Examples:
 
     \b
       mlvc add checkpoints data/processed
       mlvc add model.pt --role model --meta lr=1e-3
+      mlvc add data/processed --role data --config configs/data.yaml --seed 7
     """
     from ..ops.add import add as add_op
+    from ..ops.data_meta import config_meta
     from ..pointer import ROLES
 
     if role is not None and role not in ROLES:
-        raise errors.MlvcError(f"--role must be one of {', '.join(ROLES)}")
+        raise errors.UsageError(f"--role must be one of {', '.join(ROLES)}")
     tracked_before = {q.resolve() for q in (Path(str(p).rstrip("/\\") + ".mlvc") for p in paths) if q.is_file()}
     with open_repo() as repo:
-        results = add_op(repo, [str(p) for p in paths], role=role, meta=_parse_meta(meta),
+        full_meta = {**config_meta(repo, config, seed), **_parse_meta(meta)}
+        results = add_op(repo, [str(p) for p in paths], role=role, meta=full_meta,
                          progress=progress_for(quiet or json_out))
         root = repo.root
+    for r in results:
+        for w in r.warnings:
+            if not quiet:
+                echo(f"warning: {w}", err=True)
     if json_out:
         emit_json([r.as_dict() for r in results])
     elif not quiet:
@@ -155,6 +167,8 @@ def status(
                 echo(f"    note: {r.error}")
             if r.hint:
                 echo(f"    hint: {r.hint}")
+            if r.config_changed:
+                echo(f"    note: {r.config_changed}")
         if not results:
             echo("no tracked artifacts (use `mlvc add PATH`)")
     # an artifact that could not be compared at all (unreadable pointer, symlink, corrupt manifest)

@@ -10,7 +10,7 @@ each naming objects that exist.  The user's files are only ever read.
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .. import pointer as pointers
@@ -25,6 +25,7 @@ from ..store.packs import CHUNK, FILE_MANIFEST, TREE_MANIFEST
 from ..store.packstore import wrap_os_error
 from ..workspace import FileStat, IdLookup, hash_file, same_stat, scan, stat_signature
 from .common import select
+from .data_meta import carry_over, config_drift
 
 _READ = 8 * 1024 * 1024
 
@@ -41,6 +42,7 @@ class AddResult:
     stored_bytes: int  # bytes they take in the cache (after compression)
     hashed_files: int  # files read (the rest came from the hash cache)
     changed: bool  # pointer differs from before
+    warnings: list[str] = field(default_factory=list)  # recorded meta dropped, a config changed since
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -181,8 +183,9 @@ def add_one(repo, path: str | Path, *, role: str | None = None, meta: dict | Non
             old = pointers.load(ptr_path, repo.rel(ptr_path))
         except MlvcError:
             old = None  # a broken pointer is simply replaced by a correct one
-    new_meta = dict(old.meta) if old and old.meta else {}
-    new_meta.update(meta or {})
+    new_meta, warnings = carry_over(old.meta if old else None, meta, old is not None and old.oid != to_oid(oid),
+                                    display)
+    warnings += filter(None, [config_drift(repo, new_meta, display)])
     if old is None or old.oid != to_oid(oid) or "modules" not in new_meta:
         from .modules import checkpoint_meta  # per-module ids; recomputed only when content changed
 
@@ -207,7 +210,7 @@ def add_one(repo, path: str | Path, *, role: str | None = None, meta: dict | Non
             repo.state.remember_signature(display, sig, to_oid(oid))
     return AddResult(display, repo.rel(ptr_path), kind, to_oid(oid), total, len(files),
                      store.stats["new_bytes"] - before_new["new_bytes"],
-                     store.stats["stored_bytes"] - before_new["stored_bytes"], hashed, changed)
+                     store.stats["stored_bytes"] - before_new["stored_bytes"], hashed, changed, warnings)
 
 
 def add(repo, paths, *, role: str | None = None, meta: dict | None = None,

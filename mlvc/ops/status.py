@@ -11,6 +11,7 @@ from ..objects import TreeEntry, TreeManifest
 from ..progress import NULL, Progress
 from ..safepath import refuse_links_above
 from ..workspace import IdLookup, scan, scan_within, stat_signature
+from .data_meta import config_drift
 from .common import Tracked, file_manifest, load_entries, missing_objects, overlapping, select
 
 UNCHANGED = "unchanged"
@@ -30,6 +31,7 @@ class ArtifactStatus:
     cache_complete: bool | None = None  # None: not checked
     error: str | None = None
     hint: str | None = None  # the next command to run about `error`, when there is one
+    config_changed: str | None = None  # the recorded config file changed since the data was added
     # the exit code of the error that kept this artifact from being compared (a symlink on the
     # way, a corrupt manifest); None when the comparison ran
     failed_code: int | None = None
@@ -66,7 +68,7 @@ def status_one(repo, t: Tracked, check_cache: bool = True, progress: Progress = 
         return ArtifactStatus(t.shown, t.rel_pointer, INVALID, error=str(t.error), hint=t.error.hint)
     if t.inner:
         return _status_within(repo, t, check_cache, progress)
-    st = ArtifactStatus(t.display, t.rel_pointer, UNCHANGED)
+    st = ArtifactStatus(t.display, t.rel_pointer, UNCHANGED, config_changed=config_drift(repo, t.ptr.meta, t.display))
     if check_cache:
         if t.ptr.oid in repo.store.complete:
             st.cache_complete = True
