@@ -67,8 +67,9 @@ def _git(repo):
 # ------------------------------------------------------------------ hook bodies
 
 
-def run_hook(repo, name: str, args: list[str]) -> tuple[int, list[str]]:
-    """(exit status git sees, messages for stderr) of hook `name`."""
+def run_hook(repo, name: str, args: list[str], progress=None) -> tuple[int, list[str]]:
+    """(exit status git sees, messages for stderr) of hook `name`; `progress` receives the
+    pre-push hook's transfer progress."""
     messages: list[str] = []
     warn = messages.append
     if name == "post-checkout":
@@ -81,7 +82,7 @@ def run_hook(repo, name: str, args: list[str]) -> tuple[int, list[str]]:
     if name == "post-merge":
         return _restore(repo, warn), messages
     if name == "pre-push":
-        return _pre_push(repo, warn), messages
+        return _pre_push(repo, warn, progress or _null()), messages
     if name == "pre-commit":
         return _pre_commit(repo, warn), messages
     raise MlvcError(f"unknown hook {name!r}")
@@ -124,7 +125,7 @@ def _null():
     return NULL
 
 
-def _pre_push(repo, warn) -> int:
+def _pre_push(repo, warn, progress) -> int:
     from .revcheckout import default_remote
 
     remote = default_remote(repo)
@@ -139,7 +140,7 @@ def _pre_push(repo, warn) -> int:
     from .push import push
 
     try:
-        result = push(repo)
+        result = push(repo, progress=progress)
         code = 1 if result.failed else 0
         for name, msg in result.failed.items():
             warn(f"mlvc: {name}: {msg}")
