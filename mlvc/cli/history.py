@@ -342,7 +342,8 @@ def bisect_run_cmd(
     from ..ops.bisect import bisect_run
 
     with open_repo() as repo:
-        result = bisect_run(repo, list(cmd), good=list(good) or None, bad=bad, reset=not keep, force=force)
+        result = bisect_run(repo, list(cmd), good=list(good) or None, bad=bad, reset=not keep, force=force,
+                            say=lambda line: echo(line, flush=True))
     if result.first_bad:
         echo(f"first bad commit: {result.first_bad} {result.first_bad_message or ''}".rstrip())
     if result.reset:

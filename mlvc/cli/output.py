@@ -11,9 +11,11 @@ from ..progress import Progress
 from ..units import human_size  # also re-exported for the commands
 
 
-def echo(text: str = "", err: bool = False) -> None:
+def echo(text: str = "", err: bool = False, flush: bool = False) -> None:
     stream = sys.stderr if err else sys.stdout
     stream.write(text + "\n")
+    if flush:
+        stream.flush()
 
 
 def emit_json(data) -> None:
