@@ -30,18 +30,23 @@ def init(path: str | Path | None = None, *, no_scm: bool = False) -> Repo:
 
 
 def add(paths, *, role: str | None = None, meta: dict | None = None, config=None, seed=None,
-        repo=None, progress: Progress = NULL):
+        follow_links: bool | None = None, repo=None, progress: Progress = NULL):
     """Add one path (returns its AddResult) or a list of paths (returns a list).
 
     `config` (a file path or a dict) and `seed` are recorded in the pointer's
     meta beside the content id, so a data version says what produced it.
+    `follow_links=True` stores what symlinks inside the repository point to (remembered in the
+    pointer); links pointing outside it are refused either way.
     """
     from .ops.add import add as _add
     from .ops.data_meta import config_meta
+    from .pointer import FOLLOW_LINKS
 
     r = _repo(repo)
     try:
         full_meta = {**config_meta(r, config, seed), **(meta or {})}
+        if follow_links is not None:
+            full_meta[FOLLOW_LINKS] = follow_links
         single = isinstance(paths, (str, Path))
         results = _add(r, [paths] if single else list(paths), role=role, meta=full_meta, progress=progress)
         return results[0] if single else results

@@ -68,6 +68,15 @@ class SymlinkInPathError(PathError):
     should be: refused, since following it could write outside the repository."""
 
 
+class LinksRefusedError(PathError):
+    """Symlinks where mlvc reads files: every one is listed in `links` (the message names the
+    first few and counts the rest)."""
+
+    def __init__(self, path: object, reason: str, *, links: list[str], hint: str | None = None):
+        super().__init__(path, reason, hint=hint)
+        self.links = links
+
+
 class PointerError(MlvcError, ValueError):
     """A pointer file (`*.mlvc`) that cannot be trusted."""
 

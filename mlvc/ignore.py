@@ -39,6 +39,20 @@ def ensure_ignored(target: Path) -> bool:
         return _append_line(gi, line)
 
 
+def not_ignored(root: Path, rel_paths: list[str]) -> list[str]:
+    """Those repo-relative paths git does not ignore (one `git check-ignore --stdin` for all)."""
+    import subprocess
+
+    if not rel_paths:
+        return []
+    proc = subprocess.run(["git", "check-ignore", "--stdin", "-z", "--no-index"], cwd=root,
+                          input="\0".join(rel_paths).encode() + b"\0", capture_output=True)
+    if proc.returncode not in (0, 1):  # 1: none of them is ignored
+        return []  # no git to ask: nothing to say
+    ignored = set(proc.stdout.decode("utf-8", "surrogateescape").split("\0"))
+    return [r for r in rel_paths if r not in ignored]
+
+
 def keep_excluded(exclude: Path, rel_paths) -> int:
     """Make sure each repo-relative path is in the mlvc block of the clone's `exclude` file
     (`.git/info/exclude`).  Returns how many lines it added; writes nothing when none."""

@@ -24,6 +24,9 @@ SUFFIX = ".mlvc"
 FORMAT_VERSION = 1
 ROLES = ("model", "data", "other")
 KINDS = ("file", "dir")
+# meta key: the artifact was added with --follow-links; its symlinks that resolve inside the
+# repository are read as what they point to (by add, status and checkout alike)
+FOLLOW_LINKS = "follow_links"
 
 
 # A strict reader for the YAML subset `PointerFile.to_yaml` writes (top-level keys, one level of

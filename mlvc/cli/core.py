@@ -70,6 +70,10 @@ def add(
     config: Optional[Path] = typer.Option(None, "--config", help="The config file that produced the data: "
                                           "its path and hash are recorded (meta config, config_hash)."),
     seed: Optional[int] = typer.Option(None, "--seed", help="The sampling seed that produced the data (meta seed)."),
+    follow_links: Optional[bool] = typer.Option(None, "--follow-links/--no-follow-links",
+                                                help="Store what symlinks inside the repository point to (a "
+                                                "Hugging Face cache snapshot); links pointing outside stay "
+                                                "refused. Remembered in the pointer for status and checkout."),
     quiet: bool = QUIET,
     json_out: bool = JSON,
 ):
@@ -85,16 +89,19 @@ def add(
       mlvc add checkpoints data/processed
       mlvc add model.pt --role model --meta lr=1e-3
       mlvc add data/processed --role data --config configs/data.yaml --seed 7
+      mlvc add --follow-links hf/models--gpt2/snapshots/607a30d7   # links into ../../blobs
     """
     from ..ops.add import add as add_op
     from ..ops.data_meta import config_meta
-    from ..pointer import ROLES
+    from ..pointer import FOLLOW_LINKS, ROLES
 
     if role is not None and role not in ROLES:
         raise errors.UsageError(f"--role must be one of {', '.join(ROLES)}")
     tracked_before = {q.resolve() for q in (Path(str(p).rstrip("/\\") + ".mlvc") for p in paths) if q.is_file()}
     with open_repo() as repo:
         full_meta = {**config_meta(repo, config, seed), **_parse_meta(meta)}
+        if follow_links is not None:
+            full_meta[FOLLOW_LINKS] = follow_links
         results = add_op(repo, [str(p) for p in paths], role=role, meta=full_meta,
                          progress=progress_for(quiet or json_out))
         root = repo.root

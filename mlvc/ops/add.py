@@ -24,7 +24,7 @@ from ..progress import NULL, Progress
 from ..store.packs import CHUNK, FILE_MANIFEST, TREE_MANIFEST
 from ..store.packstore import wrap_os_error
 from ..workspace import FileStat, IdLookup, hash_file, same_stat, scan, stat_signature
-from .common import select
+from .common import existing_meta, followed_link_warnings, links_root, select
 from .data_meta import carry_over, config_drift
 
 _READ = 8 * 1024 * 1024
@@ -131,7 +131,8 @@ def add_one(repo, path: str | Path, *, role: str | None = None, meta: dict | Non
     target = repo.resolve_user_path(path)
     display = repo.rel(target)
     _check_target(repo, target, display)
-    files = scan(target, display)
+    ptr_path = pointers.pointer_path_for(target)
+    files = scan(target, display, follow_within=links_root(repo, {**existing_meta(ptr_path), **(meta or {})}))
     kind = "file" if files and files[0].rel == "" else "dir"
     for fs in files:
         if fs.rel.endswith(pointers.SUFFIX):
@@ -176,7 +177,6 @@ def add_one(repo, path: str | Path, *, role: str | None = None, meta: dict | Non
     finally:
         progress.finish()
 
-    ptr_path = pointers.pointer_path_for(target)
     old = None
     if ptr_path.exists():
         try:
@@ -186,6 +186,8 @@ def add_one(repo, path: str | Path, *, role: str | None = None, meta: dict | Non
     new_meta, warnings = carry_over(old.meta if old else None, meta, old is not None and old.oid != to_oid(oid),
                                     display)
     warnings += filter(None, [config_drift(repo, new_meta, display)])
+    if links_root(repo, new_meta) is not None:
+        warnings += followed_link_warnings(repo, target, display, files)
     if old is None or old.oid != to_oid(oid) or "modules" not in new_meta:
         from .modules import checkpoint_meta  # per-module ids; recomputed only when content changed
 

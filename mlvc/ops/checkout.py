@@ -28,7 +28,7 @@ from ..safepath import ContainedTree, parts_below, refuse_links_above, remove_st
 from ..store.packs import FILE_MANIFEST, BackgroundWriter
 from ..store.packstore import wrap_os_error
 from ..workspace import IdLookup, scan, scan_within
-from .common import Tracked, file_manifest, load_entries, overlapping, select
+from .common import Tracked, file_manifest, links_root, load_entries, overlapping, select
 
 
 @dataclass
@@ -169,8 +169,9 @@ def checkout_one(repo, t: Tracked, force: bool, progress: Progress, result: Chec
             lookup = IdLookup(repo.hash_cache, t.display)
             expected_size = {e.path: e.size for e in entries}
             leftovers: list[Path] = []
-            files = scan_within(target, t.display, t.inner, leftovers) if t.inner else scan(target, t.display,
-                                                                                              leftovers)
+            follow = links_root(repo, ptr.meta)
+            files = (scan_within(target, t.display, t.inner, leftovers, follow) if t.inner
+                     else scan(target, t.display, leftovers, follow))
             for fs in files:
                 # A size mismatch is a change; hash only to learn whether mlvc knows the content.
                 fid = lookup.id_of(fs, f"{t.display}/{fs.rel}".rstrip("/"))

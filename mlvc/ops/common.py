@@ -81,6 +81,40 @@ def _inside_artifact(repo, pp: Path) -> tuple[Path, str] | None:
     return None
 
 
+def links_root(repo, *metas) -> Path | None:
+    """The repository root when any of these pointer metas asks to follow symlinks inside it
+    (`mlvc add --follow-links`), for `workspace.scan(follow_within=)`; None otherwise."""
+    return repo.root if any((m or {}).get(pointers.FOLLOW_LINKS) is True for m in metas) else None
+
+
+def followed_link_warnings(repo, target: Path, display: str, files) -> list[str]:
+    """A warning when files an artifact reads through symlinks live outside it and git does not
+    ignore them (a Hugging Face cache's `blobs/` beside `snapshots/`): `git add -A` would commit
+    the very bytes mlvc stores."""
+    import os
+
+    from ..ignore import not_ignored
+
+    inside = os.path.realpath(target)
+    outside = sorted({os.path.relpath(real, os.path.realpath(repo.root)) for real in
+                      (os.path.realpath(f.fspath) for f in files) if real != inside
+                      and not real.startswith(inside + os.sep)})
+    exposed = not_ignored(repo.root, outside) if repo.has_git else []
+    if not exposed:
+        return []
+    shown = ", ".join(exposed[:3]) + (f" and {len(exposed) - 3} more" if len(exposed) > 3 else "")
+    return [f"{display}: its links point to files git does not ignore ({shown}); `git add -A` would commit "
+            "them: add their directory to .gitignore"]
+
+
+def existing_meta(ptr_path: Path) -> dict:
+    """The meta of the pointer at `ptr_path`, {} when there is none (or it cannot be read)."""
+    try:
+        return pointers.load(ptr_path).meta if ptr_path.is_file() else {}
+    except MlvcError:
+        return {}
+
+
 def select(repo, paths=None, *, within: bool = False) -> list[Tracked]:
     """Pointers named by `paths` (artifact or pointer paths), or all pointers of the workspace.
 

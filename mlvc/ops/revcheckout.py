@@ -24,7 +24,7 @@ from ..safepath import ContainedTree
 from ..store.packstore import wrap_os_error
 from .checkout import CheckoutResult, checkout, materialize
 from .fetch import fetch
-from .common import path_selected, wanted_paths, load_entries, missing_objects, select
+from .common import links_root, path_selected, wanted_paths, load_entries, missing_objects, select
 
 # Set while mlvc itself runs `git checkout`, so the post-checkout hook does not restore twice.
 HOOK_SKIP_ENV = "MLVC_SKIP_HOOKS"
@@ -106,7 +106,8 @@ def unsaved_artifacts(repo) -> list[str]:
             continue
         try:
             lookup = IdLookup(repo.hash_cache, t.display)
-            ids = [lookup.id_of(fs, f"{t.display}/{fs.rel}".rstrip("/")) for fs in scan(t.target, t.display)]
+            files = scan(t.target, t.display, follow_within=links_root(repo, t.ptr.meta))
+            ids = [lookup.id_of(fs, f"{t.display}/{fs.rel}".rstrip("/")) for fs in files]
             lookup.flush()
         except MlvcError:
             unsaved.append(t.display)

@@ -12,7 +12,7 @@ from ..progress import NULL, Progress
 from ..safepath import refuse_links_above
 from ..workspace import IdLookup, scan, scan_within, stat_signature
 from .data_meta import config_drift
-from .common import Tracked, file_manifest, load_entries, missing_objects, overlapping, select
+from .common import Tracked, file_manifest, links_root, load_entries, missing_objects, overlapping, select
 
 UNCHANGED = "unchanged"
 MODIFIED = "modified"
@@ -45,7 +45,7 @@ class ArtifactStatus:
 def workspace_ids(repo, t: Tracked, files=None, progress: Progress = NULL) -> dict[str, tuple]:
     """{relative path: (file id, FileStat)} of the artifact's files (scanned now unless given)."""
     if files is None:
-        files = scan(t.target, t.display)
+        files = scan(t.target, t.display, follow_within=links_root(repo, t.ptr.meta))
     lookup = IdLookup(repo.hash_cache, t.display)
     out = {}
     for fs in files:
@@ -89,7 +89,7 @@ def status_one(repo, t: Tracked, check_cache: bool = True, progress: Progress = 
         st.state = MISSING
         return st
     try:
-        files = scan(t.target, t.display)
+        files = scan(t.target, t.display, follow_within=links_root(repo, t.ptr.meta))
         sig = stat_signature(files) if files and files[0].rel else None
         if sig is not None and repo.state.tree_for_signature(t.display, sig) == t.ptr.oid:
             return st
@@ -133,7 +133,7 @@ def _status_within(repo, t: Tracked, check_cache: bool, progress: Progress) -> A
     try:
         path = t.target / t.inner
         refuse_links_above(repo.root, path, t.shown)
-        files = scan_within(t.target, t.display, t.inner)
+        files = scan_within(t.target, t.display, t.inner, follow_within=links_root(repo, t.ptr.meta))
         ids = workspace_ids(repo, t, files, progress)
     except PathError as exc:
         st.state, st.error, st.failed_code = MODIFIED, str(exc), exc.exit_code
