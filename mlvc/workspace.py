@@ -52,7 +52,8 @@ def _links_refused(display: str, links: list[tuple[str, str]], following: bool) 
     more = f" and {len(links) - MAX_LINKS_NAMED} more" if len(links) > MAX_LINKS_NAMED else ""
     n = f"{len(links)} symlink{'s' if len(links) != 1 else ''}"
     if following:
-        return LinksRefusedError(display, f"{n} point{'s' if len(links) == 1 else ''} outside the repository (or nowhere, or into .git/.mlvc): "
+        verb = "points" if len(links) == 1 else "point"
+        return LinksRefusedError(display, f"{n} {verb} outside the repository (or nowhere, or into .git/.mlvc): "
                                  f"{shown}{more}; mlvc never reads outside the repository",
                                  links=[r for r, _ in links], hint="replace them by copies of what they point to")
     what = f"is a symlink (-> {links[0][1]})" if links[0][0] == "" else f"holds {n} ({shown}{more})"
