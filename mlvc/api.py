@@ -29,42 +29,24 @@ def init(path: str | Path | None = None, *, no_scm: bool = False) -> Repo:
     return Repo.init(path, no_scm=no_scm)
 
 
-def _config_meta(repo: Repo, config, seed) -> dict:
-    """Pointer meta recording what produced a data version: config path and hash, seed."""
-    meta: dict = {}
-    if config is not None:
-        from .hashing import digest, to_oid
-
-        if isinstance(config, dict):
-            import json
-
-            meta["config_hash"] = to_oid(digest(json.dumps(config, sort_keys=True).encode()))
-        else:
-            p = Path(config)
-            p = p if p.is_absolute() else Path.cwd() / p
-            from .errors import PathError
-
-            if not p.is_file():
-                raise PathError(config, "config file does not exist")
-            meta["config"] = repo.rel(p) if repo.root in p.absolute().parents else str(config)
-            meta["config_hash"] = to_oid(digest(p.read_bytes()))
-    if seed is not None:
-        meta["seed"] = seed
-    return meta
-
-
 def add(paths, *, role: str | None = None, meta: dict | None = None, config=None, seed=None,
-        repo=None, progress: Progress = NULL):
+        follow_links: bool | None = None, repo=None, progress: Progress = NULL):
     """Add one path (returns its AddResult) or a list of paths (returns a list).
 
     `config` (a file path or a dict) and `seed` are recorded in the pointer's
     meta beside the content id, so a data version says what produced it.
+    `follow_links=True` stores what symlinks inside the repository point to (remembered in the
+    pointer); links pointing outside it are refused either way.
     """
     from .ops.add import add as _add
+    from .ops.data_meta import config_meta
+    from .pointer import FOLLOW_LINKS
 
     r = _repo(repo)
     try:
-        full_meta = {**_config_meta(r, config, seed), **(meta or {})}
+        full_meta = {**config_meta(r, config, seed), **(meta or {})}
+        if follow_links is not None:
+            full_meta[FOLLOW_LINKS] = follow_links
         single = isinstance(paths, (str, Path))
         results = _add(r, [paths] if single else list(paths), role=role, meta=full_meta, progress=progress)
         return results[0] if single else results

@@ -68,6 +68,15 @@ class SymlinkInPathError(PathError):
     should be: refused, since following it could write outside the repository."""
 
 
+class LinksRefusedError(PathError):
+    """Symlinks where mlvc reads files: every one is listed in `links` (the message names the
+    first few and counts the rest)."""
+
+    def __init__(self, path: object, reason: str, *, links: list[str], hint: str | None = None):
+        super().__init__(path, reason, hint=hint)
+        self.links = links
+
+
 class PointerError(MlvcError, ValueError):
     """A pointer file (`*.mlvc`) that cannot be trusted."""
 
@@ -77,6 +86,25 @@ class PointerError(MlvcError, ValueError):
         super().__init__(f"invalid pointer file {pointer}: {reason}")
         self.pointer = pointer
         self.reason = reason
+
+
+class PointerConflictError(PointerError):
+    """A pointer with unresolved git merge conflict markers: both sides' ids are named, and the hint
+    says how to keep one (`ours`/`theirs` are git's words; `*_label` the names on the markers)."""
+
+    def __init__(self, pointer: object, ours: str | None, theirs: str | None, *, ours_label: str = "",
+                 theirs_label: str = "", file: str | None = None):
+        def side(name: str, label: str, oid: str | None) -> str:
+            return f"{name}{f' ({label})' if label else ''} {oid or 'with no readable id'}"
+
+        super().__init__(pointer, "unresolved git merge conflict: " + side("ours", ours_label, ours) + ", "
+                         + side("theirs", theirs_label, theirs))
+        self.ours, self.theirs = ours, theirs
+        self.ours_label, self.theirs_label = ours_label, theirs_label
+        self.file = file or str(pointer)
+        artifact = self.file[: -len(".mlvc")] if self.file.endswith(".mlvc") else self.file
+        self.hint = (f"keep one side: `git checkout --ours {self.file}` or `git checkout --theirs {self.file}`, "
+                     f"then `git add {self.file}` and `mlvc checkout {artifact}`")
 
 
 class UnsafePathError(PointerError):

@@ -1,4 +1,14 @@
-"""Keep tracked artifacts out of git: one `/name` line in the sibling `.gitignore`."""
+"""Keep tracked artifacts out of git, in two places.
+
+1. `/name` in the `.gitignore` beside the artifact: committed with the pointer, so every clone
+   ignores the artifact at every commit that tracks it.
+2. `/path/from/root` in this clone's own `.git/info/exclude` (a marked block; shared by the
+   clone's worktrees, never committed), for every artifact `add` or `checkout` put in the work
+   tree.  After `git checkout` of a commit from before the artifact was added, the committed
+   `.gitignore` line is gone with the pointer, but the bytes are still on disk: this line keeps
+   `git add -A` from committing a dataset into git.  Delete the line by hand if you mean to
+   commit that path to git after all.
+"""
 
 from __future__ import annotations
 
@@ -6,19 +16,103 @@ import fcntl
 import os
 from pathlib import Path
 
+BEGIN = "# >>> mlvc: artifacts this clone has held; kept out of git at every commit >>>"
+END = "# <<< mlvc <<<"
+
+
+def pattern(rel: str) -> str:
+    """The gitignore pattern that matches exactly the repo-relative POSIX path `rel` (anchored;
+    glob characters, a leading `#`/`!` and trailing spaces escaped)."""
+    out = "".join("\\" + c if c in "*?[\\" else c for c in rel)
+    stripped = out.rstrip(" ")
+    out = stripped + "\\ " * (len(out) - len(stripped))
+    return "/" + out
+
 
 def ensure_ignored(target: Path) -> bool:
     """Add `/<name>` to `<target's dir>/.gitignore` if absent.  Returns True when it wrote."""
     gi = target.parent / ".gitignore"
-    line = "/" + target.name
+    line = pattern(target.name)
     # Two `mlvc add` runs in one directory must not lose each other's line:
     # serialise the read-modify-write with an flock on the directory itself.
-    dir_fd = os.open(target.parent, os.O_RDONLY)
-    try:
-        fcntl.flock(dir_fd, fcntl.LOCK_EX)
+    with _dir_locked(target.parent):
         return _append_line(gi, line)
-    finally:
-        os.close(dir_fd)
+
+
+def not_ignored(root: Path, rel_paths: list[str]) -> list[str]:
+    """Those repo-relative paths git does not ignore (one `git check-ignore --stdin` for all)."""
+    import subprocess
+
+    if not rel_paths:
+        return []
+    proc = subprocess.run(["git", "check-ignore", "--stdin", "-z", "--no-index"], cwd=root,
+                          input="\0".join(rel_paths).encode() + b"\0", capture_output=True)
+    if proc.returncode not in (0, 1):  # 1: none of them is ignored
+        return []  # no git to ask: nothing to say
+    ignored = set(proc.stdout.decode("utf-8", "surrogateescape").split("\0"))
+    return [r for r in rel_paths if r not in ignored]
+
+
+def keep_excluded(exclude: Path, rel_paths) -> int:
+    """Make sure each repo-relative path is in the mlvc block of the clone's `exclude` file
+    (`.git/info/exclude`).  Returns how many lines it added; writes nothing when none."""
+    wanted = list(dict.fromkeys(pattern(r) for r in rel_paths))
+    if not wanted:
+        return 0
+    exclude.parent.mkdir(parents=True, exist_ok=True)
+    with _dir_locked(exclude.parent):
+        try:
+            text = exclude.read_text()
+        except FileNotFoundError:
+            text = ""
+        lines = text.splitlines()
+        if BEGIN in lines and END in lines[lines.index(BEGIN):]:
+            start = lines.index(BEGIN)
+            end = lines.index(END, start)
+        else:
+            if lines and lines[-1].strip():
+                lines.append("")
+            lines += [BEGIN, END]
+            start, end = len(lines) - 2, len(lines) - 1
+        have = set(lines[start + 1:end])
+        new = [w for w in wanted if w not in have]
+        if not new:
+            return 0
+        lines[end:end] = new
+        _write(exclude, "\n".join(lines) + "\n")
+        return len(new)
+
+
+def excluded(exclude: Path) -> list[str]:
+    """The patterns of the mlvc block of an exclude file."""
+    try:
+        lines = exclude.read_text().splitlines()
+    except FileNotFoundError:
+        return []
+    if BEGIN not in lines:
+        return []
+    start = lines.index(BEGIN)
+    end = lines.index(END, start) if END in lines[start:] else len(lines)
+    return lines[start + 1:end]
+
+
+class _dir_locked:
+    def __init__(self, directory: Path):
+        self.directory = directory
+
+    def __enter__(self):
+        self.fd = os.open(self.directory, os.O_RDONLY)
+        fcntl.flock(self.fd, fcntl.LOCK_EX)
+        return self
+
+    def __exit__(self, *exc):
+        os.close(self.fd)
+
+
+def _write(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
 
 
 def _append_line(gi: Path, line: str) -> bool:
@@ -30,7 +124,5 @@ def _append_line(gi: Path, line: str) -> bool:
         return False
     if text and not text.endswith("\n"):
         text += "\n"
-    tmp = gi.with_name(f".gitignore.tmp-{os.getpid()}")
-    tmp.write_text(text + line + "\n")
-    os.replace(tmp, gi)
+    _write(gi, text + line + "\n")
     return True

@@ -10,10 +10,12 @@
 * `git_state(path)` - commit / branch / dirty of the work tree, shared with
   `mlvc.torch.save`'s birth certificate.
 
-"Dirty" means uncommitted changes to tracked *code*: changes to pointer files
-(`*.mlvc`) and `.gitignore` files are artifacts mlvc itself writes (`mlvc add`
-before `git commit`) and are recorded separately as artifact ids, so they do
-not make a tree dirty here.
+"Code" is every file git tracks except what is not code (`NOT_CODE`, extended by the config key
+`lineage.not_code`): pointer files (`*.mlvc`), `.gitignore`/`.gitattributes` and `.mlvc/` are
+what mlvc itself writes and are recorded separately as artifact ids; YAML experiment files and
+docs are parameters and prose, recorded (when given) as params.  "Dirty" means uncommitted
+changes to code, and a checkpoint loads without a "different code" warning when only such
+files changed since it was saved.
 """
 
 from __future__ import annotations
@@ -25,9 +27,11 @@ from typing import Any
 from . import pointer as pointers
 from .errors import MlvcError
 
-# Files mlvc writes itself; their changes are artifact versions, not code changes.
-ARTIFACT_PATHSPECS = (":(exclude)*.mlvc", ":(exclude)*.gitignore")
-_META_KNOWN = ("config", "config_hash", "seed", "modules")
+# What is not code (git pathspec / fnmatch patterns, where `*` also matches `/`): files mlvc
+# writes itself (their changes are artifact versions), experiment configs and docs.
+NOT_CODE = ("*.mlvc", "*.gitignore", "*.gitattributes", ".mlvc/*", "*.yaml", "*.yml", "*.md", "*.rst",
+            "docs/*")
+_META_KNOWN = ("config", "config_hash", "seed", "modules", pointers.FOLLOW_LINKS)
 
 
 # ----------------------------------------------------------------- git state
@@ -39,8 +43,25 @@ def _git_repo(path: Path | str):
     return GitRepo(path)
 
 
-def changed_code_files(git) -> list[str]:
-    """Tracked files with uncommitted changes (staged or not), pointers and .gitignore excluded."""
+def not_code(path: Path | str) -> tuple[str, ...]:
+    """`NOT_CODE` plus the patterns of `lineage.not_code` in the config of the repository at `path`."""
+    from .repo import Repo
+
+    try:
+        extra = (Repo.find(Path(path)).config.data.get("lineage") or {}).get("not_code") or []
+    except MlvcError:
+        extra = []
+    return NOT_CODE + tuple(p for p in extra if isinstance(p, str) and p) if isinstance(extra, list) else NOT_CODE
+
+
+def is_code(name: str, patterns: tuple[str, ...] = NOT_CODE) -> bool:
+    from fnmatch import fnmatchcase
+
+    return not any(fnmatchcase(name, p) for p in patterns)
+
+
+def changed_code_files(git, patterns: tuple[str, ...] = NOT_CODE) -> list[str]:
+    """Tracked files with uncommitted changes (staged or not) that are code (`is_code`)."""
     out = git.run_git("status", "--porcelain=v1", "--untracked-files=no", "-z")
     files = []
     entries = iter(out.split("\0"))
@@ -50,9 +71,8 @@ def changed_code_files(git) -> list[str]:
         status, name = entry[:2], entry[3:]
         if "R" in status or "C" in status:
             next(entries, None)  # the rename source follows as its own field
-        if name.endswith(pointers.SUFFIX) or name.rsplit("/", 1)[-1] == ".gitignore":
-            continue
-        files.append(name)
+        if is_code(name, patterns):
+            files.append(name)
     return sorted(files)
 
 
@@ -79,7 +99,7 @@ def git_state(path: Path | str = ".") -> dict[str, Any]:
         if state["commit"] is None:
             state["commit_reason"] = "the repository has no commits yet"
         try:
-            files = changed_code_files(git)
+            files = changed_code_files(git, not_code(path))
         except MlvcError as exc:
             state["dirty_reason"] = str(exc)
             return state
@@ -93,7 +113,7 @@ def git_state(path: Path | str = ".") -> dict[str, Any]:
 
 
 def code_differs(path: Path | str, commit: str) -> bool | None:
-    """Whether tracked code at HEAD differs from `commit` (pointer/.gitignore changes ignored).
+    """Whether tracked code at HEAD differs from `commit` (changes to what is not code ignored).
 
     None when it cannot be told (no git, unknown commit).
     """
@@ -108,10 +128,11 @@ def code_differs(path: Path | str, commit: str) -> bool | None:
         if head == commit:
             return False
         try:
-            out = git.run_git("diff", "--name-only", commit, head, "--", ".", *ARTIFACT_PATHSPECS)
+            out = git.run_git("diff", "--name-only", "-z", commit, head)
         except MlvcError:
             return None
-        return bool(out.strip())
+        patterns = not_code(path)
+        return any(is_code(name, patterns) for name in out.split("\0") if name)
     finally:
         git.close()
 

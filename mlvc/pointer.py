@@ -16,7 +16,7 @@ from typing import NamedTuple
 
 from . import safeyaml
 from .chunking import ChunkerParams
-from .errors import MlvcError, PointerError, UnsafePathError
+from .errors import MlvcError, PointerConflictError, PointerError, UnsafePathError
 from .hashing import ALGORITHM, is_oid
 from .objects import validate_relpath
 
@@ -24,6 +24,9 @@ SUFFIX = ".mlvc"
 FORMAT_VERSION = 1
 ROLES = ("model", "data", "other")
 KINDS = ("file", "dir")
+# meta key: the artifact was added with --follow-links; its symlinks that resolve inside the
+# repository are read as what they point to (by add, status and checkout alike)
+FOLLOW_LINKS = "follow_links"
 
 
 # A strict reader for the YAML subset `PointerFile.to_yaml` writes (top-level keys, one level of
@@ -35,6 +38,7 @@ _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_./:-]*[A-Za-z0-9_]|[A-Za-z_]")
 _YAML_WORDS = {"y", "n", "yes", "no", "on", "off", "true", "false", "null", "nan", "inf"}
 _LINE = re.compile(r"^( {0,2})([A-Za-z_][A-Za-z0-9_]*):(?: (.*))?$")
 _CONFLICT = re.compile(rb"^(<<<<<<<|>>>>>>>)( |$)", re.MULTILINE)
+_ID_LINE = re.compile(r"^id: *['\"]?(xxh128:[0-9a-f]{32})", re.MULTILINE)
 # Per-module ids of a large model fit many times over; a 50 MB "pointer" is refused unread.
 MAX_POINTER_BYTES = 4 * 1024 * 1024
 
@@ -104,7 +108,9 @@ class PointerFile:
         return yaml.safe_dump(doc, sort_keys=False, default_flow_style=False, allow_unicode=True)
 
     @classmethod
-    def parse(cls, text: str | bytes, where: str) -> "PointerFile":
+    def parse(cls, text: str | bytes, where: str, file: str | None = None) -> "PointerFile":
+        """`where` names the pointer in messages; `file`, its workspace path, for the commands a hint
+        gives (default: `where`)."""
         data = text if isinstance(text, bytes) else text.encode()
         if len(data) > MAX_POINTER_BYTES:
             raise PointerError(where, f"{len(data)} bytes, more than the {MAX_POINTER_BYTES} a pointer may have")
@@ -114,9 +120,7 @@ class PointerFile:
             doc = None
         if doc is None:
             if _CONFLICT.search(data):
-                raise PointerError(where, "has unresolved git merge conflict markers (<<<<<<< ... >>>>>>>); "
-                                          "resolve the merge: keep one side, or re-run `mlvc add` on the "
-                                          "artifact, then `git add` the pointer")
+                raise conflict_error(data, where, file)
             try:
                 doc = safeyaml.load(data, MAX_POINTER_BYTES)
             except safeyaml.YamlRefused as exc:
@@ -156,6 +160,50 @@ class PointerFile:
         return cls(path, kind, oid, size, files, chunker, role, meta)
 
 
+def conflict_sides(data: bytes) -> tuple[bytes, bytes, str, str]:
+    """(ours, theirs, ours label, theirs label) of a file with git merge conflict markers: each side
+    is the text outside the conflicts plus that side's lines (diff3's `|||||||` base is dropped)."""
+    ours: list[bytes] = []
+    theirs: list[bytes] = []
+    labels = ["", ""]
+    state = None  # None: common text; "ours", "base", "theirs": inside a conflict
+    for line in data.splitlines(keepends=True):
+        marker = line[:7]
+        if marker == b"<<<<<<<" and line[7:8] in (b" ", b"\n", b"\r", b""):
+            state, labels[0] = "ours", line[8:].decode("utf-8", "replace").strip()
+        elif marker == b"|||||||" and state == "ours":
+            state = "base"
+        elif marker == b"=======" and state in ("ours", "base"):
+            state = "theirs"
+        elif marker == b">>>>>>>" and state == "theirs":
+            state, labels[1] = None, line[8:].decode("utf-8", "replace").strip()
+        elif state is None:
+            ours.append(line)
+            theirs.append(line)
+        elif state == "ours":
+            ours.append(line)
+        elif state == "theirs":
+            theirs.append(line)
+    return b"".join(ours), b"".join(theirs), labels[0], labels[1]
+
+
+def _side_id(side: bytes, where: str) -> str | None:
+    if not _CONFLICT.search(side):  # stray markers left (nested or broken conflicts): the id line only
+        try:
+            return PointerFile.parse(side, where).oid
+        except MlvcError:
+            pass
+    m = _ID_LINE.search(side.decode("utf-8", "replace"))
+    return m.group(1) if m else None
+
+
+def conflict_error(data: bytes, where: str, file: str | None = None) -> PointerConflictError:
+    """The typed error for a pointer with conflict markers, naming both sides' ids."""
+    ours, theirs, ours_label, theirs_label = conflict_sides(data)
+    return PointerConflictError(where, _side_id(ours, where), _side_id(theirs, where), ours_label=ours_label,
+                                theirs_label=theirs_label, file=file)
+
+
 def pointer_path_for(target: Path) -> Path:
     return target.with_name(target.name + SUFFIX)
 
@@ -169,7 +217,7 @@ def load(pointer: Path, display: str | None = None) -> PointerFile:
         raise PointerError(where, "file not found") from None
     except OSError as exc:
         raise PointerError(where, exc.strerror or str(exc)) from None
-    return PointerFile.parse(text, where)
+    return PointerFile.parse(text, where, display)
 
 
 def target_of(pointer_path: Path, ptr: PointerFile) -> Path:
@@ -230,7 +278,7 @@ def pointers_at(git, rev: str, label: str | None = None) -> list[PointerAt]:
             continue
         data = git.read_blob(rev, rel)
         try:
-            ptr = PointerFile.parse(data or b"", f"{rel} at {label or rev}")
+            ptr = PointerFile.parse(data or b"", f"{rel} at {label or rev}", rel)
         except MlvcError as exc:
             out.append(PointerAt(rel, rel[: -len(SUFFIX)], None, exc))
             continue

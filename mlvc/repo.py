@@ -124,6 +124,20 @@ class Repo:
         return (self.root / ".git").exists()
 
     @cached_property
+    def exclude_file(self) -> Path | None:
+        """This clone's own ignore file, `info/exclude` of the git directory its worktrees share
+        (`mlvc.ignore.keep_excluded`); None without git."""
+        common = git_common_dir(self.root) if self.has_git else None
+        return common / "info" / "exclude" if common is not None else None
+
+    def keep_out_of_git(self, targets) -> None:
+        """Keep these artifact paths (absolute) ignored in this clone at every commit."""
+        if self.exclude_file is not None:
+            from .ignore import keep_excluded
+
+            keep_excluded(self.exclude_file, [self.rel(Path(t)) for t in targets])
+
+    @cached_property
     def cache_dir(self) -> Path:
         configured = None
         if (self.dot / "config").exists():

@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import FileChangedError, PathError
+from .errors import FileChangedError, LinksRefusedError, PathError
 from .hashing import hasher
 from .safepath import is_restore_temp
 
@@ -44,12 +44,48 @@ def _file_stat(rel: str, path, st: os.stat_result) -> FileStat:
     return FileStat(rel, os.fspath(path), st.st_size, st.st_mtime_ns, st.st_ino, bool(st.st_mode & 0o111))
 
 
-def scan(target: Path, display: str, leftovers: list[Path] | None = None) -> list[FileStat]:
+MAX_LINKS_NAMED = 5  # a refusal names this many links, then counts the rest
+
+
+def _links_refused(display: str, links: list[tuple[str, str]], following: bool) -> LinksRefusedError:
+    shown = ", ".join(f"{rel or display} -> {dest}" for rel, dest in links[:MAX_LINKS_NAMED])
+    more = f" and {len(links) - MAX_LINKS_NAMED} more" if len(links) > MAX_LINKS_NAMED else ""
+    n = f"{len(links)} symlink{'s' if len(links) != 1 else ''}"
+    if following:
+        verb = "points" if len(links) == 1 else "point"
+        return LinksRefusedError(display, f"{n} {verb} outside the repository (or nowhere, or into .git/.mlvc): "
+                                 f"{shown}{more}; mlvc never reads outside the repository",
+                                 links=[r for r, _ in links], hint="replace them by copies of what they point to")
+    what = f"is a symlink (-> {links[0][1]})" if links[0][0] == "" else f"holds {n} ({shown}{more})"
+    return LinksRefusedError(display, f"{what}; mlvc tracks file contents, not links",
+                             links=[r for r, _ in links],
+                             hint=f"`mlvc add --follow-links {display}` stores what links inside the repository "
+                                  "point to (a Hugging Face cache snapshot, say); or replace them by copies")
+
+
+def _inside(root_real: str, path: str) -> str | None:
+    """The real path of `path` when it resolves to an existing file or directory inside the
+    repository (not inside .git or .mlvc), else None."""
+    real = os.path.realpath(path)
+    rel = os.path.relpath(real, root_real)
+    if rel == "." or rel.startswith(".." + os.sep) or rel == ".." or rel.split(os.sep, 1)[0] in (".git", ".mlvc"):
+        return None
+    return real if os.path.exists(real) else None
+
+
+def scan(target: Path, display: str, leftovers: list[Path] | None = None,
+         follow_within: Path | None = None) -> list[FileStat]:
     """List the regular files of an artifact (a file or a directory), sorted by relative path.
 
     Temp files a killed restore left inside the directory (`.NAME.mlvc-tmp-PID-*`) are not the
     user's files: they are skipped (so `add` never records them and `status` never counts them)
-    and, when `leftovers` is given, appended to it for the caller to remove."""
+    and, when `leftovers` is given, appended to it for the caller to remove.
+
+    Symlinks are refused, all of them named in one error (`LinksRefusedError`), unless
+    `follow_within` (the repository root) is given: then a link that resolves to a file or
+    directory inside it is read as what it points to, and only links pointing elsewhere are
+    refused."""
+    root_real = os.path.realpath(follow_within) if follow_within is not None else None
     try:
         st = os.lstat(target)
     except FileNotFoundError:
@@ -57,12 +93,17 @@ def scan(target: Path, display: str, leftovers: list[Path] | None = None) -> lis
     except PermissionError:
         raise PathError(display, "permission denied") from None
     if statmod.S_ISLNK(st.st_mode):
-        raise PathError(display, "is a symlink; mlvc tracks file contents, not links (add the link's target)")
+        dest = os.readlink(target)
+        if root_real is None or _inside(root_real, target) is None:
+            raise _links_refused(display, [("", dest)], root_real is not None)
+        st = os.stat(target)
     if statmod.S_ISREG(st.st_mode):
         return [_file_stat("", target, st)]
     if not statmod.S_ISDIR(st.st_mode):
         raise PathError(display, "is not a regular file or directory")
     out: list[FileStat] = []
+    refused: list[tuple[str, str]] = []
+    seen_dirs = {os.path.realpath(target)} if root_real is not None else set()
     stack = [(target, "")]
     while stack:
         d, prefix = stack.pop()
@@ -78,16 +119,40 @@ def scan(target: Path, display: str, leftovers: list[Path] | None = None) -> lis
                         leftovers.append(Path(e.path))
                     continue
                 if e.is_symlink():
-                    raise PathError(f"{display}/{rel}", "is a symlink inside the directory; mlvc tracks "
-                                    "file contents, not links (replace it by a copy or remove it)")
-                if e.is_dir(follow_symlinks=False):
+                    real = _inside(root_real, e.path) if root_real is not None else None
+                    if real is None:
+                        refused.append((f"{display}/{rel}", os.readlink(e.path)))
+                    elif os.path.isdir(real):
+                        if real not in seen_dirs:  # a link back up the tree would loop
+                            seen_dirs.add(real)
+                            stack.append((e.path, rel + "/"))
+                    elif os.path.isfile(real):
+                        out.append(_file_stat(rel, e.path, os.stat(e.path)))
+                    else:
+                        refused.append((f"{display}/{rel}", os.readlink(e.path)))
+                elif e.is_dir(follow_symlinks=False):
                     stack.append((e.path, rel + "/"))
                 elif e.is_file(follow_symlinks=False):
                     out.append(_file_stat(rel, e.path, e.stat(follow_symlinks=False)))
                 else:
                     raise PathError(f"{display}/{rel}", "is not a regular file (fifo, socket or device)")
+    if refused:
+        refused.sort()
+        raise _links_refused(display, refused, root_real is not None)
     out.sort(key=lambda f: f.rel)
     return out
+
+
+def scan_within(target: Path, display: str, inner: str, leftovers: list[Path] | None = None,
+                follow_within: Path | None = None) -> list[FileStat]:
+    """The files at or below `inner` (a path inside the directory artifact at `target`), their
+    `rel` relative to the artifact root as `scan` gives them; [] when nothing is there.  The
+    caller has refused symlinked directories on the way (`safepath.refuse_links_above`)."""
+    path = target / inner
+    if not os.path.lexists(path):
+        return []
+    return [FileStat(f"{inner}/{f.rel}" if f.rel else inner, f.fspath, f.size, f.mtime_ns, f.ino, f.executable)
+            for f in scan(path, f"{display}/{inner}", leftovers, follow_within)]
 
 
 def stat_signature(files: list[FileStat]) -> bytes | None:

@@ -98,3 +98,21 @@ def test_ctrl_c_ends_the_session(history):
     assert not bisect_active(repo)
     assert git(repo, "branch", "--show-current").strip() == "main"
     assert (repo / "model.bin").read_bytes().startswith(b"bad7")
+
+
+def test_bisect_output_is_clean(history):
+    """No wrapper command echoed, no "first bad commitfirst bad commit:" run-on, no commit dump."""
+    import shlex
+
+    repo, shas = history
+    cmd = [sys.executable, "-c", EVAL]
+    res = mlvc_cli(repo, "bisect", "run", "--bad", "HEAD", "--good", shas[0], "--", *cmd)
+    assert res.code == 0, res
+    lines = res.out.splitlines()
+    assert lines[-2:] == [f"first bad commit: {shas[5]} step 5",
+                          "bisect session ended (git bisect reset); artifacts restored"], res.out
+    steps = [line for line in lines if line.startswith("running ")]
+    assert steps and all(line == f"running {shlex.join(cmd)}" for line in steps), res.out
+    assert "step_main" not in res.out and "Author:" not in res.out and res.out.count("first bad commit") == 1
+    assert any(line.startswith("Bisecting: ") for line in lines)
+    assert any(line.startswith("[") and "] step " in line for line in lines)  # which commit is tested

@@ -137,3 +137,54 @@ def test_uninstall_removes_only_mlvc(hooked):
     assert mlvc("uninstall-hooks") == 0  # nothing left: still fine
     git(hooked, "checkout", "-q", "v1")
     assert (hooked / "model.bin").read_bytes() == b"v2" * 1000  # no longer restored
+
+
+def test_post_checkout_names_an_artifact_the_new_commit_does_not_track(hooked):
+    r = hooked
+    (r / "data").mkdir()
+    (r / "data" / "t.csv").write_text("x\n")
+    assert mlvc("add", "data") == 0
+    commit(r, "v3 adds data")
+    res = git_rc(r, "checkout", "-q", "v2")
+    assert res.returncode == 0, res.stderr
+    assert "mlvc: data is not tracked at this commit; left on disk and kept out of git" in res.stderr
+    assert (r / "data" / "t.csv").exists()
+    git(r, "add", "-A")
+    assert git(r, "status", "--porcelain") == ""
+
+
+def test_git_push_says_when_the_remote_does_not_answer_and_ctrl_c_stops_it(hooked, tmp_path):
+    import selectors
+    import signal
+    import socket
+    import time
+
+    silent = socket.create_server(("127.0.0.1", 0))  # accepts (the kernel's backlog), never answers
+    try:
+        r = hooked
+        assert mlvc("remote", "add", "origin", "s3://bucket/proj", "--endpoint-url",
+                    f"http://127.0.0.1:{silent.getsockname()[1]}", "--region", "us-east-1", "--default", "-q") == 0
+        git(tmp_path, "init", "-q", "--bare", "upstream.git")
+        git(r, "remote", "add", "up", str(tmp_path / "upstream.git"))
+        proc = subprocess.Popen(["git", "push", "-q", "up", "main"], cwd=r, env=dict(os.environ, **GIT_ENV),
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+        try:
+            sel = selectors.DefaultSelector()
+            sel.register(proc.stderr, selectors.EVENT_READ)
+            err, deadline = b"", time.monotonic() + 60
+            while b"mlvc: waiting: nothing from remote 'origin'" not in err and time.monotonic() < deadline:
+                if sel.select(timeout=0.2):
+                    err += os.read(proc.stderr.fileno(), 65536)
+            assert b"Ctrl-C stops; `git push` again resumes" in err, err
+            os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
+            _, rest = proc.communicate(timeout=30)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        err = (err + rest).decode()
+        assert proc.returncode != 0
+        assert "interrupted; nothing was transferred yet" in err, err
+        assert git(tmp_path / "upstream.git", "branch") == ""  # the commit did not reach git without its artifacts
+    finally:
+        silent.close()

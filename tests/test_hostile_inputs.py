@@ -120,7 +120,7 @@ def test_alias_bomb_in_committed_config_is_refused(repo_dir):
 
 def test_conflict_markers_in_a_pointer_name_the_merge(repo_dir):
     shutil.copy(HOSTILE / "conflict-markers.mlvc", repo_dir / "model.pt.mlvc")
-    assert_refused(repo_dir, ["show", "model.pt"], {EXIT_BAD_POINTER}, "merge conflict markers")
+    assert_refused(repo_dir, ["show", "model.pt"], {EXIT_BAD_POINTER}, "unresolved git merge conflict: ours")
 
 
 def test_fifty_megabyte_pointer_is_refused_unread(repo_dir):

@@ -204,3 +204,55 @@ def test_everything_but_torch_helpers_works_without_torch(repo_dir):
         assert out.returncode == 0, (args, out.stderr)
     assert "manifest" in subprocess.run([sys.executable, "-c", cli, "--help"], cwd=repo_dir,
                                         capture_output=True, text=True).stdout
+
+
+def _load_reasons(path: str) -> list[str]:
+    import warnings as w
+
+    with w.catch_warnings(record=True) as caught:
+        w.simplefilter("always")
+        mt.load(path)
+    return [str(c.message) for c in caught if issubclass(c.category, mt.ProvenanceWarning)]
+
+
+def test_only_non_code_changes_since_the_save_give_no_different_code_warning(repo_dir):
+    (repo_dir / "train.py").write_text("print('train')\n")
+    (repo_dir / "exp.yaml").write_text("lr: 0.1\n")
+    (repo_dir / "README.md").write_text("# demo\n")
+    commit_all(repo_dir, "code")
+    mt.save(nn.Linear(2, 2), "ckpt/m.pt")
+    mlvc.add("ckpt")
+    commit_all(repo_dir, "checkpoint pointer")
+    # pointers, .mlvc/config, an experiment YAML, docs: committed after the save
+    assert mlvc_cli(repo_dir, "remote", "add", "origin", str(repo_dir.parent / "remote"), "-q").code == 0
+    (repo_dir / "exp.yaml").write_text("lr: 0.2\n")
+    (repo_dir / "README.md").write_text("# demo, documented\n")
+    (repo_dir / "d").mkdir()
+    (repo_dir / "d" / "x.bin").write_bytes(b"x")
+    mlvc.add("d")
+    commit_all(repo_dir, "configs, docs, data")
+    assert lineage.code_differs(repo_dir, git(repo_dir, "rev-parse", "HEAD~2").strip()) is False
+    assert _load_reasons("ckpt/m.pt") == []
+    # uncommitted edits of non-code files do not make the workspace "dirty code" either
+    (repo_dir / "exp.yaml").write_text("lr: 0.3\n")
+    assert lineage.git_state(repo_dir)["dirty"] is False
+    assert _load_reasons("ckpt/m.pt") == []
+    # a code change still warns
+    (repo_dir / "train.py").write_text("print('train harder')\n")
+    commit_all(repo_dir, "code change")
+    (reason,) = _load_reasons("ckpt/m.pt")
+    assert "with different code" in reason
+
+
+def test_what_is_not_code_can_be_extended_in_the_config(repo_dir):
+    (repo_dir / "settings.json").write_text("{}\n")
+    commit_all(repo_dir, "json")
+    sha = git(repo_dir, "rev-parse", "HEAD").strip()
+    (repo_dir / "settings.json").write_text('{"a": 1}\n')
+    commit_all(repo_dir, "json changed")
+    assert lineage.code_differs(repo_dir, sha) is True  # JSON is code by default
+    config = repo_dir / ".mlvc" / "config"
+    config.write_text(config.read_text() + "lineage:\n  not_code: ['*.json']\n")
+    assert lineage.code_differs(repo_dir, sha) is False
+    assert lineage.is_code("src/model.py") and not lineage.is_code("configs/exp/a.yaml")
+    assert not lineage.is_code("sub/data.mlvc") and not lineage.is_code(".mlvc/config")

@@ -42,3 +42,45 @@ def test_hand_edited_pointers_are_refused_clearly(edit, message):
 def test_escaping_paths_are_refused(path):
     with pytest.raises(UnsafePathError):
         PointerFile.parse(GOOD.replace("path: model.pt", f"path: {path}"), "x.mlvc")
+
+
+# ------------------------------------------------------------- merge conflict markers
+
+OTHER_ID = "xxh128:fedcba9876543210fedcba9876543210"
+
+
+def conflicted(style: str) -> str:
+    head, _, tail = GOOD.partition("id: xxh128:0123456789abcdef0123456789abcdef\nsize: 10\n")
+    base = "||||||| base\nid: xxh128:00000000000000000000000000000000\nsize: 1\n" if style == "diff3" else ""
+    return (head + "<<<<<<< HEAD\nid: xxh128:0123456789abcdef0123456789abcdef\nsize: 10\n" + base
+            + f"=======\nid: {OTHER_ID}\nsize: 12\n>>>>>>> feature/more-data\n" + tail)
+
+
+@pytest.mark.parametrize("style", ["merge", "diff3"])
+def test_conflict_markers_name_both_sides_and_how_to_resolve(style):
+    from mlvc.errors import EXIT_BAD_POINTER, PointerConflictError
+
+    with pytest.raises(PointerConflictError) as exc:
+        PointerFile.parse(conflicted(style), "data/x.mlvc at HEAD", "data/x.mlvc")
+    err = exc.value
+    assert err.exit_code == EXIT_BAD_POINTER and isinstance(err, PointerError)
+    assert (err.ours, err.theirs) == ("xxh128:0123456789abcdef0123456789abcdef", OTHER_ID)
+    assert (err.ours_label, err.theirs_label) == ("HEAD", "feature/more-data")
+    assert str(err) == ("invalid pointer file data/x.mlvc at HEAD: unresolved git merge conflict: ours (HEAD) "
+                        f"xxh128:0123456789abcdef0123456789abcdef, theirs (feature/more-data) {OTHER_ID}")
+    assert err.hint == ("keep one side: `git checkout --ours data/x.mlvc` or `git checkout --theirs data/x.mlvc`, "
+                        "then `git add data/x.mlvc` and `mlvc checkout data/x`")
+
+
+def test_a_broken_conflict_still_names_what_it_can():
+    from mlvc.errors import PointerConflictError
+
+    text = GOOD.replace("size: 10\n", "size: 10\n<<<<<<< HEAD\n>>>>>>> x\n>>>>>>> y\n")
+    with pytest.raises(PointerConflictError) as exc:
+        PointerFile.parse(text, "x.mlvc")
+    # stray markers stay in the side's text: its id is read from the id line, and nothing recurses
+    assert exc.value.ours == exc.value.theirs == "xxh128:0123456789abcdef0123456789abcdef"
+    assert exc.value.ours_label == "HEAD" and exc.value.theirs_label == ""
+    with pytest.raises(PointerConflictError) as exc:
+        PointerFile.parse("<<<<<<< HEAD\nmlvc: 1\n=======\n>>>>>>> b\n", "x.mlvc")
+    assert "ours (HEAD) with no readable id, theirs (b) with no readable id" in str(exc.value)

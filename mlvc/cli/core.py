@@ -67,29 +67,48 @@ def add(
     paths: List[Path] = typer.Argument(..., help="Files or directories to track."),
     role: Optional[str] = typer.Option(None, "--role", help="model, data or other (shown in manifests)."),
     meta: List[str] = typer.Option([], "--meta", help="KEY=VALUE recorded in the pointer (repeatable)."),
+    config: Optional[Path] = typer.Option(None, "--config", help="The config file that produced the data: "
+                                          "its path and hash are recorded (meta config, config_hash)."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="The sampling seed that produced the data (meta seed)."),
+    follow_links: Optional[bool] = typer.Option(None, "--follow-links/--no-follow-links",
+                                                help="Store what symlinks inside the repository point to (a "
+                                                "Hugging Face cache snapshot); links pointing outside stay "
+                                                "refused. Remembered in the pointer for status and checkout."),
     quiet: bool = QUIET,
     json_out: bool = JSON,
 ):
     """Chunk and store PATHS in the cache; write PATH.mlvc pointers and git-ignore PATHS.
 
     Re-adding an unchanged path is near-instant (a hash cache skips unchanged files).
+    Re-adding changed data drops the config and seed recorded for the old bytes unless
+    --config/--seed are given again; a recorded config file that changed since is flagged.
 
     Examples:
 
     \b
       mlvc add checkpoints data/processed
       mlvc add model.pt --role model --meta lr=1e-3
+      mlvc add data/processed --role data --config configs/data.yaml --seed 7
+      mlvc add --follow-links hf/models--gpt2/snapshots/607a30d7   # links into ../../blobs
     """
     from ..ops.add import add as add_op
-    from ..pointer import ROLES
+    from ..ops.data_meta import config_meta
+    from ..pointer import FOLLOW_LINKS, ROLES
 
     if role is not None and role not in ROLES:
-        raise errors.MlvcError(f"--role must be one of {', '.join(ROLES)}")
+        raise errors.UsageError(f"--role must be one of {', '.join(ROLES)}")
     tracked_before = {q.resolve() for q in (Path(str(p).rstrip("/\\") + ".mlvc") for p in paths) if q.is_file()}
     with open_repo() as repo:
-        results = add_op(repo, [str(p) for p in paths], role=role, meta=_parse_meta(meta),
+        full_meta = {**config_meta(repo, config, seed), **_parse_meta(meta)}
+        if follow_links is not None:
+            full_meta[FOLLOW_LINKS] = follow_links
+        results = add_op(repo, [str(p) for p in paths], role=role, meta=full_meta,
                          progress=progress_for(quiet or json_out))
         root = repo.root
+    for r in results:
+        for w in r.warnings:
+            if not quiet:
+                echo(f"warning: {w}", err=True)
     if json_out:
         emit_json([r.as_dict() for r in results])
     elif not quiet:
@@ -102,7 +121,7 @@ def add(
 
 @app.command()
 def status(
-    paths: List[Path] = typer.Argument(None, help="Artifacts to check (default: all)."),
+    paths: List[Path] = typer.Argument(None, help="Artifacts, or files inside one, to check (default: all)."),
     remote: bool = typer.Option(False, "--remote", help="Also report objects the remote lacks (not pushed)."),
     remote_name: Optional[str] = typer.Option(None, "--remote-name", help="Remote for --remote (default: "
                                               "the default remote)."),
@@ -153,6 +172,10 @@ def status(
                     echo(f"    {label}: {item}")
             if r.error:
                 echo(f"    note: {r.error}")
+            if r.hint:
+                echo(f"    hint: {r.hint}")
+            if r.config_changed:
+                echo(f"    note: {r.config_changed}")
         if not results:
             echo("no tracked artifacts (use `mlvc add PATH`)")
     # an artifact that could not be compared at all (unreadable pointer, symlink, corrupt manifest)
@@ -269,7 +292,8 @@ def verify(
 @app.command()
 def checkout(
     targets: List[str] = typer.Argument(None, help="[REV] [PATH...]: a git revision to switch to first "
-                                        "(optional), then artifacts to restore (default: all)."),
+                                        "(optional), then artifacts, or files inside one, to restore "
+                                        "(default: all)."),
     force: bool = typer.Option(False, "--force", "-f", help="Overwrite or remove unsaved workspace changes."),
     to: Optional[Path] = typer.Option(None, "--to", help="Export the artifacts of REV into this directory "
                                       "instead (HEAD and the workspace stay as they are)."),
@@ -286,6 +310,7 @@ def checkout(
 
     \b
       mlvc checkout             # the workspace bytes match the pointers again
+      mlvc checkout models/m.bin      # just that file of the models/ artifact
       mlvc checkout v1 --to /tmp/v1   # export v1's artifacts, HEAD untouched
     """
     from ..ops.revcheckout import checkout_rev
@@ -302,6 +327,9 @@ def checkout(
         if result.written_files or result.removed_files:
             echo(f"{result.written_files} files written ({human_size(result.written_bytes)}), "
                  f"{result.removed_files} removed")
+    if result.kept and not json_out:
+        echo(f"note: {', '.join(result.kept)}: not tracked at this commit; left on disk and kept out of git "
+             "(.git/info/exclude)", err=True)
     for name, msg in result.failed.items():
         echo(f"error: {name}: {msg}", err=True)
     if result.failed:
@@ -316,12 +344,18 @@ def exit_code_for(result) -> int:
     return errors.EXIT_PARTIAL
 
 
+def _inside_tracked(arg: str) -> bool:
+    """A path inside a tracked directory (`models/m.bin` of `models.mlvc`), restored or not."""
+    p = Path(arg).absolute()
+    return any(a.with_name(a.name + ".mlvc").is_file() for a in p.parents if a != a.parent)
+
+
 def _split_rev(repo, targets: list[str]) -> tuple[str | None, list[str]]:
     """The first target is a revision when it is not a path in the workspace but git knows it."""
     if not targets:
         return None, []
     first = targets[0]
-    if Path(first).exists() or Path(first + ".mlvc").exists() or not repo.has_git:
+    if Path(first).exists() or Path(first + ".mlvc").exists() or not repo.has_git or _inside_tracked(first):
         return None, targets
     from ..git import GitRepo
 
@@ -354,6 +388,9 @@ def show(
 ):
     """What an artifact contains: its pointer, files, sizes and ids (and checkpoint provenance).
 
+    A checkpoint saved with `mlvc.torch.save` that is not tracked yet shows its birth
+    certificate from the file itself, marked untracked.
+
     Examples:
 
     \b
@@ -382,6 +419,10 @@ def show(
         value = info.get(key)
         if value is not None:
             echo(f"{key}: {human_size(value) if key == 'size' else value}")
+        if key == "path" and info.get("tracked") is False:
+            echo(f"tracked: no (run `mlvc add {target}` to track it)")
+    if info.get("provenance_error"):
+        echo(f"provenance: unreadable: {info['provenance_error']}")
     for key in ("modules", "meta", "provenance"):
         if info.get(key):
             echo(f"{key}:")

@@ -299,7 +299,15 @@ def hook_run(name: str = typer.Argument(...), args: List[str] = typer.Argument(N
     except errors.NotARepoError:
         return  # the hook of a repo where mlvc was removed: nothing to do
     try:
-        code, messages = run_hook(repo, name, list(args or []))
+        if name == "pre-push":  # git push waits on it: say so when the remote does not answer
+            from ..progress import NULL
+            from .output import RemoteWatch, remote_label
+
+            with RemoteWatch(NULL, remote_label(repo, None), "git push",
+                             lambda message: echo(f"mlvc: {message}", err=True)) as progress:
+                code, messages = run_hook(repo, name, list(args or []), progress)
+        else:
+            code, messages = run_hook(repo, name, list(args or []))
     finally:
         repo.close()
     for m in messages:
@@ -334,7 +342,8 @@ def bisect_run_cmd(
     from ..ops.bisect import bisect_run
 
     with open_repo() as repo:
-        result = bisect_run(repo, list(cmd), good=list(good) or None, bad=bad, reset=not keep, force=force)
+        result = bisect_run(repo, list(cmd), good=list(good) or None, bad=bad, reset=not keep, force=force,
+                            say=lambda line: echo(line, flush=True))
     if result.first_bad:
         echo(f"first bad commit: {result.first_bad} {result.first_bad_message or ''}".rstrip())
     if result.reset:

@@ -11,9 +11,11 @@ from ..progress import Progress
 from ..units import human_size  # also re-exported for the commands
 
 
-def echo(text: str = "", err: bool = False) -> None:
+def echo(text: str = "", err: bool = False, flush: bool = False) -> None:
     stream = sys.stderr if err else sys.stdout
     stream.write(text + "\n")
+    if flush:
+        stream.flush()
 
 
 def emit_json(data) -> None:
@@ -63,6 +65,104 @@ class RichProgress(Progress):
         if self._bar is not None:
             self._bar.stop()
             self._bar = None
+
+
+class RemoteWatch(Progress):
+    """The progress of a transfer, watched: when nothing moves for `NOTICE_S` (an endpoint that
+    accepts connections and never answers looks exactly like this until its read timeouts and
+    retries run out), `notify` is told, and again every `REPEAT_S`; a Ctrl-C inside the `with`
+    block prints what was moved and that a re-run resumes, and exits 130.
+
+        with RemoteWatch(progress_for(quiet), "remote 'origin'", "mlvc push", notify) as watched:
+            push(repo, progress=watched)
+    """
+
+    NOTICE_S = 10.0
+    REPEAT_S = 30.0
+
+    def __init__(self, inner: Progress, remote: str, rerun: str, notify=None):
+        import threading
+        import time
+
+        self.inner, self.remote, self.rerun, self.notify = inner, remote, rerun, notify
+        self._clock = time.monotonic
+        self._last = self._clock()
+        self._next = self.NOTICE_S
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="mlvc-remote-watch", daemon=True)
+        self.phase: str | None = None
+        self.total: int | None = None
+        self.moved = 0  # bytes (or items) advanced in the current phase
+        self.moved_all = 0  # bytes advanced in every phase
+
+    def _touch(self) -> None:
+        self._last = self._clock()
+        self._next = self.NOTICE_S
+
+    def start(self, description: str, total: int | None = None, unit: str = "B") -> None:
+        self._touch()
+        self.phase, self.total, self.moved = description, total, 0
+        self.inner.start(description, total, unit)
+
+    def advance(self, amount: int = 1) -> None:
+        self._touch()
+        self.moved += amount
+        self.moved_all += amount
+        self.inner.advance(amount)
+
+    def finish(self) -> None:
+        self._touch()
+        self.inner.finish()
+
+    def _watch(self) -> None:
+        while not self._stop.wait(0.5):
+            idle = self._clock() - self._last
+            if idle >= self._next and self.notify is not None:
+                self._next += self.REPEAT_S
+                self.notify(f"waiting: nothing from {self.remote} for {int(idle)} s; still trying (an endpoint "
+                            "that does not answer fails once its connect/read timeouts and retries run out). "
+                            f"Ctrl-C stops; `{self.rerun}` again resumes")
+
+    def summary(self) -> str:
+        if self.phase is None or not self.moved_all:
+            done = "nothing was transferred yet"
+        elif self.total:
+            done = f"{self.phase}: {human_size(self.moved)} of {human_size(self.total)} transferred"
+        else:
+            done = f"{self.phase}: {human_size(self.moved)} transferred"
+        return (f"interrupted; {done}. What was transferred and verified is kept: `{self.rerun}` again "
+                "resumes from there")
+
+    def __enter__(self) -> "RemoteWatch":
+        self._touch()
+        self._thread.start()
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        self._stop.set()
+        self._thread.join()
+        self.inner.finish()
+        if exc_type is KeyboardInterrupt:
+            from typer import Exit
+
+            from ..errors import EXIT_INTERRUPTED
+
+            echo(self.summary(), err=True)
+            raise Exit(EXIT_INTERRUPTED) from None
+        return False
+
+
+def remote_label(repo, name: str | None) -> str:
+    """"remote 'origin'" for messages: the named remote, or the default one."""
+    if name is None:
+        from ..errors import MlvcError
+        from ..remote.config import implied_remote
+
+        try:
+            name = implied_remote(repo.config)
+        except MlvcError:
+            return "the remote"
+    return f"remote {name!r}"
 
 
 def progress_for(quiet: bool) -> Progress:

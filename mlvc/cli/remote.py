@@ -9,7 +9,8 @@ import typer
 
 from .. import errors
 from .main import app
-from .output import find_repo, open_repo, echo, emit_json, human_size, progress_for
+from .output import (RemoteWatch, echo, emit_json, find_repo, human_size, open_repo, progress_for,
+                     remote_label)
 
 QUIET = typer.Option(False, "--quiet", "-q", help="Print nothing on success.")
 JSON = typer.Option(False, "--json", help="Print machine-readable JSON.")
@@ -20,7 +21,8 @@ REV = typer.Option([], "--rev", help="Use the pointers of this git revision (rep
                    "read from git, nothing is checked out.")
 ALL_COMMITS = typer.Option(False, "--all-commits", help="Use the pointers of every commit.")
 ALL_BRANCHES = typer.Option(False, "--all-branches", help="Use the pointers of every local branch head.")
-PATHS = typer.Argument(None, help="Artifacts (or their .mlvc pointers) to transfer (default: all).")
+PATHS = typer.Argument(None, help="Artifacts (or their .mlvc pointers) to transfer (default: all); for fetch "
+                       "and pull, a file inside a directory artifact moves just that file.")
 WAIT_LOCK = typer.Option(0.0, "--wait-lock", min=0, metavar="SECONDS",
                          help="If a `gc --remote` holds the remote's lock, wait up to SECONDS for it "
                          "(and print one message) instead of failing at once with exit 13.")
@@ -214,12 +216,20 @@ def _report(result, verb: str, quiet: bool) -> None:
          f"{len(result.up_to_date)} already up to date")
 
 
+def watched(repo, remote: str | None, command: str, quiet: bool) -> RemoteWatch:
+    """The progress of a transfer, with a message when the remote stops answering (none with -q)
+    and a summary on Ctrl-C."""
+    notify = None if quiet else (lambda message: echo(message, err=True))
+    return RemoteWatch(progress_for(quiet), remote_label(repo, remote), command, notify)
+
+
 def _transfer(op, verb: str, paths, rev, all_commits, all_branches, remote, jobs, quiet, json_out,
               **extra) -> None:
     """Run push or fetch, report per artifact, exit with the documented code on failures."""
-    with open_repo() as repo:
+    command = {"pushed": "mlvc push", "fetched": "mlvc fetch"}[verb]
+    with open_repo() as repo, watched(repo, remote, command, quiet or json_out) as progress:
         result = op(repo, _paths(paths), remote=remote, revs=rev, all_commits=all_commits,
-                    all_branches=all_branches, jobs=jobs, progress=progress_for(quiet or json_out), **extra)
+                    all_branches=all_branches, jobs=jobs, progress=progress, **extra)
     if json_out:
         emit_json(result.as_dict())
     else:
@@ -306,9 +316,9 @@ def pull(
     """
     from ..ops.fetch import pull as pull_op
 
-    with open_repo() as repo:
+    with open_repo() as repo, watched(repo, remote, "mlvc pull", quiet or json_out) as progress:
         result = pull_op(repo, _paths(paths), remote=remote, revs=rev, all_commits=all_commits,
-                         all_branches=all_branches, jobs=jobs, force=force, progress=progress_for(quiet or json_out))
+                         all_branches=all_branches, jobs=jobs, force=force, progress=progress)
     if json_out:
         emit_json(result.as_dict())
     elif not quiet:

@@ -10,7 +10,7 @@ each naming objects that exist.  The user's files are only ever read.
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .. import pointer as pointers
@@ -24,7 +24,8 @@ from ..progress import NULL, Progress
 from ..store.packs import CHUNK, FILE_MANIFEST, TREE_MANIFEST
 from ..store.packstore import wrap_os_error
 from ..workspace import FileStat, IdLookup, hash_file, same_stat, scan, stat_signature
-from .common import select
+from .common import existing_meta, followed_link_warnings, links_root, select
+from .data_meta import carry_over, config_drift
 
 _READ = 8 * 1024 * 1024
 
@@ -41,6 +42,7 @@ class AddResult:
     stored_bytes: int  # bytes they take in the cache (after compression)
     hashed_files: int  # files read (the rest came from the hash cache)
     changed: bool  # pointer differs from before
+    warnings: list[str] = field(default_factory=list)  # recorded meta dropped, a config changed since
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -129,7 +131,8 @@ def add_one(repo, path: str | Path, *, role: str | None = None, meta: dict | Non
     target = repo.resolve_user_path(path)
     display = repo.rel(target)
     _check_target(repo, target, display)
-    files = scan(target, display)
+    ptr_path = pointers.pointer_path_for(target)
+    files = scan(target, display, follow_within=links_root(repo, {**existing_meta(ptr_path), **(meta or {})}))
     kind = "file" if files and files[0].rel == "" else "dir"
     for fs in files:
         if fs.rel.endswith(pointers.SUFFIX):
@@ -174,15 +177,17 @@ def add_one(repo, path: str | Path, *, role: str | None = None, meta: dict | Non
     finally:
         progress.finish()
 
-    ptr_path = pointers.pointer_path_for(target)
     old = None
     if ptr_path.exists():
         try:
             old = pointers.load(ptr_path, repo.rel(ptr_path))
         except MlvcError:
             old = None  # a broken pointer is simply replaced by a correct one
-    new_meta = dict(old.meta) if old and old.meta else {}
-    new_meta.update(meta or {})
+    new_meta, warnings = carry_over(old.meta if old else None, meta, old is not None and old.oid != to_oid(oid),
+                                    display)
+    warnings += filter(None, [config_drift(repo, new_meta, display)])
+    if links_root(repo, new_meta) is not None:
+        warnings += followed_link_warnings(repo, target, display, files)
     if old is None or old.oid != to_oid(oid) or "modules" not in new_meta:
         from .modules import checkpoint_meta  # per-module ids; recomputed only when content changed
 
@@ -196,6 +201,7 @@ def add_one(repo, path: str | Path, *, role: str | None = None, meta: dict | Non
             pointers.write(ptr_path, ptr, fsync=bool(repo.config.core.get("fsync", True)))
         if repo.has_git:
             ensure_ignored(target)
+            repo.keep_out_of_git([target])
     except OSError as exc:
         raise wrap_os_error(exc, f"the pointer {repo.rel(ptr_path)}") from exc
     lookup.flush()
@@ -206,7 +212,7 @@ def add_one(repo, path: str | Path, *, role: str | None = None, meta: dict | Non
             repo.state.remember_signature(display, sig, to_oid(oid))
     return AddResult(display, repo.rel(ptr_path), kind, to_oid(oid), total, len(files),
                      store.stats["new_bytes"] - before_new["new_bytes"],
-                     store.stats["stored_bytes"] - before_new["stored_bytes"], hashed, changed)
+                     store.stats["stored_bytes"] - before_new["stored_bytes"], hashed, changed, warnings)
 
 
 def add(repo, paths, *, role: str | None = None, meta: dict | None = None,

@@ -28,6 +28,8 @@ SKIP = 125
 ABORT = 128
 STEP_CALL = "from mlvc.ops.bisect import step_main; step_main()"
 _FIRST_BAD = re.compile(r"^([0-9a-f]{40}) is the first bad commit$")
+# git's own end-of-run chatter, said better by the caller's summary ("first bad commit: SHA subject")
+_GIT_CHATTER = ("bisect found first bad commit", "bisect run success")
 
 
 @dataclass
@@ -80,8 +82,35 @@ def bisect_reset(repo, git) -> None:
     _restore_after(repo)
 
 
+class StepReport:
+    """git bisect run's report, cleaned for the user: the wrapper mlvc runs in their command's
+    place is shown as their command, and the verdict (git's first-bad block, whose last line has
+    no newline) is kept for the caller's summary instead of echoed."""
+
+    def __init__(self, cmd: list[str], say):
+        import shlex
+
+        self.say = say
+        self.shown = shlex.join(cmd)
+        self.first_bad: str | None = None
+
+    def line(self, raw: str) -> None:
+        text = raw.rstrip("\n")
+        m = _FIRST_BAD.match(text.strip())
+        if m:
+            self.first_bad = m.group(1)
+        if self.first_bad is not None:
+            return  # the commit block git prints after the verdict, and its end-of-run lines
+        if text.startswith("running ") and STEP_CALL in text:
+            text = f"running {self.shown}"
+        if text.strip() and not text.strip().startswith(_GIT_CHATTER):
+            self.say(text)
+
+
 def bisect_run(repo, cmd: list[str], *, good: list[str] | None = None, bad: str | None = None,
-               reset: bool = True, force: bool = False) -> BisectResult:
+               reset: bool = True, force: bool = False, say=None) -> BisectResult:
+    """`git bisect run` with each step's artifacts restored.  `say(line)` receives git's report
+    of each step as it comes (cleaned by `StepReport`)."""
     from ..git import GitRepo
 
     if not cmd:
@@ -115,19 +144,17 @@ def bisect_run(repo, cmd: list[str], *, good: list[str] | None = None, bad: str 
             for rev in good or []:
                 _git_cli(git, "bisect", "good", rev)
         wrapper = [sys.executable, "-c", STEP_CALL, *cmd]
-        first_bad = msg = None
+        msg = None
         proc = None
+        report = StepReport(cmd, say or (lambda _line: None))
         try:
-            # git's report goes to our stdout as it comes; we read it to learn the verdict.
+            # git's report is passed on as it comes; we read it to learn the verdict.
             proc = subprocess.Popen(["git", "-C", str(git.root), "bisect", "run", *wrapper], env=_env(),
                                     stdout=subprocess.PIPE, text=True, errors="replace")
             for line in proc.stdout:
-                sys.stdout.write(line)
-                sys.stdout.flush()
-                m = _FIRST_BAD.match(line.strip())
-                if m:
-                    first_bad = m.group(1)
+                report.line(line)
             proc.wait()
+            first_bad = report.first_bad
         except BaseException:
             # Ctrl-C (the child got it too) or any failure: never leave a half-finished session behind.
             if proc is not None:

@@ -19,7 +19,7 @@ import stat as statmod
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from ..errors import ConflictError, CorruptObjectError, DiskError, MlvcError, ObjectNotFoundError
+from ..errors import ConflictError, CorruptObjectError, DiskError, MlvcError, ObjectNotFoundError, PathError
 from ..hashing import hasher, to_oid
 from ..objects import TreeEntry
 from ..progress import NULL, Progress
@@ -27,8 +27,8 @@ from ..repo import MLVC_DIR
 from ..safepath import ContainedTree, parts_below, refuse_links_above, remove_stale_beside
 from ..store.packs import FILE_MANIFEST, BackgroundWriter
 from ..store.packstore import wrap_os_error
-from ..workspace import IdLookup, scan
-from .common import Tracked, file_manifest, load_entries, overlapping, select
+from ..workspace import IdLookup, scan, scan_within
+from .common import Tracked, file_manifest, links_root, load_entries, overlapping, select
 
 
 @dataclass
@@ -41,6 +41,8 @@ class CheckoutResult:
     written_files: int = 0
     written_bytes: int = 0
     removed_files: int = 0
+    # after switching commits: artifacts the new commit does not track, left on disk out of git
+    kept: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -145,9 +147,12 @@ def checkout_one(repo, t: Tracked, force: bool, progress: Progress, result: Chec
     base = parts_below(repo.root, target)
     # Before anything is read: a symlinked directory on the way would make every read and write
     # below land outside the repository.
-    refuse_links_above(repo.root, target, t.display)
+    refuse_links_above(repo.root, target / t.inner if t.inner else target, t.shown)
     tree.check(base[:-1])
-    entries = load_entries(store, ptr)
+    entries = t.within(load_entries(store, ptr))
+    if t.inner and not entries:
+        raise PathError(t.shown, f"is not a file of the tracked artifact {t.display}",
+                        hint=f"`mlvc show {t.display}` lists its files")
     kind_mismatch = False
     current: dict[str, tuple] = {}
     st = tree.lstat(base)
@@ -164,7 +169,10 @@ def checkout_one(repo, t: Tracked, force: bool, progress: Progress, result: Chec
             lookup = IdLookup(repo.hash_cache, t.display)
             expected_size = {e.path: e.size for e in entries}
             leftovers: list[Path] = []
-            for fs in scan(target, t.display, leftovers):
+            follow = links_root(repo, ptr.meta)
+            files = (scan_within(target, t.display, t.inner, leftovers, follow) if t.inner
+                     else scan(target, t.display, leftovers, follow))
+            for fs in files:
                 # A size mismatch is a change; hash only to learn whether mlvc knows the content.
                 fid = lookup.id_of(fs, f"{t.display}/{fs.rel}".rstrip("/"))
                 current[fs.rel] = (fid, fs, expected_size.get(fs.rel))
@@ -190,12 +198,12 @@ def checkout_one(repo, t: Tracked, force: bool, progress: Progress, result: Chec
                                 hint=f"run `mlvc add {t.display}` to keep it, or `mlvc checkout --force`")
     create_dir = ptr.kind == "dir" and (st is None or kind_mismatch or is_link)
     if not to_write and not to_remove and not kind_mismatch and not create_dir:
-        result.unchanged.append(t.display)
+        result.unchanged.append(t.shown)
         return
 
     replace_whole = kind_mismatch or is_link
     _check_room(tree, base, to_write, t.display)
-    progress.start(f"checkout {t.display}", sum(e.size for e in to_write))
+    progress.start(f"checkout {t.shown}", sum(e.size for e in to_write))
     ready: list[tuple[tuple[str, ...], str, tuple[str, ...], TreeEntry]] = []
     try:
         # Every temp file is written and verified before the workspace is touched.
@@ -235,20 +243,26 @@ def checkout_one(repo, t: Tracked, force: bool, progress: Progress, result: Chec
         for tmp_dir, name, _, _ in ready:
             tree.discard(tmp_dir, name)
     repo.hash_cache.store(rows, written_by_us=True)
-    result.restored.append(t.display)
+    result.restored.append(t.shown)
 
 
 def checkout(repo, paths=None, *, force: bool = False, progress: Progress = NULL) -> CheckoutResult:
     """Restore every selected artifact; failures are collected per artifact, not raised."""
     result = CheckoutResult()
-    selected = select(repo, paths)
+    selected = select(repo, paths, within=True)
     clashes = overlapping(select(repo) if paths else selected)
     with ContainedTree(repo.root, tmp=(MLVC_DIR, "tmp")) as tree:
         tree.sweep_tmp()
         for t in selected:
             if t.ptr is not None and t.rel_pointer in clashes:
-                t = Tracked(t.pointer_path, t.rel_pointer, None, clashes[t.rel_pointer])
+                t = Tracked(t.pointer_path, t.rel_pointer, None, clashes[t.rel_pointer], t.inner)
             _checkout_reporting(repo, t, force, progress, result, tree)
+    # what is now on disk stays out of git even at a commit without its pointer (mlvc.ignore)
+    held = {t.display: t.target for t in selected if t.ptr is not None and t.shown not in result.failed}
+    try:
+        repo.keep_out_of_git(held.values())
+    except OSError as exc:
+        raise wrap_os_error(exc, "the ignore file .git/info/exclude") from exc
     return result
 
 
@@ -256,17 +270,17 @@ def _checkout_reporting(repo, t: Tracked, force: bool, progress: Progress, resul
                         tree: ContainedTree) -> None:
     """checkout_one, with its failure recorded in `result` instead of raised."""
     if t.ptr is None:
-        result.failed[t.display] = str(t.error)
-        result.failed_codes[t.display] = t.error.exit_code
+        result.failed[t.shown] = str(t.error) + (f" ({t.error.hint})" if t.error.hint else "")
+        result.failed_codes[t.shown] = t.error.exit_code
         return
     try:
         checkout_one(repo, t, force, progress, result, tree)
     except MlvcError as exc:
-        result.failed[t.display] = str(exc) + (f" ({exc.hint})" if exc.hint else "")
-        result.failed_codes[t.display] = exc.exit_code
+        result.failed[t.shown] = str(exc) + (f" ({exc.hint})" if exc.hint else "")
+        result.failed_codes[t.shown] = exc.exit_code
         if isinstance(exc, ObjectNotFoundError):
-            result.missing[t.display] = str(exc)
+            result.missing[t.shown] = str(exc)
     except OSError as exc:
-        err = wrap_os_error(exc, t.display)
-        result.failed[t.display] = str(err)
-        result.failed_codes[t.display] = err.exit_code
+        err = wrap_os_error(exc, t.shown)
+        result.failed[t.shown] = str(err)
+        result.failed_codes[t.shown] = err.exit_code

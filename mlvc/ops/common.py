@@ -22,6 +22,9 @@ class Tracked:
     rel_pointer: str
     ptr: pointers.PointerFile | None
     error: MlvcError | None = None
+    # a path inside a directory artifact the user named (`models/m.bin` of `models`): the
+    # operation acts on just that file (or subdirectory); "" for the whole artifact
+    inner: str = ""
 
     @property
     def target(self) -> Path:
@@ -33,6 +36,18 @@ class Tracked:
             return self.rel_pointer[: -len(pointers.SUFFIX)]
         parent = Path(self.rel_pointer).parent
         return (parent / self.ptr.path).as_posix() if str(parent) != "." else self.ptr.path
+
+    @property
+    def shown(self) -> str:
+        """What the user selected: the artifact, or the path inside it."""
+        return f"{self.display}/{self.inner}" if self.inner else self.display
+
+    def within(self, entries: list[TreeEntry]) -> list[TreeEntry]:
+        """The entries the selection covers: all, or those at or below `inner`."""
+        if not self.inner:
+            return entries
+        below = self.inner + "/"
+        return [e for e in entries if e.path == self.inner or e.path.startswith(below)]
 
 
 def _pointer_for_arg(repo, arg: str | Path) -> Path:
@@ -48,37 +63,89 @@ def containing(repo, arg: str | Path) -> tuple[Tracked, str]:
     if pp.exists():
         (t,) = select(repo, [arg])
         return t, ""
-    target = pp.with_name(pp.name[: -len(pointers.SUFFIX)])
-    for ancestor in target.parents:
-        if ancestor == repo.root or repo.root not in ancestor.parents:
-            break
-        anc_ptr = pointers.pointer_path_for(ancestor)
-        if anc_ptr.exists():
-            (t,) = select(repo, [anc_ptr])
-            return t, target.relative_to(ancestor).as_posix()
+    inside = _inside_artifact(repo, pp)
+    if inside is not None:
+        (t,) = select(repo, [inside[0]])
+        return t, inside[1]
     raise PathError(arg, "is not tracked by mlvc (no pointer file for it or a directory above it)",
                     hint=f"run `mlvc add {arg}` first")
 
 
-def select(repo, paths=None) -> list[Tracked]:
-    """Pointers named by `paths` (artifact or pointer paths), or all pointers of the workspace."""
+def _inside_artifact(repo, pp: Path) -> tuple[Path, str] | None:
+    """(pointer of the directory artifact above `pp`'s target, path inside it), or None."""
+    target = pp.with_name(pp.name[: -len(pointers.SUFFIX)])
+    for ancestor in target.parents:
+        if ancestor == repo.root or repo.root not in ancestor.parents:
+            return None
+        anc_ptr = pointers.pointer_path_for(ancestor)
+        if anc_ptr.is_file():
+            return anc_ptr, target.relative_to(ancestor).as_posix()
+    return None
+
+
+def links_root(repo, *metas) -> Path | None:
+    """The repository root when any of these pointer metas asks to follow symlinks inside it
+    (`mlvc add --follow-links`), for `workspace.scan(follow_within=)`; None otherwise."""
+    return repo.root if any((m or {}).get(pointers.FOLLOW_LINKS) is True for m in metas) else None
+
+
+def followed_link_warnings(repo, target: Path, display: str, files) -> list[str]:
+    """A warning when files an artifact reads through symlinks live outside it and git does not
+    ignore them (a Hugging Face cache's `blobs/` beside `snapshots/`): `git add -A` would commit
+    the very bytes mlvc stores."""
+    import os
+
+    from ..ignore import not_ignored
+
+    inside = os.path.realpath(target)
+    outside = sorted({os.path.relpath(real, os.path.realpath(repo.root)) for real in
+                      (os.path.realpath(f.fspath) for f in files) if real != inside
+                      and not real.startswith(inside + os.sep)})
+    exposed = not_ignored(repo.root, outside) if repo.has_git else []
+    if not exposed:
+        return []
+    shown = ", ".join(exposed[:3]) + (f" and {len(exposed) - 3} more" if len(exposed) > 3 else "")
+    return [f"{display}: its links point to files git does not ignore ({shown}); `git add -A` would commit "
+            "them: add their directory to .gitignore"]
+
+
+def existing_meta(ptr_path: Path) -> dict:
+    """The meta of the pointer at `ptr_path`, {} when there is none (or it cannot be read)."""
+    try:
+        return pointers.load(ptr_path).meta if ptr_path.is_file() else {}
+    except MlvcError:
+        return {}
+
+
+def select(repo, paths=None, *, within: bool = False) -> list[Tracked]:
+    """Pointers named by `paths` (artifact or pointer paths), or all pointers of the workspace.
+
+    `within`: a path inside a directory artifact (`models/m.bin` of `models`) selects that
+    artifact with `inner` set, for operations that can act on part of one."""
+    picked: list[tuple[Path, str]] = []
     if paths:
-        ptr_paths = []
         for a in paths:
             pp = _pointer_for_arg(repo, a)
-            if not pp.exists():
+            if pp.exists():
+                picked.append((pp, ""))
+                continue
+            inside = _inside_artifact(repo, pp) if within else None
+            if inside is None:
                 raise PathError(a, "is not tracked by mlvc (no pointer file "
                                    f"{repo.rel(pp)})", hint=f"run `mlvc add {a}` first")
-            ptr_paths.append(pp)
+            picked.append(inside)
     else:
-        ptr_paths = pointers.discover(repo.root, repo.has_git)
+        picked = [(pp, "") for pp in pointers.discover(repo.root, repo.has_git)]
     out = []
-    for pp in ptr_paths:
+    for pp, inner in picked:
         rel = repo.rel(pp)
         try:
-            out.append(Tracked(pp, rel, pointers.load(pp, rel)))
+            t = Tracked(pp, rel, pointers.load(pp, rel), inner=inner)
         except MlvcError as exc:
-            out.append(Tracked(pp, rel, None, exc))
+            t = Tracked(pp, rel, None, exc, inner)
+        if inner and t.ptr is not None and t.ptr.kind != "dir":
+            raise PathError(paths[len(out)], f"is not inside a directory artifact ({t.display} is a file)")
+        out.append(t)
     return out
 
 

@@ -4,11 +4,58 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from ..errors import MlvcError
+from ..errors import MlvcError, PathError
+from ..hashing import from_oid, to_oid
+from ..pointer import PointerFile
 from ..progress import NULL, Progress
-from ..store.transfer import TransferResult, transfer
+from ..store.transfer import Artifact, TransferResult, transfer
 from .checkout import CheckoutResult, checkout
+from .common import Tracked
 from .push import add_errors, select_artifacts
+
+
+class FilesOf:
+    """`narrow` for `select_artifacts`: a path inside a directory artifact (`models/m.bin`)
+    becomes one file artifact per file it covers, so a fetch moves just their objects.  The
+    artifact's tree manifest comes from the cache, else from the remote (one ranged read, kept
+    in the cache); `close()` publishes it, before the transfer writes to the cache."""
+
+    def __init__(self, repo, remote: str | None):
+        self.repo, self.remote = repo, remote
+        self.source = None
+        self.selection: dict[str, str] = {}  # file artifact name -> the selection it came from
+
+    def __call__(self, t: Tracked) -> list[Artifact]:
+        from .object_source import ObjectSource
+
+        if self.source is None:
+            self.source = ObjectSource(self.repo, self.remote)
+        entries = t.within(list(self.source.tree(from_oid(t.ptr.oid)).entries))
+        if not entries:
+            raise PathError(t.shown, f"is not a file of the tracked artifact {t.display}",
+                            hint=f"`mlvc show {t.display}` lists its files")
+        arts = []
+        for e in entries:
+            name = f"{t.display}/{e.path}"
+            self.selection[name] = t.shown
+            ptr = PointerFile(e.path.rsplit("/", 1)[-1], "file", to_oid(e.file_id), e.size, 1, t.ptr.chunker)
+            arts.append(Artifact(name, ptr, t.pointer_path))
+        return arts
+
+    def close(self) -> None:
+        if self.source is not None:
+            self.source.close()
+            self.source = None
+
+
+def _select(repo, paths, remote, **kwargs):
+    """select_artifacts with paths inside artifacts narrowed to their files: (arts, errors, selection)."""
+    files_of = FilesOf(repo, remote)
+    try:
+        arts, errors = select_artifacts(repo, paths, narrow=files_of, **kwargs)
+    finally:
+        files_of.close()
+    return arts, errors, files_of.selection
 
 
 def fetch(repo, paths=None, *, remote: str | None = None, revs=(), all_commits: bool = False,
@@ -20,8 +67,8 @@ def fetch(repo, paths=None, *, remote: str | None = None, revs=(), all_commits: 
     in the result; the other artifacts complete.  Remote-wide failures raise.
     """
     if _selected is None:
-        _selected = select_artifacts(repo, paths, revs=revs, all_commits=all_commits,
-                                     all_branches=all_branches, workspace=workspace)
+        _selected = _select(repo, paths, remote, revs=revs, all_commits=all_commits,
+                            all_branches=all_branches, workspace=workspace)[:2]
     arts, errors = _selected
     result = TransferResult()
     if arts:
@@ -63,10 +110,14 @@ def pull(repo, paths=None, *, remote: str | None = None, revs=(), all_commits: b
          progress: Progress = NULL) -> PullResult:
     """Fetch the workspace's artifacts (plus those of any revisions named), then check out the
     workspace's artifacts whose objects all arrived."""
-    arts, errors = select_artifacts(repo, paths, revs=revs, all_commits=all_commits,
-                                    all_branches=all_branches, workspace=True)
+    arts, errors, selection = _select(repo, paths, remote, revs=revs, all_commits=all_commits,
+                                      all_branches=all_branches, workspace=True)
     fetched = fetch(repo, remote=remote, jobs=jobs, progress=progress, _selected=(arts, errors))
-    ready = [a.pointer_path for a in arts if a.pointer_path is not None and a.name not in fetched.failed]
+    # a path inside an artifact is checked out as selected, once all of its files arrived
+    incomplete = {selection[a.name] for a in arts if a.name in selection and a.name in fetched.failed}
+    ready = list(dict.fromkeys(
+        repo.root / selection[a.name] if a.name in selection else a.pointer_path for a in arts
+        if a.pointer_path is not None and a.name not in fetched.failed and selection.get(a.name) not in incomplete))
     co = checkout(repo, ready, force=force, progress=progress) if ready else CheckoutResult()
     result = PullResult(fetched, co)
     for source in (fetched, co):

@@ -67,19 +67,22 @@ def _git(repo):
 # ------------------------------------------------------------------ hook bodies
 
 
-def run_hook(repo, name: str, args: list[str]) -> tuple[int, list[str]]:
-    """(exit status git sees, messages for stderr) of hook `name`."""
+def run_hook(repo, name: str, args: list[str], progress=None) -> tuple[int, list[str]]:
+    """(exit status git sees, messages for stderr) of hook `name`; `progress` receives the
+    pre-push hook's transfer progress."""
     messages: list[str] = []
     warn = messages.append
     if name == "post-checkout":
         prev, new, flag = (list(args) + ["", "", ""])[:3]
         if flag != "1" or prev == new:
             return 0, messages  # a file checkout, or HEAD did not move
-        return _restore(repo, warn), messages
+        code = _restore(repo, warn)
+        _left_behind(repo, prev, warn)
+        return code, messages
     if name == "post-merge":
         return _restore(repo, warn), messages
     if name == "pre-push":
-        return _pre_push(repo, warn), messages
+        return _pre_push(repo, warn, progress or _null()), messages
     if name == "pre-commit":
         return _pre_commit(repo, warn), messages
     raise MlvcError(f"unknown hook {name!r}")
@@ -97,13 +100,32 @@ def _restore(repo, warn) -> int:
     return 0  # post-checkout/post-merge cannot undo the git operation; report only
 
 
+def _left_behind(repo, prev: str, warn) -> None:
+    """Name the artifacts of the previous commit that the new one does not track: their bytes
+    stay on disk, kept out of git (so `git add -A` cannot commit a dataset)."""
+    from .. import pointer as pointers
+    from ..git import GitRepo
+    from .revcheckout import left_behind
+
+    git = GitRepo(repo.root)
+    try:
+        before = [p.path for p in pointers.pointers_at(git, prev) if p.ptr is not None]
+    except MlvcError:
+        return  # an unknown previous commit (a fresh clone's null sha): nothing was left
+    finally:
+        git.close()
+    for path in left_behind(repo, before):
+        warn(f"mlvc: {path} is not tracked at this commit; left on disk and kept out of git "
+             "(.git/info/exclude)")
+
+
 def _null():
     from ..progress import NULL
 
     return NULL
 
 
-def _pre_push(repo, warn) -> int:
+def _pre_push(repo, warn, progress) -> int:
     from .revcheckout import default_remote
 
     remote = default_remote(repo)
@@ -118,7 +140,7 @@ def _pre_push(repo, warn) -> int:
     from .push import push
 
     try:
-        result = push(repo)
+        result = push(repo, progress=progress)
         code = 1 if result.failed else 0
         for name, msg in result.failed.items():
             warn(f"mlvc: {name}: {msg}")

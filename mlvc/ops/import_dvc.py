@@ -276,6 +276,7 @@ def _import_out(repo, out: DvcOut, cache: Path) -> ImportedOut:
         pointers.write(ptr_path, ptr, fsync=bool(repo.config.core.get("fsync", True)))
         if repo.has_git:
             ensure_ignored(target)
+            repo.keep_out_of_git([target])
     except OSError as exc:
         raise wrap_os_error(exc, f"the pointer {repo.rel(ptr_path)}") from exc
     repo.store.complete.add([to_oid(oid)])

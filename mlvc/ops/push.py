@@ -50,11 +50,13 @@ def _rev_shas(repo, revs, all_commits: bool, all_branches: bool):
 
 
 def select_artifacts(repo, paths=None, *, revs=(), all_commits: bool = False, all_branches: bool = False,
-                     workspace: bool | None = None) -> tuple[list[Artifact], dict[str, MlvcError]]:
+                     workspace: bool | None = None, narrow=None) -> tuple[list[Artifact], dict[str, MlvcError]]:
     """The artifacts to transfer and the pointers that could not be read.
 
     `workspace` (default: only when no revision is given) includes the workspace's pointers.
-    Artifacts with the same content (same root id) are transferred once.
+    Artifacts with the same content (same root id) are transferred once.  A workspace path
+    inside a directory artifact selects that artifact; `narrow(tracked)`, when given, turns
+    it into the artifacts to transfer instead (fetch: just that file's objects).
     """
     use_revs = bool(revs) or all_commits or all_branches
     if workspace is None:
@@ -66,20 +68,27 @@ def select_artifacts(repo, paths=None, *, revs=(), all_commits: bool = False, al
 
     def add(art: Artifact) -> None:
         key = art.root
-        if key in seen and art.pointer_path is None:
-            return  # the same content at another commit: transferred once
+        if key in seen and (art.pointer_path is None or art.name in names):
+            return  # the same content at another commit (or named twice): transferred once
         seen.add(key)
         names.add(art.name)
         arts.append(art)
 
     wanted = _wanted(repo, paths)
     if workspace:
-        tracked = select(repo, paths) if (paths and not use_revs) else select(repo)
+        tracked = select(repo, paths, within=True) if (paths and not use_revs) else select(repo)
         for t in tracked:
             if use_revs and not _matches(wanted, t.display, t.rel_pointer):
                 continue
             if t.ptr is None:
                 errors[t.display] = t.error
+                continue
+            if t.inner and narrow is not None:
+                try:
+                    for art in narrow(t):
+                        add(art)
+                except MlvcError as exc:
+                    errors[t.shown] = exc
                 continue
             add(Artifact(t.display, t.ptr, t.pointer_path))
     if use_revs:

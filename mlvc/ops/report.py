@@ -39,7 +39,7 @@ from .report_checkpoints import CheckpointChange, StoredCheckpoints, changes_fro
 # Birth-certificate fields that describe the environment (see docs/concepts/lineage.md).
 ENVIRONMENT_KEYS = ("python", "torch", "cuda", "cudnn", "device", "packages", "packages_count")
 # Pointer meta keys that are neither metrics nor parameters.
-_STRUCTURAL_META = ("modules", "config", "config_hash", "seed")
+_STRUCTURAL_META = ("modules", "config", "config_hash", "seed", "follow_links")
 
 
 @dataclass

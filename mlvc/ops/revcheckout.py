@@ -24,7 +24,7 @@ from ..safepath import ContainedTree
 from ..store.packstore import wrap_os_error
 from .checkout import CheckoutResult, checkout, materialize
 from .fetch import fetch
-from .common import path_selected, wanted_paths, load_entries, missing_objects, select
+from .common import links_root, path_selected, wanted_paths, load_entries, missing_objects, select
 
 # Set while mlvc itself runs `git checkout`, so the post-checkout hook does not restore twice.
 HOOK_SKIP_ENV = "MLVC_SKIP_HOOKS"
@@ -106,7 +106,8 @@ def unsaved_artifacts(repo) -> list[str]:
             continue
         try:
             lookup = IdLookup(repo.hash_cache, t.display)
-            ids = [lookup.id_of(fs, f"{t.display}/{fs.rel}".rstrip("/")) for fs in scan(t.target, t.display)]
+            files = scan(t.target, t.display, follow_within=links_root(repo, t.ptr.meta))
+            ids = [lookup.id_of(fs, f"{t.display}/{fs.rel}".rstrip("/")) for fs in files]
             lookup.flush()
         except MlvcError:
             unsaved.append(t.display)
@@ -145,16 +146,28 @@ def _switch(repo, git, rev: str, paths, force: bool, progress: Progress) -> Chec
             raise ConflictError(f"{shown}: modified in the workspace and never added; checking out {rev} "
                                 "would lose it", hint=f"run `mlvc add {unsaved[0]}` to keep it, "
                                                       "or `mlvc checkout --force`")
+    before = [t.display for t in select(repo) if t.ptr is not None]
     # Check out the exact commit when `rev` is not a branch, so that git detaches HEAD as it would.
     target = rev if rev in git.branch_heads() else sha
     with hooks_skipped():
         git.checkout(target, force=force)
-    return restore(repo, paths, force, progress)
+    result = restore(repo, paths, force, progress)
+    result.kept = left_behind(repo, before)
+    return result
+
+
+def left_behind(repo, before: list[str]) -> list[str]:
+    """Artifacts of `before` (repo-relative paths) that no pointer of the workspace names now but
+    that are still on disk: kept there, and out of git (`mlvc.ignore`), never left to be committed."""
+    now = {t.display for t in select(repo) if t.ptr is not None}
+    kept = [d for d in before if d not in now and os.path.lexists(repo.root / d)]
+    repo.keep_out_of_git(repo.root / d for d in kept)
+    return kept
 
 
 def restore(repo, paths, force: bool, progress: Progress) -> CheckoutResult:
     """Checkout of the workspace's pointers, fetching objects the cache lacks from the default remote."""
-    fetch_error = prefetch(repo, None, select_safe(repo, paths), progress)
+    fetch_error = prefetch(repo, None, select_safe(repo, paths), progress, paths)
     result = checkout(repo, paths, force=force, progress=progress)
     explain_missing(repo, result, fetch_error)
     return result
@@ -162,13 +175,14 @@ def restore(repo, paths, force: bool, progress: Progress) -> CheckoutResult:
 
 def select_safe(repo, paths):
     try:
-        return [t.ptr for t in select(repo, paths) if t.ptr is not None]
+        return [t.ptr for t in select(repo, paths, within=True) if t.ptr is not None]
     except MlvcError:
         return []
 
 
-def prefetch(repo, rev: str | None, ptrs, progress: Progress) -> str | None:
-    """Fetch from the default remote when any selected artifact has objects the cache lacks."""
+def prefetch(repo, rev: str | None, ptrs, progress: Progress, paths=None) -> str | None:
+    """Fetch from the default remote when any selected artifact has objects the cache lacks:
+    what the workspace `paths` select (a path inside an artifact: that file's objects only)."""
     need = []
     for ptr in ptrs:
         if ptr.oid in repo.store.complete:
@@ -180,7 +194,7 @@ def prefetch(repo, rev: str | None, ptrs, progress: Progress) -> str | None:
             need.append(ptr)
     if not need:
         return None
-    return fetch_missing(repo, rev, None, progress)
+    return fetch_missing(repo, rev, paths if rev is None else None, progress)
 
 
 def missing_message(repo, base: str, fetch_error: str | None) -> str:

@@ -8,12 +8,22 @@ from .common import containing, load_entries
 
 
 def show(repo, target: str) -> dict:
-    """An artifact, or one file inside a tracked directory (`show checkpoints/model.pt`)."""
-    t, inner = containing(repo, target)
+    """An artifact, or one file inside a tracked directory (`show checkpoints/model.pt`).
+
+    A checkpoint that is not (yet) tracked is shown from the file itself: its size and the birth
+    certificate `mlvc.torch.save` embedded, with `tracked: False`.
+    """
+    try:
+        t, inner = containing(repo, target)
+    except PathError as exc:
+        untracked = _untracked_checkpoint(repo, target)
+        if untracked is None:
+            raise exc from None
+        return untracked
     if t.ptr is None:
         raise t.error
     p = t.ptr
-    info = {"path": t.display, "pointer": t.rel_pointer, "kind": p.kind, "id": p.oid, "size": p.size,
+    info = {"path": t.display, "tracked": True, "pointer": t.rel_pointer, "kind": p.kind, "id": p.oid, "size": p.size,
             "files": p.files, "role": p.role, "meta": p.meta, "chunker": p.chunker.as_dict()}
     try:
         entries = load_entries(repo.store, p)
@@ -41,4 +51,33 @@ def show(repo, target: str) -> dict:
         pass
     except MlvcError as exc:
         info["provenance_error"] = str(exc)
+    return info
+
+
+def _untracked_checkpoint(repo, target: str) -> dict | None:
+    """{path, tracked: False, size, format, provenance} of a workspace checkpoint no pointer names,
+    or None when `target` is not a file or carries no birth certificate."""
+    from .. import checkpoint as ckpt
+    from .provenance import read_provenance
+    from .params import flatten
+
+    path = repo.resolve_user_path(target)
+    if path.is_symlink() or not path.is_file():
+        return None
+    info = {"path": repo.rel(path), "tracked": False, "kind": "file", "size": path.stat().st_size,
+            "note": f"not tracked by mlvc: run `mlvc add {target}` to track it"}
+    try:
+        with open(path, "rb") as f:
+            info["format"] = ckpt.detect_format(f.read(ckpt.HEAD_SIZE), path.name)
+            if info["format"] is None:
+                return None
+            prov = read_provenance(f, path.name)
+    except ckpt.CheckpointFormatError:
+        return None
+    except MlvcError as exc:  # a pickle naming code: reported, never run
+        info["provenance_error"] = str(exc)
+        return info
+    if prov is None:
+        return None
+    info["provenance"] = {**flatten(prov), "source": "workspace"}
     return info

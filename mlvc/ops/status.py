@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass, field
 
 from ..errors import MlvcError, ObjectNotFoundError, PathError
@@ -9,8 +10,9 @@ from ..hashing import from_oid, to_oid
 from ..objects import TreeEntry, TreeManifest
 from ..progress import NULL, Progress
 from ..safepath import refuse_links_above
-from ..workspace import IdLookup, scan, stat_signature
-from .common import Tracked, load_entries, missing_objects, overlapping, select
+from ..workspace import IdLookup, scan, scan_within, stat_signature
+from .data_meta import config_drift
+from .common import Tracked, file_manifest, links_root, load_entries, missing_objects, overlapping, select
 
 UNCHANGED = "unchanged"
 MODIFIED = "modified"
@@ -28,6 +30,8 @@ class ArtifactStatus:
     modified: list[str] = field(default_factory=list)
     cache_complete: bool | None = None  # None: not checked
     error: str | None = None
+    hint: str | None = None  # the next command to run about `error`, when there is one
+    config_changed: str | None = None  # the recorded config file changed since the data was added
     # the exit code of the error that kept this artifact from being compared (a symlink on the
     # way, a corrupt manifest); None when the comparison ran
     failed_code: int | None = None
@@ -41,7 +45,7 @@ class ArtifactStatus:
 def workspace_ids(repo, t: Tracked, files=None, progress: Progress = NULL) -> dict[str, tuple]:
     """{relative path: (file id, FileStat)} of the artifact's files (scanned now unless given)."""
     if files is None:
-        files = scan(t.target, t.display)
+        files = scan(t.target, t.display, follow_within=links_root(repo, t.ptr.meta))
     lookup = IdLookup(repo.hash_cache, t.display)
     out = {}
     for fs in files:
@@ -61,8 +65,10 @@ def current_oid(ptr_kind: str, ids: dict[str, tuple]) -> bytes | None:
 
 def status_one(repo, t: Tracked, check_cache: bool = True, progress: Progress = NULL) -> ArtifactStatus:
     if t.ptr is None:
-        return ArtifactStatus(t.display, t.rel_pointer, INVALID, error=str(t.error))
-    st = ArtifactStatus(t.display, t.rel_pointer, UNCHANGED)
+        return ArtifactStatus(t.shown, t.rel_pointer, INVALID, error=str(t.error), hint=t.error.hint)
+    if t.inner:
+        return _status_within(repo, t, check_cache, progress)
+    st = ArtifactStatus(t.display, t.rel_pointer, UNCHANGED, config_changed=config_drift(repo, t.ptr.meta, t.display))
     if check_cache:
         if t.ptr.oid in repo.store.complete:
             st.cache_complete = True
@@ -83,7 +89,7 @@ def status_one(repo, t: Tracked, check_cache: bool = True, progress: Progress = 
         st.state = MISSING
         return st
     try:
-        files = scan(t.target, t.display)
+        files = scan(t.target, t.display, follow_within=links_root(repo, t.ptr.meta))
         sig = stat_signature(files) if files and files[0].rel else None
         if sig is not None and repo.state.tree_for_signature(t.display, sig) == t.ptr.oid:
             return st
@@ -111,10 +117,58 @@ def status_one(repo, t: Tracked, check_cache: bool = True, progress: Progress = 
     return st
 
 
+def _status_within(repo, t: Tracked, check_cache: bool, progress: Progress) -> ArtifactStatus:
+    """Status of one file (or subdirectory) inside a directory artifact: its files only."""
+    st = ArtifactStatus(t.shown, t.rel_pointer, UNCHANGED)
+    try:
+        expected = {e.path: e for e in t.within(load_entries(repo.store, t.ptr))}
+    except ObjectNotFoundError:
+        st.cache_complete = False
+        if not os.path.lexists(t.target / t.inner):
+            st.state = MISSING
+        else:
+            st.state = MODIFIED
+            st.error = "the artifact's manifest is not in the cache; whether it changed is unknown"
+        return st
+    try:
+        path = t.target / t.inner
+        refuse_links_above(repo.root, path, t.shown)
+        files = scan_within(t.target, t.display, t.inner, follow_within=links_root(repo, t.ptr.meta))
+        ids = workspace_ids(repo, t, files, progress)
+    except PathError as exc:
+        st.state, st.error, st.failed_code = MODIFIED, str(exc), exc.exit_code
+        return st
+    if not expected and not ids:
+        raise PathError(t.shown, f"is not a file of the tracked artifact {t.display}",
+                        hint=f"`mlvc show {t.display}` lists its files")
+    if check_cache:
+        from ..store.packs import CHUNK, FILE_MANIFEST
+
+        st.cache_complete = all(
+            repo.store.has_any(FILE_MANIFEST, e.file_id)
+            and all(repo.store.has(CHUNK, cid) for cid, _ in file_manifest(repo.store, e.file_id).chunks)
+            for e in expected.values())
+    if not ids:
+        st.state = MISSING
+        return st
+    below = len(t.inner) + 1  # lists name paths relative to the selection, as for an artifact
+
+    def shown(rel: str) -> str:
+        return rel[below:] if len(rel) > len(t.inner) else rel.rsplit("/", 1)[-1]
+
+    st.added = sorted(shown(p) for p in set(ids) - set(expected))
+    st.removed = sorted(shown(p) for p in set(expected) - set(ids))
+    st.modified = sorted(shown(p) for p in set(ids) & set(expected)
+                         if ids[p][0] != expected[p].file_id or ids[p][1].executable != expected[p].executable)
+    if st.added or st.removed or st.modified:
+        st.state = MODIFIED
+    return st
+
+
 def status(repo, paths=None, *, check_cache: bool = True, progress: Progress = NULL) -> list[ArtifactStatus]:
-    selected = select(repo, paths)
+    selected = select(repo, paths, within=True)
     clashes = overlapping(select(repo) if paths else selected)
-    return [status_one(repo, Tracked(t.pointer_path, t.rel_pointer, None, clashes[t.rel_pointer])
+    return [status_one(repo, Tracked(t.pointer_path, t.rel_pointer, None, clashes[t.rel_pointer], t.inner)
                        if t.rel_pointer in clashes else t, check_cache, progress) for t in selected]
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from helpers import commit, write
+from helpers import commit, mlvc_cli, write
 
 import mlvc
 from mlvc.errors import EXIT_USAGE
@@ -131,3 +131,93 @@ def test_progress_bars_count_bytes_in_binary_units_as_the_summaries_do():
     assert "GiB" in rendered and "1.5/3.0 GiB" in rendered, rendered
     assert human_size(3 * 2**29) == "1.5 GiB"
     assert "GB" not in rendered.replace("GiB", "")
+
+
+def test_a_pointer_in_merge_conflict_names_both_ids_and_the_way_out(cli, repo_dir):
+    from helpers import git
+
+    write(repo_dir / "d" / "a.bin", b"a")
+    assert cli("add", "-q", "d").code == 0
+    commit(repo_dir, "v1")
+    git(repo_dir, "checkout", "-q", "-b", "feat")
+    write(repo_dir / "d" / "b.bin", b"b")
+    assert cli("add", "-q", "d").code == 0
+    commit(repo_dir, "feat adds b")
+    theirs = cli("show", "d", "--field", "id").out.strip()
+    git(repo_dir, "checkout", "-q", "main")
+    assert cli("checkout", "-q").code == 0
+    write(repo_dir / "d" / "c.bin", b"c")
+    assert cli("add", "-q", "d").code == 0
+    commit(repo_dir, "main adds c")
+    ours = cli("show", "d", "--field", "id").out.strip()
+    proc = __import__("subprocess").run(["git", "merge", "-q", "feat"], cwd=repo_dir, capture_output=True)
+    assert proc.returncode != 0 and b"<<<<<<<" in (repo_dir / "d.mlvc").read_bytes()
+
+    expected = f"unresolved git merge conflict: ours (HEAD) {ours}, theirs (feat) {theirs}"
+    hint = ("keep one side: `git checkout --ours d.mlvc` or `git checkout --theirs d.mlvc`, "
+            "then `git add d.mlvc` and `mlvc checkout d`")
+    r = cli("status")
+    assert r.code == 5 and expected in r.out and f"    hint: {hint}" in r.out.splitlines(), r
+    r = cli("show", "d")
+    assert r.code == 5 and r.err == f"error: invalid pointer file d.mlvc: {expected}\nhint: {hint}\n", r
+    r = cli("checkout")
+    assert r.code == 5 and expected in r.err and hint in r.err, r
+    assert sorted(p.name for p in (repo_dir / "d").iterdir()) == ["a.bin", "c.bin"]  # nothing touched
+
+    git(repo_dir, "checkout", "--theirs", "d.mlvc")  # what the hint says
+    git(repo_dir, "add", "d.mlvc")
+    assert cli("checkout", "-q", "d").code == 0
+    assert sorted(p.name for p in (repo_dir / "d").iterdir()) == ["a.bin", "b.bin"]
+    r = cli("status", "--exit-code")
+    assert r.code == 0 and r.out == "d: unchanged\n", r
+
+
+def test_a_hugging_face_snapshot_of_links_is_added_with_follow_links(cli, repo_dir, tmp_path):
+    import os
+    import subprocess
+
+    from helpers import git
+
+    blobs, snap = repo_dir / "hf" / "blobs", repo_dir / "hf" / "snapshots" / "abc"
+    blobs.mkdir(parents=True)
+    snap.mkdir(parents=True)
+    for i in range(7):
+        (blobs / f"b{i}").write_bytes(f"weights {i}".encode())
+        os.symlink(f"../../blobs/b{i}", snap / f"model-{i}.safetensors")
+    (snap / "config.json").write_text("{}")
+    r = cli("add", "hf/snapshots/abc")
+    assert r.code == 4 and "holds 7 symlinks (hf/snapshots/abc/model-0.safetensors -> ../../blobs/b0" in r.err, r
+    assert "and 2 more)" in r.err and "hint: `mlvc add --follow-links hf/snapshots/abc`" in r.err
+
+    r = cli("add", "--follow-links", "hf/snapshots/abc")
+    assert r.code == 0 and r.out.startswith("hf/snapshots/abc.mlvc: added "), r
+    assert "its links point to files git does not ignore (hf/blobs/b0, hf/blobs/b1, hf/blobs/b2 and 4 more)" in r.err
+    (repo_dir / ".gitignore").write_text("/hf/blobs\n")
+    r = cli("add", "hf/snapshots/abc")  # remembered: no flag needed again; blobs ignored now: no warning
+    assert r.code == 0 and r.out.startswith("hf/snapshots/abc.mlvc: unchanged ") and r.err == "", r
+    assert cli("status", "--exit-code").code == 0
+    assert cli("checkout").code == 0 and (snap / "model-3.safetensors").is_symlink()  # unchanged: links stay
+    import json
+
+    (art,) = json.loads(cli("manifest", "--json").out)["artifacts"]
+    assert art["follow_links"] is True and "params" not in art  # how it is read, not a parameter
+
+    (blobs / "b3").write_bytes(b"changed weights")  # the bytes behind a link changed
+    r = cli("status")
+    assert "modified: model-3.safetensors" in r.out, r
+    os.symlink("/etc/hostname", snap / "outside")
+    r = cli("add", "hf/snapshots/abc")
+    assert r.code == 4 and "1 symlink points outside the repository" in r.err and "outside -> /etc/hostname" in r.err
+    (snap / "outside").unlink()
+
+    # elsewhere the artifact is plain files
+    assert cli("remote", "add", "origin", str(tmp_path / "remote"), "--default", "-q").code == 0
+    (blobs / "b3").write_bytes(b"weights 3")
+    commit(repo_dir, "hf snapshot")
+    assert cli("push", "-q").code == 0
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", str(repo_dir), str(clone)], check=True)
+    assert mlvc_cli(clone, "pull", "-q").code == 0
+    got = clone / "hf" / "snapshots" / "abc" / "model-3.safetensors"
+    assert not got.is_symlink() and got.read_bytes() == b"weights 3"
+    assert git(repo_dir, "status", "--porcelain") == ""

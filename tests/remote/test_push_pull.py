@@ -140,3 +140,60 @@ def test_rev_and_all_commits(tmp_path: Path, remote_spec) -> None:
     git(third, "checkout", "-q", "v1")
     ok(third, "checkout", "-q")
     assert (third / "w.bin").read_bytes() == versions[1]
+
+
+def test_one_file_of_a_directory_artifact_is_fetched_checked_out_and_pulled_alone(tmp_path: Path,
+                                                                                   remote_spec) -> None:
+    repo = make_repo(tmp_path / "work")
+    add_remote(repo, remote_spec)
+    write(repo / "models" / "m.bin", rand_bytes(400_000, 1))
+    write(repo / "models" / "n.bin", rand_bytes(900_000, 2))
+    write(repo / "models" / "sub" / "s.txt", b"sub\n")
+    write(repo / "models" / "sub" / "t.txt", b"tee\n")
+    ok(repo, "add", "-q", "models")
+    commit(repo, "v1")
+    ok(repo, "push", "-q")
+    fresh = clone(repo, tmp_path / "fresh")
+
+    out = json.loads(ok(fresh, "fetch", "--json", "models/m.bin"))
+    assert out["done"] == ["models/m.bin"] and out["failed"] == {}
+    # m.bin's chunks and manifest (the tree came with one ranged read): none of n.bin's 900 KB
+    assert 400_000 <= out["bytes"] < 500_000, out
+    assert cli(fresh, "status", "models/m.bin")[1] == "models/m.bin: missing\n"
+    assert cli(fresh, "status", "models/n.bin")[1] == ("models/n.bin: missing (objects missing from the cache: "
+                                                      "run `mlvc pull`)\n")
+    r = ok(fresh, "checkout", "models/m.bin")
+    assert r.splitlines()[0] == "restored models/m.bin"
+    assert sorted(p.name for p in (fresh / "models").iterdir()) == ["m.bin"]
+    assert snapshot(fresh, "models/m.bin") == snapshot(repo, "models/m.bin")
+
+    # pull of a subdirectory: its files only, checked out as one selection
+    out = json.loads(ok(fresh, "pull", "--json", "models/sub"))
+    assert sorted(out["fetch"]["done"]) == ["models/sub/s.txt", "models/sub/t.txt"]
+    assert out["checkout"]["restored"] == ["models/sub"]
+    assert snapshot(fresh, "models/sub") == snapshot(repo, "models/sub")
+    assert not (fresh / "models" / "n.bin").exists()
+    assert ok(fresh, "status", "models/m.bin", "models/sub") == "models/m.bin: unchanged\nmodels/sub: unchanged\n"
+
+    # status and checkout of one file see that file only
+    write(fresh / "models" / "m.bin", b"edited")
+    code, out_text, _ = cli(fresh, "status", "--exit-code", "models/m.bin")
+    assert code == 1 and out_text == "models/m.bin: modified\n    modified: m.bin\n"
+    assert cli(fresh, "status", "--exit-code", "models/sub")[0] == 0
+    code, _, err = cli(fresh, "checkout", "models/m.bin")
+    assert code == 8 and "models/m.bin: modified in the workspace and never added" in err
+    ok(fresh, "checkout", "-q", "--force", "models/m.bin")
+    assert snapshot(fresh, "models/m.bin") == snapshot(repo, "models/m.bin")
+    # in a subdirectory selection, a file the manifest does not list is reported, and removed once saved
+    write(fresh / "models" / "sub" / "extra.txt", b"extra")
+    assert ok(fresh, "status", "models/sub") == "models/sub: modified\n    added: extra.txt\n"
+    (fresh / "models" / "sub" / "s.txt").unlink()
+    assert ok(fresh, "status", "models/sub") == "models/sub: modified\n    added: extra.txt\n    removed: s.txt\n"
+    ok(fresh, "checkout", "-q", "--force", "models/sub")
+    assert snapshot(fresh, "models/sub") == snapshot(repo, "models/sub")
+
+    # a path the artifact does not have
+    for command in ("status", "checkout", "fetch"):
+        code, _, err = cli(fresh, command, "models/nope.bin")
+        assert code == 4 and "models/nope.bin: is not a file of the tracked artifact models" in err, (command, err)
+    assert cli(fresh, "status", "models/n.bin/x")[0] == 4
