@@ -78,7 +78,7 @@ if SPEC["role"] == "push":
         deadline = time.monotonic() + 60
         while count("gc-ok-") < k and time.monotonic() < deadline:
             time.sleep(0.01)
-        time.sleep(random.uniform(0, 0.3))
+        time.sleep(random.uniform(0, 1.5))  # some start while the gc loop pushes garbage, some meet its gc
         for _attempt in range(30):
             runs.append(cmd(SPEC["cwd"], ["push", "-q", "--rev", rev, "--wait-lock", "20"]))
             if runs[-1]["code"] == 0:
@@ -107,7 +107,7 @@ def storm(tmp_path: Path, spec, spawn_workers, pushers: int, commits: int) -> No
     started = time.monotonic()
     origin = make_repo(tmp_path / "origin")
     add_remote(origin, spec)
-    set_core(origin, "remote_pack_size", 128 * 1024)  # several packs per push, so uploads interleave
+    set_core(origin, "remote_pack_size", 512 * 1024)  # two packs for a first push, so uploads interleave
     write(origin / "README", b"project\n")
     commit(origin, "init")
     # Every branch is made on origin (so its cache holds every manifest gc must read), then
