@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import pointer as pointers
-from ..errors import MlvcError, OverlappingPointersError, PathError
+from ..errors import MlvcError, OverlappingPointersError, PathError, UnsafePathError
 from ..hashing import from_oid
 from ..objects import FileManifest, TreeEntry, TreeManifest
 from ..store.packs import FILE_MANIFEST, TREE_MANIFEST
@@ -74,10 +74,21 @@ def select(repo, paths=None) -> list[Tracked]:
     for pp in ptr_paths:
         rel = repo.rel(pp)
         try:
-            out.append(Tracked(pp, rel, pointers.load(pp, rel)))
+            t = Tracked(pp, rel, pointers.load(pp, rel))
+            refuse_git_and_mlvc_paths(t)
+            out.append(t)
         except MlvcError as exc:
             out.append(Tracked(pp, rel, None, exc))
     return out
+
+
+def refuse_git_and_mlvc_paths(t: Tracked) -> None:
+    """A pointer may not name a path inside `.git/` (any directory of that name, in any case, as
+    git itself refuses: a hook written there runs on the next git command) or inside `.mlvc/`."""
+    parts = t.display.split("/")
+    if any(part.lower() == ".git" for part in parts) or parts[0].lower() == ".mlvc":
+        where = ".git/" if any(part.lower() == ".git" for part in parts) else ".mlvc/"
+        raise UnsafePathError(t.rel_pointer, f"unsafe path {t.display!r}: inside {where}, which mlvc never writes")
 
 
 def overlapping(tracked: list[Tracked]) -> dict[str, OverlappingPointersError]:
