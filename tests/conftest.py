@@ -141,6 +141,30 @@ def make_bucket() -> Callable[[str], str]:
     return create_bucket
 
 
+@pytest.fixture
+def tmpfs() -> Iterator[Callable[[Path, int], Callable[[int], None]]]:
+    """`mount(path, size)` mounts a tmpfs of `size` bytes at `path` and returns `resize(size)`."""
+    mounted: list[Path] = []
+
+    def mount(path: Path, size: int) -> Callable[[int], None]:
+        path.mkdir(parents=True, exist_ok=True)
+        proc = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs", str(path)],
+                              capture_output=True, text=True)
+        if proc.returncode != 0:
+            pytest.fail(f"cannot mount a tmpfs here ({proc.stderr.strip()}): the disk-full tests need root "
+                        "with CAP_SYS_ADMIN (a container run with --privileged or --cap-add SYS_ADMIN)")
+        mounted.append(path)
+
+        def resize(new_size: int) -> None:
+            subprocess.run(["mount", "-o", f"remount,size={new_size}", str(path)], check=True)
+
+        return resize
+
+    yield mount
+    for path in reversed(mounted):
+        subprocess.run(["umount", "-l", str(path)], check=False)
+
+
 WORKER_PROLOGUE = """
 import json, os, sys, time
 SPEC = json.loads(sys.argv[1])
@@ -177,7 +201,8 @@ def run_workers(script: str, specs: list[dict[str, Any]], timeout_s: float = 60.
     with tempfile.TemporaryDirectory(prefix="mlvc-workers-") as sync_dir:
         processes = [
             subprocess.Popen(
-                [sys.executable, "-c", WORKER_PROLOGUE + script, json.dumps({**spec, "sync_dir": sync_dir, "workers": len(specs)})],
+                [sys.executable, "-c", WORKER_PROLOGUE + script,
+                 json.dumps({**spec, "sync_dir": sync_dir, "workers": len(specs)})],
                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
             for spec in specs
         ]

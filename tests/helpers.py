@@ -81,3 +81,12 @@ def verify_cache(path: Path):
         return verify(store, read_data=True)
     finally:
         store.close()
+
+
+def one_error(err: str) -> str:
+    """The one `error:` line of a failed command's stderr (a `hint:` may follow); fails on a
+    traceback, an internal error or more than one error line."""
+    assert "Traceback" not in err and "internal error" not in err, err
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, err
+    return errors[0]

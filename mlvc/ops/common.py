@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import pointer as pointers
-from ..errors import MlvcError, OverlappingPointersError, PathError
+from ..errors import MlvcError, OverlappingPointersError, PathError, UnsafePathError
 from ..hashing import from_oid
 from ..objects import FileManifest, TreeEntry, TreeManifest
 from ..store.packs import FILE_MANIFEST, TREE_MANIFEST
@@ -140,13 +140,28 @@ def select(repo, paths=None, *, within: bool = False) -> list[Tracked]:
     for pp, inner in picked:
         rel = repo.rel(pp)
         try:
+<<<<<<< HEAD
             t = Tracked(pp, rel, pointers.load(pp, rel), inner=inner)
+=======
+            t = Tracked(pp, rel, pointers.load(pp, rel))
+            refuse_git_and_mlvc_paths(t)
+            out.append(t)
+>>>>>>> concurrency
         except MlvcError as exc:
             t = Tracked(pp, rel, None, exc, inner)
         if inner and t.ptr is not None and t.ptr.kind != "dir":
             raise PathError(paths[len(out)], f"is not inside a directory artifact ({t.display} is a file)")
         out.append(t)
     return out
+
+
+def refuse_git_and_mlvc_paths(t: Tracked) -> None:
+    """A pointer may not name a path inside `.git/` (any directory of that name, in any case, as
+    git itself refuses: a hook written there runs on the next git command) or inside `.mlvc/`."""
+    parts = t.display.split("/")
+    if any(part.lower() == ".git" for part in parts) or parts[0].lower() == ".mlvc":
+        where = ".git/" if any(part.lower() == ".git" for part in parts) else ".mlvc/"
+        raise UnsafePathError(t.rel_pointer, f"unsafe path {t.display!r}: inside {where}, which mlvc never writes")
 
 
 def overlapping(tracked: list[Tracked]) -> dict[str, OverlappingPointersError]:

@@ -113,6 +113,19 @@ def _publish_no_overwrite(temp: str, final: str) -> bool:
     return True
 
 
+def _copy_in(source: str, final: str, callback: ProgressCallback | None) -> bool:
+    """Copy `source` to a temp sibling of `final`, fsync it, publish it unless `final` exists."""
+    temp = temp_sibling(final)
+    try:
+        with open(source, "rb") as src, open(temp, "xb") as dst:
+            _copy_stream(src, dst, callback)
+            dst.flush()
+            os.fsync(dst.fileno())
+        return _publish_no_overwrite(temp, final)
+    finally:
+        unlink_quietly(temp)
+
+
 class LocalBackend(Backend):
     capabilities = Capabilities(atomic_create=True, conditional=True, ranged_read=True, local_files=True)
 
@@ -261,21 +274,21 @@ class LocalBackend(Backend):
             self._require_base()
             os.makedirs(os.path.dirname(final), exist_ok=True)
             if move:
-                # The caller's file is complete (and fsynced where it matters): publish it as is.
-                published = _publish_no_overwrite(source, final)
-                unlink_quietly(source)
-                if callback is not None:
-                    callback(os.path.getsize(final))
-            else:
-                temp = temp_sibling(final)
+                # The caller's file is complete (and fsynced where it matters): publish it as is,
+                # unless it is on another filesystem (a cache on a local disk, this directory on
+                # a share): neither a link nor a rename crosses that, so it is copied.
                 try:
-                    with open(source, "rb") as src, open(temp, "xb") as dst:
-                        _copy_stream(src, dst, callback)
-                        dst.flush()
-                        os.fsync(dst.fileno())
-                    published = _publish_no_overwrite(temp, final)
-                finally:
-                    unlink_quietly(temp)
+                    published = _publish_no_overwrite(source, final)
+                except OSError as exc:
+                    if exc.errno != errno.EXDEV:
+                        raise
+                    published = _copy_in(source, final, callback)
+                else:
+                    if callback is not None:
+                        callback(os.path.getsize(final))
+                unlink_quietly(source)
+            else:
+                published = _copy_in(source, final, callback)
         if published:
             fsync_dir(os.path.dirname(final))
         return published

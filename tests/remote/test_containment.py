@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from mlvc.errors import EXIT_BAD_PATH, EXIT_PARTIAL
+from mlvc.errors import EXIT_BAD_PATH, EXIT_BAD_POINTER, EXIT_PARTIAL
 
 from .helpers import add_remote, cli, clone, commit, make_repo, ok, write
 
@@ -114,3 +114,28 @@ def test_export_to_a_directory_refuses_a_symlink_inside_it(tmp_path, local_url) 
     code, _out, err = cli(repo, "checkout", "HEAD", "--to", str(dest))
     assert code == EXIT_BAD_PATH, err
     assert list(elsewhere.iterdir()) == []
+
+
+@pytest.mark.parametrize("where", [".git/hooks", ".GIT/hooks", "sub/.git/hooks", ".mlvc"])
+def test_a_pointer_into_git_or_mlvc_is_refused_even_with_force(tmp_path, local_url, where) -> None:
+    """A committed pointer naming `.git/hooks` (a directory artifact holding an executable
+    `post-checkout`) would run the attacker's code on the victim's next git command."""
+    evil = make_repo(tmp_path / "evil")
+    add_remote(evil, local_url)
+    hook = write(evil / "hooks" / "post-checkout", b"#!/bin/sh\ntouch /tmp/mlvc-pwned\n")
+    hook.chmod(0o755)
+    ok(evil, "add", "-q", "hooks")
+    ok(evil, "push", "-q")
+    _retarget(evil, "hooks.mlvc", "hooks.mlvc", where)
+    (evil / ".gitignore").write_text("")
+    commit(evil, "tooling")
+    victim = clone(evil, tmp_path / "victim")
+    before = sorted(p.name for p in (victim / ".git" / "hooks").iterdir())
+    config = (victim / ".mlvc" / "config").read_bytes()
+    for args in (["pull"], ["pull", "--force"], ["checkout", "--force"]):
+        code, _out, err = cli(victim, *args)
+        assert code == EXIT_BAD_POINTER, (args, err)
+        assert "unsafe path" in err and "Traceback" not in err, err
+        assert sorted(p.name for p in (victim / ".git" / "hooks").iterdir()) == before
+        assert not (victim / ".GIT").exists() and not (victim / "sub").exists()
+        assert (victim / ".mlvc" / "config").read_bytes() == config

@@ -288,6 +288,25 @@ def test_disk_full_while_downloading_is_disk_error(tmp_path: Path, monkeypatch: 
     assert os.listdir(tmp_path) == ["remote"]  # neither target nor temp file left behind
 
 
+def test_a_finished_file_on_another_filesystem_is_moved_in_by_copying(tmp_path: Path, tmpfs) -> None:
+    """A cache on one filesystem, a directory remote on another (a share): the pack a push built
+    in the cache's scratch cannot be linked or renamed in (EXDEV), so it is copied, then removed."""
+    other = tmp_path / "other-fs"
+    tmpfs(other, 8 << 20)
+    remote = open_backend(str(tmp_path / "remote"))
+    remote.ensure_base()
+    built = other / "scratch.pack"
+    built.write_bytes(b"pack bytes" * 1000)
+    seen: list[int] = []
+    assert remote.put_file(built, "packs/p.pack", seen.append, move=True) is True
+    assert remote.get_bytes("packs/p.pack") == b"pack bytes" * 1000
+    assert sum(seen) == 10_000 and not built.exists()
+    assert [name for name in os.listdir(tmp_path / "remote" / "packs") if name != "p.pack"] == []
+    built.write_bytes(b"pack bytes" * 1000)
+    assert remote.put_file(built, "packs/p.pack", move=True) is False  # already there: nothing replaced
+    assert not built.exists()
+
+
 # -- S3 only ------------------------------------------------------------------------------
 
 
