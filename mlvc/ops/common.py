@@ -140,13 +140,8 @@ def select(repo, paths=None, *, within: bool = False) -> list[Tracked]:
     for pp, inner in picked:
         rel = repo.rel(pp)
         try:
-<<<<<<< HEAD
             t = Tracked(pp, rel, pointers.load(pp, rel), inner=inner)
-=======
-            t = Tracked(pp, rel, pointers.load(pp, rel))
             refuse_git_and_mlvc_paths(t)
-            out.append(t)
->>>>>>> concurrency
         except MlvcError as exc:
             t = Tracked(pp, rel, None, exc, inner)
         if inner and t.ptr is not None and t.ptr.kind != "dir":
