@@ -108,6 +108,7 @@ class _PrefetchBlocks:
         self.head = head
         self._free: queue.SimpleQueue = queue.SimpleQueue()
         self._full: queue.SimpleQueue = queue.SimpleQueue()
+        self._stopping = False
         for _ in range(_RING):
             self._free.put(bytearray(head + block))
         self._thread = threading.Thread(target=self._run, name="mlvc-read", daemon=True)
@@ -117,7 +118,7 @@ class _PrefetchBlocks:
         try:
             while True:
                 buf = self._free.get()
-                if buf is self._STOP:
+                if buf is self._STOP or self._stopping:
                     return
                 n = _read_full(self._f, memoryview(buf)[self.head:])
                 eof = n < self._block
@@ -137,6 +138,7 @@ class _PrefetchBlocks:
         self._free.put(buf)
 
     def close(self) -> None:
+        self._stopping = True
         self._free.put(self._STOP)
         self._thread.join()
 
