@@ -3,9 +3,11 @@
     .venv/bin/python benchmarks/bench_core.py                 # full scale (~1 GiB W1, 20k/100k files, 4 GiB)
     .venv/bin/python benchmarks/bench_core.py --scale 0.1     # smoke test, about a minute
     .venv/bin/python benchmarks/bench_core.py --only add status
+    .venv/bin/python benchmarks/bench_core.py --only add --w1-only --heavy-repeat 3   # just `add` W1 + cp/sync
 
 Sections (each in fresh git repos, one per tool; CLI commands timed as subprocesses):
-    add       1. `add` W1 cold (mlvc default = fsync on; mlvc with core.fsync false; `dvc add`)
+    add       1. `add` W1 cold (mlvc default = fsync on; mlvc with core.fsync false; `dvc add`),
+                 each also as a multiple of `cp` + `sync` of the same file (the disk's own speed)
               2. new bytes stored for W2 after W1 and for W2-shift after W1
               4. `checkout` of W1 after deleting the workspace file
     status    3. no-op `status` on W3 + W1;  7. scale: add + status at 20k vs 100k files
@@ -81,6 +83,20 @@ def section_add(c: Ctx) -> None:
             errors.setdefault(label.split(":")[0], why)
             return None
 
+    w1_only = c.args.w1_only
+    if w1_only:
+        nrepos = c.heavy
+
+    # the baseline: the same bytes copied and made durable by the plainest tools
+    cps = H.Timing()
+    with H.scratch("cp-sync") as path:
+        def drop(path=path):
+            (path / "model.pt").unlink(missing_ok=True)
+            os.sync()
+        H.log(f"cp + sync of W1 ({c.heavy}x)")
+        cps = H.time_cmd(["sh", "-c", f'cp "{w1}" model.pt && sync'], path, repeat=c.heavy, setup=drop)
+    res["cp_sync"] = cps
+
     def one_repo(tool, i, adds, checkouts, growth):
         with H.scratch(f"{tool}-w1") as path:
             repo = (H.MlvcRepo if tool == "mlvc" else H.DvcRepo)(path).init()
@@ -88,6 +104,8 @@ def section_add(c: Ctx) -> None:
             H.place(w1, target)
             H.log(f"{tool}: add W1 cold (repo {i + 1}/{nrepos})")
             adds.append(repo.add("model.pt").wall)
+            if w1_only:
+                return
             if i == 0:
                 # 4. checkout from the cache after deleting the workspace file
                 def drop(target=target):
@@ -146,6 +164,16 @@ def section_add(c: Ctx) -> None:
                   note=f"mlvc {nf}, {_mbps(size1, nf.best)}; DVC never fsyncs"
                        + (f"; mlvc error: {errors['mlvc-nofsync']}" if "mlvc-nofsync" in errors else ""),
                   detail={"mlvc": nf.as_dict(), "dvc": dvc_add.as_dict()}))
+
+    def over_cp(t: H.Timing) -> float | None:
+        return t.best / cps.best if t.best and cps.best else None
+
+    rep.add(H.Row(wl, "add cold / (cp + sync), x (mlvc fsync on)", over_cp(m["add"]), over_cp(dvc_add), "x",
+                  H.mlvc_at_most(1.5, "mlvc <= 1.5x cp+sync (goal 1.2x)"),
+                  note=f"cp + sync {cps}; mlvc add {m['add']}; DVC add {dvc_add}",
+                  detail={"cp_sync": cps.as_dict(), "mlvc": m["add"].as_dict(), "dvc": dvc_add.as_dict()}))
+    if w1_only:
+        return
 
     target12 = H.mlvc_at_most(12.0, "mlvc <= 12% of W2")
     for key, label, sz in (("w2", "W2 after W1", size2), ("w2shift", "W2-shift after W1", size2s)):
@@ -298,6 +326,8 @@ def main(argv=None) -> int:
                     help="samples of expensive commands (add/checkout of W1); best is reported")
     ap.add_argument("--only", nargs="*", choices=SECTIONS, help="run only these sections")
     ap.add_argument("--no-dvc", action="store_true", help="mlvc only")
+    ap.add_argument("--w1-only", action="store_true",
+                    help="section add: only the cold adds of W1 and cp + sync (no checkout, no W2)")
     ap.add_argument("--no-dvc-100k", action="store_true", help="skip DVC on the 100k-file scale run (slow)")
     ap.add_argument("--json", type=Path, help="results file (default benchmarks/.work/results-core*.json)")
     args = ap.parse_args(argv)

@@ -8,6 +8,8 @@ without ambiguity.
 
 from __future__ import annotations
 
+import queue
+import threading
 from dataclasses import dataclass
 from typing import BinaryIO, Iterator
 
@@ -42,7 +44,8 @@ class ChunkerParams:
 DEFAULT_PARAMS = ChunkerParams()
 
 
-BLOCK = 16 * 1024 * 1024
+BLOCK = 8 * 1024 * 1024
+_RING = 3  # buffers of the prefetching reader: one being cut, one read ahead, one being filled
 
 
 def _fastcdc(params: ChunkerParams):
@@ -64,63 +67,153 @@ def _read_full(f: BinaryIO, view: memoryview) -> int:
     return got
 
 
+class _InlineBlocks:
+    """Blocks read on the caller's thread into one reused buffer (small files: no thread)."""
+
+    head = 0  # no room for a carried tail: a small file is read whole at once
+
+    def __init__(self, f: BinaryIO, block: int):
+        self._f = f
+        self._block = block
+        self._buf: bytearray | None = None
+
+    def next(self) -> tuple[bytearray, int, bool]:
+        if self._buf is None:
+            self._buf = bytearray(self._block)
+        n = _read_full(self._f, memoryview(self._buf))
+        return self._buf, n, n < self._block
+
+    def release(self, buf: bytearray) -> None:
+        pass
+
+    def close(self) -> None:
+        self._buf = None
+
+
+class _PrefetchBlocks:
+    """Blocks read ahead by a helper thread into `_RING` reused buffers.
+
+    `readinto` releases the GIL, so reading (and whatever the stream's `readinto`
+    does besides, such as hashing the whole file) overlaps with cutting and
+    hashing chunks on the caller's thread.  Each block is read `head` bytes into
+    its buffer, leaving room in front for the tail the previous block left uncut.
+    A read error is raised from `next`.
+    """
+
+    _STOP = object()
+
+    def __init__(self, f: BinaryIO, block: int, head: int):
+        self._f = f
+        self._block = block
+        self.head = head
+        self._free: queue.SimpleQueue = queue.SimpleQueue()
+        self._full: queue.SimpleQueue = queue.SimpleQueue()
+        self._stopping = False
+        for _ in range(_RING):
+            self._free.put(bytearray(head + block))
+        self._thread = threading.Thread(target=self._run, name="mlvc-read", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            while True:
+                buf = self._free.get()
+                if buf is self._STOP or self._stopping:
+                    return
+                n = _read_full(self._f, memoryview(buf)[self.head:])
+                eof = n < self._block
+                self._full.put((buf, n, eof))
+                if eof:
+                    return
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, raised there
+            self._full.put(exc)
+
+    def next(self) -> tuple[bytearray, int, bool]:
+        item = self._full.get()
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+    def release(self, buf: bytearray) -> None:
+        self._free.put(buf)
+
+    def close(self) -> None:
+        self._stopping = True
+        self._free.put(self._STOP)
+        self._thread.join()
+
+
 def iter_chunks(f: BinaryIO, params: ChunkerParams = DEFAULT_PARAMS, block: int = BLOCK,
                 boundaries=None, size_hint: int | None = None) -> Iterator[memoryview]:
     """Yield chunk views of a binary stream, reading it in blocks (bounded memory).
 
-    Each block is a fresh buffer, so a yielded view stays valid for as long as
-    the caller holds it (the pack writer keeps views until they are written).
-    A chunk is only emitted once at least `max_size` bytes follow its start (or
-    the region ended), so boundaries are exactly those of cutting the whole
-    stream at once; the tail is carried into the next block.
+    A yielded view is valid only until the iterator is advanced: blocks are read
+    into a few reused buffers (files larger than one block are read ahead by a
+    helper thread), so a caller that keeps a chunk's bytes copies them
+    (`codec.ChunkEncoder` does).  A chunk is only emitted once at least
+    `max_size` bytes follow its start (or the region ended), so boundaries are
+    exactly those of cutting the whole stream at once; the tail is carried into
+    the next block.
 
     `boundaries` (sorted absolute offsets) force cuts there, e.g. where tensor
     storages begin and end in a checkpoint; FastCDC cuts inside each region.
-    `size_hint` (the expected length) sizes buffers for small files: zeroing a
-    16 MiB buffer per 4 KiB file would dominate adding many small files.
+    `size_hint` (the expected length) sizes the buffer for small files: zeroing a
+    large buffer per 4 KiB file would dominate adding many small files.
     """
     cdc = _fastcdc(params)
     if size_hint is not None:
         block = max(1, min(block, size_hint + 1))
-    if not boundaries:
-        yield from _iter_region(f, cdc, params, block, None)
-        return
-    pos = 0
-    for b in [*sorted(set(boundaries)), None]:
-        if b is not None and b <= pos:
-            continue
-        yield from _iter_region(f, cdc, params, block, None if b is None else b - pos)
-        if b is None:
-            return
-        pos = b
+    cuts = sorted({b for b in boundaries or () if b > 0})
+    ahead = size_hint is None or size_hint >= block
+    blocks = _PrefetchBlocks(f, block, params.max_size) if ahead else _InlineBlocks(f, block)
+    try:
+        yield from _cut_blocks(cdc, params.max_size, blocks, cuts)
+    finally:
+        blocks.close()
 
 
-def _iter_region(f: BinaryIO, cdc, params: ChunkerParams, block: int, limit: int | None):
-    carry = b""
-    left = limit
+def _cut_blocks(cdc, max_size: int, blocks, cuts: list[int]) -> Iterator[memoryview]:
+    pos = 0  # absolute offset of the first byte not yet emitted
+    carry = b""  # the bytes from `pos` that the previous block left uncut
+    ci = 0  # the next forced cut
     while True:
-        want = block if left is None else min(block, left)
-        buf = bytearray(len(carry) + want)
-        buf[:len(carry)] = carry
-        mv = memoryview(buf)
-        got = _read_full(f, mv[len(carry):])
-        if left is not None:
-            left -= got
-        n = len(carry) + got
-        eof = got < want or left == 0
-        if n == 0:
-            return
-        if n < len(buf) // 2:
-            # A small file (or a short last block): keep only what was read, since the pack
-            # writer holds chunk views (and so their whole buffer) until they are written.
-            mv = memoryview(bytes(mv[:n]))
-        else:
-            mv = mv[:n]
-        carry = b""
-        for chunk in cdc.cut_buf(mv):
-            if not eof and chunk.offset + params.max_size > n:
-                carry = bytes(mv[chunk.offset:])
+        buf, n, eof = blocks.next()
+        head = blocks.head
+        if len(carry) <= head:
+            work = memoryview(buf)[head - len(carry):head + n]
+            work[:len(carry)] = carry
+        else:  # a tail longer than the room for it (a small file that grew): one copy
+            work = memoryview(bytearray(len(carry) + n))
+            work[:len(carry)] = carry
+            work[len(carry):] = memoryview(buf)[head:head + n]
+            blocks.release(buf)
+            buf = None
+        end = pos + len(work)
+        i = 0
+        while True:
+            while ci < len(cuts) and cuts[ci] <= pos + i:
+                ci += 1
+            forced = ci < len(cuts) and cuts[ci] <= end
+            stop = cuts[ci] - pos if forced else len(work)
+            i += yield from _cut_region(cdc, work[i:stop], max_size, final=forced or eof)
+            if not forced or i < stop:
                 break
-            yield chunk.data
+        carry = bytes(work[i:])
+        pos += i
+        if buf is not None:
+            blocks.release(buf)
         if eof:
             return
+
+
+def _cut_region(cdc, mv: memoryview, max_size: int, final: bool):
+    """Yield the chunks of `mv`; returns how many bytes were emitted.  Unless `final`, the
+    chunks that start less than `max_size` before the end are left for the next block."""
+    n = len(mv)
+    if not n:
+        return 0
+    for chunk in cdc.cut_buf(mv):
+        if not final and chunk.offset + max_size > n:
+            return chunk.offset
+        yield chunk.data
+    return n

@@ -63,6 +63,10 @@ class ChunkEncoder:
     Weights are incompressible chunk after chunk; after `_SETTLE` raw chunks in a
     row only every `_PROBE`-th chunk is sampled, and any chunk that compresses
     resets to sampling every chunk.
+
+    The payload never aliases the caller's buffer (a raw view is copied): the
+    chunker reuses its read buffers, and the pack writer holds payloads until
+    they are written.
     """
 
     _SETTLE = 8
@@ -76,10 +80,14 @@ class ChunkEncoder:
     def encode(self, data) -> tuple[int, bytes | memoryview]:
         self._n += 1
         if self._raw_streak >= self._SETTLE and self._n % self._PROBE:
-            return RAW, data
+            return RAW, _owned(data)
         c, payload = encode(data, self.level)
         self._raw_streak = self._raw_streak + 1 if c == RAW else 0
-        return c, payload
+        return c, _owned(payload)
+
+
+def _owned(payload) -> bytes:
+    return payload if isinstance(payload, bytes) else bytes(payload)
 
 
 def decode(codec: int, payload: bytes, raw_len: int) -> bytes:

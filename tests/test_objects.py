@@ -61,7 +61,8 @@ def test_packed_trees_encode_like_json_dumps_and_round_trip(files) -> None:
             assume(False)  # refused paths (a leading backslash, "C:...") have their own tests
     tree = TreeManifest.build(entries)
     doc = {"mlvc_tree": 1, "hash": "xxh3-128",
-           "entries": [[e.path, e.size, e.file_id.hex(), int(e.executable)] for e in sorted(entries, key=lambda e: e.path)]}
+           "entries": [[e.path, e.size, e.file_id.hex(), int(e.executable)]
+                       for e in sorted(entries, key=lambda e: e.path)]}
     canonical = json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()
     assert tree.encode() == canonical  # the ids of every tree ever written stay the same
     back = TreeManifest.decode(canonical, digest(canonical))

@@ -10,6 +10,7 @@ each naming objects that exist.  The user's files are only ever read.
 from __future__ import annotations
 
 import os
+import threading
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -27,7 +28,7 @@ from ..workspace import FileStat, IdLookup, hash_file, same_stat, scan, stat_sig
 from .common import existing_meta, followed_link_warnings, links_root, select
 from .data_meta import carry_over, config_drift
 
-_READ = 8 * 1024 * 1024
+_MIN_CUT_FILE = 64 * 1024  # smaller files are chunked without looking for a checkpoint layout
 
 
 @dataclass
@@ -49,48 +50,95 @@ class AddResult:
 
 
 class _Reader:
-    """Bounded-memory reader for the chunker that remembers the stat before reading."""
+    """The file as the chunker reads it: every block read also feeds the file's content id
+    and the progress bar (on the chunker's read-ahead thread; both release or lock as needed)."""
 
-    def __init__(self, f, progress: Progress):
+    def __init__(self, f, content, progress: Progress):
         self._f = f
+        self._content = content
         self._progress = progress
 
     def readinto(self, b) -> int:
         n = self._f.readinto(b)
         if n:
+            self._content.update(b[:n])
             self._progress.advance(n)
         return n
 
 
-def store_file(store, fs: FileStat, display: str, params: ChunkerParams, progress: Progress = NULL) -> bytes:
-    """Chunk one file into the store; returns its content id.  Detects concurrent modification."""
+class _ModuleIds:
+    """Per-module ids of a checkpoint being stored, computed on a helper thread while it is chunked.
+
+    The module ids hash each module's tensors in name order, not file order, so they cannot be
+    fed from the chunker's single pass; this reads the tensors (from the page cache the chunker
+    just filled, or fills) beside it, on the other core.  Any failure records nothing, as before;
+    the caller's stat check after both passes vouches that they saw one version of the file.
+    """
+
+    def __init__(self, path, layout, before: os.stat_result):
+        self._ids: dict[str, str] | None = None
+        self._thread = threading.Thread(target=self._run, args=(path, layout, before),
+                                        name="mlvc-modules", daemon=True)
+        self._thread.start()
+
+    def _run(self, path, layout, before) -> None:
+        from .modules import module_ids_of
+
+        try:
+            with open(path, "rb") as f:
+                if same_stat(os.fstat(f.fileno()), before):
+                    self._ids = module_ids_of(f, layout)
+        except Exception:  # noqa: BLE001 - an unreadable checkpoint records nothing, never fails the add
+            self._ids = None
+
+    def result(self) -> dict[str, str] | None:
+        self._thread.join()
+        return self._ids
+
+
+def store_file(store, fs: FileStat, display: str, params: ChunkerParams, progress: Progress = NULL,
+               module_ids: bool = False) -> tuple[bytes, dict[str, str] | None]:
+    """Chunk one file into the store; returns (content id, module ids).  Detects concurrent modification.
+
+    The file's bytes are read once, by the chunker's read-ahead thread, which also hashes the
+    whole content; a checkpoint's tensor layout (a few small reads) gives tensor-aware cut points
+    and, with `module_ids`, the per-module ids (None when not asked, or when it is not a
+    checkpoint mlvc can read)."""
+    from .modules import checkpoint_layout, layout_cuts
+
     content = hasher()
     refs: list[tuple[bytes, int]] = []
     encoder = ChunkEncoder(store.level)
-    from .modules import checkpoint_cuts
-
-    cuts = checkpoint_cuts(fs.path, fs.size)  # tensor-aware boundaries; None unless a checkpoint
+    put, cut_digest = store.put_chunk, digest
+    modules = None
     try:
         with open(fs.path, "rb", buffering=0) as f:
             before = os.fstat(f.fileno())
+            layout = checkpoint_layout(fs.path) if module_ids or fs.size >= _MIN_CUT_FILE else None
+            cuts = layout_cuts(layout, fs.size)  # tensor-aware boundaries; None unless a checkpoint
+            if module_ids and layout is not None:
+                modules = _ModuleIds(fs.path, layout, before)
             total = 0
-            for data in iter_chunks(_Reader(f, progress), params, boundaries=cuts, size_hint=fs.size):
-                oid = digest(data)
-                content.update(data)
-                store.put_chunk(data, oid, encoder)
+            for data in iter_chunks(_Reader(f, content, progress), params, boundaries=cuts, size_hint=fs.size):
+                oid = cut_digest(data)
+                put(data, oid, encoder)
                 refs.append((oid, len(data)))
                 total += len(data)
+            ids = modules.result() if modules is not None else None
             after = os.stat(fs.path)
     except FileNotFoundError:
         raise FileChangedError(display) from None
     except PermissionError:
         raise PathError(display, "permission denied (cannot read it)") from None
+    finally:
+        if modules is not None:
+            modules.result()
     if not same_stat(before, after) or total != before.st_size or before.st_size != fs.size:
         raise FileChangedError(display)
     cid = content.digest()
     manifest = FileManifest(cid, total, params, tuple(refs))
     store.put_object(FILE_MANIFEST, cid, manifest.encode())
-    return cid
+    return cid, ids
 
 
 def _tracked_by_git(repo, display: str) -> bool:
@@ -152,6 +200,10 @@ def add_one(repo, path: str | Path, *, role: str | None = None, meta: dict | Non
     before_new = dict(store.stats)
     hashed = 0
     ids: dict[str, bytes] = {}
+    known_modules: dict[str, dict | None] = {}  # module ids computed while storing, by relative path
+    from .modules import sharded_files, wants_module_ids
+
+    sharded = sharded_files(files) if kind == "dir" else set()
     try:
         for fs in files:
             fdisplay = f"{display}/{fs.rel}" if fs.rel else display
@@ -159,7 +211,10 @@ def add_one(repo, path: str | Path, *, role: str | None = None, meta: dict | Non
             if fid is not None and store.has_any(FILE_MANIFEST, fid):
                 progress.advance(fs.size)
             else:
-                fid = store_file(store, fs, fdisplay, params, progress)
+                want = wants_module_ids(fs, kind, sharded)
+                fid, mods = store_file(store, fs, fdisplay, params, progress, module_ids=want)
+                if want:
+                    known_modules[fs.rel] = mods
                 lookup.remember(fs, fid)
                 hashed += 1
             ids[fs.rel] = fid
@@ -192,7 +247,7 @@ def add_one(repo, path: str | Path, *, role: str | None = None, meta: dict | Non
         from .modules import checkpoint_meta  # per-module ids; recomputed only when content changed
 
         new_meta.pop("modules", None)
-        new_meta.update(checkpoint_meta(repo, target, files))
+        new_meta.update(checkpoint_meta(repo, target, files, known_modules))
     ptr = pointers.PointerFile(target.name, kind, to_oid(oid), total, len(files), params,
                                role or (old.role if old else None), new_meta)
     changed = old is None or old.to_yaml() != ptr.to_yaml()

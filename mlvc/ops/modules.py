@@ -53,29 +53,39 @@ def file_module_ids(path: Path, name: str | None = None) -> dict[str, str] | Non
         head = f.read(ckpt.HEAD_SIZE)
         if ckpt.detect_format(head, name or path.name) is None:
             return None
-        layout = model_layout(ckpt.read_layout(f))
-        if not layout.tensors:
-            return None
-        return ckpt.module_digests(f, layout)
+        return module_ids_of(f, ckpt.read_layout(f))
 
 
-def checkpoint_cuts(path: Path, size: int, min_size: int = 64 * 1024) -> list[int] | None:
-    """Tensor-aware chunk boundaries for a checkpoint file: where each tensor storage starts,
-    and where the last one ends.  None for other files, small files, or on any error.
+def module_ids_of(f, layout: ckpt.CheckpointLayout) -> dict[str, str] | None:
+    """{module: id} of an open checkpoint whose layout is known; None if it holds no model tensors."""
+    layout = model_layout(layout)
+    if not layout.tensors:
+        return None
+    return ckpt.module_digests(f, layout)
+
+
+def checkpoint_layout(path: Path, name: str | None = None) -> ckpt.CheckpointLayout | None:
+    """The tensor layout of a checkpoint file (a few small reads: head, zip directory, pickle),
+    or None for other files and on any error."""
+    try:
+        with open(path, "rb") as f:
+            if ckpt.detect_format(f.read(ckpt.HEAD_SIZE), name or path.name) is None:
+                return None
+            return ckpt.read_layout(f)
+    except Exception:  # noqa: BLE001 - not a checkpoint mlvc can read: plain chunking, no module ids
+        return None
+
+
+def layout_cuts(layout: ckpt.CheckpointLayout | None, size: int, min_size: int = 64 * 1024) -> list[int] | None:
+    """Tensor-aware chunk boundaries: where each tensor storage starts, and where the last one
+    ends.  None without a layout, for small files, or a layout without tensors.
 
     Cutting at storage *starts* (not ends) keeps the bytes between two storages with the
     storage before them: torch's zip writer puts each entry's CRC in a data descriptor
     after its data, so those bytes change exactly when that storage does
     (benchmarks/bench_lineage.py; docs/concepts/lineage.md).
     """
-    if size < min_size:
-        return None
-    try:
-        with open(path, "rb") as f:
-            if ckpt.detect_format(f.read(ckpt.HEAD_SIZE), path.name) is None:
-                return None
-            layout = ckpt.read_layout(f)
-    except Exception:  # noqa: BLE001 - plain FastCDC is always a correct fallback
+    if layout is None or size < min_size:
         return None
     regions = layout.storages or layout.tensors
     if not regions:
@@ -83,6 +93,13 @@ def checkpoint_cuts(path: Path, size: int, min_size: int = 64 * 1024) -> list[in
     cuts = {r.offset for r in regions}
     cuts.add(max(r.offset + r.nbytes for r in regions))
     return sorted(c for c in cuts if 0 < c < size)
+
+
+def checkpoint_cuts(path: Path, size: int, min_size: int = 64 * 1024) -> list[int] | None:
+    """`layout_cuts` of a checkpoint file; None for other files, small files, or on any error."""
+    if size < min_size:
+        return None
+    return layout_cuts(checkpoint_layout(path), size, min_size)
 
 
 def _module_ids_if_stable(fs) -> dict[str, str] | None:
@@ -99,12 +116,43 @@ def _module_ids_if_stable(fs) -> dict[str, str] | None:
     return ids
 
 
-def checkpoint_meta(repo: Any, target: Path, files: list) -> dict:
+def wants_module_ids(fs, kind: str, sharded: set[str]) -> bool:
+    """Whether `checkpoint_meta` reads this file of an artifact for its own module ids."""
+    return kind == "file" or (is_checkpoint_name(fs.rel) and fs.rel not in sharded)
+
+
+def sharded_files(files: list) -> set[str]:
+    """The shards of the sharded checkpoints among an artifact's files (their ids are computed
+    together, from the index; an unreadable index names none)."""
+    by_rel = {fs.rel for fs in files}
+    out: set[str] = set()
+    for fs in files:
+        if ckpt.is_shard_index(fs.rel):
+            base = fs.rel.rpartition("/")[0]
+            try:
+                names = ckpt.shard_files(fs.path.read_bytes(), fs.rel)
+            except (OSError, ckpt.CheckpointFormatError):
+                continue
+            rels = [f"{base}/{n}" if base else n for n in names]
+            if all(r in by_rel for r in rels):
+                out.update(rels)
+    return out
+
+
+def checkpoint_meta(repo: Any, target: Path, files: list, known: dict | None = None) -> dict:
     """Pointer meta for an artifact: `{"modules": {module: id}}` for a checkpoint file,
-    `{"modules": {file: {module: id}}}` for a directory holding checkpoints, else `{}`."""
+    `{"modules": {file: {module: id}}}` for a directory holding checkpoints, else `{}`.
+
+    `known`: module ids (or None) by relative path, already computed while the file was
+    stored (`mlvc add` reads each file once); other files are read here."""
     del repo, target  # the signature leaves room for config (depth, formats); nothing needed yet
+    known = known or {}
+
+    def ids_of(fs):
+        return known[fs.rel] if fs.rel in known else _module_ids_if_stable(fs)
+
     if len(files) == 1 and files[0].rel == "":
-        ids = _module_ids_if_stable(files[0])
+        ids = ids_of(files[0])
         return {"modules": ids} if ids else {}
     per_file = {}
     sharded: set[str] = set()
@@ -118,7 +166,7 @@ def checkpoint_meta(repo: Any, target: Path, files: list) -> dict:
     for fs in files:
         if not is_checkpoint_name(fs.rel) or fs.rel in sharded:
             continue
-        ids = _module_ids_if_stable(fs)
+        ids = ids_of(fs)
         if ids:
             per_file[fs.rel] = ids
     return {"modules": per_file} if per_file else {}

@@ -261,7 +261,7 @@ def _merged_blocks(tables: list) -> Iterator[tuple[bytes, int]]:
         bounds.append([bisect_left(firsts, b) for b in range(256)] + [table.count])
     for b in range(256):
         entries: list[bytes] = []
-        for table, bound in zip(tables, bounds):
+        for table, bound in zip(tables, bounds, strict=True):
             if bound[b] < bound[b + 1]:
                 entries.extend(table.merged_entries(bound[b], bound[b + 1]))
         if not entries:

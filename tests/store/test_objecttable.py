@@ -163,5 +163,5 @@ def test_store_with_many_packs_merges_and_a_fresh_store_reads_through_the_kept_r
         gone = [oid for oid in blobs if fresh.location(CHUNK, oid)[0] == victim]
         fresh.remove_pack(victim)
     with PackStore(backend, scratch=tmp_path / "cache" / "tmp", merged_dir=merged) as after:
-        for oid, data in blobs.items():
+        for oid in blobs:
             assert after.has(CHUNK, oid) == (oid not in gone)
