@@ -30,7 +30,9 @@ TRANSFER_PART_BYTES = 8 << 20  # multipart part / parallel download range size
 TRANSFER_CONCURRENCY = 2  # parts in flight per transfer: ~16 MiB each, so `--jobs 4` stays well under 300 MB
 MAX_UPLOAD_PARTS = 9_000  # S3 allows 10,000; keep a margin
 CONNECT_TIMEOUT_S = 3
-READ_TIMEOUT_S = 60  # a stalled transfer, not a dead host; dead hosts hit the connect timeout
+READ_TIMEOUT_S = 20  # no byte for this long: a stalled server (dead hosts hit the connect timeout)
+UPLOAD_BASE_S = 30  # an upload may take this long plus its size at the floor rate below
+UPLOAD_FLOOR_BYTES_PER_S = 512 * 1024  # slower than this (4 Mbit/s) is taken for a stalled server
 BOTO_ATTEMPTS = 2  # one more try on connection errors, throttling, 5xx; more would stretch "server down"
 S3FS_RETRIES = 1  # s3fs retries on top of botocore would multiply the wait on a dead host
 
@@ -189,9 +191,28 @@ class S3Backend(FsspecBackend):
 
     # -- writes
     def _upload(self, source: str, key: str, callback: ProgressCallback | None) -> None:
-        part = max(TRANSFER_PART_BYTES, -(-os.path.getsize(source) // MAX_UPLOAD_PARTS))
-        self._filesystem().put_file(source, self._remote_path(key), callback=self._fsspec_callback(callback),
-                                    chunksize=part, max_concurrency=TRANSFER_CONCURRENCY)
+        from fsspec.asyn import sync
+
+        size = os.path.getsize(source)
+        part = max(TRANSFER_PART_BYTES, -(-size // MAX_UPLOAD_PARTS))
+        fs = self._filesystem()
+        # The read timeout never fires while the client is still sending (a server that stops
+        # reading blocks the upload in its write): bound the whole upload by its size at a slow
+        # link's rate instead, so a silent server fails the push (exit 9) instead of hanging it.
+        sync(fs.loop, fs._put_file, source, self._remote_path(key), callback=self._fsspec_callback(callback),
+             chunksize=part, max_concurrency=TRANSFER_CONCURRENCY,
+             timeout=UPLOAD_BASE_S + size / UPLOAD_FLOOR_BYTES_PER_S)
+
+    def put_bytes(self, key: str, data: bytes) -> None:
+        from fsspec.asyn import sync
+
+        with self._translated(key):
+            self._count()
+            fs = self._filesystem()
+            # bounded as uploads are (above): a small PUT to a server that went silent was seen to
+            # hang for minutes past its read timeouts
+            sync(fs.loop, fs._pipe_file, self._remote_path(key), bytes(data),
+                 timeout=UPLOAD_BASE_S + len(data) / UPLOAD_FLOOR_BYTES_PER_S)
 
     def cleanup(self, older_than_s: float) -> int:
         """Abort incomplete multipart uploads started more than `older_than_s` ago (a killed
