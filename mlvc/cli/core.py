@@ -96,7 +96,7 @@ def add(
     from ..pointer import FOLLOW_LINKS, ROLES
 
     if role is not None and role not in ROLES:
-        raise errors.UsageError(f"--role must be one of {', '.join(ROLES)}")
+        raise errors.MlvcError(f"--role must be one of {', '.join(ROLES)}")
     tracked_before = {q.resolve() for q in (Path(str(p).rstrip("/\\") + ".mlvc") for p in paths) if q.is_file()}
     with open_repo() as repo:
         full_meta = {**config_meta(repo, config, seed), **_parse_meta(meta)}
