@@ -59,6 +59,16 @@ def s3_error_code(exc: BaseException) -> str | None:
     return None
 
 
+
+def _quiet_about_dropped_connections(loop, context) -> None:
+    """aiohttp leaves a background write task behind when the server drops the connection; the
+    request itself fails and is reported as unreachable (exit 9), so asyncio's "Task exception was
+    never retrieved" on stderr is noise.  Anything else goes to asyncio's default handler."""
+    exc = context.get("exception")
+    if isinstance(exc, (ConnectionError, OSError)) or type(exc).__module__.startswith("aiohttp"):
+        return
+    loop.default_exception_handler(context)
+
 class ConditionalRequestsUnsupported(RemoteError):
     """The S3 service answered a conditional request with NotImplemented."""
 
@@ -134,6 +144,7 @@ class S3Backend(FsspecBackend):
             use_listings_cache=False,  # other machines write to the remote: never a stale listing
         )
         fs.retries = S3FS_RETRIES
+        fs.loop.call_soon_threadsafe(fs.loop.set_exception_handler, _quiet_about_dropped_connections)
         return fs
 
     def _remote_path(self, key: str) -> str:
