@@ -33,7 +33,7 @@ Parts:
 
 --heap-profile CMD re-runs one mlvc command of the files part (at the first size) under
 tracemalloc, snapshotting the heap near its peak, and prints the allocation sites that
-dominate: where the memory goes.
+dominate: where the memory goes (HEAP_FRAMES=6 also groups by traceback; much slower).
 
 Results: RESULT lines on stderr as measured, a table on stdout (or the JSON document with
 --json), and benchmarks/.work/results-scale-<parts>.json.
@@ -173,7 +173,7 @@ def timed_shell(argv, cwd) -> float:
 
 HEAP_WRAPPER = r"""
 import json, os, sys, threading, time, tracemalloc
-frames = int(os.environ.get("HEAP_FRAMES", "8"))
+frames = int(os.environ.get("HEAP_FRAMES", "1"))
 tracemalloc.start(frames)
 state = {"best": 0, "snap": None, "at": 0.0}
 stop = threading.Event()
@@ -181,7 +181,7 @@ t0 = time.perf_counter()
 def sample():
     while not stop.wait(0.25):
         cur, _peak = tracemalloc.get_traced_memory()
-        if cur > max(8 << 20, state["best"] * 1.08):
+        if cur > max(8 << 20, state["best"] * 1.2):
             state["snap"] = tracemalloc.take_snapshot()
             state["best"] = tracemalloc.get_traced_memory()[0]
             state["at"] = time.perf_counter() - t0
@@ -198,11 +198,15 @@ stop.set(); th.join()
 peak = tracemalloc.get_traced_memory()[1]
 snap = state["snap"] or tracemalloc.take_snapshot()
 snap = snap.filter_traces([tracemalloc.Filter(False, tracemalloc.__file__)])
+def short(name):
+    return "mlvc/" + name.rsplit("/mlvc/", 1)[1] if "/mlvc/" in name else name.split("site-packages/")[-1]
 def site(stat):
-    return [f"{f.filename.split('site-packages/')[-1].replace(os.getcwd(), '.')}:{f.lineno}" for f in stat.traceback]
+    return [f"{short(f.filename)}:{f.lineno}" for f in stat.traceback]
 out = {"peak_traced": peak, "snapshot_traced": state["best"], "snapshot_at_s": state["at"],
-       "by_line": [{"bytes": s.size, "blocks": s.count, "where": site(s)[0]} for s in snap.statistics("lineno")[:25]],
-       "by_traceback": [{"bytes": s.size, "blocks": s.count, "where": site(s)} for s in snap.statistics("traceback")[:10]]}
+       "by_line": [{"bytes": s.size, "blocks": s.count, "where": site(s)[0]}
+                   for s in snap.statistics("lineno")[:25]],
+       "by_traceback": [{"bytes": s.size, "blocks": s.count, "where": site(s)}
+                        for s in snap.statistics("traceback")[:10]] if frames > 1 else []}
 with open(os.environ["HEAP_OUT"], "w") as f:
     json.dump(out, f, indent=1)
 sys.exit(rc)
@@ -230,7 +234,8 @@ def print_heap(doc: dict) -> None:
     print("  top allocation sites (live at the snapshot):")
     for s in doc["by_line"][:15]:
         print(f"    {H.human(s['bytes']):>10}  {s['blocks']:>9} blocks  {s['where']}")
-    print("  top tracebacks (innermost frame last):")
+    if doc["by_traceback"]:
+        print("  top tracebacks (innermost frame last):")
     for s in doc["by_traceback"][:6]:
         print(f"    {H.human(s['bytes']):>10}  {s['blocks']:>9} blocks")
         for w in s["where"]:
@@ -376,7 +381,6 @@ STEPS = (("add", "add"), ("status", "status (no-op)"), ("push-dir", "push to a d
 
 
 def part_files(c: Ctx, sizes: list[int]) -> None:
-    rep = c.report
     need_s3 = "s3" in c.args.kinds
     cm = seaweedfs_server() if need_s3 else _null()
     with cm as s3:
@@ -396,8 +400,15 @@ def part_files(c: Ctx, sizes: list[int]) -> None:
                     res[tool] = {"error": f"{type(exc).__name__}: {str(exc)[:1500]}"}
             c.results[f"files-{n}"] = res
             _rows_for_size(c, n, res, tools)
-    if len(sizes) > 1:
-        _scale_rows(c, sizes)
+    for path in c.args.baseline or ():
+        doc = json.loads(Path(path).read_text())
+        for key, res in doc.get("results", {}).items():
+            if key.startswith("files-") and key not in c.results:
+                c.results[key] = dict(res, baseline=f"{path} ({doc['meta'].get('started')}, "
+                                                    f"mlvc {doc['meta'].get('mlvc_commit')})")
+    every = sorted(int(k.split("-")[1]) for k in c.results if k.startswith("files-"))
+    if len(every) > 1:
+        _scale_rows(c, every)
 
 
 class _null:
@@ -427,8 +438,7 @@ def _rows_for_size(c: Ctx, n: int, res: dict, tools: list[str]) -> None:
             continue
         rep.add(H.Row(wl, f"{label}: wall", m, d, "s", note=dvc_note if step == "add" else "",
                       detail={"mlvc": (res.get("mlvc") or {}).get(step), "dvc": (res.get("dvc") or {}).get(step)}))
-        per = (lambda t: t and t / n * 1e6)
-        rep.add(H.Row(wl, f"{label}: per file", per(m), per(d), "us"))
+        rep.add(H.Row(wl, f"{label}: per file", m and m / n * 1e6, d and d / n * 1e6, "us"))
         rep.add(H.Row(wl, f"{label}: peak RSS", _get(res, "mlvc", step, "rss"), _get(res, "dvc", step, "rss"), "B",
                       rss_target))
     tar, cp = res["tar"], (res.get("mlvc") or {}).get("cp")
@@ -449,19 +459,23 @@ def _rows_for_size(c: Ctx, n: int, res: dict, tools: list[str]) -> None:
         rep.add(H.Row(wl, "add / (cp -r + sync)", m / lim, d and d / lim, "x"))
 
 
+def _per_file_ratio(small: dict, big: dict, tool: str, step: str, n_small: int, n_big: int) -> float | None:
+    a, b = _get(small, tool, step), _get(big, tool, step)
+    return None if a is None or b is None else (b / n_big) / (a / n_small)
+
+
 def _scale_rows(c: Ctx, sizes: list[int]) -> None:
     small = c.results[f"files-{sizes[0]}"]
     for n in sizes[1:]:
         big = c.results[f"files-{n}"]
         wl = f"{sizes[0]:,} -> {n:,} files"
         for step, label in STEPS:
-            def ratio(tool):
-                a, b = _get(small, tool, step), _get(big, tool, step)
-                return None if a is None or b is None else (b / n) / (a / sizes[0])
-            m, d = ratio("mlvc"), ratio("dvc")
+            m, d = (_per_file_ratio(small, big, tool, step, sizes[0], n) for tool in ("mlvc", "dvc"))
             if m is None:
                 continue
             rep_note = "" if d is not None else "DVC: not run at both sizes"
+            if small.get("baseline"):
+                rep_note = f"{sizes[0]:,} files from {small['baseline']}; " + rep_note
             c.report.add(H.Row(wl, f"{label}: per-file time ratio", m, d, "x",
                                H.mlvc_at_most(SCALE_TARGET, "mlvc <= 1.5x"), note=rep_note))
             a, b = _get(small, "mlvc", step, "rss"), _get(big, "mlvc", step, "rss")
@@ -596,13 +610,11 @@ def _concurrently(jobs: list[tuple[list, Path, dict]]) -> tuple[float, list[dict
     import re
 
     t0 = time.perf_counter()
-    procs = []
-    for argv, cwd, env in jobs:
-        procs.append((time.perf_counter(), subprocess.Popen(
-            ["/usr/bin/time", "-v", *map(str, argv)], cwd=str(cwd), env=env, stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)))
+    procs = [subprocess.Popen(["/usr/bin/time", "-v", *map(str, argv)], cwd=str(cwd), env=env,
+                              stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for argv, cwd, env in jobs]
     out = []
-    for started, p in procs:
+    for p in procs:
         so, se = p.communicate()
         m = re.search(r"Maximum resident set size \(kbytes\): (\d+)", se)
         e = re.search(r"Elapsed \(wall clock\) time \(h:mm:ss or m:ss\): ([\d:.]+)", se)
@@ -613,6 +625,10 @@ def _concurrently(jobs: list[tuple[list, Path, dict]]) -> tuple[float, list[dict
         out.append({"rc": p.returncode, "rss": int(m.group(1)) * 1024 if m else None, "wall": wall,
                     "stderr": se[-1500:] if p.returncode else ""})
     return time.perf_counter() - t0, out
+
+
+def _all_of(n: int) -> H.Target:
+    return H.Target(f"{n} of {n}", lambda row: None if row.mlvc is None else row.mlvc == n)
 
 
 def part_clients(c: Ctx, nclients: int) -> None:
@@ -641,11 +657,12 @@ def part_clients(c: Ctx, nclients: int) -> None:
         total, per = _concurrently([(r.cmd("push", "--quiet"), r.path, env) for r in repos])
         b1, o1 = remote.usage()
         failed = [i for i, p in enumerate(per) if p["rc"] != 0]
+        rep.add(H.Row(wl, "push at once: clients that succeeded", nclients - len(failed), None, f"of {nclients}",
+                      _all_of(nclients), note=per[failed[0]]["stderr"] if failed else ""))
         res["push"] = {"wall": total, "per_client": per, "bytes": b1 - b0, "objects": o1 - o0,
                        "logical_bytes": logical}
         rep.add(H.Row(wl, "push at once: total wall", total, None, "s",
-                      note=f"slowest client {max(p['wall'] or 0 for p in per):.2f}s; "
-                           f"{len(failed)} failed{(': ' + per[failed[0]]['stderr']) if failed else ''}"))
+                      note=f"slowest client {max(p['wall'] or 0 for p in per):.2f}s"))
         rep.add(H.Row(wl, "push at once: throughput (data added / total wall)", logical / total, None, "B/s",
                       note=f"{H.human(logical)} of data, {H.human(b1 - b0)} stored in {o1 - o0} objects "
                            f"({H.human((b1 - b0) / total)}/s stored)"))
@@ -675,8 +692,7 @@ def part_clients(c: Ctx, nclients: int) -> None:
         rep.add(H.Row(wl, "pull back at once: peak RSS (max over clients)", max(p["rss"] or 0 for p in per), None,
                       "B", rss_target))
         rep.add(H.Row(wl, "pull back: clones byte-exact", exact, None, f"of {nclients}",
-                      H.mlvc_at_most(nclients, f"{nclients} of {nclients}") if exact == nclients else
-                      H.Target(f"{nclients} of {nclients}", lambda row: False)))
+                      _all_of(nclients)))
     c.results["clients"] = res
 
 
@@ -702,6 +718,8 @@ def main(argv=None) -> int:
     ap.add_argument("--dvc-kinds", nargs="*", choices=("dir", "s3"), default=["dir", "s3"],
                     help="remotes DVC runs against (DVC pushes one object per file: S3 at 200k is slow)")
     ap.add_argument("--no-dvc", action="store_true")
+    ap.add_argument("--baseline", nargs="*", metavar="JSON",
+                    help="results of an earlier run (e.g. at 20000 files) to compute per-file ratios against")
     ap.add_argument("--heap-profile", choices=HEAP_COMMANDS, default=None,
                     help="also run this mlvc command under tracemalloc at the first size")
     ap.add_argument("--versions", type=int, default=0, help="the versions part with K versions (e.g. 100)")
