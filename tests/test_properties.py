@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import io
 import os
 import shutil
@@ -19,6 +18,7 @@ import tempfile
 from pathlib import Path
 
 from helpers import GIT_ENV, git
+from remote.helpers import ok  # isort: skip
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -92,27 +92,6 @@ def test_default_chunker_round_trip(seed, size):
 
 
 # ---------------------------------------------------------------------- (b) trees through the CLI
-
-
-def cli(cwd: Path, *args: str) -> tuple[int, str, str]:
-    """`mlvc ARGS` in this process (the real CLI entry point; a subprocess costs ~1 s per call)."""
-    from mlvc.cli.main import run
-
-    out, err = io.StringIO(), io.StringIO()
-    old = os.getcwd()
-    os.chdir(cwd)
-    try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            code = run(list(args))
-    finally:
-        os.chdir(old)
-    return code, out.getvalue(), err.getvalue()
-
-
-def ok(cwd: Path, *args: str) -> str:
-    code, out, err = cli(cwd, *args)
-    assert code == 0, f"mlvc {' '.join(args)} -> {code}\n{out}\n{err}"
-    return out
 
 
 NAME_CHARS = st.characters(blacklist_categories=("Cs", "Cc"), blacklist_characters="/\\\0")

@@ -92,7 +92,7 @@ class _SortedRun:
         self._fanout, self._shift = _fanout(data, base, stride, count)
 
     def find(self, key: bytes) -> int:
-        """Byte position of the entry with this key, or -1 (the lookups below inline this)."""
+        """Byte position of the entry with this key, or -1."""
         bucket = (key[0] << 8 | key[1]) >> self._shift
         base, stride, data = self.base, self.stride, self.data
         start = base + self._fanout[bucket] * stride
@@ -128,15 +128,10 @@ class PackTable(_SortedRun):
         self.size = end  # of the pack file's records: what copying it whole moves
 
     def get(self, key: bytes) -> Location | None:
-        bucket = (key[0] << 8 | key[1]) >> self._shift
-        base, data = self.base, self.data
-        end = base + self._fanout[bucket + 1] * IDX_ENTRY_SIZE
-        pos = data.find(key, base + self._fanout[bucket] * IDX_ENTRY_SIZE, end)
-        while pos >= 0 and (pos - base) % IDX_ENTRY_SIZE:
-            pos = data.find(key, pos + 1, end)
+        pos = self.find(key)
         if pos < 0:
             return None
-        return (self.no, *_PACK_VALUE.unpack_from(data, pos + KEY))
+        return (self.no, *_PACK_VALUE.unpack_from(self.data, pos + KEY))
 
     def merged_entries(self, lo: int, hi: int) -> list[bytes]:
         """Entries lo..hi in the merged layout (the pack number inserted after the codec)."""
@@ -155,15 +150,10 @@ class MergedTable(_SortedRun):
         self.path = path
 
     def get(self, key: bytes) -> Location | None:
-        bucket = (key[0] << 8 | key[1]) >> self._shift
-        base, data = self.base, self.data
-        end = base + self._fanout[bucket + 1] * _MERGED_ENTRY
-        pos = data.find(key, base + self._fanout[bucket] * _MERGED_ENTRY, end)
-        while pos >= 0 and (pos - base) % _MERGED_ENTRY:
-            pos = data.find(key, pos + 1, end)
+        pos = self.find(key)
         if pos < 0:
             return None
-        c, no, off, stored, raw = _MERGED_VALUE.unpack_from(data, pos + KEY)
+        c, no, off, stored, raw = _MERGED_VALUE.unpack_from(self.data, pos + KEY)
         return no, c, off, stored, raw
 
     def merged_entries(self, lo: int, hi: int) -> list[bytes]:
@@ -320,23 +310,33 @@ class ObjectTable:
         # one that was just replaced; a mapping is released when its last user drops it.
 
     # ------------------------------------------------------------- building
-    def adopt_merged(self, listed: set[str]) -> list[str] | None:
-        """Map the largest kept merged run whose packs are all in `listed`; its pack names
-        (numbered from 0, in order), or None when there is none.  Call on an empty table."""
+    def _kept_runs(self) -> Iterator[tuple[Path, list[str] | None]]:
+        """(path, the packs it covers or None if unreadable) of every kept merged file."""
         if self.directory is None:
-            return None
+            return
         try:
             names = [n for n in os.listdir(self.directory) if n.endswith(MIDX_SUFFIX)]
         except OSError:
-            return None
-        candidates = []
+            return
         for name in names:
-            packs = read_midx_packs(self.directory / name)
-            if packs and set(packs) <= listed:
-                candidates.append((len(packs), name))
-        for _n, name in sorted(candidates, reverse=True):
-            table = load_midx(self.directory / name)
-            if table is not None and [p for p, _s in table.packs] == read_midx_packs(self.directory / name):
+            path = self.directory / name
+            yield path, read_midx_packs(path)
+
+    @staticmethod
+    def _unlink(path: Path) -> None:
+        try:
+            os.unlink(path)  # a reader that mapped it keeps its mapping
+        except OSError:
+            pass
+
+    def adopt_merged(self, listed: set[str]) -> list[str] | None:
+        """Map the largest kept merged run whose packs are all in `listed`; its pack names
+        (numbered from 0, in order), or None when there is none.  Call on an empty table."""
+        candidates = sorted(((len(packs), path) for path, packs in self._kept_runs()
+                             if packs and set(packs) <= listed), reverse=True)
+        for _n, path in candidates:
+            table = load_midx(path)  # named by its checksum: the packs its head listed
+            if table is not None:
                 self.merged = table
                 self.sizes = {no: size for no, (_p, size) in enumerate(table.packs)}
                 return [p for p, _s in table.packs]
@@ -367,43 +367,22 @@ class ObjectTable:
         with self._lock:
             self.merged = table
             self.recent = [t for t in self.recent if t not in recent]  # added while we merged
-        self._prune(keep=table.path)
+        self._prune(table)
 
-    def _prune(self, keep: Path | None) -> None:
+    def _prune(self, kept: MergedTable) -> None:
         """Remove kept runs that the new one makes useless (a subset of its packs)."""
-        if self.directory is None or keep is None:
+        if kept.path is None:
             return
-        covered = set(read_midx_packs(keep) or ())
-        try:
-            names = [n for n in os.listdir(self.directory) if n.endswith(MIDX_SUFFIX)]
-        except OSError:
-            return
-        for name in names:
-            path = self.directory / name
-            if path == keep:
-                continue
-            packs = read_midx_packs(path)
-            if packs is None or set(packs) <= covered:
-                try:
-                    os.unlink(path)  # a reader that mapped it keeps its mapping
-                except OSError:
-                    pass
+        covered = {p for p, _s in kept.packs}
+        for path, packs in self._kept_runs():
+            if path != kept.path and (packs is None or set(packs) <= covered):
+                self._unlink(path)
 
     def drop_runs_with(self, removed: set[str]) -> None:
         """Delete kept runs naming packs that are gone (they can never be adopted again)."""
-        if self.directory is None:
-            return
-        try:
-            names = [n for n in os.listdir(self.directory) if n.endswith(MIDX_SUFFIX)]
-        except OSError:
-            return
-        for name in names:
-            packs = read_midx_packs(self.directory / name)
+        for path, packs in self._kept_runs():
             if packs is None or removed & set(packs):
-                try:
-                    os.unlink(self.directory / name)
-                except OSError:
-                    pass
+                self._unlink(path)
 
     # -------------------------------------------------------------- lookups
     def get(self, typ: int, oid: bytes) -> Location | None:

@@ -60,6 +60,11 @@ def s3_error_code(exc: BaseException) -> str | None:
 
 
 
+
+def upload_timeout(size: int) -> float:
+    """Seconds an upload of `size` bytes may take before the server counts as stalled."""
+    return UPLOAD_BASE_S + size / UPLOAD_FLOOR_BYTES_PER_S
+
 def _quiet_about_dropped_connections(loop, context) -> None:
     """aiohttp leaves a background write task behind when the server drops the connection; the
     request itself fails and is reported as unreachable (exit 9), so asyncio's "Task exception was
@@ -212,7 +217,7 @@ class S3Backend(FsspecBackend):
         # link's rate instead, so a silent server fails the push (exit 9) instead of hanging it.
         sync(fs.loop, fs._put_file, source, self._remote_path(key), callback=self._fsspec_callback(callback),
              chunksize=part, max_concurrency=TRANSFER_CONCURRENCY,
-             timeout=UPLOAD_BASE_S + size / UPLOAD_FLOOR_BYTES_PER_S)
+             timeout=upload_timeout(size))
 
     def put_bytes(self, key: str, data: bytes) -> None:
         from fsspec.asyn import sync
@@ -223,7 +228,7 @@ class S3Backend(FsspecBackend):
             # bounded as uploads are (above): a small PUT to a server that went silent was seen to
             # hang for minutes past its read timeouts
             sync(fs.loop, fs._pipe_file, self._remote_path(key), bytes(data),
-                 timeout=UPLOAD_BASE_S + len(data) / UPLOAD_FLOOR_BYTES_PER_S)
+                 timeout=upload_timeout(len(data)))
 
     def cleanup(self, older_than_s: float) -> int:
         """Abort incomplete multipart uploads started more than `older_than_s` ago (a killed
