@@ -177,6 +177,21 @@ def wait_for_start():
     while not os.path.exists(go):
         time.sleep(0.001)
 
+def count_signals(prefix):
+    # how many workers left a file named PREFIX... in the sync directory
+    return sum(name.startswith(prefix) for name in os.listdir(SPEC["sync_dir"]))
+
+def timed_cli(cwd, args):
+    # `mlvc ARGS` in this worker process: its exit code, start/end times and the end of its stderr
+    import contextlib, io
+    from mlvc.cli.main import run
+    out, err = io.StringIO(), io.StringIO()
+    os.chdir(cwd)
+    start = time.time()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = run(list(args))
+    return {"args": args, "code": code, "start": start, "end": time.time(), "err": err.getvalue()[-2000:]}
+
 def wait_for_all_to_finish(timeout_s=60.0):
     # a lock's holder that exits leaves an abandoned lock (dead pid on this host), which a slower
     # worker may rightly break: holders stay alive until every worker has had its go

@@ -19,28 +19,16 @@ import pytest
 from remote.helpers import cli, commit, make_repo, ok, snapshot, write  # isort: skip
 
 WORKER = """
-import contextlib, io, random, subprocess
-from mlvc.cli.main import run
-import mlvc.ops.add, mlvc.ops.gc  # imports before the start signal
+import random, subprocess
+import mlvc.cli.main, mlvc.ops.add, mlvc.ops.gc  # imports before the start signal
 random.seed(SPEC["seed"])
-
-def cmd(args):
-    out, err = io.StringIO(), io.StringIO()
-    os.chdir(SPEC["cwd"])
-    start = time.time()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = run(list(args))
-    return {"args": args, "code": code, "start": start, "end": time.time(), "err": err.getvalue()[-2000:]}
-
-def count(prefix):
-    return sum(name.startswith(prefix) for name in os.listdir(SPEC["sync_dir"]))
 
 wait_for_start()
 runs = []
 if SPEC["role"] == "add":
     for k, files in enumerate(SPEC["versions"]):
         deadline = time.monotonic() + 60
-        while count("gc-ok-") < k and time.monotonic() < deadline:
+        while count_signals("gc-ok-") < k and time.monotonic() < deadline:
             time.sleep(0.01)
         time.sleep(random.uniform(0, 0.2))
         root = os.path.join(SPEC["cwd"], SPEC["name"])
@@ -52,7 +40,7 @@ if SPEC["role"] == "add":
             os.makedirs(os.path.dirname(path), exist_ok=True)
             with open(path, "wb") as f:
                 f.write(random.Random(seed).randbytes(size))
-        runs.append(cmd(["add", "-q", SPEC["name"]]))
+        runs.append(timed_cli(SPEC["cwd"], ["add", "-q", SPEC["name"]]))
         if SPEC["commit"]:
             for git_args in (["add", "-A", SPEC["name"] + ".mlvc", ".gitignore"],
                              ["commit", "-q", "-m", f"{SPEC['name']} v{k}"]):
@@ -62,9 +50,9 @@ if SPEC["role"] == "add":
     open(os.path.join(SPEC["sync_dir"], f"added-{os.getpid()}"), "w").close()
 else:
     for loop in range(SPEC["max_loops"]):
-        if count("added-") >= SPEC["adders"]:
+        if count_signals("added-") >= SPEC["adders"]:
             break
-        runs.append(cmd(SPEC["gc_args"]))
+        runs.append(timed_cli(SPEC["cwd"], SPEC["gc_args"]))
         if runs[-1]["code"] == 0:
             open(os.path.join(SPEC["sync_dir"], f"gc-ok-{loop}"), "w").close()
 print(json.dumps(runs))

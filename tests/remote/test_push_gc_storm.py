@@ -48,26 +48,14 @@ def write_version(repo: Path, files: dict[str, bytes]) -> None:
 
 
 STORM = """
-import contextlib, io, random
-from mlvc.cli.main import run
-import mlvc.ops.gc, mlvc.ops.push, mlvc.ops.add  # imports before the start signal
+import random
+import mlvc.cli.main, mlvc.ops.gc, mlvc.ops.push, mlvc.ops.add  # imports before the start signal
 if SPEC["s3"]:
     import s3fs, mlvc.store.s3
 random.seed(SPEC["seed"])
 
-def cmd(cwd, args):
-    out, err = io.StringIO(), io.StringIO()
-    os.chdir(cwd)
-    start = time.time()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = run(list(args))
-    return {"args": args, "code": code, "start": start, "end": time.time(), "err": err.getvalue()[-2000:]}
-
-def count(prefix):
-    return sum(name.startswith(prefix) for name in os.listdir(SPEC["sync_dir"]))
-
 def pushers_done():
-    return sum(name.startswith("pushed-") for name in os.listdir(SPEC["sync_dir"])) >= SPEC["pushers"]
+    return count_signals("pushed-") >= SPEC["pushers"]
 
 wait_for_start()
 runs = []
@@ -76,11 +64,11 @@ if SPEC["role"] == "push":
         # commit k waits for k gc runs that went ahead: gc deletes and rewrites packs between the
         # pushes of every machine, whatever the machine's speed
         deadline = time.monotonic() + 60
-        while count("gc-ok-") < k and time.monotonic() < deadline:
+        while count_signals("gc-ok-") < k and time.monotonic() < deadline:
             time.sleep(0.01)
         time.sleep(random.uniform(0, 1.5))  # some start while the gc loop pushes garbage, some meet its gc
         for _attempt in range(30):
-            runs.append(cmd(SPEC["cwd"], ["push", "-q", "--rev", rev, "--wait-lock", "20"]))
+            runs.append(timed_cli(SPEC["cwd"], ["push", "-q", "--rev", rev, "--wait-lock", "20"]))
             if runs[-1]["code"] == 0:
                 break
     open(os.path.join(SPEC["sync_dir"], f"pushed-{os.getpid()}"), "w").close()
@@ -94,9 +82,9 @@ else:
             # packs beside the common file's bytes
             with open(os.path.join(junk, "junk", "new.bin"), "wb") as f:
                 f.write(random.Random(f"junk-{loop}").randbytes(150_000))
-            runs.append(cmd(junk, ["add", "-q", "junk"]))
-            runs.append(cmd(junk, ["push", "-q", "junk", "--wait-lock", "20"]))
-        runs.append(cmd(SPEC["cwd"], SPEC["gc_args"]))
+            runs.append(timed_cli(junk, ["add", "-q", "junk"]))
+            runs.append(timed_cli(junk, ["push", "-q", "junk", "--wait-lock", "20"]))
+        runs.append(timed_cli(SPEC["cwd"], SPEC["gc_args"]))
         if runs[-1]["code"] == 0:
             open(os.path.join(SPEC["sync_dir"], f"gc-ok-{loop}"), "w").close()
 print(json.dumps(runs))
