@@ -33,7 +33,7 @@ CONNECT_TIMEOUT_S = 3
 READ_TIMEOUT_S = 20  # no byte for this long: a stalled server (dead hosts hit the connect timeout)
 UPLOAD_BASE_S = 30  # an upload may take this long plus its size at the floor rate below
 UPLOAD_FLOOR_BYTES_PER_S = 512 * 1024  # slower than this (4 Mbit/s) is taken for a stalled server
-BOTO_ATTEMPTS = 2  # one more try on connection errors, throttling, 5xx; more would stretch "server down"
+BOTO_ATTEMPTS = 2  # one more try on connection errors, timeouts, throttling, 5xx; more would stretch "server down"
 S3FS_RETRIES = 1  # s3fs retries on top of botocore would multiply the wait on a dead host
 
 AUTH_CODES = frozenset({
@@ -142,7 +142,9 @@ class S3Backend(FsspecBackend):
             config_kwargs={
                 "connect_timeout": CONNECT_TIMEOUT_S,
                 "read_timeout": READ_TIMEOUT_S,
-                "retries": {"max_attempts": BOTO_ATTEMPTS, "mode": "standard"},
+                # botocore's `max_attempts` here counts retries (one more attempt than its name says):
+                # `total_max_attempts` is the number of attempts, the first one included
+                "retries": {"total_max_attempts": BOTO_ATTEMPTS, "mode": "standard"},
             },
             max_concurrency=TRANSFER_CONCURRENCY,
             skip_instance_cache=True,  # our own instance: no cross-talk with other users of s3fs
