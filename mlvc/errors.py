@@ -171,6 +171,10 @@ class RemoteUnreachableError(RemoteError):
     pass
 
 
+class RemoteTimeoutError(RemoteUnreachableError):
+    """The remote accepted the request (or the connection) and then did not answer in time."""
+
+
 class RemoteAuthError(RemoteError):
     pass
 

@@ -13,6 +13,7 @@ import errno
 import os
 import socket
 import sys
+import time
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -24,6 +25,7 @@ from ..errors import (
     RemoteAuthError,
     RemoteError,
     RemoteNotFoundError,
+    RemoteTimeoutError,
     RemoteUnreachableError,
 )
 from .backend import Backend, Capabilities, ProgressCallback, temp_sibling, validate_key, validate_prefix
@@ -34,6 +36,10 @@ _UNREACHABLE_ERRNOS = frozenset({
     errno.ENETUNREACH, errno.ECONNREFUSED, errno.ECONNRESET, errno.ECONNABORTED,
 })
 S3_OPTION_NAMES = ("endpoint_url", "region", "profile", "access_key_id", "secret_access_key")
+# After a request timed out with nothing answering meanwhile, later requests fail at once for this
+# long (unless one in flight answers): each would otherwise wait out its own timeouts and retries,
+# and a push has several queued (packs, indexes, the lock release), so minutes would add up.
+STALL_HOLD_S = 60.0
 
 
 def exception_chain(exc: BaseException) -> Iterator[BaseException]:
@@ -68,6 +74,23 @@ def unreachable_reason(exc: BaseException) -> str | None:
     return None
 
 
+def timed_out(exc: BaseException) -> bool:
+    """Does `exc` mean "the server did not answer in time" (rather than refused or dropped)?"""
+    botocore_exceptions = sys.modules.get("botocore.exceptions")
+    aiohttp = sys.modules.get("aiohttp")
+    for item in exception_chain(exc):
+        if botocore_exceptions is not None and isinstance(item, (
+            botocore_exceptions.ReadTimeoutError, botocore_exceptions.ConnectTimeoutError,
+        )):
+            return True
+        if aiohttp is not None and isinstance(item, aiohttp.ServerTimeoutError):
+            return True
+        # asyncio's and fsspec's timeouts (FSTimeoutError from `sync(timeout=)`), socket.timeout
+        if isinstance(item, TimeoutError) or (isinstance(item, OSError) and item.errno == errno.ETIMEDOUT):
+            return True
+    return False
+
+
 class FsspecBackend(Backend):
     capabilities = Capabilities(ranged_read=True)
 
@@ -81,6 +104,10 @@ class FsspecBackend(Backend):
             raise RemoteNotFoundError(f"{self.describe()}: the URL names no bucket or base path")
         self._fs: Any = None
         self._fs_pid = 0
+        # the circuit breaker of `_translated`: (the timeout error, when) while the remote counts as
+        # stalled, and when a request last completed
+        self._stall: tuple[RemoteTimeoutError, float] | None = None
+        self._answered_at = float("-inf")
 
     def describe(self) -> str:
         """The base URL with credentials, query and fragment removed (safe to print or log)."""
@@ -102,11 +129,16 @@ class FsspecBackend(Backend):
         """Errors a kind's service reports in its own terms (S3 error codes); none for plain fsspec."""
         return None
 
-    def _translate(self, exc: Exception, key: str | None, local_path: str | None) -> MlvcError | None:
+    def _translate(self, exc: Exception, key: str | None, local_path: str | None,
+                   waited_s: float = 0.0) -> MlvcError | None:
         mapped = self._translate_service(exc, key)
         if mapped is not None:
             return mapped
         where = self._where()
+        if timed_out(exc):
+            return RemoteTimeoutError(f"remote {where} did not answer for {waited_s:.0f} s (timed out)",
+                                      hint="check the network, the endpoint and that the server is up, then run "
+                                           "the command again (it resumes where it stopped)")
         reason = unreachable_reason(exc)
         if reason is not None:
             return RemoteUnreachableError(f"remote {where} is unreachable ({reason})",
@@ -128,18 +160,36 @@ class FsspecBackend(Backend):
 
     @contextlib.contextmanager
     def _translated(self, key: str | None = None, local_path: str | None = None) -> Iterator[None]:
+        """Every request runs in here: errors become mlvc errors, and a remote that stopped answering
+        fails the requests after the first timeout at once (see `STALL_HOLD_S`)."""
+        self._fail_if_stalled()
+        started = time.monotonic()
         try:
             yield
         except MlvcError:
             raise
         except Exception as exc:
-            mapped = self._translate(exc, key, local_path)
+            mapped = self._translate(exc, key, local_path, time.monotonic() - started)
             if mapped is None:
                 raise
+            if isinstance(mapped, RemoteTimeoutError) and self._answered_at < started:
+                self._stall = (mapped, time.monotonic())  # nothing answered during the whole wait
+            elif not isinstance(mapped, (RemoteUnreachableError, DiskError)):
+                self._answered_at = time.monotonic()  # the server answered, if with an error
             if isinstance(mapped, RemoteAuthError):
                 # client errors may echo request details; never chain them under an auth error
                 raise mapped from None
             raise mapped from exc
+        self._answered_at = time.monotonic()
+
+    def _fail_if_stalled(self) -> None:
+        stall = self._stall
+        if stall is None:
+            return
+        error, since = stall
+        if self._answered_at < since and time.monotonic() - since < STALL_HOLD_S:
+            raise RemoteTimeoutError(str(error), hint=error.hint)
+        self._stall = None  # something answered since, or long enough ago to try again
 
     # -- plumbing
     def _make_filesystem(self) -> Any:
