@@ -18,6 +18,7 @@ from mlvc.errors import (
     PathError,
     RemoteAuthError,
     RemoteNotFoundError,
+    RemoteTimeoutError,
     RemoteUnreachableError,
 )
 from mlvc.store import local as local_module
@@ -393,6 +394,53 @@ def test_server_down_is_unreachable_within_seconds(outage_server: Any, make_buck
 
     outage_server.start()  # same port: the same backend object recovers
     assert remote.get_bytes("packs/a.pack") == b"before the outage"
+
+
+@pytest.mark.s3
+def test_a_server_that_stops_answering_fails_the_requests_after_the_first_at_once(
+        outage_server: Any, make_bucket: Callable[[str], str], options_for: Callable[..., dict[str, Any]],
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One request waits out its timeouts; the ones after it, with nothing answering meanwhile, fail
+    at once with the same error instead of each waiting again.  The client's timeouts are shortened
+    here (seconds, not the real 20 s) so that the test is quick."""
+    from servers import FreezableProxy
+
+    from mlvc.store import fsspec_, s3
+
+    monkeypatch.setattr(s3, "READ_TIMEOUT_S", 1)
+    monkeypatch.setattr(s3, "UPLOAD_BASE_S", 2)
+    bucket = make_bucket(outage_server.endpoint)
+    proxy = FreezableProxy(outage_server.port)
+    try:
+        remote = open_backend(f"s3://{bucket}/r", options_for(proxy.endpoint))
+        remote.put_bytes("packs/a.pack", b"before the freeze")
+        (tmp_path / "f").write_bytes(b"data")
+
+        proxy.frozen.set()
+        started = time.monotonic()
+        with pytest.raises(RemoteTimeoutError) as first:
+            remote.get_bytes("packs/a.pack")
+        assert time.monotonic() - started < 10
+        message = str(first.value)
+        assert proxy.endpoint in message and "did not answer" in message and "timed out" in message
+        calls: list[Callable[[], Any]] = [lambda: remote.put_bytes("packs/a.idx", b"index"),
+                                          lambda: remote.put_file(tmp_path / "f", "packs/b.pack"),
+                                          lambda: remote.exists("packs/a.pack"),
+                                          lambda: remote.delete("locks/x.lock")]
+        for call in calls:
+            started = time.monotonic()
+            with pytest.raises(RemoteTimeoutError) as caught:
+                call()
+            assert time.monotonic() - started < 0.5
+            assert str(caught.value) == message
+
+        proxy.frozen.clear()
+        monkeypatch.setattr(fsspec_, "STALL_HOLD_S", 0.0)  # the hold over: requests go out again
+        assert remote.get_bytes("packs/a.pack") == b"before the freeze"  # the client survived the cancels
+        remote.put_bytes("packs/a.idx", b"index")
+        assert remote.get_bytes("packs/a.idx") == b"index"
+    finally:
+        proxy.close()
 
 
 @pytest.mark.s3
