@@ -189,7 +189,8 @@ class FsspecBackend(Backend):
         error, since = stall
         if self._answered_at < since and time.monotonic() - since < STALL_HOLD_S:
             raise RemoteTimeoutError(str(error), hint=error.hint)
-        self._stall = None  # something answered since, or long enough ago to try again
+        if self._stall is stall:  # not a newer stall another thread just recorded
+            self._stall = None  # something answered since, or long enough ago to try again
 
     # -- plumbing
     def _make_filesystem(self) -> Any:
