@@ -19,12 +19,12 @@ import json
 import re
 import struct
 from array import array
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from .chunking import ChunkerParams
 from .errors import CorruptObjectError, UnsafePathError
-from .hashing import digest, to_oid
+from .hashing import digest, hasher, to_oid
 
 FILE_MAGIC = b"MLVCFILE"
 TREE_FORMAT = 1
@@ -180,6 +180,36 @@ def _encode_entry(e: TreeEntry) -> bytes:
                       separators=(",", ":"), ensure_ascii=False).encode("utf-8", "surrogateescape")
 
 
+# json.dumps(ensure_ascii=False) escapes only these in a string; a path without them is written
+# as its own bytes between quotes, which is ~10x faster than json.dumps for a million entries.
+_NEEDS_ESCAPE = re.compile(rb'["\\\x00-\x1f]')
+ENCODE_BATCH = 8192  # entries per piece of an encoded tree
+
+
+def _encode_entries(entries: "TreeEntries") -> Iterator[bytes]:
+    """The canonical encoding of a tree, in pieces of `ENCODE_BATCH` entries (never the whole
+    document as a list of per-entry strings)."""
+    yield _TREE_HEAD
+    escape = _NEEDS_ESCAPE.search
+    paths, ends, sizes, ids, executable = entries._paths, entries._ends, entries._sizes, entries._ids, entries._exec
+    piece: list[bytes] = []
+    start = 0
+    for i, end in enumerate(ends):
+        raw = paths[start:end]
+        if escape(raw) is None:
+            piece.append(b'["%s",%d,"%s",%d]' % (raw, sizes[i], ids[16 * i:16 * i + 16].hex().encode(),
+                                                 executable[i]))
+        else:
+            piece.append(_encode_entry(entries[i]))
+        start = end
+        if len(piece) == ENCODE_BATCH:
+            yield (b"," if i >= ENCODE_BATCH else b"") + b",".join(piece)
+            piece = []
+    if piece:
+        yield (b"," if len(ends) > len(piece) else b"") + b",".join(piece)
+    yield _TREE_TAIL
+
+
 class _NotCanonical(Exception):
     """The bytes are not in the canonical encoding: the general parser decides."""
 
@@ -239,13 +269,32 @@ class TreeManifest:
             seen = e.path
         return cls(TreeEntries.pack(ordered))
 
+    @classmethod
+    def from_sorted(cls, entries) -> "TreeManifest":
+        """A tree of entries already in path order (a workspace scan's order): checked and packed
+        in one pass, never held as a list of entry objects."""
+        def checked():
+            last = None
+            for e in entries:
+                validate_relpath(e.path)
+                if last is not None and not last < e.path:
+                    if last == e.path:
+                        raise UnsafePathError("manifest", f"duplicate path {e.path!r}")
+                    raise ValueError(f"tree entries out of order: {last!r} before {e.path!r}")
+                last = e.path
+                yield e
+        return cls(TreeEntries.pack(checked()))
+
     def encode(self) -> bytes:
-        # Written entry by entry: the same bytes as json.dumps of the whole document, without
-        # building it as one list of lists first.
-        return _TREE_HEAD + b",".join(_encode_entry(e) for e in self.entries) + _TREE_TAIL
+        # The same bytes as json.dumps of the whole document (separators (",", ":"),
+        # ensure_ascii=False), written piece by piece instead of as one list of lists.
+        return b"".join(_encode_entries(self.entries))
 
     def oid(self) -> bytes:
-        return digest(self.encode())
+        h = hasher()
+        for piece in _encode_entries(self.entries):
+            h.update(piece)
+        return h.digest()
 
     @property
     def size(self) -> int:

@@ -17,11 +17,11 @@ name `is_restore_temp` recognises; both kinds are swept once their process is de
 from __future__ import annotations
 
 import errno
+import itertools
 import os
 import re
 import stat as statmod
 import time
-import uuid
 from pathlib import Path
 
 from .errors import PathError, SymlinkInPathError
@@ -45,9 +45,14 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
-def beside_temp_name(name: str) -> str:
-    """The name of a temp file written beside `name` (cross-file-system fallback)."""
-    return f".{name[:100]}.mlvc-tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+# Temp files are numbered within the process: a restore of a million files keeps one integer per
+# file ready to place, and the name follows from it (and the pid), never a string per file.
+_serials = itertools.count(1)
+
+
+def beside_temp_name(name: str, serial: int) -> str:
+    """The name of temp file `serial` written beside `name` (cross-file-system fallback)."""
+    return f".{name[:100]}.mlvc-tmp-{os.getpid()}-{serial & 0xFFFFFFFF:08x}"
 
 
 def restore_temp_pid(name: str) -> int | None:
@@ -198,23 +203,29 @@ class ContainedTree:
                 return dev
             parts = parts[:-1]
 
-    def temp_file(self, parts: tuple[str, ...]) -> tuple[tuple[str, ...], str, int]:
-        """Create a temp file for the destination `parts`: (its directory, its name, an fd open for
-        writing that the caller closes).  The directory is given as parts, not as an fd, because
-        cached directory fds do not outlive the next call."""
+    def temp_file(self, parts: tuple[str, ...]) -> tuple[int, int]:
+        """Create a temp file for the destination `parts`: (its number, an fd open for writing
+        that the caller closes).  The number and `parts` name it for `place` and `discard`."""
         self.dir_fd(())  # bound the fd cache once, before the fds below are used
-        tmp_dir = self._tmp_parts
-        if tmp_dir is not None:
+        serial = next(_serials)
+        if self._tmp_parts is not None:
             if self._tmp_dev is None:
-                self._tmp_dev = os.fstat(self._dir(tmp_dir, True)).st_dev
+                self._tmp_dev = os.fstat(self._dir(self._tmp_parts, True)).st_dev
             if self._nearest_dev(parts[:-1]) != self._tmp_dev:
-                tmp_dir = None
-        if tmp_dir is not None:
-            name = f"{TMP_PREFIX}{os.getpid()}-{uuid.uuid4().hex}"
-        else:  # no temp directory, or another file system: the rename must stay within one
-            tmp_dir, name = parts[:-1], beside_temp_name(parts[-1])
+                serial = -serial
+        else:
+            serial = -serial
+        tmp_dir, name = self._temp_location(serial, parts)
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
-        return tmp_dir, name, os.open(name, flags, 0o600, dir_fd=self._dir(tmp_dir, True))
+        return serial, os.open(name, flags, 0o600, dir_fd=self._dir(tmp_dir, True))
+
+    def _temp_location(self, serial: int, parts: tuple[str, ...]) -> tuple[tuple[str, ...], str]:
+        """(directory, name) of temp file `serial`: in the temp directory when positive, else
+        beside the destination (no temp directory, or another file system: the rename must stay
+        within one)."""
+        if serial > 0:
+            return self._tmp_parts, f"{TMP_PREFIX}{os.getpid()}-{serial:x}"
+        return parts[:-1], beside_temp_name(parts[-1], -serial)
 
     def room(self, parts: tuple[str, ...]) -> tuple[int, int]:
         """(free bytes, free inodes) where temp files for the destination `parts` would go."""
@@ -236,17 +247,21 @@ class ContainedTree:
         st = os.statvfs(fd)
         return st.f_bavail * st.f_frsize, st.f_favail
 
-    def discard(self, tmp_dir: tuple[str, ...], name: str) -> None:
+    def discard(self, serial: int, parts: tuple[str, ...]) -> None:
+        """Remove temp file `serial` made for `parts` (best effort: the next run sweeps it)."""
+        tmp_dir, name = self._temp_location(serial, parts)
         try:
             fd = self.dir_fd(tmp_dir)
             if fd is not None:
                 os.unlink(name, dir_fd=fd)
         except OSError:
-            pass  # best effort: the next run sweeps it
+            pass
 
-    def place(self, tmp_dir: tuple[str, ...], name: str, parts: tuple[str, ...]) -> os.stat_result:
-        """Rename a temp file onto `parts` (replacing a file or link there, never following it)."""
+    def place(self, serial: int, parts: tuple[str, ...]) -> os.stat_result:
+        """Rename temp file `serial` onto `parts` (replacing a file or link there, never
+        following it)."""
         self.dir_fd(())  # bound the fd cache once, before the fds below are used
+        tmp_dir, name = self._temp_location(serial, parts)
         parent = self._dir(parts[:-1], True)
         os.replace(name, parts[-1], src_dir_fd=self._dir(tmp_dir, True), dst_dir_fd=parent)
         return os.stat(parts[-1], dir_fd=parent, follow_symlinks=False)

@@ -78,3 +78,42 @@ def test_a_tree_listing_a_path_twice_is_refused_on_either_parser() -> None:
             + fid.hex().encode() + b'",0]]}')
     with pytest.raises(UnsafePathError):
         TreeManifest.decode(body)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.lists(_segment, min_size=1, max_size=2), st.integers(0, 2**40), st.booleans()),
+                max_size=25, unique_by=lambda t: "/".join(t[0])), st.integers(1, 4))
+def test_trees_encoded_piece_by_piece_are_the_same_bytes_and_id(files, batch) -> None:
+    """Pieces of a few entries (a million-file tree is written 8,192 entries at a time), escaped
+    and plain paths mixed across piece boundaries: the bytes and the id are json.dumps's."""
+    from mlvc import objects
+
+    entries = [TreeEntry("/".join(parts), size, digest(f"{parts}".encode()), x) for parts, size, x in files]
+    for e in entries:
+        try:
+            validate_relpath(e.path)
+        except UnsafePathError:
+            assume(False)
+    tree = TreeManifest.from_sorted(sorted(entries, key=lambda e: e.path))
+    saved, objects.ENCODE_BATCH = objects.ENCODE_BATCH, batch
+    try:
+        encoded, oid = tree.encode(), tree.oid()
+    finally:
+        objects.ENCODE_BATCH = saved
+    doc = {"mlvc_tree": 1, "hash": "xxh3-128",
+           "entries": [[e.path, e.size, e.file_id.hex(), int(e.executable)]
+                       for e in sorted(entries, key=lambda e: e.path)]}
+    canonical = json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()
+    assert encoded == canonical
+    assert oid == digest(canonical)
+    assert tree == TreeManifest.build(entries)
+
+
+def test_from_sorted_refuses_duplicates_and_disorder() -> None:
+    fid = digest(b"x")
+    with pytest.raises(UnsafePathError):
+        TreeManifest.from_sorted([TreeEntry("a", 1, fid), TreeEntry("a", 1, fid)])
+    with pytest.raises(ValueError):
+        TreeManifest.from_sorted([TreeEntry("b", 1, fid), TreeEntry("a", 1, fid)])
+    with pytest.raises(UnsafePathError):
+        TreeManifest.from_sorted([TreeEntry("../a", 1, fid)])

@@ -76,3 +76,48 @@ def test_a_top_level_link_is_followed_only_inside_the_root(tmp_path: Path) -> No
         scan(tmp_path / "link.bin", "link.bin")
     (f,) = scan(tmp_path / "link.bin", "link.bin", follow_within=tmp_path)
     assert f.rel == "" and f.size == 5
+
+
+TRICKY_PATHS = ["a-b", "a.b", "a0", "a b", "é", "z", "ä/x", "a/b-c", "a/b/c", "a/b.d", "a-b2/c", "A", "_", "a/bc"]
+
+
+def test_scan_yields_paths_in_sorted_order_without_sorting_afterwards(tmp_path: Path) -> None:
+    """Directories are visited as name + '/', which is exactly the order of whole relative
+    paths: the order tree manifests keep, so status and checkout can merge-join them."""
+    root = tmp_path / "ds"
+    for rel in TRICKY_PATHS:
+        p = root / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(rel.encode())
+    files = scan(root, "ds")
+    rels = [f.rel for f in files]
+    assert rels == sorted(TRICKY_PATHS)
+    assert [files[i].rel for i in range(len(files))] == rels and files[-1].rel == rels[-1]
+    assert [Path(f.fspath).read_bytes() for f in files] == [r.encode() for r in rels]
+    assert files.total_size() == sum(len(r.encode()) for r in rels)
+
+
+def test_id_lookup_reads_the_hash_cache_in_batches_and_answers_out_of_order(tmp_path: Path, monkeypatch) -> None:
+    from mlvc.hashing import digest
+    from mlvc.store.hashcache import HashCache
+    from mlvc.workspace import IdLookup
+
+    root = tmp_path / "ds"
+    root.mkdir()
+    for i in range(23):
+        (root / f"{i:03d}").write_bytes(b"x" * i)
+    files = scan(root, "ds")
+    past = os.stat(root).st_mtime_ns - 10**9
+    for f in files:  # not racy: old mtimes
+        os.utime(f.fspath, ns=(past, past))
+    files = scan(root, "ds")
+    cache = HashCache(tmp_path / "hc.db")
+    monkeypatch.setattr(HashCache, "BATCH_ROWS", 4)
+    first = IdLookup(cache, "ds")
+    assert [first.id_of(f, f.rel) for f in files] == [digest(b"x" * i) for i in range(23)]
+    first.flush()
+    again = IdLookup(cache, "ds")
+    assert all(again.cached_id(f) == digest(b"x" * int(f.rel)) for f in files)  # in order, 6 batches
+    assert again.cached_id(files[3]) == digest(b"xxx")  # behind the batches: looked up on its own
+    other = IdLookup(cache, "ds2")  # a prefix that is only a string prefix of this one's paths
+    assert all(other.cached_id(f) is None for f in files)

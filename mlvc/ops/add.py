@@ -195,11 +195,11 @@ def add_one(repo, path: str | Path, *, role: str | None = None, meta: dict | Non
     store = repo.store
     params = repo.chunker
     lookup = IdLookup(repo.hash_cache, display)
-    total = sum(f.size for f in files)
+    total = files.total_size()
     progress.start(f"add {display}", total)
     before_new = dict(store.stats)
     hashed = 0
-    ids: dict[str, bytes] = {}
+    ids = bytearray()  # the file ids, 16 bytes each in the scan's (path) order
     known_modules: dict[str, dict | None] = {}  # module ids computed while storing, by relative path
     from .modules import sharded_files, wants_module_ids
 
@@ -217,11 +217,12 @@ def add_one(repo, path: str | Path, *, role: str | None = None, meta: dict | Non
                     known_modules[fs.rel] = mods
                 lookup.remember(fs, fid)
                 hashed += 1
-            ids[fs.rel] = fid
+            ids += fid
         if kind == "file":
-            oid = ids[""]
+            oid = bytes(ids)
         else:
-            tree = TreeManifest.build(TreeEntry(f.rel, f.size, ids[f.rel], f.executable) for f in files)
+            tree = TreeManifest.from_sorted(TreeEntry(f.rel, f.size, ids[16 * i:16 * i + 16], f.executable)
+                                            for i, f in enumerate(files))
             body = tree.encode()
             oid = digest(body)
             store.put_object(TREE_MANIFEST, oid, body)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,6 +12,7 @@ from ..errors import MlvcError, OverlappingPointersError, PathError, UnsafePathE
 from ..hashing import from_oid
 from ..objects import FileManifest, TreeEntry, TreeManifest
 from ..store.packs import FILE_MANIFEST, TREE_MANIFEST
+from ..workspace import FileStat
 
 
 @dataclass
@@ -193,6 +194,27 @@ def load_entries(store, ptr: pointers.PointerFile) -> Sequence[TreeEntry]:
     if ptr.kind == "file":
         return [TreeEntry("", ptr.size, oid, False)]
     return TreeManifest.decode(store.get(TREE_MANIFEST, oid), oid).entries
+
+
+def paired(entries, files) -> Iterator[tuple[TreeEntry | None, int, FileStat | None, int]]:
+    """Tree entries and scanned workspace files, both in path order, joined by path in one pass:
+    (entry, j, file, i) with `j` the entry's index in `entries` and `i` the file's in `files`;
+    the entry is None (j = -1) for a file only the workspace has, the file None (i = -1) for
+    one only the tree has.  Nothing is built per file, so comparing a million-file artifact
+    costs no dict of a million paths."""
+    ei, fi = iter(entries), iter(files)
+    e, f = next(ei, None), next(fi, None)
+    i = j = 0
+    while e is not None or f is not None:
+        if f is None or (e is not None and e.path < f.rel):
+            yield e, j, None, -1
+            e, j = next(ei, None), j + 1
+        elif e is None or f.rel < e.path:
+            yield None, -1, f, i
+            f, i = next(fi, None), i + 1
+        else:
+            yield e, j, f, i
+            e, f, i, j = next(ei, None), next(fi, None), i + 1, j + 1
 
 
 def file_manifest(store, fid: bytes) -> FileManifest:

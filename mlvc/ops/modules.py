@@ -124,18 +124,20 @@ def wants_module_ids(fs, kind: str, sharded: set[str]) -> bool:
 def sharded_files(files: list) -> set[str]:
     """The shards of the sharded checkpoints among an artifact's files (their ids are computed
     together, from the index; an unreadable index names none)."""
+    indexes = [fs for fs in files if ckpt.is_shard_index(fs.rel)]
+    if not indexes:  # the usual case: no set of every path of a million-file dataset
+        return set()
     by_rel = {fs.rel for fs in files}
     out: set[str] = set()
-    for fs in files:
-        if ckpt.is_shard_index(fs.rel):
-            base = fs.rel.rpartition("/")[0]
-            try:
-                names = ckpt.shard_files(fs.path.read_bytes(), fs.rel)
-            except (OSError, ckpt.CheckpointFormatError):
-                continue
-            rels = [f"{base}/{n}" if base else n for n in names]
-            if all(r in by_rel for r in rels):
-                out.update(rels)
+    for fs in indexes:
+        base = fs.rel.rpartition("/")[0]
+        try:
+            names = ckpt.shard_files(fs.path.read_bytes(), fs.rel)
+        except (OSError, ckpt.CheckpointFormatError):
+            continue
+        rels = [f"{base}/{n}" if base else n for n in names]
+        if all(r in by_rel for r in rels):
+            out.update(rels)
     return out
 
 
@@ -156,13 +158,13 @@ def checkpoint_meta(repo: Any, target: Path, files: list, known: dict | None = N
         return {"modules": ids} if ids else {}
     per_file = {}
     sharded: set[str] = set()
-    by_rel = {fs.rel: fs for fs in files}
-    for fs in files:
-        if ckpt.is_shard_index(fs.rel):
-            ids, shards = _sharded_module_ids(fs, by_rel)
-            sharded.update(shards)
-            if ids:
-                per_file[fs.rel] = ids
+    indexes = [fs for fs in files if ckpt.is_shard_index(fs.rel)]
+    by_rel = {fs.rel: fs for fs in files} if indexes else {}  # never for a plain dataset
+    for fs in indexes:
+        ids, shards = _sharded_module_ids(fs, by_rel)
+        sharded.update(shards)
+        if ids:
+            per_file[fs.rel] = ids
     for fs in files:
         if not is_checkpoint_name(fs.rel) or fs.rel in sharded:
             continue

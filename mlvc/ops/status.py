@@ -10,9 +10,10 @@ from ..hashing import from_oid, to_oid
 from ..objects import TreeEntry, TreeManifest
 from ..progress import NULL, Progress
 from ..safepath import refuse_links_above
-from ..workspace import IdLookup, scan, scan_within, stat_signature
+from ..workspace import IdLookup, ScannedFiles, scan, scan_within, stat_signature
 from .data_meta import config_drift
-from .common import Tracked, file_manifest, links_root, load_entries, missing_objects, overlapping, select
+from .common import (Tracked, file_manifest, links_root, load_entries, missing_objects, overlapping, paired,
+                     select)
 
 UNCHANGED = "unchanged"
 MODIFIED = "modified"
@@ -42,25 +43,27 @@ class ArtifactStatus:
         return doc
 
 
-def workspace_ids(repo, t: Tracked, files=None, progress: Progress = NULL) -> dict[str, tuple]:
-    """{relative path: (file id, FileStat)} of the artifact's files (scanned now unless given)."""
-    if files is None:
-        files = scan(t.target, t.display, follow_within=links_root(repo, t.ptr.meta))
+def workspace_ids(repo, t: Tracked, files: ScannedFiles, progress: Progress = NULL) -> bytes:
+    """The file ids of `files` (a scan of the artifact), 16 bytes each in their order."""
     lookup = IdLookup(repo.hash_cache, t.display)
-    out = {}
+    ids = bytearray()
     for fs in files:
-        out[fs.rel] = (lookup.id_of(fs, f"{t.display}/{fs.rel}".rstrip("/"), progress), fs)
+        ids += lookup.id_of(fs, f"{t.display}/{fs.rel}".rstrip("/"), progress)
     lookup.flush()
-    return out
+    return bytes(ids)
 
 
-def current_oid(ptr_kind: str, ids: dict[str, tuple]) -> bytes | None:
+def _is_file(files: ScannedFiles) -> bool:
+    return len(files) == 1 and files[0].rel == ""
+
+
+def current_oid(ptr_kind: str, files: ScannedFiles, ids: bytes) -> bytes | None:
+    if _is_file(files):  # a file now; the artifact may have been a directory
+        return ids if ptr_kind == "file" else None
     if ptr_kind == "file":
-        return ids[""][0] if "" in ids else None
-    if "" in ids:  # the artifact became a file
         return None
-    tree = TreeManifest.build(TreeEntry(rel, fs.size, fid, fs.executable) for rel, (fid, fs) in ids.items())
-    return tree.oid()
+    return TreeManifest.from_sorted(TreeEntry(fs.rel, fs.size, ids[16 * i:16 * i + 16], fs.executable)
+                                    for i, fs in enumerate(files)).oid()
 
 
 def status_one(repo, t: Tracked, check_cache: bool = True, progress: Progress = NULL) -> ArtifactStatus:
@@ -97,23 +100,27 @@ def status_one(repo, t: Tracked, check_cache: bool = True, progress: Progress = 
     except PathError as exc:
         st.state, st.error, st.failed_code = MODIFIED, str(exc), exc.exit_code
         return st
-    now = current_oid(t.ptr.kind, ids)
+    now = current_oid(t.ptr.kind, files, ids)
     if now is not None and sig is not None:
         repo.state.remember_signature(t.display, sig, to_oid(now))
     if now is not None and to_oid(now) == t.ptr.oid:
         return st
     st.state = MODIFIED
-    if t.ptr.kind == "file" or "" in ids:
+    if t.ptr.kind == "file" or _is_file(files):
         st.modified = [t.display]
         return st
     try:
-        expected = {e.path: e.file_id for e in load_entries(repo.store, t.ptr)}
+        entries = load_entries(repo.store, t.ptr)
     except ObjectNotFoundError:
         st.error = "the pointer's manifest is not in the cache; file-level changes unknown"
         return st
-    st.added = sorted(set(ids) - set(expected))
-    st.removed = sorted(set(expected) - set(ids))
-    st.modified = sorted(p for p in set(ids) & set(expected) if ids[p][0] != expected[p])
+    for e, _j, fs, i in paired(entries, files):
+        if fs is None:
+            st.removed.append(e.path)
+        elif e is None:
+            st.added.append(fs.rel)
+        elif ids[16 * i:16 * i + 16] != e.file_id:
+            st.modified.append(fs.rel)
     return st
 
 
@@ -121,7 +128,7 @@ def _status_within(repo, t: Tracked, check_cache: bool, progress: Progress) -> A
     """Status of one file (or subdirectory) inside a directory artifact: its files only."""
     st = ArtifactStatus(t.shown, t.rel_pointer, UNCHANGED)
     try:
-        expected = {e.path: e for e in t.within(load_entries(repo.store, t.ptr))}
+        expected = t.within(load_entries(repo.store, t.ptr))
     except ObjectNotFoundError:
         st.cache_complete = False
         if not os.path.lexists(t.target / t.inner):
@@ -138,7 +145,7 @@ def _status_within(repo, t: Tracked, check_cache: bool, progress: Progress) -> A
     except PathError as exc:
         st.state, st.error, st.failed_code = MODIFIED, str(exc), exc.exit_code
         return st
-    if not expected and not ids:
+    if not expected and not files:
         raise PathError(t.shown, f"is not a file of the tracked artifact {t.display}",
                         hint=f"`mlvc show {t.display}` lists its files")
     if check_cache:
@@ -147,8 +154,8 @@ def _status_within(repo, t: Tracked, check_cache: bool, progress: Progress) -> A
         st.cache_complete = all(
             repo.store.has_any(FILE_MANIFEST, e.file_id)
             and all(repo.store.has(CHUNK, cid) for cid, _ in file_manifest(repo.store, e.file_id).chunks)
-            for e in expected.values())
-    if not ids:
+            for e in expected)
+    if not files:
         st.state = MISSING
         return st
     below = len(t.inner) + 1  # lists name paths relative to the selection, as for an artifact
@@ -156,10 +163,13 @@ def _status_within(repo, t: Tracked, check_cache: bool, progress: Progress) -> A
     def shown(rel: str) -> str:
         return rel[below:] if len(rel) > len(t.inner) else rel.rsplit("/", 1)[-1]
 
-    st.added = sorted(shown(p) for p in set(ids) - set(expected))
-    st.removed = sorted(shown(p) for p in set(expected) - set(ids))
-    st.modified = sorted(shown(p) for p in set(ids) & set(expected)
-                         if ids[p][0] != expected[p].file_id or ids[p][1].executable != expected[p].executable)
+    for e, _j, fs, i in paired(expected, files):
+        if fs is None:
+            st.removed.append(shown(e.path))
+        elif e is None:
+            st.added.append(shown(fs.rel))
+        elif ids[16 * i:16 * i + 16] != e.file_id or fs.executable != e.executable:
+            st.modified.append(shown(fs.rel))
     if st.added or st.removed or st.modified:
         st.state = MODIFIED
     return st

@@ -28,15 +28,26 @@ class HashCache:
                                               "size INTEGER, mtime_ns INTEGER, ino INTEGER, fid BLOB)"])
         return self._db
 
-    def load_prefix(self, prefix: str) -> dict[str, tuple[int, int, int, bytes]]:
-        """Entries for `prefix` itself and every path under `prefix/`."""
+    BATCH_ROWS = 20_000
+
+    def rows_after(self, prefix: str, after: str | None) -> list[tuple[str, int, int, int, bytes]]:
+        """The next `BATCH_ROWS` rows, sorted by path, for `prefix` itself and every path under
+        `prefix/`, after the path `after` (None: from the first).  Each batch is its own query
+        (keyset paging): no statement stays open while rows are written."""
         if not self.db_path.exists():
-            return {}
+            return []
         db = self._conn()
-        rows = retry(lambda: db.execute("SELECT path, size, mtime_ns, ino, fid FROM files WHERE path = ?"
-                                        " OR (path >= ? AND path < ?)",
-                                        (prefix, prefix + "/", prefix + "0")).fetchall())
-        return {p: (s, m, i, f) for p, s, m, i, f in rows}
+        return retry(lambda: db.execute(
+            "SELECT path, size, mtime_ns, ino, fid FROM files WHERE (path = ? OR (path >= ? AND path < ?))"
+            " AND path > ? ORDER BY path LIMIT ?",
+            (prefix, prefix + "/", prefix + "0", "" if after is None else after, self.BATCH_ROWS)).fetchall())
+
+    def get(self, path: str) -> tuple[str, int, int, int, bytes] | None:
+        if not self.db_path.exists():
+            return None
+        db = self._conn()
+        return retry(lambda: db.execute("SELECT path, size, mtime_ns, ino, fid FROM files WHERE path = ?",
+                                        (path,)).fetchone())
 
     def store(self, rows: list[tuple[str, int, int, int, bytes]], hashed_at_ns: int | None = None,
               written_by_us: bool = False) -> None:

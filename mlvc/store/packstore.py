@@ -52,6 +52,12 @@ from .state import CompleteRoots
 
 MADV_POPULATE_READ = getattr(mmap, "MADV_POPULATE_READ", 22)  # Linux 5.14+; Python 3.11 lacks the name
 POPULATE_MIN = 1 << 20
+# Pages of mapped packs count in the process's RSS once read, though they are the kernel's page
+# cache: a restore of 1M files would show the whole cache as resident.  After this many bytes
+# read, the mappings' pages are dropped from the process (MADV_DONTNEED on a read-only shared
+# file mapping only unmaps them; the next read faults them back in from the page cache), which
+# keeps peak RSS flat however much is restored.
+MAP_RELEASE_BYTES = 64 << 20
 DEFAULT_PACK_SIZE = 32 * 1024 * 1024
 STALE_TMP_S = 24 * 3600  # temp files of a live pid are kept unless older than this
 COALESCE_LIMIT = 8 * 1024 * 1024  # one read spans at most this much
@@ -224,6 +230,7 @@ class PackStore:
         self._readers: dict[int, Callable[[int, int], bytes]] = {}
         self._fds: list[int] = []
         self._maps: list[mmap.mmap] = []
+        self._mapped_read = 0  # bytes read through the mappings since their pages were dropped
         self._loaded = False
 
     def describe(self) -> str:
@@ -431,6 +438,9 @@ class PackStore:
 
                 def reader(offset: int, length: int, view=view, mapped=mapped) -> memoryview:
                     self.reads += 1
+                    self._mapped_read += length
+                    if self._mapped_read >= MAP_RELEASE_BYTES:
+                        self._release_mapped_pages()
                     if length >= POPULATE_MIN:  # one call maps the run in, instead of a fault per page
                         start = offset - offset % mmap.PAGESIZE
                         try:
@@ -452,6 +462,16 @@ class PackStore:
                     raise CorruptObjectError(pack, self.name, "a pack file", "only its index") from None
         self._readers[no] = reader
         return reader
+
+    def _release_mapped_pages(self) -> None:
+        """Drop the mapped packs' pages from this process (see MAP_RELEASE_BYTES).  Safe while
+        views of them are in use: the pages come back from the page cache when touched."""
+        self._mapped_read = 0
+        for mapped in list(self._maps):
+            try:
+                mapped.madvise(mmap.MADV_DONTNEED)
+            except (OSError, ValueError):
+                pass  # closed meanwhile, or a platform without it: only RSS stays higher
 
     def read_stored(self, pack: str, offset: int, length: int) -> bytes:
         """Raw bytes of a visible pack (stored records, for copying without recompression)."""
