@@ -19,12 +19,13 @@ import json
 import re
 import struct
 from array import array
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from .chunking import ChunkerParams
 from .errors import CorruptObjectError, UnsafePathError
 from .hashing import digest, hasher, to_oid
+from .packed import PackedPaths
 
 FILE_MAGIC = b"MLVCFILE"
 TREE_FORMAT = 1
@@ -110,15 +111,16 @@ class TreeEntry:
     executable: bool = False
 
 
-class TreeEntries(Sequence):
+class TreeEntries(PackedPaths):
     """A tree's entries, kept packed (~60 bytes a file instead of ~250 as objects): paths in
     one UTF-8 blob with offsets, sizes, ids and executable bits in arrays.  Indexing and
     iterating build `TreeEntry` objects on the fly, so a million-file tree costs tens of MB."""
 
-    __slots__ = ("_paths", "_ends", "_sizes", "_ids", "_exec")
+    __slots__ = ("_sizes", "_ids", "_exec")
 
     def __init__(self, paths: bytes, ends: array, sizes: array, ids: bytes, executable: bytes):
-        self._paths, self._ends, self._sizes, self._ids, self._exec = paths, ends, sizes, ids, executable
+        super().__init__(paths, ends)
+        self._sizes, self._ids, self._exec = sizes, ids, executable
 
     @classmethod
     def pack(cls, entries) -> "TreeEntries":
@@ -131,30 +133,8 @@ class TreeEntries(Sequence):
             executable.append(1 if e.executable else 0)
         return cls(bytes(paths), ends, sizes, bytes(ids), bytes(executable))
 
-    def __len__(self) -> int:
-        return len(self._ends)
-
-    def path(self, i: int) -> str:
-        start = self._ends[i - 1] if i else 0
-        return self._paths[start:self._ends[i]].decode("utf-8", "surrogateescape")
-
-    def __getitem__(self, i):
-        if isinstance(i, slice):
-            return [self[j] for j in range(*i.indices(len(self)))]
-        n = len(self._ends)
-        if i < 0:
-            i += n
-        if not 0 <= i < n:
-            raise IndexError("tree entry index out of range")
-        return TreeEntry(self.path(i), self._sizes[i], self._ids[16 * i:16 * i + 16], bool(self._exec[i]))
-
-    def __iter__(self):
-        paths, ends, sizes, ids, executable = self._paths, self._ends, self._sizes, self._ids, self._exec
-        start = 0
-        for i, end in enumerate(ends):
-            yield TreeEntry(paths[start:end].decode("utf-8", "surrogateescape"), sizes[i],
-                            ids[16 * i:16 * i + 16], bool(executable[i]))
-            start = end
+    def _row(self, i: int, path: str) -> TreeEntry:
+        return TreeEntry(path, self._sizes[i], self._ids[16 * i:16 * i + 16], bool(self._exec[i]))
 
     def __eq__(self, other) -> bool:
         if isinstance(other, TreeEntries):

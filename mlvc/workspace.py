@@ -12,12 +12,12 @@ import os
 import stat as statmod
 import time
 from array import array
-from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import FileChangedError, LinksRefusedError, PathError
 from .hashing import hasher
+from .packed import PackedPaths
 from .safepath import is_restore_temp
 
 READ_BLOCK = 4 * 1024 * 1024
@@ -42,18 +42,17 @@ class FileStat:
         return (self.size, self.mtime_ns, self.ino)
 
 
-class ScannedFiles(Sequence):
+class ScannedFiles(PackedPaths):
     """An artifact's regular files, sorted by relative path and kept packed (~50 bytes a file
     instead of ~250 as objects): paths in one UTF-8 blob with offsets, stat fields in arrays.
     Indexing and iterating build `FileStat` objects on the fly, so a scan of a million files
     costs tens of MB, and its order is the order of a tree manifest's entries (merge-joins)."""
 
-    __slots__ = ("_base", "_paths", "_ends", "_sizes", "_mtimes", "_inos", "_exec")
+    __slots__ = ("_base", "_sizes", "_mtimes", "_inos", "_exec")
 
     def __init__(self, base) -> None:
+        super().__init__(bytearray(), array("Q"))
         self._base = os.fspath(base)
-        self._paths = bytearray()
-        self._ends = array("Q")
         self._sizes = array("Q")
         self._mtimes = array("q")
         self._inos = array("Q")
@@ -67,29 +66,9 @@ class ScannedFiles(Sequence):
         self._inos.append(st.st_ino)
         self._exec.append(1 if st.st_mode & 0o111 else 0)
 
-    def __len__(self) -> int:
-        return len(self._ends)
-
-    def _make(self, i: int, start: int) -> FileStat:
-        rel = self._paths[start:self._ends[i]].decode("utf-8", "surrogateescape")
+    def _row(self, i: int, rel: str) -> FileStat:
         fspath = f"{self._base}{os.sep}{rel}" if rel else self._base
         return FileStat(rel, fspath, self._sizes[i], self._mtimes[i], self._inos[i], bool(self._exec[i]))
-
-    def __getitem__(self, i):
-        if isinstance(i, slice):
-            return [self[j] for j in range(*i.indices(len(self)))]
-        n = len(self._ends)
-        if i < 0:
-            i += n
-        if not 0 <= i < n:
-            raise IndexError("scanned file index out of range")
-        return self._make(i, self._ends[i - 1] if i else 0)
-
-    def __iter__(self) -> Iterator[FileStat]:
-        start = 0
-        for i, end in enumerate(self._ends):
-            yield self._make(i, start)
-            start = end
 
     def total_size(self) -> int:
         return sum(self._sizes)
