@@ -40,13 +40,16 @@ _FILE_HEAD = struct.Struct("<8sB16sQIIII")
 _CHUNK_REF = struct.Struct("<16sI")
 
 
-def validate_relpath(path: str, where: str = "manifest") -> str:
-    """Return `path` if it is a safe relative POSIX path, else raise UnsafePathError."""
+def validate_relpath(path: str, where: str = "manifest", *, below_dir: bool = False) -> str:
+    """Return `path` if it is a safe relative POSIX path, else raise UnsafePathError.
+
+    `below_dir`: a path inside a directory artifact, always joined below its directory, where
+    a name like `A:` is just a name (Linux allows it); elsewhere it would be a drive on Windows."""
     if not isinstance(path, str) or not path:
         raise UnsafePathError(where, f"empty or non-text path {path!r}")
-    if "\0" in path or path.startswith("/") or "\\" in path and path.startswith("\\"):
+    if "\0" in path or path.startswith("/") or path.startswith("\\"):
         raise UnsafePathError(where, f"unsafe path {path!r}")
-    if len(path) > 1 and path[1] == ":" and path[0].isalpha():
+    if not below_dir and len(path) > 1 and path[1] == ":" and path[0].isalpha():
         raise UnsafePathError(where, f"absolute path {path!r}")
     for part in path.split("/"):
         if part in ("", ".", ".."):
@@ -217,7 +220,7 @@ def _parse_canonical(data: bytes, where: str) -> TreeEntries:
             path = encoded.decode("utf-8", "surrogateescape")
         if last is not None and not last < path:
             raise _NotCanonical  # out of order or a duplicate: the general path sorts or refuses
-        validate_relpath(path, where)
+        validate_relpath(path, where, below_dir=True)
         last = path
         paths += encoded
         ends.append(len(paths))
@@ -243,7 +246,7 @@ class TreeManifest:
         ordered = sorted(entries, key=lambda e: e.path)
         seen = None
         for e in ordered:
-            validate_relpath(e.path)
+            validate_relpath(e.path, below_dir=True)
             if e.path == seen:
                 raise UnsafePathError("manifest", f"duplicate path {e.path!r}")
             seen = e.path
@@ -256,7 +259,7 @@ class TreeManifest:
         def checked():
             last = None
             for e in entries:
-                validate_relpath(e.path)
+                validate_relpath(e.path, below_dir=True)
                 if last is not None and not last < e.path:
                     if last == e.path:
                         raise UnsafePathError("manifest", f"duplicate path {e.path!r}")
@@ -309,5 +312,5 @@ class TreeManifest:
         doc = json.loads(data)
         if doc.get("mlvc_tree") != TREE_FORMAT:
             raise CorruptObjectError(where, "the cache", f"tree format {TREE_FORMAT}", str(doc.get("mlvc_tree")))
-        return [TreeEntry(validate_relpath(p, where), int(s), bytes.fromhex(h), bool(x))
+        return [TreeEntry(validate_relpath(p, where, below_dir=True), int(s), bytes.fromhex(h), bool(x))
                 for p, s, h, x in doc["entries"]]

@@ -169,12 +169,37 @@ class SeaweedServer:
                 raise RuntimeError(f"weed mini exited: {(self.data_dir / 'weed.log').read_text()[-2000:]}")
             try:
                 urllib.request.urlopen(self.endpoint, timeout=1).read()
-                return
+                break
             except urllib.error.HTTPError:
-                return  # an S3 error document is an answer: the gateway is up
+                break  # an S3 error document is an answer: the gateway is up
             except OSError:
                 if time.monotonic() > deadline:
                     raise RuntimeError("weed mini did not answer on its S3 port within 60 s") from None
+                time.sleep(0.2)
+        self._wait_until_serving(deadline)
+
+    def _wait_until_serving(self, deadline: float) -> None:
+        """The gateway answers before its volume server has registered with the master: until
+        then (a second or more, longer after a restart on old data) reads and writes of objects
+        fail with InternalError.  Ready means an object can be written and read back."""
+        import boto3
+        from botocore.config import Config
+
+        s3 = boto3.client("s3", endpoint_url=self.endpoint, region_name=REGION, aws_access_key_id=DUMMY_KEY,
+                          aws_secret_access_key=DUMMY_SECRET,
+                          config=Config(connect_timeout=2, read_timeout=5, retries={"total_max_attempts": 1}))
+        while True:
+            try:
+                try:
+                    s3.create_bucket(Bucket="mlvc-ready-probe")
+                except s3.exceptions.BucketAlreadyOwnedByYou:
+                    pass
+                s3.put_object(Bucket="mlvc-ready-probe", Key="probe", Body=b"ready")
+                if s3.get_object(Bucket="mlvc-ready-probe", Key="probe")["Body"].read() == b"ready":
+                    return
+            except Exception as exc:  # any failure means not serving yet; the deadline bounds it
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"weed mini did not serve objects within 60 s: {exc}") from None
                 time.sleep(0.2)
 
     def stop(self) -> None:

@@ -117,3 +117,16 @@ def test_from_sorted_refuses_duplicates_and_disorder() -> None:
         TreeManifest.from_sorted([TreeEntry("b", 1, fid), TreeEntry("a", 1, fid)])
     with pytest.raises(UnsafePathError):
         TreeManifest.from_sorted([TreeEntry("../a", 1, fid)])
+
+
+def test_a_drive_like_name_is_a_plain_name_inside_a_directory() -> None:
+    # found by the round-trip property test: a file named "A:" inside a directory artifact is
+    # joined below that directory on every system; only a top-level "A:..." names a drive
+    assert validate_relpath("A:", below_dir=True) == "A:"
+    assert validate_relpath("C:/windows/x", below_dir=True) == "C:/windows/x"
+    with pytest.raises(UnsafePathError):
+        validate_relpath("A:")
+    with pytest.raises(UnsafePathError):
+        validate_relpath("\\\\server\\share", below_dir=True)
+    tree = TreeManifest.build([TreeEntry("A:", 1, digest(b"x"))])
+    assert list(TreeManifest.decode(tree.encode(), digest(tree.encode())).entries)[0].path == "A:"

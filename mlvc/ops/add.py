@@ -188,10 +188,10 @@ def add_one(repo, path: str | Path, *, role: str | None = None, meta: dict | Non
                                                    "add the directories separately")
         if fs.rel:
             try:
-                validate_relpath(fs.rel, display)
+                validate_relpath(fs.rel, display, below_dir=True)
             except UnsafePathError:  # the user's file name, not a pointer: say which file and why
                 raise PathError(f"{display}/{fs.rel}", "has a name mlvc cannot record (it starts with a "
-                                "backslash, an absolute path on Windows); rename it") from None
+                                "backslash, a path from the root on Windows); rename it") from None
     store = repo.store
     params = repo.chunker
     lookup = IdLookup(repo.hash_cache, display)

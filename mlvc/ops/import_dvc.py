@@ -233,7 +233,8 @@ def _dir_listing(obj: Path, where: str) -> list[tuple[str, str, bool]]:
     for e in doc if isinstance(doc, list) else []:
         if not isinstance(e, dict) or not isinstance(e.get("relpath"), str) or not isinstance(e.get("md5"), str):
             raise CorruptObjectError(where, "DVC's cache", "entries with relpath and md5", repr(e)[:80])
-        out.append((validate_relpath(e["relpath"].replace("\\", "/"), where), e["md5"], bool(e.get("isexec"))))
+        rel = validate_relpath(e["relpath"].replace("\\", "/"), where, below_dir=True)
+        out.append((rel, e["md5"], bool(e.get("isexec"))))
     return out
 
 
