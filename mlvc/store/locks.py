@@ -472,7 +472,8 @@ def gc_guard(backend: Backend, lock: SharedLock):
     it relies on nothing already there.  gc lists the packs before it looks for
     push locks, so either it sees our lock (and stops), or its listing is older
     than anything we upload (and it never touches those packs).  Otherwise:
-    LockedError (exit 13) before anything is uploaded.
+    LockedError (exit 13) before the first upload that would rely on them (the
+    transfer checks before each batch it copies).
     """
     holder = RemoteLock(backend).held_by()
     if holder is None or holder.is_stale():  # expired, or left by a gc killed on this machine
@@ -484,13 +485,15 @@ def gc_guard(backend: Backend, lock: SharedLock):
         hint = (f"push again when that gc has finished (if it crashed, its lock stops counting at "
                 f"{_format_time(holder.expires)})")
 
-    def check_plan(reused: int) -> None:
+    def check_plan(reused: int, copied: int) -> None:
         if reused:
             lock.release()
+            done = ("nothing was uploaded" if not copied else
+                    f"it stopped after uploading {copied} object(s), which a re-run reuses")
             raise LockedError(
                 f"remote {backend.describe()} is being garbage-collected by {holder.describe()} "
                 f"[{DEFAULT_LOCK_NAME}], and this push relies on {reused} object(s) already there that "
-                "it may delete; nothing was uploaded", hint=hint)
+                f"it may delete; {done}", hint=hint)
 
     return check_plan
 

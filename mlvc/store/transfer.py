@@ -3,20 +3,27 @@
 Push is `transfer(cache, remote, ...)`, fetch is `transfer(remote, cache, ...)`;
 a repair copies between any two stores the same way.
 
-1. **Walk.**  From each artifact's root (tree or file manifest) down to the
-   chunks, collect the objects `dst` lacks, with the artifacts that need each.
-   A subtree `dst` already holds is skipped without reading it when `dst` can
-   vouch for it: a remote by the closure rule (a visible manifest implies
-   everything below it), the cache by its completeness marks.  Manifests are
-   read from whichever store has them (`dst` first: usually local).
-2. **Copy**, in the order chunks, file manifests, trees, each object read
-   from `src` as stored (no recompression), decoded and checked against its id,
-   and appended to `dst`'s packs; `dst` publishes them by the closure rule.
-   A remote pack that is mostly needed is copied whole instead (one download,
-   every record verified, then published as is), when `dst` does not rely on
-   the closure rule or the pack holds only chunks.
-3. An object that fails fails only the artifacts that need it; store-wide
-   failures (unreachable, auth, disk) raise.
+The transfer streams: what it holds depends on the batch sizes below, never on the
+number of objects (a million-file tree is not turned into a map of its objects).
+
+1. **Roots.**  Artifacts are grouped by root (commits often share one); a root `dst`
+   can vouch for is skipped without reading it: a remote by the closure rule (a
+   visible manifest implies everything below it), the cache by its completeness marks.
+2. **Batches.**  A tree's entries are walked in order, `MANIFEST_BATCH` files at a
+   time.  The file manifests of a batch that `dst` cannot vouch for are read (from
+   `dst` where it has them, usually local, else from `src`); the chunks they name that
+   `dst` lacks are copied (at most `CHUNK_BATCH` planned at once), then those
+   manifests, and after the tree's last batch the tree itself.  `dst` publishes packs
+   in the order they were written, so a manifest never becomes visible before what it
+   names: the closure rule holds at every moment, and a killed transfer resumes.
+3. **Copies.**  Each object is read from `src` as stored (no recompression), decoded
+   and checked against its id, and appended to `dst`'s packs.  A remote pack that is
+   mostly needed by a batch is copied whole instead (one download, every record
+   verified, then published as is), when `dst` does not rely on the closure rule or
+   the pack holds only chunks.
+4. **Failures.**  An object that fails fails only the artifacts that need it; their
+   later manifests are not written, so nothing at `dst` claims a subtree it lacks.
+   Store-wide failures (unreachable, auth, disk) raise.
 """
 
 from __future__ import annotations
@@ -24,7 +31,7 @@ from __future__ import annotations
 import os
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -37,11 +44,12 @@ from .packs import CHUNK, FILE_MANIFEST, TREE_MANIFEST, TYPE_NAMES, decode_index
 from .packstore import COALESCE_LIMIT, PACKS, PackStore, check_pack_file, wrap_os_error
 
 WHOLE_PACK_FRACTION = 0.5  # copy a remote pack whole when at least this share of its bytes is needed
-PHASES = (CHUNK, FILE_MANIFEST, TREE_MANIFEST)
-MANIFEST_BATCH = 8192  # manifests read (and decoded) at a time during a walk
-MANIFEST_KEEP_BYTES = 32 * 1024 * 1024  # manifests read during the walk kept for writing, at most
+MANIFEST_BATCH = 8192  # file manifests read (and decoded) at a time
+CHUNK_BATCH = 65536  # chunks planned at a time before they are copied (a 4 GiB file's worth)
 
 Key = tuple[int, bytes]
+Owners = tuple[int, ...]  # the numbers of the artifacts that need an object
+Stored = tuple[int, bytes, int]  # an object's stored form: (codec, payload, raw length)
 
 
 @dataclass
@@ -95,48 +103,46 @@ def with_artifacts(exc: MlvcError, names: list[str]) -> MlvcError:
     return err
 
 
-class _Owners:
-    """Which artifacts need which object (owner tuples are shared, not copied, along a walk)."""
-
-    def __init__(self) -> None:
-        self.map: dict[Key, tuple[int, ...]] = {}
-        self.reused: set[Key] = set()  # needed objects dst already has (not copied)
-
-    def add(self, key: Key, who: tuple[int, ...]) -> None:
-        cur = self.map.get(key)
-        if cur is None:
-            self.map[key] = who
-        elif cur is not who and not set(who) <= set(cur):
-            self.map[key] = tuple(sorted(set(cur) | set(who)))
+def _union(a: Owners, b: Owners) -> Owners:
+    """Owners of an object two walks need (the tuples are shared along a walk, rarely merged)."""
+    if a is b or set(b) <= set(a):
+        return a
+    return tuple(sorted(set(a) | set(b)))
 
 
 class _Transfer:
+    description = "transfer"
+    walk_all = False  # repair: dst's closure may be broken (quarantined packs); look below everything
+
     def __init__(self, src: PackStore, dst: PackStore, artifacts: list[Artifact], jobs: int,
-                 progress: Progress, result: TransferResult):
+                 progress: Progress, result: TransferResult, check_plan: Callable[[int, int], None] | None = None,
+                 count_only: bool = False):
         self.src, self.dst = src, dst
         self.artifacts = artifacts
         self.jobs = max(1, jobs)
         self.progress = progress
         self.result = result
-        self.owners = _Owners()
+        self.check_plan = check_plan
+        self.reused = 0  # needed objects dst already had (the transfer relies on them staying)
         self.failed: set[int] = set()  # artifact numbers
-        self.manifests: dict[Key, tuple[int, bytes, int]] = {}  # stored form of manifests read from src
-        self._kept_bytes = 0  # of those stored forms
         self.lock = threading.Lock()
         self.src_remote = not src.backend.capabilities.local_files
         self.whole_downloads = 0
+        # count_only: plan without copying; `missing` collects what would be copied
+        self.missing: set[Key] | None = set() if count_only else None
 
     # ------------------------------------------------------------------ failures
-    def fail(self, who, exc: MlvcError) -> None:
+    def fail(self, who: Owners, exc: MlvcError) -> None:
         names = [self.artifacts[i].name for i in who]
         with self.lock:
             for i in who:
                 self.failed.add(i)
                 self.result.fail(self.artifacts[i].name, with_artifacts(exc, names))
 
-    # ------------------------------------------------------------------ walk
-    walk_all = False  # repair: dst's closure may be broken (quarantined packs); look below everything
+    def all_failed(self, who: Owners) -> bool:
+        return set(who) <= self.failed
 
+    # ------------------------------------------------------------------ walk
     def vouched(self, key: Key) -> bool:
         """Does dst hold `key` and everything below it, without looking below?"""
         if key[0] == CHUNK:
@@ -147,40 +153,118 @@ class _Transfer:
             return self.dst.has(*key)
         return to_oid(key[1]) in self.dst.complete
 
-    def read_manifests(self, wanted: dict[Key, tuple[int, ...]]) -> Iterator[tuple[Key, bytes]]:
-        """(key, body) of manifests, from dst where it has them, else from src, a batch at a
-        time: a million file manifests are never all in memory at once."""
-        keys = list(wanted)
-        for i in range(0, len(keys), MANIFEST_BATCH):
-            yield from self._read_manifest_batch(keys[i:i + MANIFEST_BATCH], wanted).items()
-
-    def _read_manifest_batch(self, keys: list[Key], wanted: dict[Key, tuple[int, ...]]) -> dict[Key, bytes]:
-        bodies: dict[Key, bytes] = {}
-        from_src = []
-        for key in keys:
-            if self.dst.has(*key):
-                try:
-                    bodies[key] = self.dst.get(*key)
-                    continue
-                except CorruptObjectError:
-                    pass  # a damaged copy at the destination: read the source's
-            from_src.append(key)
-        order = sorted(from_src, key=self._src_position)
-        for key, c, payload, raw, data, error in self.src.iter_stored(order):
-            if error is not None:
-                if isinstance(error, ObjectNotFoundError):
-                    error = ObjectNotFoundError(
-                        f"{to_oid(key[1])} ({type_name(key[0])})", where=self.src.name,
-                        hint=f"{self.dst.name} does not have it either: run `mlvc push` on a machine that has it")
-                self.fail(wanted[key], error)
+    def run(self) -> None:
+        roots: dict[Key, list[int]] = {}
+        for ai, art in enumerate(self.artifacts):
+            roots.setdefault(art.root, []).append(ai)
+        trees: list[tuple[Key, Owners]] = []
+        files: list[tuple[Key, Owners]] = []
+        for key, who in roots.items():
+            if self.vouched(key):
+                self.result.up_to_date.extend(self.artifacts[i].name for i in who)
+                self.reused += 1
                 continue
-            bodies[key] = bytes(data)
-            if not self.dst.has(*key) and self._kept_bytes < MANIFEST_KEEP_BYTES:
-                # kept to write without reading it again; past the budget it is copied from src
-                # in its phase like a chunk (by location), so memory stays bounded
-                self.manifests[key] = (c, bytes(payload), raw)
-                self._kept_bytes += len(payload)
-        return bodies
+            (trees if key[0] == TREE_MANIFEST else files).append((key, tuple(who)))
+        total = sum(self.artifacts[who[0]].ptr.size for _key, who in trees + files)
+        self.progress.start(self.description, total)
+        try:
+            self._files(files)
+            self._trees(trees)
+            self._check_plan()  # also when nothing had to move: the push relies on what is there
+        finally:
+            self.progress.finish()
+
+    def _check_plan(self) -> None:
+        if self.check_plan is not None:
+            self.check_plan(self.reused, self.result.objects)
+
+    def _trees(self, trees: list[tuple[Key, Owners]]) -> None:
+        """Walk the trees' entries in shared batches (many small trees cost a few reads, not a
+        few each); a tree is written once every batch holding its files was."""
+        wanted = dict(trees)
+        batch: list[tuple[Key, Owners]] = []
+        listed: list[tuple[Key, Owners, Stored]] = []  # trees whose files are all in batches
+        for key, body, stored in self._read_manifests(list(wanted), wanted):
+            who = wanted[key]
+            try:
+                tree = TreeManifest.decode(body, key[1])
+            except MlvcError as exc:
+                self.fail(who, exc)
+                continue
+            del body
+            for e in tree.entries:
+                fkey = (FILE_MANIFEST, e.file_id)
+                if self.vouched(fkey):
+                    self.reused += 1
+                    self.progress.advance(e.size)
+                    continue
+                batch.append((fkey, who))
+                if len(batch) >= MANIFEST_BATCH:
+                    self._files(batch, then=listed)
+                    batch, listed = [], []
+                    if self.all_failed(who):
+                        break  # its tree is not written: no need to look further
+            if stored is not None:
+                listed.append((key, who, stored))
+        self._files(batch, then=listed)
+
+    def _files(self, items: list[tuple[Key, Owners]], then: list[tuple[Key, Owners, Stored]] = ()) -> None:
+        """Copy what dst lacks of these file manifests: their chunks first, then them, then the
+        manifests `then` (trees of these files)."""
+        wanted: dict[Key, Owners] = {}
+        for key, who in items:
+            cur = wanted.get(key)
+            wanted[key] = who if cur is None else _union(cur, who)
+        need: dict[Key, Owners] = {}  # chunks to copy
+        held: list[tuple[Key, Owners, Stored]] = []  # manifests to write once their chunks are in
+        for key, body, stored in self._read_manifests(list(wanted), wanted):
+            who = wanted[key]
+            try:
+                fm = FileManifest.decode(body, key[1])
+            except MlvcError as exc:
+                self.fail(who, exc)
+                continue
+            for cid, length in fm.chunks:
+                ckey = (CHUNK, cid)
+                cur = need.get(ckey)
+                if cur is not None:
+                    need[ckey] = _union(cur, who)
+                elif self.dst.has(CHUNK, cid):
+                    self.reused += 1
+                    self.progress.advance(length)
+                else:
+                    need[ckey] = who
+            if stored is not None:
+                held.append((key, who, stored))
+            if len(need) >= CHUNK_BATCH:
+                self._flush(need, held)
+                need, held = {}, []
+        self._flush(need, held + list(then))
+
+    def _read_manifests(self, keys: list[Key], wanted: dict[Key, Owners]) -> Iterator[tuple[Key, bytes, Stored | None]]:
+        """(key, body, stored form if dst lacks it) of manifests, from dst where it has them,
+        else from src, `MANIFEST_BATCH` at a time; a failed one is recorded and left out."""
+        for i in range(0, len(keys), MANIFEST_BATCH):
+            from_src = []
+            for key in keys[i:i + MANIFEST_BATCH]:
+                if self.dst.has(*key):
+                    try:
+                        yield key, self.dst.get(*key), None
+                        continue
+                    except CorruptObjectError:
+                        pass  # a damaged copy at the destination: read the source's
+                from_src.append(key)
+            from_src.sort(key=self._src_position)
+            for key, c, payload, raw, data, error in self.src.iter_stored(from_src):
+                if error is not None:
+                    if isinstance(error, ObjectNotFoundError):
+                        error = ObjectNotFoundError(
+                            f"{to_oid(key[1])} ({type_name(key[0])})", where=self.src.name,
+                            hint=f"{self.dst.name} does not have it either: run `mlvc push` on a machine that has it")
+                    self.fail(wanted[key], error)
+                    continue
+                stored = None if self.dst.has(*key) else (c, bytes(payload), raw)
+                yield key, bytes(data), stored
 
     def _src_position(self, key: Key) -> tuple:
         try:
@@ -189,55 +273,25 @@ class _Transfer:
             return ("", 0)
         return (pack, off)
 
-    def walk(self) -> None:
-        owners = self.owners
-        trees: dict[Key, tuple[int, ...]] = {}
-        files: dict[Key, tuple[int, ...]] = {}
-        for ai, art in enumerate(self.artifacts):
-            key = art.root
-            if self.vouched(key):
-                self.result.up_to_date.append(art.name)
-                owners.reused.add(key)
-                continue
-            (trees if key[0] == TREE_MANIFEST else files)[key] = (ai,)
-        for key, body in self.read_manifests(trees):
-            who = trees[key]
-            try:
-                tree = TreeManifest.decode(body, key[1])
-            except MlvcError as exc:
-                self.fail(who, exc)
-                continue
-            if not self.dst.has(*key):
-                owners.add(key, who)
-            for e in tree.entries:
-                fkey = (FILE_MANIFEST, e.file_id)
-                if self.vouched(fkey):
-                    owners.reused.add(fkey)
-                    continue
-                cur = files.get(fkey)
-                files[fkey] = who if cur is None or cur is who else tuple(sorted(set(cur) | set(who)))
-        for key, body in self.read_manifests(files):
-            who = files[key]
-            try:
-                fm = FileManifest.decode(body, key[1])
-            except MlvcError as exc:
-                self.fail(who, exc)
-                continue
-            if not self.dst.has(*key):
-                owners.add(key, who)
-            for cid, _ in fm.chunks:
-                ckey = (CHUNK, cid)
-                if self.dst.has(CHUNK, cid):
-                    owners.reused.add(ckey)
-                else:
-                    owners.add(ckey, who)
-
     # ------------------------------------------------------------------ copy
-    def copy(self) -> None:
-        by_pack: dict[str, list[tuple[Key, tuple, tuple[int, ...]]]] = {}
-        for key, who in self.owners.map.items():
-            if key in self.manifests:
-                continue
+    def _flush(self, need: dict[Key, Owners], held: list[tuple[Key, Owners, Stored]]) -> None:
+        """Copy the chunks `need` names, then write the manifests `held` whose artifacts did not fail."""
+        if self.missing is not None:
+            self.missing.update(need)
+            self.missing.update(key for key, _who, _stored in held)
+            return
+        if not need and not held:
+            return
+        self._check_plan()
+        if need:
+            self._copy_chunks(need)
+        for key, who, (c, payload, raw) in held:
+            if not self.all_failed(who):
+                self._put(key, c, payload, raw)
+
+    def _copy_chunks(self, need: dict[Key, Owners]) -> None:
+        by_pack: dict[str, list[tuple[Key, tuple, Owners]]] = {}
+        for key, who in need.items():
             try:
                 loc = self.src.location(*key)
             except ObjectNotFoundError:
@@ -250,33 +304,17 @@ class _Transfer:
                 self.fail(who, bad)
                 continue
             by_pack.setdefault(loc[0], []).append((key, loc, who))
-        whole, runs = [], {typ: [] for typ in PHASES}
+        whole, runs = [], []
         for pack, items in by_pack.items():
-            need = sum(loc[3] for _k, loc, _w in items)
-            if self._copy_whole(pack, need):
+            if self._copy_whole(pack, sum(loc[3] for _k, loc, _w in items)):
                 whole.append((pack, items))
-                continue
-            for item in items:
-                runs[item[0][0]].append(item)
-        total = sum(self.src.pack_bytes(p) for p, _ in whole)
-        total += sum(loc[3] for items in runs.values() for _k, loc, _w in items)
-        total += sum(len(m[1]) for m in self.manifests.values())
-        count = sum(len(i) for i in runs.values()) + sum(len(i) for _p, i in whole) + len(self.manifests)
-        self.progress.start(f"{self.description}: {count} objects", total)
-        try:
-            if whole:
-                self._parallel([lambda p=p, i=i: self._whole(p, i) for p, i in whole])
-            for typ in PHASES:
-                items = sorted(runs[typ], key=lambda t: (t[1][0], t[1][2]))
-                self._parallel([lambda g=g: self._copy_run(g) for g in self._groups(items)])
-                for key, (c, payload, raw) in list(self.manifests.items()):
-                    if key[0] == typ and not set(self.owners.map.get(key, ())) <= self.failed:
-                        self._put(key, c, payload, raw)
-                        self.progress.advance(len(payload))
-        finally:
-            self.progress.finish()
-
-    description = "transfer"
+            else:
+                runs.extend(items)
+        del by_pack
+        if whole:
+            self._parallel([lambda p=p, i=i: self._whole(p, i) for p, i in whole])
+        runs.sort(key=lambda t: (t[1][0], t[1][2]))
+        self._parallel([lambda g=g: self._copy_run(g) for g in self._groups(runs)])
 
     def _copy_whole(self, pack: str, need: int) -> bool:
         if not self.src_remote:
@@ -330,14 +368,11 @@ class _Transfer:
     def _copy_run(self, group) -> None:
         whos = {key: who for key, _loc, who in group}
         for key, c, payload, raw, _data, error in self.src.iter_stored([k for k, _l, _w in group]):
-            who = whos[key]
             if error is not None:
-                self.fail(who, error)
+                self.fail(whos[key], error)
                 continue
-            if key[0] != CHUNK and set(who) <= self.failed:
-                continue  # a manifest of artifacts that failed: never publish it without its subtree
             self._put(key, c, payload, raw)
-            self.progress.advance(len(payload))
+            self.progress.advance(raw)
 
     def _whole(self, pack: str, items) -> None:
         src, dst = self.src, self.dst
@@ -364,7 +399,7 @@ class _Transfer:
                     for key, loc, who in items:
                         if key in problems:
                             self.fail(who, problems[key])
-                        elif not (key[0] != CHUNK and set(who) <= self.failed):
+                        else:
                             self._put(key, loc[1], os.pread(f.fileno(), loc[3], loc[2]), loc[4])
                 return
             try:
@@ -402,23 +437,21 @@ def transfer(src: PackStore, dst: PackStore, artifacts: list[Artifact], *, jobs:
              before_index=None, walk_all: bool = False) -> TransferResult:
     """Copy into `dst` every object of `artifacts` it lacks, from `src`, verified.
 
-    `check_plan(n)` is called with the number of needed objects `dst` already has (the
-    transfer relies on them staying) before anything is copied; `before_index()` before
-    each index `dst` publishes.  Either may raise to stop the transfer.  `walk_all`: trust
-    nothing `dst` holds below a manifest (after a repair removed packs)."""
+    `check_plan(reused, copied)` is called before each batch is copied and at the end, with
+    the number of needed objects `dst` already had (the transfer relies on them staying)
+    and the number copied so far; `before_index()` before each index `dst` publishes.
+    Either may raise to stop the transfer (what was copied is kept: a re-run resumes).
+    `walk_all`: trust nothing `dst` holds below a manifest (after a repair removed packs)."""
     result = TransferResult()
     src.refresh()
     dst.refresh()
-    t = _Transfer(src, dst, artifacts, jobs, _ThreadSafeProgress(progress), result)
+    t = _Transfer(src, dst, artifacts, jobs, _ThreadSafeProgress(progress), result, check_plan)
     t.description = description
     t.walk_all = walk_all
     published_before, reads_before = dst.published, src.reads
     dst.before_index = before_index
     try:
-        t.walk()
-        if check_plan is not None:
-            check_plan(len(t.owners.reused))
-        t.copy()
+        t.run()
         dst.commit()
     except BaseException:
         try:
@@ -437,7 +470,7 @@ def transfer(src: PackStore, dst: PackStore, artifacts: list[Artifact], *, jobs:
     for ai, art in enumerate(artifacts):
         if art.name not in result.failed and ai not in t.failed:
             result.done.append(art.name)
-    dst.complete.add(art.ptr.oid for ai, art in enumerate(artifacts) if art.name in result.done)
+    dst.complete.add(art.ptr.oid for art in artifacts if art.name in result.done)
     return result
 
 
@@ -447,9 +480,9 @@ def missing_at(src: PackStore, dst: PackStore, artifact: Artifact) -> tuple[int,
     result = TransferResult()
     src.refresh()
     dst.refresh()
-    t = _Transfer(src, dst, [artifact], 1, NULL, result)
-    t.walk()
-    return len(t.owners.map), bool(result.failed)
+    t = _Transfer(src, dst, [artifact], 1, NULL, result, count_only=True)
+    t.run()
+    return len(t.missing), bool(result.failed)
 
 
 __all__ = ["Artifact", "TransferResult", "transfer", "missing_at", "with_artifacts"]

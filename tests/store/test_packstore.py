@@ -35,11 +35,11 @@ KINDS = ["memory", "local", "local-two-processes", pytest.param("s3-moto", marks
 
 
 class Artifact:
-    """What transfer needs of an artifact: a name and a pointer-like (kind, oid)."""
+    """What transfer needs of an artifact: a name and a pointer-like (kind, oid, size)."""
 
-    def __init__(self, name, kind, oid):
+    def __init__(self, name, kind, oid, size=0):
         self.name = name
-        self.ptr = type("P", (), {"kind": kind, "oid": to_oid(oid)})()
+        self.ptr = type("P", (), {"kind": kind, "oid": to_oid(oid), "size": size})()
         self.pointer_path = None
 
     @property
@@ -361,13 +361,13 @@ def test_objects_of_a_pack_being_published_read_back_intact(tmp_path):
     store.close()
 
 
-def test_transfer_of_a_tree_larger_than_a_manifest_batch_and_the_keep_budget(tmp_path, monkeypatch):
-    """Manifests are read a batch at a time during the walk, and past the budget they are copied
-    from the source in their phase instead of being kept: the result is the same store."""
+def test_transfer_of_a_tree_larger_than_a_manifest_batch_and_a_chunk_batch(tmp_path, monkeypatch):
+    """A tree is walked a batch of files at a time, and a batch's chunks are copied in parts:
+    the result is the same store (duplicates across batches copied once, the tree last)."""
     import mlvc.store.transfer as transfer_module
 
     monkeypatch.setattr(transfer_module, "MANIFEST_BATCH", 7)
-    monkeypatch.setattr(transfer_module, "MANIFEST_KEEP_BYTES", 300)
+    monkeypatch.setattr(transfer_module, "CHUNK_BATCH", 3)
     src = PackStore(MemoryBackend(), scratch=tmp_path / "src", fsync=False, pack_size=1 << 14)
     files = {f"d{i % 3}/f{i:03d}": os.urandom(50 + i) for i in range(40)}
     files["same-a"] = files["same-b"] = b"shared content"
