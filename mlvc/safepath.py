@@ -20,6 +20,7 @@ import errno
 import itertools
 import os
 import re
+import shutil
 import stat as statmod
 import time
 from pathlib import Path
@@ -266,8 +267,52 @@ class ContainedTree:
         os.replace(name, parts[-1], src_dir_fd=self._dir(tmp_dir, True), dst_dir_fd=parent)
         return os.stat(parts[-1], dir_fd=parent, follow_symlinks=False)
 
+    def staging_dir(self, parts: tuple[str, ...]) -> str | None:
+        """Create an empty directory in the temp directory, to be renamed onto the destination
+        directory `parts` (which does not exist yet) once every file in it is written: its name,
+        or None where that rename could not be atomic (no temp directory, or another file system).
+
+        A fresh restore builds the artifact there in its own shape (small directories, created
+        as the path-ordered entries reach them) instead of a flat temp directory of a million
+        files, and publishes it with one rename."""
+        if self._tmp_parts is None:
+            return None
+        self.dir_fd(())  # bound the fd cache once, before the fds below are used
+        tmp_fd = self._dir(self._tmp_parts, True)
+        if self._nearest_dev(parts[:-1]) != os.fstat(tmp_fd).st_dev:
+            return None
+        name = f"{TMP_PREFIX}{os.getpid()}-{next(_serials):x}.d"
+        os.mkdir(name, 0o777, dir_fd=tmp_fd)
+        return name
+
+    def staged_file(self, staging: str, parts: tuple[str, ...]) -> int:
+        """Create the file `parts` (relative to the destination) inside staging directory
+        `staging`: an fd open for writing that the caller closes."""
+        self.dir_fd(())
+        parent = self._dir(self._tmp_parts + (staging,) + parts[:-1], True)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+        return os.open(parts[-1], flags, 0o600, dir_fd=parent)
+
+    def place_staging(self, staging: str, parts: tuple[str, ...]) -> None:
+        """Rename staging directory `staging` onto `parts` (a destination that does not exist)."""
+        self.dir_fd(())
+        self.forget(self._tmp_parts + (staging,))
+        parent = self._dir(parts[:-1], True)
+        if self.lstat(parts) is not None:  # appeared meanwhile: never merge into or replace it
+            raise FileExistsError(errno.EEXIST, "appeared during the restore", "/".join(parts))
+        os.rename(staging, parts[-1], src_dir_fd=self._dir(self._tmp_parts, True), dst_dir_fd=parent)
+
+    def discard_staging(self, staging: str) -> None:
+        """Remove staging directory `staging` and what was written in it (best effort)."""
+        self.forget(self._tmp_parts + (staging,))
+        try:
+            shutil.rmtree(staging, dir_fd=self._dir(self._tmp_parts, True))
+        except OSError:
+            pass  # the next run sweeps it
+
     def sweep_tmp(self) -> int:
-        """Remove restore temp files of dead processes from the temp directory."""
+        """Remove restore temp files and staging directories of dead processes from the temp
+        directory."""
         if self._tmp_parts is None:
             return 0
         fd = self.dir_fd(self._tmp_parts)
@@ -283,12 +328,17 @@ class ContainedTree:
                 st = os.lstat(name, dir_fd=fd)
             except (ValueError, FileNotFoundError):
                 continue
-            if statmod.S_ISREG(st.st_mode) and stale(pid, st.st_mtime, now):
-                try:
+            if not stale(pid, st.st_mtime, now):
+                continue
+            try:
+                if statmod.S_ISREG(st.st_mode):
                     os.unlink(name, dir_fd=fd)
                     removed += 1
-                except FileNotFoundError:
-                    pass
+                elif statmod.S_ISDIR(st.st_mode) and name.endswith(".d"):
+                    shutil.rmtree(name, dir_fd=fd)  # fd-relative, never follows a link inside
+                    removed += 1
+            except FileNotFoundError:
+                pass
         return removed
 
     # ------------------------------------------------------------ lifetime

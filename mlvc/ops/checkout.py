@@ -51,45 +51,82 @@ class CheckoutResult:
         return asdict(self)
 
 
+def write_verified(store, fid: bytes, fd: int, executable: bool, progress: Progress = NULL) -> None:
+    """Write the file `fid` to the open file `fd`, checked against its id, with its mode."""
+    manifest = file_manifest(store, fid)
+    h = hasher()
+    # Raw chunks arrive as views of the cache's memory-mapped packs: they go to the file in
+    # `writev` batches straight from the page cache (no copy through Python), from a helper
+    # thread, while this one hashes the next ones.  One hash per byte: the file id is checked
+    # before the file is placed; only when it fails are the chunks checked one by one, to name
+    # the damaged one.
+    out = BackgroundWriter(fd)
+    try:
+        for data in store.iter_chunks(manifest.chunks, check_ids=False):
+            h.update(data)
+            out.write(data)
+            progress.advance(len(data))
+        out.close()
+    except BaseException:
+        out.close(discard=True)
+        raise
+    if h.digest() != fid:
+        for _data in store.iter_chunks(manifest.chunks):  # raises naming the damaged chunk
+            pass
+        raise CorruptObjectError(to_oid(fid), "the cache", to_oid(fid), to_oid(h.digest()))
+    os.fchmod(fd, 0o755 if executable else 0o644)
+
+
 def write_temp(store, fid: bytes, tree: ContainedTree, parts: tuple[str, ...], executable: bool,
                progress: Progress = NULL) -> int:
     """Write the file `fid` to a temp file for the destination `parts` of `tree`, verified.
 
     Returns the temp file's number for `tree.place`; nothing is written outside `tree`."""
-    manifest = file_manifest(store, fid)
-    display = "/".join(parts)
     serial, fd = tree.temp_file(parts)
-    h = hasher()
     try:
         try:
-            # Raw chunks arrive as views of the cache's memory-mapped packs: they go to the file
-            # in `writev` batches straight from the page cache (no copy through Python), from a
-            # helper thread, while this one hashes the next ones.  One hash per byte: the file id
-            # is checked before the rename; only when it fails are the chunks checked one by one,
-            # to name the damaged one.
-            out = BackgroundWriter(fd)
-            try:
-                for data in store.iter_chunks(manifest.chunks, check_ids=False):
-                    h.update(data)
-                    out.write(data)
-                    progress.advance(len(data))
-                out.close()
-            except BaseException:
-                out.close(discard=True)
-                raise
-            if h.digest() != fid:
-                for _data in store.iter_chunks(manifest.chunks):  # raises naming the damaged chunk
-                    pass
-                raise CorruptObjectError(to_oid(fid), "the cache", to_oid(fid), to_oid(h.digest()))
-            os.fchmod(fd, 0o755 if executable else 0o644)
+            write_verified(store, fid, fd, executable, progress)
         finally:
             os.close(fd)
     except BaseException as exc:
         tree.discard(serial, parts)
         if isinstance(exc, OSError) and not isinstance(exc, MlvcError):
-            raise wrap_os_error(exc, display) from exc
+            raise wrap_os_error(exc, "/".join(parts)) from exc
         raise
     return serial
+
+
+def restore_staged(repo, t: Tracked, entries, tree: ContainedTree, base: tuple[str, ...], staging: str,
+                   progress: Progress, result: CheckoutResult) -> None:
+    """Restore a directory artifact that is absent from the workspace: every file is written in
+    its place inside the staging directory (directories made as the path-ordered entries reach
+    them, as `tar x` does), then the directory is renamed onto the artifact's path at once."""
+    rows = []
+    display = t.display
+    try:
+        for e in entries:
+            parts = tuple(e.path.split("/"))
+            fd = tree.staged_file(staging, parts)
+            try:
+                write_verified(repo.store, e.file_id, fd, e.executable, progress)
+                st = os.fstat(fd)
+            finally:
+                os.close(fd)
+            # a rename of the directory keeps each file's inode and times: the row holds after it
+            rows.append((f"{display}/{e.path}", st.st_size, st.st_mtime_ns, st.st_ino, e.file_id))
+            result.written_files += 1
+            result.written_bytes += e.size
+            if len(rows) >= HASH_ROWS_BATCH:
+                repo.hash_cache.store(rows, written_by_us=True)
+                rows = []
+        tree.place_staging(staging, base)
+    except BaseException as exc:
+        tree.discard_staging(staging)
+        if isinstance(exc, OSError) and not isinstance(exc, MlvcError):
+            raise wrap_os_error(exc, t.display) from exc
+        raise
+    repo.hash_cache.store(rows, written_by_us=True)
+    result.restored.append(t.shown)
 
 
 def entry_parts(base: tuple[str, ...], e: TreeEntry) -> tuple[str, ...]:
@@ -214,6 +251,14 @@ def checkout_one(repo, t: Tracked, force: bool, progress: Progress, result: Chec
     replace_whole = kind_mismatch or is_link
     _check_room(tree, base, need_bytes, len(to_write), t.display)
     progress.start(f"checkout {t.shown}", need_bytes)
+    if st is None and ptr.kind == "dir" and not t.inner:
+        staging = tree.staging_dir(base)
+        if staging is not None:
+            try:
+                restore_staged(repo, t, entries, tree, base, staging, progress, result)
+            finally:
+                progress.finish()
+            return
     ready = array("q")  # temp file numbers, parallel to to_write; placed ones are zeroed
     try:
         # Every temp file is written and verified before the workspace is touched.

@@ -110,11 +110,38 @@ def test_killed_pull_then_plain_rerun_completes(repo_dir, tmp_path, when, delay)
     git(tmp_path, "clone", "-q", str(repo_dir), str(clone))
     _run_and_kill(clone, ["pull"], when, delay)
     assert _stray_temp_files(clone) == []
+    restored = {k: v for k, v in _workspace(clone).items() if k.startswith("ds/")}
+    assert restored in ({}, {k: v for k, v in versions["v2"].items() if k.startswith("ds/")})  # whole or absent
     r = mlvc_cli(clone, "pull")
     assert r.code == 0, r
     assert _workspace(clone) == versions["v2"]
     assert mlvc_cli(clone, "status", "--exit-code").code == 0
     assert mlvc_cli(clone, "verify").code == 0
+    assert os.listdir(clone / ".mlvc" / "tmp") == []  # the killed pull's staging directory is swept
+
+
+def test_a_fresh_restore_is_staged_whole_and_a_dead_staging_directory_is_swept(repo_dir):
+    """An absent directory artifact is built under .mlvc/tmp/ and renamed into place at once: the
+    workspace never holds part of it.  A killed one's staging directory goes on the next run."""
+    files = {f"ds/p{i % 3}/{i}.bin": bytes([i]) * (100 + i) for i in range(30)}
+    files["ds/empty.bin"] = b""
+    for rel, data in files.items():
+        write(repo_dir / rel, data)
+    (repo_dir / "hollow").mkdir()
+    assert mlvc_cli(repo_dir, "add", "ds", "hollow").code == 0
+    commit(repo_dir, "v1")
+    import shutil
+
+    shutil.rmtree(repo_dir / "ds")
+    (repo_dir / "hollow").rmdir()
+    dead = repo_dir / ".mlvc" / "tmp" / f"restore-{_dead_pid()}-1f.d"
+    write(dead / "p0" / "0.bin", b"torn")
+    r = mlvc_cli(repo_dir, "checkout")
+    assert r.code == 0, r
+    assert {k: v for k, v in _workspace(repo_dir).items()} == files
+    assert (repo_dir / "hollow").is_dir() and not any((repo_dir / "hollow").iterdir())
+    assert os.listdir(repo_dir / ".mlvc" / "tmp") == []
+    assert mlvc_cli(repo_dir, "status", "--exit-code").code == 0
 
 
 def _dead_pid() -> int:
