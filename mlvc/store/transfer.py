@@ -46,6 +46,7 @@ from .packstore import COALESCE_LIMIT, PACKS, PackStore, check_pack_file, wrap_o
 WHOLE_PACK_FRACTION = 0.5  # copy a remote pack whole when at least this share of its bytes is needed
 MANIFEST_BATCH = 8192  # file manifests read (and decoded) at a time
 CHUNK_BATCH = 65536  # chunks planned at a time before they are copied (a 4 GiB file's worth)
+TREE_GROUP_BYTES = 32 * 1024 * 1024  # tree manifests read together, at most (one if larger)
 
 Key = tuple[int, bytes]
 Owners = tuple[int, ...]  # the numbers of the artifacts that need an object
@@ -184,29 +185,62 @@ class _Transfer:
         wanted = dict(trees)
         batch: list[tuple[Key, Owners]] = []
         listed: list[tuple[Key, Owners, Stored]] = []  # trees whose files are all in batches
-        for key, body, stored in self._read_manifests(list(wanted), wanted):
-            who = wanted[key]
-            try:
-                tree = TreeManifest.decode(body, key[1])
-            except MlvcError as exc:
-                self.fail(who, exc)
-                continue
-            del body
-            for e in tree.entries:
-                fkey = (FILE_MANIFEST, e.file_id)
-                if self.vouched(fkey):
-                    self.reused += 1
-                    self.progress.advance(e.size)
+        for group in self._tree_groups(list(wanted)):
+            # read as a list and popped: no reader frame keeps a tree's bytes alive while its
+            # entries are walked (a million-file tree is ~75 MB of JSON; its decoded form ~60)
+            read = list(self._read_manifests(group, wanted))
+            read.reverse()
+            while read:
+                key, body, stored = read.pop()
+                who = wanted[key]
+                try:
+                    tree = TreeManifest.decode(body, key[1])
+                except MlvcError as exc:
+                    self.fail(who, exc)
                     continue
-                batch.append((fkey, who))
-                if len(batch) >= MANIFEST_BATCH:
-                    self._files(batch, then=listed)
-                    batch, listed = [], []
-                    if self.all_failed(who):
-                        break  # its tree is not written: no need to look further
-            if stored is not None:
-                listed.append((key, who, stored))
+                del body
+                batch, listed = self._walk_tree(tree, key, who, stored, batch, listed)
+                del tree
         self._files(batch, then=listed)
+
+    def _tree_groups(self, keys: list[Key]) -> Iterator[list[Key]]:
+        """Tree keys in groups of at most TREE_GROUP_BYTES of raw manifest (one tree if larger)."""
+        group: list[Key] = []
+        size = 0
+        for key in keys:
+            raw = 0
+            for store in (self.dst, self.src):
+                try:
+                    raw = store.location(*key)[4]
+                    break
+                except ObjectNotFoundError:
+                    continue
+            if group and size + raw > TREE_GROUP_BYTES:
+                yield group
+                group, size = [], 0
+            group.append(key)
+            size += raw
+        if group:
+            yield group
+
+    def _walk_tree(self, tree, key: Key, who: Owners, stored: Stored | None, batch: list, listed: list):
+        """Add a tree's files to the shared batch (copying full batches): the batch and the trees
+        waiting for it, to go on with."""
+        for e in tree.entries:
+            fkey = (FILE_MANIFEST, e.file_id)
+            if self.vouched(fkey):
+                self.reused += 1
+                self.progress.advance(e.size)
+                continue
+            batch.append((fkey, who))
+            if len(batch) >= MANIFEST_BATCH:
+                self._files(batch, then=listed)
+                batch, listed = [], []
+                if self.all_failed(who):
+                    break  # its tree is not written: no need to look further
+        if stored is not None:
+            listed.append((key, who, stored))
+        return batch, listed
 
     def _files(self, items: list[tuple[Key, Owners]], then: list[tuple[Key, Owners, Stored]] = ()) -> None:
         """Copy what dst lacks of these file manifests: their chunks first, then them, then the
