@@ -234,7 +234,8 @@ def _parse_canonical(data: bytes, where: str) -> TreeEntries:
             pos += 1
             if pos == end:
                 raise _NotCanonical  # a trailing comma
-    return TreeEntries(bytes(paths), ends, sizes, bytes(ids), bytes(executable))
+    # the path blob is kept as built (a million paths are ~30 MB: no second copy of it)
+    return TreeEntries(paths, ends, sizes, bytes(ids), bytes(executable))
 
 
 @dataclass(frozen=True, slots=True)

@@ -51,6 +51,10 @@ TREE_GROUP_BYTES = 32 * 1024 * 1024  # tree manifests read together, at most (on
 Key = tuple[int, bytes]
 Owners = tuple[int, ...]  # the numbers of the artifacts that need an object
 Stored = tuple[int, bytes, int]  # an object's stored form: (codec, payload, raw length)
+# in place of a stored form: dst lacks the object, and it is read from src again when written
+# (a million-file tree's stored form is ~25 MB, not worth holding through the walk)
+FROM_SRC = (-1, b"", 0)
+REREAD_OVER = 1024 * 1024  # trees stored in more bytes than this are read again to be written
 
 
 @dataclass
@@ -188,7 +192,7 @@ class _Transfer:
         for group in self._tree_groups(list(wanted)):
             # read as a list and popped: no reader frame keeps a tree's bytes alive while its
             # entries are walked (a million-file tree is ~75 MB of JSON; its decoded form ~60)
-            read = list(self._read_manifests(group, wanted))
+            read = list(self._read_manifests(group, wanted, keep_stored=False))
             read.reverse()
             while read:
                 key, body, stored = read.pop()
@@ -275,9 +279,11 @@ class _Transfer:
                 need, held = {}, []
         self._flush(need, held + list(then))
 
-    def _read_manifests(self, keys: list[Key], wanted: dict[Key, Owners]) -> Iterator[tuple[Key, bytes, Stored | None]]:
+    def _read_manifests(self, keys: list[Key], wanted: dict[Key, Owners],
+                        keep_stored: bool = True) -> Iterator[tuple[Key, bytes, Stored | None]]:
         """(key, body, stored form if dst lacks it) of manifests, from dst where it has them,
-        else from src, `MANIFEST_BATCH` at a time; a failed one is recorded and left out."""
+        else from src, `MANIFEST_BATCH` at a time; a failed one is recorded and left out.
+        Without `keep_stored`, FROM_SRC stands for a stored form over REREAD_OVER bytes."""
         for i in range(0, len(keys), MANIFEST_BATCH):
             from_src = []
             for key in keys[i:i + MANIFEST_BATCH]:
@@ -297,7 +303,11 @@ class _Transfer:
                             hint=f"{self.dst.name} does not have it either: run `mlvc push` on a machine that has it")
                     self.fail(wanted[key], error)
                     continue
-                stored = None if self.dst.has(*key) else (c, bytes(payload), raw)
+                if self.dst.has(*key):
+                    stored = None
+                else:
+                    kept = keep_stored or len(payload) <= REREAD_OVER
+                    stored = (c, bytes(payload), raw) if kept else FROM_SRC
                 yield key, bytes(data), stored
 
     def _src_position(self, key: Key) -> tuple:
@@ -319,9 +329,17 @@ class _Transfer:
         self._check_plan()
         if need:
             self._copy_chunks(need)
-        for key, who, (c, payload, raw) in held:
-            if not self.all_failed(who):
-                self._put(key, c, payload, raw)
+        for key, who, stored in held:
+            if self.all_failed(who):
+                continue
+            if stored is FROM_SRC:
+                for _key, c, payload, raw, _data, error in self.src.iter_stored([key]):
+                    if error is not None:
+                        self.fail(who, error)
+                    else:
+                        self._put(key, c, payload, raw)
+            else:
+                self._put(key, *stored)
 
     def _copy_chunks(self, need: dict[Key, Owners]) -> None:
         by_pack: dict[str, list[tuple[Key, tuple, Owners]]] = {}

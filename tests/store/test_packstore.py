@@ -368,6 +368,7 @@ def test_transfer_of_a_tree_larger_than_a_manifest_batch_and_a_chunk_batch(tmp_p
 
     monkeypatch.setattr(transfer_module, "MANIFEST_BATCH", 7)
     monkeypatch.setattr(transfer_module, "CHUNK_BATCH", 3)
+    monkeypatch.setattr(transfer_module, "REREAD_OVER", 0)  # the tree is read again to be written
     src = PackStore(MemoryBackend(), scratch=tmp_path / "src", fsync=False, pack_size=1 << 14)
     files = {f"d{i % 3}/f{i:03d}": os.urandom(50 + i) for i in range(40)}
     files["same-a"] = files["same-b"] = b"shared content"
