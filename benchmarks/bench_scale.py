@@ -426,9 +426,15 @@ def _get(res: dict, tool: str, step: str, key: str = "wall"):
 def _rows_for_size(c: Ctx, n: int, res: dict, tools: list[str]) -> None:
     rep = c.report
     wl = f"{n:,} files ({H.human(res['bytes'])})"
-    dvc_note = "" if "dvc" in tools else (f"DVC not run at {n:,} files (> --dvc-max-files "
-                                          f"{c.args.dvc_max_files:,}: at 1M files DVC takes hours)"
-                                          if not c.args.no_dvc else "DVC not run (--no-dvc)")
+    if "dvc" in tools:
+        dvc_note = ""
+    elif c.args.no_dvc:
+        dvc_note = "DVC not run (--no-dvc)"
+    elif H.dvc_bin() is None:
+        dvc_note = "DVC not found (benchmarks/setup_dvc.sh, or DVC_BIN=path/to/dvc)"
+    else:
+        dvc_note = (f"DVC not run at {n:,} files (> --dvc-max-files {c.args.dvc_max_files:,}: "
+                    "at 1M files DVC takes hours)")
     for tool in tools:
         if "error" in res[tool]:
             rep.na(wl, f"{tool}: every step", "s", why=res[tool]["error"])

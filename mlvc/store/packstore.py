@@ -57,7 +57,7 @@ POPULATE_MIN = 1 << 20
 # read, the mappings' pages are dropped from the process (MADV_DONTNEED on a read-only shared
 # file mapping only unmaps them; the next read faults them back in from the page cache), which
 # keeps peak RSS flat however much is restored.
-MAP_RELEASE_BYTES = 64 << 20
+MAP_RELEASE_BYTES = 16 << 20
 DEFAULT_PACK_SIZE = 32 * 1024 * 1024
 STALE_TMP_S = 24 * 3600  # temp files of a live pid are kept unless older than this
 COALESCE_LIMIT = 8 * 1024 * 1024  # one read spans at most this much
