@@ -351,6 +351,15 @@ def s3_template(tmp_path_factory, moto_server):
     return kind, make_template(tmp_path_factory.mktemp("kill-template-s3"), kind)
 
 
+@pytest.fixture(scope="module")
+def seaweed_template(tmp_path_factory, seaweed_server):
+    kind = Kind("seaweedfs", seaweed_server)
+    return kind, make_template(tmp_path_factory.mktemp("kill-template-seaweedfs"), kind)
+
+
+TEMPLATES = {"dir": "local_template", "moto": "s3_template", "seaweedfs": "seaweed_template"}
+
+
 @pytest.fixture(autouse=True)
 def _identity(monkeypatch):
     monkeypatch.setenv("MLVC_NO_PROGRESS", "1")
@@ -372,21 +381,22 @@ FIXED = [("dir", "add", 0.5), ("dir", "push", 0.4), ("dir", "pull", 0.6), ("dir"
 @pytest.mark.crash
 @pytest.mark.parametrize("kind_name,command,fraction", FIXED, ids=[f"{k}-{c}" for k, c, _ in FIXED])
 def test_kill_point(kind_name, command, fraction, request, tmp_path, durations):
-    kind, template = request.getfixturevalue("local_template" if kind_name == "dir" else "s3_template")
+    kind, template = request.getfixturevalue(TEMPLATES[kind_name])
     killed, delay = kill_at(template, kind, tmp_path / "point", command, fraction, durations)
     print(f"{kind_name} {command}: {'killed' if killed else 'finished before the kill'} at {delay:.2f} s")
 
 
 # ---------------------------------------------------------------------- randomized (slow)
 
-RANDOM_POINTS = {"dir": 44, "moto": 20}  # 64 kills; a moto point costs ~3x a directory one
+# 74 kills; an S3 point costs ~3x a directory one
+RANDOM_POINTS = {"dir": 44, "moto": 20, "seaweedfs": 10}
 
 
 @pytest.mark.crash
 @pytest.mark.slow
-@pytest.mark.parametrize("kind_name", ["dir", "moto"])
+@pytest.mark.parametrize("kind_name", list(RANDOM_POINTS))
 def test_randomized_kill_points(kind_name, request, tmp_path, durations):
-    kind, template = request.getfixturevalue("local_template" if kind_name == "dir" else "s3_template")
+    kind, template = request.getfixturevalue(TEMPLATES[kind_name])
     rng = random.Random(int(os.environ.get("MLVC_KILL_SEED", time.time_ns() % 10**6)))
     wanted = RANDOM_POINTS[kind_name]
     killed = tried = 0
