@@ -269,10 +269,34 @@ class TreeManifest:
                 yield e
         return cls(TreeEntries.pack(checked()))
 
+    @classmethod
+    def from_columns(cls, paths, ends: array, sizes: array, ids: bytes, executable) -> "TreeManifest":
+        """A tree over columns already in path order (a workspace scan's), sharing them instead
+        of copying: each path is checked (safe, ascending, no duplicate) without building an
+        entry object per file."""
+        last = None
+        start = 0
+        for end in ends:
+            path = paths[start:end].decode("utf-8", "surrogateescape")
+            validate_relpath(path, below_dir=True)
+            if last is not None and not last < path:
+                if last == path:
+                    raise UnsafePathError("manifest", f"duplicate path {path!r}")
+                raise ValueError(f"tree entries out of order: {last!r} before {path!r}")
+            last = path
+            start = end
+        if not (len(sizes) == len(ends) == len(executable) and len(ids) == 16 * len(ends)):
+            raise ValueError("tree columns of different lengths")
+        return cls(TreeEntries(paths, ends, sizes, bytes(ids), executable))
+
     def encode(self) -> bytes:
         # The same bytes as json.dumps of the whole document (separators (",", ":"),
         # ensure_ascii=False), written piece by piece instead of as one list of lists.
         return b"".join(_encode_entries(self.entries))
+
+    def pieces(self) -> Iterator[bytes]:
+        """`encode()` in pieces of `ENCODE_BATCH` entries, for writers that never join them."""
+        return _encode_entries(self.entries)
 
     def oid(self) -> bytes:
         h = hasher()

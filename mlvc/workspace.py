@@ -73,6 +73,11 @@ class ScannedFiles(PackedPaths):
     def total_size(self) -> int:
         return sum(self._sizes)
 
+    def columns(self) -> tuple[bytearray, array, array, bytearray]:
+        """(path blob, path ends, sizes, executable bits): for a tree built over them, unshared
+        afterwards only if the scan is (a scan is never appended to once returned)."""
+        return self._paths, self._ends, self._sizes, self._exec
+
     def stat_signature(self, racy_from_ns: int) -> bytes | None:
         """xxh3-128 over every file's (path, size, mtime, inode, exec); None if a file's mtime
         is at or after `racy_from_ns` (its content may change within the timestamp tick)."""

@@ -130,3 +130,24 @@ def test_a_drive_like_name_is_a_plain_name_inside_a_directory() -> None:
         validate_relpath("\\\\server\\share", below_dir=True)
     tree = TreeManifest.build([TreeEntry("A:", 1, digest(b"x"))])
     assert list(TreeManifest.decode(tree.encode(), digest(tree.encode())).entries)[0].path == "A:"
+
+
+def test_a_tree_over_columns_shares_them_and_encodes_like_one_built_from_entries() -> None:
+    from array import array
+
+    names = ["a/b.bin", "a/c d.bin", "b\\x.bin", "z/\u00fc.bin"]
+    paths, ends = bytearray(), array("Q")
+    for n in names:
+        paths += n.encode()
+        ends.append(len(paths))
+    sizes, executable = array("Q", [1, 2, 3, 4]), bytearray([0, 1, 0, 0])
+    ids = b"".join(digest(n.encode()) for n in names)
+    tree = TreeManifest.from_columns(paths, ends, sizes, ids, executable)
+    built = TreeManifest.build([TreeEntry(n, i + 1, digest(n.encode()), i == 1) for i, n in enumerate(names)])
+    assert tree.encode() == built.encode() == b"".join(tree.pieces())
+    backwards = bytearray(b"ba")
+    with pytest.raises(ValueError, match="out of order"):
+        TreeManifest.from_columns(backwards, array("Q", [1, 2]), sizes[:2], ids[:32], executable[:2])
+    dup = bytearray(b"aa")
+    with pytest.raises(UnsafePathError):
+        TreeManifest.from_columns(dup, array("Q", [1, 2]), sizes[:2], ids[:32], executable[:2])

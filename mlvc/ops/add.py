@@ -20,7 +20,7 @@ from ..codec import ChunkEncoder
 from ..errors import FileChangedError, MlvcError, PathError, UnsafePathError
 from ..hashing import digest, hasher, to_oid
 from ..ignore import ensure_ignored
-from ..objects import FileManifest, TreeEntry, TreeManifest, validate_relpath
+from ..objects import FileManifest, TreeManifest, validate_relpath
 from ..progress import NULL, Progress
 from ..store.packs import CHUNK, FILE_MANIFEST, TREE_MANIFEST
 from ..store.packstore import wrap_os_error
@@ -221,11 +221,10 @@ def add_one(repo, path: str | Path, *, role: str | None = None, meta: dict | Non
         if kind == "file":
             oid = bytes(ids)
         else:
-            tree = TreeManifest.from_sorted(TreeEntry(f.rel, f.size, ids[16 * i:16 * i + 16], f.executable)
-                                            for i, f in enumerate(files))
-            body = tree.encode()
-            oid = digest(body)
-            store.put_object(TREE_MANIFEST, oid, body)
+            # over the scan's own columns (no second copy of a million paths), stored as it is
+            # encoded (never one 75 MB body)
+            tree = TreeManifest.from_columns(*files.columns()[:3], ids, files.columns()[3])
+            oid = store.put_pieces(TREE_MANIFEST, tree.pieces())
         store.commit()
     except BaseException:
         store.abort()

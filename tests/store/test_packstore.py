@@ -384,3 +384,14 @@ def test_transfer_of_a_tree_larger_than_a_manifest_batch_and_a_chunk_batch(tmp_p
     for e in tree.entries:
         fm = FileManifest.decode(dst.get(FILE_MANIFEST, e.file_id), e.file_id)
         assert b"".join(dst.get(CHUNK, c) for c, _ in fm.chunks) == files[e.path]
+
+
+@pytest.mark.parametrize("level", [0, 3])
+def test_an_object_stored_in_pieces_reads_back_whole_under_the_id_of_its_bytes(tmp_path, level):
+    store = PackStore(MemoryBackend(), scratch=tmp_path / "s", fsync=False, level=level)
+    pieces = [b'{"mlvc_tree":1,', b"x" * 100_000, b"", b"]}"]
+    oid = store.put_pieces(TREE_MANIFEST, iter(pieces))
+    store.commit()
+    assert oid == digest(b"".join(pieces))
+    assert store.get(TREE_MANIFEST, oid) == b"".join(pieces)
+    assert store.put_pieces(TREE_MANIFEST, iter(pieces)) == oid and store.stats["new_objects"] == 1
