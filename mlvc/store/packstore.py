@@ -58,6 +58,7 @@ POPULATE_MIN = 1 << 20
 # file mapping only unmaps them; the next read faults them back in from the page cache), which
 # keeps peak RSS flat however much is restored.
 MAP_RELEASE_BYTES = 16 << 20
+FAULT_AROUND_BYTES = 64 << 10  # Linux's default fault_around_bytes
 DEFAULT_PACK_SIZE = 32 * 1024 * 1024
 STALE_TMP_S = 24 * 3600  # temp files of a live pid are kept unless older than this
 COALESCE_LIMIT = 8 * 1024 * 1024  # one read spans at most this much
@@ -438,7 +439,9 @@ class PackStore:
 
                 def reader(offset: int, length: int, view=view, mapped=mapped) -> memoryview:
                     self.reads += 1
-                    self._mapped_read += length
+                    # a fault maps in the pages around it too (the kernel's fault-around): a
+                    # 1 KiB read costs up to 64 KiB of RSS, so small reads count as that much
+                    self._mapped_read += max(length, FAULT_AROUND_BYTES)
                     if self._mapped_read >= MAP_RELEASE_BYTES:
                         self._release_mapped_pages()
                     if length >= POPULATE_MIN:  # one call maps the run in, instead of a fault per page
