@@ -197,15 +197,21 @@ class _Transfer:
             while read:
                 key, body, stored = read.pop()
                 who = wanted[key]
-                try:
-                    tree = TreeManifest.decode(body, key[1])
-                except MlvcError as exc:
-                    self.fail(who, exc)
-                    continue
+                tree = self._decoded(TreeManifest, key, body, who)
                 del body
+                if tree is None:
+                    continue
                 batch, listed = self._walk_tree(tree, key, who, stored, batch, listed)
                 del tree
         self._files(batch, then=listed)
+
+    def _decoded(self, manifest_type, key: Key, body: bytes, who: Owners):
+        """The manifest `body` decoded (checked against its id), or None with `who` failed."""
+        try:
+            return manifest_type.decode(body, key[1])
+        except MlvcError as exc:
+            self.fail(who, exc)
+            return None
 
     def _tree_groups(self, keys: list[Key]) -> Iterator[list[Key]]:
         """Tree keys in groups of at most TREE_GROUP_BYTES of raw manifest (one tree if larger)."""
@@ -257,10 +263,8 @@ class _Transfer:
         held: list[tuple[Key, Owners, Stored]] = []  # manifests to write once their chunks are in
         for key, body, stored in self._read_manifests(list(wanted), wanted):
             who = wanted[key]
-            try:
-                fm = FileManifest.decode(body, key[1])
-            except MlvcError as exc:
-                self.fail(who, exc)
+            fm = self._decoded(FileManifest, key, body, who)
+            if fm is None:
                 continue
             for cid, length in fm.chunks:
                 ckey = (CHUNK, cid)
