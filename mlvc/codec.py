@@ -94,7 +94,6 @@ class StreamEncoder:
     def __init__(self, level: int = 3):
         import zstandard
 
-        self._level = level
         self._z = zstandard.ZstdCompressor(level=max(level, 1)).compressobj() if level > 0 else None
         self._out: list[bytes] = []
         self.raw_len = 0

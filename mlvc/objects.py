@@ -255,19 +255,10 @@ class TreeManifest:
 
     @classmethod
     def from_sorted(cls, entries) -> "TreeManifest":
-        """A tree of entries already in path order (a workspace scan's order): checked and packed
-        in one pass, never held as a list of entry objects."""
-        def checked():
-            last = None
-            for e in entries:
-                validate_relpath(e.path, below_dir=True)
-                if last is not None and not last < e.path:
-                    if last == e.path:
-                        raise UnsafePathError("manifest", f"duplicate path {e.path!r}")
-                    raise ValueError(f"tree entries out of order: {last!r} before {e.path!r}")
-                last = e.path
-                yield e
-        return cls(TreeEntries.pack(checked()))
+        """A tree of entries already in path order: packed, then checked as `from_columns`
+        checks, never held as a list of entry objects."""
+        packed = TreeEntries.pack(entries)
+        return cls.from_columns(packed._paths, packed._ends, packed._sizes, packed._ids, packed._exec)
 
     @classmethod
     def from_columns(cls, paths, ends: array, sizes: array, ids: bytes, executable) -> "TreeManifest":

@@ -223,7 +223,8 @@ def add_one(repo, path: str | Path, *, role: str | None = None, meta: dict | Non
         else:
             # over the scan's own columns (no second copy of a million paths), stored as it is
             # encoded (never one 75 MB body)
-            tree = TreeManifest.from_columns(*files.columns()[:3], ids, files.columns()[3])
+            paths, ends, sizes, executable = files.columns()
+            tree = TreeManifest.from_columns(paths, ends, sizes, ids, executable)
             oid = store.put_pieces(TREE_MANIFEST, tree.pieces())
         store.commit()
     except BaseException:

@@ -127,7 +127,7 @@ def restore_staged(repo, t: Tracked, entries, tree: ContainedTree, base: tuple[s
     except BaseException as exc:
         tree.discard_staging(staging)
         if isinstance(exc, OSError) and not isinstance(exc, MlvcError):
-            raise wrap_os_error(exc, t.display) from exc
+            raise wrap_os_error(exc, display) from exc
         raise
     repo.hash_cache.store(rows, written_by_us=True)
     result.restored.append(t.shown)

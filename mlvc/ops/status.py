@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field
 
 from ..errors import MlvcError, ObjectNotFoundError, PathError
 from ..hashing import from_oid, to_oid
-from ..objects import TreeEntry, TreeManifest
+from ..objects import TreeManifest
 from ..progress import NULL, Progress
 from ..safepath import refuse_links_above
 from ..workspace import IdLookup, ScannedFiles, scan, scan_within, stat_signature
@@ -62,8 +62,8 @@ def current_oid(ptr_kind: str, files: ScannedFiles, ids: bytes) -> bytes | None:
         return ids if ptr_kind == "file" else None
     if ptr_kind == "file":
         return None
-    return TreeManifest.from_sorted(TreeEntry(fs.rel, fs.size, ids[16 * i:16 * i + 16], fs.executable)
-                                    for i, fs in enumerate(files)).oid()
+    paths, ends, sizes, executable = files.columns()
+    return TreeManifest.from_columns(paths, ends, sizes, ids, executable).oid()
 
 
 def status_one(repo, t: Tracked, check_cache: bool = True, progress: Progress = NULL) -> ArtifactStatus:

@@ -132,7 +132,6 @@ class _Transfer:
         self.failed: set[int] = set()  # artifact numbers
         self.lock = threading.Lock()
         self.src_remote = not src.backend.capabilities.local_files
-        self.whole_downloads = 0
         # count_only: plan without copying; `missing` collects what would be copied
         self.missing: set[Key] | None = set() if count_only else None
 
@@ -447,7 +446,6 @@ class _Transfer:
                 return
             with self.lock:
                 self.result.requests += 1
-                self.whole_downloads += 1
             idx = src.index_bytes(pack)
             problems = check_pack_file(tmp, decode_index(idx, pack), where)
             if problems:  # keep the good objects this transfer needs, fail the others
