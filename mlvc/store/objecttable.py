@@ -6,7 +6,7 @@ Here they stay in their packed binary form (~36 bytes each):
 * a `PackTable` is one pack's index exactly as published (`packs.encode_index`:
   fixed-width entries sorted by (id, type));
 * a `MergedTable` is many packs' entries merged into one sorted run (as git's
-  multi-pack-index), kept in a local file named by its checksum and memory-mapped.
+  multi-pack-index), kept in a local file named by its checksum and read with `pread` as needed.
 
 Lookups go through a fan-out array on the first id bits, then a C-speed `find` of
 the 17-byte key (id + type) inside that bucket, accepting only hits at an entry
@@ -30,7 +30,6 @@ Merged file layout::
 from __future__ import annotations
 
 import heapq
-import mmap
 import os
 import struct
 import sys
@@ -38,7 +37,7 @@ import threading
 import uuid
 from array import array
 from bisect import bisect_left
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import xxhash
@@ -47,6 +46,7 @@ from ..hashing import digest, is_hex_name
 from .packs import IDX_ENTRY_SIZE, IDX_HEAD_SIZE, TYPE_NAMES
 
 Location = tuple[int, int, int, int, int]  # (pack number, codec, offset, stored, raw)
+Reader = Callable[[int, int], bytes]  # (position, length) -> the bytes there
 
 KEY = 17  # id (16) + type (1): what entries are sorted by
 MIDX_MAGIC = b"MLVCMIDX"
@@ -64,15 +64,20 @@ _OFFSET_AND_STORED = struct.Struct("<QI")
 _TYPE_BYTE = [bytes((t,)) for t in range(256)]
 
 
-def _fanout(data, base: int, stride: int, count: int) -> tuple[array, int]:
+WINDOW_ENTRIES = 8192  # entries read at a time by the sequential walks (merging, listing)
+
+
+def _fanout(read: Reader, base: int, stride: int, count: int) -> tuple[array, int]:
     """(first-entry index per bucket of the leading id bits, shift): ~8 entries per bucket."""
     bits = max(1, min(16, (count // 8).bit_length()))
-    end = base + count * stride
-    pairs = bytearray(2 * count)
-    pairs[0::2] = data[base:end:stride]
-    pairs[1::2] = data[base + 1:end:stride]
     prefixes = array("H")
-    prefixes.frombytes(bytes(pairs))
+    for lo in range(0, count, WINDOW_ENTRIES):
+        n = min(WINDOW_ENTRIES, count - lo)
+        block = read(base + lo * stride, n * stride)
+        pairs = bytearray(2 * n)
+        pairs[0::2] = block[0::stride]
+        pairs[1::2] = block[1::stride]
+        prefixes.frombytes(bytes(pairs))
     if sys.byteorder == "little":
         prefixes.byteswap()  # the ids' first two bytes, read big-endian: sorted like the ids
     shift = 16 - bits
@@ -81,36 +86,57 @@ def _fanout(data, base: int, stride: int, count: int) -> tuple[array, int]:
     return fanout, shift
 
 
-class _SortedRun:
-    """Fixed-width entries sorted by their 17-byte key, in `data` from `base`."""
+def _bytes_reader(data) -> Reader:
+    return lambda pos, length: data[pos:pos + length]
 
-    def __init__(self, data, base: int, stride: int, count: int):
-        self.data = data
+
+class _SortedRun:
+    """Fixed-width entries sorted by their 17-byte key, from byte `base` of what `read`
+    (position, length) -> bytes returns: a bytes object, or a file read with `pread`.
+
+    A file is read, never memory-mapped: lookups land on random pages, and every page a
+    mapping touches (with the 64 KiB the kernel maps around each fault) counts in the
+    process's RSS: a walk of a million-object store mapped in the whole 76 MB table.  A
+    `pread` of one fan-out bucket (~300 bytes) costs the same time as the mapped lookup."""
+
+    def __init__(self, read: Reader, base: int, stride: int, count: int):
+        self.read = read
         self.base = base
         self.stride = stride
         self.count = count
-        self._fanout, self._shift = _fanout(data, base, stride, count)
+        self._fanout, self._shift = _fanout(read, base, stride, count)
 
-    def find(self, key: bytes) -> int:
-        """Byte position of the entry with this key, or -1."""
+    def find(self, key: bytes) -> tuple[bytes, int] | None:
+        """(a block of entries, the position in it of the entry with this key), or None."""
         bucket = (key[0] << 8 | key[1]) >> self._shift
-        base, stride, data = self.base, self.stride, self.data
-        start = base + self._fanout[bucket] * stride
-        end = base + self._fanout[bucket + 1] * stride
-        pos = data.find(key, start, end)
-        while pos >= 0 and (pos - base) % stride:
-            pos = data.find(key, pos + 1, end)  # the bytes matched across two entries: look further
-        return pos
+        lo, hi = self._fanout[bucket], self._fanout[bucket + 1]
+        if lo == hi:
+            return None
+        stride = self.stride
+        block = self.read(self.base + lo * stride, (hi - lo) * stride)
+        pos = block.find(key)
+        while pos >= 0 and pos % stride:
+            pos = block.find(key, pos + 1)  # the bytes matched across two entries: look further
+        return None if pos < 0 else (block, pos)
+
+    def windows(self, lo: int = 0, hi: int | None = None) -> Iterator[bytes]:
+        """Entries lo..hi as blocks of at most WINDOW_ENTRIES entries, in order."""
+        hi = self.count if hi is None else hi
+        stride = self.stride
+        for start in range(lo, hi, WINDOW_ENTRIES):
+            n = min(WINDOW_ENTRIES, hi - start)
+            yield self.read(self.base + start * stride, n * stride)
 
     def keys(self, typ: int) -> Iterator[bytes]:
-        data, stride = self.data, self.stride
-        for pos in range(self.base, self.base + self.count * stride, stride):
-            if data[pos + 16] == typ:
-                yield data[pos:pos + 16]
+        stride = self.stride
+        for block in self.windows():
+            for pos in range(0, len(block), stride):
+                if block[pos + 16] == typ:
+                    yield block[pos:pos + 16]
 
     def first_bytes(self) -> bytes:
         """The first id byte of every entry, in order (for splitting a merge into ranges)."""
-        return self.data[self.base:self.base + self.count * self.stride:self.stride]
+        return b"".join(block[0::self.stride] for block in self.windows())
 
 
 class PackTable(_SortedRun):
@@ -118,7 +144,7 @@ class PackTable(_SortedRun):
 
     def __init__(self, no: int, idx: bytes):
         count = (len(idx) - IDX_HEAD_SIZE - 16) // IDX_ENTRY_SIZE
-        super().__init__(idx, IDX_HEAD_SIZE, IDX_ENTRY_SIZE, count)
+        super().__init__(_bytes_reader(idx), IDX_HEAD_SIZE, IDX_ENTRY_SIZE, count)
         self.no = no
         self._no_bytes = _PACK_NO.pack(no)
         end = 0
@@ -128,55 +154,45 @@ class PackTable(_SortedRun):
         self.size = end  # of the pack file's records: what copying it whole moves
 
     def get(self, key: bytes) -> Location | None:
-        pos = self.find(key)
-        if pos < 0:
+        found = self.find(key)
+        if found is None:
             return None
-        return (self.no, *_PACK_VALUE.unpack_from(self.data, pos + KEY))
+        block, pos = found
+        return (self.no, *_PACK_VALUE.unpack_from(block, pos + KEY))
 
     def merged_entries(self, lo: int, hi: int) -> list[bytes]:
         """Entries lo..hi in the merged layout (the pack number inserted after the codec)."""
-        data, no, stride = self.data, self._no_bytes, self.stride
-        cut = KEY + 1
-        return [data[pos:pos + cut] + no + data[pos + cut:pos + stride]
-                for pos in range(self.base + lo * stride, self.base + hi * stride, stride)]
+        no, stride, cut = self._no_bytes, self.stride, KEY + 1
+        return [block[pos:pos + cut] + no + block[pos + cut:pos + stride]
+                for block in self.windows(lo, hi) for pos in range(0, len(block), stride)]
 
 
 class MergedTable(_SortedRun):
-    """Entries of many packs in one sorted run (bytes, or a mapped file)."""
+    """Entries of many packs in one sorted run (bytes, or a file read as it is needed)."""
 
-    # Lookups land on random pages, so a long walk maps in the whole file (38 bytes an object:
-    # 76 MB for 2 M objects), counted in the process's RSS although it is the kernel's page
-    # cache.  Every this many lookups the pages are dropped from the process (MADV_DONTNEED on
-    # a read-only file mapping: the next lookup faults its page back in from the page cache).
-    RELEASE_EVERY = 1 << 17
-
-    def __init__(self, data, packs: list[tuple[str, int]], base: int, count: int, path: Path | None = None):
-        super().__init__(data, base, _MERGED_ENTRY, count)
+    def __init__(self, read: Reader, packs: list[tuple[str, int]], base: int, count: int,
+                 path: Path | None = None, fd: int | None = None):
+        super().__init__(read, base, _MERGED_ENTRY, count)
         self.packs = packs  # (name, size) by pack number
         self.path = path
-        self._lookups = 0  # since the last release (racy between threads: only a pacing count)
+        self._fd = fd  # closed with the table: a lookup in another thread may still use a replaced one
 
-    def release_pages(self) -> None:
-        if isinstance(self.data, mmap.mmap):
-            try:
-                self.data.madvise(mmap.MADV_DONTNEED)
-            except (OSError, ValueError, AttributeError):
-                pass  # closed, or a platform without it: only RSS stays higher
+    def __del__(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
     def get(self, key: bytes) -> Location | None:
-        self._lookups += 1
-        if self._lookups >= self.RELEASE_EVERY:
-            self._lookups = 0
-            self.release_pages()
-        pos = self.find(key)
-        if pos < 0:
+        found = self.find(key)
+        if found is None:
             return None
-        c, no, off, stored, raw = _MERGED_VALUE.unpack_from(self.data, pos + KEY)
+        block, pos = found
+        c, no, off, stored, raw = _MERGED_VALUE.unpack_from(block, pos + KEY)
         return no, c, off, stored, raw
 
     def merged_entries(self, lo: int, hi: int) -> list[bytes]:
-        data, stride = self.data, self.stride
-        return [data[pos:pos + stride] for pos in range(self.base + lo * stride, self.base + hi * stride, stride)]
+        stride = self.stride
+        return [block[pos:pos + stride] for block in self.windows(lo, hi) for pos in range(0, len(block), stride)]
 
 
 def _midx_header(packs: list[tuple[str, int]]) -> bytes:
@@ -184,21 +200,21 @@ def _midx_header(packs: list[tuple[str, int]]) -> bytes:
         _MIDX_PACK.pack(name.encode(), size) for name, size in packs)
 
 
-def _read_midx_packs(data) -> tuple[list[tuple[str, int]], int] | None:
-    """(packs, where the entries start) of a merged file, or None if it is not one."""
-    if len(data) < _MIDX_HEAD.size + 16:
+def _read_midx_packs(fd: int, size: int) -> tuple[list[tuple[str, int]], int] | None:
+    """(packs, where the entries start) of a merged file of `size` bytes, or None if it is not one."""
+    if size < _MIDX_HEAD.size + 16:
         return None
-    magic, version, npacks = _MIDX_HEAD.unpack_from(data, 0)
+    magic, version, npacks = _MIDX_HEAD.unpack(os.pread(fd, _MIDX_HEAD.size, 0))
     base = _MIDX_HEAD.size + npacks * _MIDX_PACK.size
-    if magic != MIDX_MAGIC or version != MIDX_VERSION or len(data) < base + 16:
+    if magic != MIDX_MAGIC or version != MIDX_VERSION or size < base + 16:
         return None
+    listing = os.pread(fd, npacks * _MIDX_PACK.size, _MIDX_HEAD.size)
     packs = []
-    for i in range(npacks):
-        raw_name, size = _MIDX_PACK.unpack_from(data, _MIDX_HEAD.size + i * _MIDX_PACK.size)
+    for raw_name, pack_size in _MIDX_PACK.iter_unpack(listing):
         name = raw_name.decode("ascii", "replace")
         if not is_hex_name(name):
             return None
-        packs.append((name, size))
+        packs.append((name, pack_size))
     return packs, base
 
 
@@ -206,47 +222,50 @@ def read_midx_packs(path: Path) -> list[str] | None:
     """The pack names a merged file covers (from its head only), or None if unreadable."""
     try:
         with open(path, "rb") as f:
-            head = f.read(_MIDX_HEAD.size)
-            if len(head) < _MIDX_HEAD.size:
-                return None
-            magic, version, npacks = _MIDX_HEAD.unpack(head)
-            if magic != MIDX_MAGIC or version != MIDX_VERSION or npacks > 10_000_000:
-                return None
-            body = f.read(npacks * _MIDX_PACK.size)
-    except OSError:
+            head = _read_midx_packs(f.fileno(), os.fstat(f.fileno()).st_size)
+    except (OSError, struct.error):
         return None
-    if len(body) != npacks * _MIDX_PACK.size:
-        return None
-    names = [body[i:i + 32].decode("ascii", "replace") for i in range(0, len(body), _MIDX_PACK.size)]
-    return names if all(is_hex_name(n) for n in names) else None
+    return None if head is None else [name for name, _size in head[0]]
+
+
+CHECK_PIECE = 8 << 20  # bytes of a merged file checksummed at a time
+
+
+def _checksum_ok(fd: int, size: int) -> bool:
+    h = xxhash.xxh3_128()
+    pos, end = 0, size - 16
+    while pos < end:
+        piece = os.pread(fd, min(CHECK_PIECE, end - pos), pos)
+        if not piece:
+            return False
+        h.update(piece)
+        pos += len(piece)
+    return h.digest() == os.pread(fd, 16, end)
 
 
 def load_midx(path: Path) -> MergedTable | None:
-    """A merged file, mapped and checked (None if missing, damaged or of another version)."""
+    """A merged file, checked and opened for reading (None if missing, damaged or of another
+    version).  It is read with `pread` as lookups need it, never mapped (see `_SortedRun`)."""
     try:
-        with open(path, "rb") as f:
-            size = os.fstat(f.fileno()).st_size
-            if size < _MIDX_HEAD.size + 16:
-                return None
-            data = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
-    except (OSError, ValueError):
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    except OSError:
         return None
-    head = _read_midx_packs(data)
-    body = memoryview(data)[:-16]
-    ok = head is not None and (size - 16 - head[1]) % _MERGED_ENTRY == 0 and digest(body) == data[-16:]
-    body.release()
-    if not ok:
-        data.close()
-        return None
-    packs, base = head
-    table = MergedTable(data, packs, base, (size - 16 - base) // _MERGED_ENTRY, path)
-    table.release_pages()  # the checksum read every page
-    return table
+    try:
+        size = os.fstat(fd).st_size
+        head = _read_midx_packs(fd, size)
+        if head is not None and (size - 16 - head[1]) % _MERGED_ENTRY == 0 and _checksum_ok(fd, size):
+            packs, base = head
+            return MergedTable(lambda pos, length: os.pread(fd, length, pos), packs, base,
+                               (size - 16 - base) // _MERGED_ENTRY, path, fd)
+    except (OSError, struct.error):
+        pass
+    os.close(fd)
+    return None
 
 
 def merge(tables: list, packs: list[tuple[str, int]], directory: Path | None) -> MergedTable:
     """One sorted run of every entry of `tables` (the first of equal keys kept), written to a
-    new file in `directory` and mapped, or kept in memory when there is none (or it fails)."""
+    new file in `directory` and opened, or kept in memory when there is none (or it fails)."""
     if directory is not None:
         try:
             return _merge_to_file(tables, packs, directory)
@@ -259,7 +278,7 @@ def merge(tables: list, packs: list[tuple[str, int]], directory: Path | None) ->
         parts.append(block)
         count += n
     body = b"".join(parts)
-    return MergedTable(body + digest(body), packs, len(header), count)
+    return MergedTable(_bytes_reader(body + digest(body)), packs, len(header), count)
 
 
 def _merged_blocks(tables: list) -> Iterator[tuple[bytes, int]]:
@@ -345,7 +364,7 @@ class ObjectTable:
     @staticmethod
     def _unlink(path: Path) -> None:
         try:
-            os.unlink(path)  # a reader that mapped it keeps its mapping
+            os.unlink(path)  # a reader that opened it keeps reading it
         except OSError:
             pass
 
