@@ -9,6 +9,7 @@ enough are compressed whole.
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 
 # The `codec` byte of a stored record (pack format 1).
 RAW = 0
@@ -131,3 +132,31 @@ def decode(codec: int, payload: bytes, raw_len: int) -> bytes:
             raise ValueError(f"zstd frame declares {declared} bytes, the record {raw_len}")
         return _decompressor().decompress(payload, max_output_size=raw_len)
     raise ValueError(f"unknown codec {codec}")
+
+
+def decode_pieces(codec: int, payload, raw_len: int, piece: int = 1 << 20) -> Iterator[bytes]:
+    """`decode` in pieces of at most `piece` bytes, as they are decompressed (a 75 MB tree is
+    never one string); the same checks, ValueError on a payload that is not `raw_len` bytes."""
+    if codec == RAW:
+        if len(payload) != raw_len:
+            raise ValueError(f"{len(payload)} stored bytes, the record {raw_len}")
+        for start in range(0, raw_len, piece):
+            yield bytes(payload[start:start + piece])
+        return
+    if codec != ZSTD:
+        raise ValueError(f"unknown codec {codec}")
+    import zstandard
+
+    declared = zstandard.frame_content_size(payload)
+    if declared >= 0 and declared != raw_len:
+        raise ValueError(f"zstd frame declares {declared} bytes, the record {raw_len}")
+    total = 0
+    # its own context: a thread's shared one may be in use by another stream it reads meanwhile
+    with zstandard.ZstdDecompressor().stream_reader(payload) as reader:
+        while part := reader.read(piece):
+            total += len(part)
+            if total > raw_len:
+                raise ValueError(f"a zstd frame of more than {raw_len} bytes")
+            yield part
+    if total != raw_len:
+        raise ValueError(f"a zstd frame of {total} bytes, the record {raw_len}")

@@ -19,7 +19,7 @@ import json
 import re
 import struct
 from array import array
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from .chunking import ChunkerParams
@@ -151,6 +151,12 @@ class TreeEntries(PackedPaths):
     def total_size(self) -> int:
         return sum(self._sizes)
 
+    def ids_and_sizes(self) -> Iterator[tuple[bytes, int]]:
+        """(file id, size) of each entry, without building its path."""
+        ids = self._ids
+        for i, size in enumerate(self._sizes):
+            yield ids[16 * i:16 * i + 16], size
+
 
 _TREE_HEAD = b'{"mlvc_tree":1,"hash":"xxh3-128","entries":['
 _TREE_TAIL = b"]}"
@@ -193,24 +199,88 @@ def _encode_entries(entries: "TreeEntries") -> Iterator[bytes]:
     yield _TREE_TAIL
 
 
-class _NotCanonical(Exception):
-    """The bytes are not in the canonical encoding: the general parser decides."""
+class NotCanonical(Exception):
+    """The bytes are not in the canonical encoding: the general parser (`TreeManifest.decode`
+    of the whole document) decides."""
 
 
-def _parse_canonical(data: bytes, where: str) -> TreeEntries:
-    """The entries of a tree in the canonical encoding (sorted, no duplicates), packed as they
-    are read: never the whole JSON as objects.  Raises _NotCanonical on anything else."""
-    if not (data.startswith(_TREE_HEAD) and data.endswith(_TREE_TAIL)):
-        raise _NotCanonical
-    end = len(data) - len(_TREE_TAIL)
-    pos = len(_TREE_HEAD)
-    match = _CANONICAL_ENTRY.match
-    paths, ends, sizes, ids, executable = bytearray(), array("Q"), array("Q"), bytearray(), bytearray()
-    last = None
-    while pos < end:
-        m = match(data, pos)
-        if m is None:
-            raise _NotCanonical
+# An entry is a JSON list of four; only a path of escaped characters makes it long.  A longer
+# run of bytes that does not parse as one is not the canonical encoding.
+MAX_ENTRY_BYTES = 1 << 20
+_HEAD, _FIRST, _ENTRY, _SEP, _TAIL = range(5)
+
+
+class _TreeParser:
+    """The canonical encoding of a tree, parsed as its bytes arrive (`feed` any pieces, then
+    `close`): each entry checked (a safe path, after the one before it) and packed into
+    columns that `take` hands over, so neither the document nor its entries need be whole.
+    Raises NotCanonical on anything else."""
+
+    def __init__(self, where: str):
+        self.where = where
+        self._phase = _HEAD
+        self._rest = b""  # bytes of an entry (or of the head or tail) not complete yet
+        self._last: str | None = None
+        self.count = 0
+        self._reset()
+
+    def _reset(self) -> None:
+        self._paths, self._ends, self._sizes = bytearray(), array("Q"), array("Q")
+        self._ids, self._exec = bytearray(), bytearray()
+
+    @property
+    def pending(self) -> int:
+        """Entries parsed and not yet taken."""
+        return len(self._ends)
+
+    def take(self) -> TreeEntries:
+        """The entries parsed since the last `take` (the path blob is handed over, not copied)."""
+        taken = TreeEntries(self._paths, self._ends, self._sizes, bytes(self._ids), bytes(self._exec))
+        self._reset()
+        return taken
+
+    def feed(self, piece: bytes) -> None:
+        buf = self._rest + piece if self._rest else piece  # a whole document is never copied
+        pos, n = 0, len(buf)
+        match = _CANONICAL_ENTRY.match
+        while pos < n:
+            phase = self._phase
+            if phase == _HEAD:
+                if n < len(_TREE_HEAD):
+                    if not _TREE_HEAD.startswith(buf):
+                        raise NotCanonical
+                    break
+                if not buf.startswith(_TREE_HEAD):
+                    raise NotCanonical
+                pos, self._phase = len(_TREE_HEAD), _FIRST
+            elif phase == _FIRST and buf[pos] == 0x5D:  # "]" right after the head: no entries
+                self._phase = _TAIL
+            elif phase in (_FIRST, _ENTRY):
+                m = match(buf, pos)
+                if m is None:
+                    if n - pos > MAX_ENTRY_BYTES:
+                        raise NotCanonical
+                    break  # an entry not complete yet (or not one: `close` says)
+                self._entry(m)
+                pos, self._phase = m.end(), _SEP
+            elif phase == _SEP:
+                if buf[pos] == 0x2C:  # ","
+                    pos, self._phase = pos + 1, _ENTRY
+                elif buf[pos] == 0x5D:  # "]"
+                    self._phase = _TAIL
+                else:
+                    raise NotCanonical
+            else:  # _TAIL: nothing may follow it
+                if not _TREE_TAIL.startswith(buf[pos:]):
+                    raise NotCanonical
+                break
+        self._rest = buf[pos:]
+
+    def close(self) -> None:
+        if self._phase != _TAIL or self._rest != _TREE_TAIL:
+            raise NotCanonical
+
+    def _entry(self, m) -> None:
         raw_path, size, hexid, x = m.groups()
         if b"\\" in raw_path:
             path = json.loads(raw_path)
@@ -218,24 +288,43 @@ def _parse_canonical(data: bytes, where: str) -> TreeEntries:
         else:
             encoded = raw_path[1:-1]
             path = encoded.decode("utf-8", "surrogateescape")
-        if last is not None and not last < path:
-            raise _NotCanonical  # out of order or a duplicate: the general path sorts or refuses
-        validate_relpath(path, where, below_dir=True)
-        last = path
-        paths += encoded
-        ends.append(len(paths))
-        sizes.append(int(size))
-        ids += bytes.fromhex(hexid.decode())
-        executable.append(x[0] - 48)
-        pos = m.end()
-        if pos < end:
-            if data[pos] != 0x2C:  # ","
-                raise _NotCanonical
-            pos += 1
-            if pos == end:
-                raise _NotCanonical  # a trailing comma
-    # the path blob is kept as built (a million paths are ~30 MB: no second copy of it)
-    return TreeEntries(paths, ends, sizes, bytes(ids), bytes(executable))
+        if self._last is not None and not self._last < path:
+            raise NotCanonical  # out of order or a duplicate: the general path sorts or refuses
+        validate_relpath(path, self.where, below_dir=True)
+        self.count += 1
+        if self.count > MAX_TREE_ENTRIES:
+            raise CorruptObjectError(self.where, "the cache", f"a tree of at most {MAX_TREE_ENTRIES} files",
+                                     "more entries")
+        self._last = path
+        self._paths += encoded
+        self._ends.append(len(self._paths))
+        self._sizes.append(int(size))
+        self._ids += bytes.fromhex(hexid.decode())
+        self._exec.append(x[0] - 48)
+
+
+def _parse_canonical(data: bytes, where: str) -> TreeEntries:
+    """The entries of a whole tree in the canonical encoding (sorted, no duplicates), packed
+    as they are read: never the whole JSON as objects.  Raises NotCanonical on anything else."""
+    parser = _TreeParser(where)
+    parser.feed(data)
+    parser.close()
+    return parser.take()
+
+
+def iter_tree_batches(pieces: Iterable[bytes], where: str, batch: int) -> Iterator[TreeEntries]:
+    """A tree's entries, `batch` or so at a time, parsed as the pieces of its canonical encoding
+    arrive (never the whole document, nor every entry at once).  The pieces' source checks the
+    tree's id once the last piece is read (`PackStore.iter_decoded`): until the iteration ends
+    without an error, what it yielded is provisional.  NotCanonical: read the tree whole."""
+    parser = _TreeParser(where)
+    for piece in pieces:
+        parser.feed(piece)
+        if parser.pending >= batch:
+            yield parser.take()
+    parser.close()
+    if parser.pending:
+        yield parser.take()
 
 
 @dataclass(frozen=True, slots=True)
@@ -300,6 +389,17 @@ class TreeManifest:
         return self.entries.total_size()
 
     @classmethod
+    def from_pieces(cls, pieces: Iterable[bytes], where: str) -> "TreeManifest":
+        """A tree parsed as the pieces of its canonical encoding arrive (the decompressed
+        document is never whole: ~75 MB for a million files); its id is the source's to check
+        (`PackStore.iter_decoded`).  NotCanonical: decode it whole instead."""
+        parser = _TreeParser(where)
+        for piece in pieces:
+            parser.feed(piece)
+        parser.close()
+        return cls(parser.take())
+
+    @classmethod
     def decode(cls, data: bytes, expect_id: bytes | None = None) -> "TreeManifest":
         where = to_oid(expect_id) if expect_id else "tree manifest"
         if expect_id is not None and digest(data) != expect_id:
@@ -312,7 +412,7 @@ class TreeManifest:
         try:
             try:
                 return cls(_parse_canonical(data, where))
-            except _NotCanonical:
+            except NotCanonical:
                 entries = cls._parse_json(data, where)
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
             if isinstance(exc, (CorruptObjectError, UnsafePathError)):

@@ -151,3 +151,53 @@ def test_a_tree_over_columns_shares_them_and_encodes_like_one_built_from_entries
     dup = bytearray(b"aa")
     with pytest.raises(UnsafePathError):
         TreeManifest.from_columns(dup, array("Q", [1, 2]), sizes[:2], ids[:32], executable[:2])
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.tuples(st.lists(_segment, min_size=1, max_size=2), st.integers(0, 2**40), st.booleans()),
+                max_size=25, unique_by=lambda t: "/".join(t[0])), st.integers(1, 60), st.integers(1, 5))
+def test_a_tree_parsed_as_its_pieces_arrive_is_the_tree_decoded_whole(files, piece, batch) -> None:
+    """Pieces cut anywhere (inside a path, an escape, a number, the head or the tail): the same
+    entries as decoding the whole document, in batches of about `batch`."""
+    from mlvc.objects import iter_tree_batches
+
+    entries = [TreeEntry("/".join(parts), size, digest(f"{parts}".encode()), x) for parts, size, x in files]
+    for e in entries:
+        try:
+            validate_relpath(e.path)
+        except UnsafePathError:
+            assume(False)
+    data = TreeManifest.build(entries).encode()
+    pieces = [data[i:i + piece] for i in range(0, len(data), piece)]
+    whole = TreeManifest.decode(data, digest(data))
+    batches = list(iter_tree_batches(iter(pieces), "t", batch))
+    assert [e for b in batches for e in b] == list(whole.entries)
+    assert all(len(b) >= batch for b in batches[:-1])
+    assert TreeManifest.from_pieces(iter(pieces), "t") == whole
+
+
+@pytest.mark.parametrize("damage", [
+    lambda d: d + b" ",  # something after the tail
+    lambda d: d[:-1],  # no tail
+    lambda d: d.replace(b"]]}", b"],]}"),  # a trailing comma
+    lambda d: d.replace(b'"a/1"', b'"b/9"'),  # out of order
+    lambda d: d.replace(b'["a/2"', b'[ "a/2"'),  # not the canonical spacing
+    lambda d: d.replace(b'{"mlvc_tree":1', b'{"mlvc_tree":2'),
+])
+def test_a_tree_not_in_the_canonical_encoding_is_left_to_the_whole_document_parser(damage) -> None:
+    from mlvc.objects import NotCanonical, iter_tree_batches
+
+    data = TreeManifest.build([TreeEntry(f"a/{i}", i, digest(b"%d" % i)) for i in range(1, 4)]).encode()
+    bad = damage(data)
+    assert bad != data
+    for piece in (1, 7, len(bad)):
+        with pytest.raises(NotCanonical):
+            list(iter_tree_batches((bad[i:i + piece] for i in range(0, len(bad), piece)), "t", 2))
+
+
+def test_a_streamed_tree_refuses_an_unsafe_path() -> None:
+    from mlvc.objects import iter_tree_batches
+
+    data = TreeManifest.build([TreeEntry("a/x.bin", 1, digest(b"x"))]).encode().replace(b"a/x.bin", b"../x.bin")
+    with pytest.raises(UnsafePathError):
+        list(iter_tree_batches(iter([data[:20], data[20:]]), "t", 8))

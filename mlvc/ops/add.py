@@ -200,12 +200,13 @@ def add_one(repo, path: str | Path, *, role: str | None = None, meta: dict | Non
     before_new = dict(store.stats)
     hashed = 0
     ids = bytearray()  # the file ids, 16 bytes each in the scan's (path) order
-    known_modules: dict[str, dict | None] = {}  # module ids computed while storing, by relative path
+    known_modules: dict[str, dict] = {}  # module ids computed while storing, by relative path
+    examined = bytearray(len(files))  # 1: module ids computed while storing (in known_modules if any)
     from .modules import sharded_files, wants_module_ids
 
     sharded = sharded_files(files) if kind == "dir" else set()
     try:
-        for fs in files:
+        for i, fs in enumerate(files):
             fdisplay = f"{display}/{fs.rel}" if fs.rel else display
             fid = lookup.cached_id(fs)
             if fid is not None and store.has_any(FILE_MANIFEST, fid):
@@ -214,7 +215,9 @@ def add_one(repo, path: str | Path, *, role: str | None = None, meta: dict | Non
                 want = wants_module_ids(fs, kind, sharded)
                 fid, mods = store_file(store, fs, fdisplay, params, progress, module_ids=want)
                 if want:
-                    known_modules[fs.rel] = mods
+                    examined[i] = 1
+                    if mods:
+                        known_modules[fs.rel] = mods
                 lookup.remember(fs, fid)
                 hashed += 1
             ids += fid
@@ -248,7 +251,7 @@ def add_one(repo, path: str | Path, *, role: str | None = None, meta: dict | Non
         from .modules import checkpoint_meta  # per-module ids; recomputed only when content changed
 
         new_meta.pop("modules", None)
-        new_meta.update(checkpoint_meta(repo, target, files, known_modules))
+        new_meta.update(checkpoint_meta(repo, target, files, known_modules, examined))
     ptr = pointers.PointerFile(target.name, kind, to_oid(oid), total, len(files), params,
                                role or (old.role if old else None), new_meta)
     changed = old is None or old.to_yaml() != ptr.to_yaml()

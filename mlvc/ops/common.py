@@ -10,7 +10,7 @@ from pathlib import Path
 from .. import pointer as pointers
 from ..errors import MlvcError, OverlappingPointersError, PathError, UnsafePathError
 from ..hashing import from_oid
-from ..objects import FileManifest, TreeEntry, TreeManifest
+from ..objects import FileManifest, TreeEntry
 from ..store.packs import FILE_MANIFEST, TREE_MANIFEST
 from ..workspace import FileStat
 
@@ -193,7 +193,7 @@ def load_entries(store, ptr: pointers.PointerFile) -> Sequence[TreeEntry]:
     oid = from_oid(ptr.oid)
     if ptr.kind == "file":
         return [TreeEntry("", ptr.size, oid, False)]
-    return TreeManifest.decode(store.get(TREE_MANIFEST, oid), oid).entries
+    return store.tree(oid).entries
 
 
 def paired(entries, files) -> Iterator[tuple[TreeEntry | None, int, FileStat | None, int]]:

@@ -229,12 +229,18 @@ class _ManifestReader:
         self.cache, self.remote = cache, remote
 
     def get(self, typ: int, oid: bytes) -> bytes:
+        return self._read(lambda store: store.get(typ, oid), typ, oid)
+
+    def tree(self, oid: bytes):
+        return self._read(lambda store: store.tree(oid), TREE_MANIFEST, oid)
+
+    def _read(self, read, typ: int, oid: bytes):
         if self.cache.has_any(typ, oid):
             try:
-                return self.cache.get(typ, oid)
+                return read(self.cache)
             except CorruptObjectError:
                 pass  # the remote's copy decides
-        return self.remote.get(typ, oid)
+        return read(self.remote)
 
 
 def gc_remote(repo, scope: str, remote: str | None, *, dry_run: bool = False, grace: float | None = None,

@@ -141,20 +141,23 @@ def sharded_files(files: list) -> set[str]:
     return out
 
 
-def checkpoint_meta(repo: Any, target: Path, files: list, known: dict | None = None) -> dict:
+def checkpoint_meta(repo: Any, target: Path, files: list, known: dict | None = None,
+                    examined: bytearray | None = None) -> dict:
     """Pointer meta for an artifact: `{"modules": {module: id}}` for a checkpoint file,
     `{"modules": {file: {module: id}}}` for a directory holding checkpoints, else `{}`.
 
-    `known`: module ids (or None) by relative path, already computed while the file was
-    stored (`mlvc add` reads each file once); other files are read here."""
+    `examined[i]` set: the module ids of `files[i]` were already computed while it was stored
+    (`mlvc add` reads each file once): they are `known[rel]`, or it has none.  Other files are
+    read here.  (A flag per file, not a map of every path: a million `.bin` samples are
+    examined and are not checkpoints.)"""
     del repo, target  # the signature leaves room for config (depth, formats); nothing needed yet
     known = known or {}
 
-    def ids_of(fs):
-        return known[fs.rel] if fs.rel in known else _module_ids_if_stable(fs)
+    def ids_of(i, fs):
+        return known.get(fs.rel) if examined is not None and examined[i] else _module_ids_if_stable(fs)
 
     if len(files) == 1 and files[0].rel == "":
-        ids = ids_of(files[0])
+        ids = ids_of(0, files[0])
         return {"modules": ids} if ids else {}
     per_file = {}
     sharded: set[str] = set()
@@ -165,10 +168,10 @@ def checkpoint_meta(repo: Any, target: Path, files: list, known: dict | None = N
         sharded.update(shards)
         if ids:
             per_file[fs.rel] = ids
-    for fs in files:
+    for i, fs in enumerate(files):
         if not is_checkpoint_name(fs.rel) or fs.rel in sharded:
             continue
-        ids = ids_of(fs)
+        ids = ids_of(i, fs)
         if ids:
             per_file[fs.rel] = ids
     return {"modules": per_file} if per_file else {}

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from ..errors import MlvcError, RemoteNotFoundError
 from ..progress import NULL, Progress
-from ..store.packs import decode_index
+from ..store.packs import TREE_MANIFEST, decode_index
 from ..store.transfer import Artifact, TransferResult, transfer
 from ..store.verify import VerifyReport, quarantine, reindex_orphan, verify
 from .common import reachable
@@ -50,12 +50,18 @@ class _Manifests:
         self.store, self.cache = store, cache
 
     def get(self, typ: int, oid: bytes) -> bytes:
+        return self._read(lambda store: store.get(typ, oid), typ, oid)
+
+    def tree(self, oid: bytes):
+        return self._read(lambda store: store.tree(oid), TREE_MANIFEST, oid)
+
+    def _read(self, read, typ: int, oid: bytes):
         try:
-            return self.store.get(typ, oid)
+            return read(self.store)
         except MlvcError:
             if self.cache is self.store or not self.cache.has_any(typ, oid):
                 raise
-            return self.cache.get(typ, oid)
+            return read(self.cache)
 
 
 def _artifacts(repo) -> list[Artifact]:

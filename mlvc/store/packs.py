@@ -36,6 +36,7 @@ import struct
 import threading
 import uuid
 from collections import deque
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -94,10 +95,16 @@ class IndexEntry:
 
 
 def encode_index(entries: list[IndexEntry]) -> bytes:
-    entries = sorted(entries, key=lambda e: (e.oid, e.type))
-    parts = [_IDX_HEAD.pack(IDX_MAGIC, FORMAT_VERSION, len(entries))]
-    parts.extend(_IDX_ENTRY.pack(e.oid, e.type, e.codec, e.offset, e.stored, e.raw) for e in entries)
-    body = b"".join(parts)
+    return encode_packed_index(b"".join(_IDX_ENTRY.pack(e.oid, e.type, e.codec, e.offset, e.stored, e.raw)
+                                        for e in entries))
+
+
+def encode_packed_index(packed) -> bytes:
+    """The index of entries already packed as index entries (in any order): sorted by their
+    bytes, which begin with (id, type)."""
+    size = _IDX_ENTRY.size
+    entries = sorted(packed[i:i + size] for i in range(0, len(packed), size))
+    body = _IDX_HEAD.pack(IDX_MAGIC, FORMAT_VERSION, len(entries)) + b"".join(entries)
     return body + digest(body)
 
 
@@ -249,16 +256,36 @@ class PackWriter:
         self._out = BackgroundWriter(self._fd)
         self._out.write(PACK_HEAD)
         self.size = len(PACK_HEAD)
-        self.entries: list[IndexEntry] = []
+        # The records' index entries, packed in append order (~34 bytes an object: a pack of
+        # small files holds ~50,000, and `jobs`+2 packs may be in flight), not an object each.
+        self._index = bytearray()
+        self.count = 0
+        self.has_manifest = False
 
-    def append(self, oid: bytes, typ: int, codec: int, payload, raw_len: int) -> IndexEntry:
+    def append(self, oid: bytes, typ: int, codec: int, payload, raw_len: int) -> None:
         stored = len(payload)
         self._out.write(RECORD.pack(typ, codec, oid, stored, raw_len))
         self._out.write(payload)
-        entry = IndexEntry(oid, typ, codec, self.size + RECORD.size, stored, raw_len)
+        self._index += _IDX_ENTRY.pack(oid, typ, codec, self.size + RECORD.size, stored, raw_len)
         self.size += RECORD.size + stored
-        self.entries.append(entry)
-        return entry
+        self.count += 1
+        if typ != CHUNK:
+            self.has_manifest = True
+
+    def entry(self, typ: int, oid: bytes) -> IndexEntry | None:
+        """The entry of a record written here (a linear search: only objects read back use it)."""
+        key = oid + bytes((typ,))
+        index, size = self._index, _IDX_ENTRY.size
+        pos = index.find(key)
+        while pos >= 0 and pos % size:
+            pos = index.find(key, pos + 1)  # matched across two entries
+        return None if pos < 0 else IndexEntry(*_IDX_ENTRY.unpack_from(index, pos))
+
+    def keys(self) -> Iterator[tuple[int, bytes]]:
+        """(type, id) of every record written here."""
+        index, size = self._index, _IDX_ENTRY.size
+        for pos in range(0, len(index), size):
+            yield index[pos + 16], bytes(index[pos:pos + 16])
 
     def read_back(self, entry: IndexEntry) -> bytes | None:
         """Read a record of this still-unpublished pack (an object added twice in one run), or
@@ -269,10 +296,6 @@ class PackWriter:
             self._out.drain()
             return os.pread(self._fd, entry.stored, entry.offset)
 
-    @property
-    def has_manifest(self) -> bool:
-        return any(e.type != CHUNK for e in self.entries)
-
     def finish(self) -> tuple[str, bytes]:
         """Write out the pack (fsynced when durable); returns (name, index bytes).  The caller
         publishes the pack, then the index (`PackStore`), then `discard`s the writer.  The file
@@ -282,7 +305,7 @@ class PackWriter:
             self._out.close()
             if self.fsync:
                 os.fsync(self._f.fileno())
-        idx = encode_index(self.entries)
+        idx = encode_packed_index(self._index)
         return index_name(idx), idx
 
     def discard(self) -> None:

@@ -32,14 +32,16 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from .. import codec
-from ..errors import CorruptObjectError, DiskError, MlvcError, ObjectNotFoundError
+from ..errors import CorruptObjectError, DiskError, MlvcError, ObjectNotFoundError, UnsafePathError
 from ..hashing import digest, hasher, is_hex_name, to_oid
+from ..objects import FileManifest, NotCanonical, TreeManifest
 from .backend import Backend
 from .packs import (
     RECORD,
     CHUNK,
     FILE_MANIFEST,
     TREE_MANIFEST,
+    TYPE_NAMES,
     IndexEntry,
     PackWriter,
     check_index,
@@ -60,6 +62,7 @@ POPULATE_MIN = 1 << 20
 MAP_RELEASE_BYTES = 16 << 20
 FAULT_AROUND_BYTES = 64 << 10  # Linux's default fault_around_bytes
 DEFAULT_PACK_SIZE = 32 * 1024 * 1024
+RESCAN_INTERVAL = 1.0  # seconds: `has_any` lists the store again on a miss at most this often
 STALE_TMP_S = 24 * 3600  # temp files of a live pid are kept unless older than this
 COALESCE_LIMIT = 8 * 1024 * 1024  # one read spans at most this much
 RANGE_GAP = 256 * 1024  # remote reads also swallow gaps up to this size (fewer requests)
@@ -92,8 +95,6 @@ def decode_verify(typ: int, oid: bytes, c: int, payload, raw: int, where: str, c
     """Decode a stored object and check it against its id; CorruptObjectError naming it otherwise.
     `check_id=False` (chunks only): sizes are checked, the id is left to a caller that hashes the
     whole file anyway (a restore checks the file id before the rename)."""
-    from ..objects import FileManifest
-
     name = to_oid(oid)
     if (err := record_size_error(typ, oid, len(payload), raw, where)) is not None:
         raise err
@@ -213,9 +214,11 @@ class PackStore:
         self.before_index: Callable[[], None] | None = None  # e.g. a lease check before each index publish
         self.stats = {"new_objects": 0, "new_bytes": 0, "stored_bytes": 0}
         self._lock = threading.Lock()
+        self._refreshed_at = -RESCAN_INTERVAL  # time.monotonic() of the last listing
         self._reset_index()
         self._writer: PackWriter | None = None
-        self._pending: dict[Key, tuple[PackWriter, IndexEntry]] = {}
+        # Objects in packs not yet published, by type: id -> the writer holding it
+        self._pending: list[dict[bytes, PackWriter]] = [{} for _typ in TYPE_NAMES]
         self._publisher: ThreadPoolExecutor | None = None
         self._publishing: list[tuple[Future, threading.Event]] = []
         self._publish_failed = False
@@ -293,6 +296,7 @@ class PackStore:
     def refresh(self) -> int:
         """Load indexes published since the last call (by us or others); forget removed ones."""
         names = self.listed_packs()
+        self._refreshed_at = time.monotonic()
         added = 0
         with self._lock:
             removed = set(self._pack_no) - set(names)
@@ -380,11 +384,17 @@ class PackStore:
 
     def has(self, typ: int, oid: bytes) -> bool:
         self._ensure_loaded()
-        return self._table.get(typ, oid) is not None or (typ, oid) in self._pending
+        return self._table.get(typ, oid) is not None or oid in self._pending[typ]
 
     def has_any(self, typ: int, oid: bytes) -> bool:
-        """Like `has`, but rescans for packs other processes published meanwhile."""
-        return self.has(typ, oid) or (self.refresh() > 0 and self.has(typ, oid))
+        """Like `has`, but rescans for packs other processes published meanwhile: at most once
+        every RESCAN_INTERVAL (a walk over a million ids the store lacks, as after a cache was
+        emptied, must not list the store a million times; a miss only costs storing again)."""
+        if self.has(typ, oid):
+            return True
+        if time.monotonic() - self._refreshed_at < RESCAN_INTERVAL:
+            return False
+        return self.refresh() > 0 and self.has(typ, oid)
 
     def count(self) -> int:
         self._ensure_loaded()
@@ -484,12 +494,13 @@ class PackStore:
     def _lookup(self, typ: int, oid: bytes):
         self._ensure_loaded()
         loc = self._table.get(typ, oid)
-        if loc is None and (typ, oid) not in self._pending and self.refresh():
+        if loc is None and oid not in self._pending[typ] and self.refresh():
             loc = self._table.get(typ, oid)
         if loc is None:
-            pending = self._pending.get((typ, oid))
-            if pending is not None:
-                return pending
+            writer = self._pending[typ].get(oid)
+            entry = writer.entry(typ, oid) if writer is not None else None
+            if entry is not None:
+                return writer, entry
             raise ObjectNotFoundError(to_oid(oid), where=self.name,
                                       hint=None if typ == CHUNK else "run `mlvc pull` to fetch it from a remote")
         return loc
@@ -511,6 +522,79 @@ class PackStore:
         if len(payload) != stored:
             raise CorruptObjectError(to_oid(oid), where, f"{stored} bytes", f"{len(payload)} bytes (truncated pack)")
         return decode_verify(typ, oid, c, payload, raw, where)
+
+    def iter_decoded(self, typ: int, oid: bytes, piece: int = 1 << 20) -> Iterator[bytes]:
+        """An object's bytes in pieces of at most `piece`, as they are decompressed (a million-file
+        tree is ~75 MB: never one string), for types whose id is the digest of their bytes
+        (chunks, trees).  The id is checked after the last piece: CorruptObjectError then, so a
+        caller treats what came before as provisional until the iteration ends."""
+        record = self._published_record(typ, oid)
+        if record is None:  # being written in this process: small, read whole
+            yield self.get(typ, oid)
+            return
+        yield from self._verified_pieces(typ, oid, *record, piece)
+
+    def tree(self, oid: bytes) -> TreeManifest:
+        """A tree manifest, parsed as it is decompressed (a million-file tree's ~75 MB document
+        is never whole) and checked against its id."""
+        pieces = self.iter_decoded(TREE_MANIFEST, oid)
+        try:
+            return TreeManifest.from_pieces(pieces, to_oid(oid))
+        except UnsafePathError:
+            for _piece in pieces:
+                pass  # a damaged tree is reported as damaged, not as what its damage reads as
+            raise
+        except NotCanonical:  # not written by mlvc's encoder: decoded whole
+            return TreeManifest.decode(self.get(TREE_MANIFEST, oid), oid)
+
+    def stored_form(self, typ: int, oid: bytes) -> tuple[int, bytes, int]:
+        """(codec, payload, raw length) of an object as stored, for copying it elsewhere as is;
+        checked against its id by decoding it piece by piece (never a whole tree at once)."""
+        record = self._published_record(typ, oid)
+        if record is None:
+            for _key, c, payload, raw, _data, error in self.iter_stored([(typ, oid)]):
+                if error is not None:
+                    raise error
+                return c, bytes(payload), raw
+        c, payload, raw, _where = record
+        for _piece in self._verified_pieces(typ, oid, *record):
+            pass
+        return c, bytes(payload), raw
+
+    def _published_record(self, typ: int, oid: bytes) -> tuple[int, bytes | memoryview, int, str] | None:
+        """(codec, stored payload, raw length, where) of a published object of a type whose id
+        is its bytes' digest; None while it is in a pack this process is writing."""
+        if typ == FILE_MANIFEST:
+            raise ValueError("a file manifest's id is its content's, not its own bytes' digest")
+        loc = self._lookup(typ, oid)
+        if isinstance(loc[0], PackWriter):
+            return None
+        no, c, off, stored, raw = loc
+        where = f"pack {self._pack_names[no]} ({self.name})"
+        if (err := record_size_error(typ, oid, stored, raw, where)) is not None:
+            raise err
+        payload = self._reader(no)(off, stored)
+        if len(payload) != stored:
+            raise CorruptObjectError(to_oid(oid), where, f"{stored} bytes", f"{len(payload)} bytes (truncated pack)")
+        return c, payload, raw, where
+
+    @staticmethod
+    def _verified_pieces(typ: int, oid: bytes, c: int, payload, raw: int, where: str,
+                         piece: int = 1 << 20) -> Iterator[bytes]:
+        name = to_oid(oid)
+        h = hasher()
+        pieces = codec.decode_pieces(c, payload, raw, piece)
+        while True:
+            try:
+                part = next(pieces)
+            except StopIteration:
+                break
+            except Exception:  # noqa: BLE001 - whatever the decoder makes of damaged bytes
+                raise CorruptObjectError(name, where, "a decodable payload", "undecodable bytes") from None
+            h.update(part)
+            yield part
+        if h.digest() != oid:
+            raise CorruptObjectError(name, where, name, to_oid(h.digest()))
 
     def iter_stored(self, keys: Iterable[Key], gap: int | None = None, check_ids: bool = True) -> Iterator[tuple]:
         """(key, codec, stored payload, raw length, data, error) for each key, in the order given,
@@ -603,10 +687,10 @@ class PackStore:
         with self._lock:
             writer = self._current_writer()
             try:
-                entry = writer.append(oid, typ, c, payload, raw)
+                writer.append(oid, typ, c, payload, raw)
             except OSError as exc:
                 raise wrap_os_error(exc, self.name) from exc
-            self._pending[(typ, oid)] = (writer, entry)
+            self._pending[typ][oid] = writer
             self.stats["new_objects"] += 1
             self.stats["new_bytes"] += raw
             self.stats["stored_bytes"] += len(payload)
@@ -683,7 +767,7 @@ class PackStore:
             done.set()
 
     def _publish_pack(self, writer: PackWriter, earlier: list[threading.Event]) -> None:
-        if not writer.entries:
+        if not writer.count:
             writer.discard()
             return
         try:
@@ -692,8 +776,7 @@ class PackStore:
             raise wrap_os_error(exc, self.name) from exc
         finally:
             with self._lock:  # published, or failed: either way no longer readable through the writer
-                for key in [k for k, (w, _) in self._pending.items() if w is writer]:
-                    del self._pending[key]
+                self._forget(writer)
             writer.discard()  # the scratch file (if not moved into the store) and its descriptor
 
     def _publish_records(self, writer: PackWriter, earlier: list[threading.Event]) -> None:
@@ -714,8 +797,15 @@ class PackStore:
             self.published += 1
             if name not in self._pack_no:
                 self._add_pack(name, idx)
-            for key in [k for k, (w, _) in self._pending.items() if w is writer]:
-                del self._pending[key]
+            self._forget(writer)
+
+    def _forget(self, writer: PackWriter) -> None:
+        """Drop a writer's objects from the pending ones (it was published, or failed); call
+        with the lock held."""
+        for typ, oid in writer.keys():
+            pending = self._pending[typ]
+            if pending.get(oid) is writer:
+                del pending[oid]
 
     def adopt_pack(self, pack_file: Path, name: str, idx: bytes) -> None:
         """Publish a complete, verified pack file (a whole pack copied from another store) as is."""
@@ -758,8 +848,7 @@ class PackStore:
             writer, self._writer = self._writer, None
             if writer is not None:
                 writer.discard()
-                for key in [k for k, (w, _) in self._pending.items() if w is writer]:
-                    del self._pending[key]
+                self._forget(writer)
         for f, _ev in self._publishing:
             try:
                 f.result()

@@ -38,7 +38,7 @@ from pathlib import Path
 
 from ..errors import CorruptObjectError, MlvcError, ObjectNotFoundError
 from ..hashing import from_oid, to_oid
-from ..objects import FileManifest, TreeManifest
+from ..objects import FileManifest, NotCanonical, TreeManifest, iter_tree_batches
 from ..progress import NULL, Progress
 from .packs import CHUNK, FILE_MANIFEST, TREE_MANIFEST, TYPE_NAMES, decode_index, record_size_error
 from .packstore import COALESCE_LIMIT, PACKS, PackStore, check_pack_file, wrap_os_error
@@ -54,7 +54,7 @@ Stored = tuple[int, bytes, int]  # an object's stored form: (codec, payload, raw
 # in place of a stored form: dst lacks the object, and it is read from src again when written
 # (a million-file tree's stored form is ~25 MB, not worth holding through the walk)
 FROM_SRC = (-1, b"", 0)
-REREAD_OVER = 1024 * 1024  # trees stored in more bytes than this are read again to be written
+STREAM_OVER = 1024 * 1024  # trees of more raw bytes than this are walked as they are decompressed
 
 
 @dataclass
@@ -188,10 +188,17 @@ class _Transfer:
         wanted = dict(trees)
         batch: list[tuple[Key, Owners]] = []
         listed: list[tuple[Key, Owners, Stored]] = []  # trees whose files are all in batches
-        for group in self._tree_groups(list(wanted)):
+        small: list[tuple[Key, int]] = []
+        for key in wanted:
+            raw = self._raw_size(key)
+            if raw > STREAM_OVER:
+                batch, listed = self._walk_streamed(key, wanted[key], batch, listed)
+            else:
+                small.append((key, raw))
+        for group in self._tree_groups(small):
             # read as a list and popped: no reader frame keeps a tree's bytes alive while its
-            # entries are walked (a million-file tree is ~75 MB of JSON; its decoded form ~60)
-            read = list(self._read_manifests(group, wanted, keep_stored=False))
+            # entries are walked
+            read = list(self._read_manifests(group, wanted))
             read.reverse()
             while read:
                 key, body, stored = read.pop()
@@ -200,8 +207,9 @@ class _Transfer:
                 del body
                 if tree is None:
                     continue
-                batch, listed = self._walk_tree(tree, key, who, stored, batch, listed)
-                del tree
+                batch, listed = self._walk_entries(tree.entries, who, batch, listed)
+                if stored is not None:
+                    listed.append((key, who, stored))
         self._files(batch, then=listed)
 
     def _decoded(self, manifest_type, key: Key, body: bytes, who: Owners):
@@ -212,18 +220,20 @@ class _Transfer:
             self.fail(who, exc)
             return None
 
-    def _tree_groups(self, keys: list[Key]) -> Iterator[list[Key]]:
-        """Tree keys in groups of at most TREE_GROUP_BYTES of raw manifest (one tree if larger)."""
+    def _raw_size(self, key: Key) -> int:
+        for store in (self.dst, self.src):
+            try:
+                return store.location(*key)[4]
+            except ObjectNotFoundError:
+                continue
+        return 0  # read (and failed) with the small ones
+
+    @staticmethod
+    def _tree_groups(keys: list[tuple[Key, int]]) -> Iterator[list[Key]]:
+        """Tree keys in groups of at most TREE_GROUP_BYTES of raw manifest."""
         group: list[Key] = []
         size = 0
-        for key in keys:
-            raw = 0
-            for store in (self.dst, self.src):
-                try:
-                    raw = store.location(*key)[4]
-                    break
-                except ObjectNotFoundError:
-                    continue
+        for key, raw in keys:
             if group and size + raw > TREE_GROUP_BYTES:
                 yield group
                 group, size = [], 0
@@ -232,14 +242,50 @@ class _Transfer:
         if group:
             yield group
 
-    def _walk_tree(self, tree, key: Key, who: Owners, stored: Stored | None, batch: list, listed: list):
+    def _walk_streamed(self, key: Key, who: Owners, batch: list, listed: list):
+        """Walk a large tree as it is decompressed and parsed (never its whole document, nor
+        all its entries: a million files are ~75 MB of JSON), from dst if it has a copy, else
+        from src; it is written (read again from src) once its last batch was."""
+        sources = [self.dst, self.src] if self.dst.has(*key) else [self.src]
+        for store in sources:
+            try:
+                where = f"{to_oid(key[1])} ({store.name})"
+                try:
+                    for entries in iter_tree_batches(store.iter_decoded(*key), where, MANIFEST_BATCH):
+                        batch, listed = self._walk_entries(entries, who, batch, listed)
+                        if self.all_failed(who):
+                            return batch, listed
+                except NotCanonical:  # not written by mlvc's encoder: decoded whole
+                    tree = self._decoded(TreeManifest, key, store.get(*key), who)
+                    if tree is None:
+                        return batch, listed
+                    batch, listed = self._walk_entries(tree.entries, who, batch, listed)
+            except CorruptObjectError as exc:
+                if store is self.dst:
+                    continue  # a damaged copy at the destination: walk the source's
+                self.fail(who, exc)
+                return batch, listed
+            except ObjectNotFoundError:
+                self.fail(who, ObjectNotFoundError(
+                    f"{to_oid(key[1])} (tree)", where=self.src.name,
+                    hint=f"{self.dst.name} does not have it either: run `mlvc push` on a machine that has it"))
+                return batch, listed
+            except MlvcError as exc:
+                self.fail(who, exc)
+                return batch, listed
+            if not self.dst.has(*key):
+                listed.append((key, who, FROM_SRC))
+            return batch, listed
+        return batch, listed
+
+    def _walk_entries(self, entries, who: Owners, batch: list, listed: list):
         """Add a tree's files to the shared batch (copying full batches): the batch and the trees
         waiting for it, to go on with."""
-        for e in tree.entries:
-            fkey = (FILE_MANIFEST, e.file_id)
+        for file_id, size in entries.ids_and_sizes():
+            fkey = (FILE_MANIFEST, file_id)
             if self.vouched(fkey):
                 self.reused += 1
-                self.progress.advance(e.size)
+                self.progress.advance(size)
                 continue
             batch.append((fkey, who))
             if len(batch) >= MANIFEST_BATCH:
@@ -247,8 +293,6 @@ class _Transfer:
                 batch, listed = [], []
                 if self.all_failed(who):
                     break  # its tree is not written: no need to look further
-        if stored is not None:
-            listed.append((key, who, stored))
         return batch, listed
 
     def _files(self, items: list[tuple[Key, Owners]], then: list[tuple[Key, Owners, Stored]] = ()) -> None:
@@ -282,11 +326,9 @@ class _Transfer:
                 need, held = {}, []
         self._flush(need, held + list(then))
 
-    def _read_manifests(self, keys: list[Key], wanted: dict[Key, Owners],
-                        keep_stored: bool = True) -> Iterator[tuple[Key, bytes, Stored | None]]:
+    def _read_manifests(self, keys: list[Key], wanted: dict[Key, Owners]) -> Iterator[tuple[Key, bytes, Stored | None]]:
         """(key, body, stored form if dst lacks it) of manifests, from dst where it has them,
-        else from src, `MANIFEST_BATCH` at a time; a failed one is recorded and left out.
-        Without `keep_stored`, FROM_SRC stands for a stored form over REREAD_OVER bytes."""
+        else from src, `MANIFEST_BATCH` at a time; a failed one is recorded and left out."""
         for i in range(0, len(keys), MANIFEST_BATCH):
             from_src = []
             for key in keys[i:i + MANIFEST_BATCH]:
@@ -306,11 +348,7 @@ class _Transfer:
                             hint=f"{self.dst.name} does not have it either: run `mlvc push` on a machine that has it")
                     self.fail(wanted[key], error)
                     continue
-                if self.dst.has(*key):
-                    stored = None
-                else:
-                    kept = keep_stored or len(payload) <= REREAD_OVER
-                    stored = (c, bytes(payload), raw) if kept else FROM_SRC
+                stored = None if self.dst.has(*key) else (c, bytes(payload), raw)
                 yield key, bytes(data), stored
 
     def _src_position(self, key: Key) -> tuple:
@@ -336,13 +374,12 @@ class _Transfer:
             if self.all_failed(who):
                 continue
             if stored is FROM_SRC:
-                for _key, c, payload, raw, _data, error in self.src.iter_stored([key]):
-                    if error is not None:
-                        self.fail(who, error)
-                    else:
-                        self._put(key, c, payload, raw)
-            else:
-                self._put(key, *stored)
+                try:
+                    stored = self.src.stored_form(*key)
+                except MlvcError as exc:
+                    self.fail(who, exc)
+                    continue
+            self._put(key, *stored)
 
     def _copy_chunks(self, need: dict[Key, Owners]) -> None:
         by_pack: dict[str, list[tuple[Key, tuple, Owners]]] = {}

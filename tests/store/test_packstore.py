@@ -17,6 +17,7 @@ import uuid
 import pytest
 from servers import REPO_ROOT, create_bucket, s3_options
 
+from mlvc import codec
 from mlvc.chunking import ChunkerParams
 from mlvc.errors import CorruptObjectError, DiskError, ObjectNotFoundError, RemoteUnreachableError
 from mlvc.hashing import digest, from_oid, to_oid
@@ -114,6 +115,25 @@ def keys(backend, suffix):
 
 
 class TestPackStoreContract:
+    @pytest.mark.parametrize("level", [0, 3])
+    def test_a_tree_read_in_pieces_is_checked_after_its_last_piece(self, make_store, make_backend, level):
+        store = make_store(level=level)
+        tid = add_tree(store, {f"d/{i:04d}": b"%d" % i for i in range(300)})
+        store.commit()
+        body = store.get(TREE_MANIFEST, tid)
+        fresh = make_store()
+        pieces = list(fresh.iter_decoded(TREE_MANIFEST, tid, piece=1000))
+        assert len(pieces) > 1 and max(map(len, pieces)) <= 1000 and b"".join(pieces) == body
+        c, payload, raw = fresh.stored_form(TREE_MANIFEST, tid)
+        assert (c, raw) == ((ZSTD if level else RAW), len(body)) and codec.decode(c, payload, raw) == body
+        pack, _c, off, stored, _raw = fresh.location(TREE_MANIFEST, tid)
+        flip_stored_byte(make_backend(), f"packs/{pack}.pack", off + stored // 2)
+        damaged = make_store()
+        with pytest.raises(CorruptObjectError):
+            list(damaged.iter_decoded(TREE_MANIFEST, tid, piece=1000))
+        with pytest.raises(CorruptObjectError):
+            damaged.stored_form(TREE_MANIFEST, tid)
+
     def test_roundtrip_dedup_and_reopen(self, make_store):
         store = make_store()
         data = b"hello world" * 1000
@@ -368,7 +388,7 @@ def test_transfer_of_a_tree_larger_than_a_manifest_batch_and_a_chunk_batch(tmp_p
 
     monkeypatch.setattr(transfer_module, "MANIFEST_BATCH", 7)
     monkeypatch.setattr(transfer_module, "CHUNK_BATCH", 3)
-    monkeypatch.setattr(transfer_module, "REREAD_OVER", 0)  # the tree is read again to be written
+    monkeypatch.setattr(transfer_module, "STREAM_OVER", 0)  # walked as decompressed, read again to be written
     src = PackStore(MemoryBackend(), scratch=tmp_path / "src", fsync=False, pack_size=1 << 14)
     files = {f"d{i % 3}/f{i:03d}": os.urandom(50 + i) for i in range(40)}
     files["same-a"] = files["same-b"] = b"shared content"
