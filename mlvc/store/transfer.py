@@ -250,6 +250,11 @@ class _Transfer:
         for store in sources:
             try:
                 where = f"{to_oid(key[1])} ({store.name})"
+                if store is self.dst:
+                    # checked before its entries are walked: a damaged copy here must not put
+                    # ids it misreads into a batch before the source's copy is walked instead
+                    for _piece in store.iter_decoded(*key):
+                        pass
                 try:
                     for entries in iter_tree_batches(store.iter_decoded(*key), where, MANIFEST_BATCH):
                         batch, listed = self._walk_entries(entries, who, batch, listed)

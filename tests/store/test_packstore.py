@@ -415,3 +415,31 @@ def test_an_object_stored_in_pieces_reads_back_whole_under_the_id_of_its_bytes(t
     assert oid == digest(b"".join(pieces))
     assert store.get(TREE_MANIFEST, oid) == b"".join(pieces)
     assert store.put_pieces(TREE_MANIFEST, iter(pieces)) == oid and store.stats["new_objects"] == 1
+
+
+def test_a_damaged_copy_of_a_large_tree_at_the_destination_is_never_walked(tmp_path, monkeypatch):
+    """A large tree is walked as it is decompressed; a copy the destination already has (a cache
+    without its completeness mark) is checked first, so ids a damaged copy misreads never reach
+    a batch: the source's copy is walked and the artifact transfers whole."""
+    import mlvc.store.transfer as transfer_module
+
+    monkeypatch.setattr(transfer_module, "STREAM_OVER", 0)
+    monkeypatch.setattr(transfer_module, "MANIFEST_BATCH", 7)  # batches leave before the tree is checked
+    src = PackStore(MemoryBackend(), scratch=tmp_path / "src", fsync=False)
+    files = {f"f{i:03d}": os.urandom(100 + i) for i in range(30)}
+    tid = add_tree(src, files)
+    src.commit()
+    body = src.get(TREE_MANIFEST, tid)
+    some_id = digest(files["f007"]).hex().encode()
+    damaged = body.replace(some_id, some_id[:-1] + (b"0" if some_id[-1:] != b"0" else b"1"))
+    assert damaged != body and len(damaged) == len(body)
+    dst = PackStore(MemoryBackend(), scratch=tmp_path / "dst", fsync=False, marks=tmp_path / "marks.sqlite")
+    dst.put_stored(TREE_MANIFEST, tid, RAW, damaged, len(damaged))
+    dst.commit()
+    out = transfer(src, dst, [Artifact("ds", "dir", tid)])
+    assert out.done == ["ds"] and not out.failed
+    for path, data in files.items():
+        fm = FileManifest.decode(dst.get(FILE_MANIFEST, digest(data)), digest(data))
+        assert b"".join(dst.get(CHUNK, c) for c, _ in fm.chunks) == data, path
+    dst.close()
+    src.close()
