@@ -334,15 +334,19 @@ class _Transfer:
     def _read_manifests(self, keys: list[Key], wanted: dict[Key, Owners]) -> Iterator[tuple[Key, bytes, Stored | None]]:
         """(key, body, stored form if dst lacks it) of manifests, from dst where it has them,
         else from src, `MANIFEST_BATCH` at a time; a failed one is recorded and left out."""
+        # Keys come unvouched: a destination that vouches by holding (a remote) lacks them all,
+        # and is not asked again (each question probes every recent table of its index).
+        maybe_at_dst = self.walk_all or not self.dst.closure_trusted
         for i in range(0, len(keys), MANIFEST_BATCH):
             from_src = []
+            damaged_at_dst = set()
             for key in keys[i:i + MANIFEST_BATCH]:
-                if self.dst.has(*key):
+                if maybe_at_dst and self.dst.has(*key):
                     try:
                         yield key, self.dst.get(*key), None
                         continue
                     except CorruptObjectError:
-                        pass  # a damaged copy at the destination: read the source's
+                        damaged_at_dst.add(key)  # read the source's copy (and keep the damaged one)
                 from_src.append(key)
             from_src.sort(key=self._src_position)
             for key, c, payload, raw, data, error in self.src.iter_stored(from_src):
@@ -353,7 +357,7 @@ class _Transfer:
                             hint=f"{self.dst.name} does not have it either: run `mlvc push` on a machine that has it")
                     self.fail(wanted[key], error)
                     continue
-                stored = None if self.dst.has(*key) else (c, bytes(payload), raw)
+                stored = None if key in damaged_at_dst else (c, bytes(payload), raw)
                 yield key, bytes(data), stored
 
     def _src_position(self, key: Key) -> tuple:
