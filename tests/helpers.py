@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -90,3 +91,10 @@ def one_error(err: str) -> str:
     errors = [line for line in err.splitlines() if line.startswith("error:")]
     assert len(errors) == 1, err
     return errors[0]
+
+
+def default_sigint() -> None:
+    """`preexec_fn` for a child a test will Ctrl-C: SIGINT's default action, as under a terminal.
+    A runner started as a background job of a non-interactive shell inherits SIGINT ignored, and
+    a Python child then never raises KeyboardInterrupt."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

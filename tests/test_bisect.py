@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import commit, git, GIT_ENV, mlvc, mlvc_cli
+from helpers import commit, default_sigint, git, GIT_ENV, mlvc, mlvc_cli
 
 
 # The "evaluation": the model is bad once its bytes say so.  It reads the artifact, so a
@@ -87,7 +87,7 @@ def test_ctrl_c_ends_the_session(history):
     proc = subprocess.Popen([sys.executable, "-c", "from mlvc.cli.main import main; main()", "bisect", "run",
                              "--bad", "HEAD", "--good", shas[0], "--", sys.executable, "-c", slow],
                             cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            start_new_session=True)
+                            start_new_session=True, preexec_fn=default_sigint)
     deadline = time.time() + 60
     while not marker.exists() and time.time() < deadline:
         time.sleep(0.1)

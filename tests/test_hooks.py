@@ -7,7 +7,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from helpers import commit, git, GIT_ENV, mlvc
+from helpers import commit, default_sigint, git, GIT_ENV, mlvc
 
 from mlvc.git import HOOK_BLOCK_BEGIN
 from mlvc.repo import Repo
@@ -167,7 +167,8 @@ def test_git_push_says_when_the_remote_does_not_answer_and_ctrl_c_stops_it(hooke
         git(tmp_path, "init", "-q", "--bare", "upstream.git")
         git(r, "remote", "add", "up", str(tmp_path / "upstream.git"))
         proc = subprocess.Popen(["git", "push", "-q", "up", "main"], cwd=r, env=dict(os.environ, **GIT_ENV),
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+                                preexec_fn=default_sigint)
         try:
             sel = selectors.DefaultSelector()
             sel.register(proc.stderr, selectors.EVENT_READ)

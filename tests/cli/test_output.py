@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import GIT_ENV, commit, mlvc_cli, write
+from helpers import GIT_ENV, commit, default_sigint, mlvc_cli, write
 
 from mlvc.errors import EXIT_INTERRUPTED
 
@@ -82,7 +82,8 @@ def test_an_unanswering_endpoint_is_announced_and_ctrl_c_says_a_rerun_resumes(re
     env = dict(os.environ, **GIT_ENV)
     started = time.monotonic()
     proc = subprocess.Popen([sys.executable, "-c", "from mlvc.cli.main import main; main()", command],
-                            cwd=repo_dir, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                            cwd=repo_dir, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            preexec_fn=default_sigint)
     try:
         waiting = "waiting: nothing from remote 'origin' for 10 s; still trying"
         err = read_stderr_until(proc, waiting, timeout_s=60)
