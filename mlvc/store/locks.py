@@ -52,6 +52,7 @@ from datetime import UTC, datetime
 from types import TracebackType
 
 from ..errors import LockedError, ObjectNotFoundError
+from ..safepath import pid_alive
 from .backend import Backend
 
 DEFAULT_LOCK_NAME = "locks/gc.lock"
@@ -111,18 +112,6 @@ def process_start(pid: int) -> str:
         return ""
 
 
-def _pid_running(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 @dataclass(frozen=True)
 class LockInfo:
     """What a lock object says about its holder.  Times are Unix seconds."""
@@ -143,7 +132,7 @@ class LockInfo:
         """True when the writer ran on this machine and is certainly not running any more."""
         if not self.machine or self.machine != machine_id():
             return False
-        if not _pid_running(self.pid):
+        if not pid_alive(self.pid):
             return True
         now_started = process_start(self.pid)
         return bool(self.started and now_started and now_started != self.started)

@@ -35,6 +35,7 @@ from .. import codec
 from ..errors import CorruptObjectError, DiskError, MlvcError, ObjectNotFoundError, UnsafePathError
 from ..hashing import digest, hasher, is_hex_name, to_oid
 from ..objects import FileManifest, NotCanonical, TreeManifest
+from ..safepath import pid_alive
 from .backend import Backend
 from .packs import (
     RECORD,
@@ -79,16 +80,6 @@ def wrap_os_error(exc: OSError, what: str) -> DiskError:
     if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         return DiskError(f"permission denied while writing {what}: {exc.filename or ''}".rstrip(": "))
     return DiskError(f"cannot write {what}: {exc.strerror or exc}")
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def decode_verify(typ: int, oid: bytes, c: int, payload, raw: int, where: str, check_id: bool = True) -> bytes:
@@ -962,7 +953,7 @@ class PackStore:
                 continue
             if pid == os.getpid():
                 continue
-            if pid <= 0 or not _pid_alive(pid) or age > STALE_TMP_S:
+            if not pid_alive(pid) or age > STALE_TMP_S:
                 if path.is_dir() and not path.is_symlink():
                     shutil.rmtree(path, ignore_errors=True)
                 else:
