@@ -18,15 +18,28 @@ from collections.abc import Iterator
 from typing import BinaryIO
 
 from ..errors import DiskError, LockedError, MlvcError, ObjectNotFoundError, RemoteNotFoundError, RemoteUnreachableError
+from ..safepath import pid_alive
 from .backend import (
     TEMP_MARKER,
     Backend,
     Capabilities,
     ProgressCallback,
+    host_tag,
     temp_sibling,
     validate_key,
     validate_prefix,
 )
+
+def _guard_holder_gone(guard: str) -> bool:
+    """Was the guard taken by a process of this machine that no longer runs?  (It holds
+    "<host> <pid>"; an empty one, or another machine's, is judged by its age only.)"""
+    try:
+        with open(guard, "rb") as f:
+            host, _sep, pid = f.read(200).decode("ascii", "replace").partition(" ")
+    except OSError:
+        return False
+    return host == host_tag() and pid.isdigit() and not pid_alive(int(pid))
+
 
 COPY_BLOCK_BYTES = 1 << 20
 COPY_RANGE_BYTES = 16 << 20
@@ -428,20 +441,28 @@ class LocalBackend(Backend):
         deadline = time.monotonic() + 10.0
         while True:
             try:
-                os.close(os.open(guard, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
-                break
+                fd = os.open(guard, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
             except FileExistsError:
                 try:
                     age = time.time() - os.stat(guard).st_mtime
                 except FileNotFoundError:
                     continue
-                if age > GUARD_STALE_S:
+                # its holder killed on this machine (Ctrl-C, kill -9): a re-run must not wait it out
+                if age > GUARD_STALE_S or _guard_holder_gone(guard):
                     unlink_quietly(guard)
                     continue
                 if time.monotonic() > deadline:
                     raise LockedError(f"{guard} is held by another process",
                                       hint=f"if no mlvc process is running, delete {guard}") from None
                 time.sleep(0.01)
+            else:
+                try:
+                    os.write(fd, f"{host_tag()} {os.getpid()}".encode())
+                except OSError:
+                    pass  # a full disk: the guard is held all the same, judged by its age only
+                finally:
+                    os.close(fd)
+                break
         try:
             yield
         finally:
