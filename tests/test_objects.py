@@ -49,16 +49,23 @@ _segment = st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklis
                    min_size=1, max_size=12).filter(lambda s: s not in (".", ".."))
 
 
-@settings(max_examples=150, deadline=None)
-@given(st.lists(st.tuples(st.lists(_segment, min_size=1, max_size=3), st.integers(0, 2**40), st.booleans()),
-                max_size=30, unique_by=lambda t: "/".join(t[0])))
-def test_packed_trees_encode_like_json_dumps_and_round_trip(files) -> None:
+def _safe_entries(files) -> list[TreeEntry]:
+    """Tree entries of drawn (path parts, size, executable); examples with a path `validate_relpath`
+    refuses (a leading backslash, "C:...") are discarded: they have their own tests."""
     entries = [TreeEntry("/".join(parts), size, digest(f"{parts}".encode()), x) for parts, size, x in files]
     for e in entries:
         try:
             validate_relpath(e.path)
         except UnsafePathError:
-            assume(False)  # refused paths (a leading backslash, "C:...") have their own tests
+            assume(False)
+    return entries
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.lists(_segment, min_size=1, max_size=3), st.integers(0, 2**40), st.booleans()),
+                max_size=30, unique_by=lambda t: "/".join(t[0])))
+def test_packed_trees_encode_like_json_dumps_and_round_trip(files) -> None:
+    entries = _safe_entries(files)
     tree = TreeManifest.build(entries)
     doc = {"mlvc_tree": 1, "hash": "xxh3-128",
            "entries": [[e.path, e.size, e.file_id.hex(), int(e.executable)]
@@ -88,12 +95,7 @@ def test_trees_encoded_piece_by_piece_are_the_same_bytes_and_id(files, batch) ->
     and plain paths mixed across piece boundaries: the bytes and the id are json.dumps's."""
     from mlvc import objects
 
-    entries = [TreeEntry("/".join(parts), size, digest(f"{parts}".encode()), x) for parts, size, x in files]
-    for e in entries:
-        try:
-            validate_relpath(e.path)
-        except UnsafePathError:
-            assume(False)
+    entries = _safe_entries(files)
     tree = TreeManifest.from_sorted(sorted(entries, key=lambda e: e.path))
     saved, objects.ENCODE_BATCH = objects.ENCODE_BATCH, batch
     try:
@@ -161,12 +163,7 @@ def test_a_tree_parsed_as_its_pieces_arrive_is_the_tree_decoded_whole(files, pie
     entries as decoding the whole document, in batches of about `batch`."""
     from mlvc.objects import iter_tree_batches
 
-    entries = [TreeEntry("/".join(parts), size, digest(f"{parts}".encode()), x) for parts, size, x in files]
-    for e in entries:
-        try:
-            validate_relpath(e.path)
-        except UnsafePathError:
-            assume(False)
+    entries = _safe_entries(files)
     data = TreeManifest.build(entries).encode()
     pieces = [data[i:i + piece] for i in range(0, len(data), piece)]
     whole = TreeManifest.decode(data, digest(data))
