@@ -115,6 +115,16 @@ def _owned(payload) -> bytes:
     return payload if isinstance(payload, bytes) else bytes(payload)
 
 
+def _check_declared_size(payload, raw_len: int) -> None:
+    """Refuse a zstd frame whose header declares another size than the record (before anything
+    is allocated for it)."""
+    import zstandard
+
+    declared = zstandard.frame_content_size(payload)
+    if declared >= 0 and declared != raw_len:
+        raise ValueError(f"zstd frame declares {declared} bytes, the record {raw_len}")
+
+
 def decode(codec: int, payload: bytes, raw_len: int) -> bytes:
     """The raw bytes of a stored payload; ValueError if it does not decode to exactly `raw_len`.
 
@@ -125,11 +135,7 @@ def decode(codec: int, payload: bytes, raw_len: int) -> bytes:
     if codec == RAW:
         return payload
     if codec == ZSTD:
-        import zstandard
-
-        declared = zstandard.frame_content_size(payload)
-        if declared >= 0 and declared != raw_len:
-            raise ValueError(f"zstd frame declares {declared} bytes, the record {raw_len}")
+        _check_declared_size(payload, raw_len)
         return _decompressor().decompress(payload, max_output_size=raw_len)
     raise ValueError(f"unknown codec {codec}")
 
@@ -147,9 +153,7 @@ def decode_pieces(codec: int, payload, raw_len: int, piece: int = 1 << 20) -> It
         raise ValueError(f"unknown codec {codec}")
     import zstandard
 
-    declared = zstandard.frame_content_size(payload)
-    if declared >= 0 and declared != raw_len:
-        raise ValueError(f"zstd frame declares {declared} bytes, the record {raw_len}")
+    _check_declared_size(payload, raw_len)
     total = 0
     # its own context: a thread's shared one may be in use by another stream it reads meanwhile
     with zstandard.ZstdDecompressor().stream_reader(payload) as reader:
