@@ -32,6 +32,13 @@ STALE_TMP_S = 24 * 3600  # a live pid's temp file is kept unless older than this
 _BESIDE = re.compile(r"^\..*\.mlvc-tmp-(\d+)-[0-9a-f]{8}$")
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
 _MAX_OPEN_DIRS = 256
+_NEW_FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+
+
+def new_file(dir_fd: int, name: str) -> int:
+    """Create file `name` in directory `dir_fd` (never one that exists, never through a link):
+    an fd open for writing that the caller closes."""
+    return os.open(name, _NEW_FILE_FLAGS, 0o600, dir_fd=dir_fd)
 
 
 def pid_alive(pid: int) -> bool:
@@ -217,8 +224,7 @@ class ContainedTree:
         else:
             serial = -serial
         tmp_dir, name = self._temp_location(serial, parts)
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
-        return serial, os.open(name, flags, 0o600, dir_fd=self._dir(tmp_dir, True))
+        return serial, new_file(self._dir(tmp_dir, True), name)
 
     def _temp_location(self, serial: int, parts: tuple[str, ...]) -> tuple[tuple[str, ...], str]:
         """(directory, name) of temp file `serial`: in the temp directory when positive, else
@@ -285,13 +291,12 @@ class ContainedTree:
         os.mkdir(name, 0o777, dir_fd=tmp_fd)
         return name
 
-    def staged_file(self, staging: str, parts: tuple[str, ...]) -> int:
-        """Create the file `parts` (relative to the destination) inside staging directory
-        `staging`: an fd open for writing that the caller closes."""
+    def staged_dir(self, staging: str, parts: tuple[str, ...]) -> int:
+        """The fd of directory `parts` (relative to the destination) inside staging directory
+        `staging`, made if needed; valid until the next call of a public method.  Files are
+        created in it with `new_file` (a restore opens it once per directory, not per file)."""
         self.dir_fd(())
-        parent = self._dir(self._tmp_parts + (staging,) + parts[:-1], True)
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
-        return os.open(parts[-1], flags, 0o600, dir_fd=parent)
+        return self._dir(self._tmp_parts + (staging,) + parts, True)
 
     def place_staging(self, staging: str, parts: tuple[str, ...]) -> None:
         """Rename staging directory `staging` onto `parts` (a destination that does not exist)."""

@@ -17,6 +17,7 @@ import os
 import shutil
 import stat as statmod
 from array import array
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -25,13 +26,14 @@ from ..hashing import hasher, to_oid
 from ..objects import TreeEntry
 from ..progress import NULL, Progress
 from ..repo import MLVC_DIR
-from ..safepath import ContainedTree, parts_below, refuse_links_above, remove_stale_beside
-from ..store.packs import CHUNK, FILE_MANIFEST, BackgroundWriter
+from ..safepath import ContainedTree, new_file, parts_below, refuse_links_above, remove_stale_beside
+from ..store.packs import CHUNK, FILE_MANIFEST, BackgroundWriter, write_all
 from ..store.packstore import wrap_os_error
 from ..workspace import IdLookup, ScannedFiles, scan, scan_within
 from .common import Tracked, file_manifest, links_root, load_entries, overlapping, paired, select
 
 HASH_ROWS_BATCH = 50_000  # restored files recorded in the hash cache this many at a time
+ONE_CHUNK_BATCH = 512  # one-chunk files whose records are looked up and read together
 
 
 @dataclass
@@ -81,6 +83,36 @@ def write_verified(store, fid: bytes, fd: int, executable: bool, progress: Progr
     os.fchmod(fd, 0o755 if executable else 0o644)
 
 
+def with_one_chunk_bytes(store, entries) -> Iterator[tuple[TreeEntry, bytes | memoryview | None]]:
+    """Each entry with its bytes, checked against its id, when the file is one chunk (the chunk's
+    id is then the file's: most small files); None for the others (`write_verified` writes them).
+
+    The chunks of `ONE_CHUNK_BATCH` entries are read together: files added in path order lie
+    side by side in a pack, so a batch is a few reads instead of one lookup, read and decode
+    call chain per file (most of the cost of restoring many small files)."""
+    batch: list[TreeEntry] = []
+    for e in entries:
+        batch.append(e)
+        if len(batch) >= ONE_CHUNK_BATCH:
+            yield from _one_chunk_batch(store, batch)
+            batch = []
+    if batch:
+        yield from _one_chunk_batch(store, batch)
+
+
+def _one_chunk_batch(store, batch: list[TreeEntry]) -> Iterator[tuple[TreeEntry, bytes | memoryview | None]]:
+    whole = [store.has(CHUNK, e.file_id) for e in batch]
+    stored = store.iter_stored([(CHUNK, e.file_id) for e, one in zip(batch, whole, strict=True) if one])
+    for e, one in zip(batch, whole, strict=True):
+        if not one:
+            yield e, None
+            continue
+        _key, _c, _payload, _raw, data, error = next(stored)
+        if error is not None:
+            raise error
+        yield e, data
+
+
 def write_temp(store, fid: bytes, tree: ContainedTree, parts: tuple[str, ...], executable: bool,
                progress: Progress = NULL) -> int:
     """Write the file `fid` to a temp file for the destination `parts` of `tree`, verified.
@@ -108,11 +140,21 @@ def restore_staged(repo, t: Tracked, entries, tree: ContainedTree, base: tuple[s
     rows = []
     display = t.display
     try:
-        for e in entries:
-            parts = tuple(e.path.split("/"))
-            fd = tree.staged_file(staging, parts)
+        dir_parts, dir_fd = None, -1
+        for e, data in with_one_chunk_bytes(repo.store, entries):
+            *folders, name = e.path.split("/")
+            if folders != dir_parts:  # entries come in path order: a directory's files together
+                dir_parts, dir_fd = folders, tree.staged_dir(staging, tuple(folders))
+            fd = new_file(dir_fd, name)
             try:
-                write_verified(repo.store, e.file_id, fd, e.executable, progress)
+                if data is None:
+                    write_verified(repo.store, e.file_id, fd, e.executable, progress)
+                else:
+                    n = os.write(fd, data)
+                    if n < len(data):  # a short write: the disk is nearly full
+                        write_all(fd, [memoryview(data)[n:]])
+                    os.fchmod(fd, 0o755 if e.executable else 0o644)
+                    progress.advance(len(data))
                 st = os.fstat(fd)
             finally:
                 os.close(fd)

@@ -153,9 +153,9 @@ class _Transfer:
             return self.dst.has(*key)
         if self.walk_all:
             return False
-        if self.dst.closure_trusted:
-            return self.dst.has(*key)
-        return to_oid(key[1]) in self.dst.complete
+        # a root is marked complete only once it is there: a store that lacks the key is not
+        # asked about marks (a fetch walking a million new files asks its index, not SQLite)
+        return self.dst.has(*key) and (self.dst.closure_trusted or to_oid(key[1]) in self.dst.complete)
 
     def run(self) -> None:
         roots: dict[Key, list[int]] = {}

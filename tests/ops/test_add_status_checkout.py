@@ -250,3 +250,57 @@ def test_chunks_are_shared_between_versions(repo_dir):
     n1 = sum(1 for _ in fresh(repo_dir).store.iter_ids(CHUNK))
     add(fresh(repo_dir), ["m.bin"])
     assert sum(1 for _ in fresh(repo_dir).store.iter_ids(CHUNK)) == n1
+
+
+def _mixed_directory(root):
+    """More files than one read batch of one-chunk files: small raw and compressible ones, copies,
+    an empty and an executable file, and a file of several chunks among them."""
+    rng = random.Random(7)
+    d = root / "ds"
+    for i in range(1200):
+        p = d / f"g{i // 300}" / f"f{i:04d}.bin"
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(rng.randbytes(rng.randint(1, 3000)) if i % 3 else f"text {i}\n".encode() * 50)
+    (d / "g1" / "copy.bin").write_bytes((d / "g0" / "f0001.bin").read_bytes())
+    (d / "g2" / "empty").write_bytes(b"")
+    (d / "g2" / "run.sh").write_bytes(b"#!/bin/sh\necho hi\n")
+    (d / "g2" / "run.sh").chmod(0o755)
+    (d / "g3" / "big.bin").write_bytes(rng.randbytes(3 << 20))
+    return d
+
+
+def _modes(root):
+    return {p.relative_to(root).as_posix(): p.stat().st_mode & 0o777 for p in root.rglob("*") if p.is_file()}
+
+
+def test_fresh_directory_restore_writes_every_file_and_mode(repo_dir):
+    d = _mixed_directory(repo_dir)
+    add(fresh(repo_dir), ["ds"])
+    before, modes = digest_tree(d), _modes(d)
+    import shutil
+    shutil.rmtree(d)
+    res = checkout(fresh(repo_dir))
+    assert not res.failed and res.written_files == len(before)
+    assert digest_tree(d) == before and _modes(d) == modes
+    assert [s.state for s in status(fresh(repo_dir))] == [UNCHANGED]
+
+
+def test_fresh_directory_restore_with_a_damaged_small_file_writes_nothing(repo_dir):
+    d = _mixed_directory(repo_dir)
+    add(fresh(repo_dir), ["ds"])
+    victim = (d / "g2" / "f0700.bin").read_bytes()
+    import shutil
+    shutil.rmtree(d)
+    r = fresh(repo_dir)
+    from mlvc.hashing import digest
+    pack, _codec, offset, stored, _raw = r.store.location(CHUNK, digest(victim))
+    r.close()
+    with open(repo_dir / ".mlvc" / "cache" / "packs" / f"{pack}.pack", "r+b") as f:
+        f.seek(offset + stored // 2)
+        byte = f.read(1)
+        f.seek(offset + stored // 2)
+        f.write(bytes([byte[0] ^ 0xFF]))
+    res = checkout(fresh(repo_dir))
+    assert "corrupt" in res.failed["ds"]
+    assert not d.exists()
+    assert not list((repo_dir / ".mlvc" / "tmp").iterdir())
