@@ -29,7 +29,7 @@ from ..repo import MLVC_DIR
 from ..safepath import ContainedTree, new_file, parts_below, refuse_links_above, remove_stale_beside
 from ..store.packs import CHUNK, FILE_MANIFEST, BackgroundWriter, write_all
 from ..store.packstore import wrap_os_error
-from ..workspace import IdLookup, ScannedFiles, scan, scan_within
+from ..workspace import IdLookup, ScannedFiles, scan, scan_within, stat_signature
 from .common import Tracked, file_manifest, links_root, load_entries, overlapping, paired, select
 
 HASH_ROWS_BATCH = 50_000  # restored files recorded in the hash cache this many at a time
@@ -234,10 +234,6 @@ def checkout_one(repo, t: Tracked, force: bool, progress: Progress, result: Chec
     # below land outside the repository.
     refuse_links_above(repo.root, target / t.inner if t.inner else target, t.shown)
     tree.check(base[:-1])
-    entries = t.within(load_entries(store, ptr))
-    if t.inner and not entries:
-        raise PathError(t.shown, f"is not a file of the tracked artifact {t.display}",
-                        hint=f"`mlvc show {t.display}` lists its files")
     kind_mismatch = False
     st = tree.lstat(base)
     is_link = st is not None and statmod.S_ISLNK(st.st_mode)
@@ -255,8 +251,18 @@ def checkout_one(repo, t: Tracked, force: bool, progress: Progress, result: Chec
             files = (scan_within(target, t.display, t.inner, leftovers, follow) if t.inner
                      else scan(target, t.display, leftovers, follow))
             remove_stale_beside(leftovers)
+            # the directory as `status` or `add` last saw it, when that was the pointer's tree:
+            # nothing to do, without reading the tree or looking up a million files
+            sig = stat_signature(files) if not t.inner and files and files[0].rel else None
+            if sig is not None and repo.state.tree_for_signature(t.display, sig) == ptr.oid:
+                result.unchanged.append(t.shown)
+                return
     if ptr.kind == "file":
         _sweep_beside_file(target)
+    entries = t.within(load_entries(store, ptr))
+    if t.inner and not entries:
+        raise PathError(t.shown, f"is not a file of the tracked artifact {t.display}",
+                        hint=f"`mlvc show {t.display}` lists its files")
 
     # One pass over the tree's entries and the workspace's files, both in path order: which
     # entries to write (their indices), which files to remove, and which of those hold content

@@ -304,3 +304,20 @@ def test_fresh_directory_restore_with_a_damaged_small_file_writes_nothing(repo_d
     assert "corrupt" in res.failed["ds"]
     assert not d.exists()
     assert not list((repo_dir / ".mlvc" / "tmp").iterdir())
+
+
+def test_checkout_of_a_directory_status_saw_unchanged_reads_nothing_else(repo_dir):
+    d = _mixed_directory(repo_dir)
+    add(fresh(repo_dir), ["ds"])
+    for p in d.rglob("*"):
+        if p.is_file():
+            os.utime(p, ns=(p.stat().st_atime_ns, p.stat().st_mtime_ns - 10 ** 10))
+    assert [s.state for s in status(fresh(repo_dir))] == [UNCHANGED]  # records the directory's signature
+    import shutil
+    shutil.rmtree(repo_dir / ".mlvc" / "cache")  # the tree is gone: only the signature can answer
+    res = checkout(fresh(repo_dir))
+    assert res.unchanged == ["ds"] and not res.failed
+    with open(d / "g0" / "f0002.bin", "ab") as f:
+        f.write(b"+")  # another size: the signature no longer matches, the tree is needed
+    res = checkout(fresh(repo_dir))
+    assert "ds" in res.failed and not res.unchanged
