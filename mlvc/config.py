@@ -50,13 +50,27 @@ def _load_yaml(path: Path) -> dict:
 
 
 class Config:
-    def __init__(self, path: Path, local_path: Path):
+    """The committed config, then `inherited` (a linked worktree's: its main work tree's
+    config.local, which holds this machine's cache dir and remote secrets for the whole
+    repository), then this work tree's own config.local; later layers win."""
+
+    def __init__(self, path: Path, local_path: Path, inherited_path: Path | None = None):
         self.path = path
         self.local_path = local_path
+        self.inherited_path = inherited_path
         self.shared = _load_yaml(path)
+        self.inherited = _load_yaml(inherited_path) if inherited_path is not None else {}
         self.local = _load_yaml(local_path)
-        self.data = _merge(_merge(DEFAULTS, self.shared), self.local)
+        self.data = _merge(_merge(_merge(DEFAULTS, self.shared), self.inherited), self.local)
         self._validate()
+
+    def own(self, section: str, key: str):
+        """`section.key` as this work tree's own files set it (None if only inherited or default)."""
+        for layer in (self.local, self.shared):
+            value = (layer.get(section) or {}).get(key) if isinstance(layer.get(section), dict) else None
+            if value is not None:
+                return value
+        return None
 
     def _validate(self) -> None:
         core = self.data.get("core")
@@ -92,11 +106,11 @@ class Config:
         data = copy.deepcopy(self.shared)
         fn(data)
         self.write(self.path, data)
-        self.__init__(self.path, self.local_path)
+        self.__init__(self.path, self.local_path, self.inherited_path)
 
     def update_local(self, fn) -> None:
         data = copy.deepcopy(self.local)
         fn(data)
         self.write(self.local_path, data)
         os.chmod(self.local_path, 0o600)
-        self.__init__(self.path, self.local_path)
+        self.__init__(self.path, self.local_path, self.inherited_path)

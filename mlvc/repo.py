@@ -117,7 +117,9 @@ class Repo:
     # ---------------------------------------------------------------- parts
     @cached_property
     def config(self) -> Config:
-        return Config(self.dot / "config", self.dot / "config.local")
+        main = main_worktree_root(self.root) if self.has_git else self.root
+        return Config(self.dot / "config", self.dot / "config.local",
+                      main / MLVC_DIR / "config.local" if main != self.root else None)
 
     @property
     def has_git(self) -> bool:
@@ -139,14 +141,16 @@ class Repo:
 
     @cached_property
     def cache_dir(self) -> Path:
-        configured = None
+        # A linked worktree shares its main work tree's cache: same repository, same objects
+        # (the cache dir its main work tree's config.local sets, relative to that work tree).
+        main = main_worktree_root(self.root) if self.has_git else self.root
         if (self.dot / "config").exists():
-            configured = self.config["cache"].get("dir")
-        if configured:
-            p = Path(os.path.expanduser(configured))
-            return p if p.is_absolute() else (self.root / p)
-        # A linked worktree shares its main work tree's cache: same repository, same objects.
-        return main_worktree_root(self.root) / MLVC_DIR / "cache"
+            for configured, base in ((self.config.own("cache", "dir"), self.root),
+                                     (self.config["cache"].get("dir"), main)):
+                if configured:
+                    p = Path(os.path.expanduser(configured))
+                    return p if p.is_absolute() else (base / p)
+        return main / MLVC_DIR / "cache"
 
     @property
     def state_dir(self) -> Path:

@@ -97,3 +97,24 @@ def test_a_worktree_shares_its_repository_cache(tmp_path):
     assert mlvc_cli(wt, "checkout").code == 0
     assert (wt / "m.bin").read_bytes() == v1
     assert (main / "m.bin").read_bytes() == v2
+
+
+def test_a_worktree_uses_the_cache_dir_its_main_work_tree_set_for_this_machine(tmp_path):
+    # cache.dir in the git-ignored config.local (the documented per-machine setting), relative
+    # to the main work tree: a worktree has no config.local of its own
+    main = _repo(tmp_path / "main")
+    (main / ".mlvc" / "config.local").write_text("cache:\n  dir: ../machine-cache\n")
+    v1, _v2 = _two_versions(main, "m.bin")
+    assert (tmp_path / "machine-cache" / "packs").is_dir()
+    git(main, "branch", "old", "HEAD~1")
+    wt = tmp_path / "wt"
+    git(main, "worktree", "add", "-q", str(wt), "old")
+    r = mlvc_cli(wt, "checkout")
+    assert r.code == 0, r
+    assert (wt / "m.bin").read_bytes() == v1
+    assert not (main / ".mlvc" / "cache" / "packs").exists() and not (wt / ".mlvc" / "cache").exists()
+    # the worktree's own setting still wins
+    (wt / ".mlvc" / "config.local").write_text(f"cache:\n  dir: {tmp_path / 'own-cache'}\n")
+    write(wt / "n.bin", os.urandom(1000))
+    assert mlvc_cli(wt, "add", "-q", "n.bin").code == 0
+    assert (tmp_path / "own-cache" / "packs").is_dir()
