@@ -69,7 +69,7 @@ FILES_PER_CLASS = 1000
 CLASSES_PER_PART = 100
 CHANGED_EVERY = 100  # 1% of the files change in the second revision
 
-HEAP_COMMANDS = ("add", "status", "push-dir", "pull-dir", "checkout")
+HEAP_COMMANDS = ("add", "status", "push-dir", "pull-dir", "pull-s3", "checkout")
 
 rss_target = H.mlvc_at_most(RSS_TARGET, "mlvc <= 300 MiB")
 
@@ -336,10 +336,10 @@ def files_flow(c: Ctx, tool: str, n: int, data: Path, s3, heap_cmd: str | None) 
             H.log(f"{tool} {n}: pull from {kind} into a fresh clone")
             out[f"pull-{kind}"] = measure(fresh, ["pull", _quiet(tool), "-r", kind])
             same_tree(repo.path / "data", dest / "data")
-            if heap_cmd == "pull-dir" and kind == "dir":
+            if heap_cmd == f"pull-{kind}":
                 dest2 = base / "clone-heap"
                 H.run(["git", "clone", "-q", str(repo.path), str(dest2)], base, env=repo.env)
-                c.heap = heap_profile(H.MlvcRepo(dest2, env=repo.env), ["pull", "--quiet", "-r", "dir"],
+                c.heap = heap_profile(H.MlvcRepo(dest2, env=repo.env), ["pull", "--quiet", "-r", kind],
                                       base / "heap.json")
                 H.rmtree(dest2)
             H.rmtree(dest)

@@ -48,6 +48,17 @@ def check_key(key: str) -> str:
     return key
 
 
+def check_endpoint_url(value: Any, remote: str) -> str:
+    """An S3 endpoint is an http(s) URL naming a host; anything else (a flag swallowed as the
+    value of `--endpoint-url`, a bare host name) is refused before it is stored or used."""
+    parts = urlsplit(str(value))
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"remote {remote}: endpoint_url {str(value)!r} is not an http(s) URL",
+                          hint="give it as http://HOST:PORT or https://HOST, e.g. "
+                               f"`mlvc remote modify {remote} endpoint_url http://127.0.0.1:9000`")
+    return str(value)
+
+
 def is_local_url(url: str) -> bool:
     scheme = urlsplit(url).scheme
     return scheme in ("", "file") or (len(scheme) == 1 and scheme.isalpha())  # C:\ style
@@ -101,6 +112,8 @@ class RemoteDef:
         from ..store.backend import open_backend
 
         options = dict(self.options)
+        if options.get("endpoint_url"):  # hand-edited config or environment: refused as at `remote add`
+            check_endpoint_url(options["endpoint_url"], self.name)
         if self.kind not in ("s3", "s3a", "local"):
             return open_backend(self.resolved_url, options)
         return open_backend(self.resolved_url, {k: v for k, v in options.items() if k in S3_OPTIONS})
@@ -173,6 +186,8 @@ def add_remote(repo, name: str, url: str, options: dict[str, Any], *, make_defau
                force: bool = False) -> RemoteDef:
     check_name(name)
     stored_url = normalize_url(url, repo.root)
+    if options.get("endpoint_url") is not None:
+        check_endpoint_url(options["endpoint_url"], name)
     if name in configured(repo.config) and not force:
         raise ConfigError(f"remote {name!r} already exists",
                           hint=f"use `mlvc remote modify {name} url URL`, or remove it first")
@@ -215,6 +230,8 @@ def modify_remote(repo, name: str, key: str, value: str | None, *, local: bool =
         value = normalize_url(value, repo.root)
     if key == "url" and value is None:
         raise ConfigError("a remote's url cannot be unset; use `mlvc remote remove`")
+    if key == "endpoint_url" and value is not None:
+        check_endpoint_url(value, name)
     if key == "jobs" and value is not None:
         try:
             value = int(value)

@@ -704,7 +704,8 @@ class PackStore:
 
     def put_stored(self, typ: int, oid: bytes, codec_id: int, payload, raw_len: int, *, force: bool = False) -> bool:
         """Store an object already in its stored form (a verified copy): no recompression.
-        `force`: even if present (gc copying it out of a pack about to go)."""
+        `force`: even if present (gc copying it out of a pack about to go), or not asked again (a
+        transfer asked when it planned the copy)."""
         if not force and self.has(typ, oid):
             return False
         self._append(typ, oid, codec_id, bytes(payload) if isinstance(payload, memoryview) else payload, raw_len)

@@ -457,9 +457,11 @@ class _Transfer:
             for t in tasks:
                 t()
 
-    def _put(self, key: Key, c: int, payload, raw: int) -> None:
+    def _put(self, key: Key, c: int, payload, raw: int, lacking: bool = False) -> None:
+        """Append an object to dst; `lacking`: dst was asked when it was planned and lacked it
+        (each chunk is planned once), so it is not asked again."""
         try:
-            if self.dst.put_stored(key[0], key[1], c, payload, raw):
+            if self.dst.put_stored(key[0], key[1], c, payload, raw, force=lacking):
                 with self.lock:
                     self.result.objects += 1
                     self.result.bytes += len(payload)
@@ -472,7 +474,7 @@ class _Transfer:
             if error is not None:
                 self.fail(whos[key], error)
                 continue
-            self._put(key, c, payload, raw)
+            self._put(key, c, payload, raw, lacking=True)
             self.progress.advance(raw)
 
     def _whole(self, pack: str, items) -> None:

@@ -392,12 +392,15 @@ def test_transfer_of_a_tree_larger_than_a_manifest_batch_and_a_chunk_batch(tmp_p
     src = PackStore(MemoryBackend(), scratch=tmp_path / "src", fsync=False, pack_size=1 << 14)
     files = {f"d{i % 3}/f{i:03d}": os.urandom(50 + i) for i in range(40)}
     files["same-a"] = files["same-b"] = b"shared content"
+    files["zz-copy-of-the-first"] = files["d0/f000"]  # its chunk was copied batches earlier
     tid = add_tree(src, files)
     src.commit()
     dst = PackStore(MemoryBackend(), scratch=tmp_path / "dst", fsync=False, pack_size=1 << 14)
     out = transfer(src, dst, [Artifact("ds", "dir", tid)])
     assert out.done == ["ds"] and not out.failed
-    assert out.objects == 41 * 2 + 1  # one chunk and one manifest per distinct content, one tree
+    # one chunk and one manifest per distinct content, one tree: each appended once
+    assert out.objects == 41 * 2 + 1
+    assert sum(len(dst.pack_entries(p)) for p in dst.pack_names()) == 41 * 2 + 1
     assert verify(dst).ok
     tree = TreeManifest.decode(dst.get(TREE_MANIFEST, tid), tid)
     assert len(tree.entries) == len(files)
