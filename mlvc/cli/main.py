@@ -32,6 +32,7 @@ typer = _import_typer_without_rich()
 
 from .. import errors  # noqa: E402
 from .output import echo  # noqa: E402
+from .allocator import tune_allocator  # noqa: E402
 
 app = typer.Typer(
     name="mlvc",
@@ -195,4 +196,5 @@ def run(argv: list[str] | None = None) -> int:
 
 
 def main() -> None:
+    tune_allocator()  # before any thread starts: arenas are made per thread as they first allocate
     sys.exit(run())
