@@ -139,6 +139,29 @@ class TreeEntries(PackedPaths):
     def _row(self, i: int, path: str) -> TreeEntry:
         return TreeEntry(path, self._sizes[i], self._ids[16 * i:16 * i + 16], bool(self._exec[i]))
 
+    # A tree's entries are in path order (every way of making one sorts or checks it): a path is
+    # found by bisection, without a dict of every entry.
+    def first_at_or_after(self, path: str) -> int:
+        """The index of the first entry whose path is `path` or sorts after it."""
+        lo, hi = 0, len(self._ends)
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if self.path(mid) < path:
+                lo = mid + 1
+            else:
+                hi = mid
+        return lo
+
+    def find(self, path: str) -> TreeEntry | None:
+        i = self.first_at_or_after(path)
+        return self[i] if i < len(self._ends) and self.path(i) == path else None
+
+    def has_below(self, directory: str) -> bool:
+        """Whether some entry lies below `directory` (a path inside the tree, without '/')."""
+        prefix = directory + "/"
+        i = self.first_at_or_after(prefix)
+        return i < len(self._ends) and self.path(i).startswith(prefix)
+
     def __eq__(self, other) -> bool:
         if isinstance(other, TreeEntries):
             return (self._paths, self._ends, self._sizes, self._ids, self._exec) == (

@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 from mlvc.chunking import ChunkerParams
 from mlvc.errors import CorruptObjectError, UnsafePathError
 from mlvc.hashing import digest
-from mlvc.objects import FileManifest, TreeEntry, TreeManifest, validate_relpath
+from mlvc.objects import FileManifest, TreeEntries, TreeEntry, TreeManifest, validate_relpath
 
 
 @pytest.mark.parametrize("bad", ["../../etc/passwd", "/etc/passwd", "a/../../b", "a//b", "./a", "", "a\0b",
@@ -198,3 +198,14 @@ def test_a_streamed_tree_refuses_an_unsafe_path() -> None:
     data = TreeManifest.build([TreeEntry("a/x.bin", 1, digest(b"x"))]).encode().replace(b"a/x.bin", b"../x.bin")
     with pytest.raises(UnsafePathError):
         list(iter_tree_batches(iter([data[:20], data[20:]]), "t", 8))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.sets(st.text("ab/-.", min_size=1, max_size=5)), st.text("ab/-.", min_size=1, max_size=5))
+def test_a_path_found_by_bisection_is_the_one_a_dict_of_the_entries_finds(paths, probe) -> None:
+    entries = [TreeEntry(p, i, digest(p.encode())) for i, p in enumerate(sorted(paths))]
+    packed = TreeEntries.pack(entries)  # unchecked: the strategy makes unsafe paths too ('/', 'a//b')
+    by_path = {e.path: e for e in entries}
+    for path in [*paths, probe]:
+        assert packed.find(path) == by_path.get(path)
+        assert packed.has_below(path) == any(p.startswith(path + "/") for p in by_path)

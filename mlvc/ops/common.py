@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Iterator, Sequence
-
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,12 +43,26 @@ class Tracked:
         """What the user selected: the artifact, or the path inside it."""
         return f"{self.display}/{self.inner}" if self.inner else self.display
 
-    def within(self, entries: list[TreeEntry]) -> list[TreeEntry]:
-        """The entries the selection covers: all, or those at or below `inner`."""
+    def within(self, entries: Sequence[TreeEntry]) -> Sequence[TreeEntry]:
+        """The entries (in path order) the selection covers: all, or those at or below `inner`,
+        found by bisection (a path in a million-file tree costs no pass over it)."""
         if not self.inner:
             return entries
-        below = self.inner + "/"
-        return [e for e in entries if e.path == self.inner or e.path.startswith(below)]
+        out = []
+        i = bisect_left(entries, self.inner, key=_path_of)
+        if i < len(entries) and entries[i].path == self.inner:
+            out.append(entries[i])
+        below = self.inner + "/"  # "inner-x" and "inner.y" sort between "inner" and "inner/"
+        for j in range(bisect_left(entries, below, key=_path_of), len(entries)):
+            e = entries[j]
+            if not e.path.startswith(below):
+                break
+            out.append(e)
+        return out
+
+
+def _path_of(entry: TreeEntry) -> str:
+    return entry.path
 
 
 def _pointer_for_arg(repo, arg: str | Path) -> Path:

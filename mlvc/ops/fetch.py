@@ -30,7 +30,7 @@ class FilesOf:
 
         if self.source is None:
             self.source = ObjectSource(self.repo, self.remote)
-        entries = t.within(list(self.source.tree(from_oid(t.ptr.oid)).entries))
+        entries = t.within(self.source.tree(from_oid(t.ptr.oid)).entries)
         if not entries:
             raise PathError(t.shown, f"is not a file of the tracked artifact {t.display}",
                             hint=f"`mlvc show {t.display}` lists its files")
