@@ -79,14 +79,18 @@ def test_completeness_marks_go_with_the_cache(cli, repo_dir):
     assert r.code == 7 and "Traceback" not in r.err, r
 
 
-def test_a_worktree_shares_its_repository_cache(tmp_path):
-    main = _repo(tmp_path / "main")
-    v1, v2 = _two_versions(main, "m.bin")
+def _checked_out_worktree_of_the_previous_commit(main, wt):
     git(main, "branch", "old", "HEAD~1")
-    wt = tmp_path / "wt2"
     git(main, "worktree", "add", "-q", str(wt), "old")
     r = mlvc_cli(wt, "checkout")
     assert r.code == 0, r
+    return wt
+
+
+def test_a_worktree_shares_its_repository_cache(tmp_path):
+    main = _repo(tmp_path / "main")
+    v1, v2 = _two_versions(main, "m.bin")
+    wt = _checked_out_worktree_of_the_previous_commit(main, tmp_path / "wt2")
     assert (wt / "m.bin").read_bytes() == v1
     assert not (wt / ".mlvc" / "cache").exists()
     # gc in the main work tree keeps what the worktree's workspace needs (its branch is kept
@@ -106,11 +110,7 @@ def test_a_worktree_uses_the_cache_dir_its_main_work_tree_set_for_this_machine(t
     (main / ".mlvc" / "config.local").write_text("cache:\n  dir: ../machine-cache\n")
     v1, _v2 = _two_versions(main, "m.bin")
     assert (tmp_path / "machine-cache" / "packs").is_dir()
-    git(main, "branch", "old", "HEAD~1")
-    wt = tmp_path / "wt"
-    git(main, "worktree", "add", "-q", str(wt), "old")
-    r = mlvc_cli(wt, "checkout")
-    assert r.code == 0, r
+    wt = _checked_out_worktree_of_the_previous_commit(main, tmp_path / "wt")
     assert (wt / "m.bin").read_bytes() == v1
     assert not (main / ".mlvc" / "cache" / "packs").exists() and not (wt / ".mlvc" / "cache").exists()
     # the worktree's own setting still wins
