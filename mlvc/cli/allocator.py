@@ -4,7 +4,7 @@ A transfer copies many small objects on several threads.  glibc gives each threa
 malloc arena and raises its mmap threshold after every large buffer is freed (up to 32 MiB),
 so freed payloads and 8 MiB read buffers stay in the arenas as fragments: a 200,000-file fetch
 from S3 grew steadily to 205 MiB.  Two shared arenas and a fixed 1 MiB mmap threshold (large
-buffers go back to the system when freed) keep it flat at ~135 MiB; `add` of a 1 GiB
+buffers go back to the system when freed) keep it flat near 158 MiB; `add` of a 1 GiB
 checkpoint takes the same time either way (measured; see benchmarks/README.md).
 
 A user's own MALLOC_ARENA_MAX / MALLOC_MMAP_THRESHOLD_ wins over ours.

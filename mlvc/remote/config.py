@@ -51,8 +51,13 @@ def check_key(key: str) -> str:
 def check_endpoint_url(value: Any, remote: str) -> str:
     """An S3 endpoint is an http(s) URL naming a host; anything else (a flag swallowed as the
     value of `--endpoint-url`, a bare host name) is refused before it is stored or used."""
-    parts = urlsplit(str(value))
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    try:
+        parts = urlsplit(str(value))
+        valid = parts.scheme in ("http", "https") and bool(parts.hostname)
+        _ = parts.port  # out of range or not a number: ValueError
+    except ValueError:
+        valid = False  # e.g. an unclosed IPv6 bracket
+    if not valid:
         raise ConfigError(f"remote {remote}: endpoint_url {str(value)!r} is not an http(s) URL",
                           hint="give it as http://HOST:PORT or https://HOST, e.g. "
                                f"`mlvc remote modify {remote} endpoint_url http://127.0.0.1:9000`")
