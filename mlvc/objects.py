@@ -19,6 +19,7 @@ import json
 import re
 import struct
 from array import array
+from bisect import bisect_left
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
@@ -143,14 +144,7 @@ class TreeEntries(PackedPaths):
     # found by bisection, without a dict of every entry.
     def first_at_or_after(self, path: str) -> int:
         """The index of the first entry whose path is `path` or sorts after it."""
-        lo, hi = 0, len(self._ends)
-        while lo < hi:
-            mid = (lo + hi) // 2
-            if self.path(mid) < path:
-                lo = mid + 1
-            else:
-                hi = mid
-        return lo
+        return bisect_left(range(len(self._ends)), path, key=self.path)  # decodes only the paths probed
 
     def find(self, path: str) -> TreeEntry | None:
         i = self.first_at_or_after(path)

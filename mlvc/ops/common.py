@@ -5,6 +5,7 @@ from __future__ import annotations
 from bisect import bisect_left
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from operator import attrgetter
 from pathlib import Path
 
 from .. import pointer as pointers
@@ -49,20 +50,16 @@ class Tracked:
         if not self.inner:
             return entries
         out = []
-        i = bisect_left(entries, self.inner, key=_path_of)
+        i = bisect_left(entries, self.inner, key=attrgetter("path"))
         if i < len(entries) and entries[i].path == self.inner:
             out.append(entries[i])
         below = self.inner + "/"  # "inner-x" and "inner.y" sort between "inner" and "inner/"
-        for j in range(bisect_left(entries, below, key=_path_of), len(entries)):
+        for j in range(bisect_left(entries, below, key=attrgetter("path")), len(entries)):
             e = entries[j]
             if not e.path.startswith(below):
                 break
             out.append(e)
         return out
-
-
-def _path_of(entry: TreeEntry) -> str:
-    return entry.path
 
 
 def _pointer_for_arg(repo, arg: str | Path) -> Path:
