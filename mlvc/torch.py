@@ -395,35 +395,114 @@ def _has_numpy() -> bool:
 
 
 
-def _view_and_entry(path, rev, repo, remote):
-    """(RevisionView, FileEntry) of one tracked artifact file; the caller closes the view."""
-    from .ops.read import RevisionView, repo_relative
-    from .repo import Repo
+def _view_and_entry(path, rev, repo, remote, *, directory_ok: bool = False):
+    """(RevisionView, FileEntry, the Repo to close or None) of one tracked artifact file; the
+    caller closes them with `_close_view`.
 
-    p = Path(path)
-    r = repo if repo is not None else Repo.find(p.parent if p.is_absolute() and p.parent.exists() else Path.cwd())
-    rel = repo_relative(r, p, relative_to_cwd=True)
-    view = RevisionView(r, rev, remote)
+    With `directory_ok`, `path` may name a directory of a tracked artifact: the entry is then
+    the model file in it (see `_model_file`)."""
+    from .ops.read import RevisionView, repo_relative
+
+    r, owned = _resolve_repo(repo, path)
+    try:
+        rel = repo_relative(r, path, relative_to_cwd=repo is None)
+        view = RevisionView(r, rev, remote)
+    except BaseException:
+        if owned:
+            r.close()
+        raise
+    opened = r if owned else None
     try:
         if view.containing_artifact(rel) is None:
             at = f" at {rev}" if rev else ""
             raise PathError(path, f"is not inside an artifact tracked by mlvc{at}")
-        entry = view.entry(rel)
+        entry = _model_file(view, rel, path) if directory_ok and view.is_dir(rel) else view.entry(rel)
     except BaseException:
-        view.close()
+        _close_view(view, opened)
         raise
-    return view, entry
+    return view, entry, opened
+
+
+def _close_view(view, opened) -> None:
+    view.close()
+    if opened is not None:
+        opened.close()
+
+
+def _resolve_repo(repo, path):
+    """(Repo, owned) for a `repo=` argument: a Repo as is; a path (str or PathLike) is found as
+    `mlvc.open` finds it; None: the repository holding `path` (or the cwd)."""
+    from .repo import Repo
+
+    if isinstance(repo, Repo):
+        return repo, False
+    if repo is None:
+        p = Path(path)
+        return Repo.find(p.parent if p.is_absolute() and p.parent.exists() else Path.cwd()), True
+    return Repo.find(repo), True
+
+
+# The files `save_pretrained` writes for a model's weights, in the order they are looked for in
+# a model directory: the sharded index (transformers re-shards on every save, so it is the one
+# name stable across revisions), then an unsharded file.
+HF_WEIGHT_FILES = ("model.safetensors.index.json", "model.safetensors",
+                   "pytorch_model.bin.index.json", "pytorch_model.bin")
+
+
+def _model_file(view, rel: str, path):
+    """The weights file of a model directory: a Hugging Face index or single weights file, or the
+    only checkpoint or shard index directly in it."""
+    from . import checkpoint as ckpt
+
+    for name in HF_WEIGHT_FILES:
+        try:
+            return view.entry(f"{rel}/{name}" if rel else name)
+        except PathError:
+            continue
+    prefix = f"{rel}/" if rel else ""
+    inside = [e for p, e in view.listing().items() if p.startswith(prefix) and "/" not in p[len(prefix):]]
+    indexes = [e for e in inside if ckpt.is_shard_index(e.path)]
+    candidates = indexes or [e for e in inside if e.path.lower().endswith(_CHECKPOINT_SUFFIXES)]
+    if len(candidates) == 1:
+        return candidates[0]
+    found = ", ".join(e.path.rsplit("/", 1)[-1] for e in candidates[:5])
+    raise PathError(path, f"is a directory {view.where} holding "
+                          + (f"several checkpoints ({found}): name one" if candidates else "no checkpoint"))
+
+
+_CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".safetensors")
+
+
+def _shard_for(view, index, name: str, path):
+    """The shard of a sharded checkpoint that holds tensor `name` (or a wrapped form of it),
+    from the index's `weight_map`."""
+    from . import checkpoint as ckpt
+
+    with view.open_raw(index) as f:
+        raw = f.read()
+    ckpt.shard_files(raw, str(path))  # an index whose shards are all files beside it
+    weight_map = json.loads(raw)["weight_map"]
+    for candidate in (name, *(w + name for w in ckpt.STATE_DICT_WRAPPERS)):
+        shard = weight_map.get(candidate)
+        if shard is not None:
+            base = index.path.rpartition("/")[0]
+            return view.entry(f"{base}/{shard}" if base else shard)
+    names = sorted(weight_map)
+    shown = ", ".join(names[:8]) + (", ..." if len(names) > 8 else "")
+    raise MlvcError(f"{path}: no tensor named {name!r} (has {shown})")
 
 
 def open_tracked(path: str | os.PathLike, rev: str | None = None, repo=None, remote: str | None = None) -> ChunkedFile:
     """A ChunkedFile over one file of a tracked artifact as committed at `rev` (None: the
     workspace's pointer), read from the local cache; objects it lacks come from `remote`
     (default: the default remote) and are kept in the cache."""
-    view, entry = _view_and_entry(path, rev, repo, remote)
+    view, entry, _ = _view_and_entry(path, rev, repo, remote)
     try:
         return view.open_raw(entry)
     finally:
-        view.close()  # publishes what was fetched so far; the file keeps reading through the source
+        # publishes what was fetched so far; the file keeps reading through the source (and so
+        # through the repository's cache, which stays open)
+        view.close()
 
 
 _TORCH_DTYPES = {"float64", "float32", "float16", "bfloat16", "int64", "int32", "int16", "int8",
@@ -435,6 +514,11 @@ def load_tensor(path: str | os.PathLike, name: str, rev: str | None = None, *, r
                 remote: str | None = None):
     """One tensor of a tracked checkpoint at revision `rev` (None: the workspace's pointer).
 
+    `path` is a checkpoint file, a Hugging Face sharded-checkpoint index
+    (`model.safetensors.index.json`: its `weight_map` says which shard to read, so the same
+    call works across revisions that were sharded differently), or a model directory (its
+    index, or its one weights file).  `repo` is a Repo or the path of one (a relative `path`
+    is then relative to its root), as for `mlvc.open`.
     Only the chunks covering the file's metadata and the tensor's bytes are read, from
     the cache, or, when the cache lacks them, as ranged reads of the remote's packs
     (`remote`, default: the default remote); the checkpoint is never materialised.
@@ -445,8 +529,14 @@ def load_tensor(path: str | os.PathLike, name: str, rev: str | None = None, *, r
     torch = _torch()
     from .hashing import from_oid
 
-    view, entry = _view_and_entry(path, rev, repo, remote)
-    f = view.open_raw(entry)
+    view, entry, opened = _view_and_entry(path, rev, repo, remote, directory_ok=True)
+    try:
+        if ckpt.is_shard_index(entry.path):
+            entry = _shard_for(view, entry, name, path)
+        f = view.open_raw(entry)
+    except BaseException:
+        _close_view(view, opened)
+        raise
     try:
         head = f.read(ckpt.HEAD_SIZE)
         if ckpt.detect_format(head, f.name) is None:
@@ -470,7 +560,7 @@ def load_tensor(path: str | os.PathLike, name: str, rev: str | None = None, *, r
         raw = ckpt.tensor_bytes(f, info)
     finally:
         f.close()
-        view.close()
+        _close_view(view, opened)
     dtype = getattr(torch, info.dtype)
     if layout.byteorder != sys.byteorder:
         raise MlvcError(f"{path}: checkpoint byte order {layout.byteorder} differs from this machine's")

@@ -14,7 +14,7 @@ from torch import nn
 import mlvc
 import mlvc.torch as mt
 from mlvc.checkpoint import CheckpointFormatError
-from mlvc.errors import PathError, UnsafeCheckpointError
+from mlvc.errors import MlvcError, PathError, UnsafeCheckpointError
 
 
 class Net(nn.Module):
@@ -226,3 +226,46 @@ def test_safetensors_save_carries_provenance(repo_dir):
     from mlvc.pointer import load
 
     assert load(repo_dir / "m.safetensors.mlvc").meta["modules"] == mt.module_versions(model)
+
+
+def test_load_tensor_reads_a_sharded_hf_model_by_index_or_directory_across_reshards(repo_dir):
+    from hf_model import llama_state, save_pretrained
+
+    sd1 = llama_state(layers=4, seed=1)
+    assert len(save_pretrained(sd1, repo_dir / "model", shards=3)) == 3
+    mlvc.add("model")
+    commit_all(repo_dir, "v1")
+    sd2 = dict(sd1)
+    sd2["lm_head.weight"] = sd1["lm_head.weight"] * 2
+    sd2["model.layers.2.mlp.up_proj.weight"] = sd1["model.layers.2.mlp.up_proj.weight"] + 1
+    assert len(save_pretrained(sd2, repo_dir / "model", shards=4)) == 4  # transformers re-shards
+    mlvc.add("model")
+    commit_all(repo_dir, "v2")
+    for where in ("model/model.safetensors.index.json", "model", "model/"):
+        for rev, sd in (("HEAD~1", sd1), ("HEAD", sd2), (None, sd2)):
+            for name in ("lm_head.weight", "model.layers.2.mlp.up_proj.weight", "model.norm.weight"):
+                t = mt.load_tensor(where, name, rev=rev)
+                assert t.dtype == torch.bfloat16 and torch.equal(t, sd[name]), (where, rev, name)
+    with pytest.raises(MlvcError, match="no tensor named 'nope'"):
+        mt.load_tensor("model", "nope", rev="HEAD~1")
+    with pytest.raises(MlvcError, match="no checkpoint"):
+        (repo_dir / "other").mkdir()
+        (repo_dir / "other" / "notes.txt").write_text("x")
+        mlvc.add("other")
+        mt.load_tensor("other", "w")
+
+
+def test_load_tensor_repo_takes_a_path_like_mlvc_open(repo_dir, tmp_path, monkeypatch):
+    torch.save({"w": torch.arange(6.0)}, "ck.pt")
+    mlvc.add("ck.pt")
+    commit_all(repo_dir, "v1")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    for repo in (str(repo_dir), repo_dir):
+        assert torch.equal(mt.load_tensor("ck.pt", "w", repo=repo), torch.arange(6.0))
+        assert torch.equal(mt.load_tensor("ck.pt", "w", rev="HEAD", repo=repo), torch.arange(6.0))
+        with mt.open_tracked("ck.pt", repo=repo) as f:
+            assert f.read(2) == b"PK"
+    monkeypatch.chdir(repo_dir)
+    assert torch.equal(mt.load_tensor("ck.pt", "w", repo="."), torch.arange(6.0))
