@@ -1,7 +1,8 @@
 """The Python API beneath the CLI: `import mlvc; mlvc.add(...)`.
 
-Each function finds the repository from `repo` (a path, default: the current
-directory), runs one operation and returns its result object.
+Each function finds the repository from `repo` (default: the one holding the current
+directory; a path names exactly the repository whose top directory it is, never one found
+above it), runs one operation and returns its result object.
 """
 
 from __future__ import annotations
@@ -13,10 +14,11 @@ from .repo import Repo
 
 
 def _repo(repo) -> Repo:
-    """The `Repo` for a `repo=` argument: a Repo as is, else found from a path (None: the cwd)."""
+    """The `Repo` for a `repo=` argument: a Repo as is, None: the one holding the cwd, a path:
+    exactly the repository whose top it is (never one found above it)."""
     if isinstance(repo, Repo):
         return repo
-    return Repo.find(repo)
+    return Repo.find() if repo is None else Repo.at(repo)
 
 
 def init(path: str | Path | None = None, *, no_scm: bool = False) -> Repo:
@@ -124,9 +126,10 @@ def open(path: str | Path, rev: str | None = None, mode: str = "rb", *, remote: 
             header = f.readline()
     """
     from .ops.read import open_file
+    from .sources import open_repo
 
     owned = not isinstance(repo, Repo)
-    r = _repo(repo)
+    r = open_repo(repo, rev)
     try:
         return open_file(r, path, rev, mode, remote=remote, encoding=encoding, errors=errors,
                          relative_to_cwd=repo is None, close_repo=owned)

@@ -29,6 +29,7 @@ from fsspec.spec import AbstractFileSystem
 from .errors import MlvcError, PathError
 from .ops.read import ARTIFACT, FileEntry, RevisionView
 from .repo import Repo
+from .sources import open_repo
 
 
 class _File(io.BufferedReader):
@@ -50,17 +51,18 @@ class _File(io.BufferedReader):
 
 
 class MlvcFileSystem(AbstractFileSystem):
-    """Read-only view of revision `rev` of the mlvc repository at `repo` (a path or a `Repo`)."""
+    """Read-only view of revision `rev` of the mlvc repository `repo` (a `Repo`, or the path of a
+    repository's top directory: never a repository found above it)."""
 
     protocol = "mlvc"
     root_marker = ""
     cachable = False  # a branch or HEAD moves: a new filesystem object sees the new commit
 
-    def __init__(self, repo: str | os.PathLike | Repo = ".", rev: str | None = None,
+    def __init__(self, repo: str | os.PathLike | Repo | None = None, rev: str | None = None,
                  remote: str | None = None, **kwargs):
         super().__init__(**kwargs)
         self._owns_repo = not isinstance(repo, Repo)
-        self.repo = repo if isinstance(repo, Repo) else Repo.find(repo)
+        self.repo = open_repo(repo, rev)
         self.rev = rev
         self.view = RevisionView(self.repo, rev, remote)
         self._lock = threading.RLock()

@@ -554,6 +554,23 @@ class GitRepo:
 # ------------------------------------------------------------------ helpers
 
 
+_URL_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+def is_git_url(text: str) -> bool:
+    """Whether git reads `text` as a URL rather than a local path: `scheme://...`, or the scp-like
+    `[user@]host:path` (a colon before the first slash, not a Windows drive letter), as git does."""
+    if _URL_SCHEME.match(text):
+        return True
+    colon = text.find(":")
+    if colon <= 0:
+        return False
+    slash = text.find("/")
+    if 0 <= slash < colon:
+        return False
+    return not (colon == 1 and text[0].isalpha())  # C:\path
+
+
 def _find_work_tree(start: Path) -> Path:
     here = start.resolve()
     for candidate in (here, *here.parents):

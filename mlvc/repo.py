@@ -92,6 +92,31 @@ class Repo:
                             hint="run `mlvc init` at the top of your git repository")
 
     @classmethod
+    def at(cls, path: str | os.PathLike) -> "Repo":
+        """The repository whose top directory is exactly `path` (an explicit `repo=`).
+
+        Unlike `find`, nothing is searched upwards: a URL, a mistyped path or a directory inside
+        some other project is refused, never taken as the project that happens to enclose it."""
+        from .git import is_git_url
+
+        text = os.fspath(path)
+        if not isinstance(path, os.PathLike) and is_git_url(text):
+            raise NotARepoError(f"{text}: a URL, not a local repository",
+                                hint="read another repository with `mlvc get`/`mlvc ls`, or "
+                                     "`mlvc.open(path, repo=URL)`")
+        root = Path(os.path.expanduser(text)).absolute()
+        if (root / MLVC_DIR / "config").is_file():
+            return cls(root)
+        if not root.exists():
+            reason = "does not exist"
+        elif not root.is_dir():
+            reason = "is not a directory"
+        else:
+            reason = f"is not the top of an mlvc repository (no {MLVC_DIR}/config in it)"
+        raise NotARepoError(f"repo {text}: {reason}",
+                            hint="repo= names a repository's top directory (or a git URL, for reads)")
+
+    @classmethod
     def init(cls, path: Path | str | None = None, *, no_scm: bool = False, force: bool = False) -> "Repo":
         root = Path(path or os.getcwd()).absolute()
         if not root.is_dir():
