@@ -199,3 +199,39 @@ def _sharded_module_ids(index, by_rel: dict) -> tuple[dict[str, str] | None, lis
             return ckpt.module_digests_of(parts), rels
     except Exception:  # noqa: BLE001 - an unreadable checkpoint records nothing, never fails the add
         return None, rels
+
+
+def file_modules(store, tree, modules: dict, inner: str) -> dict[str, str] | None:
+    """The module ids shown for one file `inner` of a directory artifact (entries `tree`) whose pointer records
+    `modules` ({file: {module: id}}): its own, or, for a shard of a sharded checkpoint (recorded
+    under its index), those of the modules with tensors in that shard (a module split across
+    shards has one id, over all of its tensors).  None when the file has none."""
+    import json
+
+    from .chunked_reader import ChunkedFile
+
+    own = modules.get(inner)
+    if isinstance(own, dict):
+        return own
+    for index_rel, ids in modules.items():
+        if not (ckpt.is_shard_index(index_rel) and isinstance(ids, dict)):
+            continue
+        base = index_rel.rpartition("/")[0]
+        if inner.rpartition("/")[0] != base:
+            continue
+        index = tree.find(index_rel)
+        if index is None:
+            continue
+        try:
+            raw = ChunkedFile.for_file(store, index.file_id, index_rel).read()
+            ckpt.shard_files(raw, index_rel)
+            weight_map = json.loads(raw)["weight_map"]
+        except (ckpt.CheckpointFormatError, ValueError, KeyError, TypeError):
+            continue
+        shard = inner.rpartition("/")[2]
+        if shard not in weight_map.values():
+            continue
+        groups = ckpt.group_by_module(weight_map)
+        held = {m for m, names in groups.items() if any(weight_map[n] == shard for n in names)}
+        return {m: ids[m] for m in sorted(held) if m in ids}
+    return None

@@ -5,6 +5,7 @@ from __future__ import annotations
 from ..errors import MlvcError, ObjectNotFoundError, PathError
 from ..hashing import to_oid
 from .common import containing, load_entries
+from .modules import file_modules
 
 
 def show(repo, target: str) -> dict:
@@ -26,16 +27,18 @@ def show(repo, target: str) -> dict:
     info = {"path": t.display, "tracked": True, "pointer": t.rel_pointer, "kind": p.kind, "id": p.oid, "size": p.size,
             "files": p.files, "role": p.role, "meta": p.meta, "chunker": p.chunker.as_dict()}
     try:
-        entries = load_entries(repo.store, p)
+        entries = tree = load_entries(repo.store, p)
         if inner:
             entries = [e for e in entries if e.path == inner]
             if not entries:
                 raise PathError(target, f"is not a file of the tracked artifact {t.display}")
             e = entries[0]
+            modules = p.meta.get("modules")
             info.update({"path": f"{t.display}/{inner}", "artifact": t.display, "kind": "file",
                          "id": to_oid(e.file_id), "size": e.size, "files": 1,
-                         "modules": (p.meta.get("modules") or {}).get(inner) if isinstance(
-                             p.meta.get("modules"), dict) else None})
+                         "meta": {k: v for k, v in p.meta.items() if k != "modules"},  # other files' ids
+                         "modules": file_modules(repo.store, tree, modules, inner)
+                         if isinstance(modules, dict) else None})
         info["entries"] = [{"path": e.path or t.display, "size": e.size, "id": to_oid(e.file_id),
                             "executable": e.executable} for e in entries]
     except ObjectNotFoundError:

@@ -125,3 +125,25 @@ def test_sharded_safetensors_are_one_model_for_pointer_show_and_diff(repo_dir: P
     assert set(cd.modules) == {"lm_head", "model.embed_tokens"}
     assert set(cd.unchanged_modules) == {"model.layers", "model.norm"}
     assert cd.tensors_compared == len(model.state_dict())
+
+
+def test_show_of_one_shard_prints_only_that_shards_modules(repo_dir: Path) -> None:
+    import json
+
+    from helpers import commit, mlvc_cli
+    from hf_model import llama_state, save_pretrained
+
+    shards = save_pretrained(llama_state(layers=4), repo_dir / "model", shards=4)
+    assert mlvc("add", "-q", "model") == 0
+    commit(repo_dir, "v1")
+    index_ids = pointers.load(repo_dir / "model.mlvc").meta["modules"]["model.safetensors.index.json"]
+    first = mlvc_cli(repo_dir, "show", f"model/{shards[0]}", "--json")
+    assert first.code == 0, first.err
+    info = json.loads(first.out)
+    assert info["modules"] == {m: index_ids[m] for m in ("model.embed_tokens", "model.layers")}
+    assert "modules" not in info["meta"]  # the other shards' ids are not this file's
+    last = mlvc_cli(repo_dir, "show", f"model/{shards[-1]}")
+    assert last.code == 0, last.err
+    assert "lm_head" in last.out and "model.norm" in last.out and "embed_tokens" not in last.out
+    config = json.loads(mlvc_cli(repo_dir, "show", "model/config.json", "--json").out)
+    assert config["modules"] is None and "modules" not in config["meta"]
