@@ -403,7 +403,7 @@ def _view_and_entry(path, rev, repo, remote, *, directory_ok: bool = False):
     the model file in it (see `_model_file`)."""
     from .ops.read import RevisionView, repo_relative
 
-    r, owned = _resolve_repo(repo, path)
+    r, owned = _resolve_repo(repo, path, rev)
     try:
         rel = repo_relative(r, path, relative_to_cwd=repo is None)
         view = RevisionView(r, rev, remote)
@@ -429,17 +429,18 @@ def _close_view(view, opened) -> None:
         opened.close()
 
 
-def _resolve_repo(repo, path):
-    """(Repo, owned) for a `repo=` argument: a Repo as is; a path (str or PathLike) is found as
-    `mlvc.open` finds it; None: the repository holding `path` (or the cwd)."""
+def _resolve_repo(repo, path, rev):
+    """(Repo, owned) for a `repo=` argument, resolved by `mlvc.sources.open_repo` as for
+    `mlvc.open`; with none given, an absolute `path` names its own repository."""
     from .repo import Repo
+    from .sources import open_repo
 
     if isinstance(repo, Repo):
         return repo, False
-    if repo is None:
-        p = Path(path)
-        return Repo.find(p.parent if p.is_absolute() and p.parent.exists() else Path.cwd()), True
-    return Repo.find(repo), True
+    p = Path(path)
+    if repo is None and p.is_absolute() and p.parent.exists():
+        return Repo.find(p.parent), True
+    return open_repo(repo, rev), True
 
 
 # The files `save_pretrained` writes for a model's weights, in the order they are looked for in

@@ -14,7 +14,7 @@ from torch import nn
 import mlvc
 import mlvc.torch as mt
 from mlvc.checkpoint import CheckpointFormatError
-from mlvc.errors import MlvcError, PathError, UnsafeCheckpointError
+from mlvc.errors import MlvcError, NotARepoError, PathError, UnsafeCheckpointError
 
 
 class Net(nn.Module):
@@ -267,5 +267,7 @@ def test_load_tensor_repo_takes_a_path_like_mlvc_open(repo_dir, tmp_path, monkey
         assert torch.equal(mt.load_tensor("ck.pt", "w", rev="HEAD", repo=repo), torch.arange(6.0))
         with mt.open_tracked("ck.pt", repo=repo) as f:
             assert f.read(2) == b"PK"
+    with pytest.raises(NotARepoError):  # the one resolver mlvc.open uses: no fallback to another repo
+        mt.load_tensor("ck.pt", "w", repo=elsewhere)
     monkeypatch.chdir(repo_dir)
     assert torch.equal(mt.load_tensor("ck.pt", "w", repo="."), torch.arange(6.0))
