@@ -104,7 +104,8 @@ class PointerConflictError(PointerError):
         self.file = file or str(pointer)
         artifact = self.file[: -len(".mlvc")] if self.file.endswith(".mlvc") else self.file
         self.hint = (f"keep one side: `git checkout --ours {self.file}` or `git checkout --theirs {self.file}`, "
-                     f"then `git add {self.file}` and `mlvc checkout {artifact}`")
+                     f"then `git add {self.file}` and `mlvc checkout {artifact}`; a directory merges file by "
+                     f"file with `mlvc merge {self.file}`")
 
 
 class UnsafePathError(PointerError):
@@ -146,6 +147,20 @@ class ConflictError(MlvcError):
     """The operation would overwrite work that mlvc has never saved."""
 
     exit_code = EXIT_CONFLICT
+
+
+class MergeConflictError(ConflictError):
+    """Files of a directory artifact changed differently on both sides of a merge: `conflicts`
+    holds (file, ours id, theirs id), an id None where that side deleted the file."""
+
+    def __init__(self, artifact: str, conflicts: list[tuple[str, str | None, str | None]], *, pointer: str):
+        shown = "; ".join(f"{path} (ours {o or 'deleted'}, theirs {t or 'deleted'})" for path, o, t in conflicts[:3])
+        more = f"; and {len(conflicts) - 3} more" if len(conflicts) > 3 else ""
+        n = len(conflicts)
+        super().__init__(f"{artifact}: {n} file{'s' if n != 1 else ''} changed on both sides: {shown}{more}",
+                         hint=f"keep one side of these files (the other changes stay merged): "
+                              f"`mlvc merge {pointer} --ours` or `mlvc merge {pointer} --theirs`")
+        self.artifact, self.conflicts, self.pointer = artifact, conflicts, pointer
 
 
 class FileChangedError(MlvcError):

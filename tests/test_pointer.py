@@ -69,7 +69,8 @@ def test_conflict_markers_name_both_sides_and_how_to_resolve(style):
     assert str(err) == ("invalid pointer file data/x.mlvc at HEAD: unresolved git merge conflict: ours (HEAD) "
                         f"xxh128:0123456789abcdef0123456789abcdef, theirs (feature/more-data) {OTHER_ID}")
     assert err.hint == ("keep one side: `git checkout --ours data/x.mlvc` or `git checkout --theirs data/x.mlvc`, "
-                        "then `git add data/x.mlvc` and `mlvc checkout data/x`")
+                        "then `git add data/x.mlvc` and `mlvc checkout data/x`; a directory merges file by "
+                        "file with `mlvc merge data/x.mlvc`")
 
 
 def test_a_broken_conflict_still_names_what_it_can():

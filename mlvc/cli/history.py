@@ -256,7 +256,9 @@ def gc(
 @app.command("install-hooks")
 def install_hooks(quiet: bool = QUIET):
     """Install git hooks: checkout/switch/pull restore artifacts, push pushes them, and a commit
-    of a changed but not re-added artifact is refused.  Existing hooks keep running.
+    of a changed but not re-added artifact is refused.  Existing hooks keep running.  Also the
+    merge driver for `*.mlvc` (git config + .gitattributes): branches that both changed a
+    directory artifact merge file by file (see `mlvc merge`).
 
     Examples:
 

@@ -14,6 +14,10 @@ the block; uninstalling removes only the block.
   artifacts.
 * pre-commit: refuse the commit when a staged pointer's artifact changed in the
   workspace and was not re-added (the commit would record stale pointers).
+
+The merge driver: `git config merge.mlvc.driver` (this clone) runs `mlvc hook-run merge-driver`
+for the files `.gitattributes` (committed, so every clone uses it) marks `merge=mlvc`: pointers
+of directory artifacts changed on both sides merge file by file (`mlvc.ops.merge`).
 """
 
 from __future__ import annotations
@@ -21,15 +25,29 @@ from __future__ import annotations
 import shlex
 import sys
 
-from ..errors import MlvcError
+from ..errors import GitError, MlvcError
 
 HOOKS = ("post-checkout", "post-merge", "pre-push", "pre-commit")
 SKIP_ENV = "MLVC_SKIP_HOOKS"
 
 
+MERGE_DRIVER = "mlvc"
+ATTRIBUTES_LINE = f"*.mlvc merge={MERGE_DRIVER}"
+_CALL = "from mlvc.cli.main import main; main()"
+
+
+def _driver_command() -> str:
+    """The shell command git runs to merge a pointer (git substitutes the quoted %O %A %B %P)."""
+    py = shlex.quote(sys.executable)
+    args = "hook-run merge-driver %O %A %B %P"
+    return (f"if [ -x {py} ]; then {py} -c {shlex.quote(_CALL)} {args}; "
+            f"elif command -v mlvc >/dev/null 2>&1; then mlvc {args}; "
+            'else echo "mlvc: not found; cannot merge %P" >&2; exit 1; fi')
+
+
 def _body(name: str) -> str:
     py = shlex.quote(sys.executable)
-    call = "from mlvc.cli.main import main; main()"
+    call = _CALL
     func = (f'mlvc_hook() {{ if [ -x {py} ]; then {py} -c {shlex.quote(call)} hook-run "$@"; '
             'elif command -v mlvc >/dev/null 2>&1; then mlvc hook-run "$@"; '
             'else echo "mlvc: not found; skipping the mlvc $1 hook" >&2; fi; }')
@@ -40,10 +58,18 @@ def _body(name: str) -> str:
     return f"{func}\n{run}\n"
 
 
-def install_hooks(repo, names=HOOKS) -> list[str]:
+def install_hooks(repo, names=HOOKS, *, merge_driver: bool = True) -> list[str]:
+    """Install the hooks `names` and (`merge_driver`) the merge driver; what was installed."""
     git = _git(repo)
     try:
-        return [str(git.install_hook(n, _body(n))) for n in names]
+        done = [str(git.install_hook(n, _body(n))) for n in names]
+        if merge_driver:
+            git.run_git("config", f"merge.{MERGE_DRIVER}.name", "mlvc: three-way merge of directory artifacts")
+            git.run_git("config", f"merge.{MERGE_DRIVER}.driver", _driver_command())
+            _ensure_attributes(repo.root / ".gitattributes")
+            done.append(f"merge driver (git config merge.{MERGE_DRIVER}.driver; "
+                        f".gitattributes: {ATTRIBUTES_LINE}, commit it so every clone uses it)")
+        return done
     finally:
         git.close()
 
@@ -51,9 +77,49 @@ def install_hooks(repo, names=HOOKS) -> list[str]:
 def uninstall_hooks(repo, names=HOOKS) -> list[str]:
     git = _git(repo)
     try:
-        return [n for n in names if git.uninstall_hook(n)]
+        removed = [n for n in names if git.uninstall_hook(n)]
+        try:
+            git.run_git("config", "--remove-section", f"merge.{MERGE_DRIVER}")
+            removed.append("merge driver")
+        except GitError:
+            pass  # no such section: the driver was not installed
+        _drop_attributes(repo.root / ".gitattributes")
+        return removed
     finally:
         git.close()
+
+
+def _attribute_lines(path) -> list[str]:
+    try:
+        return path.read_text().splitlines()
+    except FileNotFoundError:
+        return []
+
+
+def _ensure_attributes(path) -> None:
+    lines = _attribute_lines(path)
+    if ATTRIBUTES_LINE in (line.strip() for line in lines):
+        return
+    _write_text(path, "\n".join([*lines, ATTRIBUTES_LINE]) + "\n")
+
+
+def _drop_attributes(path) -> None:
+    lines = _attribute_lines(path)
+    kept = [line for line in lines if line.strip() != ATTRIBUTES_LINE]
+    if kept == lines:
+        return
+    if any(line.strip() for line in kept):
+        _write_text(path, "\n".join(kept) + "\n")
+    else:
+        path.unlink()
+
+
+def _write_text(path, text: str) -> None:
+    import os
+
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
 
 
 def _git(repo):
@@ -85,6 +151,12 @@ def run_hook(repo, name: str, args: list[str], progress=None) -> tuple[int, list
         return _pre_push(repo, warn, progress or _null()), messages
     if name == "pre-commit":
         return _pre_commit(repo, warn), messages
+    if name == "merge-driver":
+        if len(args) != 4:
+            raise MlvcError("the merge driver takes 4 arguments: %O %A %B %P")
+        from .merge import merge_driver
+
+        return merge_driver(repo, *args)
     raise MlvcError(f"unknown hook {name!r}")
 
 
