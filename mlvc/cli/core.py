@@ -65,7 +65,8 @@ def _typed(v: str, yaml):
 @app.command()
 def add(
     paths: List[Path] = typer.Argument(..., help="Files or directories to track."),
-    role: Optional[str] = typer.Option(None, "--role", help="model, data or other (shown in manifests)."),
+    role: Optional[str] = typer.Option(None, "--role", help="model, data or other (shown in manifests; "
+                                       "default: the recorded role, else data when --config or --seed is given)."),
     meta: List[str] = typer.Option([], "--meta", help="KEY=VALUE recorded in the pointer (repeatable)."),
     config: Optional[Path] = typer.Option(None, "--config", help="The config file that produced the data: "
                                           "its path and hash are recorded (meta config, config_hash)."),
@@ -115,8 +116,9 @@ def add(
         for r in results:
             first = (root / r.pointer).resolve() not in tracked_before
             what = "added" if first else "updated" if r.changed else "unchanged"
+            role = f", role {r.role}" if r.role else ""
             echo(f"{r.pointer}: {what} {r.oid} ({human_size(r.size)}, {r.files} file"
-                 f"{'s' if r.files != 1 else ''}, {human_size(r.new_bytes)} new)")
+                 f"{'s' if r.files != 1 else ''}, {human_size(r.new_bytes)} new{role})")
 
 
 @app.command()

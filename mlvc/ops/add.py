@@ -44,6 +44,7 @@ class AddResult:
     hashed_files: int  # files read (the rest came from the hash cache)
     changed: bool  # pointer differs from before
     warnings: list[str] = field(default_factory=list)  # recorded meta dropped, a config changed since
+    role: str | None = None  # the role the pointer records (given, kept, or inferred)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -252,8 +253,8 @@ def add_one(repo, path: str | Path, *, role: str | None = None, meta: dict | Non
 
         new_meta.pop("modules", None)
         new_meta.update(checkpoint_meta(repo, target, files, known_modules, examined))
-    ptr = pointers.PointerFile(target.name, kind, to_oid(oid), total, len(files), params,
-                               role or (old.role if old else None), new_meta)
+    role = role or (old.role if old else None) or infer_role(new_meta)
+    ptr = pointers.PointerFile(target.name, kind, to_oid(oid), total, len(files), params, role, new_meta)
     changed = old is None or old.to_yaml() != ptr.to_yaml()
     try:
         if changed:
@@ -271,7 +272,16 @@ def add_one(repo, path: str | Path, *, role: str | None = None, meta: dict | Non
             repo.state.remember_signature(display, sig, to_oid(oid))
     return AddResult(display, repo.rel(ptr_path), kind, to_oid(oid), total, len(files),
                      store.stats["new_bytes"] - before_new["new_bytes"],
-                     store.stats["stored_bytes"] - before_new["stored_bytes"], hashed, changed, warnings)
+                     store.stats["stored_bytes"] - before_new["stored_bytes"], hashed, changed, warnings, role)
+
+
+DATA_SIGNALS = ("config", "config_hash", "seed")  # what produced a data set (`--config`, `--seed`)
+
+
+def infer_role(meta: dict) -> str | None:
+    """The role of an artifact added without one: "data" when its meta says what produced it
+    (a config or a sampling seed: a data set saved with torch.save holds tensors too), else None."""
+    return "data" if any(k in meta for k in DATA_SIGNALS) else None
 
 
 def add(repo, paths, *, role: str | None = None, meta: dict | None = None,

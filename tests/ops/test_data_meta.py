@@ -84,3 +84,25 @@ def test_carry_over_rules():
     meta, warnings = carry_over(old, {"config_hash": "xxh128:2"}, True, "d")  # a dict config: no path
     assert meta == {"config_hash": "xxh128:2", "lr": 0.1} and "recorded seed no longer" in warnings[0]
     assert carry_over(None, {"seed": 2}, False, "d") == ({"seed": 2}, [])
+
+
+def test_config_or_seed_make_a_tensor_dataset_role_data_and_add_says_so(repo_dir: Path) -> None:
+    import torch
+
+    import mlvc
+
+    write(repo_dir / "c.yaml", "n: 1\n")
+    for name in ("data", "data2", "data3"):
+        (repo_dir / name).mkdir()
+        torch.save({"x": torch.arange(8.0), "y": torch.zeros(8)}, repo_dir / name / "x.pt")
+    r = mlvc_cli(repo_dir, "add", "data", "--config", "c.yaml", "--seed", "42")
+    assert r.code == 0, r
+    assert load(repo_dir / "data.mlvc").role == "data"
+    assert "role data" in r.out, r.out
+    assert mlvc.add("data2", seed=1).role == "data"  # the API infers it too
+    assert mlvc_cli(repo_dir, "add", "-q", "data3", "--seed", "1", "--role", "other").code == 0
+    assert load(repo_dir / "data3.mlvc").role == "other"  # a given role wins
+    manifest = json.loads(mlvc_cli(repo_dir, "manifest", "--json").out)
+    assert {a["path"]: a["role"] for a in manifest["artifacts"]} == {"data": "data", "data2": "data", "data3": "other"}
+    r = mlvc_cli(repo_dir, "add", "data")  # re-added unchanged: the recorded role stays and is said
+    assert load(repo_dir / "data.mlvc").role == "data" and "role data" in r.out, r
