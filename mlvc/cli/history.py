@@ -305,9 +305,12 @@ def hook_run(name: str = typer.Argument(...), args: List[str] = typer.Argument(N
             from ..progress import NULL
             from .output import RemoteWatch, remote_label
 
+            import sys
+
+            updates = "" if sys.stdin is None or sys.stdin.isatty() else sys.stdin.read()
             with RemoteWatch(NULL, remote_label(repo, None), "git push",
                              lambda message: echo(f"mlvc: {message}", err=True)) as progress:
-                code, messages = run_hook(repo, name, list(args or []), progress)
+                code, messages = run_hook(repo, name, list(args or []), progress, updates=updates)
         else:
             code, messages = run_hook(repo, name, list(args or []))
     finally:

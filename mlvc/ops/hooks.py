@@ -9,7 +9,8 @@ the block; uninstalling removes only the block.
   commit, restore the artifacts (quietly; objects missing from the cache are
   fetched from the default remote when one is configured).
 * post-merge: after `git merge` / `git pull`, the same.
-* pre-push: `mlvc push` to the default remote, when one is configured; a failed
+* pre-push: push the artifacts of every commit `git push` sends (the commits not yet on that
+  git remote, as git-lfs does) to the default remote, when one is configured; a failed
   push stops `git push`, so commits never reach the git remote without their
   artifacts.
 * pre-commit: refuse the commit when a staged pointer's artifact changed in the
@@ -53,6 +54,16 @@ def _body(name: str) -> str:
             'else echo "mlvc: not found; skipping the mlvc $1 hook" >&2; fi; }')
     if name in ("post-checkout", "post-merge"):
         run = f'[ -n "${SKIP_ENV}" ] || mlvc_hook {name} "$@" </dev/null || true'
+    elif name == "pre-push":
+        # git names the refs it pushes on stdin: hand them to mlvc, then give the same lines to
+        # the rest of the hook (a chained git-lfs pre-push reads them too)
+        run = (f'if [ -z "${SKIP_ENV}" ]; then\n'
+               'mlvc_updates=$(cat)\n'
+               f'printf \'%s\\n\' "$mlvc_updates" | mlvc_hook {name} "$@" || exit $?\n'
+               'exec <<MLVC_PRE_PUSH_EOF\n'
+               '$mlvc_updates\n'
+               'MLVC_PRE_PUSH_EOF\n'
+               'fi')
     else:
         run = f'[ -n "${SKIP_ENV}" ] || mlvc_hook {name} "$@" </dev/null || exit $?'
     return f"{func}\n{run}\n"
@@ -133,9 +144,9 @@ def _git(repo):
 # ------------------------------------------------------------------ hook bodies
 
 
-def run_hook(repo, name: str, args: list[str], progress=None) -> tuple[int, list[str]]:
+def run_hook(repo, name: str, args: list[str], progress=None, updates: str = "") -> tuple[int, list[str]]:
     """(exit status git sees, messages for stderr) of hook `name`; `progress` receives the
-    pre-push hook's transfer progress."""
+    pre-push hook's transfer progress, `updates` is what git wrote on its stdin (the refs it pushes)."""
     messages: list[str] = []
     warn = messages.append
     if name == "post-checkout":
@@ -148,7 +159,7 @@ def run_hook(repo, name: str, args: list[str], progress=None) -> tuple[int, list
     if name == "post-merge":
         return _restore(repo, warn), messages
     if name == "pre-push":
-        return _pre_push(repo, warn, progress or _null()), messages
+        return _pre_push(repo, warn, progress or _null(), args, updates), messages
     if name == "pre-commit":
         return _pre_commit(repo, warn), messages
     if name == "merge-driver":
@@ -197,12 +208,47 @@ def _null():
     return NULL
 
 
-def _pre_push(repo, warn, progress) -> int:
+ZERO_SHA = "0" * 40
+
+
+def pushed_commits(repo, git_remote: str, updates: str) -> list[str] | None:
+    """The commits a `git push` sends, from the lines git writes to pre-push's stdin
+    (`<local ref> <local sha> <remote ref> <remote sha>`): each pushed sha and its ancestors
+    not on that git remote yet.  None when git gave no lines (a hook installed by an older mlvc)."""
+    from ..git import GitRepo
+
+    lines = [line.split() for line in updates.splitlines() if line.strip()]
+    if not lines:
+        return None
+    git = GitRepo(repo.root)
+    try:
+        commits: dict[str, None] = {}
+        for fields in lines:
+            if len(fields) != 4 or set(fields[1]) == {"0"}:
+                continue  # a deleted ref sends nothing
+            local, theirs = fields[1], fields[3]
+            exclude = [f"--remotes={git_remote}"]
+            if set(theirs) != {"0"}:
+                exclude.insert(0, theirs)
+            try:
+                out = git.run_git("rev-list", local, "--not", *exclude)
+            except GitError:  # their sha is not known here (pushing over someone else's work)
+                out = git.run_git("rev-list", local, "--not", f"--remotes={git_remote}")
+            commits.update(dict.fromkeys(out.split()))
+        return list(commits)
+    finally:
+        git.close()
+
+
+def _pre_push(repo, warn, progress, args: list[str] | None = None, updates: str = "") -> int:
     from .revcheckout import default_remote
 
     remote = default_remote(repo)
     if remote is None:
         return 0
+    revs = pushed_commits(repo, (args or ["origin"])[0], updates)
+    if revs == []:
+        return 0  # only deletions, or commits the git remote has
     import importlib.util
 
     if importlib.util.find_spec("mlvc.ops.push") is None:
@@ -212,7 +258,7 @@ def _pre_push(repo, warn, progress) -> int:
     from .push import push
 
     try:
-        result = push(repo, progress=progress)
+        result = push(repo, revs=revs or (), progress=progress)
         code = 1 if result.failed else 0
         for name, msg in result.failed.items():
             warn(f"mlvc: {name}: {msg}")
