@@ -627,18 +627,63 @@ def module_digests(fileobj: BinaryIO, layout: CheckpointLayout) -> dict[str, str
 
 def module_digests_of(parts: Iterable[tuple[BinaryIO, CheckpointLayout]]) -> dict[str, str]:
     """`module_digests` of one model stored in several files (the shards of a sharded checkpoint)."""
+    return module_and_block_digests(parts)[0]
+
+
+def module_and_block_digests(parts: Iterable[tuple[BinaryIO, CheckpointLayout]]
+                             ) -> tuple[dict[str, str], dict[str, str]]:
+    """({module: id}, {block: id}) of one model, each tensor read once.
+
+    A block is one of a module's repeated, numbered children (`model.layers.5` of
+    `model.layers`, see `block_of`); its id hashes its tensors exactly as a module id does, so
+    two versions' block ids say which layer changed where the module id only says that one did.
+    """
     by_name: dict[str, tuple[BinaryIO, TensorInfo]] = {}
     for fileobj, layout in parts:
         for info in layout.tensors:
             by_name.setdefault(info.name, (fileobj, info))
-    digests: dict[str, str] = {}
+    wrapper = state_dict_wrapper(by_name)
+    modules: dict[str, str] = {}
+    blocks: dict[str, Any] = {}
     for module, names in sorted(group_by_module(by_name).items()):
         hasher = xxhash.xxh3_128()
         for name in sorted(names):
             fileobj, info = by_name[name]
-            _hash_tensor(hasher, fileobj, info)
-        digests[module] = "xxh128:" + hasher.hexdigest()
-    return digests
+            block = block_of(name, module, wrapper)
+            if block is None:
+                _hash_tensor(hasher, fileobj, info)
+            else:
+                _hash_tensor(_Both(hasher, blocks.setdefault(block, xxhash.xxh3_128())), fileobj, info)
+        modules[module] = "xxh128:" + hasher.hexdigest()
+    return modules, {b: "xxh128:" + h.hexdigest() for b, h in sorted(blocks.items())}
+
+
+def block_of(name: str, module: str, wrapper: str = "") -> str | None:
+    """The repeated block of `module` that tensor `name` belongs to: the module's path down to
+    the first numbered component below it (`model.layers.5.mlp.up_proj.weight` -> `model.layers.5`,
+    `bert.encoder.layer.3.output.dense.bias` -> `bert.encoder.layer.3`), or None (no numbered
+    component before the parameter's own name)."""
+    if wrapper and name.startswith(wrapper) and len(name) > len(wrapper):
+        name = name[len(wrapper):]
+    parts = name.split(".")
+    depth = module.count(".") + 1
+    for i in range(depth, len(parts) - 1):
+        if parts[i].isdigit():
+            return ".".join(parts[:i + 1])
+    return None
+
+
+class _Both:
+    """Feeds what is hashed to two hashers (a tensor's module and its block)."""
+
+    __slots__ = ("_a", "_b")
+
+    def __init__(self, a: Any, b: Any) -> None:
+        self._a, self._b = a, b
+
+    def update(self, data: Any) -> None:
+        self._a.update(data)
+        self._b.update(data)
 
 
 SHARD_INDEX_SUFFIXES = (".safetensors.index.json", ".bin.index.json")

@@ -31,7 +31,7 @@ from .errors import MlvcError
 # writes itself (their changes are artifact versions), experiment configs and docs.
 NOT_CODE = ("*.mlvc", "*.gitignore", "*.gitattributes", ".mlvc/*", "*.yaml", "*.yml", "*.md", "*.rst",
             "docs/*")
-_META_KNOWN = ("config", "config_hash", "seed", "modules", pointers.FOLLOW_LINKS)
+_META_KNOWN = ("config", "config_hash", "seed", "modules", "blocks", pointers.FOLLOW_LINKS)
 
 
 # ----------------------------------------------------------------- git state

@@ -89,7 +89,8 @@ def diff(
             echo(f"    checkpoint{where} ({c.format}): {n_changed} tensors changed in {len(c.modules)} module(s); "
                  f"{len(c.unchanged_modules)} module(s) unchanged")
             for module, changes in c.modules.items():
-                echo(f"      {module}:")
+                blocks = [b[len(module) + 1:] for b in c.changed_blocks.get(module, [])]
+                echo(f"      {module}" + (f" (blocks changed: {', '.join(blocks)})" if blocks else "") + ":")
                 for t in changes:
                     if t.change == "modified":
                         shape = "" if t.old_shape == t.new_shape else f" shape {t.old_shape} -> {t.new_shape}"

@@ -252,6 +252,7 @@ def add_one(repo, path: str | Path, *, role: str | None = None, meta: dict | Non
         from .modules import checkpoint_meta  # per-module ids; recomputed only when content changed
 
         new_meta.pop("modules", None)
+        new_meta.pop("blocks", None)
         new_meta.update(checkpoint_meta(repo, target, files, known_modules, examined))
     role = role or (old.role if old else None) or infer_role(new_meta)
     ptr = pointers.PointerFile(target.name, kind, to_oid(oid), total, len(files), params, role, new_meta)

@@ -50,6 +50,8 @@ class CheckpointDiff:
     format: str | None = None
     modules: dict[str, list[TensorChange]] = field(default_factory=dict)  # changed modules only
     unchanged_modules: list[str] = field(default_factory=list)
+    # changed module -> its repeated blocks that changed (`model.layers` -> ["model.layers.5"])
+    changed_blocks: dict[str, list[str]] = field(default_factory=dict)
     tensors_compared: int = 0
     error: str | None = None
 
@@ -140,7 +142,7 @@ def checkpoint_diff(store, old_fid: bytes, new_fid: bytes, name: str, rel: str =
 def _compare(out: CheckpointDiff, ta: dict, tb: dict) -> None:
     """Fill `out` from two {tensor name: (file, TensorInfo)} maps (one checkpoint, or all shards of one)."""
     from ..checkpoint import comparable_bytes as read_tensor
-    from ..checkpoint import group_by_module, relative_l2_change
+    from ..checkpoint import block_of, group_by_module, relative_l2_change, state_dict_wrapper
 
     changes: dict[str, TensorChange] = {}
     for n in sorted(set(ta) - set(tb)):
@@ -163,12 +165,21 @@ def _compare(out: CheckpointDiff, ta: dict, tb: dict) -> None:
             l2 = None
         changes[n] = TensorChange(n, "modified", a.dtype, list(a.shape), list(b.shape), l2)
     all_modules = group_by_module(sorted(set(ta) | set(tb)))
+    wrapper = state_dict_wrapper(set(ta) | set(tb))
     for module, names in sorted(all_modules.items()):
         changed = [changes[n] for n in names if n in changes]
         if changed:
             out.modules[module] = changed
+            blocks = {block_of(t.name, module, wrapper) for t in changed} - {None}
+            if blocks:
+                out.changed_blocks[module] = sorted(blocks, key=_natural)
         else:
             out.unchanged_modules.append(module)
+
+
+def _natural(name: str) -> list:
+    """Sort key putting `layers.10` after `layers.9`."""
+    return [int(p) if p.isdigit() else p for p in name.split(".")]
 
 
 def _shard_tensors(store, entries: dict, index_rel: str) -> tuple[dict, list[str], str | None]:

@@ -2,7 +2,10 @@
 
 A module id is `checkpoint.module_digests` over the model's tensors: one
 xxh3-128 per top-level module (the first dotted component of the state-dict
-key), over each tensor's name, dtype, shape and bytes.  Tensor names are taken
+key), over each tensor's name, dtype, shape and bytes.  A model with repeated
+blocks (`model.layers.0` ... `model.layers.31`) also gets one id per block, in
+the meta's `blocks` (beside `modules`, whose ids stay what they always were, so
+old and new pointers compare), so diff, show and report can say which layer changed.  Tensor names are taken
 relative to the model, i.e. a `model.` / `state_dict.` wrapper (what
 `mlvc.torch.save` writes) is stripped and the other top-level entries of the
 saved object (optimizer state, ...) are left out, so the ids equal what
@@ -49,6 +52,12 @@ def model_layout(layout: ckpt.CheckpointLayout) -> ckpt.CheckpointLayout:
 
 def file_module_ids(path: Path, name: str | None = None) -> dict[str, str] | None:
     """{module: "xxh128:<hex>"} of one checkpoint file, or None if it is not one mlvc can read."""
+    ids = file_ids(path, name)
+    return ids["modules"] if ids else None
+
+
+def file_ids(path: Path, name: str | None = None) -> dict[str, Any] | None:
+    """`module_ids_of` of one checkpoint file, or None if it is not one mlvc can read."""
     with open(path, "rb") as f:
         head = f.read(ckpt.HEAD_SIZE)
         if ckpt.detect_format(head, name or path.name) is None:
@@ -56,12 +65,17 @@ def file_module_ids(path: Path, name: str | None = None) -> dict[str, str] | Non
         return module_ids_of(f, ckpt.read_layout(f))
 
 
-def module_ids_of(f, layout: ckpt.CheckpointLayout) -> dict[str, str] | None:
-    """{module: id} of an open checkpoint whose layout is known; None if it holds no model tensors."""
+def module_ids_of(f, layout: ckpt.CheckpointLayout) -> dict[str, Any] | None:
+    """The pointer meta of an open checkpoint whose layout is known: `{"modules": {module: id}}`,
+    with `"blocks": {block: id}` when it has repeated blocks; None if it holds no model tensors."""
     layout = model_layout(layout)
     if not layout.tensors:
         return None
-    return ckpt.module_digests(f, layout)
+    return _meta_of(*ckpt.module_and_block_digests([(f, layout)]))
+
+
+def _meta_of(modules: dict[str, str], blocks: dict[str, str]) -> dict[str, Any]:
+    return {"modules": modules, "blocks": blocks} if blocks else {"modules": modules}
 
 
 def checkpoint_layout(path: Path, name: str | None = None) -> ckpt.CheckpointLayout | None:
@@ -102,12 +116,12 @@ def checkpoint_cuts(path: Path, size: int, min_size: int = 64 * 1024) -> list[in
     return layout_cuts(checkpoint_layout(path), size, min_size)
 
 
-def _module_ids_if_stable(fs) -> dict[str, str] | None:
+def _module_ids_if_stable(fs) -> dict[str, Any] | None:
     try:
         before = os.stat(fs.path)
         if before.st_size != fs.size or before.st_mtime_ns != fs.mtime_ns:
             return None
-        ids = file_module_ids(fs.path)
+        ids = file_ids(fs.path)
         after = os.stat(fs.path)
     except Exception:  # noqa: BLE001 - an unreadable checkpoint records nothing, never fails the add
         return None
@@ -144,9 +158,10 @@ def sharded_files(files: list) -> set[str]:
 def checkpoint_meta(repo: Any, target: Path, files: list, known: dict | None = None,
                     examined: bytearray | None = None) -> dict:
     """Pointer meta for an artifact: `{"modules": {module: id}}` for a checkpoint file,
-    `{"modules": {file: {module: id}}}` for a directory holding checkpoints, else `{}`.
+    `{"modules": {file: {module: id}}}` for a directory holding checkpoints, else `{}`; with
+    `"blocks"` beside it, shaped alike, for models with repeated blocks (`module_ids_of`).
 
-    `examined[i]` set: the module ids of `files[i]` were already computed while it was stored
+    `examined[i]` set: the ids of `files[i]` were already computed while it was stored
     (`mlvc add` reads each file once): they are `known[rel]`, or it has none.  Other files are
     read here.  (A flag per file, not a map of every path: a million `.bin` samples are
     examined and are not checkpoints.)"""
@@ -158,26 +173,35 @@ def checkpoint_meta(repo: Any, target: Path, files: list, known: dict | None = N
 
     if len(files) == 1 and files[0].rel == "":
         ids = ids_of(0, files[0])
-        return {"modules": ids} if ids else {}
-    per_file = {}
+        return dict(ids) if ids else {}
+    per_file: dict[str, dict] = {}
+    blocks: dict[str, dict] = {}
     sharded: set[str] = set()
     indexes = [fs for fs in files if ckpt.is_shard_index(fs.rel)]
     by_rel = {fs.rel: fs for fs in files} if indexes else {}  # never for a plain dataset
+    found: list[tuple[str, dict]] = []
     for fs in indexes:
         ids, shards = _sharded_module_ids(fs, by_rel)
         sharded.update(shards)
         if ids:
-            per_file[fs.rel] = ids
+            found.append((fs.rel, ids))
     for i, fs in enumerate(files):
         if not is_checkpoint_name(fs.rel) or fs.rel in sharded:
             continue
         ids = ids_of(i, fs)
         if ids:
-            per_file[fs.rel] = ids
-    return {"modules": per_file} if per_file else {}
+            found.append((fs.rel, ids))
+    for rel, ids in found:
+        per_file[rel] = ids["modules"]
+        if ids.get("blocks"):
+            blocks[rel] = ids["blocks"]
+    out: dict[str, Any] = {"modules": per_file} if per_file else {}
+    if blocks:
+        out["blocks"] = blocks
+    return out
 
 
-def _sharded_module_ids(index, by_rel: dict) -> tuple[dict[str, str] | None, list[str]]:
+def _sharded_module_ids(index, by_rel: dict) -> tuple[dict[str, Any] | None, list[str]]:
     """Module ids of the one model a sharded checkpoint's shards hold together (recorded under the
     index's path), and the shards' paths; (None, []) when the index or a shard is unreadable."""
     import contextlib
@@ -196,7 +220,7 @@ def _sharded_module_ids(index, by_rel: dict) -> tuple[dict[str, str] | None, lis
             for r in rels:
                 f = stack.enter_context(open(by_rel[r].path, "rb"))
                 parts.append((f, ckpt.read_layout(f)))
-            return ckpt.module_digests_of(parts), rels
+            return _meta_of(*ckpt.module_and_block_digests(parts)), rels
     except Exception:  # noqa: BLE001 - an unreadable checkpoint records nothing, never fails the add
         return None, rels
 

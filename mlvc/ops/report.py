@@ -34,12 +34,13 @@ from .log import report as log_report
 from .modules import is_checkpoint_name
 from .params import flatten
 from .diff import MAX_CHECKPOINTS_PER_ARTIFACT  # the cap `mlvc diff` uses, per artifact version
+from ..checkpoint import is_shard_index
 from .report_checkpoints import CheckpointChange, StoredCheckpoints, changes_from_ids, checkpoint_files, module_ids
 
 # Birth-certificate fields that describe the environment (see docs/concepts/lineage.md).
 ENVIRONMENT_KEYS = ("python", "torch", "cuda", "cudnn", "device", "packages", "packages_count")
 # Pointer meta keys that are neither metrics nor parameters.
-_STRUCTURAL_META = ("modules", "config", "config_hash", "seed", "follow_links")
+_STRUCTURAL_META = ("modules", "blocks", "config", "config_hash", "seed", "follow_links")
 
 
 @dataclass
@@ -234,10 +235,22 @@ class _Collector:
         """Tensor-level module changes, or None when either version is not in the cache."""
         ids_a, ids_b = module_ids(old_meta), module_ids(meta)
         try:
-            a = checkpoint_files(self.store, _pointer_of(old_v, old_meta))
-            b = checkpoint_files(self.store, _pointer_of(v, meta))
+            a = checkpoint_files(self.store, _pointer_of(old_v, old_meta), indexes=True)
+            b = checkpoint_files(self.store, _pointer_of(v, meta), indexes=True)
             out = []
-            pairs = [(rel, a[rel], b[rel]) for rel in sorted(set(a) & set(b)) if a[rel] != b[rel]]
+            covered: set[str] = set()  # shards, compared as the one model their index names
+            for index_rel in sorted(r for r in set(a) | set(b) if is_shard_index(r)):
+                shards = set(self.stored.shard_paths(a, index_rel)) | set(self.stored.shard_paths(b, index_rel))
+                covered.update(shards, [index_rel])
+                if all(a.get(r) == b.get(r) for r in shards | {index_rel}):
+                    continue
+                ma, mb = ids_a.get(index_rel), ids_b.get(index_rel)
+                only = {m for m in set(ma) | set(mb) if ma.get(m) != mb.get(m)} if ma and mb else None
+                ck = self.stored.compare_sharded(v.path, index_rel, a, b, only)
+                if ck is not None and ck.modules:
+                    out.append(ck)
+            pairs = [(rel, a[rel], b[rel]) for rel in sorted(set(a) & set(b))
+                     if a[rel] != b[rel] and rel not in covered]
             for rel, fa, fb in pairs[:MAX_CHECKPOINTS_PER_ARTIFACT]:
                 only = None
                 ma, mb = ids_a.get(rel), ids_b.get(rel)

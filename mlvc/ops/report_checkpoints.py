@@ -24,6 +24,7 @@ class ModuleChange:
     change: str  # modified / added / removed
     tensors_changed: int | None = None  # None when only the module ids were compared
     rel_l2: float | None = None  # the largest ||new - old|| / ||old|| among the module's tensors
+    blocks: list[str] = field(default_factory=list)  # its repeated blocks that changed ("model.layers.5")
 
 
 @dataclass
@@ -46,8 +47,24 @@ def module_ids(meta: dict) -> dict[str, dict[str, str]]:
     return {k: v for k, v in modules.items() if isinstance(v, dict)}
 
 
+def block_ids(meta: dict) -> dict[str, dict[str, str]]:
+    """{file inside the artifact: {block: id}} from pointer meta (shaped as `module_ids`)."""
+    return module_ids({"modules": meta.get("blocks")})
+
+
+def changed_blocks(module: str, old: dict[str, str], new: dict[str, str]) -> list[str]:
+    """The blocks of `module` whose ids differ between two versions' block ids (present in both)."""
+    prefix = module + "."
+    return sorted((k for k in set(old) & set(new) if k.startswith(prefix) and old[k] != new[k]), key=_natural)
+
+
+def _natural(name: str) -> list:
+    return [int(p) if p.isdigit() else p for p in name.split(".")]
+
+
 def changes_from_ids(artifact: str, old: dict, new: dict) -> list[CheckpointChange]:
     a, b = module_ids(old), module_ids(new)
+    blocks_a, blocks_b = block_ids(old), block_ids(new)
     out = []
     for rel in sorted(set(a) | set(b)):
         ma, mb = a.get(rel, {}), b.get(rel, {})
@@ -60,7 +77,8 @@ def changes_from_ids(artifact: str, old: dict, new: dict) -> list[CheckpointChan
             elif m not in mb:
                 ck.modules.append(ModuleChange(m, "removed"))
             elif ma[m] != mb[m]:
-                ck.modules.append(ModuleChange(m, "modified"))
+                ck.modules.append(ModuleChange(m, "modified", blocks=changed_blocks(
+                    m, blocks_a.get(rel, {}), blocks_b.get(rel, {}))))
             else:
                 ck.unchanged.append(m)
         out.append(ck)
@@ -126,53 +144,112 @@ class StoredCheckpoints:
     def compare(self, artifact: str, rel: str, old: bytes, new: bytes, name: str,
                 only: set[str] | None) -> CheckpointChange | None:
         """Module changes between two stored versions; `only` limits the tensors read to those modules."""
-        from ..checkpoint import group_by_module, relative_l2_change, tensor_bytes
-
         a, b = self.layout(old, name), self.layout(new, name)
         if a is None or b is None:
             return None
         (fa, la), (fb, lb) = a, b
-        ta, tb = {t.name: t for t in la.tensors}, {t.name: t for t in lb.tensors}
-        out = CheckpointChange(artifact, rel)
-        for module, names in sorted(group_by_module(sorted(set(ta) | set(tb))).items()):
-            if only is not None and module not in only:
-                out.unchanged.append(module)
-                continue
-            if not any(n in ta for n in names):
-                out.modules.append(ModuleChange(module, "added", len(names)))
-                continue
-            if not any(n in tb for n in names):
-                out.modules.append(ModuleChange(module, "removed", len(names)))
-                continue
-            changed, worst = 0, None
-            for n in names:
-                x, y = ta.get(n), tb.get(n)
-                if x is None or y is None or x.dtype != y.dtype or x.shape != y.shape:
-                    changed += 1
-                    if x is not None and y is not None:
-                        out.shape_changes.append(f"{n} {list(x.shape)} -> {list(y.shape)}")
-                    continue
-                bx, by = tensor_bytes(fa, x), tensor_bytes(fb, y)
-                if bx == by:
-                    continue
+        return compare_tensors(artifact, rel, {t.name: (fa, t) for t in la.tensors},
+                               {t.name: (fb, t) for t in lb.tensors}, only)
+
+    def compare_sharded(self, artifact: str, index_rel: str, old: dict[str, bytes], new: dict[str, bytes],
+                        only: set[str] | None) -> CheckpointChange | None:
+        """Module changes of the one model a sharded checkpoint's shards hold together, between two
+        versions given as {file inside the artifact: file id} (a re-shard moves tensors between
+        files: they are matched by name).  None when a side is not a readable sharded checkpoint."""
+        import contextlib
+
+        with contextlib.ExitStack() as stack:
+            ta = self._shard_tensors(stack, old, index_rel)
+            tb = self._shard_tensors(stack, new, index_rel)
+            if ta is None or tb is None:
+                return None
+            return compare_tensors(artifact, index_rel, ta, tb, only)
+
+    def shard_paths(self, files: dict[str, bytes], index_rel: str) -> list[str]:
+        """The shards an index names (paths inside the artifact); [] when it is absent or unreadable."""
+        from ..checkpoint import CheckpointFormatError, shard_files
+        from .chunked_reader import ChunkedFile
+
+        if index_rel not in files:
+            return []
+        try:
+            names = shard_files(ChunkedFile.for_file(self.store, files[index_rel], index_rel).read(), index_rel)
+        except CheckpointFormatError:
+            return []
+        base = index_rel.rpartition("/")[0]
+        return [f"{base}/{n}" if base else n for n in names]
+
+    def _shard_tensors(self, stack, files: dict[str, bytes], index_rel: str) -> dict | None:
+        from ..checkpoint import CheckpointFormatError, read_layout
+        from .chunked_reader import ChunkedFile
+
+        shards = self.shard_paths(files, index_rel)
+        if not shards or any(rel not in files for rel in shards):
+            return None
+        tensors: dict = {}
+        try:
+            for rel in shards:
+                reader = stack.enter_context(ChunkedFile.for_file(self.store, files[rel], rel.rpartition("/")[2]))
+                for t in read_layout(reader).tensors:
+                    tensors.setdefault(t.name, (reader, t))
+        except CheckpointFormatError:
+            return None
+        return tensors
+
+
+def compare_tensors(artifact: str, rel: str, ta: dict, tb: dict, only: set[str] | None) -> CheckpointChange:
+    """Module changes between two {tensor name: (reader, TensorInfo)} maps; `only` limits the
+    tensors read to those modules."""
+    from ..checkpoint import block_of, group_by_module, relative_l2_change, state_dict_wrapper, tensor_bytes
+
+    out = CheckpointChange(artifact, rel)
+    wrapper = state_dict_wrapper(set(ta) | set(tb))
+    for module, names in sorted(group_by_module(sorted(set(ta) | set(tb))).items()):
+        if only is not None and module not in only:
+            out.unchanged.append(module)
+            continue
+        if not any(n in ta for n in names):
+            out.modules.append(ModuleChange(module, "added", len(names)))
+            continue
+        if not any(n in tb for n in names):
+            out.modules.append(ModuleChange(module, "removed", len(names)))
+            continue
+        changed, worst = 0, None
+        blocks: set[str] = set()
+        for n in names:
+            x, y = ta.get(n), tb.get(n)
+            block = block_of(n, module, wrapper) or ""
+            if x is None or y is None or x[1].dtype != y[1].dtype or x[1].shape != y[1].shape:
                 changed += 1
-                try:
-                    l2 = relative_l2_change(bx, by, x.dtype)
-                except MlvcError:
-                    continue
-                worst = l2 if worst is None else max(worst, l2)
-            if changed:
-                out.modules.append(ModuleChange(module, "modified", changed, worst))
-            else:
-                out.unchanged.append(module)
-        return out
+                blocks.add(block)
+                if x is not None and y is not None:
+                    out.shape_changes.append(f"{n} {list(x[1].shape)} -> {list(y[1].shape)}")
+                continue
+            bx, by = tensor_bytes(*x), tensor_bytes(*y)
+            if bx == by:
+                continue
+            changed += 1
+            blocks.add(block)
+            try:
+                l2 = relative_l2_change(bx, by, x[1].dtype)
+            except MlvcError:
+                continue
+            worst = l2 if worst is None else max(worst, l2)
+        if changed:
+            out.modules.append(ModuleChange(module, "modified", changed, worst, sorted(blocks - {""}, key=_natural)))
+        else:
+            out.unchanged.append(module)
+    return out
 
 
-def checkpoint_files(store, ptr: pointers.PointerFile) -> dict[str, bytes]:
-    """{file inside the artifact ("" for a file artifact): file id} of an artifact version's checkpoints."""
+def checkpoint_files(store, ptr: pointers.PointerFile, indexes: bool = False) -> dict[str, bytes]:
+    """{file inside the artifact ("" for a file artifact): file id} of an artifact version's checkpoints
+    (with `indexes`, the sharded-checkpoint indexes too)."""
+    from ..checkpoint import is_shard_index
     from .common import load_entries
 
     if ptr.kind == "file":
         return {"": from_oid(ptr.oid)}
-    return {e.path: e.file_id for e in load_entries(store, ptr) if is_checkpoint_name(e.path)}
+    return {e.path: e.file_id for e in load_entries(store, ptr)
+            if is_checkpoint_name(e.path) or (indexes and is_shard_index(e.path))}
 

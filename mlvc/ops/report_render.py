@@ -47,8 +47,15 @@ def _module_cell(m) -> str:
     if m.change != "modified":
         return m.change
     if m.rel_l2 is not None:
-        return f"{_fmt(m.rel_l2)}"
-    return "changed"
+        return f"{_fmt(m.rel_l2)}{_blocks_note(m)}"
+    return f"changed{_blocks_note(m)}"
+
+
+def _blocks_note(m) -> str:
+    """"; blocks 2, 5" for a module whose repeated blocks 2 and 5 changed."""
+    if not m.blocks:
+        return ""
+    return "; blocks " + ", ".join(b[len(m.module) + 1:] for b in m.blocks)
 
 
 def _all_modules(checkpoints: list[CheckpointChange]) -> list[str]:

@@ -147,3 +147,57 @@ def test_show_of_one_shard_prints_only_that_shards_modules(repo_dir: Path) -> No
     assert "lm_head" in last.out and "model.norm" in last.out and "embed_tokens" not in last.out
     config = json.loads(mlvc_cli(repo_dir, "show", "model/config.json", "--json").out)
     assert config["modules"] is None and "modules" not in config["meta"]
+
+
+def test_repeated_blocks_get_ids_so_diff_show_and_report_name_the_layer(repo_dir: Path) -> None:
+    import json
+
+    from helpers import commit, mlvc_cli
+    from hf_model import llama_state, save_pretrained
+
+    import mlvc as api
+    from mlvc.ops.report import collect
+    from mlvc.ops.report_render import render_markdown
+    from mlvc.repo import Repo
+
+    sd = llama_state(layers=4, seed=3)
+    save_pretrained(sd, repo_dir / "model", shards=3)
+    assert mlvc("add", "-q", "model") == 0
+    commit(repo_dir, "v1")
+    meta = pointers.load(repo_dir / "model.mlvc").meta
+    index = "model.safetensors.index.json"
+    # the top-level ids are what they always were (old pointers compare); blocks sit beside them
+    assert set(meta["modules"][index]) == HF_MODULES
+    assert list(meta["blocks"][index]) == [f"model.layers.{i}" for i in range(4)]
+    before = dict(meta["blocks"][index])
+    sd["model.layers.2.mlp.up_proj.weight"] = sd["model.layers.2.mlp.up_proj.weight"] * 1.5
+    sd["lm_head.weight"] = sd["lm_head.weight"] * 2
+    save_pretrained(sd, repo_dir / "model", shards=4)  # re-sharded, as transformers does
+    assert mlvc("add", "-q", "model") == 0
+    commit(repo_dir, "v2")
+    after = pointers.load(repo_dir / "model.mlvc").meta["blocks"][index]
+    assert [b for b in after if after[b] != before[b]] == ["model.layers.2"]
+
+    (art,) = api.diff("HEAD~1", "HEAD").artifacts
+    (cd,) = art.checkpoints
+    assert set(cd.modules) == {"model.layers", "lm_head"}
+    assert cd.changed_blocks == {"model.layers": ["model.layers.2"]}
+    out = mlvc_cli(repo_dir, "diff", "HEAD~1", "HEAD").out
+    assert "model.layers (blocks changed: 2):" in out, out
+
+    shown = json.loads(mlvc_cli(repo_dir, "show", "model", "--json").out)
+    assert shown["meta"]["blocks"][index]["model.layers.2"] == after["model.layers.2"]
+
+    repo = Repo.find(repo_dir)
+    try:
+        rep = collect(repo)
+        (ck,) = rep.commits[-1].checkpoints  # the shards compared as one model, though re-sharded
+        mods = {m.module: m for m in ck.modules}
+        assert set(mods) == {"model.layers", "lm_head"} and mods["model.layers"].blocks == ["model.layers.2"]
+        assert mods["model.layers"].tensors_changed == 1 and mods["model.layers"].rel_l2 > 0
+        assert "model.layers (" in render_markdown(rep) and "; blocks 2)" in render_markdown(rep)
+        ids_only = collect(repo, contents=False)
+        (ck,) = ids_only.commits[-1].checkpoints
+        assert {m.module: m.blocks for m in ck.modules} == {"model.layers": ["model.layers.2"], "lm_head": []}
+    finally:
+        repo.close()
