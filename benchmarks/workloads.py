@@ -1,7 +1,12 @@
 """Deterministic benchmark workloads (fixed seeds), cached under benchmarks/.work/data/.
 
     W1        a ~1 GiB `torch.save` state_dict of float32 tensors (conv stem, residual
-              conv stages, an LSTM, transformer blocks, embedding + head)
+              conv stages, an LSTM, transformer blocks, embedding + head); every tensor is
+              its own random stream (seeded by a hash of its whole name), so W1 is unique
+              data as real weights are.  `--legacy-seeds` (MLVC_BENCH_LEGACY_SEEDS=1) makes
+              the generator of recipe 1, which seeded each tensor from the first 32 bytes of
+              its name: tensors sharing that prefix held identical values and only ~40% of
+              W1 was unique (kept only to compare figures measured with it)
     W2        W1 with ~10% of the tensors (by bytes) changed: about half re-randomised,
               half perturbed (w + small noise, as a fine-tune step would)
     W2-shift  W2 with one new tensor inserted at the FRONT of the state_dict, so every
@@ -10,6 +15,11 @@
               binary-ish: headers + float records + random bytes)
     W3-100k   the same generator with 100,000 files (scale test)
     BIG       a 4 GiB file of float32 noise (peak-RSS test)
+    W4        a training run: a small byte-level transformer trained on CPU with AdamW
+              (warmup + cosine) for `W4_STEPS` steps, a checkpoint every `W4_EVERY` steps as
+              `w4/fp32/step_NNNNNN.pt` (`torch.save({'model', 'optimizer'})`: weights, exp_avg,
+              exp_avg_sq) and `w4/bf16/step_NNNNNN.safetensors` (the weights in bfloat16);
+              made once and cached (a few minutes of one core at scale 1)
 
 Every size scales with `--scale` / MLVC_BENCH_SCALE (0.1 gives a ~100 MiB W1,
 2,000 / 10,000 files and a 400 MiB BIG file).  Outputs are regenerated only when
@@ -32,7 +42,9 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 WORK = Path(os.environ.get("MLVC_BENCH_WORK", HERE / ".work"))
-RECIPE_VERSION = 1
+RECIPE_VERSION = 2  # 2: every W1 tensor its own stream (1: seeded by a 32-byte name prefix)
+OTHER_RECIPE = 1  # W3, BIG: unchanged since recipe 1
+LEGACY_SEEDS = os.environ.get("MLVC_BENCH_LEGACY_SEEDS", "") not in ("", "0")
 
 GiB = 1024 ** 3
 MiB = 1024 ** 2
@@ -50,7 +62,7 @@ def default_scale() -> float:
 
 
 def data_dir(scale: float) -> Path:
-    return WORK / "data" / f"scale-{scale:g}"
+    return WORK / "data" / (f"scale-{scale:g}" + ("-legacy" if LEGACY_SEEDS else ""))
 
 
 def _log(msg: str) -> None:
@@ -168,8 +180,15 @@ def _values(rng, spec: TensorSpec):
 
 
 def _seed_for(base: int, name: str) -> list[int]:
-    # A per-tensor stream: stable even if the tensor list changes around it.
-    return [base, int.from_bytes(name.encode()[:32].ljust(32, b"\0"), "little") % (2 ** 63)]
+    """A per-tensor stream, stable even if the tensor list changes around it: seeded by a hash
+    of the whole name.  The legacy generator used the first 32 bytes of the name, so
+    `blocks.0.attn.in_proj.weight` and `blocks.0.attn.in_proj.bias`... shared a prefix (and
+    their values) with other tensors: only ~40% of W1 was unique."""
+    if LEGACY_SEEDS:
+        return [base, int.from_bytes(name.encode()[:32].ljust(32, b"\0"), "little") % (2 ** 63)]
+    import hashlib
+
+    return [base, int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), "little")]
 
 
 def _w1_arrays(specs: list[TensorSpec]) -> dict:
@@ -242,7 +261,7 @@ def make_models(scale: float) -> dict[str, Path]:
     d.mkdir(parents=True, exist_ok=True)
     target = int(GiB * scale)
     paths = {"w1": d / "w1.pt", "w2": d / "w2.pt", "w2shift": d / "w2shift.pt"}
-    recipe = {"v": RECIPE_VERSION, "target": target}
+    recipe = {"v": 1 if LEGACY_SEEDS else RECIPE_VERSION, "target": target}
     if all(_meta_ok(p, recipe) for p in paths.values()):
         return paths
     t0 = time.perf_counter()
@@ -330,7 +349,7 @@ def make_tree(scale: float, nfiles_full: int, name: str) -> Path:
 
     n = max(10, int(round(nfiles_full * scale)))
     root = data_dir(scale) / name
-    recipe = {"v": RECIPE_VERSION, "files": n}
+    recipe = {"v": OTHER_RECIPE, "files": n}
     if _meta_ok(root, recipe):
         return root
     t0 = time.perf_counter()
@@ -365,7 +384,7 @@ def make_big(scale: float) -> Path:
 
     path = data_dir(scale) / "big.bin"
     total = int(4 * GiB * scale) // 4 * 4
-    recipe = {"v": RECIPE_VERSION, "bytes": total}
+    recipe = {"v": OTHER_RECIPE, "bytes": total}
     if _meta_ok(path, recipe):
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -385,8 +404,126 @@ def make_big(scale: float) -> Path:
     return path
 
 
+# --------------------------------------------------------------------------- W4
+W4_STEPS = 240
+W4_EVERY = 40
+SEED_W4 = 20240506
+
+
+def _w4_corpus(limit: int = 4 * MiB) -> bytes:
+    """Training text: the standard library's own sources (fixed for a Python version)."""
+    src = Path(os.__file__).parent
+    out, n = [], 0
+    for f in sorted(src.glob("*.py")):
+        b = f.read_bytes()
+        out.append(b)
+        n += len(b)
+        if n >= limit:
+            break
+    return b"".join(out)
+
+
+def make_w4(scale: float) -> Path:
+    """A training run's checkpoints (see the module docstring); the directory holds `fp32/` and `bf16/`."""
+    root = data_dir(scale) / "w4"
+    width = 256 if scale >= 0.5 else 128
+    layers = 4 if scale >= 0.5 else 2
+    steps = max(W4_EVERY * 2, int(W4_STEPS * min(1.0, scale) // W4_EVERY * W4_EVERY))
+    recipe = {"v": 1, "width": width, "layers": layers, "steps": steps, "every": W4_EVERY}
+    if _meta_ok(root, recipe):
+        return root
+    import math
+
+    import torch
+    from safetensors.torch import save_file
+
+    t0 = time.perf_counter()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the machine is shared: one core, as the other workloads use
+    torch.manual_seed(SEED_W4)
+    tmp = root.with_name("w4.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.rmtree(root, ignore_errors=True)
+    (tmp / "fp32").mkdir(parents=True)
+    (tmp / "bf16").mkdir(parents=True)
+    seq, batch = 128, 8
+
+    class Block(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.ln1 = torch.nn.LayerNorm(width)
+            self.attn = torch.nn.MultiheadAttention(width, 4, batch_first=True)
+            self.ln2 = torch.nn.LayerNorm(width)
+            self.mlp = torch.nn.Sequential(torch.nn.Linear(width, 4 * width), torch.nn.GELU(),
+                                           torch.nn.Linear(4 * width, width))
+
+        def forward(self, x, mask):
+            h = self.ln1(x)
+            x = x + self.attn(h, h, h, attn_mask=mask, need_weights=False)[0]
+            return x + self.mlp(self.ln2(x))
+
+    class GPT(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.tok = torch.nn.Embedding(256, width)
+            self.pos = torch.nn.Parameter(torch.randn(seq, width) * 0.02)
+            self.blocks = torch.nn.ModuleList(Block() for _ in range(layers))
+            self.ln = torch.nn.LayerNorm(width)
+            self.head = torch.nn.Linear(width, 256)
+
+        def forward(self, idx):
+            mask = torch.triu(torch.full((idx.shape[1], idx.shape[1]), float("-inf")), diagonal=1)
+            x = self.tok(idx) + self.pos[: idx.shape[1]]
+            for b in self.blocks:
+                x = b(x, mask)
+            return self.head(self.ln(x))
+
+    data = torch.frombuffer(bytearray(_w4_corpus()), dtype=torch.uint8).long()
+    model = GPT()
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-4, weight_decay=0.1)
+    warmup = steps // 10
+
+    def lr_at(step):
+        if step < warmup:
+            return (step + 1) / warmup
+        return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, steps - warmup)))
+
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
+    gen = torch.Generator().manual_seed(SEED_W4)
+    losses = []
+    try:
+        for step in range(1, steps + 1):
+            starts = torch.randint(0, len(data) - seq - 1, (batch,), generator=gen)
+            x = torch.stack([data[i:i + seq] for i in starts])
+            y = torch.stack([data[i + 1:i + seq + 1] for i in starts])
+            loss = torch.nn.functional.cross_entropy(model(x).reshape(-1, 256), y.reshape(-1))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            if step % W4_EVERY == 0:
+                losses.append(round(loss.item(), 4))
+                torch.save({"model": model.state_dict(), "optimizer": opt.state_dict()},
+                           tmp / "fp32" / f"step_{step:06d}.pt")
+                save_file({k: v.detach().to(torch.bfloat16).contiguous() for k, v in model.state_dict().items()},
+                          str(tmp / "bf16" / f"step_{step:06d}.safetensors"))
+    finally:
+        torch.set_num_threads(threads)
+    os.replace(tmp, root)
+    params = sum(p.numel() for p in model.parameters())
+    _write_meta(root, recipe, params=params, losses=losses)
+    _log(f"W4: {params / 1e6:.1f}M parameters, {steps} steps, {len(losses)} checkpoints, "
+         f"{_size(root) / MiB:.0f} MiB, loss {losses[0]} -> {losses[-1]} ({time.perf_counter() - t0:.1f}s)")
+    return root
+
+
+def w4_checkpoints(root: Path) -> dict[str, list[Path]]:
+    """W4's checkpoints by series (`fp32`, `bf16`), in step order."""
+    return {k: sorted((root / k).iterdir()) for k in ("fp32", "bf16")}
+
+
 MAKERS = {"w1": make_models, "w2": make_models, "w2shift": make_models, "w3": make_w3,
-          "w3-100k": make_w3_100k, "big": make_big}
+          "w3-100k": make_w3_100k, "big": make_big, "w4": make_w4}
 
 
 def ensure(scale: float, which=("w1", "w3", "w3-100k", "big")) -> dict[str, Path]:
