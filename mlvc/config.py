@@ -64,6 +64,32 @@ class Config:
         self.data = _merge(_merge(_merge(DEFAULTS, self.shared), self.inherited), self.local)
         self._validate()
 
+    @classmethod
+    def committed(cls, text: bytes | None, where: str) -> "Config":
+        """A read-only config from committed contents alone: another repository's `.mlvc/config`
+        read from git (None: it has none).  Secrets in it are dropped, never used."""
+        from . import safeyaml
+
+        data: dict = {}
+        if text is not None:
+            try:
+                data = safeyaml.load(text.decode("utf-8", "replace"), 1024 * 1024) or {}
+            except safeyaml.YamlRefused as exc:
+                raise ConfigError(f"{where}: invalid YAML: {exc}") from None
+            if not isinstance(data, dict):
+                raise ConfigError(f"{where}: expected a mapping at the top level")
+        remotes = data.get("remotes")
+        if isinstance(remotes, dict):
+            data["remotes"] = {name: ({k: v for k, v in entry.items() if k not in SECRET_KEYS}
+                                      if isinstance(entry, dict) else entry)
+                               for name, entry in remotes.items()}
+        self = cls.__new__(cls)
+        self.path, self.local_path, self.inherited_path = Path(where), None, None
+        self.shared, self.inherited, self.local = data, {}, {}
+        self.data = _merge(DEFAULTS, data)
+        self._validate()
+        return self
+
     def own(self, section: str, key: str):
         """`section.key` as this work tree's own files set it (None if only inherited or default)."""
         for layer in (self.local, self.shared):

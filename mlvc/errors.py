@@ -198,6 +198,17 @@ class RemoteNotFoundError(RemoteError):
     """The remote's bucket / base directory does not exist, or no such remote is configured."""
 
 
+class SourceError(RemoteError):
+    """Another repository, used as a source (`mlvc get/ls/import URL`, `repo=URL`), cannot be
+    read: unreachable, or it names no way to its objects (no remote, a relative remote beyond
+    reach)."""
+
+    def __init__(self, url: str, reason: str, *, hint: str | None = None):
+        super().__init__(f"source {url}: {reason}", hint=hint)
+        self.url = url
+        self.reason = reason
+
+
 class LockedError(MlvcError):
     exit_code = EXIT_LOCKED
 

@@ -554,6 +554,37 @@ class GitRepo:
 # ------------------------------------------------------------------ helpers
 
 
+class GitTransportError(GitError):
+    """A git command that talks to another repository failed; `stderr` is git's own account."""
+
+    def __init__(self, message: str, stderr: str):
+        super().__init__(message)
+        self.stderr = stderr
+
+
+def run_git_dir(git_dir: Path, *args: str, timeout: float | None = None) -> str:
+    """Run `git --git-dir=<git_dir> <args>` and return its stdout (a source mirror's fetches).
+
+    Transport is the system git with the user's own configuration and credential helpers;
+    nothing is taken from the other repository.  Without a terminal git never prompts (a
+    missing credential fails instead of hanging)."""
+    env = dict(os.environ)
+    if not (hasattr(os, "isatty") and os.isatty(0)):
+        env.setdefault("GIT_TERMINAL_PROMPT", "0")
+    try:
+        proc = subprocess.run(["git", f"--git-dir={git_dir}", *args], capture_output=True, check=False,
+                              env=env, stdin=subprocess.DEVNULL, timeout=timeout)
+    except FileNotFoundError as err:
+        raise GitError("the `git` command was not found", hint="install git") from err
+    except subprocess.TimeoutExpired as err:
+        raise GitTransportError(f"git {args[0]} did not finish in {timeout:.0f} s", "") from err
+    if proc.returncode != 0:
+        stderr = proc.stderr.decode("utf-8", "replace")
+        raise GitTransportError(_first_error_line(proc.stderr) or
+                                f"git {args[0]} failed with status {proc.returncode}", stderr)
+    return proc.stdout.decode("utf-8", "replace")
+
+
 _URL_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 
 

@@ -78,6 +78,11 @@ def linked_worktrees(main_root: Path) -> list[Path]:
 
 
 class Repo:
+    # A repository read as another project's source (`mlvc.sources.SourceRepo`) is opened at one
+    # commit: `pinned_rev` is that commit and `origin` its URL; None for a local work tree.
+    pinned_rev: str | None = None
+    origin: str | None = None
+
     def __init__(self, root: Path):
         self.root = root
         self.dot = root / MLVC_DIR
@@ -208,10 +213,9 @@ class Repo:
         Its downloaded indexes live in the cache (`remotes/<url key>/`), its scratch packs in
         the cache's tmp dir, so a killed transfer leaves nothing elsewhere."""
         from .hashing import digest
-        from .remote.config import load_remote
         from .store.packstore import PackStore
 
-        rdef = load_remote(self, name)
+        rdef = self.remote_def(name)
         backend = rdef.backend()
         if create:
             backend.ensure_base()
@@ -222,6 +226,12 @@ class Repo:
                           level=int(core.get("compression_level", 3)), pack_size=pack_size,
                           jobs=jobs or rdef.default_jobs())
         return rdef, store
+
+    def remote_def(self, name: str | None = None):
+        """The definition of a configured remote (default: the default remote), secrets merged."""
+        from .remote.config import load_remote
+
+        return load_remote(self, name)
 
     @cached_property
     def hash_cache(self):

@@ -20,6 +20,8 @@ from servers import (
     DUMMY_SECRET,
     REGION,
     REPO_ROOT,
+    GitDaemon,
+    GitHttpServer,
     MotoServer,
     RemoteSpec,
     SeaweedServer,
@@ -34,6 +36,38 @@ from mlvc.store.backend import Backend, open_backend
 def _git_identity(monkeypatch):
     for k, v in GIT_ENV.items():
         monkeypatch.setenv(k, v)
+
+
+@pytest.fixture(autouse=True)
+def _user_cache(tmp_path_factory, monkeypatch):
+    """Source mirrors and the objects read from them go to a temp dir, never ~/.cache."""
+    monkeypatch.setenv("MLVC_CACHE_HOME", str(tmp_path_factory.mktemp("user-cache")))
+
+
+@pytest.fixture
+def git_served(tmp_path) -> Path:
+    """The directory the git servers (`git_daemon`, `git_http`) serve repositories from."""
+    d = tmp_path / "served"
+    d.mkdir(exist_ok=True)
+    return d
+
+
+@pytest.fixture
+def git_daemon(git_served) -> Iterator[GitDaemon]:
+    """`git daemon` on 127.0.0.1 serving `git_served` (git://)."""
+    server = GitDaemon(git_served)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def git_http(git_served) -> Iterator[GitHttpServer]:
+    """git's smart HTTP (`git http-backend` as CGI) on 127.0.0.1 serving `git_served`."""
+    server = GitHttpServer(git_served)
+    server.start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture

@@ -189,15 +189,31 @@ def status(
 
 
 @app.command()
-def ls(json_out: bool = JSON):
-    """List tracked artifacts: path, kind, size, files, role and id.
+def ls(
+    url: Optional[str] = typer.Argument(None, help="List this repository instead (any git URL or a "
+                                        "directory path): git's files and its tracked artifacts."),
+    path: Optional[str] = typer.Argument(None, help="With URL: the directory (or file) to list."),
+    rev: Optional[str] = typer.Option(None, "--rev", help="With URL: a branch, tag or commit (default: HEAD)."),
+    recursive: bool = typer.Option(False, "--recursive", "-R", help="With URL: every file below PATH."),
+    json_out: bool = JSON,
+):
+    """List tracked artifacts: path, kind, size, files, role and id; or, with URL, what another
+    repository holds at a revision (without cloning its history).
 
     Examples:
 
     \b
       mlvc ls
       mlvc ls --json
+      mlvc ls https://github.com/org/registry datasets --rev v1
+      mlvc ls ../registry datasets/images -R --json
     """
+    if url is not None:
+        from .sources import ls_url
+
+        return ls_url(url, path, rev, recursive, json_out)
+    if rev is not None or path is not None or recursive:
+        raise errors.UsageError("PATH, --rev and --recursive list another repository: give its URL first")
     from ..ops.common import select
 
     with open_repo() as repo:

@@ -217,6 +217,14 @@ class ObjectSource:
             self._fetch([(CHUNK, cid) for cid in wanted])
         return len(wanted)
 
+    def fetch_missing(self, keys) -> int:
+        """Fetch, in one batch of parallel ranged reads, the (type, id) objects the cache lacks;
+        returns how many were fetched."""
+        wanted = [key for key in dict.fromkeys(keys) if not self._have(*key)]
+        if wanted:
+            self._fetch(wanted)
+        return len(wanted)
+
     def read_range(self, file_id: bytes, offset: int, length: int) -> bytes:
         f = self.open_file(file_id)
         f.seek(offset)

@@ -47,6 +47,9 @@ def _norm(path: str | os.PathLike) -> str:
     return "/".join(parts)
 
 
+repo_path = _norm  # the public name, for the operations that select paths of a revision (get, ls)
+
+
 class RevisionView:
     """The files of one revision of a repository (None: the workspace).
 
@@ -54,6 +57,8 @@ class RevisionView:
     """
 
     def __init__(self, repo, rev: str | None = None, remote: str | None = None):
+        if repo.pinned_rev is not None:
+            rev = repo.pinned_rev  # another repository, opened at the commit `rev` named there
         self.repo = repo
         self.rev = rev
         self.source = ObjectSource(repo, remote)
@@ -77,6 +82,8 @@ class RevisionView:
 
     @property
     def where(self) -> str:
+        if self.repo.origin is not None:
+            return f"in {self.repo.origin} at {self.rev[:12]}"
         return f"at {self.rev}" if self.rev is not None else "in the workspace"
 
     # ------------------------------------------------------------------ pointers

@@ -1,0 +1,171 @@
+"""`mlvc get`: copy a file or directory of a revision (usually another repository's, see
+`mlvc.sources`) out as plain, untracked files.
+
+Only the objects the selected files need are fetched: their file manifests in one batch, then
+their chunks in batches of at most `BATCH_BYTES`, each object verified against its id.  Files
+are written under a temp name beside the output and renamed into place only when every byte
+is there (a directory as a whole), so a failed get leaves nothing behind, and nothing is
+written outside the output path except the user's object cache.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import ConflictError, DiskError, MlvcError, PathError
+from ..hashing import from_oid
+from ..store.packs import CHUNK, FILE_MANIFEST
+from .object_source import SourceStats
+from .read import ARTIFACT, GIT, FileEntry, RevisionView, repo_path
+
+BATCH_BYTES = 256 * 1024 * 1024  # chunk bytes fetched per batch (they are held in memory meanwhile)
+COPY_BLOCK = 4 * 1024 * 1024
+
+
+@dataclass
+class GetResult:
+    """What `get` wrote: `out` (absolute), files and bytes, and what the remote reads cost."""
+
+    path: str  # the path in the repository
+    out: Path
+    kind: str  # "file" | "dir"
+    files: int
+    bytes: int
+    source: str | None  # the repository's URL (None: a local one)
+    rev: str | None  # the commit read
+    fetched: SourceStats = field(default_factory=SourceStats)
+
+
+def _selection(view: RevisionView, rel: str) -> tuple[str, list[FileEntry]]:
+    """("file" | "dir", the files to write) for the path `rel` of the view."""
+    if rel and not view.is_dir(rel):
+        return "file", [view.entry(rel)]  # PathError when there is none
+    prefix = rel + "/" if rel else ""
+    listing = view.listing()
+    artifacts = {e.artifact for e in listing.values() if e.artifact}
+    files = []
+    for p, e in listing.items():
+        if not p.startswith(prefix) or p.split("/", 1)[0] in (".git", ".mlvc"):
+            continue
+        if e.source == GIT and p.endswith(".mlvc") and p[: -len(".mlvc")] in artifacts:
+            continue  # an artifact's pointer: its files are written instead
+        files.append(e)
+    return "dir", files
+
+
+def _fetch_all(view: RevisionView, files: list[FileEntry], progress=None) -> None:
+    """Every object the artifact files need, in a few batches (the cache keeps them)."""
+    source = view.source
+    ids = [from_oid(e.ref) for e in files if e.source == ARTIFACT]
+    source.fetch_missing((FILE_MANIFEST, fid) for fid in ids)
+    batch: dict[bytes, None] = {}
+    size = 0
+    for fid in dict.fromkeys(ids):
+        for cid, n in source.file_chunks(fid):
+            if cid not in batch:
+                batch[cid] = None
+                size += n
+                if size >= BATCH_BYTES:
+                    source.fetch_missing((CHUNK, c) for c in batch)
+                    source.flush()
+                    batch, size = {}, 0
+    if batch:
+        source.fetch_missing((CHUNK, c) for c in batch)
+    source.flush()
+
+
+def _write_file(view: RevisionView, e: FileEntry, target: Path) -> int:
+    """Write one file's verified bytes to `target` (a path inside the temp output); its size."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    written = 0
+    with view.open_raw(e) as src, open(target, "xb") as dst:
+        while True:
+            block = src.read(COPY_BLOCK)
+            if not block:
+                break
+            dst.write(block)
+            written += len(block)
+        dst.flush()
+        os.fsync(dst.fileno())
+    expected = view.size(e)
+    if written != expected:
+        raise MlvcError(f"{e.path}: read {written} bytes, expected {expected}")
+    if e.executable:
+        os.chmod(target, os.stat(target).st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+    return written
+
+
+def get(repo, path: str, out: str | os.PathLike | None = None, *, force: bool = False,
+        progress=None) -> GetResult:
+    """Copy `path` of `repo` (at its pinned commit, or the workspace's pointers) to `out`
+    (default: the path's last component in the current directory).  An existing `out` is
+    refused (ConflictError) unless `force`, which replaces it only once the copy is complete."""
+    rel = repo_path(path)
+    name = rel.rsplit("/", 1)[-1] if rel else Path(repo.origin or repo.root).name.removesuffix(".git")
+    dest = Path(os.path.abspath(out if out is not None else name))
+    if os.path.lexists(dest) and not force:
+        raise ConflictError(f"{dest}: already exists", hint="choose another -o, or pass --force to replace it")
+    if not dest.parent.is_dir():
+        raise PathError(dest.parent, "no such directory")
+    with RevisionView(repo, None) as view:
+        kind, files = _selection(view, rel)
+        tmp = dest.with_name(f".{dest.name}.mlvc-get-{os.getpid()}")
+        try:
+            _fetch_all(view, files, progress)
+            total = 0
+            if kind == "file":
+                total = _write_file(view, files[0], tmp)
+            else:
+                tmp.mkdir()
+                cut = len(rel) + 1 if rel else 0
+                for e in files:
+                    total += _write_file(view, e, tmp / e.path[cut:])
+            _publish(tmp, dest, force)
+        except OSError as exc:
+            _remove(tmp)
+            raise DiskError(f"{dest}: {exc.strerror or exc}") from exc
+        except BaseException:
+            _remove(tmp)
+            raise
+        stats = view.source.stats
+    return GetResult(rel or ".", dest, kind, len(files), total, repo.origin, repo.pinned_rev, stats)
+
+
+def _publish(tmp: Path, dest: Path, force: bool) -> None:
+    """Rename the complete copy into place (replacing `dest` only with `force`)."""
+    from ..store.local import fsync_dir
+
+    if force and os.path.lexists(dest):
+        if dest.is_dir() and not dest.is_symlink():
+            old = dest.with_name(f".{dest.name}.mlvc-old-{os.getpid()}")
+            os.rename(dest, old)
+            os.rename(tmp, dest)
+            shutil.rmtree(old)
+        else:
+            os.replace(tmp, dest)
+    elif tmp.is_dir():
+        os.rename(tmp, dest)  # fails onto anything but an empty directory made meanwhile
+    else:
+        try:
+            os.link(tmp, dest)  # never replaces a file that appeared meanwhile
+        except FileExistsError:
+            raise ConflictError(f"{dest}: appeared while copying; nothing was replaced") from None
+        os.unlink(tmp)
+    fsync_dir(str(dest.parent))
+
+
+def _remove(p: Path) -> None:
+    if p.is_dir() and not p.is_symlink():
+        shutil.rmtree(p, ignore_errors=True)
+    else:
+        try:
+            p.unlink()
+        except FileNotFoundError:
+            pass
+
+
+__all__ = ["get", "GetResult"]
