@@ -129,3 +129,36 @@ def test_git_push_pushes_the_artifacts_of_every_pushed_commit_only(tmp_path):
     sh(tmp_path, "git", "clone", "-q", "-b", "exp", str(origin), "clone")
     mlvc(clone, "pull")
     assert (clone / "data/processed/train.csv").read_bytes() == b"x,y\n1,exp\n" * 1000
+
+
+def test_getting_started_share_and_restore_in_a_second_clone(tmp_path):
+    """docs/getting-started.md: v1 and v2 committed before the remote exists, then the remote
+    and hooks committed and pushed; a clone restores v1 (whose config names no remote)."""
+    origin, nfs = tmp_path / "origin.git", tmp_path / "nfs-proj"
+    sh(tmp_path, "git", "init", "-q", "--bare", "-b", "main", str(origin))
+    demo = tmp_path / "demo"
+    sh(tmp_path, "git", "init", "-q", "-b", "main", "demo")
+    mlvc(demo, "init")
+    v1 = train(demo, "v1")
+    mlvc(demo, "add", "data/processed", "--role", "data")
+    mlvc(demo, "add", "checkpoints", "--role", "model")
+    sh(demo, "git", "add", "-A")
+    sh(demo, "git", "commit", "-q", "-m", "v1: lr 1e-3")
+    v2 = train(demo, "v2")
+    mlvc(demo, "add", "checkpoints", "data/processed")
+    sh(demo, "git", "commit", "-q", "-am", "v2: fine-tune")
+    mlvc(demo, "remote", "add", "shared", str(nfs), "--default")
+    mlvc(demo, "install-hooks")
+    sh(demo, "git", "add", "-A")
+    sh(demo, "git", "commit", "-q", "-m", "remote + hooks")
+    sh(demo, "git", "remote", "add", "origin", str(origin))
+    sh(demo, "git", "push", "-q", "-u", "origin", "main")
+    clone = tmp_path / "elsewhere"
+    sh(tmp_path, "git", "clone", "-q", str(origin), "elsewhere")
+    mlvc(clone, "install-hooks")
+    mlvc(clone, "pull")
+    assert_workspace(clone, v2)
+    sh(clone, "git", "checkout", "-q", "HEAD~2")
+    mlvc(clone, "checkout")
+    assert_workspace(clone, v1)
+    assert "git checkout HEAD~2 && mlvc checkout" in (README.parent / "docs/getting-started.md").read_text()

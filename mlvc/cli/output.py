@@ -156,11 +156,13 @@ def remote_label(repo, name: str | None) -> str:
     """"remote 'origin'" for messages: the named remote, or the default one."""
     if name is None:
         from ..errors import MlvcError
-        from ..remote.config import implied_remote
+        from ..remote.config import known_remotes
 
         try:
-            name = implied_remote(repo.config)
+            name = known_remotes(repo)[1]
         except MlvcError:
+            return "the remote"
+        if name is None:
             return "the remote"
     return f"remote {name!r}"
 

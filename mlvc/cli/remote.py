@@ -14,7 +14,9 @@ from .output import (RemoteWatch, echo, emit_json, find_repo, human_size, open_r
 
 QUIET = typer.Option(False, "--quiet", "-q", help="Print nothing on success.")
 JSON = typer.Option(False, "--json", help="Print machine-readable JSON.")
-REMOTE = typer.Option(None, "--remote", "-r", help="Remote to use (default: the default remote).")
+REMOTE = typer.Option(None, "--remote", "-r", help="Remote to use: a name, or a URL or directory path of a "
+                      "remote configured nowhere (default: the default remote; at an old commit whose "
+                      "config names none, the branch's).")
 JOBS = typer.Option(None, "--jobs", "-j", min=1, max=64,
                     help="Parallel transfers (default: 4 for object stores, 2 for directories).")
 REV = typer.Option([], "--rev", help="Use the pointers of this git revision (repeatable); "
@@ -52,23 +54,29 @@ def remote_add(
     profile: Optional[str] = typer.Option(None, "--profile", help="AWS profile for credentials."),
     default: bool = typer.Option(False, "--default", "-d", help="Make it the default remote."),
     force: bool = typer.Option(False, "--force", "-f", help="Replace a remote of the same name."),
+    local: bool = typer.Option(False, "--local", help="Keep it in the git-ignored .mlvc/config.local: this "
+                               "machine's only, and used at every commit (even one from before the remote "
+                               "was added)."),
     quiet: bool = QUIET,
 ):
     """Add a remote to the committed .mlvc/config (secrets go to .mlvc/config.local: see `modify`).
+    Commit .mlvc/config afterwards, so that every clone finds the remote.
 
     Examples:
 
     \b
-      mlvc remote add shared /mnt/nfs/proj --default
+      mlvc remote add shared /mnt/nfs/proj --default && git commit -m "remote" .mlvc/config
       mlvc remote add s3 s3://bucket/proj --endpoint-url http://127.0.0.1:9000
+      mlvc remote add --local scratch /data/scratch/proj
     """
     from ..remote.config import add_remote
 
     repo = find_repo()
     rdef = add_remote(repo, name, url, {"endpoint_url": endpoint_url, "region": region, "profile": profile},
-                      make_default=default, force=force)
+                      make_default=default, force=force, local=local)
     if not quiet:
-        echo(f"added remote {rdef.name}: {rdef.url}" + (" (default)" if rdef.is_default else ""))
+        echo(f"added remote {rdef.name}: {rdef.url}" + (" (default)" if rdef.is_default else "")
+             + (" in .mlvc/config.local" if local else ""))
 
 
 @remote_app.command("list")
@@ -88,7 +96,8 @@ def remote_list(json_out: bool = JSON):
         return
     for r in rows:
         opts = " ".join(f"{k}={v}" for k, v in r["options"].items())
-        echo(f"{r['name']}\t{r['url']}" + ("\t(default)" if r["default"] else "") + (f"\t{opts}" if opts else ""))
+        echo(f"{r['name']}\t{r['url']}" + ("\t(default)" if r["default"] else "") + ("\t(local)" if r["local"] else "")
+             + (f"\t{opts}" if opts else ""))
 
 
 @remote_app.command("remove")

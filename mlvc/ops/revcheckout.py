@@ -31,11 +31,12 @@ HOOK_SKIP_ENV = "MLVC_SKIP_HOOKS"
 
 
 def default_remote(repo) -> str | None:
-    """The remote missing objects come from (`implied_remote`), None when there is none to try."""
-    from ..remote.config import implied_remote
+    """The remote missing objects come from (`known_remotes`: this work tree's config, else the
+    branch's), None when there is none to try."""
+    from ..remote.config import known_remotes
 
     try:
-        return implied_remote(repo.config)
+        return known_remotes(repo)[1]
     except MlvcError:
         return None
 

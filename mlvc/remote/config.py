@@ -12,6 +12,13 @@ Where things live:
 
 Relative directory URLs are stored relative to the repository root and resolved against it,
 so a committed config works in every clone.
+
+Which remotes a command can use (`known_remotes`): this work tree's ``.mlvc/config`` with its
+``config.local`` over it (``mlvc remote add --local`` keeps a whole remote there, for this
+machine only and at every commit); then, for what those lack (a commit checked out from
+before ``mlvc remote add``), the ``.mlvc/config`` committed at the tip of the current branch,
+or with a detached HEAD the newest branch containing it.  ``-r`` also takes a URL or a
+directory path of a remote that is configured nowhere.
 """
 
 from __future__ import annotations
@@ -103,6 +110,8 @@ class RemoteDef:
     options: dict[str, Any] = field(default_factory=dict)  # including secrets: never print
     is_default: bool = False
     jobs: int | None = None
+    local: bool = False  # kept in config.local: this machine's only
+
 
     @property
     def kind(self) -> str:
@@ -111,7 +120,8 @@ class RemoteDef:
     def public(self) -> dict:
         """What `remote list` shows: secret values are never included."""
         shown = {k: ("***" if is_secret(k) else v) for k, v in sorted(self.options.items())}
-        return {"name": self.name, "url": self.url, "default": self.is_default, "options": shown}
+        return {"name": self.name, "url": self.url, "default": self.is_default, "options": shown,
+                "local": self.local}
 
     def backend(self):
         from ..store.backend import open_backend
@@ -154,18 +164,97 @@ def implied_remote(config) -> str | None:
     return name
 
 
+def _branch_config(repo) -> tuple[dict | None, str]:
+    """(the `.mlvc/config` committed at the branch the checked-out commit belongs to, its
+    label): the current branch's tip, or with a detached HEAD the newest local (else
+    remote-tracking) branch containing HEAD.  (None, "") without git or such a branch."""
+    if not repo.has_git:
+        return None, ""
+    from .. import safeyaml
+    from ..errors import MlvcError
+    from ..git import GitRepo
+
+    try:
+        git = GitRepo(repo.root)
+    except MlvcError:
+        return None, ""
+    try:
+        branch = git.branch()
+        refs = [f"refs/heads/{branch}"] if branch else []
+        for where in ("refs/heads", "refs/remotes"):
+            if refs:
+                break
+            try:
+                out = git.run_git("for-each-ref", "--contains", "HEAD", "--sort=-committerdate",
+                                  "--format=%(refname)", where)
+            except MlvcError:
+                out = ""
+            refs = [r for r in out.split() if not r.endswith("/HEAD")]
+        for ref in refs:
+            try:
+                data = git.read_blob(ref, ".mlvc/config")
+            except MlvcError:
+                continue
+            if not data:
+                continue
+            try:
+                doc = safeyaml.load(data, 1024 * 1024)
+            except safeyaml.YamlRefused:
+                continue
+            if isinstance(doc, dict) and isinstance(doc.get("remotes"), dict) and doc["remotes"]:
+                short = ref.removeprefix("refs/heads/").removeprefix("refs/remotes/")
+                return doc, f"the .mlvc/config of branch {short}"
+        return None, ""
+    finally:
+        git.close()
+
+
+def known_remotes(repo) -> tuple[dict[str, dict], str | None]:
+    """(every usable remote by name, the one used when none is named): this work tree's config
+    (committed, then config.local), and for what it lacks the branch's committed config."""
+    remotes = {k: v for k, v in configured(repo.config).items() if isinstance(v, dict)}
+    implied = implied_remote(repo.config)
+    if implied is not None and not (remotes.get(implied) or {}).get("url"):
+        implied = None  # config.local holds only its secrets
+    if implied is not None and all(v.get("url") for v in remotes.values()):
+        return remotes, implied
+    doc, _label = _branch_config(repo)
+    if doc is None:
+        return remotes, implied
+    branch_remotes = doc["remotes"]
+    for name, entry in branch_remotes.items():
+        if isinstance(entry, dict) and entry.get("url") and not (remotes.get(name) or {}).get("url"):
+            remotes[name] = {**entry, **(remotes.get(name) or {})}  # this machine's secrets win
+    if implied is None:
+        implied = doc.get("default_remote") or (next(iter(branch_remotes)) if len(branch_remotes) == 1 else None)
+        if implied is not None and not (remotes.get(implied) or {}).get("url"):
+            implied = None
+    return remotes, implied
+
+
+def looks_like_url(name: str) -> bool:
+    """A `-r` value that cannot be a remote's name: a URL or a directory path."""
+    return "/" in name or "\\" in name or name.startswith(("~", ".")) or "://" in name
+
+
 def load_remote(repo, name: str | None = None) -> RemoteDef:
-    """The named remote (default: `implied_remote`), secrets merged."""
+    """The named remote (default: the implied one of `known_remotes`), secrets merged; a URL or
+    a directory path names a remote configured nowhere."""
     remotes = configured(repo.config)
-    if name is None:
-        name = implied_remote(repo.config)
+    if name is None or not (remotes.get(name) or {}).get("url"):
+        remotes, implied = known_remotes(repo)
         if name is None:
-            if not remotes:
-                raise RemoteNotFoundError("no remote is configured",
-                                          hint="run `mlvc remote add NAME URL --default`")
-            else:
-                raise RemoteNotFoundError("several remotes are configured and none is the default",
-                                          hint="pass --remote NAME or run `mlvc remote default NAME`")
+            name = implied
+    if name is not None and name not in remotes and looks_like_url(name):
+        url = normalize_url(name, repo.root)
+        return RemoteDef(name, url, resolve_url(url, repo.root), {})
+    if name is None:
+        if not any(v.get("url") for v in remotes.values() if isinstance(v, dict)):
+            raise RemoteNotFoundError("no remote is configured",
+                                      hint="run `mlvc remote add NAME URL --default` (and commit .mlvc/config), "
+                                           "or `mlvc remote add --local NAME URL` for this machine only")
+        raise RemoteNotFoundError("several remotes are configured and none is the default",
+                                  hint="pass --remote NAME or run `mlvc remote default NAME`")
     entry = remotes.get(name)
     if not isinstance(entry, dict) or not entry.get("url"):
         known = ", ".join(sorted(remotes)) or "none"
@@ -180,7 +269,8 @@ def load_remote(repo, name: str | None = None) -> RemoteDef:
     except (TypeError, ValueError):
         raise ConfigError(f"remote {name}: jobs must be an integer") from None
     return RemoteDef(name, url, resolve_url(url, repo.root), options,
-                     is_default=default_name(repo.config) == name, jobs=jobs)
+                     is_default=default_name(repo.config) == name, jobs=jobs,
+                     local=bool(((repo.config.local.get("remotes") or {}).get(name) or {}).get("url")))
 
 
 def list_remotes(repo) -> list[RemoteDef]:
@@ -188,16 +278,28 @@ def list_remotes(repo) -> list[RemoteDef]:
 
 
 def add_remote(repo, name: str, url: str, options: dict[str, Any], *, make_default: bool = False,
-               force: bool = False) -> RemoteDef:
+               force: bool = False, local: bool = False) -> RemoteDef:
+    """Add a remote to the committed config, or (`local`) wholly to config.local: this
+    machine's, seen at every commit, never committed."""
     check_name(name)
     stored_url = normalize_url(url, repo.root)
     if options.get("endpoint_url") is not None:
         check_endpoint_url(options["endpoint_url"], name)
-    if name in configured(repo.config) and not force:
+    if (configured(repo.config).get(name) or {}).get("url") and not force:
         raise ConfigError(f"remote {name!r} already exists",
                           hint=f"use `mlvc remote modify {name} url URL`, or remove it first")
     shared = {k: v for k, v in options.items() if v is not None and not is_secret(k)}
     secrets = {k: v for k, v in options.items() if v is not None and is_secret(k)}
+    if local:
+        def update_local(data: dict) -> None:
+            remotes = data.setdefault("remotes", {}) or {}
+            data["remotes"] = remotes
+            remotes[name] = {"url": stored_url, **shared, **secrets}
+            if make_default or not (data.get("default_remote") or repo.config.shared.get("default_remote")):
+                data["default_remote"] = name
+
+        repo.config.update_local(update_local)
+        return load_remote(repo, name)
 
     def update(data: dict) -> None:
         remotes = data.setdefault("remotes", {}) or {}
@@ -242,7 +344,7 @@ def modify_remote(repo, name: str, key: str, value: str | None, *, local: bool =
             value = int(value)
         except ValueError:
             raise ConfigError("jobs must be an integer") from None
-    to_local = local or is_secret(key)
+    to_local = local or is_secret(key) or name not in (repo.config.shared.get("remotes") or {})
 
     def apply(data: dict) -> None:
         remotes = data.setdefault("remotes", {}) or {}
