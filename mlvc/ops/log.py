@@ -8,7 +8,10 @@ id (unchanged pointers share a blob across commits).
 
 `report()` builds the "what changed this week" view: per commit, the
 artifacts that changed, the parameters that changed (params files) and the
-metrics recorded (metrics files and pointer meta).
+metrics recorded (metrics files and pointer meta).  A metrics file is one named
+`metrics.json`, `metrics.yaml` or `metrics.yml`, or listed under `metrics:` in
+`.mlvc/config`: committed to git anywhere in the repository, or inside a tracked
+artifact (at its top level, or at a listed path), read from the cache.
 """
 
 from __future__ import annotations
@@ -22,7 +25,10 @@ from typing import Any
 
 from .. import pointer as pointers
 from ..errors import MlvcError, PointerError
-from .params import compare, flatten, metrics_files, params_files, parse_values
+from .params import (DEFAULT_METRICS_FILES, MAX_PARAMS_BYTES, compare, flatten, metrics_files, params_files,
+                     parse_values)
+
+METRICS_NAMES = frozenset(DEFAULT_METRICS_FILES)  # read wherever they are (git, or inside an artifact)
 
 _UNITS = {
     "second": 1, "sec": 1, "s": 1, "minute": 60, "min": 60, "m": 60, "hour": 3600, "h": 3600,
@@ -93,12 +99,13 @@ class CommitReport:
 class History:
     """Changed files per commit, from tree-to-tree comparisons (trees read through `GitRepo`)."""
 
-    def __init__(self, git, watch_files: set[str], prefixes: list[str] | None):
+    def __init__(self, git, watch_files: set[str], prefixes: list[str] | None, watch_names=frozenset()):
         self.git = git
         self._shallow = git.shallow_commits()
         self._trees: dict[bytes, dict[bytes, tuple[int, bytes]]] = {}
         self._blobs: dict[bytes, Any] = {}
         self._watch = {w.encode() for w in watch_files}
+        self._watch_names = {n.encode() for n in watch_names}
         self._prefixes = [p.encode() for p in prefixes] if prefixes is not None else None
 
     def tree(self, sha: bytes | None) -> dict[bytes, tuple[int, bytes]]:
@@ -122,7 +129,7 @@ class History:
                        for p in self._prefixes):
                 return False
             return path.endswith(b".mlvc")
-        return path.endswith(b".mlvc") or path in self._watch
+        return path.endswith(b".mlvc") or path in self._watch or path.rpartition(b"/")[2] in self._watch_names
 
     def _could_contain(self, dirpath: bytes) -> bool:
         if self._prefixes is None:
@@ -202,9 +209,9 @@ def _artifact_entry(info, hist: History, rel: str, old: bytes | None, new: bytes
                     kind=ptr.kind, role=ptr.role, meta=dict(ptr.meta or {}))
 
 
-def _walk(repo, git, path, since, rev, watch: set[str]):
+def _walk(repo, git, path, since, rev, watch: set[str], watch_names=frozenset()):
     prefixes = _prefix_of(repo, path)
-    hist = History(git, watch, prefixes)
+    hist = History(git, watch, prefixes, watch_names)
     if not git.has_commits() and rev == "HEAD":
         return hist, iter(())
     git.resolve(rev)  # unknown revision -> RevisionError before walking
@@ -239,13 +246,14 @@ def log(repo, path: str | None = None, since: str | datetime | None = None, max_
 
 
 def report(repo, path: str | None = None, since: str | datetime | None = None, max_count: int | None = None,
-           rev: str = "HEAD") -> list[CommitReport]:
-    """Per commit (newest first): artifacts changed, params changed, metrics recorded."""
+           rev: str = "HEAD", contents: bool = True) -> list[CommitReport]:
+    """Per commit (newest first): artifacts changed, params changed, metrics recorded (with
+    `contents`, also those of metrics files inside artifacts, read from the cache)."""
     since_dt = parse_since(since) if isinstance(since, str) else since
     pfiles, mfiles = params_files(repo), metrics_files(repo)
     git = _git(repo)
     try:
-        hist, commits = _walk(repo, git, path, since_dt, rev, set(pfiles) | set(mfiles))
+        hist, commits = _walk(repo, git, path, since_dt, rev, set(pfiles) | set(mfiles), METRICS_NAMES)
         out: list[CommitReport] = []
         for info in commits:
             new, old = hist.commit_trees(info.sha)
@@ -261,13 +269,16 @@ def report(repo, path: str | None = None, since: str | datetime | None = None, m
                                    if isinstance(v, (int, float)) and not isinstance(v, bool)}
                     if metric_like and entry.change != "removed":
                         rep.metrics[entry.path] = metric_like
+                    if contents and entry.change in ("added", "modified") and entry.id:
+                        old_ptr = hist.pointer(a, rel) if a is not None else None
+                        rep.metrics.update(_artifact_metrics(repo.store, entry, old_ptr, mfiles))
                 elif rel in pfiles:
                     va = parse_values(hist.blob(a), rel) if a else {}
                     vb = parse_values(hist.blob(b), rel) if b else {}
                     va = {(rel, k): v for k, v in (va or {}).items()}
                     vb = {(rel, k): v for k, v in (vb or {}).items()}
                     rep.params.extend(c.as_dict() for c in compare(va, vb))
-                elif rel in mfiles and b is not None:
+                elif (rel in mfiles or posixpath.basename(rel) in METRICS_NAMES) and b is not None:
                     values = parse_values(hist.blob(b), rel)
                     if values:
                         rep.metrics[rel] = values
@@ -277,6 +288,47 @@ def report(repo, path: str | None = None, since: str | datetime | None = None, m
         return out
     finally:
         git.close()
+
+
+def _artifact_metrics(store, entry: LogEntry, old, listed: list[str]) -> dict[str, dict[str, Any]]:
+    """{"<artifact>/<file>": values} of the metrics files inside an artifact version that differ
+    from the previous version's: a file artifact that is one, or, in a directory artifact, those
+    at its top level and those at paths `listed`.  Read from the cache; what it lacks is skipped."""
+    from ..hashing import from_oid
+    from .chunked_reader import ChunkedFile
+
+    art = entry.path
+    try:
+        if entry.kind == "file":
+            if art not in listed and posixpath.basename(art) not in METRICS_NAMES:
+                return {}
+            if isinstance(old, pointers.PointerFile) and old.oid == entry.id:
+                return {}
+            wanted = [(from_oid(entry.id), entry.size or 0, art)]
+        else:
+            tree = store.tree(from_oid(entry.id)).entries
+            before = (store.tree(from_oid(old.oid)).entries
+                      if isinstance(old, pointers.PointerFile) and old.kind == "dir" else None)
+            inner = sorted(set(METRICS_NAMES) | {p[len(art) + 1:] for p in listed if p.startswith(art + "/")})
+            wanted = []
+            for name in inner:
+                e = tree.find(name)
+                prior = before.find(name) if before is not None else None
+                if e is not None and (prior is None or prior.file_id != e.file_id):
+                    wanted.append((e.file_id, e.size, f"{art}/{name}"))
+        out = {}
+        for fid, size, source in wanted:
+            if size > MAX_PARAMS_BYTES:
+                continue
+            with ChunkedFile.for_file(store, fid, posixpath.basename(source)) as f:
+                values = parse_values(f.read(), source)
+            numeric = {k: v for k, v in (values or {}).items()
+                       if isinstance(v, (int, float)) and not isinstance(v, bool)}
+            if numeric:
+                out[source] = numeric
+        return out
+    except MlvcError:  # not in the cache (a clone that pulled nothing): the pointer is all there is
+        return {}
 
 
 # ------------------------------------------------------------------ rendering

@@ -123,6 +123,9 @@ class Report:
     commits: list[ReportCommit] = field(default_factory=list)  # oldest first
     metric_names: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    # a metric recorded alike in several places (the checkpoint and metrics.json) is shown once:
+    # shown name -> the other names it stands for
+    metric_aliases: dict[str, list[str]] = field(default_factory=dict)
 
     def series(self, name: str) -> list[tuple[int, float]]:
         """(commit index, value) of one metric, oldest first."""
@@ -359,13 +362,15 @@ def collect(repo, paths: list[str] | None = None, *, since: str | None = None, r
             if base is not None:
                 git.resolve(base)
         excluded = _reachable(git, base) if base is not None else set()
-        walked = [r for r in log_report(repo, None, since_dt, None, tip) if r.commit not in excluded]
+        walked = [r for r in log_report(repo, None, since_dt, None, tip, contents=contents)
+                  if r.commit not in excluded]
         if wanted is not None:
             _check_wanted(repo, wanted, {e.path for r in walked for e in r.artifacts})
             for r in walked:
                 others = {e.path for e in r.artifacts if not path_selected(e.path, wanted)}
                 r.artifacts = [e for e in r.artifacts if path_selected(e.path, wanted)]
-                r.metrics = {k: v for k, v in r.metrics.items() if k not in others}
+                r.metrics = {k: v for k, v in r.metrics.items()
+                             if k not in others and not any(k.startswith(o + "/") for o in others)}
             walked = [r for r in walked if r.artifacts]
         if max_count is not None:
             walked = walked[:max_count]
@@ -383,13 +388,49 @@ def collect(repo, paths: list[str] | None = None, *, since: str | None = None, r
         for c in commits:
             c.data = [d for d in c.data if path_selected(d.path, wanted)] or c.data
             c.models = [m for m in c.models if path_selected(m.path, wanted)]
+    aliases = merge_duplicate_metrics(commits)
     names = sorted({n for c in commits for n in c.metrics})
     title = f"{repo.root.name}: {rev}" + (f" since {since}" if since else "")
-    out = Report(title, rev, since, datetime.now(timezone.utc).isoformat(timespec="seconds"), commits, names)
+    out = Report(title, rev, since, datetime.now(timezone.utc).isoformat(timespec="seconds"), commits, names,
+                 metric_aliases=aliases)
     if collector.missing:
         out.notes.append("not in the cache, so read from their pointers only: "
                          + ", ".join(sorted(collector.missing)) + " (run `mlvc pull` for the full report)")
     return out
+
+
+def merge_duplicate_metrics(commits: list[ReportCommit]) -> dict[str, list[str]]:
+    """Show once a metric recorded under one key in several sources ("checkpoints/model.pt: val_acc"
+    and "metrics.json: val_acc") whose values agree at every commit recording both: the first
+    name keeps the union of their points (a checkpoint's before a metrics file's, then sorted),
+    the others are dropped from every commit.  Returns {kept name: [dropped names]}."""
+    def order(name: str) -> tuple[bool, str]:
+        return name.rpartition(": ")[0].endswith((".json", ".yaml", ".yml")), name
+
+    names = sorted({n for c in commits for n in c.metrics}, key=order)
+    by_key: dict[str, list[str]] = {}
+    for n in names:
+        by_key.setdefault(n.rpartition(": ")[2], []).append(n)
+    aliases: dict[str, list[str]] = {}
+    for group in by_key.values():
+        while len(group) > 1:
+            kept, rest = group[0], group[1:]
+            same = [o for o in rest if _agree(commits, kept, o)]
+            for o in same:
+                for c in commits:
+                    if o in c.metrics:
+                        c.metrics.setdefault(kept, c.metrics[o])
+                        del c.metrics[o]
+                    c.metric_changes = [m for m in c.metric_changes if m.name != o]
+            if same:
+                aliases[kept] = same
+            group = [o for o in rest if o not in same]
+    return aliases
+
+
+def _agree(commits: list[ReportCommit], a: str, b: str) -> bool:
+    both = [(c.metrics[a], c.metrics[b]) for c in commits if a in c.metrics and b in c.metrics]
+    return bool(both) and all(math.isclose(x, y, rel_tol=1e-9, abs_tol=0.0) for x, y in both)
 
 
 def _check_wanted(repo, wanted: list[str], in_history: set[str]) -> None:
@@ -427,7 +468,7 @@ def metric_span(report: Report, name: str) -> tuple[float, float] | None:
 def write_report(path, text: str) -> None:
     """Write the rendered report atomically (temp file + rename): a reader never sees half a page."""
     import os
-    import tempfile
+    import secrets
     from pathlib import Path
 
     from ..errors import DiskError
@@ -438,8 +479,11 @@ def write_report(path, text: str) -> None:
     parent = target.parent if str(target.parent) else Path(".")
     if not parent.is_dir():
         raise PathError(path, f"cannot write the report: directory {parent} does not exist")
+    # A process-unique name opened exclusively with mode 0666, so the umask decides the page's
+    # permissions as for any other file the user writes (mkstemp would make it 0600).
+    tmp = str(parent / f".{target.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=parent)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     except OSError as exc:
         raise DiskError(f"cannot write the report to {path}: {exc.strerror or exc}") from None
     try:

@@ -208,9 +208,12 @@ _JS = r"""
     el('line', {x1:L, y1:T, x2:L, y2:H-B, 'class':'axis'}, svg);
     [lo, (lo+hi)/2, hi].forEach(function(v){var t=el('text',{x:L-6, y:y(v)+3, 'text-anchor':'end'},svg);
       t.textContent=fmt(v);});
-    var step = Math.max(1, Math.ceil(n/8));
-    for(var i=0;i<n;i+=step){var t=el('text',{x:x(i), y:H-B+14, 'text-anchor':'middle'},svg);
-      t.textContent=data.commits[i].short.slice(0,7);}
+    var step = Math.max(1, Math.ceil(n/8)), ticks = [];
+    for(var i=0;i<n;i+=step){if(n-1-i >= step/2 || i===n-1){ticks.push(i);}}
+    if(ticks[ticks.length-1]!==n-1){ticks.push(n-1);}  // the newest commit is always labelled
+    ticks.forEach(function(i){  // the last label ends at the plot's edge, not past it
+      var t=el('text',{x:x(i), y:H-B+14, 'text-anchor': n>1 && i===n-1 ? 'end' : 'middle'},svg);
+      t.textContent=data.commits[i].short.slice(0,7);});
     el('polyline', {points:pts.map(function(p){return x(p[0])+','+y(p[1]);}).join(' '), 'class':'line'}, svg);
     pts.forEach(function(p){
       var c = data.commits[p[0]];
@@ -389,7 +392,10 @@ def render_html(report: Report) -> str:
     if report.metric_names:
         parts.append('<div class="plots">')
         for name in report.metric_names:
-            parts.append(f'<div class="plot" data-metric="{_e(name)}"><h3>{_e(name)}</h3></div>')
+            also = report.metric_aliases.get(name)
+            note = (f' <span class="muted">(also {_e(", ".join(a.rpartition(": ")[0] for a in also))})</span>'
+                    if also else "")
+            parts.append(f'<div class="plot" data-metric="{_e(name)}"><h3>{_e(name)}{note}</h3></div>')
         parts.append("</div>")
     else:
         parts.append('<p class="muted">No metrics recorded (metrics files, numeric pointer meta, or '

@@ -346,3 +346,61 @@ def test_empty_history(repo_dir, tmp_path):
     assert r.code == 0 and "No commit changed an artifact" in r.out
     r = mlvc_cli(repo_dir, "report", "-o", str(tmp_path / "empty.html"))
     assert r.code == 0 and "0 commits" in (tmp_path / "empty.html").read_text()
+
+
+def test_a_natural_flow_reads_metrics_inside_artifacts_plots_each_once_and_follows_the_umask(repo_dir, tmp_path):
+    """checkpoints/ holds the model and the metrics.json the training script wrote beside it; an
+    eval script commits eval/metrics.json to git; val_acc is in both the checkpoint and metrics.json."""
+    torch.manual_seed(0)
+    model = nn.Linear(4, 2)
+    accs, bleus = [0.5, 0.6, 0.75], [10.0, 12.5, 13.0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", mt.ProvenanceWarning)
+        for i, (acc, bleu) in enumerate(zip(accs, bleus, strict=True)):
+            with torch.no_grad():
+                model.weight.add_(0.1)
+            mt.save(model, "checkpoints/model.pt", metrics={"val_acc": acc})
+            write(repo_dir / "checkpoints" / "metrics.json", json.dumps({"val_acc": acc, "eval": {"loss": 1 - acc}}))
+            write(repo_dir / "eval" / "metrics.json", json.dumps({"bleu": bleu}))
+            mlvc.add("checkpoints")
+            commit(repo_dir, f"epoch {i}")
+    repo = Repo.find(repo_dir)
+    try:
+        rep = collect(repo)
+    finally:
+        repo.close()
+    assert rep.metric_names == ["checkpoints/metrics.json: eval.loss", "checkpoints: val_acc",
+                                "eval/metrics.json: bleu"]
+    assert rep.metric_aliases == {"checkpoints: val_acc": ["checkpoints/metrics.json: val_acc"]}
+    assert [v for _, v in rep.series("checkpoints: val_acc")] == accs
+    assert [v for _, v in rep.series("eval/metrics.json: bleu")] == bleus
+    assert [v for _, v in rep.series("checkpoints/metrics.json: eval.loss")] == pytest.approx([1 - a for a in accs])
+
+    old = os.umask(0o022)
+    try:
+        r = mlvc_cli(repo_dir, "report", "-o", "report.html")
+    finally:
+        os.umask(old)
+    assert r.code == 0, r
+    assert (repo_dir / "report.html").stat().st_mode & 0o777 == 0o644  # not mkstemp's 0600
+
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.goto((repo_dir / "report.html").as_uri())
+            page.wait_for_selector("body[data-rendered]")
+            assert page.locator(".plot[data-metric]").count() == 3  # val_acc once, not twice
+            overflow = page.evaluate("""() => [...document.querySelectorAll('.plot svg')].flatMap(svg => {
+                const w = svg.width.baseVal.value;
+                return [...svg.querySelectorAll('text')].map(t => t.getBBox())
+                    .filter(b => b.x < 0 || b.x + b.width > w).map(b => [b.x, b.width, w]);
+            })""")
+            assert overflow == []  # the last commit's label is not clipped
+            labels = page.eval_on_selector_all('.plot[data-metric="checkpoints: val_acc"] svg text',
+                                               "els => els.map(e => e.textContent)")
+            assert git(repo_dir, "rev-parse", "--short=7", "HEAD").strip() in labels
+        finally:
+            browser.close()
