@@ -165,7 +165,7 @@ def status(
         for r in results:
             line = f"{r.path}: {r.state}"
             if r.cache_complete is False:
-                line += " (objects missing from the cache: run `mlvc pull`)"
+                line += " (objects missing from the cache" + (": run `mlvc pull`)" if r.hint is None else ")")
             if remote_missing is not None and remote_missing.get(r.path):
                 line += f" ({remote_missing[r.path]} objects not pushed)"
             echo(line)

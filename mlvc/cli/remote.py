@@ -245,8 +245,21 @@ def _transfer(op, verb: str, paths, rev, all_commits, all_branches, remote, jobs
         _report(result, verb, quiet)
     for name, msg in result.failed.items():
         echo(f"error: {name}: {msg}", err=True)
+    if verb == "fetched":
+        _absent_hint(repo, remote, result)
     if result.failed:
         raise typer.Exit(_exit_code(result.failed_codes, result.done))
+
+
+def _absent_hint(repo, remote: str | None, result) -> None:
+    """One hint under the errors of a fetch whose objects are on no remote: pulling again
+    cannot help, pushing from the machine that has them can."""
+    from ..ops.fetch import absent_from_remote, push_hint
+    from ..remote.config import known_remotes
+
+    if absent_from_remote(result):
+        name = remote or known_remotes(repo)[1] or "the remote"
+        echo(f"hint: {push_hint(name)}", err=True)
 
 
 @app.command()
@@ -339,6 +352,7 @@ def pull(
             echo(f"{co.written_files} files written ({human_size(co.written_bytes)}), {co.removed_files} removed")
     for name, msg in result.failed.items():
         echo(f"error: {name}: {msg}", err=True)
+    _absent_hint(repo, remote, result.fetch)
     if result.failed:
         done = result.checkout.restored + result.checkout.unchanged
         raise typer.Exit(_exit_code(result.failed_codes, done))

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field
 
-from ..errors import MlvcError, PathError
+from ..errors import EXIT_MISSING_OBJECT, MlvcError, PathError
 from ..hashing import from_oid, to_oid
 from ..pointer import PointerFile
 from ..progress import NULL, Progress
@@ -86,8 +87,38 @@ def fetch(repo, paths=None, *, remote: str | None = None, revs=(), all_commits: 
                 result.failed_codes.setdefault("(remote index)", 6)
         finally:
             rstore.close()
+        _explain_absent(repo, rdef.name, arts, result)
     add_errors(result, errors)
     return result
+
+
+_MISSING_OBJECT = re.compile(r"object (xxh128:[0-9a-f]{32}(?: \([a-z ]+\))?) is missing from")
+
+
+def absent_from_remote(result: TransferResult) -> list[str]:
+    """The artifacts of a fetch whose objects the remote does not have (nor the cache)."""
+    return [name for name, code in result.failed_codes.items() if code == EXIT_MISSING_OBJECT]
+
+
+def _explain_absent(repo, remote: str, arts, result: TransferResult) -> None:
+    """One short line per artifact whose objects the remote lacks (the CLI adds the one hint that
+    can work: push them from where they are), and a note for `status`."""
+    from . import remote_gaps
+
+    absent = absent_from_remote(result)
+    for name in absent:
+        m = _MISSING_OBJECT.search(result.failed[name])
+        what = f"object {m.group(1)}" if m else "its objects"
+        result.failed[name] = f"{what} is missing from remote {remote!r} and from the cache"
+    by_name = {a.name: a.ptr.oid for a in arts}
+    remote_gaps.record(repo, remote, [by_name[n] for n in absent if n in by_name],
+                       [by_name[n] for n in result.done if n in by_name])
+
+
+def push_hint(remote: str) -> str:
+    """What to do about artifacts whose objects a remote lacks: a pull cannot help."""
+    return (f"they were never pushed to remote {remote!r}: run `mlvc push --all-commits` (or "
+            "`mlvc push --rev REV`) on the machine that has them, then pull again")
 
 
 @dataclass
@@ -127,4 +158,4 @@ def pull(repo, paths=None, *, remote: str | None = None, revs=(), all_commits: b
     return result
 
 
-__all__ = ["fetch", "pull", "PullResult", "asdict"]
+__all__ = ["fetch", "pull", "PullResult", "asdict", "absent_from_remote", "push_hint"]

@@ -15,15 +15,16 @@ from __future__ import annotations
 
 import contextlib
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import pointer as pointers
-from ..errors import ConflictError, MlvcError, ObjectNotFoundError, PathError, RemoteError
+from ..errors import ConflictError, MlvcError, ObjectNotFoundError, PathError
 from ..progress import NULL, Progress
 from ..safepath import ContainedTree
 from ..store.packstore import wrap_os_error
 from .checkout import CheckoutResult, checkout, materialize
-from .fetch import fetch
+from .fetch import absent_from_remote, fetch, push_hint
 from .common import links_root, path_selected, wanted_paths, load_entries, missing_objects, select
 
 # Set while mlvc itself runs `git checkout`, so the post-checkout hook does not restore twice.
@@ -62,20 +63,29 @@ def hooks_skipped():
             os.environ[HOOK_SKIP_ENV] = old
 
 
-def fetch_missing(repo, rev: str | None, paths, progress: Progress = NULL) -> str | None:
-    """Fetch what the cache lacks from the default remote.  Returns why it failed, or None."""
+@dataclass
+class FetchOutcome:
+    """Why fetching what the cache lacks did not bring everything: per artifact, so that each
+    artifact's message says only its own reason."""
+
+    remote: str
+    error: str | None = None  # the fetch as a whole failed (an unreachable remote, ...)
+    failed: dict[str, str] = field(default_factory=dict)  # artifact -> why its objects did not come
+    absent: set[str] = field(default_factory=set)  # artifacts whose objects the remote lacks
+
+
+def fetch_missing(repo, rev: str | None, paths, progress: Progress = NULL) -> FetchOutcome | None:
+    """Fetch what the cache lacks from the default remote.  Returns what failed, or None."""
     remote = default_remote(repo)
     if remote is None:
         return None  # nothing to try; the pull hint says how to configure one
     kwargs = {"revs": (rev,), "workspace": False} if rev is not None else {}
     try:
         result = fetch(repo, list(paths) if paths else None, remote=remote, progress=progress, **kwargs)
-    except RemoteError as exc:
-        return f"remote {remote!r}: {exc}"
     except MlvcError as exc:
-        return str(exc)
+        return FetchOutcome(remote, error=str(exc))
     if result.failed:
-        return "; ".join(f"{name}: {msg}" for name, msg in list(result.failed.items())[:3])
+        return FetchOutcome(remote, failed=dict(result.failed), absent=set(absent_from_remote(result)))
     return None
 
 
@@ -181,7 +191,7 @@ def select_safe(repo, paths):
         return []
 
 
-def prefetch(repo, rev: str | None, ptrs, progress: Progress, paths=None) -> str | None:
+def prefetch(repo, rev: str | None, ptrs, progress: Progress, paths=None) -> FetchOutcome | None:
     """Fetch from the default remote when any selected artifact has objects the cache lacks:
     what the workspace `paths` select (a path inside an artifact: that file's objects only)."""
     need = []
@@ -198,15 +208,20 @@ def prefetch(repo, rev: str | None, ptrs, progress: Progress, paths=None) -> str
     return fetch_missing(repo, rev, paths if rev is None else None, progress)
 
 
-def missing_message(repo, base: str, fetch_error: str | None) -> str:
-    """`base`: the missing-object error's message (without its hint)."""
-    tried = f" (fetch failed: {fetch_error})" if fetch_error else ""
-    return f"{base}; could not restore it{tried}: {pull_hint(repo)}"
+def missing_message(repo, base: str, fetched: FetchOutcome | None, name: str = "") -> str:
+    """One line for artifact `name`: `base`, the missing-object error's message (without its
+    hint), and the one next step that can work."""
+    if fetched is not None and name in fetched.absent:
+        return f"{base} and from remote {fetched.remote!r}: {push_hint(fetched.remote)}"
+    why = fetched.failed.get(name) or fetched.error if fetched is not None else None
+    if why:
+        return f"{base}; fetching it from remote {fetched.remote!r} failed ({why}): run `mlvc pull` once that is fixed"
+    return f"{base}: {pull_hint(repo)}"
 
 
-def explain_missing(repo, result: CheckoutResult, fetch_error: str | None) -> None:
+def explain_missing(repo, result: CheckoutResult, fetched: FetchOutcome | None) -> None:
     for name, base in result.missing.items():
-        result.failed[name] = missing_message(repo, base, fetch_error)
+        result.failed[name] = missing_message(repo, base, fetched, name)
 
 
 def export_rev(repo, git, rev: str, paths, dest: Path, progress: Progress = NULL) -> CheckoutResult:
@@ -249,7 +264,7 @@ def _export_one(repo, tree: ContainedTree, display: str, ptr, err, fetch_error, 
     except MlvcError as exc:
         msg = str(exc)
         if isinstance(exc, ObjectNotFoundError):
-            msg = missing_message(repo, msg, fetch_error)
+            msg = missing_message(repo, msg, fetch_error, display)
         elif exc.hint:
             msg += f" ({exc.hint})"
         result.failed[display] = msg

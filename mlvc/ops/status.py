@@ -66,6 +66,18 @@ def current_oid(ptr_kind: str, files: ScannedFiles, ids: bytes) -> bytes | None:
     return TreeManifest.from_columns(paths, ends, sizes, ids, executable).oid()
 
 
+def _explain_incomplete(repo, t: Tracked, st: ArtifactStatus) -> None:
+    """Objects the cache lacks that the last fetch found missing on the remote too: say so, and
+    what can help (a pull cannot)."""
+    from . import remote_gaps
+    from .fetch import push_hint
+
+    remote = remote_gaps.lookup(repo).get(t.ptr.oid)
+    if remote is not None and st.error is None:
+        st.error = f"its objects are missing from the cache, and remote {remote!r} lacked them at the last fetch"
+        st.hint = push_hint(remote)
+
+
 def status_one(repo, t: Tracked, check_cache: bool = True, progress: Progress = NULL) -> ArtifactStatus:
     if t.ptr is None:
         return ArtifactStatus(t.shown, t.rel_pointer, INVALID, error=str(t.error), hint=t.error.hint)
@@ -82,6 +94,8 @@ def status_one(repo, t: Tracked, check_cache: bool = True, progress: Progress = 
                 st.cache_complete, st.error, st.failed_code = False, str(exc), exc.exit_code
             if st.cache_complete:
                 repo.store.complete.add([t.ptr.oid])
+            else:
+                _explain_incomplete(repo, t, st)
     try:
         # A symlinked directory on the way would make status hash files outside the repository.
         refuse_links_above(repo.root, t.target, t.display)
