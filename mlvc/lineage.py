@@ -161,6 +161,8 @@ def _artifact(display: str, rel_pointer: str, ptr: pointers.PointerFile) -> dict
     params = {k: v for k, v in meta.items() if k not in _META_KNOWN}
     if params:
         entry["params"] = params
+    if ptr.source is not None:
+        entry["source"] = ptr.source.as_dict()  # imported: which repository, path and commit it came from
     return entry
 
 

@@ -78,6 +78,49 @@ def _simple_yaml(data: bytes) -> dict:
     return doc
 
 
+_SHA = re.compile(r"[0-9a-f]{40}")
+_MAX_URL = 4096
+
+
+@dataclass(frozen=True)
+class PointerSource:
+    """Where an imported artifact came from (`mlvc import`): another repository's `path` at
+    `commit`; `rev` is the revision asked for, which `mlvc update` follows (None: its HEAD)."""
+
+    url: str
+    path: str
+    commit: str
+    rev: str | None = None
+
+    def as_dict(self) -> dict:
+        out = {"url": self.url, "path": self.path}
+        if self.rev is not None:
+            out["rev"] = self.rev
+        out["commit"] = self.commit
+        return out
+
+    @classmethod
+    def from_dict(cls, doc, where: str) -> "PointerSource":
+        if not isinstance(doc, dict):
+            raise PointerError(where, "source must be a mapping of url, path, rev and commit")
+        url, path, commit, rev = doc.get("url"), doc.get("path"), doc.get("commit"), doc.get("rev")
+        if isinstance(commit, int):
+            commit = str(commit)  # an all-digit id read by the fast reader
+        if not isinstance(url, str) or not url or len(url) > _MAX_URL or url.startswith("-") or any(
+                ord(c) < 32 for c in url):
+            raise PointerError(where, f"source url must be a git URL or path, not {url!r}"[:300])
+        try:
+            validate_relpath(path, where)
+        except UnsafePathError as exc:
+            raise UnsafePathError(where, f"source path: {exc.reason}") from None
+        if not isinstance(commit, str) or not _SHA.fullmatch(commit):
+            raise PointerError(where, f"source commit must be 40 hex digits, not {commit!r}"[:300])
+        if rev is not None and (not isinstance(rev, (str, int)) or str(rev).startswith("-") or any(
+                ord(c) < 32 for c in str(rev)) or len(str(rev)) > 256):
+            raise PointerError(where, f"source rev must be a git revision, not {rev!r}"[:300])
+        return cls(url, path, commit, None if rev is None else str(rev))
+
+
 @dataclass
 class PointerFile:
     path: str  # artifact path relative to the pointer's directory
@@ -88,6 +131,7 @@ class PointerFile:
     chunker: ChunkerParams = field(default_factory=ChunkerParams)
     role: str | None = None
     meta: dict = field(default_factory=dict)
+    source: PointerSource | None = None  # imported from another repository (`mlvc import`)
 
     def to_yaml(self) -> str:
         import yaml
@@ -104,6 +148,8 @@ class PointerFile:
         }
         if self.role:
             doc["role"] = self.role
+        if self.source is not None:
+            doc["source"] = self.source.as_dict()
         doc["meta"] = self.meta or {}
         return yaml.safe_dump(doc, sort_keys=False, default_flow_style=False, allow_unicode=True)
 
@@ -157,7 +203,10 @@ class PointerFile:
             chunker = ChunkerParams.from_dict(doc.get("chunker") or ChunkerParams().as_dict())
         except (ValueError, KeyError, TypeError):
             raise PointerError(where, "chunker must have algo/min/avg/max") from None
-        return cls(path, kind, oid, size, files, chunker, role, meta)
+        source = doc.get("source")
+        if source is not None:
+            source = PointerSource.from_dict(source, where)
+        return cls(path, kind, oid, size, files, chunker, role, meta, source)
 
 
 def conflict_sides(data: bytes) -> tuple[bytes, bytes, str, str]:

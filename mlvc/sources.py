@@ -188,17 +188,25 @@ class SourceRepo(Repo):
     """Another repository at one commit, read through its mirror; objects come from its remote
     (as its committed config names it) and are kept in `cache_dir`."""
 
-    def __init__(self, source: SourceURL, mirror: Mirror, sha: str, cache_dir: Path):
+    def __init__(self, source: SourceURL, mirror: Mirror, sha: str, cache_dir: Path, store=None):
         super().__init__(mirror.dir)
         self.source = source
         self.mirror = mirror
         self.origin = source.url
         self.pinned_rev = sha
         self._cache_dir = cache_dir
+        self._borrowed = store  # a project's cache (import, update, pull): used, never closed here
+        if store is not None:
+            self.__dict__["store"] = store
 
     @cached_property
     def cache_dir(self) -> Path:
         return self._cache_dir
+
+    def close(self) -> None:
+        if self._borrowed is not None:
+            self.__dict__.pop("store", None)
+        super().close()
 
     @cached_property
     def config(self) -> Config:
@@ -225,17 +233,29 @@ class SourceRepo(Repo):
         return rdef
 
 
-def open_source(url: str | os.PathLike, rev: str | None = None, *, cache_dir: Path | None = None,
-                base: Path | None = None) -> SourceRepo:
+def open_source(url: str | os.PathLike, rev: str | None = None, *, base: Path | None = None,
+                into=None) -> SourceRepo:
     """The repository at `url` (a git URL or a directory, relative to `base`) at `rev` (None: its
-    HEAD), mirrored and fetched now.  Objects read from it go to `cache_dir` (default: the
-    user's cache)."""
+    HEAD), mirrored and fetched now.  Objects read from it are kept in the user's cache, or in
+    the project `into`'s cache (imports)."""
     source = parse_source(url, base)
     if source.local_dir is not None and not source.local_dir.exists():
         raise SourceError(source.url, "no such directory")
     mirror = Mirror(source)
     sha = mirror.resolve(rev)
-    return SourceRepo(source, mirror, sha, cache_dir or cache_home() / "objects")
+    if into is not None:
+        return SourceRepo(source, mirror, sha, into.cache_dir, store=into.store)
+    return SourceRepo(source, mirror, sha, cache_home() / "objects")
+
+
+def recorded_url(url: str, project_root: Path) -> str:
+    """How a pointer records a source URL: git URLs as given, a local path relative to the
+    project's top (so clones beside the same registry agree), resolved against it again by
+    `open_source(url, base=project_root)`."""
+    if is_git_url(url):
+        return url
+    absolute = Path(os.path.abspath(os.path.expanduser(url)))
+    return Path(os.path.relpath(absolute, project_root)).as_posix()
 
 
 def _is_bare_git_dir(path: Path) -> bool:
@@ -259,4 +279,4 @@ def open_repo(repo=None, rev: str | None = None) -> Repo:
     return Repo.at(repo)
 
 
-__all__ = ["open_repo", "open_source", "SourceRepo", "Mirror", "parse_source", "cache_home"]
+__all__ = ["open_repo", "open_source", "SourceRepo", "Mirror", "parse_source", "cache_home", "recorded_url"]

@@ -85,3 +85,32 @@ def test_a_broken_conflict_still_names_what_it_can():
     with pytest.raises(PointerConflictError) as exc:
         PointerFile.parse("<<<<<<< HEAD\nmlvc: 1\n=======\n>>>>>>> b\n", "x.mlvc")
     assert "ours (HEAD) with no readable id, theirs (b) with no readable id" in str(exc.value)
+
+
+def test_source_field_round_trips_and_old_pointers_have_none() -> None:
+    from mlvc.pointer import PointerFile, PointerSource
+
+    ptr = PointerFile("images", "dir", "xxh128:" + "ab" * 16, 10, 2,
+                      source=PointerSource("git@host:org/registry.git", "datasets/images", "0" * 40, "v1"))
+    again = PointerFile.parse(ptr.to_yaml(), "p")
+    assert again.source == ptr.source and again == ptr
+    digits = PointerSource("../registry", "m.bin", "1" * 40)  # an all-digit id stays a string
+    assert PointerFile.parse(PointerFile("m.bin", "file", ptr.oid, 1, 1, source=digits).to_yaml(), "p").source == digits
+    plain = PointerFile.parse(PointerFile("m.bin", "file", ptr.oid, 1, 1).to_yaml(), "p")
+    assert plain.source is None and "source" not in PointerFile("m.bin", "file", ptr.oid, 1, 1).to_yaml()
+
+
+@pytest.mark.parametrize("source, words", [
+    ("[1, 2]", "mapping"),
+    ("{url: '-uoops', path: a, commit: '%s'}" % ("a" * 40), "url"),
+    ("{url: r, path: ../../etc, commit: '%s'}" % ("a" * 40), "source path"),
+    ("{url: r, path: a, commit: HEAD}", "commit"),
+    ("{url: r, path: a, commit: '%s', rev: '--upload-pack=x'}" % ("a" * 40), "rev"),
+])
+def test_hostile_source_fields_are_refused(source: str, words: str) -> None:
+    from mlvc.errors import PointerError
+    from mlvc.pointer import PointerFile
+
+    text = f"mlvc: 1\npath: a\nkind: file\nid: xxh128:{'ab' * 16}\nsize: 1\nsource: {source}\n"
+    with pytest.raises(PointerError, match=words):
+        PointerFile.parse(text, "p")

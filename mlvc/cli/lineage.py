@@ -45,6 +45,9 @@ def manifest(
         for key in ("config", "config_hash", "seed"):
             if key in a:
                 echo(f"    {key}: {a[key]}")
+        if "source" in a:
+            src = a["source"]
+            echo(f"    source: {src['url']} {src['path']} at {src['commit']}")
         modules = a.get("modules") or {}
         for name, value in modules.items():
             if isinstance(value, dict):

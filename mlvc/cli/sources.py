@@ -81,3 +81,78 @@ def get(
         files = f"{result.files} files, " if result.kind == "dir" else ""
         echo(f"got {result.path} ({files}{human_size(result.bytes)}) from {url} at {result.rev[:12]} "
              f"-> {result.out}")
+
+
+@app.command("import")
+def import_(
+    url: str = typer.Argument(..., help="The source repository: any git URL or a directory path."),
+    path: str = typer.Argument(..., help="The artifact (or one file of a directory artifact) to track."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Where to put it in this project (default: "
+                                       "PATH's last component, in the current directory)."),
+    rev: Optional[str] = typer.Option(None, "--rev", help=REV_HELP + " `mlvc update` follows it."),
+    force: bool = typer.Option(False, "--force", "-f", help="Replace OUT and its pointer if they exist."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing on success."),
+    json_out: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
+):
+    """Track another repository's artifact in this project: OUT.mlvc records the source (URL, path,
+    revision and commit) beside the artifact's id.
+
+    The objects are fetched from the source's remote into this project's cache, then the pointer
+    is written and OUT restored and git-ignored. `mlvc push` copies them to this project's remote;
+    `mlvc pull` in a clone fetches them from there, else from the source. `mlvc update` moves it
+    to the source's newer revision.
+
+    Examples:
+
+    \b
+      mlvc import https://github.com/org/registry datasets/images -o data/images --rev v1
+      git add data/images.mlvc data/.gitignore && git commit -m "images v1 from the registry"
+      mlvc update data/images --rev v2
+    """
+    from ..ops.imports import import_artifact
+    from .output import open_repo
+
+    with open_repo() as repo:
+        result = import_artifact(repo, url, path, out, rev=rev, force=force)
+    if json_out:
+        emit_json(result.as_dict())
+    elif not quiet:
+        files = f"{result.files} files, " if result.kind == "dir" else ""
+        echo(f"imported {result.path} ({files}{human_size(result.size)}) from {url} {path} at "
+             f"{result.source.commit[:12]} -> {result.pointer}")
+
+
+@app.command()
+def update(
+    paths: Optional[list[str]] = typer.Argument(None, help="Imported artifacts (default: every one)."),
+    rev: Optional[str] = typer.Option(None, "--rev", help="Move to this revision of the source (default: the "
+                                      "one imported, e.g. its branch, or its HEAD)."),
+    force: bool = typer.Option(False, "--force", "-f", help="Overwrite unsaved changes to the artifacts' files."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing on success."),
+    json_out: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
+):
+    """Move imported artifacts to their source's newer revision (pointer and workspace files).
+
+    Examples:
+
+    \b
+      mlvc update                       # every imported artifact, to its source's revision now
+      mlvc update data/images --rev v2
+    """
+    from ..ops.imports import update as update_op
+    from .output import open_repo
+
+    with open_repo() as repo:
+        results = update_op(repo, paths or None, rev=rev, force=force)
+    if json_out:
+        emit_json([r.as_dict() for r in results])
+        return
+    if quiet:
+        return
+    for r in results:
+        if r.changed:
+            echo(f"updated {r.path}: {r.previous[:12]} -> {r.source.commit[:12]} ({r.oid})")
+        elif r.previous != r.source.commit:
+            echo(f"{r.path}: source moved to {r.source.commit[:12]}, the artifact did not change")
+        else:
+            echo(f"{r.path}: up to date ({r.source.commit[:12]})")

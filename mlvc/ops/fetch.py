@@ -39,7 +39,8 @@ class FilesOf:
         for e in entries:
             name = f"{t.display}/{e.path}"
             self.selection[name] = t.shown
-            ptr = PointerFile(e.path.rsplit("/", 1)[-1], "file", to_oid(e.file_id), e.size, 1, t.ptr.chunker)
+            ptr = PointerFile(e.path.rsplit("/", 1)[-1], "file", to_oid(e.file_id), e.size, 1, t.ptr.chunker,
+                              source=t.ptr.source)
             arts.append(Artifact(name, ptr, t.pointer_path))
         return arts
 
@@ -72,7 +73,8 @@ def fetch(repo, paths=None, *, remote: str | None = None, revs=(), all_commits: 
                             all_branches=all_branches, workspace=workspace)[:2]
     arts, errors = _selected
     result = TransferResult()
-    if arts:
+    imported = [a for a in arts if a.ptr.source is not None]
+    if arts and not _only_from_sources(repo, remote, arts, imported):
         rdef, rstore = repo.remote_store(remote, jobs=jobs)
         try:
             try:
@@ -88,6 +90,8 @@ def fetch(repo, paths=None, *, remote: str | None = None, revs=(), all_commits: 
         finally:
             rstore.close()
         _explain_absent(repo, rdef.name, arts, result)
+        imported = [a for a in imported if a.name in result.failed]
+    _from_sources(repo, imported, result)
     add_errors(result, errors)
     return result
 
@@ -119,6 +123,38 @@ def push_hint(remote: str) -> str:
     """What to do about artifacts whose objects a remote lacks: a pull cannot help."""
     return (f"they were never pushed to remote {remote!r}: run `mlvc push --all-commits` (or "
             "`mlvc push --rev REV`) on the machine that has them, then pull again")
+
+
+def _only_from_sources(repo, remote: str | None, arts, imported) -> bool:
+    """Every selected artifact is imported and this project has no remote of its own: their
+    sources serve them."""
+    if remote is not None or len(imported) < len(arts):
+        return False
+    from ..remote.config import configured
+
+    return not configured(repo.config)
+
+
+def _from_sources(repo, arts, result: TransferResult) -> None:
+    """Imported artifacts this project's remote could not serve (or there is none): fetched from
+    the remote their source repository names at the recorded commit."""
+    from .imports import fetch_imported
+
+    for a in arts:
+        try:
+            stats = fetch_imported(repo, a.ptr)
+        except MlvcError as exc:
+            before = result.failed.get(a.name)
+            reason = str(exc) + (f" ({exc.hint})" if exc.hint else "")
+            result.failed[a.name] = f"{before}; from its source: {reason}" if before else reason
+            result.failed_codes[a.name] = exc.exit_code
+            continue
+        result.failed.pop(a.name, None)
+        result.failed_codes.pop(a.name, None)
+        result.done.append(a.name)
+        result.objects += stats.objects_fetched
+        result.bytes += stats.bytes_downloaded
+        result.requests += stats.requests
 
 
 @dataclass

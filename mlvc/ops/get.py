@@ -57,14 +57,14 @@ def _selection(view: RevisionView, rel: str) -> tuple[str, list[FileEntry]]:
     return "dir", files
 
 
-def _fetch_all(view: RevisionView, files: list[FileEntry], progress=None) -> None:
-    """Every object the artifact files need, in a few batches (the cache keeps them)."""
-    source = view.source
-    ids = [from_oid(e.ref) for e in files if e.source == ARTIFACT]
+def fetch_files(source, file_ids) -> None:
+    """Every object the files `file_ids` need, into `source`'s cache: their manifests in one
+    batch, then their chunks in batches of at most BATCH_BYTES (each published before the next)."""
+    ids = list(dict.fromkeys(file_ids))
     source.fetch_missing((FILE_MANIFEST, fid) for fid in ids)
     batch: dict[bytes, None] = {}
     size = 0
-    for fid in dict.fromkeys(ids):
+    for fid in ids:
         for cid, n in source.file_chunks(fid):
             if cid not in batch:
                 batch[cid] = None
@@ -115,7 +115,7 @@ def get(repo, path: str, out: str | os.PathLike | None = None, *, force: bool = 
         kind, files = _selection(view, rel)
         tmp = dest.with_name(f".{dest.name}.mlvc-get-{os.getpid()}")
         try:
-            _fetch_all(view, files, progress)
+            fetch_files(view.source, [from_oid(e.ref) for e in files if e.source == ARTIFACT])
             total = 0
             if kind == "file":
                 total = _write_file(view, files[0], tmp)
@@ -168,4 +168,4 @@ def _remove(p: Path) -> None:
             pass
 
 
-__all__ = ["get", "GetResult"]
+__all__ = ["get", "GetResult", "fetch_files"]

@@ -26,6 +26,8 @@ def show(repo, target: str) -> dict:
     p = t.ptr
     info = {"path": t.display, "tracked": True, "pointer": t.rel_pointer, "kind": p.kind, "id": p.oid, "size": p.size,
             "files": p.files, "role": p.role, "meta": p.meta, "chunker": p.chunker.as_dict()}
+    if p.source is not None:
+        info["source"] = p.source.as_dict()
     try:
         entries = tree = load_entries(repo.store, p)
         if inner:
