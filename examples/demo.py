@@ -92,7 +92,7 @@ def main() -> None:
 
         print("3. v2: fine-tune, edit a few data files, status shows what changed, add, commit, push")
         train(work, 2)
-        subprocess.run([str(BIN / "mlvc"), "status"], cwd=work)
+        sh("mlvc", "status", cwd=work)
         sh("mlvc", "add", "checkpoints", "data/processed", cwd=work)
         sh("git", "commit", "-q", "-am", "v2", cwd=work)
         v2 = digest_tree(work, ["checkpoints", "data/processed"])

@@ -126,3 +126,16 @@ def test_site_loads_in_chromium(site, tmp_path):
     finally:
         server.shutdown()
     assert shot.stat().st_size > 10_000
+
+
+def test_the_documented_build_is_quiet(tmp_path):
+    """`./scripts/docs` (what README and docs/index.md tell a newcomer to run): no theme banner,
+    no deprecation tracebacks; only mkdocs' own lines."""
+    env = {k: v for k, v in os.environ.items() if k != "NO_MKDOCS_2_WARNING"}
+    proc = subprocess.run([str(ROOT / "scripts/docs"), "build", "-d", str(tmp_path / "site")], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = proc.stdout + proc.stderr
+    assert "Warning" not in out and "Traceback" not in out and "end of life" not in out, out
+    assert [line for line in out.splitlines() if line.strip() and not line.startswith("INFO    -  ")] == [], out
+

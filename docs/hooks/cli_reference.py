@@ -15,11 +15,18 @@ REFERENCE = "commands/reference.md"
 def root_command() -> click.Command:
     import importlib
     import pkgutil
+    import warnings
 
     import mlvc.cli
-    from mlvc.cli import main  # first: it imports typer without rich, so help is the plain text users see
 
-    import typer.main
+    # typer 0.16 (pinned below 0.17 for start-up time) imports two helpers click 8.5 deprecates:
+    # harmless, and not about this site, so the build does not print them as tracebacks.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"'click\.utils\.get_(binary|text)_stream' is deprecated",
+                                category=DeprecationWarning)
+        from mlvc.cli import main  # first: it imports typer without rich, so help is the plain text users see
+
+        import typer.main
 
     for module in pkgutil.iter_modules(mlvc.cli.__path__):  # each command module registers itself on `app`
         importlib.import_module(f"mlvc.cli.{module.name}")
