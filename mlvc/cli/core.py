@@ -129,10 +129,12 @@ def status(
                                               "the default remote)."),
     exit_code: bool = typer.Option(False, "--exit-code", help="Exit 1 when something differs (as `git diff "
                                    "--exit-code`); without it, 0 whenever the comparison ran."),
+    sources: bool = typer.Option(True, "--sources/--no-sources", help="Fetch imported artifacts' sources to "
+                                 "say when one moved (`mlvc update` moves it); --no-sources stays offline."),
     json_out: bool = JSON,
     quiet: bool = QUIET,
 ):
-    """Compare the workspace and the cache with the pointers.
+    """Compare the workspace and the cache with the pointers (and imported artifacts with their sources).
 
     Exit code 0 when the comparison ran, even if something differs (with --exit-code: 1 when
     something differs); the error's own code when an artifact could not be compared (5 for an
@@ -154,12 +156,20 @@ def status(
             from ..ops.push import unpushed_counts
 
             remote_missing = unpushed_counts(repo, remote_name, [r.path for r in results])
+        moved = {}
+        if sources:
+            from ..ops.imports import source_moves
+
+            moved = source_moves(repo, [str(p) for p in paths] if paths else None)
     dirty = [r for r in results if r.state != UNCHANGED or r.cache_complete is False]
     if json_out:
         doc = [r.as_dict() for r in results]
         if remote_missing is not None:
             for d in doc:
                 d["not_on_remote"] = remote_missing.get(d["path"], 0)
+        for d in doc:
+            if d["path"] in moved:
+                d["source_moved"] = moved[d["path"]].as_dict()
         emit_json(doc)
     elif not quiet:
         for r in results:
@@ -178,6 +188,14 @@ def status(
                 echo(f"    hint: {r.hint}")
             if r.config_changed:
                 echo(f"    note: {r.config_changed}")
+            move = moved.get(r.path)
+            if move is not None and move.error:
+                echo(f"    note: its source could not be checked: {move.error}")
+            elif move is not None:
+                what = {True: "the artifact changed there", False: "the artifact is the same there",
+                        None: "the artifact is not readable there"}[move.artifact_changed]
+                echo(f"    source moved: {move.rev or 'HEAD'} is now {move.commit[:12]} ({what}): "
+                     f"run `mlvc update {r.path}`")
         if not results:
             echo("no tracked artifacts (use `mlvc add PATH`)")
     # an artifact that could not be compared at all (unreadable pointer, symlink, corrupt manifest)

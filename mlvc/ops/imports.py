@@ -167,6 +167,57 @@ def _refuse_unsaved(repo, t) -> None:
                                 hint=f"save it with `mlvc add {t.display}` first, or pass --force")
 
 
+@dataclass
+class SourceMove:
+    """An imported artifact whose source's revision now names another commit."""
+
+    path: str
+    rev: str | None  # the revision followed (None: the source's HEAD)
+    commit: str  # what it names now
+    artifact_changed: bool | None  # whether the artifact differs there (None: unreadable there)
+    error: str | None = None  # the source could not be checked (unreachable ...)
+
+    def as_dict(self) -> dict:
+        return {"rev": self.rev, "commit": self.commit, "artifact_changed": self.artifact_changed,
+                "error": self.error}
+
+
+def source_moves(repo, paths=None) -> dict[str, SourceMove]:
+    """For each imported artifact among `paths` (default: all), whether its source moved: its
+    recorded revision fetched again (once per source and revision).  Nothing is written but the
+    mirrors; an unreachable source is reported in `error`, not raised."""
+    out: dict[str, SourceMove] = {}
+    heads: dict[tuple[str, str | None], object] = {}
+    for t in select(repo, paths, within=True):
+        if t.ptr is None or t.ptr.source is None or t.display in out:
+            continue
+        src = t.ptr.source
+        key = (src.url, src.rev)
+        try:
+            if key not in heads:
+                heads[key] = open_source(src.url, src.rev, base=repo.root)
+            opened = heads[key]
+            if isinstance(opened, MlvcError):
+                raise opened
+        except MlvcError as exc:
+            heads[key] = exc
+            out[t.display] = SourceMove(t.display, src.rev, src.commit, None, str(exc))
+            continue
+        if opened.pinned_rev == src.commit:
+            continue
+        try:
+            with RevisionView(opened) as view:
+                now = _source_pointer(view, src.path, t.ptr.path)
+            changed = now.oid != t.ptr.oid
+        except MlvcError:
+            changed = None
+        out[t.display] = SourceMove(t.display, src.rev, opened.pinned_rev, changed)
+    for opened in heads.values():
+        if not isinstance(opened, MlvcError):
+            opened.close()
+    return out
+
+
 def fetch_imported(repo, ptr: PointerFile) -> SourceStats:
     """Fetch every object of the imported artifact `ptr` from its source's remote (as the source
     committed it at the recorded commit) into this project's cache."""
@@ -179,4 +230,4 @@ def fetch_imported(repo, ptr: PointerFile) -> SourceStats:
         src.close()
 
 
-__all__ = ["import_artifact", "update", "fetch_imported", "ImportResult"]
+__all__ = ["import_artifact", "update", "fetch_imported", "source_moves", "ImportResult", "SourceMove"]

@@ -137,3 +137,29 @@ def test_update_keeps_unsaved_changes_unless_forced(tmp_path: Path, repo_dir: Pa
     assert mlvc_cli(repo_dir, "update", "base.bin", "--rev", "v3", "--force", "-q").code == 0
     assert (repo_dir / "base.bin").read_bytes() == b"v3 weights" * 1000
     shutil.rmtree(tmp_path / "store")
+
+
+def test_status_says_when_the_source_moved(tmp_path: Path, repo_dir: Path) -> None:
+    registry = make_registry(tmp_path / "registry", str(tmp_path / "store"))
+    assert mlvc_cli(repo_dir, "import", str(registry.path), "models/base.bin", "--rev", "main", "-q").code == 0
+    assert mlvc_cli(repo_dir, "import", str(registry.path), "datasets/images", "--rev", "v1", "-q").code == 0
+    res = mlvc_cli(repo_dir, "status")
+    assert res.code == 0 and "source moved" not in res.out, res
+    write(registry.path / "README.md", "moved\n")
+    commit(registry.path, "readme only")
+    res = mlvc_cli(repo_dir, "status")
+    assert "base.bin: unchanged\n    source moved: main is now" in res.out and "is the same there" in res.out, res
+    assert "images: unchanged\n" in res.out and res.out.count("source moved") == 1  # a tag stays put
+    write(registry.path / "models" / "base.bin", b"new weights")
+    api.add(str(registry.path / "models" / "base.bin"), repo=registry.path)
+    api.push(repo=registry.path)
+    head = commit(registry.path, "new weights")
+    doc = {d["path"]: d for d in json.loads(mlvc_cli(repo_dir, "status", "--json").out)}
+    assert doc["base.bin"]["source_moved"] == {"rev": "main", "commit": head, "artifact_changed": True,
+                                               "error": None}
+    assert "source_moved" not in doc["images"]
+    res = mlvc_cli(repo_dir, "status", "--no-sources")
+    assert "source moved" not in res.out
+    shutil.move(registry.path, tmp_path / "registry-gone")
+    res = mlvc_cli(repo_dir, "status")
+    assert res.code == 0 and "its source could not be checked" in res.out, res
