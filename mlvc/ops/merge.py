@@ -228,6 +228,14 @@ def conflict_text(result: MergeResult) -> bytes:
             f"=======\n{theirs}>>>>>>> merged, {files} as theirs\n").encode()
 
 
+def plain_conflict(ours: bytes, theirs: bytes) -> bytes:
+    """Both pointers whole between conflict markers (what git's text merge would leave, roughly)."""
+    def block(data: bytes) -> bytes:
+        return data if data.endswith(b"\n") or not data else data + b"\n"
+
+    return b"<<<<<<<\n" + block(ours) + b"=======\n" + block(theirs) + b">>>>>>>\n"
+
+
 def _write_bytes(path: Path, data: bytes, fsync: bool) -> None:
     """Temp + fsync + rename: a merge interrupted at any point leaves git's file or ours whole."""
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
@@ -264,7 +272,12 @@ def merge_driver(repo, base_file: str, ours_file: str, theirs_file: str, path: s
         messages.append(f"mlvc: cannot merge {path}: {exc}")
         if exc.hint:
             messages.append(f"mlvc: hint: {exc.hint}")
-        return 1, messages  # git writes its own conflict markers around both pointers
+        try:  # git takes the driver's file as the result: mark the conflict as git's own merge would
+            _write_bytes(Path(ours_file), plain_conflict(Path(ours_file).read_bytes(), Path(theirs_file).read_bytes()),
+                         fsync)
+        except OSError as err:
+            messages.append(f"mlvc: cannot write {path}: {err}")
+        return 1, messages
     if result.conflicts:
         _write_bytes(Path(ours_file), conflict_text(result), fsync)
         messages += conflict_messages(result)

@@ -160,3 +160,55 @@ def test_uninstall_removes_the_driver(branches):
     assert out.code == 0 and "merge driver" in out.out
     assert not (r / ".gitattributes").exists()
     assert git_rc(r, "config", "merge.mlvc.driver").returncode == 1
+
+
+def test_a_file_artifact_changed_on_both_sides_is_left_as_a_conflict_naming_both_ids(repo_dir):
+    r = repo_dir
+    assert mlvc_cli(r, "install-hooks", "-q").code == 0
+    (r / "model.bin").write_bytes(b"base" * 100)
+    assert mlvc("add", "model.bin", "--quiet") == 0
+    commit(r, "base")  # .gitattributes too
+    git(r, "switch", "-q", "-c", "other")
+    (r / "model.bin").write_bytes(b"theirs" * 100)
+    assert mlvc("add", "model.bin", "--quiet") == 0
+    commit(r, "theirs")
+    theirs_id = pointers.load(r / "model.bin.mlvc").oid
+    git(r, "switch", "-q", "main")
+    (r / "model.bin").write_bytes(b"ours" * 100)
+    assert mlvc("add", "model.bin", "--quiet") == 0
+    commit(r, "ours")
+    ours_id = pointers.load(r / "model.bin.mlvc").oid
+    res = git_rc(r, "merge", "--no-edit", "other")
+    assert res.returncode != 0 and "not a directory on both" in res.stderr, res.stderr
+    status = mlvc_cli(r, "status")
+    assert status.code == 5 and f"ours {ours_id}, theirs {theirs_id}" in status.out, status.out
+
+
+def test_meta_merges_key_by_key_and_module_ids_file_by_file():
+    from mlvc.ops.merge import merge_meta
+
+    base = {"seed": 1, "config_hash": "c0", "modules": {"a.pt": {"enc": "x0"}, "b.pt": {"dec": "y0"}}}
+    ours = {"seed": 1, "config_hash": "c1", "modules": {"a.pt": {"enc": "x1"}, "b.pt": {"dec": "y0"}}}
+    theirs = {"seed": 2, "config_hash": "c2", "modules": {"a.pt": {"enc": "x0"}, "b.pt": {"dec": "y2"},
+                                                           "c.pt": {"head": "z"}}}
+    merged, dropped = merge_meta(base, ours, theirs)
+    assert merged == {"seed": 2, "modules": {"a.pt": {"enc": "x1"}, "b.pt": {"dec": "y2"}, "c.pt": {"head": "z"}}}
+    assert dropped == ["config_hash"]  # changed differently on both sides: it describes neither result
+
+
+def test_merge_entries_names_edit_edit_and_edit_delete_conflicts():
+    from mlvc.objects import TreeEntry
+    from mlvc.ops.merge import merge_entries
+
+    def e(path, n, x=False):
+        return TreeEntry(path, n, bytes([n]) * 16, x)
+
+    base = [e("a", 1), e("b", 2), e("c", 3), e("d", 4)]
+    ours = [e("a", 11), e("b", 12), e("d", 4, True), e("o", 5)]  # a, b edited; c deleted; d made executable
+    theirs = [e("a", 11), e("b", 22), e("c", 33), e("d", 4), e("t", 6)]  # a same edit; b, c edited
+    as_ours, as_theirs, conflicts, from_theirs = merge_entries(base, ours, theirs)
+    assert [(c.path, c.ours, c.theirs) for c in conflicts] == [
+        ("b", to_oid(bytes([12]) * 16), to_oid(bytes([22]) * 16)), ("c", None, to_oid(bytes([33]) * 16))]
+    assert as_ours == [e("a", 11), e("b", 12), e("d", 4, True), e("o", 5), e("t", 6)]
+    assert as_theirs == [e("a", 11), e("b", 22), e("c", 33), e("d", 4, True), e("o", 5), e("t", 6)]
+    assert from_theirs == 1  # t
