@@ -41,8 +41,8 @@ def _parse_meta(items: list[str]) -> dict:
 
     meta = {}
     for item in items or []:
-        if "=" not in item:
-            raise errors.MlvcError(f"--meta expects KEY=VALUE, got {item!r}")
+        if "=" not in item or not item.split("=", 1)[0].strip():
+            raise errors.UsageError(f"--meta expects KEY=VALUE, got {item!r}")
         k, v = item.split("=", 1)
         meta[k.strip()] = _typed(v, yaml)
     return meta
@@ -97,7 +97,7 @@ def add(
     from ..pointer import FOLLOW_LINKS, ROLES
 
     if role is not None and role not in ROLES:
-        raise errors.MlvcError(f"--role must be one of {', '.join(ROLES)}")
+        raise errors.UsageError(f"--role must be one of {', '.join(ROLES)}, not {role!r}")
     tracked_before = {q.resolve() for q in (Path(str(p).rstrip("/\\") + ".mlvc") for p in paths) if q.is_file()}
     with open_repo() as repo:
         full_meta = {**config_meta(repo, config, seed), **_parse_meta(meta)}
@@ -352,7 +352,7 @@ def checkout(
     from ..ops.revcheckout import checkout_rev
 
     with open_repo() as repo:
-        rev, paths = _split_rev(repo, targets or [])
+        rev, paths = split_rev(repo, targets or [])
         progress = progress_for(quiet or json_out)
         result = checkout_rev(repo, rev, paths or None, force=force, to=to, progress=progress)
     if json_out:
@@ -386,7 +386,7 @@ def _inside_tracked(arg: str) -> bool:
     return any(a.with_name(a.name + ".mlvc").is_file() for a in p.parents if a != a.parent)
 
 
-def _split_rev(repo, targets: list[str]) -> tuple[str | None, list[str]]:
+def split_rev(repo, targets: list[str]) -> tuple[str | None, list[str]]:
     """The first target is a revision when it is not a path in the workspace but git knows it."""
     if not targets:
         return None, []

@@ -18,8 +18,16 @@ QUIET = typer.Option(False, "--quiet", "-q", help="Print nothing on success.")
 
 
 def _fmt(v) -> str:
+    """A measured number (a relative L2 change), to 4 significant digits."""
     if isinstance(v, float):
         return "inf" if math.isinf(v) else f"{v:.4g}"
+    return "-" if v is None else str(v)
+
+
+def _value(v) -> str:
+    """A recorded value (a parameter, a meta entry) as written: 2.0 stays 2.0, 1e-05 stays 1e-05."""
+    if isinstance(v, float):
+        return repr(v)
     return "-" if v is None else str(v)
 
 
@@ -28,8 +36,9 @@ def _fmt(v) -> str:
 
 @app.command()
 def diff(
-    revs: List[str] = typer.Argument(..., help="REV_A [REV_B] [PATH...]: compare two commits (REV_B defaults to "
-                                     "the workspace pointers)."),
+    revs: Optional[List[str]] = typer.Argument(None, help="[REV_A [REV_B] | A..B] [PATH...]: compare two "
+                                               "commits (REV_B defaults to the workspace pointers; no revision: "
+                                               "the workspace against HEAD, as `git diff`)."),
     json_out: bool = JSON,
     no_contents: bool = typer.Option(False, "--no-contents", help="Compare pointers only (no file or tensor "
                                      "level detail)."),
@@ -40,22 +49,16 @@ def diff(
     Examples:
 
     \b
+      mlvc diff                     # the workspace pointers against HEAD
       mlvc diff HEAD~3 HEAD
+      mlvc diff v1..v2 checkpoints
       mlvc diff v1 checkpoints/model.pt --json
     """
-    from ..git import GitRepo
     from ..ops.diff import diff as diff_op
 
     with open_repo() as repo:
-        rev_a, rest = revs[0], revs[1:]
-        rev_b = None
-        if rest and not Path(rest[0]).exists() and not Path(rest[0] + ".mlvc").exists():
-            try:
-                GitRepo(repo.root).resolve(rest[0])
-                rev_b, rest = rest[0], rest[1:]
-            except errors.MlvcError:
-                pass
-        result = diff_op(repo, rev_a, rev_b, rest or None, contents=not no_contents)
+        rev_a, rev_b, paths = _diff_args(repo, list(revs or []))
+        result = diff_op(repo, rev_a, rev_b, paths or None, contents=not no_contents)
     if json_out:
         emit_json(result.as_dict())
         return
@@ -98,7 +101,7 @@ def diff(
                     else:
                         echo(f"        {t.change} {t.name} ({t.dtype} {t.new_shape or t.old_shape})")
         for k, v in a.meta.items():
-            echo(f"    meta {k}: {_fmt(v['old'])} -> {_fmt(v['new'])}")
+            echo(f"    meta {k}: {_value(v['old'])} -> {_value(v['new'])}")
         if a.role:
             echo(f"    role: {a.role['old']} -> {a.role['new']}")
         if a.error:
@@ -106,7 +109,35 @@ def diff(
     if result.params:
         echo("params:")
         for p in result.params:
-            echo(f"    {p['source']}: {p['key']}: {_fmt(p['old'])} -> {_fmt(p['new'])}")
+            echo(f"    {p['source']}: {p['key']}: {_value(p['old'])} -> {_value(p['new'])}")
+
+
+def _diff_args(repo, args: list[str]) -> tuple[str, str | None, list[str]]:
+    """(REV_A, REV_B or None for the workspace, paths) of `mlvc diff`'s arguments: none is HEAD
+    against the workspace; `A..B` a range (an empty side is HEAD, as in git); else the first
+    argument is a revision unless it is a path (as for `checkout`), and so is a second one that
+    git knows and that is not a path."""
+    from ..git import GitRepo
+    from .core import split_rev
+
+    if not args:
+        return "HEAD", None, []
+    first = args[0]
+    if ".." in first and not Path(first).exists() and not Path(first + ".mlvc").exists():
+        a, _, b = first.partition("..")
+        if b.startswith("."):
+            raise errors.UsageError(f"symmetric ranges are not supported: {first!r}", hint="use A..B")
+        return a or "HEAD", b or "HEAD", args[1:]
+    rev_a, rest = split_rev(repo, args)
+    if rev_a is None:
+        return "HEAD", None, rest
+    if rest and not Path(rest[0]).exists() and not Path(rest[0] + ".mlvc").exists():
+        try:
+            GitRepo(repo.root).resolve(rest[0])
+            return rev_a, rest[0], rest[1:]
+        except errors.MlvcError:
+            pass
+    return rev_a, None, rest
 
 
 # ------------------------------------------------------------------ log
@@ -120,6 +151,7 @@ def log(
     fmt: str = typer.Option("text", "--format", help="text, md (a 'what changed' report) or json."),
     max_count: Optional[int] = typer.Option(None, "-n", "--max-count", help="At most N commits."),
     rev: str = typer.Option("HEAD", "--rev", help="Walk history from this revision."),
+    json_out: bool = typer.Option(False, "--json", help="Print machine-readable JSON (as --format json)."),
 ):
     """An artifact's history (commit, date, author, message, id, size, role, meta), read from git's
     object database without any checkout.
@@ -128,12 +160,17 @@ def log(
 
     \b
       mlvc log checkpoints/model.pt
+      mlvc log checkpoints/model.pt --json
       mlvc log --since 7.days --format md
     """
     from ..ops import log as log_ops
 
     if fmt not in ("text", "md", "json"):
         raise errors.UsageError(f"--format must be text, md or json, not {fmt!r}")
+    if json_out:
+        if fmt == "md":
+            raise errors.UsageError("--json and --format md exclude each other")
+        fmt = "json"
     try:
         log_ops.parse_since(since)
     except errors.MlvcError as exc:
@@ -146,6 +183,11 @@ def log(
             sys.stdout.write(log_ops.render_markdown(reports, since))
             return
         entries = log_ops.log(repo, path, since, max_count, rev)
+        if path and not entries:
+            where = repo.resolve_user_path(path)
+            if not (where.exists() or (where.parent / (where.name + ".mlvc")).exists()):
+                raise errors.PathError(path, "does not exist, and no commit changed an artifact there",
+                                       hint="run `mlvc ls` to list the tracked artifacts")
     if fmt == "json":
         emit_json([e.as_dict() for e in entries])
     elif entries:
@@ -186,7 +228,7 @@ def params_diff_cmd(
     if not changes:
         echo(f"no parameter changes between {rev_a} and {rev_b or 'workspace'}")
     for c in changes:
-        echo(f"{c.change:8} {c.source}: {c.key}: {_fmt(c.old)} -> {_fmt(c.new)}")
+        echo(f"{c.change:8} {c.source}: {c.key}: {_value(c.old)} -> {_value(c.new)}")
 
 
 # ------------------------------------------------------------------ gc
@@ -224,6 +266,9 @@ def gc(
                               ("all-commits", all_commits)) if on]
     if len(chosen) != 1:
         raise errors.UsageError("choose what to keep: exactly one of --workspace, --all-branches, --all-commits")
+    if grace is not None and not 0 <= grace < math.inf:
+        raise errors.UsageError(f"--grace must be a number of seconds, 0 or more, not {grace:g}",
+                                hint="--grace 0 collects every unreachable pack at once")
     with open_repo() as repo:
         result = gc_op(repo, chosen[0], remote=remote, dry_run=dry_run, grace=grace, wait_lock=wait_lock,
                        on_wait=wait_message(quiet or json_out))

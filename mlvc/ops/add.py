@@ -177,6 +177,8 @@ def _check_target(repo, target: Path, display: str) -> None:
 
 def add_one(repo, path: str | Path, *, role: str | None = None, meta: dict | None = None,
             progress: Progress = NULL) -> AddResult:
+    if not os.path.lexists(path):  # before "outside the repository": /nonexistent simply is not there
+        raise PathError(path, "does not exist")
     target = repo.resolve_user_path(path)
     display = repo.rel(target)
     _check_target(repo, target, display)

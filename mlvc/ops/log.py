@@ -25,7 +25,7 @@ from typing import Any
 
 from .. import pointer as pointers
 from ..errors import MlvcError, PointerError
-from .params import (DEFAULT_METRICS_FILES, MAX_PARAMS_BYTES, compare, flatten, metrics_files, params_files,
+from .params import (DEFAULT_METRICS_FILES, ID_META, MAX_PARAMS_BYTES, compare, flatten, metrics_files, params_files,
                      parse_values)
 
 METRICS_NAMES = frozenset(DEFAULT_METRICS_FILES)  # read wherever they are (git, or inside an artifact)
@@ -344,8 +344,21 @@ def _size(n: int | None) -> str:
 
 def _fmt(v: Any) -> str:
     if isinstance(v, float):
-        return f"{v:.6g}"
+        return repr(v)  # what the user wrote: 2.0 stays 2.0, 0.001 stays 0.001
     return str(v)
+
+
+def _meta_text(meta: dict) -> str:
+    """Pointer meta on one line: `key=value` leaves (nested keys dotted), module and block ids
+    counted (`--json` has them)."""
+    parts = [f"{k}={_fmt(v)}" for k, v in flatten({k: v for k, v in meta.items()
+                                                   if k not in ID_META}).items()]
+    for key in ID_META:
+        ids = meta.get(key)
+        n = len(flatten(ids)) if isinstance(ids, dict) else 0
+        if n:
+            parts.append(f"[{n} {key[:-1]} id{'s' if n != 1 else ''}]")
+    return " ".join(parts)
 
 
 def render_text(entries: list[LogEntry]) -> str:
@@ -363,7 +376,7 @@ def render_text(entries: list[LogEntry]) -> str:
         if e.error:
             lines.append(f"  {e.change:8} {e.path}: {e.error}")
             continue
-        meta = " ".join(f"{k}={_fmt(v)}" for k, v in e.meta.items())
+        meta = _meta_text(e.meta)
         lines.append(f"  {e.change:8} {e.path}  {e.id}  {_size(e.size)}  {e.role or '-'}"
                      + (f"  {meta}" if meta else ""))
     return "\n".join(lines)

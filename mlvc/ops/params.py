@@ -19,6 +19,7 @@ from ..errors import MlvcError
 DEFAULT_PARAMS_FILES = ("params.yaml", "params.yml", "params.json")
 DEFAULT_METRICS_FILES = ("metrics.json", "metrics.yaml", "metrics.yml")
 MAX_PARAMS_BYTES = 16 * 1024 * 1024
+ID_META = ("modules", "blocks")  # pointer meta holding per-module and per-block ids: not parameters
 
 
 @dataclass
@@ -122,7 +123,7 @@ def collect(repo, git, rev: str | None) -> dict[tuple[str, str], Any]:
         for k, v in parsed.items():
             values[(name, k)] = v
     for artifact, meta in src.pointer_metas().items():
-        for k, v in flatten(meta).items():
+        for k, v in flatten({k: v for k, v in meta.items() if k not in ID_META}).items():
             values[(artifact, k)] = v
     return values
 

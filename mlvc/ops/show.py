@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from ..errors import MlvcError, ObjectNotFoundError, PathError
 from ..hashing import to_oid
 from .common import containing, load_entries
@@ -19,6 +21,9 @@ def show(repo, target: str) -> dict:
     except PathError as exc:
         untracked = _untracked_checkpoint(repo, target)
         if untracked is None:
+            if not os.path.lexists(repo.resolve_user_path(target)):  # `mlvc add` of it could not help
+                raise PathError(target, "does not exist and is not tracked by mlvc",
+                                hint="run `mlvc ls` to list the tracked artifacts") from None
             raise exc from None
         return untracked
     if t.ptr is None:

@@ -45,12 +45,12 @@ def test_status_exit_code_signals_changes(cli, repo_dir):
 
 @pytest.mark.parametrize("args, code, text", [
     (["add", "does-not-exist"], errors.EXIT_BAD_PATH, "does not exist"),
-    (["add", "../x"], errors.EXIT_BAD_PATH, "outside the repository"),
+    (["add", ".."], errors.EXIT_BAD_PATH, "outside the repository"),
     (["add", ".git"], errors.EXIT_BAD_PATH, ".git"),
     (["add", ".mlvc"], errors.EXIT_BAD_PATH, ".mlvc"),
     (["checkout", "unknown-path"], errors.EXIT_BAD_PATH, "neither a tracked path nor a known revision"),
-    (["add", "m.bin", "--role", "boss"], errors.EXIT_ERROR, "--role"),
-    (["add", "m.bin", "--meta", "novalue"], errors.EXIT_ERROR, "KEY=VALUE"),
+    (["add", "m.bin", "--role", "boss"], errors.EXIT_USAGE, "--role"),
+    (["add", "m.bin", "--meta", "novalue"], errors.EXIT_USAGE, "KEY=VALUE"),
     (["frobnicate"], errors.EXIT_USAGE, "No such command"),
 ])
 def test_bad_input_gives_one_line_and_code(cli, repo_dir, args, code, text):

@@ -210,8 +210,9 @@ def test_file_changing_while_added_is_detected(repo_dir, monkeypatch):
 
 
 @pytest.mark.parametrize("path, reason", [
-    ("../outside", "outside the repository"),
+    ("..", "outside the repository"),
     ("nope", "does not exist"),
+    ("../nope", "does not exist"),  # not "outside the repository" (issue 22)
     (".git", "inside .git"),
     (".mlvc/config", "inside .mlvc"),
     (".", "repository root"),
