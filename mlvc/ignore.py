@@ -126,3 +126,44 @@ def _append_line(gi: Path, line: str) -> bool:
         text += "\n"
     _write(gi, text + line + "\n")
     return True
+
+
+def drop_ignored(target: Path) -> bool:
+    """Remove `/<name>` from `<target's dir>/.gitignore` (the file too, when nothing else is left in
+    it).  Returns True when it wrote."""
+    gi = target.parent / ".gitignore"
+    line = pattern(target.name)
+    if not target.parent.is_dir():
+        return False
+    with _dir_locked(target.parent):
+        try:
+            lines = gi.read_text().splitlines()
+        except FileNotFoundError:
+            return False
+        kept = [x for x in lines if x != line]
+        if len(kept) == len(lines):
+            return False
+        if any(x.strip() for x in kept):
+            _write(gi, "\n".join(kept) + "\n")
+        else:
+            gi.unlink()
+        return True
+
+
+def drop_excluded(exclude: Path, rel_paths) -> int:
+    """Remove these repo-relative paths from the mlvc block of the clone's `exclude` file (an
+    artifact untracked or moved: git sees that path again).  Returns how many lines it removed."""
+    unwanted = {pattern(r) for r in rel_paths}
+    if not unwanted or not exclude.is_file():
+        return 0
+    with _dir_locked(exclude.parent):
+        lines = exclude.read_text().splitlines()
+        if BEGIN not in lines:
+            return 0
+        start = lines.index(BEGIN)
+        end = lines.index(END, start) if END in lines[start:] else len(lines)
+        kept = lines[:start + 1] + [x for x in lines[start + 1:end] if x not in unwanted] + lines[end:]
+        if len(kept) == len(lines):
+            return 0
+        _write(exclude, "\n".join(kept) + "\n")
+        return len(lines) - len(kept)

@@ -77,3 +77,21 @@ def test_a_clone_that_pulled_the_data_keeps_it_ignored_at_old_commits(repo_dir: 
                      "(.git/info/exclude)\n")
     git(clone, "add", "-A")
     assert git(clone, "status", "--porcelain") == ""
+
+
+def test_drop_ignored_and_drop_excluded_remove_only_their_lines(tmp_path) -> None:
+    from mlvc.ignore import drop_excluded, drop_ignored, ensure_ignored, excluded, keep_excluded
+
+    (tmp_path / ".gitignore").write_text("*.log\n")
+    ensure_ignored(tmp_path / "data")
+    assert drop_ignored(tmp_path / "data") and (tmp_path / ".gitignore").read_text() == "*.log\n"
+    assert not drop_ignored(tmp_path / "data")
+    (tmp_path / "sub").mkdir()
+    ensure_ignored(tmp_path / "sub" / "x")
+    assert drop_ignored(tmp_path / "sub" / "x") and not (tmp_path / "sub" / ".gitignore").exists()
+    exclude = tmp_path / "info" / "exclude"
+    exclude.parent.mkdir()
+    exclude.write_text("# mine\n/keep\n")
+    keep_excluded(exclude, ["a/b", "c"])
+    assert drop_excluded(exclude, ["a/b"]) == 1
+    assert excluded(exclude) == ["/c"] and exclude.read_text().startswith("# mine\n/keep\n")

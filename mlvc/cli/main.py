@@ -47,7 +47,7 @@ app = typer.Typer(
 )
 
 # Command groups register themselves on `app` when imported.
-_COMMAND_MODULES = ("core", "remote", "history", "lineage", "import_dvc", "report", "merge", "sources")
+_COMMAND_MODULES = ("core", "remote", "history", "lineage", "import_dvc", "report", "merge", "sources", "manage")
 
 
 def _version(value: bool) -> None:
