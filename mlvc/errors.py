@@ -130,6 +130,20 @@ class CorruptObjectError(MlvcError, ValueError):
         self.got = got
 
 
+class CorruptJournalError(MlvcError, ValueError):
+    """A push journal record on a remote that gc cannot read: what it protects is unknown."""
+
+    exit_code = EXIT_CORRUPT
+
+    def __init__(self, key: str, remote: str, reason: str):
+        super().__init__(f"push journal record {key} on remote {remote} is unreadable ({reason}); "
+                         "nothing was deleted",
+                         hint="if no push of a newer mlvc wrote it, delete that record and run gc again")
+        self.key = key
+        self.remote = remote
+        self.reason = reason
+
+
 class ObjectNotFoundError(MlvcError, KeyError):
     exit_code = EXIT_MISSING_OBJECT
 

@@ -113,6 +113,10 @@ class GitRepo:
         """True when HEAD points at a commit (false on an unborn branch)."""
         return self.head_commit() is not None
 
+    def has_commit(self, sha: str) -> bool:
+        """Whether the object database holds commit `sha` (40 hex), reachable from a ref or not."""
+        return bool(re.fullmatch(r"[0-9a-f]{40}", sha)) and isinstance(self._get(sha.encode("ascii")), Commit)
+
     def is_shallow(self) -> bool:
         return bool(self._repo.get_shallow())
 

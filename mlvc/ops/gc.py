@@ -26,16 +26,19 @@ already has and gc could delete them under it (see `_check_pushers`).
 from __future__ import annotations
 
 import os
+import time
 
 from .. import pointer as pointers
 from ..errors import CorruptObjectError, MlvcError, ObjectNotFoundError
 from ..store.gc import GcResult, gc as collect
+from ..store.journal import RETENTION_S, JournalName, list_names, read_record
 from ..store.locks import RemoteLock, check_pushers, default_owner, remote_unlocked, wait_for_lock
 from ..store.packs import CHUNK, TREE_MANIFEST
 from .common import reachable, select
 
 SCOPES = ("workspace", "all-branches", "all-commits")
 DEFAULT_GRACE_S = 3600.0
+CLOCK_SLACK_S = 24 * 3600.0  # how far a pusher's clock may lag the store's for the journal's grace
 GRACE_ENV = "MLVC_GC_GRACE"
 
 
@@ -261,11 +264,63 @@ def gc_remote(repo, scope: str, remote: str | None, *, dry_run: bool = False, gr
         rstore.close()
 
 
+def journal_roots(repo, backend, before: set[str],
+                  grace_s: float) -> tuple[list[pointers.PointerFile], list[JournalName]]:
+    """The roots the push journal (`mlvc.store.journal`) keeps, and the records gc may prune.
+
+    A record keeps its roots when it appeared after `before` (the listing gc took before it read
+    any ref: a push that finished while gc ran), when it is younger than the grace, or, for
+    `RETENTION_S`, when this repository's git lacks a commit it names (its refs are older than
+    that push: not fetched yet).  Records older than both are pruned."""
+    from ..git import GitRepo
+
+    now = time.time()
+    git = GitRepo(repo.root) if repo.has_git else None
+    try:
+        def unknown(sha: str) -> bool:
+            return git is None or not git.has_commit(sha)
+
+        roots: dict[tuple[str, str], pointers.PointerFile] = {}
+        prunable: list[JournalName] = []
+        def young(n: JournalName) -> bool:
+            # judged as packs are: the store's mtime against our clock.  A record whose name (the
+            # pusher's clock) is a day older than the grace is not asked about.
+            if now - n.created >= grace_s + CLOCK_SLACK_S:
+                return False
+            try:
+                mtime = backend.mtime(n.key)
+            except MlvcError:
+                return False  # gone meanwhile: pruned by another gc
+            return mtime is None or now - mtime < grace_s
+
+        for n in list_names(backend):
+            age = now - n.created
+            keep = n.key not in before or (grace_s > 0 and young(n))
+            if not keep and age < RETENTION_S:
+                keep = (n.commit is not None and unknown(n.commit)) or (
+                    n.multi and any(map(unknown, read_record(backend, n).commits)))
+            if not keep:
+                if age >= max(grace_s, RETENTION_S):
+                    prunable.append(n)
+                continue
+            for r in read_record(backend, n).roots:
+                roots.setdefault((r.kind, r.oid), pointers.PointerFile(
+                    path=f"{r.kind} pushed by {n.key}", kind=r.kind, oid=r.oid, size=0, files=0))
+        return list(roots.values()), prunable
+    finally:
+        if git is not None:
+            git.close()
+
+
 def gc_remote_store(repo, rstore, name: str, scope: str, *, dry_run: bool = False, grace: float | None = None,
                     lock_ttl: float = 3600.0, owner: str | None = None) -> GcResult:
     """`gc_remote` on an open remote store."""
     result = GcResult(scope, name, dry_run)
     grace_s = grace_seconds(repo, grace)
+    # Before any ref is read: a record missing from this listing was written by a push that
+    # finished after gc started, which our refs may not show (`journal_roots`).
+    journal_before = {n.key for n in list_names(rstore.backend)}
+    prunable: list[JournalName] = []
     lock = RemoteLock(rstore.backend, owner=owner or f"mlvc gc ({default_owner()})", ttl_s=lock_ttl)
     with lock:
         if lock.broken is not None:
@@ -273,14 +328,24 @@ def gc_remote_store(repo, rstore, name: str, scope: str, *, dry_run: bool = Fals
             result.warnings.append(f"took over the gc lock of {lock.broken.describe()}: {why}")
 
         def live() -> set:
-            # after gc's listing: a push that started before it is seen here (and stops gc)
+            # after gc's listing: a push that started before it is seen here (and stops gc); one
+            # that ended before it wrote its journal record, read below, after the refs
             check_pushers(rstore.backend, dry_run, result.warnings)
             ptrs = kept_pointers(repo, scope, result.warnings)
             result.kept_artifacts = len(ptrs)
-            return live_objects(_ManifestReader(repo.store, rstore), ptrs, result.warnings, strict=True)
+            reader = _ManifestReader(repo.store, rstore)
+            objects = live_objects(reader, ptrs, result.warnings, strict=True)
+            pushed, prunable[:] = journal_roots(repo, rstore.backend, journal_before, grace_s)
+            seen = {(p.kind, p.oid) for p in ptrs}
+            pushed = [p for p in pushed if (p.kind, p.oid) not in seen]
+            result.journal_roots = len(pushed)
+            return objects | live_objects(reader, pushed, result.warnings)
 
         collect(rstore, live, result, grace_s=grace_s, dry_run=dry_run, keep_alive=lock.refresh)
+        result.journal_pruned = len(prunable)
         if not dry_run:
+            for n in prunable:  # after the deletions: until then they still counted
+                rstore.backend.delete(n.key)
             rstore.backend.cleanup(24 * 3600)  # what writers that died a day ago left behind
     return result
 

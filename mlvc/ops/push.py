@@ -13,6 +13,7 @@ from pathlib import Path
 from .. import pointer as pointers
 from ..errors import MlvcError, PathError
 from ..progress import NULL, Progress
+from ..store.journal import JournalRoot, write_record
 from ..store.locks import gc_guard, gc_lock_free, take_push_lock, wait_for_lock
 from ..store.transfer import Artifact, TransferResult, missing_at, transfer
 from .common import select
@@ -131,9 +132,10 @@ def push(repo, paths=None, *, remote: str | None = None, revs=(), all_commits: b
     is told once when the waiting starts.  While waiting the push holds no lock of its own.
     """
     arts, errors = select_artifacts(repo, paths, revs=revs, all_commits=all_commits, all_branches=all_branches)
+    commits = _commits(repo, revs, all_commits, all_branches)
     rdef, rstore = repo.remote_store(remote, jobs=jobs, create=True)
     try:
-        result = wait_for_lock(lambda: _push_once(repo, rdef, rstore, arts, progress, lock_ttl), wait_lock,
+        result = wait_for_lock(lambda: _push_once(repo, rdef, rstore, arts, commits, progress, lock_ttl), wait_lock,
                                free=lambda: gc_lock_free(rstore.backend), on_wait=on_wait)
     finally:
         rstore.close()
@@ -141,7 +143,24 @@ def push(repo, paths=None, *, remote: str | None = None, revs=(), all_commits: b
     return result
 
 
-def _push_once(repo, rdef, rstore, arts: list[Artifact], progress: Progress, lock_ttl: float) -> TransferResult:
+def _commits(repo, revs, all_commits: bool, all_branches: bool) -> list[str]:
+    """The commits whose pointers a push publishes, for its journal record: HEAD for the workspace
+    (its pointers may differ from HEAD's: then no commit protects them beyond the grace)."""
+    if revs or all_commits or all_branches:
+        shas, git = _rev_shas(repo, revs, all_commits, all_branches)
+        git.close()
+        return shas
+    if not repo.has_git:
+        return []
+    from ..git import GitRepo
+
+    with GitRepo(repo.root) as git:
+        head = git.head_commit()
+    return [head] if head else []
+
+
+def _push_once(repo, rdef, rstore, arts: list[Artifact], commits: list[str], progress: Progress,
+               lock_ttl: float) -> TransferResult:
     # Our lock first, then look for a gc: a gc that starts later sees our lock and gives up.
     lock = take_push_lock(rstore.backend, lock_ttl)
     try:
@@ -157,6 +176,12 @@ def _push_once(repo, rdef, rstore, arts: list[Artifact], progress: Progress, loc
             pass
         result = transfer(repo.store, rstore, arts, jobs=rstore.jobs, progress=progress,
                           description=f"push to {rdef.name}", check_plan=check_plan, before_index=before_index)
+        # Still under our lock: name what we published, for a gc whose refs do not show it yet
+        # (docs/concepts/storage-format.md, "gc and concurrent pushes").
+        done = set(result.done)
+        roots = [JournalRoot(a.ptr.kind, a.ptr.oid) for a in arts if a.name in done]
+        if roots:
+            write_record(rstore.backend, roots, commits)
         if lock is not None:
             lock.check()  # a lease that ran out mid-push: a gc may have removed what we relied on
     finally:

@@ -48,6 +48,8 @@ class GcResult:
     objects_removed: int = 0
     bytes_removed: int = 0
     raw_bytes_removed: int = 0
+    journal_roots: int = 0  # remote: roots kept only because a push journal record names them
+    journal_pruned: int = 0  # remote: push journal records old enough to go (would go, with dry_run)
     plans: list[PackPlan] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 

@@ -8,6 +8,7 @@ import os
 import random
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 MLVC = str(Path(sys.executable).parent / "mlvc")
@@ -113,3 +114,18 @@ def set_core(repo: Path, key: str, value) -> None:
 
     cfg = Config(repo / ".mlvc" / "config", repo / ".mlvc" / "config.local")
     cfg.update_shared(lambda d: d.setdefault("core", {}).__setitem__(key, value))
+
+
+def age_journal(spec_or_backend, seconds: float | None = None) -> None:
+    """Make every push journal record look `seconds` (default: past the retention) old, by its name.
+
+    For tests whose gc clone must see another machine's never-shared commit as garbage: the
+    journal keeps a commit the gc's git does not know for `RETENTION_S` (storage-format.md)."""
+    from mlvc.store.backend import Backend, open_backend
+    from mlvc.store.journal import JOURNAL, RETENTION_S, list_names
+
+    backend = spec_or_backend if isinstance(spec_or_backend, Backend) else open_backend(*spec_or_backend)
+    then = time.time_ns() - int(((RETENTION_S + 60) if seconds is None else seconds) * 1e9)
+    for name in list_names(backend):
+        backend.put_bytes(f"{JOURNAL}{then:020d}{name.key[len(JOURNAL) + 20:]}", backend.get_bytes(name.key))
+        backend.delete(name.key)

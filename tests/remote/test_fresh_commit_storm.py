@@ -11,12 +11,17 @@ Afterwards a fresh clone restores every commit from the remote, byte-exact.
 from __future__ import annotations
 
 import json
+import tempfile
 import time
 from pathlib import Path
 
 import pytest
 
 from mlvc.errors import EXIT_LOCKED
+from mlvc.hashing import from_oid
+from mlvc.store.backend import open_backend
+from mlvc.store.packs import TREE_MANIFEST
+from mlvc.store.packstore import PackStore
 
 from .helpers import add_remote, cli, clone, commit, git, make_repo, ok, rand_bytes, snapshot, write
 
@@ -63,7 +68,17 @@ if SPEC["role"] == "push":
         time.sleep(random.uniform(0, 0.3))
     open(os.path.join(SPEC["sync_dir"], f"pushed-{os.getpid()}"), "w").close()
 else:
+    loop = 0
     while count_signals("pushed-") < SPEC["pushers"]:
+        # garbage for this gc to collect: an artifact pushed from no commit (its pointer stays
+        # uncommitted), from a machine whose git knows its HEAD: the journal must not keep it
+        loop += 1
+        with open(os.path.join(SPEC["junk"], "junk", "new.bin"), "wb") as f:
+            f.write(random.Random(f"junk-{loop}").randbytes(100_000))
+        runs.append(timed_cli(SPEC["junk"], ["add", "-q", "junk"]))
+        runs.append(timed_cli(SPEC["junk"], ["push", "-q", "junk", "--wait-lock", "20"]))
+        import mlvc.pointer
+        made.append(mlvc.pointer.load(os.path.join(SPEC["junk"], "junk.mlvc")).oid)
         git("fetch", "-q", "origin")
         time.sleep(random.uniform(0, SPEC["fetch_gap_s"]))  # a gc starts a moment after its fetch
         runs.append(timed_cli(SPEC["cwd"], SPEC["gc_args"]))
@@ -91,7 +106,9 @@ def storm(tmp_path: Path, spec, spawn_workers, pushers: int, commits: int) -> No
         workers.append({"role": "push", "cwd": str(machine), "branch": f"p{i}", "commits": commits, "seed": i,
                         "versions": str(tmp_path / "versions" / str(i))})
     gc_machine = clone(hub, tmp_path / "gc-machine")
-    workers.append({"role": "gc", "cwd": str(gc_machine), "gc_args": GC_ARGS, "seed": 99,
+    junk = clone(hub, tmp_path / "junk-machine")
+    write(junk / "junk" / "new.bin", b"")
+    workers.append({"role": "gc", "cwd": str(gc_machine), "junk": str(junk), "gc_args": GC_ARGS, "seed": 99,
                     "fetch_gap_s": 0.3})
     for w in workers:
         w["pushers"], w["s3"] = pushers, spec[0].startswith("s3://")
@@ -102,8 +119,9 @@ def storm(tmp_path: Path, spec, spawn_workers, pushers: int, commits: int) -> No
     gc_runs = outputs[-1]["runs"]
     for run in push_runs + gc_runs:
         assert "Traceback" not in run["err"] and "internal error" not in run["err"], run
-    for run in push_runs:
+    for run in push_runs + [run for run in outputs[-1]["runs"] if run["args"][0] != "gc"]:
         assert run["code"] in (0, EXIT_LOCKED), run
+    gc_runs = [run for run in gc_runs if run["args"][0] == "gc"]
     went_ahead = [run for run in gc_runs if run["code"] == 0]
     assert went_ahead, f"no gc went ahead during the pushes: {gc_runs}"
 
@@ -122,6 +140,10 @@ def storm(tmp_path: Path, spec, spawn_workers, pushers: int, commits: int) -> No
     # and a gc that knows everything finds nothing missing, then verify reads every object back
     ok(fresh, *GC_ARGS)
     ok(fresh, "verify", "--remote", "origin", "--read-data", "-q")
+    # and the garbage went: every junk version (the journal keeps none of them: their commit is known)
+    with tempfile.TemporaryDirectory() as scratch, PackStore(open_backend(*spec), scratch=Path(scratch)) as remote:
+        left = [oid for oid in outputs[-1]["made"] if remote.has_any(TREE_MANIFEST, from_oid(oid))]
+    assert not left, f"{len(left)} of {len(outputs[-1]['made'])} junk versions are still on the remote"
     refused = sum(run["code"] == EXIT_LOCKED for run in push_runs + gc_runs)
     print(f"{pushers} pushers + 1 fetch-and-gc loop on {spec[0]}: {len(push_runs)} add/push runs, "
           f"{len(gc_runs)} gc runs ({len(went_ahead)} went ahead), {refused} refusals (exit 13); "
@@ -138,4 +160,4 @@ def seaweed_url(seaweed_server: str, make_bucket, options_for):
                                   pytest.param("seaweed", marks=pytest.mark.s3)])
 def test_pushers_committing_beside_a_fetch_and_gc_loop_lose_nothing(tmp_path: Path, kind, request,
                                                                       spawn_workers) -> None:
-    storm(tmp_path, request.getfixturevalue(f"{kind}_url"), spawn_workers, pushers=6, commits=5)
+    storm(tmp_path, request.getfixturevalue(f"{kind}_url"), spawn_workers, pushers=6, commits=8)

@@ -25,7 +25,7 @@ from mlvc.store.locks import (
     list_locks,
 )
 
-from .helpers import add_remote, cli, clone, commit, make_repo, ok, rand_bytes, snapshot, write
+from .helpers import add_remote, age_journal, cli, clone, commit, make_repo, ok, rand_bytes, snapshot, write
 
 BASE_FILES = {f"f{i}.bin": (200_000, 100 + i) for i in range(3)}
 GC_ARGS = ("gc", "--remote", "origin", "--all-commits", "--grace", "0")
@@ -52,6 +52,7 @@ def world(tmp_path: Path, remote_spec):
     commit(first, "base")
     ok(first, "push", "-q")
     backend = open_backend(*remote_spec)
+    age_journal(backend)  # G never fetches `first`'s commit: kept only until the journal's retention
     return {"origin": origin, "gc": gc_clone, "pusher": pusher, "first": first, "backend": backend,
             "tmp": tmp_path}
 

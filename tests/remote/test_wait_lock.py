@@ -16,7 +16,7 @@ from mlvc.errors import EXIT_LOCKED
 from mlvc.store.backend import open_backend
 from mlvc.store.locks import DEFAULT_LOCK_NAME, RemoteLock, SharedLock, list_locks
 
-from .helpers import add_remote, cli, cli_proc, clone, commit, make_repo, ok, rand_bytes, snapshot, write
+from .helpers import add_remote, age_journal, cli, cli_proc, clone, commit, make_repo, ok, rand_bytes, snapshot, write
 
 GC_ARGS = ("gc", "--remote", "origin", "--all-commits", "--grace", "0")
 
@@ -38,6 +38,7 @@ def _world(tmp_path: Path):
     ok(first, "add", "-q", "base")
     commit(first, "base")
     ok(first, "push", "-q")
+    age_journal(spec)  # no clone fetches `first`'s commit: kept only until the journal's retention
     ok(pusher, "add", "-q", "set0")
     return origin, first, pusher, open_backend(*spec)
 
@@ -122,6 +123,7 @@ def test_gc_remote_waits_for_another_gc_and_for_a_push(tmp_path: Path) -> None:
     write(first / "more.bin", rand_bytes(100_000, 5))
     ok(first, "add", "-q", "more.bin")
     ok(first, "push", "-q", "more.bin")
+    age_journal(backend)
     push_lock = SharedLock(backend, owner="alice-pusher", ttl_s=600)
     push_lock.acquire()
     try:
