@@ -177,7 +177,7 @@ def _push_once(repo, rdef, rstore, arts: list[Artifact], commits: list[str], pro
         result = transfer(repo.store, rstore, arts, jobs=rstore.jobs, progress=progress,
                           description=f"push to {rdef.name}", check_plan=check_plan, before_index=before_index)
         # Still under our lock: name what we published, for a gc whose refs do not show it yet
-        # (docs/concepts/storage-format.md, "gc and concurrent pushes").
+        # (docs/concepts/storage-format.md, "gc and concurrent writers").
         done = set(result.done)
         roots = [JournalRoot(a.ptr.kind, a.ptr.oid) for a in arts if a.name in done]
         if roots:
