@@ -117,8 +117,10 @@ def add(
             first = (root / r.pointer).resolve() not in tracked_before
             what = "added" if first else "updated" if r.changed else "unchanged"
             role = f", role {r.role}" if r.role else ""
+            manifests = r.new_bytes - r.new_data_bytes
+            new = f"{human_size(r.new_data_bytes)} new" + (f" + {human_size(manifests)} manifests" if manifests else "")
             echo(f"{r.pointer}: {what} {r.oid} ({human_size(r.size)}, {r.files} file"
-                 f"{'s' if r.files != 1 else ''}, {human_size(r.new_bytes)} new{role})")
+                 f"{'s' if r.files != 1 else ''}, {new}{role})")
 
 
 @app.command()

@@ -39,12 +39,13 @@ class AddResult:
     oid: str
     size: int
     files: int
-    new_bytes: int  # bytes of chunks this add stored for the first time
+    new_bytes: int  # bytes of objects this add stored for the first time (chunks and manifests)
     stored_bytes: int  # bytes they take in the cache (after compression)
     hashed_files: int  # files read (the rest came from the hash cache)
     changed: bool  # pointer differs from before
     warnings: list[str] = field(default_factory=list)  # recorded meta dropped, a config changed since
     role: str | None = None  # the role the pointer records (given, kept, or inferred)
+    new_data_bytes: int = 0  # the part of new_bytes that is file content (the rest: file and tree manifests)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -275,7 +276,8 @@ def add_one(repo, path: str | Path, *, role: str | None = None, meta: dict | Non
             repo.state.remember_signature(display, sig, to_oid(oid))
     return AddResult(display, repo.rel(ptr_path), kind, to_oid(oid), total, len(files),
                      store.stats["new_bytes"] - before_new["new_bytes"],
-                     store.stats["stored_bytes"] - before_new["stored_bytes"], hashed, changed, warnings, role)
+                     store.stats["stored_bytes"] - before_new["stored_bytes"], hashed, changed, warnings, role,
+                     store.stats["new_chunk_bytes"] - before_new["new_chunk_bytes"])
 
 
 DATA_SIGNALS = ("config", "config_hash", "seed")  # what produced a data set (`--config`, `--seed`)

@@ -199,7 +199,8 @@ class PackStore:
         self.indexes_without_pack: list[str] = []  # as of the last listing
         self.packs_without_index: list[str] = []  # orphans: a writer died between pack and index
         self.before_index: Callable[[], None] | None = None  # e.g. a lease check before each index publish
-        self.stats = {"new_objects": 0, "new_bytes": 0, "stored_bytes": 0}
+        # new_bytes: every new object's raw size; new_chunk_bytes: the part that is file content
+        self.stats = {"new_objects": 0, "new_bytes": 0, "new_chunk_bytes": 0, "stored_bytes": 0}
         self._lock = threading.Lock()
         self._refreshed_at = -RESCAN_INTERVAL  # time.monotonic() of the last listing
         self._reset_index()
@@ -680,6 +681,8 @@ class PackStore:
             self._pending[typ][oid] = writer
             self.stats["new_objects"] += 1
             self.stats["new_bytes"] += raw
+            if typ == CHUNK:
+                self.stats["new_chunk_bytes"] += raw
             self.stats["stored_bytes"] += len(payload)
             full = writer.size >= self.pack_size
             if full:

@@ -89,3 +89,21 @@ def test_missing_paths_say_they_do_not_exist(cli, repo_dir):
         assert "nosuchpath: does not exist" in one_error(r.err) and "mlvc add" not in r.err, r.err
         assert "hint: run `mlvc ls`" in r.err
     assert cli("log", "x.txt").code == 0
+
+
+def test_adds_new_bytes_count_data_and_manifests_apart(cli, repo_dir):
+    import mlvc
+
+    for i in range(400):
+        write(repo_dir / "d" / f"s{i:04d}.txt", f"sample {i:04d} " * 6)  # 400 small distinct files
+    size = sum(p.stat().st_size for p in (repo_dir / "d").iterdir())
+    r = cli("add", "d")
+    assert r.code == 0, r
+    res = mlvc.add("d")  # unchanged: nothing new of either kind
+    assert res.new_bytes == res.new_data_bytes == 0
+    write(repo_dir / "e" / "one.txt", "x" * 100)
+    res = mlvc.add("e")
+    assert res.new_data_bytes == 100 and res.new_bytes > 100
+    from mlvc.units import human_size
+
+    assert f"{human_size(size)}, 400 files, {human_size(size)} new + " in r.out and " manifests)" in r.out, r.out
