@@ -116,3 +116,17 @@ def test_bisect_output_is_clean(history):
     assert "step_main" not in res.out and "Author:" not in res.out and res.out.count("first bad commit") == 1
     assert any(line.startswith("Bisecting: ") for line in lines)
     assert any(line.startswith("[") and "] step " in line for line in lines)  # which commit is tested
+
+
+def test_a_modified_tracked_file_shows_gits_reason_not_just_aborting(history):
+    from helpers import one_error
+
+    repo, shas = history
+    (repo / "code.py").write_text("# edited, not committed\n")
+    res = mlvc_cli(repo, "bisect", "run", "--bad", "HEAD", "--good", shas[0], "--", sys.executable, "-c", EVAL)
+    assert res.code != 0, res
+    line = one_error(res.err)
+    assert "would be overwritten by checkout: code.py." in line and "Aborting" not in line, res.err
+    assert "hint: commit or stash them" in res.err
+    assert not bisect_active(repo)  # the session it started is ended
+    assert (repo / "code.py").read_text() == "# edited, not committed\n"

@@ -65,9 +65,36 @@ def _git_cli(git, *args: str, check: bool = True, capture: bool = True) -> subpr
     proc = subprocess.run(["git", "-C", str(git.root), *args], env=_env(), text=True,
                           capture_output=capture)
     if check and proc.returncode != 0:
-        lines = (proc.stderr or proc.stdout or "").strip().splitlines()
-        raise GitError(lines[-1] if lines else f"git {' '.join(args)} failed with status {proc.returncode}")
+        reason = git_reason(proc.stderr or proc.stdout or "")
+        hint = ("commit or stash them (`git stash`), then run it again" if "would be overwritten" in reason
+                else None)
+        raise GitError(f"git {args[0]}{' ' + args[1] if len(args) > 1 else ''} failed: "
+                       + (reason or f"status {proc.returncode}"), hint=hint)
     return proc
+
+
+def git_reason(text: str) -> str:
+    """git's error report on one line: its messages without their `error:`/`fatal:` prefixes and
+    the closing "Aborting", the files it lists joined with commas ("Your local changes to the
+    following files would be overwritten by checkout: train.py, eval.py. Please commit ...")."""
+    parts: list[str] = []
+    files: list[str] = []
+    for raw in text.splitlines():
+        line = raw.strip()
+        for prefix in ("error: ", "fatal: ", "hint: "):
+            line = line.removeprefix(prefix)
+        if not line or line == "Aborting":
+            continue
+        if raw.startswith("\t"):  # git indents the paths it lists with a tab
+            files.append(line)
+            continue
+        if files:
+            parts[-1] += " " + ", ".join(files) + "."
+            files = []
+        parts.append(line)
+    if files and parts:
+        parts[-1] += " " + ", ".join(files) + "."
+    return " ".join(parts)
 
 
 def _restore_after(repo) -> None:
