@@ -32,11 +32,20 @@ import zipfile
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO, Literal
+from typing import Any, Literal, Protocol
 
 import xxhash
 
 from mlvc.errors import MlvcError, UnsafeCheckpointError
+
+
+class Readable(Protocol):
+    """What a checkpoint is read from: a binary file, or a file over stored chunks."""
+
+    def read(self, size: int = -1, /) -> bytes: ...
+    def seek(self, offset: int, whence: int = 0, /) -> int: ...
+    def tell(self) -> int: ...
+
 
 CheckpointFormat = Literal["torch-zip", "safetensors"]
 TORCH_ZIP: CheckpointFormat = "torch-zip"
@@ -190,7 +199,7 @@ def _looks_like_safetensors(head: bytes) -> bool:
 # ------------------------------------------------------------------ layouts
 
 
-def read_layout(fileobj: BinaryIO) -> CheckpointLayout:
+def read_layout(fileobj: Readable) -> CheckpointLayout:
     """Tensor layout of a seekable binary checkpoint file (torch zip or safetensors)."""
     fileobj.seek(0)
     head = fileobj.read(HEAD_SIZE)
@@ -202,7 +211,7 @@ def read_layout(fileobj: BinaryIO) -> CheckpointLayout:
     raise CheckpointFormatError("not a torch.save zip or safetensors checkpoint")
 
 
-def layout_ranges(fileobj: BinaryIO) -> list[tuple[int, int]]:
+def layout_ranges(fileobj: Readable) -> list[tuple[int, int]]:
     """(offset, length) of the scattered regions `read_layout` will read beyond the file's head and
     end: the zip local headers of a torch checkpoint (a safetensors header is at the head).
 
@@ -221,7 +230,7 @@ def layout_ranges(fileobj: BinaryIO) -> list[tuple[int, int]]:
     return [(i.header_offset, _ZIP_LOCAL_HEADER.size + len(i.orig_filename.encode()) + 256) for i in infos]
 
 
-def _read_safetensors(fileobj: BinaryIO) -> CheckpointLayout:
+def _read_safetensors(fileobj: Readable) -> CheckpointLayout:
     fileobj.seek(0)
     (header_len,) = struct.unpack("<Q", _read_exact(fileobj, 8))
     try:
@@ -251,7 +260,7 @@ def _safetensors_entry(name: str, entry: Any, data_start: int) -> TensorInfo:
                       nbytes=end - begin)
 
 
-def _read_torch_zip(fileobj: BinaryIO) -> CheckpointLayout:
+def _read_torch_zip(fileobj: Readable) -> CheckpointLayout:
     try:
         with zipfile.ZipFile(fileobj) as archive:
             prefix = _torch_record_prefix(archive)
@@ -287,7 +296,7 @@ def _byteorder(archive: zipfile.ZipFile, prefix: str) -> str:
     return mark if mark in ("little", "big") else "little"
 
 
-def _locate_storages(fileobj: BinaryIO, entries: dict[str, zipfile.ZipInfo], prefix: str,
+def _locate_storages(fileobj: Readable, entries: dict[str, zipfile.ZipInfo], prefix: str,
                      refs: Iterable[_TensorRef]) -> dict[str, StorageInfo]:
     located: dict[str, StorageInfo] = {}
     for ref in refs:
@@ -302,7 +311,7 @@ def _locate_storages(fileobj: BinaryIO, entries: dict[str, zipfile.ZipInfo], pre
     return located
 
 
-def _entry_data_offset(fileobj: BinaryIO, info: zipfile.ZipInfo) -> int:
+def _entry_data_offset(fileobj: Readable, info: zipfile.ZipInfo) -> int:
     """Absolute offset of a stored zip entry's bytes, from its local file header."""
     if info.compress_type != zipfile.ZIP_STORED:
         raise CheckpointFormatError(f"{info.filename} is compressed; torch writes storages uncompressed")
@@ -532,7 +541,8 @@ def _plain(obj: Any) -> Any:
 def storage_boundaries(layout: CheckpointLayout) -> list[int]:
     """Sorted byte offsets where tensor (and torch storage) data regions begin or end."""
     cuts: set[int] = set()
-    for region in itertools.chain(layout.tensors, layout.storages):
+    regions: Iterable[TensorInfo | StorageInfo] = itertools.chain(layout.tensors, layout.storages)
+    for region in regions:
         cuts.add(region.offset)
         cuts.add(region.offset + region.nbytes)
     return sorted(cuts)
@@ -597,7 +607,7 @@ def _module_of(name: str, depth: int, wrapper: str = "") -> str:
 # ------------------------------------------------------------- tensor content
 
 
-def tensor_bytes(fileobj: BinaryIO, info: TensorInfo) -> bytes:
+def tensor_bytes(fileobj: Readable, info: TensorInfo) -> bytes:
     """The tensor's elements in row-major order (strided views are gathered).
 
     An overlapping view larger than MAX_EXPANDED_BYTES is refused: its size comes from the
@@ -611,7 +621,7 @@ def tensor_bytes(fileobj: BinaryIO, info: TensorInfo) -> bytes:
     return _gather(span, info)
 
 
-def comparable_bytes(fileobj: BinaryIO, info: TensorInfo) -> tuple[bytes, bool]:
+def comparable_bytes(fileobj: Readable, info: TensorInfo) -> tuple[bytes, bool]:
     """(bytes, exact): the tensor's elements when they are bounded by the file (exact), else, for
     an overlapping view, its stride and viewed bytes, which are equal exactly when the views are."""
     if info.overlapping:
@@ -620,17 +630,17 @@ def comparable_bytes(fileobj: BinaryIO, info: TensorInfo) -> tuple[bytes, bool]:
     return tensor_bytes(fileobj, info), True
 
 
-def module_digests(fileobj: BinaryIO, layout: CheckpointLayout) -> dict[str, str]:
+def module_digests(fileobj: Readable, layout: CheckpointLayout) -> dict[str, str]:
     """Per top-level module, "xxh128:<hex>" of its tensors' names, dtypes, shapes and bytes."""
     return module_digests_of([(fileobj, layout)])
 
 
-def module_digests_of(parts: Iterable[tuple[BinaryIO, CheckpointLayout]]) -> dict[str, str]:
+def module_digests_of(parts: Iterable[tuple[Readable, CheckpointLayout]]) -> dict[str, str]:
     """`module_digests` of one model stored in several files (the shards of a sharded checkpoint)."""
     return module_and_block_digests(parts)[0]
 
 
-def module_and_block_digests(parts: Iterable[tuple[BinaryIO, CheckpointLayout]]
+def module_and_block_digests(parts: Iterable[tuple[Readable, CheckpointLayout]]
                              ) -> tuple[dict[str, str], dict[str, str]]:
     """({module: id}, {block: id}) of one model, each tensor read once.
 
@@ -638,7 +648,7 @@ def module_and_block_digests(parts: Iterable[tuple[BinaryIO, CheckpointLayout]]
     `model.layers`, see `block_of`); its id hashes its tensors exactly as a module id does, so
     two versions' block ids say which layer changed where the module id only says that one did.
     """
-    by_name: dict[str, tuple[BinaryIO, TensorInfo]] = {}
+    by_name: dict[str, tuple[Readable, TensorInfo]] = {}
     for fileobj, layout in parts:
         for info in layout.tensors:
             by_name.setdefault(info.name, (fileobj, info))
@@ -707,7 +717,7 @@ def shard_files(index_bytes: bytes, where: str = "index") -> list[str]:
     return files
 
 
-def _hash_tensor(hasher: Any, fileobj: BinaryIO, info: TensorInfo) -> None:
+def _hash_tensor(hasher: Any, fileobj: Readable, info: TensorInfo) -> None:
     # Length-prefixed fields so that no two different tensors hash the same stream.
     header = json.dumps([info.name, info.dtype, list(info.shape)]).encode()
     hasher.update(struct.pack("<Q", len(header)) + header)
@@ -724,7 +734,7 @@ def _hash_tensor(hasher: Any, fileobj: BinaryIO, info: TensorInfo) -> None:
 _scratch = threading.local()
 
 
-def _hash_region(hasher: Any, fileobj: BinaryIO, offset: int, nbytes: int) -> None:
+def _hash_region(hasher: Any, fileobj: Readable, offset: int, nbytes: int) -> None:
     """Hash a byte range through one reused buffer: `read()` would allocate (and page-fault)
     a fresh object per block, which costs more than hashing a 1 GiB checkpoint itself."""
     readinto = getattr(fileobj, "readinto", None)
@@ -745,7 +755,7 @@ def _hash_region(hasher: Any, fileobj: BinaryIO, offset: int, nbytes: int) -> No
         remaining -= n
 
 
-def _iter_region(fileobj: BinaryIO, offset: int, nbytes: int) -> Iterator[bytes]:
+def _iter_region(fileobj: Readable, offset: int, nbytes: int) -> Iterator[bytes]:
     fileobj.seek(offset)
     remaining = nbytes
     while remaining > 0:
@@ -843,7 +853,7 @@ def _floats(raw: bytes, dtype: str) -> Any:
     return values
 
 
-def _read_exact(fileobj: BinaryIO, size: int) -> bytes:
+def _read_exact(fileobj: Readable, size: int) -> bytes:
     data = fileobj.read(size)
     if len(data) != size:
         raise CheckpointFormatError("checkpoint is truncated")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import queue
 import threading
 from dataclasses import dataclass
-from typing import BinaryIO, Iterator
+from typing import Iterator, Protocol
 
 ALGORITHM = "fastcdc2020"
 # No chunker setting may exceed this (config refuses it), so a stored chunk longer than it is
@@ -57,7 +57,13 @@ def _fastcdc(params: ChunkerParams):
                    min_size=params.min_size, max_size=params.max_size)
 
 
-def _read_full(f: BinaryIO, view: memoryview) -> int:
+class ReadsInto(Protocol):
+    """What the chunker reads from: a binary file, or anything with its `readinto`."""
+
+    def readinto(self, buffer: memoryview, /) -> int | None: ...
+
+
+def _read_full(f: ReadsInto, view: memoryview) -> int:
     got = 0
     while got < len(view):
         n = f.readinto(view[got:])
@@ -72,7 +78,7 @@ class _InlineBlocks:
 
     head = 0  # no room for a carried tail: a small file is read whole at once
 
-    def __init__(self, f: BinaryIO, block: int):
+    def __init__(self, f: ReadsInto, block: int):
         self._f = f
         self._block = block
         self._buf: bytearray | None = None
@@ -102,7 +108,7 @@ class _PrefetchBlocks:
 
     _STOP = object()
 
-    def __init__(self, f: BinaryIO, block: int, head: int):
+    def __init__(self, f: ReadsInto, block: int, head: int):
         self._f = f
         self._block = block
         self.head = head
@@ -143,7 +149,7 @@ class _PrefetchBlocks:
         self._thread.join()
 
 
-def iter_chunks(f: BinaryIO, params: ChunkerParams = DEFAULT_PARAMS, block: int = BLOCK,
+def iter_chunks(f: ReadsInto, params: ChunkerParams = DEFAULT_PARAMS, block: int = BLOCK,
                 boundaries=None, size_hint: int | None = None) -> Iterator[memoryview]:
     """Yield chunk views of a binary stream, reading it in blocks (bounded memory).
 

@@ -58,9 +58,12 @@ class Config:
         self.path = path
         self.local_path = local_path
         self.inherited_path = inherited_path
-        self.shared = _load_yaml(path)
-        self.inherited = _load_yaml(inherited_path) if inherited_path is not None else {}
-        self.local = _load_yaml(local_path)
+        self._load()
+
+    def _load(self) -> None:
+        self.shared = _load_yaml(self.path)
+        self.inherited = _load_yaml(self.inherited_path) if self.inherited_path is not None else {}
+        self.local = _load_yaml(self.local_path)
         self.data = _merge(_merge(_merge(DEFAULTS, self.shared), self.inherited), self.local)
         self._validate()
 
@@ -132,11 +135,11 @@ class Config:
         data = copy.deepcopy(self.shared)
         fn(data)
         self.write(self.path, data)
-        self.__init__(self.path, self.local_path, self.inherited_path)
+        self._load()
 
     def update_local(self, fn) -> None:
         data = copy.deepcopy(self.local)
         fn(data)
         self.write(self.local_path, data)
         os.chmod(self.local_path, 0o600)
-        self.__init__(self.path, self.local_path, self.inherited_path)
+        self._load()

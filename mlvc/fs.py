@@ -66,7 +66,7 @@ class MlvcFileSystem(AbstractFileSystem):
         self.rev = rev
         self.view = RevisionView(self.repo, rev, remote)
         self._lock = threading.RLock()
-        self._children: dict[str, dict[str, dict]] | None = None
+        self._children: dict[str, dict[str, FileEntry | None]] | None = None
 
     # ------------------------------------------------------------------ paths
     @classmethod
@@ -98,11 +98,11 @@ class MlvcFileSystem(AbstractFileSystem):
     def _dir_info(path: str) -> dict:
         return {"name": path, "size": 0, "type": "directory"}
 
-    def _index(self) -> dict[str, dict[str, dict]]:
+    def _index(self) -> dict[str, dict[str, FileEntry | None]]:
         """{directory: {child name: info}} over the whole revision (built once)."""
         with self._lock:
             if self._children is None:
-                children: dict[str, dict[str, dict]] = {d: {} for d in self.view.directories()}
+                children: dict[str, dict[str, FileEntry | None]] = {d: {} for d in self.view.directories()}
                 for path, e in self.view.listing().items():
                     parent, _, _name = path.rpartition("/")
                     children[parent][path] = e

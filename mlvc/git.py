@@ -24,7 +24,9 @@ from pathlib import Path, PurePosixPath
 
 import xxhash
 from dulwich.errors import NotGitRepository
-from dulwich.objects import Blob, Commit, ShaFile, Tag, Tree
+from dulwich.object_store import BaseObjectStore
+from dulwich.objects import Blob, Commit, ObjectID, ShaFile, Tag, Tree
+from dulwich.refs import Ref
 from dulwich.repo import Repo
 
 from mlvc.errors import DiskError, GitError, NotARepoError, PathError, RevisionError
@@ -96,14 +98,14 @@ class GitRepo:
 
     def head_commit(self) -> str | None:
         """Sha of the commit HEAD points at, or None in a repo without commits."""
-        _, sha = self._repo.refs.follow(b"HEAD")
-        if sha is None or sha not in self._store:
+        _, sha = self._repo.refs.follow(Ref(b"HEAD"))
+        if sha is None or ObjectID(sha) not in self._store:
             return None
         return sha.decode("ascii")
 
     def branch(self) -> str | None:
         """Current branch name, or None when HEAD is detached."""
-        contents = self._repo.refs.read_ref(b"HEAD")
+        contents = self._repo.refs.read_ref(Ref(b"HEAD"))
         prefix = b"ref: refs/heads/"
         if contents is None or not contents.startswith(prefix):
             return None
@@ -127,31 +129,27 @@ class GitRepo:
     # History code reads thousands of trees and blobs: plain values, no dulwich object leaves here.
     def tree_items(self, sha: bytes) -> dict[bytes, tuple[int, bytes]]:
         """{name: (mode, sha)} of a tree object; {} when it is absent or not a tree."""
-        try:
-            obj = self._store[sha]
-            return {e.path: (e.mode, e.sha) for e in obj.iteritems()}
-        except (KeyError, AttributeError):
+        obj = self._get(sha)
+        if not isinstance(obj, Tree):
             return {}
+        return {e.path: (e.mode, e.sha) for e in obj.iteritems()}
 
     def commit_trees(self, sha: str, shallow: set[bytes] | None = None) -> tuple[bytes | None, bytes | None]:
         """(tree, first parent's tree) of a commit; the parent's is None for a root commit, a
         shallow boundary, or a parent missing from a partial clone."""
-        try:
-            commit = self._store[sha.encode("ascii")]
-        except KeyError:
+        commit = self._get(sha.encode("ascii"))
+        if not isinstance(commit, Commit):
             return None, None
         shallow = self.shallow_commits() if shallow is None else shallow
         parent_tree = None
         if commit.parents and commit.id not in shallow:
-            try:
-                parent_tree = self._store[commit.parents[0]].tree
-            except KeyError:
-                parent_tree = None
+            parent = self._get(commit.parents[0])
+            parent_tree = parent.tree if isinstance(parent, Commit) else None
         return commit.tree, parent_tree
 
     def blob_bytes(self, sha: bytes) -> bytes:
         """A blob's content; KeyError when it is not in the object database."""
-        return self._store[sha].as_raw_string()
+        return self._store[ObjectID(sha)].as_raw_string()
 
     def is_dirty(self) -> bool:
         """Tracked changes vs HEAD, staged or not.  Untracked files are ignored.
@@ -192,7 +190,7 @@ class GitRepo:
             return head.encode("ascii")
         if len(base) == 40 and _HEX.fullmatch(base):
             sha = base.lower().encode("ascii")
-            if sha in self._store:
+            if ObjectID(sha) in self._store:
                 return sha
         from_ref = self._resolve_ref_name(base)
         if from_ref is not None:
@@ -214,8 +212,8 @@ class GitRepo:
             candidates.insert(0, raw)
         for candidate in candidates:
             try:
-                _, sha = self._repo.refs.follow(candidate)
-                if sha is not None and _HEX.fullmatch(sha.decode("ascii")) and sha in self._store:
+                _, sha = self._repo.refs.follow(Ref(candidate))
+                if sha is not None and _HEX.fullmatch(sha.decode("ascii")) and ObjectID(sha) in self._store:
                     return sha
             except (KeyError, ValueError, OSError, UnicodeDecodeError):
                 continue
@@ -273,7 +271,7 @@ class GitRepo:
 
     def _get(self, sha: bytes) -> ShaFile | None:
         try:
-            return self._store[sha]
+            return self._store[ObjectID(sha)]
         except KeyError:
             return None
 
@@ -394,14 +392,14 @@ class GitRepo:
 
     def _refs_under(self, base: bytes) -> dict[str, str]:
         result: dict[str, str] = {}
-        for name, sha in self._repo.refs.as_dict(base).items():
+        for name, sha in self._repo.refs.as_dict(Ref(base)).items():
             commit = self._peel_or_none(sha)
             if commit is not None:
                 result[name.decode("utf-8", "replace")] = commit.id.decode("ascii")
         return dict(sorted(result.items()))
 
     def _ref_commits(self) -> list[bytes]:
-        shas = set(self._repo.refs.as_dict(b"refs/").values())
+        shas: set[bytes] = set(self._repo.refs.as_dict(Ref(b"refs/")).values())
         head = self.head_commit()
         if head is not None:
             shas.add(head.encode("ascii"))
@@ -418,7 +416,7 @@ class GitRepo:
                    since_ts: float | None, max_count: int | None) -> Iterator[CommitInfo]:
         if max_count is not None and max_count <= 0:
             return
-        shallow = self._repo.get_shallow()
+        shallow = self.shallow_commits()
         trees = _TreeCache(self._store)
         emitted = 0
         for commit in self._commits_by_date(starts, shallow, since_ts):
@@ -706,7 +704,7 @@ class _PathTrie:
 class _TreeCache:
     """Tree objects by sha; consecutive commits share most subtrees."""
 
-    def __init__(self, store: object):
+    def __init__(self, store: BaseObjectStore):
         self._store = store
         self._trees: dict[bytes, Tree | None] = {}
 
@@ -717,7 +715,7 @@ class _TreeCache:
             if len(self._trees) >= _TREE_CACHE_LIMIT:
                 self._trees.clear()
             try:
-                obj = self._store[sha]  # type: ignore[index]
+                obj = self._store[ObjectID(sha)]
             except KeyError:
                 obj = None
             self._trees[sha] = obj if isinstance(obj, Tree) else None

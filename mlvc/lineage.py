@@ -347,7 +347,7 @@ def log_mlflow(repo=None, checkpoint: str | Path | None = None) -> dict[str, Any
         raise MlvcError("mlflow is not installed", hint="pip install mlflow-skinny (or mlflow)") from None
     flat = _tracker_dict(repo, checkpoint)
     mlflow.log_params({k: str(v)[:6000] for k, v in flat.items()})
-    tags = {k: str(flat[k]) for k in ("mlvc.commit", "mlvc.branch", "mlvc.dirty", "mlvc.checkpoint.commit")
-            if k in flat}
+    keys = ("mlvc.commit", "mlvc.branch", "mlvc.dirty", "mlvc.checkpoint.commit")
+    tags: dict[str, str] = {k: str(flat[k]) for k in keys if k in flat}
     mlflow.set_tags(tags)
     return flat

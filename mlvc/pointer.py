@@ -12,7 +12,7 @@ import posixpath
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from . import safeyaml
 from .chunking import ChunkerParams
@@ -179,15 +179,15 @@ class PointerFile:
                                       f"{FORMAT_VERSION}; upgrade mlvc if the pointer is newer)")
         if doc.get("hash", ALGORITHM) != ALGORITHM:
             raise PointerError(where, f"unsupported hash algorithm {doc.get('hash')!r}")
-        path = doc.get("path")
+        path: Any = doc.get("path")  # values read from YAML: each is checked before it is used
         try:
             validate_relpath(path, where)
         except UnsafePathError as exc:
             raise UnsafePathError(where, exc.reason) from None
-        kind = doc.get("kind")
+        kind: Any = doc.get("kind")
         if kind not in KINDS:
             raise PointerError(where, f"kind must be one of {', '.join(KINDS)}, not {kind!r}")
-        oid = doc.get("id")
+        oid: Any = doc.get("id")
         if not is_oid(oid):
             raise PointerError(where, f"id must look like xxh128:<32 hex digits>, not {oid!r}")
         size, files = doc.get("size"), doc.get("files", 1)
@@ -301,7 +301,7 @@ def discover(root: Path, use_git: bool) -> list[Path]:
             names = {n for n in proc.stdout.decode("utf-8", "surrogateescape").split("\0") if n}
             return sorted(root / n for n in names
                           if not n.startswith(".mlvc/") and (root / n).is_file())
-    found = []
+    found: list[Path] = []
     for d, dirs, files in os.walk(root):
         dirs[:] = [x for x in dirs if not x.startswith(".")]
         found.extend(Path(d) / f for f in files if f.endswith(SUFFIX))
@@ -315,6 +315,11 @@ class PointerAt(NamedTuple):
     path: str  # the artifact it names (its directory + its `path`); the pointer path minus .mlvc when unreadable
     ptr: PointerFile | None
     error: MlvcError | None
+
+    @property
+    def parse_error(self) -> MlvcError:
+        """Why the pointer did not parse (for one without `ptr`)."""
+        return self.error if self.error is not None else MlvcError(f"{self.rel_pointer}: no pointer read")
 
 
 def pointers_at(git, rev: str, label: str | None = None) -> list[PointerAt]:

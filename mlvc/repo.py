@@ -62,7 +62,7 @@ def main_worktree_root(root: Path) -> Path:
 
 def linked_worktrees(main_root: Path) -> list[Path]:
     """Work trees added with `git worktree add` to the repository whose main work tree is `main_root`."""
-    out = []
+    out: list[Path] = []
     try:
         names = sorted(os.listdir(main_root / ".git" / "worktrees"))
     except OSError:
@@ -88,7 +88,7 @@ class Repo:
         self.dot = root / MLVC_DIR
 
     @classmethod
-    def find(cls, start: Path | str | None = None) -> "Repo":
+    def find(cls, start: str | os.PathLike[str] | None = None) -> "Repo":
         start = Path(start or os.getcwd()).absolute()
         for d in (start, *start.parents):
             if (d / MLVC_DIR / "config").is_file():

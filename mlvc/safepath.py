@@ -23,6 +23,7 @@ import re
 import shutil
 import stat as statmod
 import time
+from typing import Literal, overload
 from pathlib import Path
 
 from .errors import PathError, SymlinkInPathError
@@ -139,6 +140,11 @@ class ContainedTree:
             self._close_all_but_root()
         return self._dir(parts, create)
 
+    @overload
+    def _dir(self, parts: tuple[str, ...], create: Literal[True]) -> int: ...
+    @overload
+    def _dir(self, parts: tuple[str, ...], create: bool) -> int | None: ...
+
     def _dir(self, parts: tuple[str, ...], create: bool) -> int | None:
         fd = self._fds.get(parts)
         if fd is not None:
@@ -231,7 +237,7 @@ class ContainedTree:
         beside the destination (no temp directory, or another file system: the rename must stay
         within one)."""
         if serial > 0:
-            return self._tmp_parts, f"{TMP_PREFIX}{os.getpid()}-{serial:x}"
+            return self._staging_parts(), f"{TMP_PREFIX}{os.getpid()}-{serial:x}"
         return parts[:-1], beside_temp_name(parts[-1], -serial)
 
     def room(self, parts: tuple[str, ...]) -> tuple[int, int]:
@@ -273,6 +279,12 @@ class ContainedTree:
         os.replace(name, parts[-1], src_dir_fd=self._dir(tmp_dir, True), dst_dir_fd=parent)
         return os.stat(parts[-1], dir_fd=parent, follow_symlinks=False)
 
+    def _staging_parts(self) -> tuple[str, ...]:
+        """The temp directory's parts; only called where a temp directory was given."""
+        if self._tmp_parts is None:
+            raise RuntimeError("this ContainedTree has no temp directory")
+        return self._tmp_parts
+
     def staging_dir(self, parts: tuple[str, ...]) -> str | None:
         """Create an empty directory in the temp directory, to be renamed onto the destination
         directory `parts` (which does not exist yet) once every file in it is written: its name,
@@ -296,22 +308,22 @@ class ContainedTree:
         `staging`, made if needed; valid until the next call of a public method.  Files are
         created in it with `new_file` (a restore opens it once per directory, not per file)."""
         self.dir_fd(())
-        return self._dir(self._tmp_parts + (staging,) + parts, True)
+        return self._dir(self._staging_parts() + (staging,) + parts, True)
 
     def place_staging(self, staging: str, parts: tuple[str, ...]) -> None:
         """Rename staging directory `staging` onto `parts` (a destination that does not exist)."""
         self.dir_fd(())
-        self.forget(self._tmp_parts + (staging,))
+        self.forget(self._staging_parts() + (staging,))
         parent = self._dir(parts[:-1], True)
         if self.lstat(parts) is not None:  # appeared meanwhile: never merge into or replace it
             raise FileExistsError(errno.EEXIST, "appeared during the restore", "/".join(parts))
-        os.rename(staging, parts[-1], src_dir_fd=self._dir(self._tmp_parts, True), dst_dir_fd=parent)
+        os.rename(staging, parts[-1], src_dir_fd=self._dir(self._staging_parts(), True), dst_dir_fd=parent)
 
     def discard_staging(self, staging: str) -> None:
         """Remove staging directory `staging` and what was written in it (best effort)."""
-        self.forget(self._tmp_parts + (staging,))
+        self.forget(self._staging_parts() + (staging,))
         try:
-            shutil.rmtree(staging, dir_fd=self._dir(self._tmp_parts, True))
+            shutil.rmtree(staging, dir_fd=self._dir(self._staging_parts(), True))
         except OSError:
             pass  # the next run sweeps it
 

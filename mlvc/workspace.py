@@ -73,7 +73,7 @@ class ScannedFiles(PackedPaths):
     def total_size(self) -> int:
         return sum(self._sizes)
 
-    def columns(self) -> tuple[bytearray, array, array, bytearray]:
+    def columns(self) -> tuple[bytes | bytearray, array, array, bytearray]:
         """(path blob, path ends, sizes, executable bits): for a tree built over them, unshared
         afterwards only if the scan is (a scan is never appended to once returned)."""
         return self._paths, self._ends, self._sizes, self._exec
@@ -116,7 +116,7 @@ def _links_refused(display: str, links: list[tuple[str, str]], following: bool) 
                                   "point to (a Hugging Face cache snapshot, say); or replace them by copies")
 
 
-def _inside(root_real: str, path: str) -> str | None:
+def _inside(root_real: str, path: str | os.PathLike[str]) -> str | None:
     """The real path of `path` when it resolves to an existing file or directory inside the
     repository (not inside .git or .mlvc), else None."""
     real = os.path.realpath(path)

@@ -110,6 +110,20 @@ def test_load_tensor_reads_one_tensor_at_any_revision_from_the_cache(repo_dir):
         mt.load_tensor("model.pt", "nope.weight")
 
 
+def test_load_tensor_and_open_tracked_take_the_repository_as_a_path(repo_dir, tmp_path, monkeypatch):
+    """`repo=` is a path as everywhere in the API (it crashed with "'str' object has no attribute
+    'root'"), and names the repository when the current directory is elsewhere."""
+    lin = nn.Linear(4, 2)
+    mt.save(lin, "model.pt")
+    mlvc.add("model.pt")
+    expected = lin.weight.detach()
+    monkeypatch.chdir(tmp_path)
+    for repo in (str(repo_dir), repo_dir):
+        assert torch.equal(mt.load_tensor(repo_dir / "model.pt", "weight", repo=repo), expected)
+        with mt.open_tracked(repo_dir / "model.pt", repo=repo) as f:
+            assert f.read(2) == b"PK"
+
+
 def test_tensor_aware_chunking_keeps_fine_tune_small(repo_dir):
     torch.manual_seed(0)
     model = nn.ModuleDict({f"l{i}": nn.Linear(128, 128) for i in range(40)})  # 40 x 64 KiB + biases

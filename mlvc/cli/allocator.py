@@ -25,7 +25,7 @@ def _is_glibc() -> bool:
     # confstr answers from the C library itself; platform.libc_ver() reads the Python executable
     # (6.5 ms of every start with Debian's statically linked python3.11)
     try:
-        return os.confstr("CS_GNU_LIBC_VERSION").startswith("glibc")
+        return (os.confstr("CS_GNU_LIBC_VERSION") or "").startswith("glibc")
     except (AttributeError, ValueError, OSError):  # no confstr (Windows), or not a glibc name
         return False
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional
+from typing import Any, List, Optional
 
 import typer
 
@@ -201,7 +201,8 @@ def status(
         if not results:
             echo("no tracked artifacts (use `mlvc add PATH`)")
     # an artifact that could not be compared at all (unreadable pointer, symlink, corrupt manifest)
-    failed = {errors.EXIT_BAD_POINTER if r.state == INVALID else r.failed_code for r in results} - {None}
+    failed = {code for r in results
+              if (code := errors.EXIT_BAD_POINTER if r.state == INVALID else r.failed_code) is not None}
     if failed:
         raise typer.Exit(failed.pop() if len(failed) == 1 else errors.EXIT_ERROR)
     if exit_code and (dirty or (remote_missing and any(remote_missing.values()))):
@@ -238,7 +239,7 @@ def ls(
 
     with open_repo() as repo:
         tracked = select(repo)
-    rows = []
+    rows: list[dict[str, Any]] = []
     for t in tracked:
         if t.ptr is None:
             rows.append({"path": t.display, "pointer": t.rel_pointer, "error": str(t.error)})
@@ -440,7 +441,8 @@ def show(
     with open_repo() as repo:
         info = show_op(repo, str(target))
     if field:
-        prov = info.get("provenance") if isinstance(info.get("provenance"), dict) else {}
+        found = info.get("provenance")
+        prov: dict[str, Any] = found if isinstance(found, dict) else {}
         if field not in info and field not in prov:
             raise errors.MlvcError(f"no field {field!r} in {target}")
         value = info[field] if field in info else prov[field]

@@ -80,9 +80,10 @@ def diff(
         echo(f"{a.change:9} {a.path}{sizes}")
         for f in a.files:
             if f.change == "modified":
-                echo(f"    modified: {f.path} ({human_size(f.old_size)} -> {human_size(f.new_size)})")
+                echo(f"    modified: {f.path} ({human_size(f.old_size or 0)} -> {human_size(f.new_size or 0)})")
             else:
-                echo(f"    {f.change}: {f.path} ({human_size(f.new_size if f.change == 'added' else f.old_size)})")
+                size = f.new_size if f.change == "added" else f.old_size
+                echo(f"    {f.change}: {f.path} ({human_size(size or 0)})")
         for c in a.checkpoints:
             where = f" {c.path}" if c.path else ""
             if c.error:

@@ -178,7 +178,7 @@ def bisect_run(repo, cmd: list[str], *, good: list[str] | None = None, bad: str 
             # git's report is passed on as it comes; we read it to learn the verdict.
             proc = subprocess.Popen(["git", "-C", str(git.root), "bisect", "run", *wrapper], env=_env(),
                                     stdout=subprocess.PIPE, text=True, errors="replace")
-            for line in proc.stdout:
+            for line in proc.stdout or ():
                 report.line(line)
             proc.wait()
             first_bad = report.first_bad

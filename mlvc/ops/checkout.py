@@ -17,7 +17,7 @@ import os
 import shutil
 import stat as statmod
 from array import array
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -179,7 +179,7 @@ def entry_parts(base: tuple[str, ...], e: TreeEntry) -> tuple[str, ...]:
     return base + tuple(e.path.split("/")) if e.path else base
 
 
-def materialize(store, entries: list[TreeEntry], tree: ContainedTree, base: tuple[str, ...], kind: str,
+def materialize(store, entries: Sequence[TreeEntry], tree: ContainedTree, base: tuple[str, ...], kind: str,
                 progress: Progress = NULL) -> None:
     """Write an artifact's files at `base` in `tree` (export; no conflict checks, no removals)."""
     if kind == "dir":
@@ -227,7 +227,7 @@ def _sweep_beside_file(target: Path) -> None:
 def checkout_one(repo, t: Tracked, force: bool, progress: Progress, result: CheckoutResult,
                  tree: ContainedTree) -> None:
     store = repo.store
-    ptr = t.ptr
+    ptr = t.pointer
     target = t.target
     base = parts_below(repo.root, target)
     # Before anything is read: a symlinked directory on the way would make every read and write
@@ -286,6 +286,7 @@ def checkout_one(repo, t: Tracked, force: bool, progress: Progress, result: Chec
             if e is None:
                 to_remove.append(fs.rel)
                 continue
+        assert e is not None  # paired() never yields two Nones
         to_write.append(j)
         need_bytes += e.size
     lookup.flush()
@@ -381,8 +382,9 @@ def _checkout_reporting(repo, t: Tracked, force: bool, progress: Progress, resul
                         tree: ContainedTree) -> None:
     """checkout_one, with its failure recorded in `result` instead of raised."""
     if t.ptr is None:
-        result.failed[t.shown] = str(t.error) + (f" ({t.error.hint})" if t.error.hint else "")
-        result.failed_codes[t.shown] = t.error.exit_code
+        error = t.parse_error
+        result.failed[t.shown] = str(error) + (f" ({error.hint})" if error.hint else "")
+        result.failed_codes[t.shown] = error.exit_code
         return
     try:
         checkout_one(repo, t, force, progress, result, tree)

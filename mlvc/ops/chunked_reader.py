@@ -48,6 +48,10 @@ class ChunkedFile(io.RawIOBase):
     def tell(self) -> int:
         return self._pos
 
+    def read(self, size: int = -1, /) -> bytes:
+        got = super().read(size)
+        return b"" if got is None else got  # None only for a non-blocking file, which this is not
+
     def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
         if whence == io.SEEK_SET:
             pos = offset

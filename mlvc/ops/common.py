@@ -29,8 +29,20 @@ class Tracked:
     inner: str = ""
 
     @property
+    def pointer(self) -> pointers.PointerFile:
+        """The parsed pointer; raises why it did not parse where it did not."""
+        if self.ptr is None:
+            raise self.parse_error
+        return self.ptr
+
+    @property
+    def parse_error(self) -> MlvcError:
+        """Why the pointer did not parse (for a Tracked without `ptr`)."""
+        return self.error if self.error is not None else MlvcError(f"{self.rel_pointer}: no pointer read")
+
+    @property
     def target(self) -> Path:
-        return pointers.target_of(self.pointer_path, self.ptr)
+        return pointers.target_of(self.pointer_path, self.pointer)
 
     @property
     def display(self) -> str:
@@ -49,7 +61,7 @@ class Tracked:
         found by bisection (a path in a million-file tree costs no pass over it)."""
         if not self.inner:
             return entries
-        out = []
+        out: list[TreeEntry] = []
         i = bisect_left(entries, self.inner, key=attrgetter("path"))
         if i < len(entries) and entries[i].path == self.inner:
             out.append(entries[i])
@@ -148,7 +160,7 @@ def select(repo, paths=None, *, within: bool = False) -> list[Tracked]:
             picked.append(inside)
     else:
         picked = [(pp, "") for pp in pointers.discover(repo.root, repo.has_git)]
-    out = []
+    out: list[Tracked] = []
     for pp, inner in picked:
         rel = repo.rel(pp)
         try:

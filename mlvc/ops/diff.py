@@ -248,9 +248,9 @@ def _meta_changes(a: dict, b: dict) -> dict[str, dict]:
 
 def artifact_diff(store, path: str, old: pointers.PointerFile | None, new: pointers.PointerFile | None,
                   contents: bool = True) -> ArtifactDiff:
-    if old is None and new is None:
-        return ArtifactDiff(path, "unchanged")
     if old is None:
+        if new is None:
+            return ArtifactDiff(path, "unchanged")
         d = ArtifactDiff(path, "added", new.kind, None, new.oid, None, new.size)
     elif new is None:
         d = ArtifactDiff(path, "removed", old.kind, old.oid, None, old.size, None)
@@ -274,6 +274,7 @@ def artifact_diff(store, path: str, old: pointers.PointerFile | None, new: point
         for p in sorted(set(old_entries) | set(new_entries)):
             a, b = old_entries.get(p), new_entries.get(p)
             if a is None:
+                assert b is not None  # p is a path of one of them
                 d.files.append(FileChange(p, "added", None, b.size))
             elif b is None:
                 d.files.append(FileChange(p, "removed", a.size, None))
@@ -302,9 +303,9 @@ def artifact_diff(store, path: str, old: pointers.PointerFile | None, new: point
     for rel, fa, fb, name in pairs:
         if fa == fb:
             continue
-        cd = checkpoint_diff(store, fa, fb, name, rel)
-        if cd is not None:
-            d.checkpoints.append(cd)
+        one = checkpoint_diff(store, fa, fb, name, rel)
+        if one is not None:
+            d.checkpoints.append(one)
     return d
 
 

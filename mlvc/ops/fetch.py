@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING
 
 from ..errors import EXIT_MISSING_OBJECT, MlvcError, PathError
 from ..hashing import from_oid, to_oid
@@ -14,6 +15,9 @@ from .checkout import CheckoutResult, checkout
 from .common import Tracked
 from .push import add_errors, select_artifacts
 
+if TYPE_CHECKING:
+    from .object_source import ObjectSource
+
 
 class FilesOf:
     """`narrow` for `select_artifacts`: a path inside a directory artifact (`models/m.bin`)
@@ -23,7 +27,7 @@ class FilesOf:
 
     def __init__(self, repo, remote: str | None):
         self.repo, self.remote = repo, remote
-        self.source = None
+        self.source: ObjectSource | None = None
         self.selection: dict[str, str] = {}  # file artifact name -> the selection it came from
 
     def __call__(self, t: Tracked) -> list[Artifact]:
@@ -31,7 +35,8 @@ class FilesOf:
 
         if self.source is None:
             self.source = ObjectSource(self.repo, self.remote)
-        entries = t.within(self.source.tree(from_oid(t.ptr.oid)).entries)
+        ptr = t.pointer
+        entries = t.within(self.source.tree(from_oid(ptr.oid)).entries)
         if not entries:
             raise PathError(t.shown, f"is not a file of the tracked artifact {t.display}",
                             hint=f"`mlvc show {t.display}` lists its files")
@@ -39,9 +44,9 @@ class FilesOf:
         for e in entries:
             name = f"{t.display}/{e.path}"
             self.selection[name] = t.shown
-            ptr = PointerFile(e.path.rsplit("/", 1)[-1], "file", to_oid(e.file_id), e.size, 1, t.ptr.chunker,
-                              source=t.ptr.source)
-            arts.append(Artifact(name, ptr, t.pointer_path))
+            one = PointerFile(e.path.rsplit("/", 1)[-1], "file", to_oid(e.file_id), e.size, 1, ptr.chunker,
+                              source=ptr.source)
+            arts.append(Artifact(name, one, t.pointer_path))
         return arts
 
     def close(self) -> None:

@@ -341,7 +341,10 @@ def gc_remote_store(repo, rstore, name: str, scope: str, *, dry_run: bool = Fals
             result.journal_roots = len(pushed)
             return objects | live_objects(reader, pushed, result.warnings)
 
-        collect(rstore, live, result, grace_s=grace_s, dry_run=dry_run, keep_alive=lock.refresh)
+        def keep_alive() -> None:
+            lock.refresh()
+
+        collect(rstore, live, result, grace_s=grace_s, dry_run=dry_run, keep_alive=keep_alive)
         result.journal_pruned = len(prunable)
         if not dry_run:
             for n in prunable:  # after the deletions: until then they still counted

@@ -283,7 +283,7 @@ def _pre_commit(repo, warn) -> int:
     staged = [n for n in out.split("\0") if n.endswith(".mlvc") and not n.startswith(".mlvc/")]
     if not staged:
         return 0
-    stale = []
+    stale: list[str] = []
     for rel in staged:
         if not (repo.root / rel).is_file():
             continue

@@ -149,10 +149,10 @@ class History:
             if ea == eb:
                 continue
             path = prefix + name
-            da = ea is not None and stat.S_ISDIR(ea[0])
-            db = eb is not None and stat.S_ISDIR(eb[0])
-            if (da or db) and self._could_contain(path + b"/"):
-                self.changed(eb[1] if db else None, ea[1] if da else None, path + b"/", out)
+            da = ea[1] if ea is not None and stat.S_ISDIR(ea[0]) else None
+            db = eb[1] if eb is not None and stat.S_ISDIR(eb[0]) else None
+            if (da is not None or db is not None) and self._could_contain(path + b"/"):
+                self.changed(db, da, path + b"/", out)
             fa = ea[1] if ea is not None and stat.S_ISREG(ea[0]) else None
             fb = eb[1] if eb is not None and stat.S_ISREG(eb[0]) else None
             if fa != fb and self._interesting_file(path):
@@ -197,6 +197,7 @@ def _artifact_entry(info, hist: History, rel: str, old: bytes | None, new: bytes
                 message=info.message)
     fallback = rel[: -len(pointers.SUFFIX)]
     if new is None:
+        assert old is not None  # changed() names only paths that differ
         change, blob = "removed", old
     else:
         change, blob = ("added" if old is None else "modified"), new
@@ -273,11 +274,10 @@ def report(repo, path: str | None = None, since: str | datetime | None = None, m
                         old_ptr = hist.pointer(a, rel) if a is not None else None
                         rep.metrics.update(_artifact_metrics(repo.store, entry, old_ptr, mfiles))
                 elif rel in pfiles:
-                    va = parse_values(hist.blob(a), rel) if a else {}
-                    vb = parse_values(hist.blob(b), rel) if b else {}
-                    va = {(rel, k): v for k, v in (va or {}).items()}
-                    vb = {(rel, k): v for k, v in (vb or {}).items()}
-                    rep.params.extend(c.as_dict() for c in compare(va, vb))
+                    pa = parse_values(hist.blob(a), rel) if a else {}
+                    pb = parse_values(hist.blob(b), rel) if b else {}
+                    rep.params.extend(c.as_dict() for c in compare({(rel, k): v for k, v in (pa or {}).items()},
+                                                                   {(rel, k): v for k, v in (pb or {}).items()}))
                 elif (rel in mfiles or posixpath.basename(rel) in METRICS_NAMES) and b is not None:
                     values = parse_values(hist.blob(b), rel)
                     if values:

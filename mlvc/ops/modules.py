@@ -20,10 +20,12 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from .. import checkpoint as ckpt
+from ..workspace import FileStat
 
 # Files inside a directory artifact that are sniffed for a checkpoint format.
 # (A single-file artifact is always sniffed: it costs one 4 KiB read.)
@@ -135,7 +137,7 @@ def wants_module_ids(fs, kind: str, sharded: set[str]) -> bool:
     return kind == "file" or (is_checkpoint_name(fs.rel) and fs.rel not in sharded)
 
 
-def sharded_files(files: list) -> set[str]:
+def sharded_files(files: Sequence[FileStat]) -> set[str]:
     """The shards of the sharded checkpoints among an artifact's files (their ids are computed
     together, from the index; an unreadable index names none)."""
     indexes = [fs for fs in files if ckpt.is_shard_index(fs.rel)]
@@ -155,7 +157,7 @@ def sharded_files(files: list) -> set[str]:
     return out
 
 
-def checkpoint_meta(repo: Any, target: Path, files: list, known: dict | None = None,
+def checkpoint_meta(repo: Any, target: Path, files: Sequence[FileStat], known: dict | None = None,
                     examined: bytearray | None = None) -> dict:
     """Pointer meta for an artifact: `{"modules": {module: id}}` for a checkpoint file,
     `{"modules": {file: {module: id}}}` for a directory holding checkpoints, else `{}`; with

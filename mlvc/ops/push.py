@@ -82,7 +82,7 @@ def select_artifacts(repo, paths=None, *, revs=(), all_commits: bool = False, al
             if use_revs and not _matches(wanted, t.display, t.rel_pointer):
                 continue
             if t.ptr is None:
-                errors[t.display] = t.error
+                errors[t.display] = t.parse_error
                 continue
             if t.inner and narrow is not None:
                 try:
@@ -100,7 +100,7 @@ def select_artifacts(repo, paths=None, *, revs=(), all_commits: bool = False, al
                 for p in pointers.pointers_at(git, sha, label=sha[:8]):
                     if p.ptr is None:
                         if _matches(wanted, p.path, p.rel_pointer):
-                            errors[f"{p.rel_pointer}@{sha[:8]}"] = p.error
+                            errors[f"{p.rel_pointer}@{sha[:8]}"] = p.parse_error
                         continue
                     if not _matches(wanted, p.path, p.rel_pointer):
                         continue

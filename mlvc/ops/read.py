@@ -16,12 +16,16 @@ import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .. import pointer as pointers
 from ..errors import MlvcError, PathError
 from ..hashing import from_oid, to_oid
 from ..objects import TreeEntries
 from .object_source import ObjectSource
+
+if TYPE_CHECKING:
+    from ..git import GitRepo
 
 GIT, ARTIFACT, WORKSPACE = "git", "artifact", "workspace"
 
@@ -62,7 +66,7 @@ class RevisionView:
         self.repo = repo
         self.rev = rev
         self.source = ObjectSource(repo, remote)
-        self._git = None
+        self._git: GitRepo | None = None
         self.sha: str | None = None
         if rev is not None:
             if not repo.has_git:
@@ -90,7 +94,7 @@ class RevisionView:
     def _read_text(self, rel: str) -> bytes | None:
         """A non-artifact file's bytes at the revision (None: absent)."""
         if self._git is not None:
-            return self._git.read_blob(self.sha, rel)
+            return self._git.read_blob(self._rev_sha(), rel)
         p = self.repo.root / rel
         return p.read_bytes() if p.is_file() and not _internal(rel) else None
 
@@ -153,7 +157,7 @@ class RevisionView:
         if listing is not None:
             e = listing.get(rel)
             return e if e is not None and e.source == GIT else None
-        data = self._git.read_blob(self.sha, rel) if rel else None
+        data = self._read_text(rel) if rel else None
         if data is None:
             return None
         return FileEntry(rel, len(data), GIT, "", None)
@@ -170,8 +174,7 @@ class RevisionView:
             if not inner:
                 return True
             return self._tree(artifact, ptr).has_below(inner)
-        self.listing()
-        return rel in self._dirs
+        return rel in self._directories()
 
     # ------------------------------------------------------------------ listing
     def listing(self) -> dict[str, FileEntry]:
@@ -179,7 +182,7 @@ class RevisionView:
         if self._listing is None:
             files: dict[str, FileEntry] = {}
             if self._git is not None:
-                for path, mode, sha in self._git.tree_files(self.sha):
+                for path, mode, sha in self._git.tree_files(self._rev_sha()):
                     files[path] = FileEntry(path, None, GIT, sha, None, bool(mode & 0o111))
             else:
                 for path in _workspace_files(self.repo):
@@ -216,13 +219,29 @@ class RevisionView:
         return self._listing
 
     def directories(self) -> set[str]:
+        return set(self._directories())
+
+    def _directories(self) -> set[str]:
         self.listing()
-        return set(self._dirs)
+        assert self._dirs is not None  # set with the listing
+        return self._dirs
+
+    def _rev_sha(self) -> str:
+        """The commit of this view (only asked where it reads a revision)."""
+        assert self.sha is not None, "a git read in the workspace view"
+        return self.sha
+
+    def _git_blob(self, entry: FileEntry) -> bytes:
+        """The bytes of an entry read from git (only a view of a revision has those)."""
+        assert self._git is not None, "a git entry in the workspace view"
+        if entry.ref:
+            return self._git.blob(entry.ref)
+        return self._git.read_blob(self._rev_sha(), entry.path) or b""
 
     def size(self, entry: FileEntry) -> int:
         if entry.size is not None:
             return entry.size
-        return len(self._git.blob(entry.ref))
+        return len(self._git_blob(entry))
 
     # ------------------------------------------------------------------ reading
     def open_raw(self, entry: FileEntry) -> io.RawIOBase | io.BytesIO:
@@ -231,8 +250,7 @@ class RevisionView:
             return self.source.open_file(from_oid(entry.ref), name=entry.path.rsplit("/", 1)[-1])
         if entry.source == WORKSPACE:
             return open(entry.ref, "rb", buffering=0)
-        data = self._git.blob(entry.ref) if entry.ref else self._git.read_blob(self.sha, entry.path)
-        return io.BytesIO(data)
+        return io.BytesIO(self._git_blob(entry))
 
     def close(self) -> None:
         self.source.close()
@@ -262,7 +280,7 @@ def _workspace_files(repo) -> list[str]:
         if proc.returncode == 0:
             names = [n for n in proc.stdout.decode("utf-8", "surrogateescape").split("\0") if n]
             return sorted(n for n in names if not _internal(n) and (repo.root / n).is_file())
-    out = []
+    out: list[str] = []
     for d, dirs, names in os.walk(repo.root):
         dirs[:] = [x for x in dirs if x not in (".git", ".mlvc")]
         out.extend(Path(d, n).relative_to(repo.root).as_posix() for n in names)

@@ -219,11 +219,14 @@ class _Collector:
 
     def _certificate(self, v: ArtifactVersion, meta: dict) -> dict | None:
         """The newest birth certificate among the artifact's checkpoints (by saved_at), or None."""
+        stored = self.stored
+        if stored is None:  # a report without contents reads no checkpoint
+            return None
         try:
             files = checkpoint_files(self.store, _pointer_of(v, meta))
             found = []
             for rel, fid in sorted(files.items())[:MAX_CHECKPOINTS_PER_ARTIFACT]:
-                cert = self.stored.certificate(fid, posixpath.basename(rel or v.path))
+                cert = stored.certificate(fid, posixpath.basename(rel or v.path))
                 if cert:
                     found.append(cert)
             return max(found, key=lambda c: str(c.get("saved_at", ""))) if found else None
@@ -236,6 +239,9 @@ class _Collector:
     def _weights_changes(self, v: ArtifactVersion, meta: dict, old_v: ArtifactVersion,
                          old_meta: dict) -> list[CheckpointChange] | None:
         """Tensor-level module changes, or None when either version is not in the cache."""
+        stored = self.stored
+        if stored is None:  # a report without contents reads no checkpoint
+            return None
         ids_a, ids_b = module_ids(old_meta), module_ids(meta)
         try:
             a = checkpoint_files(self.store, _pointer_of(old_v, old_meta), indexes=True)
@@ -259,7 +265,7 @@ class _Collector:
                 ma, mb = ids_a.get(rel), ids_b.get(rel)
                 if ma and mb:  # the module ids say which modules moved: read only their tensors
                     only = {m for m in set(ma) | set(mb) if ma.get(m) != mb.get(m)}
-                ck = self.stored.compare(v.path, rel, fa, fb, posixpath.basename(rel or v.path), only)
+                ck = stored.compare(v.path, rel, fa, fb, posixpath.basename(rel or v.path), only)
                 if ck is not None and ck.modules:
                     out.append(ck)
             return out
@@ -330,8 +336,9 @@ class _Collector:
         for path, (v, meta) in sorted(self.pointers.items()):
             if self._is_model(v, meta):
                 cert = self.certificates.get(path) or {}
-                modules = meta.get("modules") if isinstance(meta.get("modules"), dict) else {}
-                out.models.append(ModelVersion(path, v.id or "", dict(modules), dict(cert.get("data") or {}),
+                found = meta.get("modules")
+                modules = dict(found) if isinstance(found, dict) else {}
+                out.models.append(ModelVersion(path, v.id or "", modules, dict(cert.get("data") or {}),
                                                cert.get("commit")))
             elif v.role == "data" or "config_hash" in meta or "seed" in meta:
                 out.data.append(DataVersion(path, v.id or "", meta.get("config"), meta.get("config_hash"),

@@ -104,6 +104,8 @@ def render_markdown(report: Report) -> str:
         lines += ["## Metrics", "", "| metric | first | last | change | points |", "|---|---|---|---|---|"]
         for name in report.metric_names:
             span = metric_span(report, name)
+            if span is None:
+                continue
             first, last = span
             lines.append(f"| `{name}` | {_fmt(first)} | {_fmt(last)} | {'+' if last - first >= 0 else ''}"
                          f"{_fmt(last - first)} | {len(report.series(name))} |")
@@ -356,7 +358,10 @@ def _summary(report: Report) -> list[str]:
         return ['<p class="muted">No commit changed an artifact in this range.</p>']
     rows = []
     for name in report.metric_names:
-        first, last = metric_span(report, name)
+        span = metric_span(report, name)
+        if span is None:
+            continue
+        first, last = span
         rows.append(f"<tr><td><code>{_e(name)}</code></td><td>{_e(_fmt(first))}</td><td>{_e(_fmt(last))}</td>"
                     f"<td>{_e(('+' if last - first >= 0 else '') + _fmt(last - first))}</td></tr>")
     changed = sorted({p.key for c in report.commits[1:] for p in c.params})

@@ -79,9 +79,9 @@ def fetch_missing(repo, rev: str | None, paths, progress: Progress = NULL) -> Fe
     remote = default_remote(repo)
     if remote is None:
         return None  # nothing to try; the pull hint says how to configure one
-    kwargs = {"revs": (rev,), "workspace": False} if rev is not None else {}
     try:
-        result = fetch(repo, list(paths) if paths else None, remote=remote, progress=progress, **kwargs)
+        result = fetch(repo, list(paths) if paths else None, remote=remote, progress=progress,
+                       revs=(rev,) if rev is not None else (), workspace=False if rev is not None else None)
     except MlvcError as exc:
         return FetchOutcome(remote, error=str(exc))
     if result.failed:

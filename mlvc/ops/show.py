@@ -27,7 +27,7 @@ def show(repo, target: str) -> dict:
             raise exc from None
         return untracked
     if t.ptr is None:
-        raise t.error
+        raise t.parse_error
     p = t.ptr
     info = {"path": t.display, "tracked": True, "pointer": t.rel_pointer, "kind": p.kind, "id": p.oid, "size": p.size,
             "files": p.files, "role": p.role, "meta": p.meta, "chunker": p.chunker.as_dict()}

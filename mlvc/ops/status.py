@@ -80,7 +80,7 @@ def _explain_incomplete(repo, t: Tracked, st: ArtifactStatus) -> None:
 
 def status_one(repo, t: Tracked, check_cache: bool = True, progress: Progress = NULL) -> ArtifactStatus:
     if t.ptr is None:
-        return ArtifactStatus(t.shown, t.rel_pointer, INVALID, error=str(t.error), hint=t.error.hint)
+        return ArtifactStatus(t.shown, t.rel_pointer, INVALID, error=str(t.error), hint=t.parse_error.hint)
     if t.inner:
         return _status_within(repo, t, check_cache, progress)
     st = ArtifactStatus(t.display, t.rel_pointer, UNCHANGED, config_changed=config_drift(repo, t.ptr.meta, t.display))
@@ -130,6 +130,7 @@ def status_one(repo, t: Tracked, check_cache: bool = True, progress: Progress = 
         return st
     for e, _j, fs, i in paired(entries, files):
         if fs is None:
+            assert e is not None  # paired() never yields two Nones
             st.removed.append(e.path)
         elif e is None:
             st.added.append(fs.rel)
@@ -142,7 +143,7 @@ def _status_within(repo, t: Tracked, check_cache: bool, progress: Progress) -> A
     """Status of one file (or subdirectory) inside a directory artifact: its files only."""
     st = ArtifactStatus(t.shown, t.rel_pointer, UNCHANGED)
     try:
-        expected = t.within(load_entries(repo.store, t.ptr))
+        expected = t.within(load_entries(repo.store, t.pointer))
     except ObjectNotFoundError:
         st.cache_complete = False
         if not os.path.lexists(t.target / t.inner):
@@ -154,7 +155,7 @@ def _status_within(repo, t: Tracked, check_cache: bool, progress: Progress) -> A
     try:
         path = t.target / t.inner
         refuse_links_above(repo.root, path, t.shown)
-        files = scan_within(t.target, t.display, t.inner, follow_within=links_root(repo, t.ptr.meta))
+        files = scan_within(t.target, t.display, t.inner, follow_within=links_root(repo, t.pointer.meta))
         ids = workspace_ids(repo, t, files, progress)
     except PathError as exc:
         st.state, st.error, st.failed_code = MODIFIED, str(exc), exc.exit_code
@@ -179,6 +180,7 @@ def _status_within(repo, t: Tracked, check_cache: bool, progress: Progress) -> A
 
     for e, _j, fs, i in paired(expected, files):
         if fs is None:
+            assert e is not None  # paired() never yields two Nones
             st.removed.append(shown(e.path))
         elif e is None:
             st.added.append(shown(fs.rel))

@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..errors import MlvcError, RemoteNotFoundError
+from ..pointer import PointerFile
 from ..progress import NULL, Progress
 from ..store.packs import TREE_MANIFEST, decode_index
 from ..store.transfer import Artifact, TransferResult, transfer
@@ -87,8 +88,10 @@ def affected_artifacts(repo, store, report: VerifyReport) -> list[Artifact]:
     reader = _Manifests(store, repo.store)
     out = []
     for art in _artifacts(repo):
+        ptr = art.ptr
+        assert isinstance(ptr, PointerFile)  # store.transfer.Artifact types it as object
         try:
-            needed = reachable(reader, art.ptr)
+            needed = reachable(reader, ptr)
         except MlvcError:
             out.append(art)
             continue

@@ -339,9 +339,10 @@ def modify_remote(repo, name: str, key: str, value: str | None, *, local: bool =
         raise ConfigError("a remote's url cannot be unset; use `mlvc remote remove`")
     if key == "endpoint_url" and value is not None:
         check_endpoint_url(value, name)
+    stored: str | int | None = value
     if key == "jobs" and value is not None:
         try:
-            value = int(value)
+            stored = int(value)
         except ValueError:
             raise ConfigError("jobs must be an integer") from None
     to_local = local or is_secret(key) or name not in (repo.config.shared.get("remotes") or {})
@@ -351,10 +352,10 @@ def modify_remote(repo, name: str, key: str, value: str | None, *, local: bool =
         data["remotes"] = remotes
         entry = remotes.setdefault(name, {}) or {}
         remotes[name] = entry
-        if value is None:
+        if stored is None:
             entry.pop(key, None)
         else:
-            entry[key] = value
+            entry[key] = stored
 
     if to_local:
         repo.config.update_local(apply)
