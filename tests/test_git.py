@@ -12,7 +12,9 @@ from pathlib import Path
 import pytest
 
 from mlvc.errors import GitError, NotARepoError, PathError, RevisionError
-from mlvc.git import HOOK_BLOCK_BEGIN, HOOK_BLOCK_END, CommitInfo, GitRepo
+from mlvc import hooks
+from mlvc.git import CommitInfo, GitRepo
+from mlvc.hooks import HOOK_BLOCK_BEGIN, HOOK_BLOCK_END
 
 POINTER_COUNT = 20
 HISTORY_LENGTH = 1000
@@ -378,19 +380,19 @@ def run_hook(path: Path) -> None:
 def test_install_hook_creates_executable_file(repo: Path) -> None:
     gr = GitRepo(repo)
     assert gr.hooks_dir() == repo / ".git" / "hooks"
-    path = gr.install_hook("pre-push", 'echo mlvc >> "$(dirname "$0")/ran"')
+    path = hooks.install_hook(gr.hooks_dir(), "pre-push", 'echo mlvc >> "$(dirname "$0")/ran"')
     text = path.read_text()
     assert text.startswith("#!/bin/sh\n")
     assert f"{HOOK_BLOCK_BEGIN}\n" in text and f"{HOOK_BLOCK_END}\n" in text
     assert path.stat().st_mode & stat.S_IXUSR
-    assert gr.has_hook("pre-push")
-    gr.install_hook("pre-push", 'echo mlvc >> "$(dirname "$0")/ran"')
+    assert hooks.has_hook(gr.hooks_dir(), "pre-push")
+    hooks.install_hook(gr.hooks_dir(), "pre-push", 'echo mlvc >> "$(dirname "$0")/ran"')
     assert path.read_text() == text  # idempotent
-    gr.install_hook("pre-push", "true")
+    hooks.install_hook(gr.hooks_dir(), "pre-push", "true")
     assert path.read_text().count(HOOK_BLOCK_BEGIN) == 1  # replaced, not appended
-    assert gr.uninstall_hook("pre-push")
+    assert hooks.uninstall_hook(gr.hooks_dir(), "pre-push")
     assert not path.exists()
-    assert not gr.uninstall_hook("pre-push")
+    assert not hooks.uninstall_hook(gr.hooks_dir(), "pre-push")
 
 
 def test_install_hook_chains_existing_shell_hook(repo: Path) -> None:
@@ -399,11 +401,11 @@ def test_install_hook_chains_existing_shell_hook(repo: Path) -> None:
     original = '#!/bin/sh\necho user >> "$(dirname "$0")/ran"\nexit 0\n'
     path.write_text(original)
     path.chmod(0o755)
-    gr.install_hook("post-checkout", 'echo mlvc >> "$(dirname "$0")/ran"')
-    gr.install_hook("post-checkout", 'echo mlvc >> "$(dirname "$0")/ran"')
+    hooks.install_hook(gr.hooks_dir(), "post-checkout", 'echo mlvc >> "$(dirname "$0")/ran"')
+    hooks.install_hook(gr.hooks_dir(), "post-checkout", 'echo mlvc >> "$(dirname "$0")/ran"')
     run_hook(path)
     assert (path.parent / "ran").read_text() == "mlvc\nuser\n"
-    assert gr.uninstall_hook("post-checkout")
+    assert hooks.uninstall_hook(gr.hooks_dir(), "post-checkout")
     assert path.read_text() == original
 
 
@@ -414,10 +416,10 @@ def test_install_hook_chains_non_shell_hook(repo: Path) -> None:
                 "pathlib.Path(sys.argv[0]).with_name('ran').open('a').write('python\\n')\n")
     path.write_text(original)
     path.chmod(0o755)
-    gr.install_hook("pre-commit", 'echo mlvc >> "$(dirname "$0")/ran"')
+    hooks.install_hook(gr.hooks_dir(), "pre-commit", 'echo mlvc >> "$(dirname "$0")/ran"')
     run_hook(path)
     assert (path.parent / "ran").read_text() == "mlvc\npython\n"
-    assert gr.uninstall_hook("pre-commit")
+    assert hooks.uninstall_hook(gr.hooks_dir(), "pre-commit")
     assert path.read_text() == original
     assert not (path.parent / "pre-commit.mlvc-chained").exists()
 
@@ -426,7 +428,7 @@ def test_hooks_respect_core_hooks_path(repo: Path) -> None:
     git(repo, "config", "core.hooksPath", "githooks")
     gr = GitRepo(repo)
     assert gr.hooks_dir() == repo / "githooks"
-    path = gr.install_hook("post-commit", 'touch "$(git rev-parse --show-toplevel)/hook-ran"')
+    path = hooks.install_hook(gr.hooks_dir(), "post-commit", 'touch "$(git rev-parse --show-toplevel)/hook-ran"')
     assert path == repo / "githooks" / "post-commit"
     commit_file(repo, "models/a.mlvc", "a9\n", "hook runs from hooksPath")
     assert (repo / "hook-ran").exists()  # git itself found and ran the hook there
@@ -436,11 +438,11 @@ def test_install_hook_into_empty_file(repo: Path) -> None:
     gr = GitRepo(repo)
     path = gr.hooks_dir() / "post-commit"
     path.write_text("")
-    gr.install_hook("post-commit", "true")
+    hooks.install_hook(gr.hooks_dir(), "post-commit", "true")
     assert path.read_text().startswith("#!/bin/sh\n")
     run_hook(path)
 
 
 def test_invalid_hook_name(repo: Path) -> None:
     with pytest.raises(GitError):
-        GitRepo(repo).install_hook("../escape", "true")
+        hooks.install_hook(GitRepo(repo).hooks_dir(), "../escape", "true")

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from helpers import commit, default_sigint, git, GIT_ENV, mlvc
 
-from mlvc.git import HOOK_BLOCK_BEGIN
+from mlvc.hooks import HOOK_BLOCK_BEGIN
 from mlvc.repo import Repo
 
 

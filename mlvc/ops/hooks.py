@@ -1,7 +1,7 @@
 """`mlvc install-hooks` / `uninstall-hooks`, and what each installed hook does.
 
 Each hook file gets one marked block (`# >>> mlvc >>>` ... `# <<< mlvc <<<`,
-written by `GitRepo.install_hook`) that calls `mlvc hook-run NAME ARGS`; the
+written by `mlvc.hooks.install_hook`) that calls `mlvc hook-run NAME ARGS`; the
 rest of an existing hook keeps running after it.  Installing twice replaces
 the block; uninstalling removes only the block.
 
@@ -26,6 +26,7 @@ from __future__ import annotations
 import shlex
 import sys
 
+from .. import hooks as hook_files
 from ..errors import GitError, MlvcError
 
 HOOKS = ("post-checkout", "post-merge", "pre-push", "pre-commit")
@@ -73,7 +74,7 @@ def install_hooks(repo, names=HOOKS, *, merge_driver: bool = True) -> list[str]:
     """Install the hooks `names` and (`merge_driver`) the merge driver; what was installed."""
     git = _git(repo)
     try:
-        done = [str(git.install_hook(n, _body(n))) for n in names]
+        done = [str(hook_files.install_hook(git.hooks_dir(), n, _body(n))) for n in names]
         if merge_driver:
             git.run_git("config", f"merge.{MERGE_DRIVER}.name", "mlvc: three-way merge of directory artifacts")
             git.run_git("config", f"merge.{MERGE_DRIVER}.driver", _driver_command())
@@ -88,7 +89,7 @@ def install_hooks(repo, names=HOOKS, *, merge_driver: bool = True) -> list[str]:
 def uninstall_hooks(repo, names=HOOKS) -> list[str]:
     git = _git(repo)
     try:
-        removed = [n for n in names if git.uninstall_hook(n)]
+        removed = [n for n in names if hook_files.uninstall_hook(git.hooks_dir(), n)]
         try:
             git.run_git("config", "--remove-section", f"merge.{MERGE_DRIVER}")
             removed.append("merge driver")
