@@ -56,14 +56,14 @@ class Config:
 
     def __init__(self, path: Path, local_path: Path, inherited_path: Path | None = None):
         self.path = path
-        self.local_path = local_path
+        self.local_path: Path | None = local_path  # None: a committed config read from git (read-only)
         self.inherited_path = inherited_path
         self._load()
 
     def _load(self) -> None:
         self.shared = _load_yaml(self.path)
         self.inherited = _load_yaml(self.inherited_path) if self.inherited_path is not None else {}
-        self.local = _load_yaml(self.local_path)
+        self.local = _load_yaml(self.local_path) if self.local_path is not None else {}
         self.data = _merge(_merge(_merge(DEFAULTS, self.shared), self.inherited), self.local)
         self._validate()
 
@@ -132,14 +132,21 @@ class Config:
 
     def update_shared(self, fn) -> None:
         """Apply `fn(dict)` to the committed config and rewrite it atomically."""
+        self._writable()
         data = copy.deepcopy(self.shared)
         fn(data)
         self.write(self.path, data)
         self._load()
 
     def update_local(self, fn) -> None:
+        local_path = self._writable()
         data = copy.deepcopy(self.local)
         fn(data)
-        self.write(self.local_path, data)
-        os.chmod(self.local_path, 0o600)
+        self.write(local_path, data)
+        os.chmod(local_path, 0o600)
         self._load()
+
+    def _writable(self) -> Path:
+        if self.local_path is None:
+            raise ConfigError(f"{self.path}: a configuration read from a commit cannot be changed")
+        return self.local_path

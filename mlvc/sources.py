@@ -188,6 +188,9 @@ class SourceRepo(Repo):
     """Another repository at one commit, read through its mirror; objects come from its remote
     (as its committed config names it) and are kept in `cache_dir`."""
 
+    pinned_rev: str
+    origin: str
+
     def __init__(self, source: SourceURL, mirror: Mirror, sha: str, cache_dir: Path, store=None):
         super().__init__(mirror.dir)
         self.source = source

@@ -54,6 +54,8 @@ def merge(
         echo(f"conflict {c.path}: kept {prefer} ({(c.ours if prefer == OURS else c.theirs) or 'deleted'})")
     for key in result.dropped_meta:
         echo(f"meta {key} differs on both sides: dropped")
-    echo(f"merged {result.artifact} ({result.merged.files} files, {result.taken_from_theirs} from theirs) "
-         f"-> {result.merged.oid}; staged {result.pointer}")
+    merged = result.merged
+    if merged is not None:
+        echo(f"merged {result.artifact} ({merged.files} files, {result.taken_from_theirs} from theirs) "
+             f"-> {merged.oid}; staged {result.pointer}")
     echo(f"hint: run `mlvc checkout {result.artifact}` to restore it, then `git commit`")

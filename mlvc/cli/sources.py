@@ -79,8 +79,8 @@ def get(
                    "requests": result.fetched.requests, "bytes_downloaded": result.fetched.bytes_downloaded})
     elif not quiet:
         files = f"{result.files} files, " if result.kind == "dir" else ""
-        echo(f"got {result.path} ({files}{human_size(result.bytes)}) from {url} at {result.rev[:12]} "
-             f"-> {result.out}")
+        at = f" at {result.rev[:12]}" if result.rev else ""
+        echo(f"got {result.path} ({files}{human_size(result.bytes)}) from {url}{at} -> {result.out}")
 
 
 @app.command("import")

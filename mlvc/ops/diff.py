@@ -170,7 +170,7 @@ def _compare(out: CheckpointDiff, ta: dict, tb: dict) -> None:
         changed = [changes[n] for n in names if n in changes]
         if changed:
             out.modules[module] = changed
-            blocks = {block_of(t.name, module, wrapper) for t in changed} - {None}
+            blocks = {b for t in changed if (b := block_of(t.name, module, wrapper)) is not None}
             if blocks:
                 out.changed_blocks[module] = sorted(blocks, key=_natural)
         else:

@@ -298,6 +298,8 @@ def _artifact_metrics(store, entry: LogEntry, old, listed: list[str]) -> dict[st
     from .chunked_reader import ChunkedFile
 
     art = entry.path
+    if entry.id is None:  # an unreadable pointer names nothing to read
+        return {}
     try:
         if entry.kind == "file":
             if art not in listed and posixpath.basename(art) not in METRICS_NAMES:

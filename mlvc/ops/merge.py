@@ -282,6 +282,7 @@ def merge_driver(repo, base_file: str, ours_file: str, theirs_file: str, path: s
         _write_bytes(Path(ours_file), conflict_text(result), fsync)
         messages += conflict_messages(result)
         return 1, messages
+    assert result.merged is not None  # merge_pointers names the result when nothing conflicts
     merged = result.merged.to_yaml().encode()
     if merged != sides[1]:
         _write_bytes(Path(ours_file), merged, fsync)
@@ -336,16 +337,19 @@ def merge(repo, path: str | Path, *, prefer: str | None = None, remote: str | No
         if 2 not in stages or 3 not in stages:
             raise PathError(rel, "is not conflicted in a git merge (nothing to merge)",
                             hint="run it after `git merge` (or `git pull`) reported a conflict in this pointer")
-        base, ours, theirs = (_parse_side(stages[n], f"{rel} ({name})") if n in stages else None
-                              for n, name in ((1, "base"), (2, "ours"), (3, "theirs")))
+        base = _parse_side(stages[1], f"{rel} (base)") if 1 in stages else None
+        ours, theirs = _parse_side(stages[2], f"{rel} (ours)"), _parse_side(stages[3], f"{rel} (theirs)")
+        if ours is None or theirs is None:
+            raise PointerError(rel, "one side of the merge is empty")
         result = merge_pointers(repo, base, ours, theirs, artifact=artifact, pointer=rel, remote=remote)
         fsync = bool(repo.config.core.get("fsync", True))
         if result.conflicts and prefer is None:
             _write_bytes(ptr_path, conflict_text(result), fsync)
             raise MergeConflictError(artifact, [(c.path, c.ours, c.theirs) for c in result.conflicts],
                                      pointer=rel)
-        if result.conflicts:
+        if result.conflicts and prefer is not None:
             result.merged = result.sides[prefer]
+        assert result.merged is not None  # merge_pointers names the result when nothing conflicts
         pointers.write(ptr_path, result.merged, fsync=fsync)
         git.run_git("add", "--", rel)
         result.staged = True

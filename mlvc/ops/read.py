@@ -87,7 +87,7 @@ class RevisionView:
     @property
     def where(self) -> str:
         if self.repo.origin is not None:
-            return f"in {self.repo.origin} at {self.rev[:12]}"
+            return f"in {self.repo.origin} at {(self.sha or self.rev or '')[:12]}"
         return f"at {self.rev}" if self.rev is not None else "in the workspace"
 
     # ------------------------------------------------------------------ pointers

@@ -249,13 +249,13 @@ class _Collector:
             out = []
             covered: set[str] = set()  # shards, compared as the one model their index names
             for index_rel in sorted(r for r in set(a) | set(b) if is_shard_index(r)):
-                shards = set(self.stored.shard_paths(a, index_rel)) | set(self.stored.shard_paths(b, index_rel))
+                shards = set(stored.shard_paths(a, index_rel)) | set(stored.shard_paths(b, index_rel))
                 covered.update(shards, [index_rel])
                 if all(a.get(r) == b.get(r) for r in shards | {index_rel}):
                     continue
                 ma, mb = ids_a.get(index_rel), ids_b.get(index_rel)
                 only = {m for m in set(ma) | set(mb) if ma.get(m) != mb.get(m)} if ma and mb else None
-                ck = self.stored.compare_sharded(v.path, index_rel, a, b, only)
+                ck = stored.compare_sharded(v.path, index_rel, a, b, only)
                 if ck is not None and ck.modules:
                     out.append(ck)
             pairs = [(rel, a[rel], b[rel]) for rel in sorted(set(a) & set(b))

@@ -214,7 +214,7 @@ def missing_message(repo, base: str, fetched: FetchOutcome | None, name: str = "
     if fetched is not None and name in fetched.absent:
         return f"{base} and from remote {fetched.remote!r}: {push_hint(fetched.remote)}"
     why = fetched.failed.get(name) or fetched.error if fetched is not None else None
-    if why:
+    if fetched is not None and why:
         return f"{base}; fetching it from remote {fetched.remote!r} failed ({why}): run `mlvc pull` once that is fixed"
     return f"{base}: {pull_hint(repo)}"
 

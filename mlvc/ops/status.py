@@ -72,7 +72,7 @@ def _explain_incomplete(repo, t: Tracked, st: ArtifactStatus) -> None:
     from . import remote_gaps
     from .fetch import push_hint
 
-    remote = remote_gaps.lookup(repo).get(t.ptr.oid)
+    remote = remote_gaps.lookup(repo).get(t.pointer.oid)
     if remote is not None and st.error is None:
         st.error = f"its objects are missing from the cache, and remote {remote!r} lacked them at the last fetch"
         st.hint = push_hint(remote)
