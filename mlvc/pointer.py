@@ -103,7 +103,11 @@ class PointerSource:
     def from_dict(cls, doc, where: str) -> "PointerSource":
         if not isinstance(doc, dict):
             raise PointerError(where, "source must be a mapping of url, path, rev and commit")
-        url, path, commit, rev = doc.get("url"), doc.get("path"), doc.get("commit"), doc.get("rev")
+        # values read from YAML: each is checked before it is used
+        url: Any = doc.get("url")
+        path: Any = doc.get("path")
+        commit: Any = doc.get("commit")
+        rev: Any = doc.get("rev")
         if isinstance(commit, int):
             commit = str(commit)  # an all-digit id read by the fast reader
         if not isinstance(url, str) or not url or len(url) > _MAX_URL or url.startswith("-") or any(

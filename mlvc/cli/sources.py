@@ -151,7 +151,7 @@ def update(
         return
     for r in results:
         if r.changed:
-            echo(f"updated {r.path}: {r.previous[:12]} -> {r.source.commit[:12]} ({r.oid})")
+            echo(f"updated {r.path}: {(r.previous or '')[:12]} -> {r.source.commit[:12]} ({r.oid})")
         elif r.previous != r.source.commit:
             echo(f"{r.path}: source moved to {r.source.commit[:12]}, the artifact did not change")
         else:

@@ -20,7 +20,7 @@ from ..errors import ConflictError, MlvcError, PathError
 from ..hashing import from_oid
 from ..ignore import ensure_ignored
 from ..pointer import PointerFile, PointerSource
-from ..sources import open_source, recorded_url
+from ..sources import SourceRepo, open_source, recorded_url
 from ..store.packs import TREE_MANIFEST
 from .checkout import checkout
 from .common import select
@@ -69,7 +69,7 @@ def _source_pointer(view: RevisionView, path: str, name: str) -> PointerFile:
         raise PathError(rel, f"is a directory inside the artifact {artifact} {view.where}",
                         hint=f"import the whole artifact ({artifact}), or copy this part with `mlvc get`")
     e = view.entry(rel)
-    return PointerFile(name, "file", e.ref, e.size, 1, ptr.chunker, None, {})
+    return PointerFile(name, "file", e.ref, view.size(e), 1, ptr.chunker, None, {})
 
 
 def _fetch_objects(view: RevisionView, ptr: PointerFile) -> None:
@@ -126,19 +126,18 @@ def import_artifact(repo, url: str, path: str, out: str | os.PathLike | None = N
 def update(repo, paths=None, *, rev: str | None = None, force: bool = False) -> list[ImportResult]:
     """Move imported artifacts (`paths`, default: every one) to their source's `rev` (default:
     the revision they were imported at, e.g. a branch, or the source's HEAD)."""
-    tracked = [t for t in select(repo, paths) if t.ptr is not None and t.ptr.source is not None]
+    tracked = [(t, t.ptr, t.ptr.source) for t in select(repo, paths) if t.ptr is not None and t.ptr.source is not None]
     if paths and not tracked:
         raise PathError(", ".join(map(str, paths)), "is not an imported artifact (no source in its pointer)",
                         hint="`mlvc import URL PATH` tracks another repository's artifact")
     results = []
-    for t in tracked:
-        old = t.ptr
-        want = rev if rev is not None else old.source.rev
-        src = open_source(old.source.url, want, base=repo.root, into=repo)
+    for t, old, old_source in tracked:
+        want = rev if rev is not None else old_source.rev
+        src = open_source(old_source.url, want, base=repo.root, into=repo)
         try:
             with RevisionView(src) as view:
-                ptr = _source_pointer(view, old.source.path, old.path)
-                ptr.source = PointerSource(old.source.url, old.source.path, src.pinned_rev, want)
+                ptr = _source_pointer(view, old_source.path, old.path)
+                ptr.source = new_source = PointerSource(old_source.url, old_source.path, src.pinned_rev, want)
                 changed = ptr.oid != old.oid or ptr.kind != old.kind
                 if changed:
                     _fetch_objects(view, ptr)
@@ -147,13 +146,13 @@ def update(repo, paths=None, *, rev: str | None = None, force: bool = False) -> 
             src.close()
         if changed and not force:
             _refuse_unsaved(repo, t)
-        if ptr.source != old.source or changed:
+        if new_source != old_source or changed:
             if changed:
                 _install(repo, t.pointer_path, ptr, force)
             else:
                 pointers.write(t.pointer_path, ptr, fsync=bool(repo.config.core.get("fsync", True)))
-        results.append(ImportResult(t.display, t.rel_pointer, ptr.kind, ptr.oid, ptr.size, ptr.files, ptr.source,
-                                    changed=changed, previous=old.source.commit, fetched=stats))
+        results.append(ImportResult(t.display, t.rel_pointer, ptr.kind, ptr.oid, ptr.size, ptr.files, new_source,
+                                    changed=changed, previous=old_source.commit, fetched=stats))
     return results
 
 
@@ -187,10 +186,11 @@ def source_moves(repo, paths=None) -> dict[str, SourceMove]:
     recorded revision fetched again (once per source and revision).  Nothing is written but the
     mirrors; an unreachable source is reported in `error`, not raised."""
     out: dict[str, SourceMove] = {}
-    heads: dict[tuple[str, str | None], object] = {}
+    heads: dict[tuple[str, str | None], SourceRepo | MlvcError] = {}
     for t in select(repo, paths, within=True):
         if t.ptr is None or t.ptr.source is None or t.display in out:
             continue
+        here = t.ptr
         src = t.ptr.source
         key = (src.url, src.rev)
         try:
@@ -207,8 +207,8 @@ def source_moves(repo, paths=None) -> dict[str, SourceMove]:
             continue
         try:
             with RevisionView(opened) as view:
-                now = _source_pointer(view, src.path, t.ptr.path)
-            changed = now.oid != t.ptr.oid
+                now = _source_pointer(view, src.path, here.path)
+            changed = now.oid != here.oid
         except MlvcError:
             changed = None
         out[t.display] = SourceMove(t.display, src.rev, opened.pinned_rev, changed)
@@ -221,6 +221,8 @@ def source_moves(repo, paths=None) -> dict[str, SourceMove]:
 def fetch_imported(repo, ptr: PointerFile) -> SourceStats:
     """Fetch every object of the imported artifact `ptr` from its source's remote (as the source
     committed it at the recorded commit) into this project's cache."""
+    if ptr.source is None:
+        raise MlvcError(f"{ptr.path} is not an imported artifact (no source in its pointer)")
     src = open_source(ptr.source.url, ptr.source.commit, base=repo.root, into=repo)
     try:
         with RevisionView(src) as view:
