@@ -179,7 +179,9 @@ def _push_once(repo, rdef, rstore, arts: list[Artifact], commits: list[str], pro
         # Still under our lock: name what we published, for a gc whose refs do not show it yet
         # (docs/concepts/storage-format.md, "gc and concurrent writers").
         done = set(result.done)
-        roots = [JournalRoot(a.ptr.kind, a.ptr.oid) for a in arts if a.name in done]
+        # (store.transfer.Artifact types its pointer as `object`: every one built here is a PointerFile)
+        roots = [JournalRoot(p.kind, p.oid) for a in arts
+                 if a.name in done and isinstance(p := a.ptr, pointers.PointerFile)]
         if roots:
             write_record(rstore.backend, roots, commits)
         if lock is not None:
