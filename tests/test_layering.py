@@ -1,4 +1,4 @@
-"""Dependencies point one way: cli -> operations -> stores and formats -> primitives.
+"""Dependencies point one way: cli -> operations -> stores and formats -> primitives; and types check.
 
 The import-linter contracts in pyproject.toml (`[tool.importlinter]`) say which layer may
 import which, and which modules alone may import typer/rich, dulwich, torch and the S3
@@ -20,6 +20,13 @@ def test_import_linter_contracts_hold():
                            "lint_imports_command()"], cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
     assert "0 broken" in proc.stdout and "Contracts: 5 kept" in proc.stdout, proc.stdout[-2000:]
+
+
+def test_type_checker_passes():
+    """mypy, as configured in pyproject.toml ([tool.mypy]), finds no error in mlvc/.  Here, beside the
+    import contracts, so that whoever runs this file before landing runs the type checker too."""
+    proc = subprocess.run([sys.executable, "-m", "mypy"], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-2000:]
 
 
 def test_contracts_can_fail():
