@@ -475,9 +475,13 @@ class PackStore:
                 pass  # closed meanwhile, or a platform without it: only RSS stays higher
 
     def read_stored(self, pack: str, offset: int, length: int) -> bytes:
-        """Raw bytes of a visible pack (stored records, for copying without recompression)."""
+        """Raw bytes of a visible pack (stored records, for copying without recompression).
+        CorruptObjectError for a pack that is not visible (an index whose pack file is gone)."""
         self._ensure_loaded()
-        return self._reader(self._pack_no[pack])(offset, length)
+        no = self._pack_no.get(pack)
+        if no is None:
+            raise CorruptObjectError(pack, self.name, "a pack file", "only its index")
+        return self._reader(no)(offset, length)
 
     def _lookup(self, typ: int, oid: bytes):
         self._ensure_loaded()

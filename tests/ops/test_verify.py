@@ -107,6 +107,57 @@ def test_remote_pack_deleted_under_its_index_is_pushed_again(pushed, tmp_path):
     assert (fresh / "m.bin").read_bytes() == (repo / "m.bin").read_bytes()
 
 
+def test_repair_of_a_pack_file_missing_from_the_cache_fetches_its_objects_again(pushed):
+    repo, _remote = pushed
+    cache = repo / ".mlvc" / "cache"
+    original = (repo / "m.bin").read_bytes()
+    for pack in (cache / "packs").glob("*.pack"):
+        pack.unlink()
+    code, out, err = cli(repo, "verify", "--repair")
+    assert code == 0, (out, err)
+    assert "pack file missing" in out and "restored from another store: m.bin" in out
+    assert list((cache / "quarantine").glob("*.idx"))  # the dangling index moved aside, not deleted
+    ok(repo, "verify", "-q")
+    (repo / "m.bin").unlink()
+    ok(repo, "checkout", "-q")
+    assert (repo / "m.bin").read_bytes() == original
+
+
+def test_repair_of_a_pack_file_missing_from_a_remote_uploads_its_objects_again(tmp_path, remote_spec):
+    from mlvc.store.backend import open_backend
+
+    repo = make_repo(tmp_path / "work")
+    add_remote(repo, remote_spec)
+    write(repo / "m.bin", rand_bytes(500_000, 7))
+    ok(repo, "add", "-q", "m.bin")
+    commit(repo)
+    ok(repo, "push", "-q")
+    backend = open_backend(*remote_spec)
+    for key in backend.list("packs/"):
+        if key.endswith(".pack"):
+            backend.delete(key)
+    code, out, err = cli(repo, "verify", "--remote", "origin", "--repair")
+    assert code == 0, (out, err)
+    assert "pack file missing" in out and "restored from another store: m.bin" in out
+    assert any(k.endswith(".idx") for k in backend.list("quarantine/"))
+    ok(repo, "verify", "--remote", "origin", "--read-data", "-q")
+    fresh = clone(repo, tmp_path / "fresh")
+    ok(fresh, "pull", "-q")
+    assert (fresh / "m.bin").read_bytes() == (repo / "m.bin").read_bytes()
+
+
+def test_repair_says_what_no_store_holds_and_exits_corrupt(pushed):
+    repo, remote = pushed
+    for root in (repo / ".mlvc" / "cache", remote):
+        for pack in (root / "packs").glob("*.pack"):
+            pack.unlink()
+    code, out, err = cli(repo, "verify", "--repair")
+    assert code == EXIT_CORRUPT, (out, err)
+    assert "not repaired: m.bin" in out + err and "internal error" not in out + err
+    code, out, _err = cli(repo, "verify", "--json")  # no dangling index left behind
+    assert code == 0 and json.loads(out)["report"]["problems"] == []
+
+
 def test_local_gc_refuses_when_a_kept_manifest_is_damaged(tmp_path):
     repo = make_repo(tmp_path / "work")
     write(repo / "d" / "a.bin", rand_bytes(200_000, 4))
