@@ -126,10 +126,11 @@ class RemoteWatch(Progress):
     def summary(self) -> str:
         if self.phase is None or not self.moved_all:
             done = "nothing was transferred yet"
-        elif self.total:
-            done = f"{self.phase}: {human_size(self.moved)} of {human_size(self.total)} transferred"
+        elif self.total:  # the bar's basis, which the final summary also gives: artifact data
+            done = (f"{self.phase}: {human_size(self.moved)} of {human_size(self.total)} of artifact data done "
+                    "(sent, or already there)")
         else:
-            done = f"{self.phase}: {human_size(self.moved)} transferred"
+            done = f"{self.phase}: {human_size(self.moved)} of artifact data done (sent, or already there)"
         return (f"interrupted; {done}. What was transferred and verified is kept: `{self.rerun}` again "
                 "resumes from there")
 

@@ -214,13 +214,16 @@ def _paths(paths) -> list[str] | None:
     return [str(p) for p in paths] if paths else None
 
 
-def _report(result, verb: str, quiet: bool) -> None:
+def _report(result, verb: str, quiet: bool, data: int | None = None) -> None:
+    """Per artifact, then one line; `data`: the artifact bytes the progress bar counted (sent, or
+    already there), the basis an interrupted transfer's summary gives too."""
     if quiet:
         return
     moved = [n for n in result.done if n not in result.up_to_date]
     for name in moved:
         echo(f"{verb} {name}")
-    echo(f"{result.objects} objects ({human_size(result.bytes)}) in {result.packs} packs, "
+    covered = f"{human_size(data)} of artifact data done; " if data is not None else ""
+    echo(f"{covered}{result.objects} objects ({human_size(result.bytes)} as stored) in {result.packs} packs, "
          f"{result.requests} requests; {len(result.done)} artifacts complete, "
          f"{len(result.up_to_date)} already up to date")
 
@@ -242,7 +245,7 @@ def _transfer(op, verb: str, paths, rev, all_commits, all_branches, remote, jobs
     if json_out:
         emit_json(result.as_dict())
     else:
-        _report(result, verb, quiet)
+        _report(result, verb, quiet, progress.moved_all)
     for name, msg in result.failed.items():
         echo(f"error: {name}: {msg}", err=True)
     if verb == "fetched":

@@ -107,3 +107,24 @@ def test_adds_new_bytes_count_data_and_manifests_apart(cli, repo_dir):
     from mlvc.units import human_size
 
     assert f"{human_size(size)}, 400 files, {human_size(size)} new + " in r.out and " manifests)" in r.out, r.out
+
+
+def test_push_summary_and_an_interrupted_push_count_artifact_data_alike(cli, repo_dir, tmp_path):
+    from mlvc.cli.output import RemoteWatch
+    from mlvc.progress import NULL
+    from mlvc.units import human_size
+
+    for i in range(20):  # compressible: stored bytes are far fewer than the data's
+        write(repo_dir / "d" / f"f{i:02d}.txt", f"line {i}\n" * 4000)
+    size = sum(p.stat().st_size for p in (repo_dir / "d").iterdir())
+    assert cli("add", "-q", "d").code == 0
+    assert cli("remote", "add", "origin", str(tmp_path / "remote"), "--default").code == 0
+    r = cli("push")
+    assert r.code == 0, r
+    assert f"{human_size(size)} of artifact data done; " in r.out, r.out
+    stored = r.out.split(" objects (")[1].split(" as stored)")[0]
+    assert stored != human_size(size)  # the stored figure is labelled as such, not passed off as the data
+    w = RemoteWatch(NULL, "remote 'origin'", "mlvc push")
+    w.start("push to origin", size)
+    w.advance(size // 2)
+    assert f"{human_size(size // 2)} of {human_size(size)} of artifact data done" in w.summary()

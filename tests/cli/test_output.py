@@ -111,8 +111,9 @@ def test_the_watch_summary_names_what_moved():
     w = RemoteWatch(NULL, "remote 'origin'", "mlvc push")
     w.start("push to origin", 3 * 2**20)
     w.advance(2**20)
-    assert w.summary() == ("interrupted; push to origin: 1.0 MiB of 3.0 MiB transferred. What was transferred and "
-                           "verified is kept: `mlvc push` again resumes from there")
+    assert w.summary() == ("interrupted; push to origin: 1.0 MiB of 3.0 MiB of artifact data done (sent, or "
+                           "already there). What was transferred and verified is kept: `mlvc push` again resumes "
+                           "from there")
 
 
 def test_the_watch_says_it_once_per_period_and_nothing_without_a_listener():
