@@ -18,7 +18,7 @@ import os
 import re
 import stat
 import subprocess
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path, PurePosixPath
@@ -31,6 +31,7 @@ from dulwich.refs import Ref
 from dulwich.repo import Repo
 
 from mlvc.errors import GitError, NotARepoError, PathError, RevisionError
+from mlvc.gitdir import find_git_root
 
 # git's well-known id of the empty tree; git knows it even when it is not stored.
 EMPTY_TREE_SHA = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
@@ -473,11 +474,7 @@ class GitRepo:
         self.run_git(*args, rev, "--")
 
     def _run_git_bytes(self, *args: str) -> bytes:
-        try:
-            proc = subprocess.run(["git", "-C", str(self.root), *args],
-                                  capture_output=True, check=False)
-        except FileNotFoundError as err:
-            raise GitError("the `git` command was not found", hint="install git") from err
+        proc = run(self.root, *args)
         if proc.returncode != 0:
             raise GitError(_first_error_line(proc.stderr) or
                            f"git {' '.join(args)} failed with status {proc.returncode}")
@@ -499,6 +496,47 @@ class GitRepo:
 
 
 # ------------------------------------------------------------------ helpers
+
+
+def run(cwd: Path, *args: str, input: bytes | None = None, env: Mapping[str, str] | None = None,
+        capture: bool = True) -> subprocess.CompletedProcess[bytes]:
+    """Run `git <args>` in the work tree `cwd`: the one place mlvc starts the git CLI (besides
+    `start` and `run_git_dir`, which this module also owns).  Returns the finished process
+    whatever its status, since callers read git's own codes (`check-ignore` exits 1 for "none
+    ignored"); GitError when git is not installed.  `capture=False` lets git write to the terminal."""
+    try:
+        return subprocess.run(["git", "-C", str(cwd), *args], input=input, env=env,
+                              capture_output=capture, check=False)
+    except FileNotFoundError as err:
+        raise GitError("the `git` command was not found", hint="install git") from err
+
+
+def start(cwd: Path, *args: str, env: Mapping[str, str] | None = None) -> subprocess.Popen[str]:
+    """Start `git <args>` in `cwd` with its stdout as a text pipe, read as it comes (`git bisect run`)."""
+    try:
+        return subprocess.Popen(["git", "-C", str(cwd), *args], env=env, stdout=subprocess.PIPE,
+                                text=True, errors="replace")
+    except FileNotFoundError as err:
+        raise GitError("the `git` command was not found", hint="install git") from err
+
+
+def ls_files(root: Path, *args: str) -> list[str] | None:
+    """The paths `git ls-files -z <args>` lists in the work tree `root`, or None where git
+    cannot say (not a work tree)."""
+    proc = run(root, "ls-files", "-z", *args)
+    if proc.returncode != 0:
+        return None
+    return [n for n in proc.stdout.decode("utf-8", "surrogateescape").split("\0") if n]
+
+
+def ignored(root: Path, rel_paths: list[str]) -> set[str] | None:
+    """Those repo-relative paths git ignores (one `git check-ignore --stdin` for all), or None
+    where git cannot say."""
+    proc = run(root, "check-ignore", "--stdin", "-z", "--no-index",
+               input="\0".join(rel_paths).encode("utf-8", "surrogateescape") + b"\0")
+    if proc.returncode not in (0, 1):  # 1: none of them is ignored
+        return None
+    return {n for n in proc.stdout.decode("utf-8", "surrogateescape").split("\0") if n}
 
 
 class GitTransportError(GitError):
@@ -550,10 +588,9 @@ def is_git_url(text: str) -> bool:
 
 
 def _find_work_tree(start: Path) -> Path:
-    here = start.resolve()
-    for candidate in (here, *here.parents):
-        if (candidate / ".git").exists():
-            return candidate
+    found = find_git_root(start.resolve())
+    if found is not None:
+        return found
     raise NotARepoError(f"not a git repository (or any parent up to /): {start}",
                         hint="run `git init` first")
 

@@ -41,15 +41,13 @@ def ensure_ignored(target: Path) -> bool:
 
 def not_ignored(root: Path, rel_paths: list[str]) -> list[str]:
     """Those repo-relative paths git does not ignore (one `git check-ignore --stdin` for all)."""
-    import subprocess
+    from . import git
 
     if not rel_paths:
         return []
-    proc = subprocess.run(["git", "check-ignore", "--stdin", "-z", "--no-index"], cwd=root,
-                          input="\0".join(rel_paths).encode() + b"\0", capture_output=True)
-    if proc.returncode not in (0, 1):  # 1: none of them is ignored
+    ignored = git.ignored(root, rel_paths)
+    if ignored is None:
         return []  # no git to ask: nothing to say
-    ignored = set(proc.stdout.decode("utf-8", "surrogateescape").split("\0"))
     return [r for r in rel_paths if r not in ignored]
 
 

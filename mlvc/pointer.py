@@ -296,14 +296,11 @@ def discover(root: Path, use_git: bool) -> list[Path]:
     not yet committed); without, walk the tree skipping dot-directories.
     """
     if use_git:
-        import subprocess
+        from . import git
 
-        proc = subprocess.run(
-            ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard", "--", f"*{SUFFIX}"],
-            cwd=root, capture_output=True)
-        if proc.returncode == 0:
-            names = {n for n in proc.stdout.decode("utf-8", "surrogateescape").split("\0") if n}
-            return sorted(root / n for n in names
+        listed = git.ls_files(root, "--cached", "--others", "--exclude-standard", "--", f"*{SUFFIX}")
+        if listed is not None:
+            return sorted(root / n for n in set(listed)
                           if not n.startswith(".mlvc/") and (root / n).is_file())
     found: list[Path] = []
     for d, dirs, files in os.walk(root):

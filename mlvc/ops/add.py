@@ -144,10 +144,9 @@ def store_file(store, fs: FileStat, display: str, params: ChunkerParams, progres
 
 
 def _tracked_by_git(repo, display: str) -> bool:
-    import subprocess
+    from .. import git
 
-    proc = subprocess.run(["git", "ls-files", "-z", "--", display], cwd=repo.root, capture_output=True)
-    return proc.returncode == 0 and bool(proc.stdout.strip(b"\0"))
+    return bool(git.ls_files(repo.root, "--", display))
 
 
 def _check_target(repo, target: Path, display: str) -> None:

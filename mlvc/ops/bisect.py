@@ -22,6 +22,7 @@ import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from .. import git as git_cli
 from ..errors import ConflictError, GitError, MlvcError
 
 SKIP = 125
@@ -61,11 +62,10 @@ def _env() -> dict:
     return env
 
 
-def _git_cli(git, *args: str, check: bool = True, capture: bool = True) -> subprocess.CompletedProcess:
-    proc = subprocess.run(["git", "-C", str(git.root), *args], env=_env(), text=True,
-                          capture_output=capture)
+def _git_cli(git, *args: str, check: bool = True, capture: bool = True) -> subprocess.CompletedProcess[bytes]:
+    proc = git_cli.run(git.root, *args, env=_env(), capture=capture)
     if check and proc.returncode != 0:
-        reason = git_reason(proc.stderr or proc.stdout or "")
+        reason = git_reason((proc.stderr or proc.stdout or b"").decode("utf-8", "replace"))
         hint = ("commit or stash them (`git stash`), then run it again" if "would be overwritten" in reason
                 else None)
         raise GitError(f"git {args[0]}{' ' + args[1] if len(args) > 1 else ''} failed: "
@@ -176,8 +176,7 @@ def bisect_run(repo, cmd: list[str], *, good: list[str] | None = None, bad: str 
         report = StepReport(cmd, say or (lambda _line: None))
         try:
             # git's report is passed on as it comes; we read it to learn the verdict.
-            proc = subprocess.Popen(["git", "-C", str(git.root), "bisect", "run", *wrapper], env=_env(),
-                                    stdout=subprocess.PIPE, text=True, errors="replace")
+            proc = git_cli.start(git.root, "bisect", "run", *wrapper, env=_env())
             for line in proc.stdout or ():
                 report.line(line)
             proc.wait()

@@ -135,7 +135,8 @@ def users_pointers(repo, scope: str, warnings: list[str]) -> list[pointers.Point
     (and its worktrees); other repositories keep every commit's pointers.  The one exception is a cache inside
     this repository (not configured as shared) that still lists this repository's own
     former location: the repository was moved."""
-    from ..repo import MLVC_DIR, Repo, linked_worktrees, main_worktree_root
+    from ..gitdir import linked_worktrees, main_worktree_root
+    from ..repo import MLVC_DIR, Repo
 
     me = main_worktree_root(repo.root)
     own_cache = repo.cache_dir == me / MLVC_DIR / "cache" and not repo.config["cache"].get("dir")

@@ -273,12 +273,10 @@ def _internal(rel: str) -> bool:
 def _workspace_files(repo) -> list[str]:
     """The workspace's files git would see (tracked and untracked, not ignored); all files without git."""
     if repo.has_git:
-        import subprocess
+        from .. import git
 
-        proc = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-                              cwd=repo.root, capture_output=True)
-        if proc.returncode == 0:
-            names = [n for n in proc.stdout.decode("utf-8", "surrogateescape").split("\0") if n]
+        names = git.ls_files(repo.root, "--cached", "--others", "--exclude-standard")
+        if names is not None:
             return sorted(n for n in names if not _internal(n) and (repo.root / n).is_file())
     out: list[str] = []
     for d, dirs, names in os.walk(repo.root):
