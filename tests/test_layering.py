@@ -54,3 +54,16 @@ def test_no_module_imports_another_modules_private_names():
                     if alias.name.startswith("_") and not alias.name.startswith("__"):
                         bad.append(f"{path.relative_to(ROOT)}: {alias.name} from {node.module}")
     assert bad == []
+
+
+def test_only_the_git_adapter_starts_git():
+    """One place runs the git CLI (mlvc/git.py); elsewhere a list starting with "git" is a command line."""
+    bad = []
+    for path in PKG.rglob("*.py"):
+        if path == PKG / "git.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (isinstance(node, ast.List) and node.elts and isinstance(node.elts[0], ast.Constant)
+                    and node.elts[0].value == "git"):
+                bad.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert bad == []
