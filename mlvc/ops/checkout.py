@@ -204,11 +204,18 @@ def _prune_empty_dirs(root: Path, start: Path) -> None:
         d = d.parent
 
 
-def _check_room(tree: ContainedTree, base: tuple[str, ...], need_bytes: int, files: int, display: str) -> None:
+def _check_room(store, tree: ContainedTree, base: tuple[str, ...], entries: Sequence[TreeEntry], to_write,
+                need_bytes: int, display: str) -> None:
     """DiskError before anything is written when the files cannot fit (bytes or inodes): a tree of
-    10 M entries or a 1 TB file fails at once instead of filling the disk first."""
+    10 M entries or a 1 TB file fails at once instead of filling the disk first.  A file that
+    could never fit has its manifest read first: one that lies about its size is corrupt (exit 6),
+    which no amount of free space would fix."""
     free_bytes, free_inodes = tree.room(base)
+    files = len(to_write)
     if need_bytes > free_bytes or (free_inodes and files > free_inodes):
+        for j in to_write:
+            if entries[j].size > free_bytes:
+                file_manifest(store, entries[j].file_id)  # the readers' own checks
         raise DiskError(f"restoring it needs {need_bytes} bytes in {files} files, and the "
                         f"disk has {free_bytes} bytes and {free_inodes} inodes free; nothing was written",
                         hint="free some space and run the command again")
@@ -302,7 +309,7 @@ def checkout_one(repo, t: Tracked, force: bool, progress: Progress, result: Chec
         return
 
     replace_whole = kind_mismatch or is_link
-    _check_room(tree, base, need_bytes, len(to_write), t.display)
+    _check_room(store, tree, base, entries, to_write, need_bytes, t.display)
     progress.start(f"checkout {t.shown}", need_bytes)
     if st is None and ptr.kind == "dir" and not t.inner:
         staging = tree.staging_dir(base)

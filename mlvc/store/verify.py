@@ -20,8 +20,11 @@ from dataclasses import asdict, dataclass, field
 from ..errors import CorruptObjectError, MlvcError
 from ..hashing import to_oid
 from ..progress import NULL, Progress
+from ..objects import FileManifest, NotCanonical, TreeManifest
 from .packs import (
     CHUNK,
+    FILE_MANIFEST,
+    TREE_MANIFEST,
     PACK_HEAD,
     RECORD,
     TYPE_NAMES,
@@ -74,6 +77,20 @@ def _entries_in_runs(entries: list[IndexEntry]):
         yield run
 
 
+def check_record(e: IndexEntry, payload, where: str) -> None:
+    """What every reader checks of a record: its payload decodes to its id (`decode_verify`), and
+    a manifest parses as the readers parse it (a file manifest's chunks add up and none is longer
+    than its chunker allows; a tree's paths are safe and sorted).  MlvcError otherwise."""
+    data = decode_verify(e.type, e.oid, e.codec, payload, e.raw, where)
+    if e.type == FILE_MANIFEST:
+        FileManifest.decode(data, e.oid)
+    elif e.type == TREE_MANIFEST:
+        try:
+            TreeManifest.from_pieces([data], to_oid(e.oid))  # as `PackStore.tree` reads it
+        except NotCanonical:
+            TreeManifest.decode(data, e.oid)
+
+
 def _check_records(store: PackStore, pack: str, entries: list[IndexEntry], report: VerifyReport,
                    progress: Progress) -> None:
     where = f"pack {pack} ({store.name})"
@@ -94,8 +111,8 @@ def _check_records(store: PackStore, pack: str, entries: list[IndexEntry], repor
                 if len(payload) != e.stored:
                     raise CorruptObjectError(to_oid(e.oid), where, f"{e.stored} bytes",
                                              f"{len(payload)} bytes (truncated pack)")
-                decode_verify(e.type, e.oid, e.codec, payload, e.raw, where)
-            except CorruptObjectError as exc:
+                check_record(e, payload, where)
+            except MlvcError as exc:
                 report.problems.append(Problem(pack, str(exc), to_oid(e.oid), TYPE_NAMES.get(e.type)))
             progress.advance(e.stored)
 
@@ -206,8 +223,8 @@ def quarantine(store: PackStore, pack: str, reason: str) -> tuple[str, int]:
         for e in run:
             payload = buf[e.offset - start:e.offset - start + e.stored]
             try:
-                decode_verify(e.type, e.oid, e.codec, payload, e.raw, where)
-            except CorruptObjectError:
+                check_record(e, payload, where)
+            except MlvcError:
                 continue
             store.put_stored(e.type, e.oid, e.codec, payload, e.raw, force=True)
             saved += 1

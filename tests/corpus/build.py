@@ -154,6 +154,17 @@ def pack_cases() -> None:
     write_store(new_case("pack-zstd-expands", ptr), *records_to_pack(records))
 
 
+def manifest_cases() -> None:
+    """A file manifest, intact (checksum, format, content id), declaring 256 chunks of 4 GiB - 1:
+    longer than the chunker it names allows (max 256 KiB), so every reader refuses it."""
+    big = (4 << 30) - 1
+    file_id = digest(b"a file that claims a terabyte")
+    manifest = FileManifest(file_id, 256 * big, ChunkerParams(), ((CHUNK_ID, big),) * 256).encode()
+    case = new_case("manifest-oversized-chunks", {"model.bin.mlvc": pointer("model.bin", file_id, 256 * big)})
+    write_store(case, *records_to_pack([(CHUNK, RAW, CHUNK_ID, PAYLOAD, len(PAYLOAD)),
+                                        (FILE_MANIFEST, RAW, file_id, manifest, len(manifest))]))
+
+
 class _Gadget:
     def __init__(self, command: str) -> None:
         self.command = command
@@ -178,4 +189,5 @@ if __name__ == "__main__":
     pointer_cases()
     tree_traversal_case()
     pack_cases()
+    manifest_cases()
     checkpoint_cases()
