@@ -4,21 +4,99 @@ from __future__ import annotations
 
 import copy
 import os
+import re
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+from .chunking import ChunkerParams
 from .errors import ConfigError
 
-DEFAULTS: dict = {
-    "core": {
-        "chunker": {"min": 16384, "avg": 65536, "max": 262144},
-        "compression_level": 3,
-        "fsync": True,
-        "pack_size": 32 * 1024 * 1024,
-    },
-    "cache": {"dir": None},
-    "remotes": {},
-    "default_remote": None,
-}
+MiB = 1024 * 1024
+
+# The sections every config has (empty: each setting's default is in `Settings`).
+DEFAULTS: dict = {"core": {}, "cache": {}, "gc": {}, "remotes": {}, "default_remote": None}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The settings of `.mlvc/config` (and config.local) that mlvc reads, validated once when the
+    config is loaded; each default is written here and nowhere else."""
+
+    chunker: ChunkerParams = field(default_factory=ChunkerParams)  # core.chunker {min, avg, max}
+    compression_level: int = 3  # core.compression_level: zstd level; 0 = never compress
+    fsync: bool = True  # core.fsync
+    pack_size: int = 32 * MiB  # core.pack_size: bytes (or "32 MiB") of a cache pack
+    remote_pack_size: int = 64 * MiB  # core.remote_pack_size: of a pack uploaded to a remote
+    cache_dir: str | None = None  # cache.dir
+    gc_grace_seconds: float | None = None  # gc.grace_seconds (None: gc's own default)
+
+    @classmethod
+    def parse(cls, data: dict, where: str) -> Settings:
+        """The settings of a merged config; ConfigError naming the key and the value when one is unusable."""
+        core, cache, gc = (_section(data, name, where) for name in ("core", "cache", "gc"))
+        default = cls()
+        chunker = _section(core, "chunker", where, "core.")
+        try:
+            mn, avg, mx = (_integer(chunker.get(k, d)) for k, d in (
+                ("min", default.chunker.min_size), ("avg", default.chunker.avg_size),
+                ("max", default.chunker.max_size)))
+        except ValueError:
+            raise ConfigError(f"{where}: core.chunker needs integer min/avg/max") from None
+        if not (256 <= mn < avg < mx <= 16 * MiB):
+            raise ConfigError(f"{where}: core.chunker must satisfy 256 <= min < avg < max <= 16 MiB")
+        level = core.get("compression_level", default.compression_level)
+        if isinstance(level, bool) or not isinstance(level, int) or not -7 <= level <= 22:
+            raise ConfigError(f"{where}: core.compression_level must be an integer from -7 to 22 "
+                              f"(0: never compress), not {level!r}")
+        fsync = core.get("fsync", default.fsync)
+        if not isinstance(fsync, bool):
+            raise ConfigError(f"{where}: core.fsync must be true or false, not {fsync!r}")
+        cache_dir = cache.get("dir")
+        if cache_dir is not None and (not isinstance(cache_dir, str) or not cache_dir):
+            raise ConfigError(f"{where}: cache.dir must be a directory path, not {cache_dir!r}")
+        grace = gc.get("grace_seconds")
+        if grace is not None and (isinstance(grace, bool) or not isinstance(grace, (int, float)) or grace < 0):
+            raise ConfigError(f"{where}: gc.grace_seconds must be a number of seconds (0 or more), not {grace!r}")
+        return cls(chunker=ChunkerParams(mn, avg, mx), compression_level=level, fsync=fsync,
+                   pack_size=_size(core, "pack_size", default.pack_size, where),
+                   remote_pack_size=_size(core, "remote_pack_size", default.remote_pack_size, where),
+                   cache_dir=cache_dir, gc_grace_seconds=None if grace is None else float(grace))
+
+
+def _section(data: dict, name: str, where: str, prefix: str = "") -> dict:
+    value = data.get(name)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where}: '{prefix}{name}' must be a mapping")
+    return value
+
+
+def _integer(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(value)
+    return value
+
+
+_SIZE = re.compile(r"\s*(\d+)\s*([KMG]i?B?|B)?\s*", re.IGNORECASE)
+_UNITS = {"": 1, "B": 1, "K": 1024, "M": MiB, "G": 1024 * MiB}
+
+
+def _size(core: dict, key: str, default: int, where: str) -> int:
+    """A byte count: an integer, or a string such as "32 MiB" (binary units)."""
+    value = core.get(key)
+    if value is None:
+        return default
+    n: int | None = None
+    if isinstance(value, int) and not isinstance(value, bool):
+        n = value
+    elif isinstance(value, str) and (m := _SIZE.fullmatch(value)):
+        n = int(m.group(1)) * _UNITS[(m.group(2) or "")[:1].upper()]
+    if n is None or n <= 0:
+        raise ConfigError(f"{where}: core.{key} must be a size in bytes, such as 33554432 or \"32 MiB\", "
+                          f"not {value!r}")
+    return n
 
 SECRET_KEYS = {"secret_access_key", "access_key_id", "session_token", "password", "token", "key", "secret"}
 
@@ -93,6 +171,11 @@ class Config:
         self._validate()
         return self
 
+    @property
+    def settings(self) -> Settings:
+        """The validated settings (`Settings`): what the code reads, never the raw mapping."""
+        return self._settings
+
     def own(self, section: str, key: str):
         """`section.key` as this work tree's own files set it (None if only inherited or default)."""
         for layer in (self.local, self.shared):
@@ -102,25 +185,12 @@ class Config:
         return None
 
     def _validate(self) -> None:
-        core = self.data.get("core")
-        if not isinstance(core, dict):
-            raise ConfigError(f"{self.path}: 'core' must be a mapping")
-        ch = core.get("chunker", {})
-        try:
-            mn, avg, mx = int(ch["min"]), int(ch["avg"]), int(ch["max"])
-        except (KeyError, TypeError, ValueError):
-            raise ConfigError(f"{self.path}: core.chunker needs integer min/avg/max") from None
-        if not (256 <= mn < avg < mx <= 16 * 1024 * 1024):
-            raise ConfigError(f"{self.path}: core.chunker must satisfy 256 <= min < avg < max <= 16 MiB")
+        self._settings = Settings.parse(self.data, str(self.path))
         if not isinstance(self.data.get("remotes"), dict):
             raise ConfigError(f"{self.path}: 'remotes' must be a mapping")
 
     def __getitem__(self, key):
         return self.data[key]
-
-    @property
-    def core(self) -> dict:
-        return self.data["core"]
 
     @staticmethod
     def write(path: Path, data: dict) -> None:

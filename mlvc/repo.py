@@ -6,6 +6,7 @@ import os
 from functools import cached_property
 from pathlib import Path
 
+from .chunking import ChunkerParams
 from .config import Config
 from .gitdir import find_git_root, git_common_dir, main_worktree_root
 from .errors import NotARepoError, PathError
@@ -119,7 +120,7 @@ class Repo:
         main = main_worktree_root(self.root) if self.has_git else self.root
         if (self.dot / "config").exists():
             for configured, base in ((self.config.own("cache", "dir"), self.root),
-                                     (self.config["cache"].get("dir"), main)):
+                                     (self.config.settings.cache_dir, main)):
                 if configured:
                     p = Path(os.path.expanduser(configured))
                     return p if p.is_absolute() else (base / p)
@@ -135,16 +136,14 @@ class Repo:
         from .store.local import LocalBackend
         from .store.packstore import PackStore
 
-        core = self.config.core
+        settings = self.config.settings
         try:
             self.cache_dir.mkdir(parents=True, exist_ok=True)
         except OSError:
             pass  # reported by the first write, with the cache's name
         store = PackStore(LocalBackend(self.cache_dir), scratch=self.cache_dir / "tmp",
                           marks=self.cache_dir / "complete.sqlite", merged_dir=self.cache_dir / "merged",
-                          fsync=bool(core.get("fsync", True)),
-                          level=int(core.get("compression_level", 3)),
-                          pack_size=int(core.get("pack_size", 32 * 1024 * 1024)))
+                          fsync=settings.fsync, level=settings.compression_level, pack_size=settings.pack_size)
         # Every repository that uses a cache says so inside it, so a gc run from any of them
         # keeps what all of them need (worktrees count as their main repository).
         store.register_user(main_worktree_root(self.root))
@@ -162,11 +161,10 @@ class Repo:
         backend = rdef.backend()
         if create:
             backend.ensure_base()
-        core = self.config.core
-        pack_size = int(core.get("remote_pack_size") or 64 * 1024 * 1024)
+        settings = self.config.settings
         store = PackStore(backend, scratch=self.cache_dir / "tmp", name=f"remote {rdef.name}",
                           index_cache=self.cache_dir / "remotes" / digest(rdef.resolved_url.encode()).hex()[:20],
-                          level=int(core.get("compression_level", 3)), pack_size=pack_size,
+                          level=settings.compression_level, pack_size=settings.remote_pack_size,
                           jobs=jobs or rdef.default_jobs())
         return rdef, store
 
@@ -190,11 +188,8 @@ class Repo:
         return StateDB(self.state_dir / "state.sqlite")
 
     @property
-    def chunker(self):
-        from .chunking import ChunkerParams
-
-        c = self.config.core["chunker"]
-        return ChunkerParams(int(c["min"]), int(c["avg"]), int(c["max"]))
+    def chunker(self) -> ChunkerParams:
+        return self.config.settings.chunker
 
     def close(self) -> None:
         for name in ("store", "hash_cache", "state"):

@@ -262,7 +262,7 @@ def add_one(repo, path: str | Path, *, role: str | None = None, meta: dict | Non
     changed = old is None or old.to_yaml() != ptr.to_yaml()
     try:
         if changed:
-            pointers.write(ptr_path, ptr, fsync=bool(repo.config.core.get("fsync", True)))
+            pointers.write(ptr_path, ptr, fsync=repo.config.settings.fsync)
         if repo.has_git:
             ensure_ignored(target)
             repo.keep_out_of_git([target])

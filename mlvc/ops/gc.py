@@ -51,11 +51,8 @@ def grace_seconds(repo, grace: float | None) -> float:
             return float(env)
         except ValueError:
             raise MlvcError(f"{GRACE_ENV} must be a number of seconds, not {env!r}") from None
-    try:
-        configured = (repo.config.data.get("gc") or {}).get("grace_seconds")
-    except (MlvcError, AttributeError):
-        configured = None
-    return float(configured) if configured is not None else DEFAULT_GRACE_S
+    configured = repo.config.settings.gc_grace_seconds
+    return configured if configured is not None else DEFAULT_GRACE_S
 
 
 # ------------------------------------------------------------------ kept pointers
@@ -139,7 +136,7 @@ def users_pointers(repo, scope: str, warnings: list[str]) -> list[pointers.Point
     from ..repo import MLVC_DIR, Repo
 
     me = main_worktree_root(repo.root)
-    own_cache = repo.cache_dir == me / MLVC_DIR / "cache" and not repo.config["cache"].get("dir")
+    own_cache = repo.cache_dir == me / MLVC_DIR / "cache" and not repo.config.settings.cache_dir
     users = repo.store.users()
     users.setdefault(me, None)
     unreadable: list[str] = []

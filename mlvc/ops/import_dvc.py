@@ -274,7 +274,7 @@ def _import_out(repo, out: DvcOut, cache: Path) -> ImportedOut:
     ptr_path = pointers.pointer_path_for(target)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        pointers.write(ptr_path, ptr, fsync=bool(repo.config.core.get("fsync", True)))
+        pointers.write(ptr_path, ptr, fsync=repo.config.settings.fsync)
         if repo.has_git:
             ensure_ignored(target)
             repo.keep_out_of_git([target])

@@ -85,7 +85,7 @@ def _fetch_objects(view: RevisionView, ptr: PointerFile) -> None:
 
 def _install(repo, pointer_path: Path, ptr: PointerFile, force: bool) -> None:
     """Pointer, then workspace files (from the cache), then the ignore entries."""
-    pointers.write(pointer_path, ptr, fsync=bool(repo.config.core.get("fsync", True)))
+    pointers.write(pointer_path, ptr, fsync=repo.config.settings.fsync)
     target = pointers.target_of(pointer_path, ptr)
     ensure_ignored(target)
     repo.keep_out_of_git([target])
@@ -150,7 +150,7 @@ def update(repo, paths=None, *, rev: str | None = None, force: bool = False) -> 
             if changed:
                 _install(repo, t.pointer_path, ptr, force)
             else:
-                pointers.write(t.pointer_path, ptr, fsync=bool(repo.config.core.get("fsync", True)))
+                pointers.write(t.pointer_path, ptr, fsync=repo.config.settings.fsync)
         results.append(ImportResult(t.display, t.rel_pointer, ptr.kind, ptr.oid, ptr.size, ptr.files, new_source,
                                     changed=changed, previous=old_source.commit, fetched=stats))
     return results

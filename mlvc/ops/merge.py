@@ -258,7 +258,7 @@ def _parse_side(data: bytes, where: str) -> pointers.PointerFile | None:
 def merge_driver(repo, base_file: str, ours_file: str, theirs_file: str, path: str) -> tuple[int, list[str]]:
     """git's merge driver for `*.mlvc` (`%O %A %B %P`): the result replaces the file `ours_file`.
     (0, messages) when clean; (1, messages) on a conflict, which git then reports."""
-    fsync = bool(repo.config.core.get("fsync", True))
+    fsync = repo.config.settings.fsync
     artifact = path[: -len(pointers.SUFFIX)] if path.endswith(pointers.SUFFIX) else path
     messages: list[str] = []
     try:
@@ -342,7 +342,7 @@ def merge(repo, path: str | Path, *, prefer: str | None = None, remote: str | No
         if ours is None or theirs is None:
             raise PointerError(rel, "one side of the merge is empty")
         result = merge_pointers(repo, base, ours, theirs, artifact=artifact, pointer=rel, remote=remote)
-        fsync = bool(repo.config.core.get("fsync", True))
+        fsync = repo.config.settings.fsync
         if result.conflicts and prefer is None:
             _write_bytes(ptr_path, conflict_text(result), fsync)
             raise MergeConflictError(artifact, [(c.path, c.ours, c.theirs) for c in result.conflicts],

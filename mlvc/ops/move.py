@@ -73,7 +73,7 @@ def move(repo, src, dst) -> MoveResult:
     ptr = t.ptr
     moved = pointers.PointerFile(target.name, ptr.kind, ptr.oid, ptr.size, ptr.files, ptr.chunker, ptr.role,
                                  dict(ptr.meta), ptr.source)
-    fsync = bool(repo.config.core.get("fsync", True))
+    fsync = repo.config.settings.fsync
     pointers.write(new_pointer, moved, fsync=fsync)
     has_data = os.path.lexists(source)
     try:
