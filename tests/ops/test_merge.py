@@ -212,3 +212,45 @@ def test_merge_entries_names_edit_edit_and_edit_delete_conflicts():
     assert as_ours == [e("a", 11), e("b", 12), e("d", 4, True), e("o", 5), e("t", 6)]
     assert as_theirs == [e("a", 11), e("b", 22), e("c", 33), e("d", 4, True), e("o", 5), e("t", 6)]
     assert from_theirs == 1  # t
+
+
+def test_a_teammates_branch_merges_with_its_tree_read_from_the_remote(tmp_path, monkeypatch):
+    """Two clones share a git remote and an mlvc remote: B's branch edits the dataset, A's too;
+    A merges B's branch, whose tree A's cache has never seen (read from the mlvc remote), and the
+    post-merge hook restores B's files from the remote."""
+    origin, nfs = tmp_path / "origin.git", tmp_path / "nfs"
+    git(tmp_path, "init", "-q", "--bare", "-b", "main", str(origin))
+    a = tmp_path / "a"
+    git(tmp_path, "init", "-q", "-b", "main", str(a))
+    assert mlvc_cli(a, "init").code == 0
+    assert mlvc_cli(a, "remote", "add", "shared", str(nfs), "--default").code == 0
+    assert mlvc_cli(a, "install-hooks", "-q").code == 0
+    for i in range(20):
+        (a / "data").mkdir(exist_ok=True)
+        (a / f"data/s{i:04d}").write_bytes(sample(i))
+    assert mlvc_cli(a, "add", "data").code == 0
+    commit(a, "base")
+    git(a, "remote", "add", "origin", str(origin))
+    git(a, "push", "-q", "-u", "origin", "main")
+    b = tmp_path / "b"
+    git(tmp_path, "clone", "-q", str(origin), str(b))
+    assert mlvc_cli(b, "install-hooks", "-q").code == 0
+    assert mlvc_cli(b, "pull").code == 0
+    git(b, "switch", "-q", "-c", "feat-b")
+    (b / "data/s0005").write_bytes(sample(5, "b"))
+    (b / "data/b_new").write_bytes(b"added on b\n")
+    assert mlvc_cli(b, "add", "data").code == 0
+    commit(b, "feat-b")
+    git(b, "push", "-q", "origin", "feat-b")  # the pre-push hook uploads feat-b's artifacts
+    (a / "data/s0001").write_bytes(sample(1, "a"))
+    (a / "data/s0019").unlink()
+    assert mlvc_cli(a, "add", "data").code == 0
+    commit(a, "feat-a")
+    git(a, "fetch", "-q", "origin")
+    res = git_rc(a, "merge", "--no-edit", "origin/feat-b")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert (a / "data/b_new").read_bytes() == b"added on b\n"
+    assert (a / "data/s0005").read_bytes() == sample(5, "b")
+    assert (a / "data/s0001").read_bytes() == sample(1, "a")
+    assert not (a / "data/s0019").exists()
+    assert mlvc_cli(a, "status", "--exit-code").code == 0
