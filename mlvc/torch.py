@@ -147,6 +147,8 @@ def data_ids(data, start: Path | None = None) -> dict[str, dict[str, Any]]:
         for k in ("config", "config_hash", "seed"):
             if k in (ptr.meta or {}):
                 entry[k] = _plain(ptr.meta[k])
+        if ptr.source is not None:  # imported: the other repository's url, path and commit
+            entry["source"] = ptr.source.as_dict()
         out[key] = entry
     return out
 

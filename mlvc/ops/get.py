@@ -2,10 +2,11 @@
 `mlvc.sources`) out as plain, untracked files.
 
 Only the objects the selected files need are fetched: their file manifests in one batch, then
-their chunks in batches of at most `BATCH_BYTES`, each object verified against its id.  Files
-are written under a temp name beside the output and renamed into place only when every byte
-is there (a directory as a whole), so a failed get leaves nothing behind, and nothing is
-written outside the output path except the user's object cache.
+their chunks in batches of at most `BATCH_BYTES` (held in memory, not kept in a cache: each
+byte is written once, where it goes), each object verified against its id.  Files are written
+under a temp name beside the output and renamed into place only when every byte is there (a
+directory as a whole), so a failed get leaves nothing behind and nothing is written outside
+the output path (the source's mirror, in the user's cache, excepted).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from ..store.packs import CHUNK, FILE_MANIFEST
 from .object_source import SourceStats
 from .read import ARTIFACT, GIT, FileEntry, RevisionView, repo_path
 
-BATCH_BYTES = 256 * 1024 * 1024  # chunk bytes fetched per batch (they are held in memory meanwhile)
+BATCH_BYTES = 64 * 1024 * 1024  # chunk bytes fetched per batch (held in memory until written)
 COPY_BLOCK = 4 * 1024 * 1024
 
 
@@ -78,25 +79,79 @@ def fetch_files(source, file_ids) -> None:
     source.flush()
 
 
-def _write_file(view: RevisionView, e: FileEntry, target: Path) -> int:
-    """Write one file's verified bytes to `target` (a path inside the temp output); its size."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    written = 0
-    with view.open_raw(e) as src, open(target, "xb") as dst:
-        while True:
-            block = src.read(COPY_BLOCK)
-            if not block:
-                break
-            dst.write(block)
-            written += len(block)
-        dst.flush()
-        os.fsync(dst.fileno())
-    expected = view.size(e)
-    if written != expected:
-        raise MlvcError(f"{e.path}: read {written} bytes, expected {expected}")
-    if e.executable:
-        os.chmod(target, os.stat(target).st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
-    return written
+class _Writer:
+    """Writes the selected files under the temp output from objects held in memory (fetched without
+    the cache, as a download should: each byte is written once), in batches of at most
+    BATCH_BYTES of chunks; a file larger than a batch streams through several."""
+
+    def __init__(self, view: RevisionView, root: Path, cut: int):
+        self.view, self.source, self.root, self.cut = view, view.source, root, cut
+        self.pending: list[tuple[FileEntry, tuple]] = []
+        self.pending_bytes = 0
+        self.total = 0
+
+    def target(self, e: FileEntry) -> Path:
+        return self.root / e.path[self.cut:] if self.cut >= 0 else self.root
+
+    def add(self, e: FileEntry) -> None:
+        if e.source != ARTIFACT:
+            with self.view.open_raw(e) as src:
+                self._write(e, [src.read()])
+            return
+        chunks = self.source.file_chunks(from_oid(e.ref))
+        size = sum(n for _, n in chunks)
+        if size >= BATCH_BYTES:
+            self.flush()
+            self._write(e, self._stream(chunks))
+            return
+        self.pending.append((e, chunks))
+        self.pending_bytes += size
+        if self.pending_bytes >= BATCH_BYTES:
+            self.flush()
+
+    def _stream(self, chunks):
+        group, size = [], 0
+        for c in chunks:
+            group.append(c)
+            size += c[1]
+            if size >= BATCH_BYTES:
+                yield from self._fetched(group)
+                group, size = [], 0
+        if group:
+            yield from self._fetched(group)
+
+    def _fetched(self, chunks):
+        keys = [(CHUNK, cid) for cid, _ in chunks]
+        self.source.fetch_missing(keys)
+        yield from self.source.iter_chunks(chunks)
+        self.source.release(keys)
+
+    def flush(self) -> None:
+        if not self.pending:
+            return
+        keys = [(CHUNK, cid) for _, chunks in self.pending for cid, _ in chunks]
+        self.source.fetch_missing(keys)
+        for e, chunks in self.pending:
+            self._write(e, self.source.iter_chunks(chunks))
+        self.source.release(keys)
+        self.pending, self.pending_bytes = [], 0
+
+    def _write(self, e: FileEntry, blocks) -> None:
+        target = self.target(e)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        written = 0
+        with open(target, "xb") as dst:
+            for block in blocks:
+                dst.write(block)
+                written += len(block)
+            dst.flush()
+            os.fsync(dst.fileno())
+        expected = self.view.size(e)
+        if written != expected:
+            raise MlvcError(f"{e.path}: read {written} bytes, expected {expected}")
+        if e.executable:
+            os.chmod(target, os.stat(target).st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+        self.total += written
 
 
 def get(repo, path: str, out: str | os.PathLike | None = None, *, force: bool = False,
@@ -111,19 +166,18 @@ def get(repo, path: str, out: str | os.PathLike | None = None, *, force: bool = 
         raise ConflictError(f"{dest}: already exists", hint="choose another -o, or pass --force to replace it")
     if not dest.parent.is_dir():
         raise PathError(dest.parent, "no such directory")
-    with RevisionView(repo, None) as view:
+    with RevisionView(repo, None, cache=False) as view:
         kind, files = _selection(view, rel)
         tmp = dest.with_name(f".{dest.name}.mlvc-get-{os.getpid()}")
         try:
-            fetch_files(view.source, [from_oid(e.ref) for e in files if e.source == ARTIFACT])
-            total = 0
-            if kind == "file":
-                total = _write_file(view, files[0], tmp)
-            else:
+            view.source.fetch_missing((FILE_MANIFEST, from_oid(e.ref)) for e in files if e.source == ARTIFACT)
+            if kind == "dir":
                 tmp.mkdir()
-                cut = len(rel) + 1 if rel else 0
-                for e in files:
-                    total += _write_file(view, e, tmp / e.path[cut:])
+            writer = _Writer(view, tmp, -1 if kind == "file" else (len(rel) + 1 if rel else 0))
+            for e in files:
+                writer.add(e)
+            writer.flush()
+            total = writer.total
             _publish(tmp, dest, force)
         except OSError as exc:
             _remove(tmp)

@@ -225,6 +225,11 @@ class ObjectSource:
             self._fetch(wanted)
         return len(wanted)
 
+    def release(self, keys) -> None:
+        """Forget fetched objects held in memory (`cache=False`) once they are written out."""
+        for key in keys:
+            self._held.pop(key, None)
+
     def read_range(self, file_id: bytes, offset: int, length: int) -> bytes:
         f = self.open_file(file_id)
         f.seek(offset)

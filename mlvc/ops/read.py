@@ -57,15 +57,16 @@ repo_path = _norm  # the public name, for the operations that select paths of a 
 class RevisionView:
     """The files of one revision of a repository (None: the workspace).
 
-    `remote`: where missing objects come from (None: the default remote).
+    `remote`: where missing objects come from (None: the default remote).  `cache=False`:
+    fetched objects are held in memory, not kept in the cache (`ObjectSource.release` frees them).
     """
 
-    def __init__(self, repo, rev: str | None = None, remote: str | None = None):
+    def __init__(self, repo, rev: str | None = None, remote: str | None = None, *, cache: bool = True):
         if repo.pinned_rev is not None:
             rev = repo.pinned_rev  # another repository, opened at the commit `rev` named there
         self.repo = repo
         self.rev = rev
-        self.source = ObjectSource(repo, remote)
+        self.source = ObjectSource(repo, remote, cache=cache)
         self._git: GitRepo | None = None
         self.sha: str | None = None
         if rev is not None:

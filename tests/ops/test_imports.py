@@ -163,3 +163,17 @@ def test_status_says_when_the_source_moved(tmp_path: Path, repo_dir: Path) -> No
     shutil.move(registry.path, tmp_path / "registry-gone")
     res = mlvc_cli(repo_dir, "status")
     assert res.code == 0 and "its source could not be checked" in res.out, res
+
+
+def test_a_checkpoint_birth_certificate_names_the_imported_data_source(tmp_path: Path, repo_dir: Path) -> None:
+    import torch
+
+    import mlvc.torch as mt
+
+    registry = make_registry(tmp_path / "registry", str(tmp_path / "store"))
+    assert mlvc_cli(repo_dir, "import", str(registry.path), "datasets/images", "--rev", "v1", "-q").code == 0
+    commit(repo_dir, "import")
+    mt.save({"w": torch.ones(2)}, repo_dir / "model.pt", data="images")
+    cert = mt.load(repo_dir / "model.pt", check=False)["mlvc"]
+    assert cert["data"]["images"]["source"] == {"url": "../registry", "path": "datasets/images", "rev": "v1",
+                                                "commit": registry.v1}
