@@ -1,19 +1,49 @@
-"""Chunk compression: zstd when it pays, raw when it does not.
+"""Chunk compression: byte planes for floats, zstd when it pays, raw when it does not.
 
-Float weights compress ~1.08x at ~0.6 GB/s, so compressing every chunk would
-put zstd alone on the hot path for the main workload.  A small sample from the
-middle of each chunk is compressed first; only chunks whose sample shrinks
-enough are compressed whole.
+Float weights compress ~1.08x with zstd on their bytes as they lie, so for bytes of
+unknown kind a small sample from the middle of each chunk is compressed first; only
+chunks whose sample shrinks enough are compressed whole.
+
+When the checkpoint layout says a chunk holds floats of `width` bytes (fp16, bf16,
+fp32, fp64, complex), the chunk is stored as **byte planes** (codec `PLANES`, pack
+format 2): plane j holds byte j of every element, so the plane of the sign and
+exponent bits (highly skewed: a trained tensor uses a few dozen exponents) is
+entropy-coded by zstd, while the mantissa planes, close to random, stay raw unless
+they shrink.  The split and the merge are numpy transpositions (no per-byte Python);
+numpy is imported only when a chunk is stored or read as planes.
+
+A `PLANES` payload (all integers little-endian)::
+
+    u8 width | u8 skip | width x (u8 plane codec | u32 plane stored length)
+    | the chunk's first `skip` bytes and its last (raw_len - skip) % width bytes, raw
+    | plane 0 | plane 1 | ... (each RAW or ZSTD, each decoding to (raw_len - skip) // width bytes)
+
+`skip` puts the element boundaries where the tensor has them (a chunk may begin inside
+an element or in the zip bytes before a storage).  The choice of codec never affects
+the bytes restored: any split is lossless, and every decoded chunk is checked against
+its id (the xxh3-128 of these bytes) by the store.
 """
 
 from __future__ import annotations
 
+import struct
 import threading
 from collections.abc import Iterator
 
-# The `codec` byte of a stored record (pack format 1).
+# The `codec` byte of a stored record (RAW and ZSTD: pack format 1; PLANES: format 2).
 RAW = 0
 ZSTD = 1
+PLANES = 2
+CODEC_NAMES = {RAW: "raw", ZSTD: "zstd", PLANES: "planes"}
+
+# Element widths the planes codec takes (a float dtype's bytes per element, complex: per part).
+PLANE_WIDTHS = (2, 4, 8)
+FLOAT_WIDTHS = {"float16": 2, "bfloat16": 2, "float32": 4, "float64": 8,
+                "complex32": 2, "complex64": 4, "complex128": 8}
+_PLANES_HEAD = struct.Struct("<BB")
+_PLANE = struct.Struct("<BI")
+PLANES_LEVEL = 1  # zstd level of the planes: higher levels shrink exponent bytes no further here
+PLANE_SAMPLE_RATIO = 0.95  # a plane is compressed whole only if its sample shrinks below this
 
 SAMPLE = 4096
 SAMPLE_RATIO = 0.90  # compress the whole chunk only if the sample shrinks below this
@@ -58,6 +88,136 @@ def encode(data, level: int = 3) -> tuple[int, bytes | memoryview]:
     return ZSTD, packed
 
 
+def _plane_compressor():
+    """zstd tuned to entropy-code a plane: the fastest strategy, the longest minimum match and
+    a tiny hash table leave almost only Huffman-coded literals, which is what exponent bytes
+    need (on trained fp32 weights: 34% of the plane, decoded at ~2 GB/s of plane, where
+    level 1 keeps 40% and decodes at ~0.8 GB/s)."""
+    c = getattr(_local, "planes", None)
+    if c is None:
+        import zstandard
+
+        params = zstandard.ZstdCompressionParameters.from_level(
+            PLANES_LEVEL, strategy=zstandard.STRATEGY_FAST, min_match=7, search_log=1, hash_log=6)
+        c = _local.planes = zstandard.ZstdCompressor(compression_params=params)
+    return c
+
+
+def encode_planes(data, width: int, skip: int = 0, level: int = PLANES_LEVEL,
+                  attempt: tuple[bool, ...] | None = None) -> tuple[int, bytes | memoryview]:
+    """(codec, payload) for a chunk of `width`-byte floats whose first element boundary is
+    `skip` bytes in: `PLANES` when the planes shrink the chunk, else what `encode(data, level)`
+    gives (`level` <= 0: never compressed).  `attempt[j]` False stores plane j raw without
+    trying (`ChunkEncoder` learns which planes never pay); otherwise a 4 KiB sample of a
+    plane decides whether the whole plane is compressed.
+
+    The planes are cut as integers (plane j = element >> 8j, narrowed to a byte) straight into
+    the payload: two vectorised passes per plane, no strided byte copies, no joining copy."""
+    n = len(data)
+    if width not in PLANE_WIDTHS or level <= 0 or n < 2 * width or not 0 <= skip < width:
+        return encode(data, level)
+    import numpy as np
+
+    k = (n - skip) // width
+    tail = n - skip - k * width
+    elements = np.frombuffer(data, f"<u{width}", count=k, offset=skip)
+    c = _plane_compressor()
+    packed: list[bytes | None] = []
+    scratch = None
+    for j in range(width):
+        frame = None
+        if attempt is None or attempt[j]:
+            plane = (elements >> (8 * j)).astype(np.uint8) if j else elements.astype(np.uint8)
+            if k <= 4 * SAMPLE or len(c.compress(plane[k // 2 - SAMPLE // 2:k // 2 + SAMPLE // 2])) < \
+                    PLANE_SAMPLE_RATIO * SAMPLE:
+                frame = c.compress(plane)
+                if len(frame) >= KEEP_RATIO * k:
+                    frame = None
+        packed.append(frame)
+    head = _PLANES_HEAD.size + _PLANE.size * width
+    size = head + skip + tail + sum(k if f is None else len(f) for f in packed)
+    if size > KEEP_RATIO * n:
+        return RAW, data
+    out = np.empty(size, np.uint8)
+    view = memoryview(out)
+    _PLANES_HEAD.pack_into(view, 0, width, skip)
+    pos = head + skip + tail
+    src = np.frombuffer(data, np.uint8)
+    out[head:head + skip] = src[:skip]
+    out[head + skip:pos] = src[n - tail:]
+    for j, frame in enumerate(packed):
+        if frame is None:
+            _PLANE.pack_into(view, _PLANES_HEAD.size + _PLANE.size * j, RAW, k)
+            if j == 0:
+                out[pos:pos + k] = elements  # narrowed: the low byte
+            else:
+                if scratch is None:
+                    scratch = np.empty(k, elements.dtype)
+                np.right_shift(elements, 8 * j, out=scratch)
+                out[pos:pos + k] = scratch
+            pos += k
+        else:
+            _PLANE.pack_into(view, _PLANES_HEAD.size + _PLANE.size * j, ZSTD, len(frame))
+            view[pos:pos + len(frame)] = frame
+            pos += len(frame)
+    return PLANES, view
+
+
+def _decode_planes(payload, raw_len: int):
+    """The bytes of a `PLANES` payload (a numpy uint8 array of `raw_len` bytes); ValueError on
+    any inconsistency, before more than `raw_len` bytes are allocated.
+
+    The planes are merged as integers (element |= plane_j << 8j over an aligned view of the
+    output): contiguous, vectorised passes, 2-3x faster than strided byte copies."""
+    import numpy as np
+
+    mv = memoryview(payload).cast("B")
+    if len(mv) < _PLANES_HEAD.size:
+        raise ValueError("a planes record without its header")
+    width, skip = _PLANES_HEAD.unpack_from(mv, 0)
+    if width not in PLANE_WIDTHS or skip >= width or skip > raw_len:
+        raise ValueError(f"a planes record of width {width}, skip {skip}")
+    k = (raw_len - skip) // width
+    tail = raw_len - skip - k * width
+    pos = _PLANES_HEAD.size + _PLANE.size * width
+    if len(mv) < pos + skip + tail:
+        raise ValueError("a truncated planes record")
+    heads = [_PLANE.unpack_from(mv, _PLANES_HEAD.size + _PLANE.size * j) for j in range(width)]
+    if pos + skip + tail + sum(length for _c, length in heads) != len(mv):
+        raise ValueError("planes that do not add up to the record")
+    # the output placed so that its elements are aligned for the integer view
+    space = np.empty(raw_len + width, np.uint8)
+    at = -(space.ctypes.data + skip) % width
+    out = space[at:at + raw_len]
+    if skip:
+        out[:skip] = np.frombuffer(mv, np.uint8, skip, pos)
+    if tail:
+        out[raw_len - tail:] = np.frombuffer(mv, np.uint8, tail, pos + skip)
+    pos += skip + tail
+    elements = out[skip:skip + k * width].view(f"<u{width}")
+    for j, (codec, length) in enumerate(heads):
+        seg = mv[pos:pos + length]
+        pos += length
+        if codec == RAW:
+            if length != k:
+                raise ValueError(f"a raw plane of {length} bytes, the record's planes {k}")
+            plane = np.frombuffer(seg, np.uint8)
+        elif codec == ZSTD:
+            _check_declared_size(seg, k)
+            plane = np.frombuffer(_decompressor().decompress(seg, max_output_size=k), np.uint8)
+            if len(plane) != k:
+                raise ValueError(f"a plane of {len(plane)} bytes, the record's planes {k}")
+        else:
+            raise ValueError(f"unknown plane codec {codec}")
+        if j == 0:
+            elements[...] = plane
+        else:
+            wide = plane.astype(elements.dtype)
+            wide <<= 8 * j
+            elements |= wide
+    return out
+
+
 class ChunkEncoder:
     """`encode` for the chunks of one file, skipping most samples once they stop paying.
 
@@ -77,13 +237,37 @@ class ChunkEncoder:
         self.level = level
         self._raw_streak = 0
         self._n = 0
+        self._plane_streaks: dict[int, list[int]] = {}  # per width: chunks each plane stayed raw
+        self._plane_n = 0
 
-    def encode(self, data) -> tuple[int, bytes | memoryview]:
+    def encode(self, data, width: int = 0, skip: int = 0) -> tuple[int, bytes | memoryview]:
+        """`width`, `skip`: the chunk holds floats of `width` bytes from `skip` on (0: unknown)."""
+        if width:
+            return self._planes(data, width, skip)
         self._n += 1
         if self._raw_streak >= self._SETTLE and self._n % self._PROBE:
             return RAW, _owned(data)
         c, payload = encode(data, self.level)
         self._raw_streak = self._raw_streak + 1 if c == RAW else 0
+        return c, _owned(payload)
+
+
+    def _planes(self, data, width: int, skip: int) -> tuple[int, bytes | memoryview]:
+        """Byte planes; a plane raw in `_SETTLE` chunks in a row (a mantissa plane) is then only
+        tried in every `_PROBE`-th chunk, and tried again in every chunk once it pays."""
+        streaks = self._plane_streaks.setdefault(width, [0] * width)
+        self._plane_n += 1
+        probe = self._plane_n % self._PROBE == 0
+        attempt = tuple(probe or s < self._SETTLE for s in streaks)
+        c, payload = encode_planes(data, width, skip, min(self.level, PLANES_LEVEL), attempt)
+        if c == PLANES:
+            for j in range(width):
+                codec = payload[_PLANES_HEAD.size + _PLANE.size * j]
+                if codec == RAW and attempt[j]:
+                    streaks[j] += 1
+                elif codec != RAW:
+                    streaks[j] = 0
+            return c, payload  # a buffer of its own, never the caller's
         return c, _owned(payload)
 
 
@@ -125,7 +309,7 @@ def _check_declared_size(payload, raw_len: int) -> None:
         raise ValueError(f"zstd frame declares {declared} bytes, the record {raw_len}")
 
 
-def decode(codec: int, payload: bytes, raw_len: int) -> bytes:
+def decode(codec: int, payload: bytes, raw_len: int):
     """The raw bytes of a stored payload; ValueError if it does not decode to exactly `raw_len`.
 
     Memory is bounded by `raw_len`, never by what the payload claims: python-zstandard sizes its
@@ -137,6 +321,8 @@ def decode(codec: int, payload: bytes, raw_len: int) -> bytes:
     if codec == ZSTD:
         _check_declared_size(payload, raw_len)
         return _decompressor().decompress(payload, max_output_size=raw_len)
+    if codec == PLANES:
+        return memoryview(_decode_planes(payload, raw_len))
     raise ValueError(f"unknown codec {codec}")
 
 
@@ -148,6 +334,11 @@ def decode_pieces(codec: int, payload, raw_len: int, piece: int = 1 << 20) -> It
             raise ValueError(f"{len(payload)} stored bytes, the record {raw_len}")
         for start in range(0, raw_len, piece):
             yield bytes(payload[start:start + piece])
+        return
+    if codec == PLANES:  # a chunk (at most MAX_CHUNK_SIZE): decoded whole
+        data = memoryview(_decode_planes(payload, raw_len))
+        for start in range(0, raw_len, piece):
+            yield bytes(data[start:start + piece])
         return
     if codec != ZSTD:
         raise ValueError(f"unknown codec {codec}")

@@ -10,13 +10,15 @@ each naming objects that exist.  The user's files are only ever read.
 from __future__ import annotations
 
 import os
+import queue
 import threading
+from bisect import bisect_right
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .. import pointer as pointers
 from ..chunking import ChunkerParams, iter_chunks
-from ..codec import ChunkEncoder
+from ..codec import FLOAT_WIDTHS, ChunkEncoder
 from ..errors import FileChangedError, MlvcError, PathError, UnsafePathError
 from ..hashing import digest, hasher, to_oid
 from ..ignore import ensure_ignored
@@ -98,6 +100,86 @@ class _ModuleIds:
         return self._ids
 
 
+class FloatRegions:
+    """Where a checkpoint's float tensors lie, so that each chunk can be stored as byte planes
+    of the right width and phase (`codec.encode_planes`).  Built from the layout `add` reads
+    anyway (torch zip, safetensors); only a compression hint: any choice restores the same bytes."""
+
+    def __init__(self, starts: list[int], ends: list[int], widths: list[int]):
+        self._starts, self._ends, self._widths = starts, ends, widths
+
+    @classmethod
+    def of(cls, layout) -> FloatRegions | None:
+        if layout is None:
+            return None
+        regions = sorted((t.offset, t.offset + t.nbytes, FLOAT_WIDTHS[t.dtype])
+                         for t in layout.tensors if t.dtype in FLOAT_WIDTHS and t.nbytes > 0)
+        if not regions:
+            return None
+        starts, ends, widths = (list(col) for col in zip(*regions, strict=True))
+        return cls(starts, ends, widths)
+
+    def at(self, offset: int, length: int) -> tuple[int, int]:
+        """(width, skip) for the chunk at `offset`: the float region under its middle byte
+        ((0, 0) when none)."""
+        mid = offset + length // 2
+        i = bisect_right(self._starts, mid) - 1
+        if i < 0 or mid >= self._ends[i]:
+            return 0, 0
+        width = self._widths[i]
+        return width, (self._starts[i] - offset) % width
+
+
+_BESIDE_MIN = 4 * 1024 * 1024  # files at least this large are compressed on a helper thread
+_BESIDE_QUEUE = 64  # chunks waiting for it at most (~4 MiB)
+
+
+class _Storer:
+    """Stores a file's chunks in the order cut: on a helper thread beside the chunker (`beside`,
+    for large files: compression, ~1-2 s of a core per GiB of floats, runs on the other core
+    while this thread cuts and hashes), or inline (small files: no thread per file).  The
+    helper gets its own copy of each chunk: the chunker reuses its buffers."""
+
+    def __init__(self, store, encoder, beside: bool):
+        self._store, self._encoder = store, encoder
+        self._queue: queue.Queue | None = None
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+        if beside:
+            self._queue = queue.Queue(_BESIDE_QUEUE)
+            self._thread = threading.Thread(target=self._run, name="mlvc-encode", daemon=True)
+            self._thread.start()
+
+    def put(self, data, oid: bytes, width: int, skip: int) -> None:
+        if self._queue is None:
+            self._store.put_chunk(data, oid, self._encoder, width, skip)
+            return
+        if self._error is not None:
+            raise self._error
+        self._queue.put((bytes(data), oid, width, skip))
+
+    def _run(self) -> None:
+        put, encoder, get = self._store.put_chunk, self._encoder, self._queue.get
+        while (item := get()) is not None:
+            if self._error is None:
+                try:
+                    put(item[0], item[1], encoder, item[2], item[3])
+                except BaseException as exc:  # noqa: BLE001 - re-raised on the caller's thread
+                    self._error = exc
+
+    def finish(self) -> None:
+        """Wait until every chunk is stored; re-raise the helper's error."""
+        self.close()
+        if self._error is not None:
+            raise self._error
+
+    def close(self) -> None:
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join()
+            self._thread = None
+
+
 def store_file(store, fs: FileStat, display: str, params: ChunkerParams, progress: Progress = NULL,
                module_ids: bool = False) -> tuple[bytes, dict[str, str] | None]:
     """Chunk one file into the store; returns (content id, module ids).  Detects concurrent modification.
@@ -111,21 +193,29 @@ def store_file(store, fs: FileStat, display: str, params: ChunkerParams, progres
     content = hasher()
     refs: list[tuple[bytes, int]] = []
     encoder = ChunkEncoder(store.level)
-    put, cut_digest = store.put_chunk, digest
+    cut_digest = digest
     modules = None
+    storer = None
     try:
         with open(fs.path, "rb", buffering=0) as f:
             before = os.fstat(f.fileno())
             layout = checkpoint_layout(fs.path) if module_ids or fs.size >= _MIN_CUT_FILE else None
             cuts = layout_cuts(layout, fs.size)  # tensor-aware boundaries; None unless a checkpoint
+            floats = FloatRegions.of(layout)
             if module_ids and layout is not None:
                 modules = _ModuleIds(fs.path, layout, before)
+            storer = _Storer(store, encoder, beside=fs.size >= _BESIDE_MIN)
+            put = storer.put
             total = 0
             for data in iter_chunks(_Reader(f, content, progress), params, boundaries=cuts, size_hint=fs.size):
                 oid = cut_digest(data)
-                put(data, oid, encoder)
+                if floats is None:
+                    put(data, oid, 0, 0)
+                else:
+                    put(data, oid, *floats.at(total, len(data)))
                 refs.append((oid, len(data)))
                 total += len(data)
+            storer.finish()
             ids = modules.result() if modules is not None else None
             after = os.stat(fs.path)
     except FileNotFoundError:
@@ -133,6 +223,8 @@ def store_file(store, fs: FileStat, display: str, params: ChunkerParams, progres
     except PermissionError:
         raise PathError(display, "permission denied (cannot read it)") from None
     finally:
+        if storer is not None:
+            storer.close()
         if modules is not None:
             modules.result()
     if not same_stat(before, after) or total != before.st_size or before.st_size != fs.size:

@@ -14,7 +14,7 @@ between the two renames) is invisible and later swept; an index never exists
 without its complete pack.  `<name>` is the xxh3-128 of the index body, so
 identical packs get identical names and concurrent writers never collide.
 
-Pack layout::
+Pack layout (format 2; format 1 is the same without the `PLANES` codec, and is still read)::
 
     b"MLVCPACK" u8 version
     record*:  u8 type | u8 codec | 16-byte id | u32 stored length | u32 raw length | payload
@@ -42,14 +42,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..chunking import MAX_CHUNK_SIZE
-from ..codec import RAW, ZSTD  # noqa: F401 - re-exported: the format names them
+from ..codec import PLANES, RAW, ZSTD  # noqa: F401 - re-exported: the format names them
 from ..errors import CorruptObjectError
 from ..hashing import digest, to_oid
 from ..objects import MAX_TREE_BYTES
 
 PACK_MAGIC = b"MLVCPACK"
 IDX_MAGIC = b"MLVCIDX\0"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # written; 2 added the PLANES codec (byte planes of floats)
+READ_VERSIONS = (1, 2)  # read: packs and indexes written by earlier mlvc stay readable
 
 # Object types (the `type` byte).
 CHUNK = 0
@@ -57,7 +58,7 @@ FILE_MANIFEST = 1
 TREE_MANIFEST = 2
 TYPE_NAMES = {CHUNK: "chunk", FILE_MANIFEST: "file", TREE_MANIFEST: "tree"}
 
-# Codecs (the `codec` byte) are the codec module's: RAW, ZSTD (re-exported here).
+# Codecs (the `codec` byte) are the codec module's: RAW, ZSTD, PLANES (re-exported here).
 
 # The largest raw size a record of each type may declare.  Records are read whole, so these
 # bound what one object can make a reader allocate, whatever an index or pack claims.
@@ -80,6 +81,12 @@ RECORD = struct.Struct("<BB16sII")
 _IDX_HEAD = struct.Struct("<8sBI")
 _IDX_ENTRY = struct.Struct("<16sBBQII")
 PACK_HEAD = PACK_MAGIC + bytes([FORMAT_VERSION])
+
+
+def pack_head_ok(data) -> bool:
+    """Whether `data` begins with the head of a pack of a format this code reads."""
+    return len(data) >= len(PACK_HEAD) and bytes(data[:len(PACK_MAGIC)]) == PACK_MAGIC \
+        and data[len(PACK_MAGIC)] in READ_VERSIONS
 IDX_HEAD_SIZE = _IDX_HEAD.size
 IDX_ENTRY_SIZE = _IDX_ENTRY.size
 
@@ -118,8 +125,9 @@ def check_index(data: bytes, where: str) -> int:
     if len(data) < _IDX_HEAD.size + 16 or digest(data[:-16]) != data[-16:]:
         raise CorruptObjectError(where, "the cache", "a valid pack index", "a damaged file")
     magic, version, count = _IDX_HEAD.unpack_from(data, 0)
-    if magic != IDX_MAGIC or version != FORMAT_VERSION:
-        raise CorruptObjectError(where, "the cache", f"index format {FORMAT_VERSION}", f"{magic!r} v{version}")
+    if magic != IDX_MAGIC or version not in READ_VERSIONS:
+        raise CorruptObjectError(where, "the cache", f"index format {' or '.join(map(str, READ_VERSIONS))}",
+                                 f"{magic!r} v{version}")
     if len(data) != _IDX_HEAD.size + count * _IDX_ENTRY.size + 16:
         raise CorruptObjectError(where, "the cache", "a complete index", "a truncated file")
     return count
@@ -132,7 +140,7 @@ def index_name(idx_bytes: bytes) -> str:
 def iter_pack_records(path: Path):
     """Yield IndexEntry for every complete record of a pack (used to rebuild a lost index)."""
     with open(path, "rb") as f:
-        if f.read(len(PACK_HEAD)) != PACK_HEAD:
+        if not pack_head_ok(f.read(len(PACK_HEAD))):
             return
         offset = len(PACK_HEAD)
         while True:

@@ -26,6 +26,7 @@ import shutil
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
@@ -80,6 +81,21 @@ def wrap_os_error(exc: OSError, what: str) -> DiskError:
     if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         return DiskError(f"permission denied while writing {what}: {exc.filename or ''}".rstrip(": "))
     return DiskError(f"cannot write {what}: {exc.strerror or exc}")
+
+
+DECODE_AHEAD = 16  # compressed chunks decoded ahead of the reader (~1 MiB at the average size)
+DECODE_THREADS = max(1, min(4, os.cpu_count() or 1))
+_DECODE_POOL: ThreadPoolExecutor | None = None
+_DECODE_POOL_LOCK = threading.Lock()
+
+
+def _decode_pool() -> ThreadPoolExecutor:
+    """The process's decode threads (made on the first compressed chunk a restore reads)."""
+    global _DECODE_POOL
+    with _DECODE_POOL_LOCK:
+        if _DECODE_POOL is None:
+            _DECODE_POOL = ThreadPoolExecutor(max_workers=DECODE_THREADS, thread_name_prefix="mlvc-decode")
+        return _DECODE_POOL
 
 
 def decode_verify(typ: int, oid: bytes, c: int, payload, raw: int, where: str, check_id: bool = True) -> bytes:
@@ -588,12 +604,14 @@ class PackStore:
         if h.digest() != oid:
             raise CorruptObjectError(name, where, name, to_oid(h.digest()))
 
-    def iter_stored(self, keys: Iterable[Key], gap: int | None = None, check_ids: bool = True) -> Iterator[tuple]:
+    def iter_stored(self, keys: Iterable[Key], gap: int | None = None, check_ids: bool = True,
+                    decode: bool = True) -> Iterator[tuple]:
         """(key, codec, stored payload, raw length, data, error) for each key, in the order given,
         reading runs of records that lie together in one pack with one read.  Payloads are
         decoded and checked against their ids (`data`: the object's bytes); a failed one comes
         with its error and no data (and the others go on).
-        `gap`: bytes between records a run may swallow (default: none locally, RANGE_GAP remotely)."""
+        `gap`: bytes between records a run may swallow (default: none locally, RANGE_GAP remotely).
+        `decode=False`: payloads only (data None, sizes checked), for a caller that decodes them."""
         if gap is None:
             gap = 0 if self.backend.capabilities.local_files else RANGE_GAP
         keys = list(keys)
@@ -615,8 +633,9 @@ class PackStore:
                 continue
             if isinstance(loc[0], PackWriter):
                 writer, e = loc
-                yield (key, e.codec, payload, e.raw, *self._check(key, e.codec, payload, e.raw,
-                                                                   "a pack being written", check_ids))
+                yield (key, e.codec, payload, e.raw, *(self._check(key, e.codec, payload, e.raw,
+                                                                    "a pack being written", check_ids)
+                                                        if decode else (None, None)))
                 i += 1
                 continue
             no, _c, off, stored, raw = loc
@@ -646,7 +665,8 @@ class PackStore:
                     yield rkey, rc, payload, rraw, None, CorruptObjectError(
                         to_oid(rkey[1]), where, f"{rstored} bytes", f"{len(payload)} bytes (truncated pack)")
                     continue
-                yield (rkey, rc, payload, rraw, *self._check(rkey, rc, payload, rraw, where, check_ids))
+                yield (rkey, rc, payload, rraw, *(self._check(rkey, rc, payload, rraw, where, check_ids)
+                                                  if decode else (None, None)))
             i = j
 
     @staticmethod
@@ -658,12 +678,48 @@ class PackStore:
 
     def iter_chunks(self, chunk_ids, check_ids: bool = True) -> Iterator[bytes]:
         """Chunk bytes for a sequence of (oid, length), coalescing adjacent reads; each checked
-        against its id unless the caller checks the whole file's (`check_ids=False`)."""
-        for _key, _c, _payload, _raw, data, error in self.iter_stored(((CHUNK, oid) for oid, _ in chunk_ids),
-                                                                       check_ids=check_ids):
+        against its id unless the caller checks the whole file's (`check_ids=False`).
+
+        Compressed chunks (byte planes, zstd) are decoded on `DECODE_THREADS` helper threads,
+        up to `DECODE_AHEAD` chunks ahead of the one yielded (zstd and numpy release the GIL):
+        a restore of float checkpoints decodes on every core while the caller hashes and
+        writes.  Raw chunks are yielded as they lie (views of the mapped pack)."""
+        where = f"the store {self.name}"
+        ahead: deque = deque()
+        pool = None
+        try:
+            for key, c, payload, raw, _data, error in self.iter_stored(
+                    ((CHUNK, oid) for oid, _ in chunk_ids), check_ids=check_ids, decode=False):
+                if error is None and c != codec.RAW:
+                    if pool is None:
+                        pool = _decode_pool()
+                    ahead.append((key, pool.submit(decode_verify, CHUNK, key[1], c, payload, raw, where, check_ids)))
+                else:
+                    ahead.append((key, (c, payload, raw, error)))
+                while len(ahead) > DECODE_AHEAD or (ahead and not isinstance(ahead[0][1], Future)):
+                    yield self._settled(ahead.popleft(), where, check_ids)
+            while ahead:
+                yield self._settled(ahead.popleft(), where, check_ids)
+        finally:
+            for _key, f in ahead:
+                if isinstance(f, Future):
+                    f.cancel()
+
+    def _settled(self, item, where: str, check_ids: bool):
+        key, pending = item
+        try:
+            if isinstance(pending, Future):
+                return pending.result()
+            c, payload, raw, error = pending
             if error is not None:
                 raise error
-            yield data
+            return decode_verify(CHUNK, key[1], c, payload, raw, where, check_ids)
+        except CorruptObjectError:
+            # read it again the plain way, for the error that names its pack
+            for *_rest, error in self.iter_stored([key], check_ids=check_ids):
+                if error is not None:
+                    raise error from None
+            raise
 
     # ---------------------------------------------------------------- write
     def _current_writer(self) -> PackWriter:
@@ -695,17 +751,20 @@ class PackStore:
             self._start_publish(writer)  # outside the lock: it may wait for a publish, which takes it
             self._merge_if_due()
 
-    def put_chunk(self, data, oid: bytes | None = None, encoder=None) -> tuple[bytes, bool]:
+    def put_chunk(self, data, oid: bytes | None = None, encoder=None, width: int = 0,
+                  skip: int = 0) -> tuple[bytes, bool]:
         """Store a chunk unless present.  Returns (oid, newly stored).
 
         `data` may be a view the caller keeps alive and unchanged (it is written later,
-        by the pack writer's thread); `encoder` is a per-file `codec.ChunkEncoder`.
+        by the pack writer's thread); `encoder` is a per-file `codec.ChunkEncoder`;
+        `width`, `skip`: the chunk holds floats of `width` bytes from byte `skip` on (the
+        checkpoint layout says so), which the encoder may store as byte planes.
         """
         if oid is None:
             oid = digest(data)
         if self.has(CHUNK, oid):
             return oid, False
-        c, payload = encoder.encode(data) if encoder is not None else codec.encode(data, self.level)
+        c, payload = encoder.encode(data, width, skip) if encoder is not None else codec.encode(data, self.level)
         self._append(CHUNK, oid, c, payload, len(data))
         return oid, True
 

@@ -26,6 +26,7 @@ from .packs import (
     FILE_MANIFEST,
     TREE_MANIFEST,
     PACK_HEAD,
+    pack_head_ok,
     RECORD,
     TYPE_NAMES,
     IndexEntry,
@@ -169,7 +170,7 @@ def reindex_orphan(store: PackStore, pack: str) -> str | None:
     """Write the index of a pack whose index is missing, if every record is intact; returns the
     name it is published under (a pack is named by its index), or None when it is damaged."""
     data = store.backend.get_bytes(f"{PACKS}{pack}.pack")
-    if not data.startswith(PACK_HEAD):
+    if not pack_head_ok(data):
         return None
     entries: list[IndexEntry] = []
     offset = len(PACK_HEAD)

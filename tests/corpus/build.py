@@ -27,7 +27,7 @@ import zstandard
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from mlvc.chunking import ChunkerParams  # noqa: E402
-from mlvc.codec import RAW, ZSTD  # noqa: E402
+from mlvc.codec import PLANES, RAW, ZSTD  # noqa: E402
 from mlvc.hashing import digest, to_oid  # noqa: E402
 from mlvc.objects import FileManifest  # noqa: E402
 from mlvc.store.packs import (  # noqa: E402
@@ -165,6 +165,33 @@ def manifest_cases() -> None:
                                         (FILE_MANIFEST, RAW, file_id, manifest, len(manifest))]))
 
 
+def planes_cases() -> None:
+    """Byte-plane records (pack format 2) that lie: a plane that is a zstd bomb, a plane that
+    decodes past its size without declaring one, and a header of an impossible width."""
+    import struct
+
+    ptr = {"model.bin.mlvc": pointer("model.bin", FILE_ID, len(PAYLOAD))}
+    k = len(PAYLOAD) // 4
+    planes = [PAYLOAD[j::4][:k] for j in range(4)]
+
+    def record(width: int, last: bytes) -> bytes:
+        parts = [(RAW, p) for p in planes[:3]] + [(ZSTD, last)]
+        return struct.pack("<BB", width, 0) + b"".join(struct.pack("<BI", c, len(p)) for c, p in parts) + \
+            b"".join(p for _c, p in parts)
+
+    def case(name: str, payload: bytes) -> None:
+        records = [(CHUNK, PLANES, CHUNK_ID, payload, len(PAYLOAD)),
+                   (FILE_MANIFEST, RAW, FILE_ID, MANIFEST, len(MANIFEST))]
+        write_store(new_case(name, ptr), *records_to_pack(records))
+
+    z = zstandard.ZstdCompressor()
+    case("pack-planes-bomb", record(4, z.compress(bytes(16 << 20))))
+    stream = z.compressobj()
+    case("pack-planes-past-size", record(4, b"".join(stream.compress(bytes(1 << 20)) for _ in range(16))
+                                         + stream.flush()))
+    case("pack-planes-bad-width", record(3, z.compress(planes[3])))
+
+
 class _Gadget:
     def __init__(self, command: str) -> None:
         self.command = command
@@ -190,4 +217,5 @@ if __name__ == "__main__":
     tree_traversal_case()
     pack_cases()
     manifest_cases()
+    planes_cases()
     checkpoint_cases()

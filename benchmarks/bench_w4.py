@@ -1,0 +1,184 @@
+"""W4, a training run: what each tool stores, beside the entropy limit of each kind of tensor.
+
+    .venv/bin/python benchmarks/bench_w4.py                    # W4 at scale 1 (6 checkpoints)
+    DVC_BIN=/path/to/dvc .venv/bin/python benchmarks/bench_w4.py --scale 0.1
+
+For each series of W4 (`fp32`: `torch.save({'model', 'optimizer'})`, `bf16`: the weights as
+safetensors), every checkpoint in step order is copied over one path (`checkpoints/last.pt`,
+as a run that overwrites its last checkpoint would), added and committed; mlvc then pushes to
+a directory remote.  Figures: bytes in mlvc's cache and on its remote, in DVC's cache, and in
+a local Xet store (`hf_xet.upload_files`, one upload per checkpoint, when hf-xet is
+installed), each as % of the raw bytes of all the checkpoints; and the last checkpoint restored
+by `mlvc checkout` from its stored (compressed) records beside `cp` of the same file, alternated
+three times.
+
+Per kind (weights, exp_avg, exp_avg_sq of the fp32 checkpoints; the bf16 weights), over all
+checkpoints: the order-0 entropy of each byte plane (the limit of any codec that codes the
+planes of a chunk independently and without context), and what mlvc's planes codec stores
+for the kind's bytes cut in 64 KiB pieces, with its decode throughput on one core.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import harness as H  # noqa: E402
+import workloads as W  # noqa: E402
+
+PIECE = 64 * 1024
+
+
+def plane_entropy_bits(planes) -> list[float]:
+    """Order-0 entropy in bits per byte of each row of a (width, n) uint8 array."""
+    import numpy as np
+
+    out = []
+    for plane in planes:
+        counts = np.bincount(plane, minlength=256).astype(np.float64)
+        p = counts[counts > 0] / counts.sum()
+        out.append(float(-(p * np.log2(p)).sum()))
+    return out
+
+
+def kinds(w4: Path) -> dict[str, list]:
+    """The raw bytes of each kind of tensor, per checkpoint, as numpy uint8 arrays of (n, width)."""
+    import numpy as np
+    import torch
+    from safetensors.torch import load_file
+
+    cps = W.w4_checkpoints(w4)
+    out: dict[str, list] = {"weights": [], "exp_avg": [], "exp_avg_sq": [], "bf16": []}
+
+    def as_bytes(t, width):
+        return t.detach().contiguous().view(torch.uint8).numpy().reshape(-1, width)
+
+    for path in cps["fp32"]:
+        ck = torch.load(path, weights_only=True)
+        out["weights"].append(np.concatenate([as_bytes(t, 4) for t in ck["model"].values()]))
+        for k in ("exp_avg", "exp_avg_sq"):
+            out[k].append(np.concatenate([as_bytes(s[k], 4) for s in ck["optimizer"]["state"].values()]))
+    for path in cps["bf16"]:
+        out["bf16"].append(np.concatenate([as_bytes(t, 2) for t in load_file(str(path)).values()]))
+    return out
+
+
+def codec_figures(arrays: list) -> dict:
+    """Entropy limit and mlvc's planes codec on one kind's bytes."""
+    import numpy as np
+
+    from mlvc import codec
+
+    width = arrays[0].shape[1]
+    raw = sum(a.size for a in arrays)
+    bits = np.zeros(width)
+    for a in arrays:
+        bits += np.array(plane_entropy_bits(np.ascontiguousarray(a.T))) * a.shape[0]
+    limit = float(bits.sum() / (raw * 8))
+    stored, encoded = 0, []
+    for a in arrays:
+        flat = a.reshape(-1).tobytes()
+        for start in range(0, len(flat), PIECE):
+            piece = flat[start:start + PIECE]
+            c, payload = codec.encode_planes(piece, width, 0, codec.PLANES_LEVEL)
+            stored += len(payload)
+            encoded.append((c, bytes(payload), len(piece)))
+    t = time.thread_time()
+    for c, payload, n in encoded:
+        codec.decode(c, payload, n)
+    dt = time.thread_time() - t
+    return {"raw": raw, "entropy_limit": limit, "plane_bits": [round(b / (raw / width), 3) for b in bits],
+            "planes_stored": stored / raw, "decode_mb_s": raw / dt / 1e6}
+
+
+def du(path: Path) -> int:
+    return H.tree_bytes(path)
+
+
+def run_series(name: str, files: list[Path], base: Path) -> dict:
+    raw = sum(f.stat().st_size for f in files)
+    target = "checkpoints/last" + files[0].suffix
+    out: dict = {"series": name, "checkpoints": len(files), "raw": raw}
+    mlvc = H.MlvcRepo(base / f"mlvc-{name}").init()
+    remote = base / f"remote-{name}"
+    t = 0.0
+    for f in files:
+        H.place(f, mlvc.path / target, sync=False)
+        t0 = time.perf_counter()
+        mlvc.add(target)
+        t += time.perf_counter() - t0
+        mlvc.git_commit(f.name)
+    mlvc.sh(*mlvc.cmd("remote", "add", "origin", remote, "--default"))
+    mlvc.sh(*mlvc.cmd("push", "--all-commits", "-q"))
+    out["mlvc_cache"] = du(mlvc.cache_dir) / raw
+    out["mlvc_remote"] = du(remote) / raw
+    out["mlvc_add_s"] = t
+    # restore the last checkpoint from its stored records, beside `cp` of it (alternated)
+    last = mlvc.path / target
+    co, cp = [], []
+    for _ in range(3):
+        last.unlink()
+        t0 = time.perf_counter()
+        mlvc.checkout()
+        co.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        H.run(["cp", str(files[-1]), str(base / "cp.tmp")], base)
+        cp.append(time.perf_counter() - t0)
+        (base / "cp.tmp").unlink()
+    out["checkout_s"], out["cp_s"] = co, cp
+    if H.dvc_bin():
+        dvc = H.DvcRepo(base / f"dvc-{name}").init()
+        for f in files:
+            H.place(f, dvc.path / target, sync=False)
+            dvc.add(target)
+            dvc.git_commit(f.name)
+        out["dvc_cache"] = du(dvc.cache_dir) / raw
+    try:
+        import hf_xet
+    except ImportError:
+        hf_xet = None
+    if hf_xet is not None:
+        store = base / f"xet-{name}"
+        store.mkdir()
+        for f in files:
+            hf_xet.upload_files([str(f)], f"local://{store}", None, None, None, "model")
+        out["xet_store"] = du(store) / raw
+    return out
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--scale", type=float, default=W.default_scale())
+    ap.add_argument("--json", type=Path, help="also write the figures here")
+    args = ap.parse_args(argv)
+    w4 = W.make_w4(args.scale)
+    figures: dict = {"workload": json.loads((w4.with_name("w4.json")).read_text()), "kinds": {}, "series": []}
+    for kind, arrays in kinds(w4).items():
+        f = figures["kinds"][kind] = codec_figures(arrays)
+        H.log(f"{kind:10s} raw {f['raw'] / H.MiB:7.1f} MiB  entropy limit {100 * f['entropy_limit']:5.1f}%  "
+              f"planes codec {100 * f['planes_stored']:5.1f}%  decode {f['decode_mb_s']:6.0f} MB/s/core  "
+              f"bits/plane {f['plane_bits']}")
+    cps = W.w4_checkpoints(w4)
+    with H.scratch("w4") as base:
+        for name, files in cps.items():
+            s = run_series(name, files, base)
+            figures["series"].append(s)
+            H.log(f"{name}: " + "  ".join(f"{k} {100 * v:.1f}%" for k, v in s.items()
+                                          if k.endswith(("_cache", "_remote", "_store"))) +
+                  f"  (raw {s['raw'] / H.MiB:.0f} MiB, mlvc add {s['mlvc_add_s']:.2f} s; checkout of the last "
+                  f"{' '.join(f'{x:.3f}' for x in s['checkout_s'])} s, cp {' '.join(f'{x:.3f}' for x in s['cp_s'])} s)")
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=1))
+    print(json.dumps(figures, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    sys.exit(main())
