@@ -139,7 +139,7 @@ def encode_planes(data, width: int, skip: int = 0, level: int = PLANES_LEVEL,
     if size > KEEP_RATIO * n:
         return RAW, data
     out = np.empty(size, np.uint8)
-    view = memoryview(out)
+    view = out.data
     _PLANES_HEAD.pack_into(view, 0, width, skip)
     pos = head + skip + tail
     src = np.frombuffer(data, np.uint8)
@@ -322,7 +322,7 @@ def decode(codec: int, payload: bytes, raw_len: int):
         _check_declared_size(payload, raw_len)
         return _decompressor().decompress(payload, max_output_size=raw_len)
     if codec == PLANES:
-        return memoryview(_decode_planes(payload, raw_len))
+        return _decode_planes(payload, raw_len).data
     raise ValueError(f"unknown codec {codec}")
 
 
@@ -336,7 +336,7 @@ def decode_pieces(codec: int, payload, raw_len: int, piece: int = 1 << 20) -> It
             yield bytes(payload[start:start + piece])
         return
     if codec == PLANES:  # a chunk (at most MAX_CHUNK_SIZE): decoded whole
-        data = memoryview(_decode_planes(payload, raw_len))
+        data = _decode_planes(payload, raw_len).data
         for start in range(0, raw_len, piece):
             yield bytes(data[start:start + piece])
         return

@@ -142,16 +142,15 @@ class _Storer:
 
     def __init__(self, store, encoder, beside: bool):
         self._store, self._encoder = store, encoder
-        self._queue: queue.Queue | None = None
+        self._queue: queue.Queue = queue.Queue(_BESIDE_QUEUE)
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
         if beside:
-            self._queue = queue.Queue(_BESIDE_QUEUE)
             self._thread = threading.Thread(target=self._run, name="mlvc-encode", daemon=True)
             self._thread.start()
 
     def put(self, data, oid: bytes, width: int, skip: int) -> None:
-        if self._queue is None:
+        if self._thread is None:
             self._store.put_chunk(data, oid, self._encoder, width, skip)
             return
         if self._error is not None:
