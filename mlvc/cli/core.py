@@ -463,7 +463,7 @@ def show(
             echo(f"tracked: no (run `mlvc add {target}` to track it)")
     if info.get("provenance_error"):
         echo(f"provenance: unreadable: {info['provenance_error']}")
-    for key in ("source", "modules", "meta", "provenance"):
+    for key in ("source", "modules", "blocks", "meta", "provenance"):
         if info.get(key):
             echo(f"{key}:")
             _echo_tree(info[key], "  ")

@@ -227,11 +227,12 @@ def _sharded_module_ids(index, by_rel: dict) -> tuple[dict[str, Any] | None, lis
         return None, rels
 
 
-def file_modules(store, tree, modules: dict, inner: str) -> dict[str, str] | None:
+def file_modules(store, tree, modules: dict, inner: str, blocks: bool = False) -> dict[str, str] | None:
     """The module ids shown for one file `inner` of a directory artifact (entries `tree`) whose pointer records
     `modules` ({file: {module: id}}): its own, or, for a shard of a sharded checkpoint (recorded
     under its index), those of the modules with tensors in that shard (a module split across
-    shards has one id, over all of its tensors).  None when the file has none."""
+    shards has one id, over all of its tensors).  None when the file has none.  With `blocks`,
+    `modules` is the pointer's block ids and the blocks are chosen alike."""
     import json
 
     from .chunked_reader import ChunkedFile
@@ -257,7 +258,12 @@ def file_modules(store, tree, modules: dict, inner: str) -> dict[str, str] | Non
         shard = inner.rpartition("/")[2]
         if shard not in weight_map.values():
             continue
-        groups = ckpt.group_by_module(weight_map)
-        held = {m for m, names in groups.items() if any(weight_map[n] == shard for n in names)}
+        wrapper = ckpt.state_dict_wrapper(weight_map)
+        held: set[str] = set()
+        for module, names in ckpt.group_by_module(weight_map).items():
+            for n in names:
+                name = (ckpt.block_of(n, module, wrapper) if blocks else module) if weight_map[n] == shard else None
+                if name is not None:
+                    held.add(name)
         return {m: ids[m] for m in sorted(held) if m in ids}
     return None

@@ -43,9 +43,12 @@ def show(repo, target: str) -> dict:
             modules = p.meta.get("modules")
             info.update({"path": f"{t.display}/{inner}", "artifact": t.display, "kind": "file",
                          "id": to_oid(e.file_id), "size": e.size, "files": 1,
-                         "meta": {k: v for k, v in p.meta.items() if k != "modules"},  # other files' ids
+                         "meta": {k: v for k, v in p.meta.items() if k not in ("modules", "blocks")},
                          "modules": file_modules(repo.store, tree, modules, inner)
                          if isinstance(modules, dict) else None})
+            blocks = p.meta.get("blocks")
+            if isinstance(blocks, dict):
+                info["blocks"] = file_modules(repo.store, tree, blocks, inner, blocks=True)
         info["entries"] = [{"path": e.path or t.display, "size": e.size, "id": to_oid(e.file_id),
                             "executable": e.executable} for e in entries]
     except ObjectNotFoundError:

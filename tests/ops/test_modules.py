@@ -142,9 +142,13 @@ def test_show_of_one_shard_prints_only_that_shards_modules(repo_dir: Path) -> No
     info = json.loads(first.out)
     assert info["modules"] == {m: index_ids[m] for m in ("model.embed_tokens", "model.layers")}
     assert "modules" not in info["meta"]  # the other shards' ids are not this file's
+    blocks = pointers.load(repo_dir / "model.mlvc").meta["blocks"]["model.safetensors.index.json"]
+    assert info["blocks"] == {"model.layers.0": blocks["model.layers.0"]}  # tensors 1-9 of 39: layer 0
+    assert "blocks" not in info["meta"]
     last = mlvc_cli(repo_dir, "show", f"model/{shards[-1]}")
     assert last.code == 0, last.err
     assert "lm_head" in last.out and "model.norm" in last.out and "embed_tokens" not in last.out
+    assert "model.layers.3:" in last.out and "model.layers.0:" not in last.out, last.out
     config = json.loads(mlvc_cli(repo_dir, "show", "model/config.json", "--json").out)
     assert config["modules"] is None and "modules" not in config["meta"]
 
