@@ -148,7 +148,8 @@ class Config:
     @classmethod
     def committed(cls, text: bytes | None, where: str) -> "Config":
         """A read-only config from committed contents alone: another repository's `.mlvc/config`
-        read from git (None: it has none).  Secrets in it are dropped, never used."""
+        read from git (None: it has none).  Only its remotes are taken; secrets in them are
+        dropped, never used."""
         from . import safeyaml
 
         data: dict = {}
@@ -159,6 +160,8 @@ class Config:
                 raise ConfigError(f"{where}: invalid YAML: {exc}") from None
             if not isinstance(data, dict):
                 raise ConfigError(f"{where}: expected a mapping at the top level")
+        # Only where its objects are: another repository's core/cache settings never apply here.
+        data = {k: data[k] for k in ("remotes", "default_remote") if k in data}
         remotes = data.get("remotes")
         if isinstance(remotes, dict):
             data["remotes"] = {name: ({k: v for k, v in entry.items() if k not in SECRET_KEYS}

@@ -87,7 +87,8 @@ def parse_source(url: str | os.PathLike, base: Path | None = None) -> SourceURL:
         return SourceURL(text, text, local)
     path = Path(os.path.expanduser(text))
     path = Path(os.path.abspath(path if path.is_absolute() else (base or Path.cwd()) / path))
-    return SourceURL(text, str(path), path)
+    # a work tree's `.git`: its remotes are relative to the work tree, as committed
+    return SourceURL(text, str(path), path.parent if path.name == ".git" else path)
 
 
 class Mirror:
@@ -132,7 +133,8 @@ class Mirror:
             args.append("--depth=1")
         elif not shallow and (self.git_dir / "shallow").exists():
             args.append("--unshallow")
-        run_git_dir(self.git_dir, *args, "--", self.source.fetch_url, *refspecs)
+        # A URL may come from a committed pointer: git's `ext::` transport (a shell command) stays off.
+        run_git_dir(self.git_dir, "-c", "protocol.ext.allow=never", *args, "--", self.source.fetch_url, *refspecs)
 
     def _fetch_all(self) -> None:
         self._fetch("+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*", shallow=False)

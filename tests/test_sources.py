@@ -79,7 +79,8 @@ def registry(tmp_path: Path):
 
 
 def test_reads_a_registry_by_path_and_file_url_from_inside_another_project(project: Path, registry) -> None:
-    for url in (str(registry.path), f"file://{registry.path}", os.path.relpath(registry.path)):
+    for url in (str(registry.path), f"file://{registry.path}", os.path.relpath(registry.path),
+                str(registry.path / ".git")):  # a work tree's path reads it as such; a git dir as a source
         img = "datasets/images/img000.png"
         assert api.read(img, repo=url) == V2[img]  # not this project's file of the same name
         assert api.read("datasets/images/img001.png", repo=url, rev="v1") == V1["datasets/images/img001.png"]
@@ -119,8 +120,12 @@ def test_a_named_revision_is_fetched_shallow_a_relative_one_with_history(registr
     assert list((cache_home() / "sources").glob("*/.git")) == [mirror.git_dir]  # one mirror per URL
 
 
+def test_a_work_trees_git_dir_resolves_relative_remotes_against_the_work_tree(registry) -> None:
+    assert api.read("models/base.bin", repo=str(registry.path / ".git"), rev="v1") == V1["models/base.bin"]
+
+
 def test_the_source_is_fetched_again_on_each_use(registry) -> None:
-    url = str(registry.path)
+    url = f"file://{registry.path}"
     assert api.read("README.md", repo=url, mode="r") == "registry v2\n"
     write(registry.path / "README.md", "registry v3\n")
     commit(registry.path, "v3")
@@ -183,12 +188,12 @@ def test_a_hostile_source_pointer_is_refused(tmp_path: Path, registry) -> None:
     pointer.write_text(pointer.read_text().replace("path: base.bin", "path: ../../../etc/passwd"))
     commit(registry.path, "hostile")
     with pytest.raises(PointerError):
-        api.read("models/base.bin", repo=str(registry.path))
+        api.read("models/base.bin", repo=f"file://{registry.path}")
     bomb = registry.path / "models" / "bomb.mlvc"
     bomb.write_text("a: &a [x, x]\nb: &b [*a, *a]\nc: [*b, *b]\n")
     commit(registry.path, "bomb")
     with pytest.raises(PointerError):
-        api.read("models/bomb", repo=str(registry.path))
+        api.read("models/bomb", repo=f"file://{registry.path}")
 
 
 def test_unreachable_sources_are_one_error(tmp_path: Path) -> None:
@@ -218,3 +223,16 @@ def test_load_tensor_reads_one_tensor_of_a_registry_by_url(tmp_path: Path, proje
     assert torch.equal(got, torch.ones(3))
     with pytest.raises(NotARepoError):
         mt.load_tensor("datasets/images/img000.png", "w", repo="../models-registy")
+
+
+def test_a_hostile_source_config_or_url_is_not_obeyed(tmp_path: Path, registry) -> None:
+    config = registry.path / ".mlvc" / "config"
+    config.write_text(config.read_text() + "cache:\n  dir: /tmp/elsewhere\n")
+    config.write_text(config.read_text().replace("compression_level: 3", "compression_level: 99\n"
+                                                 "  chunker: {min: 1, avg: 2, max: 3}"))
+    commit(registry.path, "hostile core settings")
+    assert api.read("models/base.bin", repo=f"file://{registry.path}") == V2["models/base.bin"]  # only its remotes
+    marker = tmp_path / "pwned"
+    with pytest.raises(SourceError):
+        open_source(f"ext::sh -c touch% {marker}")
+    assert not marker.exists()
