@@ -157,7 +157,7 @@ def test_a_pointer_in_merge_conflict_names_both_ids_and_the_way_out(cli, repo_di
 
     expected = f"unresolved git merge conflict: ours (HEAD) {ours}, theirs (feat) {theirs}"
     hint = ("keep one side: `git checkout --ours d.mlvc` or `git checkout --theirs d.mlvc`, "
-            "then `git add d.mlvc` and `mlvc checkout d`")
+            "then `git add d.mlvc` and `mlvc checkout d`; a directory merges file by file with `mlvc merge d.mlvc`")
     r = cli("status")
     assert r.code == 5 and expected in r.out and f"    hint: {hint}" in r.out.splitlines(), r
     r = cli("show", "d")
