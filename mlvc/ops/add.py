@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import queue
+import re
 import threading
 from bisect import bisect_right
 from dataclasses import asdict, dataclass, field
@@ -119,6 +120,26 @@ class FloatRegions:
         starts, ends, widths = (list(col) for col in zip(*regions, strict=True))
         return cls(starts, ends, widths)
 
+    @classmethod
+    def of_npy(cls, f, size: int) -> FloatRegions | None:
+        """The one float array of a `.npy` file (numpy's format: magic, version, header length,
+        a dict literal naming `descr`), from its first bytes; None for anything else."""
+        head = os.pread(f.fileno(), 512, 0)
+        if not head.startswith(b"\x93NUMPY") or len(head) < 12:
+            return None
+        if head[6] == 1:
+            start, header_len = 10, int.from_bytes(head[8:10], "little")
+        else:
+            start, header_len = 12, int.from_bytes(head[8:12], "little")
+        match = _NPY_DESCR.search(head[start:start + header_len])
+        if match is None or start + header_len > size:
+            return None
+        order, kind, itemsize = match.group(1), match.group(2), int(match.group(3))
+        width = itemsize // 2 if kind == b"c" else itemsize
+        if kind not in (b"f", b"c") or order == b">" or width not in (2, 4, 8):
+            return None
+        return cls([start + header_len], [size], [width])
+
     def at(self, offset: int, length: int) -> tuple[int, int]:
         """(width, skip) for the chunk at `offset`: the float region under its middle byte
         ((0, 0) when none)."""
@@ -130,6 +151,7 @@ class FloatRegions:
         return width, (self._starts[i] - offset) % width
 
 
+_NPY_DESCR = re.compile(rb"'descr':\s*'([<>|=]?)([fcius])(\d+)'")
 _BESIDE_MIN = 4 * 1024 * 1024  # files at least this large are compressed on a helper thread
 _BESIDE_QUEUE = 64  # chunks waiting for it at most (~4 MiB)
 
@@ -201,6 +223,8 @@ def store_file(store, fs: FileStat, display: str, params: ChunkerParams, progres
             layout = checkpoint_layout(fs.path) if module_ids or fs.size >= _MIN_CUT_FILE else None
             cuts = layout_cuts(layout, fs.size)  # tensor-aware boundaries; None unless a checkpoint
             floats = FloatRegions.of(layout)
+            if floats is None and layout is None and fs.size >= _MIN_CUT_FILE:
+                floats = FloatRegions.of_npy(f, fs.size)
             if module_ids and layout is not None:
                 modules = _ModuleIds(fs.path, layout, before)
             storer = _Storer(store, encoder, beside=fs.size >= _BESIDE_MIN)

@@ -83,3 +83,23 @@ def test_a_planes_chunk_damaged_in_the_cache_is_refused_and_the_workspace_kept(r
     assert r.code == 6, r
     assert not (repo_dir / "m.pt").exists()  # nothing half-restored
     assert len(body) > 1_000_000
+
+
+def test_npy_float_arrays_are_stored_as_planes(repo_dir):
+    import numpy as np
+
+    rng = np.random.default_rng(4)
+    np.save(repo_dir / "f32.npy", (rng.standard_normal(100_003) * 0.02).astype(np.float32))
+    np.save(repo_dir / "c64.npy", (rng.standard_normal(40_000) * 0.5).astype(np.complex64))
+    np.save(repo_dir / "i64.npy", np.arange(50_000, dtype=np.int64))
+    expect = {p.name: p.read_bytes() for p in repo_dir.glob("*.npy")}
+    r = mlvc_cli(repo_dir, "add", "--json", *sorted(expect))
+    assert r.code == 0, r
+    stored = {res["path"]: res["stored_bytes"] / res["new_bytes"] for res in json.loads(r.out)}
+    assert stored["f32.npy"] < 0.9 and stored["c64.npy"] < 0.95, stored
+    assert _codecs(repo_dir / ".mlvc" / "cache").get(PLANES, 0) >= 2
+    commit(repo_dir, "v1")
+    for name in expect:
+        (repo_dir / name).unlink()
+    assert mlvc_cli(repo_dir, "checkout").code == 0
+    assert {name: (repo_dir / name).read_bytes() for name in expect} == expect
