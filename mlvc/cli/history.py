@@ -101,6 +101,13 @@ def diff(
                         echo(f"        modified {t.name} ({t.dtype}){shape} rel_l2={_fmt(t.rel_l2)}")
                     else:
                         echo(f"        {t.change} {t.name} ({t.dtype} {t.new_shape or t.old_shape})")
+        for rel, moved in a.id_changes.items():
+            where = f" in {rel}" if rel else ""
+            modules = moved.get("modules", [])
+            blocks = moved.get("blocks", [])
+            shown = ", ".join(_with_blocks(m, blocks) for m in modules)
+            rest = [b for b in blocks if not any(b.startswith(m + ".") for m in modules)]
+            echo(f"    module ids changed{where}: " + ", ".join(filter(None, [shown, ", ".join(rest)])))
         for k, v in a.meta.items():
             echo(f"    meta {k}: {_value(v['old'])} -> {_value(v['new'])}")
         if a.role:
@@ -111,6 +118,12 @@ def diff(
         echo("params:")
         for p in result.params:
             echo(f"    {p['source']}: {p['key']}: {_value(p['old'])} -> {_value(p['new'])}")
+
+
+def _with_blocks(module: str, blocks: list[str]) -> str:
+    """"model.layers (blocks 2, 5)": a module and which of its blocks' ids changed."""
+    mine = [b[len(module) + 1:] for b in blocks if b.startswith(module + ".")]
+    return f"{module} (blocks {', '.join(mine)})" if mine else module
 
 
 def _diff_args(repo, args: list[str]) -> tuple[str, str | None, list[str]]:

@@ -67,7 +67,11 @@ class ArtifactDiff:
     new_size: int | None = None
     files: list[FileChange] = field(default_factory=list)
     checkpoints: list[CheckpointDiff] = field(default_factory=list)
-    meta: dict[str, dict] = field(default_factory=dict)  # key -> {"old": .., "new": ..}
+    meta: dict[str, dict] = field(default_factory=dict)  # key -> {"old": .., "new": ..} (ids apart, below)
+    # file inside the artifact ("" for a file artifact) -> {"modules": [...], "blocks": [...]} whose
+    # recorded ids differ (added, removed or changed): which modules and layers moved, read from
+    # the pointers alone
+    id_changes: dict[str, dict[str, list[str]]] = field(default_factory=dict)
     role: dict | None = None
     error: str | None = None
 
@@ -235,10 +239,25 @@ def _short(exc: Exception) -> str:
 # ------------------------------------------------------------------ artifacts
 
 
-def _meta_changes(a: dict, b: dict) -> dict[str, dict]:
-    from .params import flatten
+def _id_changes(a: dict, b: dict) -> dict[str, dict[str, list[str]]]:
+    """Per file, the modules and blocks whose recorded ids differ between two pointers' meta."""
+    from .report_checkpoints import block_ids, module_ids
 
-    a, b = flatten(a), flatten(b)  # nested meta (e.g. per-module digests): report the leaves that changed
+    out: dict[str, dict[str, list[str]]] = {}
+    for kind, ids_a, ids_b in (("modules", module_ids(a), module_ids(b)), ("blocks", block_ids(a), block_ids(b))):
+        for rel in sorted(set(ids_a) | set(ids_b)):
+            x, y = ids_a.get(rel, {}), ids_b.get(rel, {})
+            moved = sorted((k for k in set(x) | set(y) if x.get(k) != y.get(k)), key=_natural)
+            if moved:
+                out.setdefault(rel, {})[kind] = moved
+    return out
+
+
+def _meta_changes(a: dict, b: dict) -> dict[str, dict]:
+    from .params import ID_META, flatten
+
+    a = flatten({k: v for k, v in a.items() if k not in ID_META})  # module and block ids: `_id_changes`
+    b = flatten({k: v for k, v in b.items() if k not in ID_META})  # nested meta: the leaves that changed
     out = {}
     for k in sorted(set(a) | set(b), key=str):
         if a.get(k) != b.get(k) or (k in a) != (k in b):
@@ -258,9 +277,10 @@ def artifact_diff(store, path: str, old: pointers.PointerFile | None, new: point
         same = old.oid == new.oid and old.kind == new.kind
         d = ArtifactDiff(path, "unchanged" if same else "modified", new.kind, old.oid, new.oid, old.size, new.size)
         d.meta = _meta_changes(old.meta or {}, new.meta or {})
+        d.id_changes = _id_changes(old.meta or {}, new.meta or {})
         if old.role != new.role:
             d.role = {"old": old.role, "new": new.role}
-        if (d.meta or d.role) and same:
+        if (d.meta or d.role or d.id_changes) and same:
             d.change = "modified"
     if not contents:
         return d

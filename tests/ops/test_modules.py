@@ -186,8 +186,12 @@ def test_repeated_blocks_get_ids_so_diff_show_and_report_name_the_layer(repo_dir
     (cd,) = art.checkpoints
     assert set(cd.modules) == {"model.layers", "lm_head"}
     assert cd.changed_blocks == {"model.layers": ["model.layers.2"]}
+    assert art.id_changes == {index: {"modules": ["lm_head", "model.layers"], "blocks": ["model.layers.2"]}}
     out = mlvc_cli(repo_dir, "diff", "HEAD~1", "HEAD").out
     assert "model.layers (blocks changed: 2):" in out, out
+    ids_only = mlvc_cli(repo_dir, "diff", "HEAD~1", "HEAD", "--no-contents").out  # from the pointers alone
+    assert f"module ids changed in {index}: lm_head, model.layers (blocks 2)" in ids_only, ids_only
+    assert "xxh128" not in ids_only.split("\n", 1)[1]  # names, not pairs of ids
 
     shown = json.loads(mlvc_cli(repo_dir, "show", "model", "--json").out)
     assert shown["meta"]["blocks"][index]["model.layers.2"] == after["model.layers.2"]
