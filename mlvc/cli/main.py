@@ -31,15 +31,13 @@ _MISSING = object()
 typer = _import_typer_without_rich()
 
 from .. import errors  # noqa: E402
-from .output import echo  # noqa: E402
 from .allocator import tune_allocator  # noqa: E402
+from .error_table import as_error, exit_codes_help, lines  # noqa: E402
+from .output import echo  # noqa: E402
 
 app = typer.Typer(
     name="mlvc",
-    help="Version control for ML artifacts: weights, data and the code that made them.\n\n"
-         "Exit codes: 0 ok, 1 error, 2 usage, 3 not a repo, 4 bad path, 5 bad pointer, 6 corrupt object, "
-         "7 missing object, 8 conflict (use --force), 9 remote error, 10 disk error, 11 file changed "
-         "while read, 12 partial failure, 13 locked, 130 interrupted.",
+    help="Version control for ML artifacts: weights, data and the code that made them.\n\n" + exit_codes_help(),
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -78,32 +76,9 @@ def _register() -> None:
 
 
 def _fail(err: errors.MlvcError) -> int:
-    echo(f"error: {err}", err=True)
-    if err.hint:
-        echo(f"hint: {err.hint}", err=True)
+    for line in lines(err):
+        echo(line, err=True)
     return err.exit_code
-
-
-def _sqlite_disk_error(exc: Exception) -> errors.DiskError | None:
-    """A full disk or an I/O failure under the local state databases is the machine's, not a bug.
-    (Judged by the class's module, so that the CLI does not import sqlite3 on every start.)"""
-    if type(exc).__module__ != "sqlite3" or type(exc).__name__ != "OperationalError":
-        return None
-    text = str(exc).lower()
-    if any(word in text for word in ("full", "disk i/o", "readonly", "unable to open")):
-        return errors.DiskError(f"cannot write mlvc's state under .mlvc/state: {exc}",
-                                hint="free some space (or fix permissions) and run the command again")
-    return None
-
-
-def _transport_error(exc: Exception) -> errors.RemoteError | None:
-    """A connection cut or timeout that escaped the remote layer (aiohttp's ClientPayloadError
-    mid-download, botocore's connection errors) is a remote error: exit 9, and a re-run resumes."""
-    module = type(exc).__module__ or ""
-    if not module.startswith(("aiohttp", "botocore", "urllib3")):
-        return None
-    return errors.RemoteError(f"connection to the remote failed: {type(exc).__name__}: {exc}",
-                              hint="check the network and run the command again (it resumes where it stopped)")
 
 
 def _enforce_required(command) -> None:
@@ -173,20 +148,12 @@ def run(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         echo("interrupted; the cache is consistent, run the command again to finish", err=True)
         return errors.EXIT_INTERRUPTED
-    except errors.MlvcError as exc:
-        return _fail(exc)
-    except OSError as exc:
-        if exc.errno == errno.ENOSPC:
-            return _fail(errors.DiskError("disk full; nothing was recorded, the cache is intact"))
-        if exc.errno in (errno.EACCES, errno.EPERM):
-            return _fail(errors.DiskError(f"permission denied: {exc.filename or exc}"))
-        if os.environ.get("MLVC_DEBUG"):
-            raise
-        # Any other OS failure is an I/O problem of the machine (not a bug): report it as one.
-        return _fail(errors.DiskError(f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": ")))
     except Exception as exc:  # noqa: BLE001 - the last line of defence: a message, not a traceback
-        known = _sqlite_disk_error(exc) or _transport_error(exc)
-        if known is not None:
+        known = as_error(exc)
+        # MLVC_DEBUG shows the traceback of what may be a bug: any error but ours, a full disk or a permission
+        debug_os = (isinstance(exc, OSError) and not isinstance(exc, errors.MlvcError)
+                    and exc.errno not in (errno.ENOSPC, errno.EACCES, errno.EPERM))
+        if known is not None and not (debug_os and os.environ.get("MLVC_DEBUG")):
             return _fail(known)
         if os.environ.get("MLVC_DEBUG"):
             raise
