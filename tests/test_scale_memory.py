@@ -87,3 +87,33 @@ def test_many_small_files_stay_in_bounded_memory(tmp_path):
     print("peak RSS (MiB): " + ", ".join(f"{k} {v / MiB:.0f}" for k, v in rss.items()))
     too_big = {k: f"{v / MiB:.0f} MiB" for k, v in rss.items() if v > RSS_BOUND}
     assert not too_big, f"peak RSS above {RSS_BOUND // MiB} MiB at {NFILES} files: {too_big}"
+
+
+SHOW_FILES = 300_000
+SHOW_RSS_BOUND = 150 * MiB  # streamed: ~75 MiB here; a list of dicts and one JSON string took ~400 MiB
+
+
+def test_show_of_a_big_tree_streams_its_entries(repo_dir):
+    """`mlvc show --json` (and plain) of a 300,000-file artifact: entries are written as they are
+    read from the packed tree, never one list of dicts or one string (issue 21: 1.3 GB at 1 M)."""
+    from mlvc import pointer as pointers
+    from mlvc.objects import TreeEntry, TreeManifest
+    from mlvc.repo import Repo
+    from mlvc.store.packs import TREE_MANIFEST
+
+    rng = random.Random(21)
+    tree = TreeManifest.build(TreeEntry(f"class-{i // 1000:04d}/{i:07d}.txt", 1000 + i % 500, rng.randbytes(16))
+                              for i in range(SHOW_FILES))
+    repo = Repo.find(repo_dir)
+    try:
+        tid = repo.store.put_pieces(TREE_MANIFEST, tree.pieces())
+        repo.store.commit()
+    finally:
+        repo.close()
+    ptr = pointers.PointerFile(path="big", kind="dir", oid=f"xxh128:{tid.hex()}", size=tree.entries.total_size(),
+                               files=SHOW_FILES)
+    pointers.write(repo_dir / "big.mlvc", ptr)
+    del tree
+    rss = {args[-1]: _measured(repo_dir, "show", *args) for args in (["big"], ["big", "--json"])}
+    print({k: f"{v / MiB:.0f} MiB" for k, v in rss.items()})
+    assert max(rss.values()) < SHOW_RSS_BOUND, {k: f"{v / MiB:.0f} MiB" for k, v in rss.items()}

@@ -436,7 +436,7 @@ def show(
       mlvc show checkpoints/model.pt
       mlvc show checkpoints/model.pt --field commit
     """
-    from ..ops.show import show as show_op
+    from ..ops.show import ShownEntries, show as show_op
 
     with open_repo() as repo:
         info = show_op(repo, str(target))
@@ -446,6 +446,8 @@ def show(
         if field not in info and field not in prov:
             raise errors.MlvcError(f"no field {field!r} in {target}")
         value = info[field] if field in info else prov[field]
+        if isinstance(value, ShownEntries):
+            value = list(value)
         if value is None:
             raise errors.MlvcError(f"field {field!r} of {target} is empty"
                                    + (f" ({prov['commit_reason']})" if field == "commit" and
@@ -453,7 +455,7 @@ def show(
         echo(value if isinstance(value, str) else __import__("json").dumps(value, default=str))
         return
     if json_out:
-        emit_json(info)
+        emit_json(info, stream="entries")  # a million entries are never one list or string
         return
     for key in ("path", "kind", "id", "size", "files", "role"):
         value = info.get(key)

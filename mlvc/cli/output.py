@@ -18,8 +18,23 @@ def echo(text: str = "", err: bool = False, flush: bool = False) -> None:
         stream.flush()
 
 
-def emit_json(data) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+def emit_json(data, stream: str | None = None) -> None:
+    """`data` as indented JSON on stdout.  `stream`: a top-level key whose value is any iterable
+    (a million entries), written item by item in the same format instead of built whole."""
+    items = data.get(stream) if stream is not None else None
+    if items is None:
+        sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+        return
+    mark = "\x00mlvc-streamed\x00"
+    before, after = json.dumps({**data, stream: mark}, indent=2, default=str).split(json.dumps(mark), 1)
+    out = sys.stdout
+    out.write(before)
+    sep = "[\n    "
+    for item in items:
+        out.write(sep + json.dumps(item, indent=2, default=str).replace("\n", "\n    "))
+        sep = ",\n    "
+    out.write("[]" if sep.startswith("[") else "\n  ]")
+    out.write(after + "\n")
 
 
 class RichProgress(Progress):

@@ -3,11 +3,32 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 
 from ..errors import MlvcError, ObjectNotFoundError, PathError
 from ..hashing import to_oid
+from ..objects import TreeEntry
 from .common import containing, load_entries
 from .modules import file_modules
+
+
+@dataclass(frozen=True)
+class ShownEntries:
+    """The files of a shown artifact as {path, size, id, executable}, made one at a time as they
+    are iterated: a million-file tree stays packed (tens of MB) instead of a list of a million
+    dicts (`mlvc show --json` streams them)."""
+
+    entries: Sequence[TreeEntry]
+    artifact: str  # the path of an entry of a file artifact (its own path is "")
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def __iter__(self) -> Iterator[dict]:
+        for e in self.entries:
+            yield {"path": e.path or self.artifact, "size": e.size, "id": to_oid(e.file_id),
+                   "executable": e.executable}
 
 
 def show(repo, target: str) -> dict:
@@ -49,8 +70,7 @@ def show(repo, target: str) -> dict:
             blocks = p.meta.get("blocks")
             if isinstance(blocks, dict):
                 info["blocks"] = file_modules(repo.store, tree, blocks, inner, blocks=True)
-        info["entries"] = [{"path": e.path or t.display, "size": e.size, "id": to_oid(e.file_id),
-                            "executable": e.executable} for e in entries]
+        info["entries"] = ShownEntries(entries, t.display)
     except ObjectNotFoundError:
         info["entries"] = None
         info["note"] = "manifest not in the cache (run `mlvc pull`)"
