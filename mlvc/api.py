@@ -118,6 +118,12 @@ def open(path: str | Path, rev: str | None = None, mode: str = "rb", *, remote: 
     those the reads touch, and kept in the cache; a fresh clone with nothing pulled
     works.  The workspace is never written.
 
+    `repo`: None (the repository holding the current directory), a local repository's top
+    directory, or another repository's git URL (`https://`, `ssh://`, `git://`, `file://`,
+    `user@host:path`, a bare repository's path): that repository at `rev` (default: its
+    HEAD), mirrored in the user's cache, its objects read from its own remote.  A `repo`
+    that is none of these raises NotARepoError, never falls back to the current project.
+
     Returns a read-only, seekable binary file (`mode="rb"`) or a text file (`mode="r"`,
     with `encoding`, default UTF-8); use it as a context manager.  A relative `path`
     is relative to the current directory, or to the repository root when `repo` is given.

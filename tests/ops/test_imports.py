@@ -177,3 +177,20 @@ def test_a_checkpoint_birth_certificate_names_the_imported_data_source(tmp_path:
     cert = mt.load(repo_dir / "model.pt", check=False)["mlvc"]
     assert cert["data"]["images"]["source"] == {"url": "../registry", "path": "datasets/images", "rev": "v1",
                                                 "commit": registry.v1}
+
+
+def test_a_clone_pulls_an_import_its_own_remote_lacks_from_the_source(tmp_path: Path, repo_dir: Path) -> None:
+    registry = make_registry(tmp_path / "registry", str(tmp_path / "store"))
+    own = tmp_path / "own-remote"
+    assert mlvc_cli(repo_dir, "remote", "add", "own", str(own), "--default").code == 0
+    write(repo_dir / "notes.bin", b"project data")
+    assert mlvc_cli(repo_dir, "add", "-q", "notes.bin").code == 0
+    assert mlvc_cli(repo_dir, "push", "-q", "notes.bin").code == 0  # the import is never pushed
+    assert mlvc_cli(repo_dir, "import", str(registry.path), "models/base.bin", "-q").code == 0
+    commit(repo_dir, "import, not pushed")
+    clone = tmp_path / "clone"
+    git(tmp_path, "clone", "-q", str(repo_dir), str(clone))
+    res = mlvc_cli(clone, "pull")
+    assert res.code == 0, res
+    assert (clone / "base.bin").read_bytes() == V2["models/base.bin"]
+    assert (clone / "notes.bin").read_bytes() == b"project data"
