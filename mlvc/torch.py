@@ -5,6 +5,7 @@
             params={"lr": 1e-3}, metrics={"val_acc": 0.81}, data=["data/processed"])
     ckpt = mt.load("checkpoints/model.pt")      # weights_only=True; warns on provenance mismatch
     mt.module_versions(model)                   # {"image_branch": "xxh128:...", ...}
+    mt.block_versions(model)                    # {"model.layers.0": "xxh128:...", ...}
     mt.load_tensor("checkpoints/model.pt", "fusion.weight", rev="HEAD~2")
 
 torch is imported inside the functions, so `import mlvc.torch` works without it.
@@ -360,28 +361,45 @@ def check_provenance(prov: dict | None, path: Path | str) -> list[str]:
 
 def module_versions(model_or_state_dict: Any) -> dict[str, str]:
     """{top-level module: "xxh128:<hex>"}, the same ids `mlvc add` records for a saved checkpoint."""
+    return _versions(model_or_state_dict)[0]
+
+
+def block_versions(model_or_state_dict: Any) -> dict[str, str]:
+    """{repeated block ("model.layers.5"): "xxh128:<hex>"}, the block ids `mlvc add` records (meta
+    `blocks`) for a saved checkpoint; {} for a model without numbered blocks."""
+    return _versions(model_or_state_dict)[1]
+
+
+def _versions(model_or_state_dict: Any) -> tuple[dict[str, str], dict[str, str]]:
     import xxhash
 
-    from .checkpoint import DTYPE_ITEMSIZE, group_by_module
+    from .checkpoint import DTYPE_ITEMSIZE, block_of, group_by_module, state_dict_wrapper
 
     torch = _torch()
     sd = _state_dict(model_or_state_dict)
     tensors = {k: v for k, v in sd.items() if isinstance(v, torch.Tensor)}
-    out: dict[str, str] = {}
+    wrapper = state_dict_wrapper(tensors)
+    modules: dict[str, str] = {}
+    blocks: dict[str, Any] = {}
     for module, names in sorted(group_by_module(tensors).items()):
         h = xxhash.xxh3_128()
         for name in sorted(names):
+            block = block_of(name, module, wrapper)
+            hashers = [h] if block is None else [h, blocks.setdefault(block, xxhash.xxh3_128())]
             t = tensors[name].detach()
             dtype = str(t.dtype).removeprefix("torch.")
             header = json.dumps([name, dtype, list(t.shape)]).encode()
-            h.update(struct.pack("<Q", len(header)) + header)
-            h.update(struct.pack("<Q", t.numel() * DTYPE_ITEMSIZE[dtype]))
+            data = b""
             if t.numel():
                 flat = t.cpu().contiguous().reshape(-1)
-                h.update(flat.view(torch.uint8).numpy().tobytes() if _has_numpy()
-                         else bytes(flat.view(torch.uint8).tolist()))
-        out[module] = "xxh128:" + h.hexdigest()
-    return out
+                data = (flat.view(torch.uint8).numpy().tobytes() if _has_numpy()
+                        else bytes(flat.view(torch.uint8).tolist()))
+            for hasher in hashers:
+                hasher.update(struct.pack("<Q", len(header)) + header)
+                hasher.update(struct.pack("<Q", t.numel() * DTYPE_ITEMSIZE[dtype]))
+                hasher.update(data)
+        modules[module] = "xxh128:" + h.hexdigest()
+    return modules, {b: "xxh128:" + x.hexdigest() for b, x in sorted(blocks.items())}
 
 
 @functools.cache
@@ -572,5 +590,5 @@ def load_tensor(path: str | os.PathLike, name: str, rev: str | None = None, *, r
     return torch.frombuffer(bytearray(raw), dtype=dtype).reshape(info.shape).clone()
 
 
-__all__ = ["save", "load", "load_tensor", "module_versions", "provenance", "ProvenanceWarning",
+__all__ = ["save", "load", "load_tensor", "module_versions", "block_versions", "provenance", "ProvenanceWarning",
            "ChunkedFile", "open_tracked", "data_ids", "packages_fingerprint"]

@@ -57,6 +57,8 @@ def test_hf_layout_records_the_real_top_level_modules(repo_dir: Path, how: str) 
     before = _modules(name)
     assert set(before) == HF_MODULES
     assert before == mt.module_versions(model)  # the pointer agrees with the live model
+    blocks = pointers.load(Path(name + ".mlvc")).meta["blocks"]
+    assert blocks == mt.block_versions(model) and list(blocks) == ["model.layers.0", "model.layers.1"]
     with torch.no_grad():
         model.lm_head.weight[0, 0] += 1.0
     save()
