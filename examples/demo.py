@@ -75,35 +75,41 @@ def main() -> None:
     top = Path(tempfile.mkdtemp(prefix="mlvc-demo-"))
     try:
         work, remote, clone = top / "project", top / "remote", top / "clone"
+        origin = top / "origin.git"
         work.mkdir()
         print(f"demo in {top}")
-        print("1. a git repository with mlvc and a shared-disk remote")
+        print("1. a git repository with mlvc, a shared-disk remote and the git hooks (README's path)")
         sh("git", "init", "-q", "-b", "main", cwd=work)
         sh("mlvc", "init", cwd=work)
         sh("mlvc", "remote", "add", "shared", str(remote), "--default", cwd=work)
+        sh("mlvc", "install-hooks", "--quiet", cwd=work)
 
-        print("2. v1: train, add weights and data, commit, push")
+        print("2. v1: train, add weights and data, commit (with .mlvc/config: the remote travels with the repo)")
         train(work, 1)
         sh("mlvc", "add", "checkpoints", "data/processed", cwd=work)
         sh("git", "add", "-A", cwd=work)
         sh("git", "commit", "-q", "-m", "v1", cwd=work)
-        sh("mlvc", "push", cwd=work)
         v1 = digest_tree(work, ["checkpoints", "data/processed"])
 
-        print("3. v2: fine-tune, edit a few data files, status shows what changed, add, commit, push")
+        print("3. v2: fine-tune, edit a few data files, status shows what changed, add, commit")
         train(work, 2)
         sh("mlvc", "status", cwd=work)
         sh("mlvc", "add", "checkpoints", "data/processed", cwd=work)
         sh("git", "commit", "-q", "-am", "v2", cwd=work)
         v2 = digest_tree(work, ["checkpoints", "data/processed"])
-        sh("mlvc", "push", cwd=work)
 
-        print("4. elsewhere: clone and pull; the bytes are v2's")
-        sh("git", "clone", "-q", str(work), str(clone), cwd=top)
+        print("4. git push: the pre-push hook uploads the artifacts of v1 and v2")
+        sh("git", "init", "-q", "--bare", "-b", "main", str(origin), cwd=top)
+        sh("git", "remote", "add", "origin", str(origin), cwd=work)
+        sh("git", "push", "-q", "-u", "origin", "main", cwd=work)
+
+        print("5. elsewhere: clone, install the hooks, pull; the bytes are v2's")
+        sh("git", "clone", "-q", str(origin), str(clone), cwd=top)
+        sh("mlvc", "install-hooks", "--quiet", cwd=clone)
         sh("mlvc", "pull", cwd=clone)
         assert digest_tree(clone, ["checkpoints", "data/processed"]) == v2, "pull did not restore v2"
 
-        print("5. back to v1: git checkout + mlvc checkout fetches and restores v1's exact bytes")
+        print("6. back to v1: git checkout (the hook restores) + mlvc checkout: v1's exact bytes")
         sh("git", "checkout", "-q", "HEAD~1", cwd=clone)
         sh("mlvc", "checkout", cwd=clone)
         assert digest_tree(clone, ["checkpoints", "data/processed"]) == v1, "checkout did not restore v1"
