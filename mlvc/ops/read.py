@@ -181,14 +181,7 @@ class RevisionView:
     def listing(self) -> dict[str, FileEntry]:
         """Every file of the revision: git's (or the workspace's non-ignored) files plus artifact contents."""
         if self._listing is None:
-            files: dict[str, FileEntry] = {}
-            if self._git is not None:
-                for path, mode, sha in self._git.tree_files(self._rev_sha()):
-                    files[path] = FileEntry(path, None, GIT, sha, None, bool(mode & 0o111))
-            else:
-                for path in _workspace_files(self.repo):
-                    p = self.repo.root / path
-                    files[path] = FileEntry(path, p.stat().st_size, WORKSPACE, str(p))
+            files = self.plain_files()
             for rel_ptr in [p for p in files if p.endswith(pointers.SUFFIX)]:
                 artifact = rel_ptr[: -len(pointers.SUFFIX)]
                 if _internal(artifact):
@@ -218,6 +211,19 @@ class RevisionView:
             self._listing = dict(sorted(files.items()))
             self._dirs = dirs
         return self._listing
+
+    def plain_files(self) -> dict[str, FileEntry]:
+        """git's files at the revision (the workspace's non-ignored files), pointers included and
+        artifacts not expanded: what `listing` starts from, without reading any tree manifest."""
+        files: dict[str, FileEntry] = {}
+        if self._git is not None:
+            for path, mode, sha in self._git.tree_files(self._rev_sha()):
+                files[path] = FileEntry(path, None, GIT, sha, None, bool(mode & 0o111))
+        else:
+            for path in _workspace_files(self.repo):
+                p = self.repo.root / path
+                files[path] = FileEntry(path, p.stat().st_size, WORKSPACE, str(p))
+        return files
 
     def directories(self) -> set[str]:
         return set(self._directories())

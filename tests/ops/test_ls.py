@@ -47,3 +47,17 @@ def test_lists_inside_an_artifact_and_recursively(view) -> None:
     assert [e.path for e in ls(view, "datasets/images/labels/a.txt")] == ["datasets/images/labels/a.txt"]
     with pytest.raises(PathError, match="does not exist"):
         ls(view, "datasets/nope")
+
+
+def test_listing_the_top_reads_no_tree_manifest(tmp_path: Path) -> None:
+    registry = make_registry(tmp_path / "registry", "../store")
+    repo = open_source(f"file://{registry.path}")
+    try:
+        with RevisionView(repo) as v:
+            assert [e.path for e in ls(v)] == [".mlvc", "README.md", "datasets", "models"]
+            assert [e.files for e in ls(v, "datasets") if e.source == "artifact"] == [4]
+            assert v.source.stats.requests == 0 and v.source.stats.objects_fetched == 0
+            assert len(ls(v, "datasets", recursive=True)) == 5  # going inside reads the tree
+            assert v.source.stats.objects_fetched == 1
+    finally:
+        repo.close()
