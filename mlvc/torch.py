@@ -480,13 +480,23 @@ def _model_file(view, rel: str, path):
             return view.entry(f"{rel}/{name}" if rel else name)
         except PathError:
             continue
-    prefix = f"{rel}/" if rel else ""
-    inside = [e for p, e in view.listing().items() if p.startswith(prefix) and "/" not in p[len(prefix):]]
-    indexes = [e for e in inside if ckpt.is_shard_index(e.path)]
-    candidates = indexes or [e for e in inside if e.path.lower().endswith(_CHECKPOINT_SUFFIXES)]
+    from .hashing import from_oid
+
+    _artifact, ptr, inner = view.containing_artifact(rel)
+    entries = view.source.tree(from_oid(ptr.oid)).entries  # only this artifact's, never the whole revision
+    prefix = f"{inner}/" if inner else ""
+    inside: list[str] = []
+    for i in range(entries.first_at_or_after(prefix) if prefix else 0, len(entries)):
+        name = entries.path(i)
+        if not name.startswith(prefix):
+            break
+        if "/" not in name[len(prefix):]:
+            inside.append(name[len(prefix):])
+    indexes = [n for n in inside if ckpt.is_shard_index(n)]
+    candidates = indexes or [n for n in inside if n.lower().endswith(_CHECKPOINT_SUFFIXES)]
     if len(candidates) == 1:
-        return candidates[0]
-    found = ", ".join(e.path.rsplit("/", 1)[-1] for e in candidates[:5])
+        return view.entry(f"{rel}/{candidates[0]}" if rel else candidates[0])
+    found = ", ".join(candidates[:5])
     raise PathError(path, f"is a directory {view.where} holding "
                           + (f"several checkpoints ({found}): name one" if candidates else "no checkpoint"))
 

@@ -285,3 +285,19 @@ def test_load_tensor_repo_takes_a_path_like_mlvc_open(repo_dir, tmp_path, monkey
         mt.load_tensor("ck.pt", "w", repo=elsewhere)
     monkeypatch.chdir(repo_dir)
     assert torch.equal(mt.load_tensor("ck.pt", "w", repo="."), torch.arange(6.0))
+
+
+def test_load_tensor_of_a_directory_finds_its_one_checkpoint_or_says_which(repo_dir):
+    (repo_dir / "run" / "sub").mkdir(parents=True)
+    torch.save({"w": torch.ones(3)}, repo_dir / "run" / "sub" / "final.pt")
+    (repo_dir / "run" / "sub" / "notes.txt").write_text("x")
+    (repo_dir / "run" / "other.txt").write_text("y")
+    mlvc.add("run")
+    commit_all(repo_dir, "v1")
+    assert torch.equal(mt.load_tensor("run/sub", "w", rev="HEAD"), torch.ones(3))
+    with pytest.raises(PathError, match="holding no checkpoint"):  # not one below a subdirectory
+        mt.load_tensor("run", "w")
+    torch.save({"w": torch.zeros(3)}, repo_dir / "run" / "sub" / "best.pt")
+    mlvc.add("run")
+    with pytest.raises(PathError, match=r"several checkpoints \(best.pt, final.pt\): name one"):
+        mt.load_tensor("run/sub", "w")
