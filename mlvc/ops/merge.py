@@ -139,15 +139,17 @@ def _refuse_file_dir_clash(entries: list[TreeEntry]) -> None:
 
 
 def merge_meta(base: dict, ours: dict, theirs: dict) -> tuple[dict, list[str]]:
-    """Key by key (per-file module ids file by file); (merged meta, keys dropped as conflicting)."""
+    """Key by key, nested mappings (per-file module ids, per-block ids) entry by entry;
+    (merged meta, keys dropped as conflicting)."""
     out: dict = {}
     dropped: list[str] = []
     for key in dict.fromkeys([*ours, *theirs, *base]):
         b, o, t = base.get(key, _NONE), ours.get(key, _NONE), theirs.get(key, _NONE)
-        if key == "modules" and all(isinstance(v, dict) or v is _NONE for v in (b, o, t)):
-            inner, lost = merge_meta(b if b is not _NONE else {}, o if o is not _NONE else {},
-                                     t if t is not _NONE else {})
-            dropped += [f"modules.{k}" for k in lost]
+        sides = (b, o, t)
+        if any(isinstance(v, dict) for v in sides) and all(isinstance(v, dict) or v is _NONE for v in sides):
+            # nested ids (per-file module ids, per-block ids): entry by entry
+            inner, lost = merge_meta(*({} if v is _NONE else v for v in sides))
+            dropped += [f"{key}.{k}" for k in lost]
             if inner:
                 out[key] = inner
             continue

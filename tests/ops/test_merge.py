@@ -194,6 +194,10 @@ def test_meta_merges_key_by_key_and_module_ids_file_by_file():
     merged, dropped = merge_meta(base, ours, theirs)
     assert merged == {"seed": 2, "modules": {"a.pt": {"enc": "x1"}, "b.pt": {"dec": "y2"}, "c.pt": {"head": "z"}}}
     assert dropped == ["config_hash"]  # changed differently on both sides: it describes neither result
+    blocks = merge_meta({"blocks": {"m.pt": {"layers.0": "p", "layers.1": "q"}}},
+                        {"blocks": {"m.pt": {"layers.0": "p2", "layers.1": "q"}}},
+                        {"blocks": {"m.pt": {"layers.0": "p", "layers.1": "q3"}}})
+    assert blocks == ({"blocks": {"m.pt": {"layers.0": "p2", "layers.1": "q3"}}}, [])
 
 
 def test_merge_entries_names_edit_edit_and_edit_delete_conflicts():
