@@ -114,8 +114,9 @@ class Mirror:
     def _ensure(self) -> None:
         if self.git_dir.is_dir():
             return
+        for stale in self.dir.parent.glob(f".{self.dir.name}.tmp-*"):
+            shutil.rmtree(stale, ignore_errors=True)  # a killed process's: we hold this mirror's lock
         tmp = self.dir.with_name(f".{self.dir.name}.tmp-{os.getpid()}")
-        shutil.rmtree(tmp, ignore_errors=True)
         try:
             (tmp / ".git").mkdir(parents=True)
             run_git_dir(tmp / ".git", "init", "--quiet", "--bare")

@@ -124,6 +124,15 @@ def test_a_work_trees_git_dir_resolves_relative_remotes_against_the_work_tree(re
     assert api.read("models/base.bin", repo=str(registry.path / ".git"), rev="v1") == V1["models/base.bin"]
 
 
+def test_a_mirror_left_half_made_by_a_killed_process_is_replaced(registry) -> None:
+    mirror = Mirror(parse_source(f"file://{registry.path}"))
+    half = mirror.dir.with_name(f".{mirror.dir.name}.tmp-999999")
+    (half / ".git").mkdir(parents=True)
+    assert mirror.resolve("v1") == registry.v1
+    assert not half.exists()
+    assert sorted(p.name for p in mirror.dir.parent.iterdir()) == [mirror.dir.name, mirror.dir.name + ".lock"]
+
+
 def test_the_source_is_fetched_again_on_each_use(registry) -> None:
     url = f"file://{registry.path}"
     assert api.read("README.md", repo=url, mode="r") == "registry v2\n"

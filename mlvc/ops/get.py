@@ -166,9 +166,10 @@ def get(repo, path: str, out: str | os.PathLike | None = None, *, force: bool = 
         raise ConflictError(f"{dest}: already exists", hint="choose another -o, or pass --force to replace it")
     if not dest.parent.is_dir():
         raise PathError(dest.parent, "no such directory")
+    _sweep(dest)
     with RevisionView(repo, None, cache=False) as view:
         kind, files = _selection(view, rel)
-        tmp = dest.with_name(f".{dest.name}.mlvc-get-{os.getpid()}")
+        tmp = dest.with_name(f"{TMP_PREFIX.format(name=dest.name)}{os.getpid()}")
         try:
             view.source.fetch_missing((FILE_MANIFEST, from_oid(e.ref)) for e in files if e.source == ARTIFACT)
             if kind == "dir":
@@ -187,6 +188,27 @@ def get(repo, path: str, out: str | os.PathLike | None = None, *, force: bool = 
             raise
         stats = view.source.stats
     return GetResult(rel or ".", dest, kind, len(files), total, repo.origin, repo.pinned_rev, stats)
+
+
+TMP_PREFIX = ".{name}.mlvc-get-"  # + the writing process's id
+
+
+def _sweep(dest: Path) -> None:
+    """Remove the temp outputs of gets of `dest` whose process died (kill -9, power loss)."""
+    prefix = TMP_PREFIX.format(name=dest.name)
+    try:
+        names = [n for n in os.listdir(dest.parent) if n.startswith(prefix)]
+    except OSError:
+        return
+    for name in names:
+        try:
+            os.kill(int(name[len(prefix):]), 0)
+        except ValueError:
+            continue  # not ours
+        except ProcessLookupError:
+            _remove(dest.parent / name)
+        except PermissionError:
+            continue  # alive, another user's
 
 
 def _publish(tmp: Path, dest: Path, force: bool) -> None:

@@ -101,3 +101,15 @@ def test_a_missing_chunk_midway_leaves_no_partial_file(tmp_path: Path) -> None:
     with pytest.raises((RemoteError, ObjectNotFoundError)):
         _get(str(registry.path), "models/base.bin", out_dir / "base.bin")
     assert list(out_dir.iterdir()) == []
+
+
+def test_a_killed_gets_temp_output_is_swept(registry, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = tmp_path / f".base.bin.mlvc-get-{dead.pid}"
+    stale.write_bytes(b"half")
+    _get(str(registry.path), "models/base.bin", tmp_path / "base.bin")
+    assert not stale.exists() and (tmp_path / "base.bin").read_bytes() == V2["models/base.bin"]
