@@ -84,6 +84,7 @@ def wrap_os_error(exc: OSError, what: str) -> DiskError:
 
 
 DECODE_AHEAD = 16  # compressed chunks decoded ahead of the reader (~1 MiB at the average size)
+DECODE_AHEAD_BYTES = 8 << 20  # and at most this many decoded bytes (large configured chunks)
 DECODE_THREADS = max(1, min(4, os.cpu_count() or 1))
 _DECODE_POOL: ThreadPoolExecutor | None = None
 _DECODE_POOL_LOCK = threading.Lock()
@@ -681,11 +682,13 @@ class PackStore:
         against its id unless the caller checks the whole file's (`check_ids=False`).
 
         Compressed chunks (byte planes, zstd) are decoded on `DECODE_THREADS` helper threads,
-        up to `DECODE_AHEAD` chunks ahead of the one yielded (zstd and numpy release the GIL):
+        up to `DECODE_AHEAD` chunks and `DECODE_AHEAD_BYTES` ahead of the one yielded (zstd and
+        numpy release the GIL):
         a restore of float checkpoints decodes on every core while the caller hashes and
         writes.  Raw chunks are yielded as they lie (views of the mapped pack)."""
         where = f"the store {self.name}"
         ahead: deque = deque()
+        ahead_bytes = 0
         pool = None
         try:
             for key, c, payload, raw, _data, error in self.iter_stored(
@@ -693,20 +696,25 @@ class PackStore:
                 if error is None and c != codec.RAW:
                     if pool is None:
                         pool = _decode_pool()
-                    ahead.append((key, pool.submit(decode_verify, CHUNK, key[1], c, payload, raw, where, check_ids)))
+                    ahead.append((key, pool.submit(decode_verify, CHUNK, key[1], c, payload, raw, where, check_ids),
+                                  raw))
+                    ahead_bytes += raw
                 else:
-                    ahead.append((key, (c, payload, raw, error)))
-                while len(ahead) > DECODE_AHEAD or (ahead and not isinstance(ahead[0][1], Future)):
-                    yield self._settled(ahead.popleft(), where, check_ids)
+                    ahead.append((key, (c, payload, raw, error), 0))
+                while ahead and (len(ahead) > DECODE_AHEAD or ahead_bytes > DECODE_AHEAD_BYTES
+                                 or not isinstance(ahead[0][1], Future)):
+                    item = ahead.popleft()
+                    ahead_bytes -= item[2]
+                    yield self._settled(item, where, check_ids)
             while ahead:
                 yield self._settled(ahead.popleft(), where, check_ids)
         finally:
-            for _key, f in ahead:
+            for _key, f, _n in ahead:
                 if isinstance(f, Future):
                     f.cancel()
 
     def _settled(self, item, where: str, check_ids: bool):
-        key, pending = item
+        key, pending, _n = item
         try:
             if isinstance(pending, Future):
                 return pending.result()

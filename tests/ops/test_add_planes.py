@@ -4,6 +4,7 @@ the chunker; checkout, verify and a push restore and check them byte-exactly."""
 from __future__ import annotations
 
 import json
+import subprocess
 
 import pytest
 import torch
@@ -61,9 +62,15 @@ def test_planes_records_travel_as_stored_and_verify_on_the_remote(repo_dir, tmp_
     commit(repo_dir, "v1")
     remote = tmp_path / "remote"
     assert mlvc_cli(repo_dir, "remote", "add", "origin", str(remote), "--default").code == 0
+    commit(repo_dir, "remote")
     assert mlvc_cli(repo_dir, "push").code == 0
     assert _codecs(remote).get(PLANES, 0) >= 1
     assert mlvc_cli(repo_dir, "verify", "--remote", "origin", "--read-data").code == 0
+    fresh = tmp_path / "fresh"  # a clone pulls the planes records and restores the exact bytes
+    subprocess.run(["git", "clone", "-q", str(repo_dir), str(fresh)], check=True)
+    assert mlvc_cli(fresh, "pull").code == 0
+    assert (fresh / "m.pt").read_bytes() == (repo_dir / "m.pt").read_bytes()
+    assert _codecs(fresh / ".mlvc" / "cache").get(PLANES, 0) >= 1  # kept as stored, not re-encoded
 
 
 def test_a_planes_chunk_damaged_in_the_cache_is_refused_and_the_workspace_kept(repo_dir):

@@ -446,3 +446,49 @@ def test_a_damaged_copy_of_a_large_tree_at_the_destination_is_never_walked(tmp_p
         assert b"".join(dst.get(CHUNK, c) for c, _ in fm.chunks) == data, path
     dst.close()
     src.close()
+
+
+def test_compressed_chunks_are_decoded_ahead_in_order_and_a_damaged_one_names_its_pack(tmp_path):
+    """A restore decodes byte-plane and zstd chunks on helper threads ahead of the reader: the
+    chunks still come in the order asked, raw ones among them, and a damaged one fails with the
+    error that names its pack (as the one-thread read gives)."""
+    import numpy as np
+    from helpers import open_cache
+
+    from mlvc.store.packs import PLANES, decode_index
+
+    rng = np.random.default_rng(9)
+    blobs = []
+    for i in range(120):
+        kind = i % 3
+        if kind == 0:
+            blobs.append(((rng.standard_normal(8000 + i) * 0.02).astype(np.float32).tobytes(), 4))
+        elif kind == 1:
+            blobs.append((b"step,loss\n" * (500 + i), 0))
+        else:
+            blobs.append((rng.bytes(20000 + i), 0))
+    store = open_cache(tmp_path / "c", fsync=False)
+    enc = codec.ChunkEncoder(3)
+    refs = [(store.put_chunk(b, None, enc, width)[0], len(b)) for b, width in blobs]
+    store.commit()
+    store.close()
+    store = open_cache(tmp_path / "c")
+    assert [bytes(d) for d in store.iter_chunks(refs + refs[:5], check_ids=False)] == \
+        [b for b, _w in blobs] + [b for b, _w in blobs[:5]]
+    store.close()
+    idx = next((tmp_path / "c" / "packs").glob("*.idx"))
+    entries = decode_index(idx.read_bytes(), idx.name)
+    assert {e.codec for e in entries} == {PLANES, ZSTD, RAW}
+    bad = next(e for e in entries if e.codec == PLANES and e.oid == refs[60][0])
+    pack = idx.with_suffix(".pack")
+    data = bytearray(pack.read_bytes())
+    data[bad.offset + bad.stored - 3] ^= 0x10
+    pack.chmod(0o644)
+    pack.write_bytes(bytes(data))
+    store = open_cache(tmp_path / "c")
+    got = []
+    with pytest.raises(CorruptObjectError) as info:
+        for d in store.iter_chunks(refs, check_ids=True):
+            got.append(bytes(d))
+    store.close()
+    assert len(got) == 60 and info.value.oid == to_oid(refs[60][0]) and "pack" in info.value.where
