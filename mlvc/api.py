@@ -170,11 +170,12 @@ def push(paths=None, *, remote: str | None = None, revs=(), all_commits: bool = 
     remote-wide failures (unreachable, credentials) raise.
     """
     from .ops.push import push as _push
+    from .ops.selection import Selection
 
     r = _repo(repo)
     try:
-        return _push(r, _paths(paths), remote=remote, revs=revs, all_commits=all_commits,
-                     all_branches=all_branches, jobs=jobs, progress=progress)
+        return _push(r, Selection.of(paths, revs=revs, all_commits=all_commits, all_branches=all_branches),
+                     remote=remote, jobs=jobs, progress=progress)
     finally:
         r.close()
 
@@ -186,11 +187,12 @@ def fetch(paths=None, *, remote: str | None = None, revs=(), all_commits: bool =
     Selection as in `push`.  Returns the `TransferResult` `mlvc fetch` prints.
     """
     from .ops.fetch import fetch as _fetch
+    from .ops.selection import Selection
 
     r = _repo(repo)
     try:
-        return _fetch(r, _paths(paths), remote=remote, revs=revs, all_commits=all_commits,
-                      all_branches=all_branches, jobs=jobs, progress=progress)
+        return _fetch(r, Selection.of(paths, revs=revs, all_commits=all_commits, all_branches=all_branches),
+                      remote=remote, jobs=jobs, progress=progress)
     finally:
         r.close()
 
@@ -203,11 +205,12 @@ def pull(paths=None, *, remote: str | None = None, revs=(), all_commits: bool = 
     Returns a `PullResult` (`.fetch`, `.checkout`, `.failed`, `.restored`).
     """
     from .ops.fetch import pull as _pull
+    from .ops.selection import Selection
 
     r = _repo(repo)
     try:
-        return _pull(r, _paths(paths), remote=remote, revs=revs, all_commits=all_commits,
-                     all_branches=all_branches, jobs=jobs, force=force, progress=progress)
+        return _pull(r, Selection.of(paths, revs=revs, all_commits=all_commits, all_branches=all_branches),
+                     remote=remote, jobs=jobs, force=force, progress=progress)
     finally:
         r.close()
 

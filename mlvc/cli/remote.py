@@ -239,9 +239,11 @@ def _transfer(op, verb: str, paths, rev, all_commits, all_branches, remote, jobs
               **extra) -> None:
     """Run push or fetch, report per artifact, exit with the documented code on failures."""
     command = {"pushed": "mlvc push", "fetched": "mlvc fetch"}[verb]
+    from ..ops.selection import Selection
+
     with open_repo() as repo, watched(repo, remote, command, quiet or json_out) as progress:
-        result = op(repo, _paths(paths), remote=remote, revs=rev, all_commits=all_commits,
-                    all_branches=all_branches, jobs=jobs, progress=progress, **extra)
+        result = op(repo, Selection.of(_paths(paths), revs=rev, all_commits=all_commits, all_branches=all_branches),
+                    remote=remote, jobs=jobs, progress=progress, **extra)
     if json_out:
         emit_json(result.as_dict())
     else:
@@ -340,10 +342,12 @@ def pull(
       mlvc pull --rev v1   # also fetch v1's artifacts
     """
     from ..ops.fetch import pull as pull_op
+    from ..ops.selection import Selection
 
     with open_repo() as repo, watched(repo, remote, "mlvc pull", quiet or json_out) as progress:
-        result = pull_op(repo, _paths(paths), remote=remote, revs=rev, all_commits=all_commits,
-                         all_branches=all_branches, jobs=jobs, force=force, progress=progress)
+        result = pull_op(repo, Selection.of(_paths(paths), revs=rev, all_commits=all_commits,
+                                            all_branches=all_branches), remote=remote, jobs=jobs, force=force,
+                         progress=progress)
     if json_out:
         emit_json(result.as_dict())
     elif not quiet:

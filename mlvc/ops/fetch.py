@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from ..errors import EXIT_MISSING_OBJECT, MlvcError, PathError
@@ -13,7 +13,7 @@ from ..progress import NULL, Progress
 from ..store.transfer import Artifact, TransferResult, transfer
 from .checkout import CheckoutResult, checkout
 from .common import Tracked
-from .push import add_errors, select_artifacts
+from .selection import Selected, Selection, add_errors, select_artifacts
 
 if TYPE_CHECKING:
     from .object_source import ObjectSource
@@ -55,30 +55,34 @@ class FilesOf:
             self.source = None
 
 
-def _select(repo, paths, remote, **kwargs):
-    """select_artifacts with paths inside artifacts narrowed to their files: (arts, errors, selection)."""
+def select_for_fetch(repo, selection: Selection, remote: str | None) -> Selected:
+    """`select_artifacts`, with paths inside directory artifacts narrowed to their files (`within`
+    names the path each such file was selected by)."""
     files_of = FilesOf(repo, remote)
     try:
-        arts, errors = select_artifacts(repo, paths, narrow=files_of, **kwargs)
+        arts, errors, _ = select_artifacts(repo, selection, narrow=files_of)
     finally:
         files_of.close()
-    return arts, errors, files_of.selection
+    return Selected(arts, errors, files_of.selection)
 
 
-def fetch(repo, paths=None, *, remote: str | None = None, revs=(), all_commits: bool = False,
-          all_branches: bool = False, jobs: int | None = None, progress: Progress = NULL,
-          workspace: bool | None = None, _selected=None) -> TransferResult:
+def fetch(repo, selection: Selection = Selection(), *, remote: str | None = None, jobs: int | None = None,
+          progress: Progress = NULL) -> TransferResult:
     """Bring the objects of the selected artifacts into the cache.
 
     Per-artifact failures (an object missing on the remote or failing its check) are collected
     in the result; the other artifacts complete.  Remote-wide failures raise.
     """
-    if _selected is None:
-        _selected = _select(repo, paths, remote, revs=revs, all_commits=all_commits,
-                            all_branches=all_branches, workspace=workspace)[:2]
-    arts, errors = _selected
+    return fetch_selected(repo, select_for_fetch(repo, selection, remote), remote=remote, jobs=jobs,
+                          progress=progress)
+
+
+def fetch_selected(repo, selected: Selected, *, remote: str | None = None, jobs: int | None = None,
+                   progress: Progress = NULL) -> TransferResult:
+    """`fetch` of artifacts already selected (`select_for_fetch`): pull selects once for both steps."""
+    arts, errors, _ = selected
     result = TransferResult()
-    imported = [a for a in arts if a.ptr.source is not None]
+    imported = [a for a in arts if isinstance(a.ptr, PointerFile) and a.ptr.source is not None]
     if arts and not _only_from_sources(repo, remote, arts, imported):
         rdef, rstore = repo.remote_store(remote, jobs=jobs)
         try:
@@ -177,19 +181,19 @@ class PullResult:
         return {"fetch": self.fetch.as_dict(), "checkout": self.checkout.as_dict(), "failed": self.failed}
 
 
-def pull(repo, paths=None, *, remote: str | None = None, revs=(), all_commits: bool = False,
-         all_branches: bool = False, jobs: int | None = None, force: bool = False,
-         progress: Progress = NULL) -> PullResult:
+def pull(repo, selection: Selection = Selection(), *, remote: str | None = None, jobs: int | None = None,
+         force: bool = False, progress: Progress = NULL) -> PullResult:
     """Fetch the workspace's artifacts (plus those of any revisions named), then check out the
     workspace's artifacts whose objects all arrived."""
-    arts, errors, selection = _select(repo, paths, remote, revs=revs, all_commits=all_commits,
-                                      all_branches=all_branches, workspace=True)
-    fetched = fetch(repo, remote=remote, jobs=jobs, progress=progress, _selected=(arts, errors))
+    selected = select_for_fetch(repo, replace(selection, workspace=True), remote)
+    arts, selection_of = selected.artifacts, selected.within
+    fetched = fetch_selected(repo, selected, remote=remote, jobs=jobs, progress=progress)
     # a path inside an artifact is checked out as selected, once all of its files arrived
-    incomplete = {selection[a.name] for a in arts if a.name in selection and a.name in fetched.failed}
+    incomplete = {selection_of[a.name] for a in arts if a.name in selection_of and a.name in fetched.failed}
     ready = list(dict.fromkeys(
-        repo.root / selection[a.name] if a.name in selection else a.pointer_path for a in arts
-        if a.pointer_path is not None and a.name not in fetched.failed and selection.get(a.name) not in incomplete))
+        repo.root / selection_of[a.name] if a.name in selection_of else a.pointer_path for a in arts
+        if a.pointer_path is not None and a.name not in fetched.failed
+        and selection_of.get(a.name) not in incomplete))
     co = checkout(repo, ready, force=force, progress=progress) if ready else CheckoutResult()
     result = PullResult(fetched, co)
     for source in (fetched, co):

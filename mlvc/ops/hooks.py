@@ -257,9 +257,10 @@ def _pre_push(repo, warn, progress, args: list[str] | None = None, updates: str 
         return 0
     from ..errors import MlvcError
     from .push import push
+    from .selection import Selection
 
     try:
-        result = push(repo, revs=revs or (), progress=progress)
+        result = push(repo, Selection.of(revs=revs), progress=progress)
         code = 1 if result.failed else 0
         for name, msg in result.failed.items():
             warn(f"mlvc: {name}: {msg}")

@@ -1,127 +1,26 @@
-"""`mlvc push`: upload what the remote lacks of the selected artifacts; `unpushed_counts` for status.
-
-Selection (shared with fetch and pull): the workspace's pointers, optionally
-narrowed by PATHs; or, with `revs` / `all_commits` / `all_branches`, the
-pointers stored in those commits, read from git's object database without
-checking anything out.
-"""
+"""`mlvc push`: upload what the remote lacks of the selected artifacts (`mlvc.ops.selection`);
+`unpushed_counts` for status."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from .. import pointer as pointers
-from ..errors import MlvcError, PathError
+from ..errors import MlvcError
 from ..progress import NULL, Progress
 from ..store.journal import JournalRoot, write_record
 from ..store.locks import gc_guard, gc_lock_free, take_push_lock, wait_for_lock
 from ..store.transfer import Artifact, TransferResult, missing_at, transfer
 from .common import select
+from .selection import Selection, add_errors, revision_shas, select_artifacts
 
 PUSH_LOCK_TTL_S = 3600.0  # refreshed every quarter of it while the push runs
 LEASE_MARGIN_S = 60.0  # stop uploading indexes this long before the lease would run out
 
 
-def _wanted(repo, paths) -> list[str]:
-    return [repo.rel(repo.resolve_user_path(p)) for p in paths or []]
-
-
-def _matches(wanted: list[str], display: str, rel_pointer: str) -> bool:
-    if not wanted:
-        return True
-    return any(display == w or display.startswith(w + "/") or rel_pointer == w for w in wanted)
-
-
-def _rev_shas(repo, revs, all_commits: bool, all_branches: bool):
-    from ..git import GitRepo
-
-    if not repo.has_git:
-        raise MlvcError("--rev, --all-commits and --all-branches need a git repository")
-    git = GitRepo(repo.root)
-    try:
-        shas: list[str] = [git.resolve(r) for r in revs or []]
-        if all_branches:
-            shas.extend(git.branch_heads().values())
-        if all_commits:
-            shas.extend(c.sha for c in git.all_commits())
-        return list(dict.fromkeys(shas)), git
-    except BaseException:
-        git.close()
-        raise
-
-
-def select_artifacts(repo, paths=None, *, revs=(), all_commits: bool = False, all_branches: bool = False,
-                     workspace: bool | None = None, narrow=None) -> tuple[list[Artifact], dict[str, MlvcError]]:
-    """The artifacts to transfer and the pointers that could not be read.
-
-    `workspace` (default: only when no revision is given) includes the workspace's pointers.
-    Artifacts with the same content (same root id) are transferred once.  A workspace path
-    inside a directory artifact selects that artifact; `narrow(tracked)`, when given, turns
-    it into the artifacts to transfer instead (fetch: just that file's objects).
-    """
-    use_revs = bool(revs) or all_commits or all_branches
-    if workspace is None:
-        workspace = not use_revs
-    arts: list[Artifact] = []
-    errors: dict[str, MlvcError] = {}
-    seen: set[tuple] = set()
-    names: set[str] = set()
-
-    def add(art: Artifact) -> None:
-        key = art.root
-        if key in seen and (art.pointer_path is None or art.name in names):
-            return  # the same content at another commit (or named twice): transferred once
-        seen.add(key)
-        names.add(art.name)
-        arts.append(art)
-
-    wanted = _wanted(repo, paths)
-    if workspace:
-        tracked = select(repo, paths, within=True) if (paths and not use_revs) else select(repo)
-        for t in tracked:
-            if use_revs and not _matches(wanted, t.display, t.rel_pointer):
-                continue
-            if t.ptr is None:
-                errors[t.display] = t.parse_error
-                continue
-            if t.inner and narrow is not None:
-                try:
-                    for art in narrow(t):
-                        add(art)
-                except MlvcError as exc:
-                    errors[t.shown] = exc
-                continue
-            add(Artifact(t.display, t.ptr, t.pointer_path))
-    if use_revs:
-        shas, git = _rev_shas(repo, revs, all_commits, all_branches)
-        found_any = False
-        try:
-            for sha in shas:
-                for p in pointers.pointers_at(git, sha, label=sha[:8]):
-                    if p.ptr is None:
-                        if _matches(wanted, p.path, p.rel_pointer):
-                            errors[f"{p.rel_pointer}@{sha[:8]}"] = p.parse_error
-                        continue
-                    if not _matches(wanted, p.path, p.rel_pointer):
-                        continue
-                    found_any = True
-                    name = p.path if p.path not in names else f"{p.path}@{sha[:8]}"
-                    add(Artifact(name, p.ptr, None))
-        finally:
-            git.close()
-        if wanted and not found_any and not arts:
-            raise PathError(", ".join(str(p) for p in paths), "is not tracked by mlvc in the selected commits")
-    return arts, errors
-
-
-def add_errors(result: TransferResult, errors: dict[str, MlvcError]) -> None:
-    for name, exc in errors.items():
-        result.fail(name, exc)
-
-
-def push(repo, paths=None, *, remote: str | None = None, revs=(), all_commits: bool = False,
-         all_branches: bool = False, jobs: int | None = None, progress: Progress = NULL,
-         lock_ttl: float = PUSH_LOCK_TTL_S, wait_lock: float = 0.0, on_wait=None) -> TransferResult:
+def push(repo, selection: Selection = Selection(), *, remote: str | None = None, jobs: int | None = None,
+         progress: Progress = NULL, lock_ttl: float = PUSH_LOCK_TTL_S, wait_lock: float = 0.0,
+         on_wait=None) -> TransferResult:
     """Upload every object the selected artifacts need that the remote lacks.
 
     Holds a shared push lock on the remote throughout (`mlvc.store.locks`), so a
@@ -131,8 +30,8 @@ def push(repo, paths=None, *, remote: str | None = None, revs=(), all_commits: b
     uploaded), wait up to this many seconds for it to finish and try again; `on_wait(message)`
     is told once when the waiting starts.  While waiting the push holds no lock of its own.
     """
-    arts, errors = select_artifacts(repo, paths, revs=revs, all_commits=all_commits, all_branches=all_branches)
-    commits = _commits(repo, revs, all_commits, all_branches)
+    arts, errors, _ = select_artifacts(repo, selection)
+    commits = _commits(repo, selection)
     rdef, rstore = repo.remote_store(remote, jobs=jobs, create=True)
     try:
         result = wait_for_lock(lambda: _push_once(repo, rdef, rstore, arts, commits, progress, lock_ttl), wait_lock,
@@ -143,11 +42,11 @@ def push(repo, paths=None, *, remote: str | None = None, revs=(), all_commits: b
     return result
 
 
-def _commits(repo, revs, all_commits: bool, all_branches: bool) -> list[str]:
+def _commits(repo, selection: Selection) -> list[str]:
     """The commits whose pointers a push publishes, for its journal record: HEAD for the workspace
     (its pointers may differ from HEAD's: then no commit protects them beyond the grace)."""
-    if revs or all_commits or all_branches:
-        shas, git = _rev_shas(repo, revs, all_commits, all_branches)
+    if selection.uses_revisions:
+        shas, git = revision_shas(repo, selection)
         git.close()
         return shas
     if not repo.has_git:

@@ -25,6 +25,7 @@ from ..safepath import ContainedTree
 from ..store.packstore import wrap_os_error
 from .checkout import CheckoutResult, checkout, materialize
 from .fetch import absent_from_remote, fetch, push_hint
+from .selection import Selection
 from .common import links_root, path_selected, wanted_paths, load_entries, missing_objects, select
 
 # Set while mlvc itself runs `git checkout`, so the post-checkout hook does not restore twice.
@@ -80,8 +81,9 @@ def fetch_missing(repo, rev: str | None, paths, progress: Progress = NULL) -> Fe
     if remote is None:
         return None  # nothing to try; the pull hint says how to configure one
     try:
-        result = fetch(repo, list(paths) if paths else None, remote=remote, progress=progress,
-                       revs=(rev,) if rev is not None else (), workspace=False if rev is not None else None)
+        selection = Selection.of(paths or None, revs=(rev,) if rev is not None else (),
+                                 workspace=False if rev is not None else None)
+        result = fetch(repo, selection, remote=remote, progress=progress)
     except MlvcError as exc:
         return FetchOutcome(remote, error=str(exc))
     if result.failed:

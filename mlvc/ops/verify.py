@@ -22,7 +22,7 @@ from ..store.packs import TREE_MANIFEST, decode_index
 from ..store.transfer import Artifact, TransferResult, transfer
 from ..store.verify import VerifyReport, quarantine, reindex_orphan, verify
 from .common import reachable
-from .push import select_artifacts
+from .selection import Selection, select_artifacts
 
 
 @dataclass
@@ -66,8 +66,8 @@ class _Manifests:
 
 
 def _artifacts(repo) -> list[Artifact]:
-    arts, _errors = select_artifacts(repo, workspace=True, all_commits=repo.has_git and _has_commits(repo))
-    return arts
+    selection = Selection(workspace=True, all_commits=repo.has_git and _has_commits(repo))
+    return select_artifacts(repo, selection).artifacts
 
 
 def _has_commits(repo) -> bool:
