@@ -237,16 +237,6 @@ class RevisionError(GitError):
     exit_code = EXIT_USAGE
 
 
-class PartialFailure(MlvcError):
-    """A bulk operation where some items failed; `failures` maps item -> error message."""
-
-    exit_code = EXIT_PARTIAL
-
-    def __init__(self, message: str, failures: dict[str, str]):
-        super().__init__(message)
-        self.failures = failures
-
-
 class UnsafeCheckpointError(MlvcError, ValueError):
     """A checkpoint whose loading would execute code (pickle globals)."""
 

@@ -60,7 +60,7 @@ class ObjectSource:
         self._dirty = False
         # Publish fetched objects before the cache's pack writer fills: the cache publishes a
         # full pack on a background thread, and reading one of its objects back meanwhile can
-        # hit the pack's closed file (a ChunkStore race; see the note in the read-api report).
+        # hit the pack's closed file (a race inside the cache's PackStore).
         self._publish_every = max(1, self.store.pack_size // 2)
         self._unpublished = 0
 
@@ -229,11 +229,6 @@ class ObjectSource:
         """Forget fetched objects held in memory (`cache=False`) once they are written out."""
         for key in keys:
             self._held.pop(key, None)
-
-    def read_range(self, file_id: bytes, offset: int, length: int) -> bytes:
-        f = self.open_file(file_id)
-        f.seek(offset)
-        return f.read(length)
 
     # ------------------------------------------------------------------ lifetime
     def flush(self) -> None:
