@@ -151,3 +151,19 @@ def test_the_sample_keeps_random_mantissa_planes_raw():
     heads = [struct.unpack_from("<BI", payload, 2 + 5 * j) for j in range(4)]
     assert c == PLANES and [h[0] for h in heads] == [RAW, RAW, RAW, ZSTD]
     assert codec.CODEC_NAMES[c] == "planes"
+
+
+def test_a_manifest_record_in_byte_planes_is_refused_before_decoding():
+    """Only chunks are ever stored as planes: a manifest record claiming them (up to 128 MiB
+    raw for a tree) is corrupt before anything is allocated for it."""
+    from mlvc.errors import CorruptObjectError
+    from mlvc.store.packs import CHUNK, TREE_MANIFEST
+    from mlvc.store.packstore import decode_verify
+
+    body = trained_like("float32", 4096, 1, [])
+    c, payload = encode_planes(body, 4, 0)
+    from mlvc.hashing import digest
+
+    assert bytes(decode_verify(CHUNK, digest(body), c, payload, len(body), "here")) == body
+    with pytest.raises(CorruptObjectError, match="byte planes"):
+        decode_verify(TREE_MANIFEST, digest(body), c, payload, len(body), "here")

@@ -106,6 +106,8 @@ def decode_verify(typ: int, oid: bytes, c: int, payload, raw: int, where: str, c
     name = to_oid(oid)
     if (err := record_size_error(typ, oid, len(payload), raw, where)) is not None:
         raise err
+    if c == codec.PLANES and typ != CHUNK:
+        raise CorruptObjectError(name, where, "a manifest stored raw or zstd", "byte planes")
     try:
         data = codec.decode(c, payload, raw)  # RAW: the payload itself, no copy
     except Exception:
@@ -591,6 +593,8 @@ class PackStore:
     def _verified_pieces(typ: int, oid: bytes, c: int, payload, raw: int, where: str,
                          piece: int = 1 << 20) -> Iterator[bytes]:
         name = to_oid(oid)
+        if c == codec.PLANES and typ != CHUNK:  # only chunks are written so: never a 128 MiB decode
+            raise CorruptObjectError(name, where, "a manifest stored raw or zstd", "byte planes")
         h = hasher()
         pieces = codec.decode_pieces(c, payload, raw, piece)
         while True:
