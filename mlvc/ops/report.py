@@ -21,6 +21,7 @@ what its pointer says and notes it, it never fails the report.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import posixpath
 from dataclasses import asdict, dataclass, field
@@ -425,9 +426,11 @@ def merge_duplicate_metrics(commits: list[ReportCommit]) -> dict[str, list[str]]
             same = [o for o in rest if _agree(commits, kept, o)]
             for o in same:
                 for c in commits:
-                    if o in c.metrics:
-                        c.metrics.setdefault(kept, c.metrics[o])
-                        del c.metrics[o]
+                    if o in c.metrics and kept not in c.metrics:  # only the other recorded it here
+                        c.metrics[kept] = c.metrics[o]
+                        c.metric_changes = [dataclasses.replace(m, name=kept) if m.name == o else m
+                                            for m in c.metric_changes]
+                    c.metrics.pop(o, None)
                     c.metric_changes = [m for m in c.metric_changes if m.name != o]
             if same:
                 aliases[kept] = same

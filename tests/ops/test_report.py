@@ -404,3 +404,22 @@ def test_a_natural_flow_reads_metrics_inside_artifacts_plots_each_once_and_follo
             assert git(repo_dir, "rev-parse", "--short=7", "HEAD").strip() in labels
         finally:
             browser.close()
+
+
+def test_a_duplicate_metric_keeps_the_points_only_the_other_source_recorded():
+    from mlvc.ops.report import MetricChange, ReportCommit, merge_duplicate_metrics
+
+    commits = [ReportCommit(f"{i}" * 40, f"{i}" * 7, "2026-01-01", "a", f"c{i}") for i in range(3)]
+    recorded = [{"ck.pt: acc": 0.5, "metrics.json: acc": 0.5}, {"metrics.json: acc": 0.6},
+                {"ck.pt: acc": 0.7, "metrics.json: acc": 0.7, "metrics.json: loss": 1.0}]
+    for c, values in zip(commits, recorded, strict=True):
+        c.metrics = dict(values)
+        c.metric_changes = [MetricChange(k, None, v) for k, v in values.items()]
+    assert merge_duplicate_metrics(commits) == {"ck.pt: acc": ["metrics.json: acc"]}
+    assert [c.metrics for c in commits] == [{"ck.pt: acc": 0.5}, {"ck.pt: acc": 0.6},
+                                            {"ck.pt: acc": 0.7, "metrics.json: loss": 1.0}]
+    assert [[m.name for m in c.metric_changes] for c in commits] == [["ck.pt: acc"], ["ck.pt: acc"],
+                                                                     ["ck.pt: acc", "metrics.json: loss"]]
+    other = [ReportCommit("9" * 40, "9" * 7, "2026-01-01", "a", "c")]
+    other[0].metrics = {"ck.pt: acc": 0.5, "metrics.json: acc": 0.4}  # disagree: both shown
+    assert merge_duplicate_metrics(other) == {} and len(other[0].metrics) == 2
