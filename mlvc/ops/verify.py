@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 from ..errors import MlvcError, RemoteNotFoundError
 from ..pointer import PointerFile
+from ..hashing import to_oid
 from ..progress import NULL, Progress
 from ..store.packs import TREE_MANIFEST, decode_index
 from ..store.transfer import Artifact, TransferResult, transfer
@@ -78,13 +79,25 @@ def _has_commits(repo) -> bool:
 
 
 def affected_artifacts(repo, store, report: VerifyReport) -> list[Artifact]:
-    """Artifacts that need a damaged object, or one in a damaged pack."""
+    """Artifacts that need an object the store serves from a damaged record or pack, or lacks.
+    An object whose damaged copy has an intact twin the store reads instead (a push uploaded it
+    again after its pack was lost) affects nothing."""
     bad: set[tuple[int, bytes]] = set()
     for p in report.problems:
         try:
             bad.update((e.type, e.oid) for e in decode_index(store.index_bytes(p.pack), p.pack))
         except MlvcError:
             pass  # an unreadable index: its objects are unknown, the walk below finds them missing
+    whole = {p.pack for p in report.problems if p.oid is None}  # every record of the pack is suspect
+    records = {(p.pack, p.oid) for p in report.problems if p.oid is not None}
+
+    def served_damaged(key: tuple[int, bytes]) -> bool:
+        try:
+            pack = store.location(*key)[0]
+        except MlvcError:
+            return True
+        return pack in whole or (pack, to_oid(key[1])) in records
+
     reader = _Manifests(store, repo.store)
     out = []
     for art in _artifacts(repo):
@@ -95,7 +108,7 @@ def affected_artifacts(repo, store, report: VerifyReport) -> list[Artifact]:
         except MlvcError:
             out.append(art)
             continue
-        if bad.intersection(needed) or any(not store.has(*k) for k in needed):
+        if any(served_damaged(k) for k in bad.intersection(needed)) or any(not store.has(*k) for k in needed):
             out.append(art)
     return out
 

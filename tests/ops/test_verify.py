@@ -107,6 +107,19 @@ def test_remote_pack_deleted_under_its_index_is_pushed_again(pushed, tmp_path):
     assert (fresh / "m.bin").read_bytes() == (repo / "m.bin").read_bytes()
 
 
+def test_verify_remote_after_a_push_re_uploaded_part_of_a_lost_pack_names_only_what_is_missing(pushed):
+    repo, remote = pushed
+    for pack in (remote / "packs").glob("*.pack"):
+        pack.unlink()
+    ok(repo, "push", "-q", "m.bin")  # m.bin's objects again, in a pack of their own
+    code, out, _err = cli(repo, "verify", "--remote", "origin", "--json")
+    doc = json.loads(out)
+    assert code == EXIT_CORRUPT and "pack file missing" in json.dumps(doc["report"]["problems"])
+    assert doc["affected"] == ["other.bin"], doc
+    ok(repo, "verify", "--remote", "origin", "--repair", "-q")
+    ok(repo, "verify", "--remote", "origin", "--read-data", "-q")
+
+
 def test_repair_of_a_pack_file_missing_from_the_cache_fetches_its_objects_again(pushed):
     repo, _remote = pushed
     cache = repo / ".mlvc" / "cache"
