@@ -7,15 +7,17 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 from .chunking import ChunkerParams
 from .errors import ConfigError
 
 MiB = 1024 * 1024
+ConfigData = dict[str, Any]  # a config file's mapping, as YAML gives it
 
 # The sections every config has (empty: each setting's default is in `Settings`).
-DEFAULTS: dict = {"core": {}, "cache": {}, "gc": {}, "remotes": {}, "default_remote": None}
+DEFAULTS: ConfigData = {"core": {}, "cache": {}, "gc": {}, "remotes": {}, "default_remote": None}
 
 
 @dataclass(frozen=True)
@@ -32,7 +34,7 @@ class Settings:
     gc_grace_seconds: float | None = None  # gc.grace_seconds (None: gc's own default)
 
     @classmethod
-    def parse(cls, data: dict, where: str) -> Settings:
+    def parse(cls, data: ConfigData, where: str) -> Settings:
         """The settings of a merged config; ConfigError naming the key and the value when one is unusable."""
         core, cache, gc = (_section(data, name, where) for name in ("core", "cache", "gc"))
         default = cls()
@@ -64,7 +66,7 @@ class Settings:
                    cache_dir=cache_dir, gc_grace_seconds=None if grace is None else float(grace))
 
 
-def _section(data: dict, name: str, where: str, prefix: str = "") -> dict:
+def _section(data: ConfigData, name: str, where: str, prefix: str = "") -> ConfigData:
     value = data.get(name)
     if value is None:
         return {}
@@ -83,7 +85,7 @@ _SIZE = re.compile(r"\s*(\d+)\s*([KMG]i?B?|B)?\s*", re.IGNORECASE)
 _UNITS = {"": 1, "B": 1, "K": 1024, "M": MiB, "G": 1024 * MiB}
 
 
-def _size(core: dict, key: str, default: int, where: str) -> int:
+def _size(core: ConfigData, key: str, default: int, where: str) -> int:
     """A byte count: an integer, or a string such as "32 MiB" (binary units)."""
     value = core.get(key)
     if value is None:
@@ -101,7 +103,7 @@ def _size(core: dict, key: str, default: int, where: str) -> int:
 SECRET_KEYS = {"secret_access_key", "access_key_id", "session_token", "password", "token", "key", "secret"}
 
 
-def _merge(base: dict, over: dict) -> dict:
+def _merge(base: ConfigData, over: ConfigData) -> ConfigData:
     out = copy.deepcopy(base)
     for k, v in (over or {}).items():
         if isinstance(v, dict) and isinstance(out.get(k), dict):
@@ -111,7 +113,7 @@ def _merge(base: dict, over: dict) -> dict:
     return out
 
 
-def _load_yaml(path: Path) -> dict:
+def _load_yaml(path: Path) -> ConfigData:
     from . import safeyaml
 
     try:
@@ -152,7 +154,7 @@ class Config:
         dropped, never used."""
         from . import safeyaml
 
-        data: dict = {}
+        data: ConfigData = {}
         if text is not None:
             try:
                 data = safeyaml.load(text.decode("utf-8", "replace"), 1024 * 1024) or {}
@@ -179,7 +181,7 @@ class Config:
         """The validated settings (`Settings`): what the code reads, never the raw mapping."""
         return self._settings
 
-    def own(self, section: str, key: str):
+    def own(self, section: str, key: str) -> Any:
         """`section.key` as this work tree's own files set it (None if only inherited or default)."""
         for layer in (self.local, self.shared):
             value = (layer.get(section) or {}).get(key) if isinstance(layer.get(section), dict) else None
@@ -192,18 +194,18 @@ class Config:
         if not isinstance(self.data.get("remotes"), dict):
             raise ConfigError(f"{self.path}: 'remotes' must be a mapping")
 
-    def __getitem__(self, key):
+    def __getitem__(self, key: str) -> Any:
         return self.data[key]
 
     @staticmethod
-    def write(path: Path, data: dict) -> None:
+    def write(path: Path, data: ConfigData) -> None:
         import yaml
 
         tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
         tmp.write_text(yaml.safe_dump(data, sort_keys=False, default_flow_style=False))
         os.replace(tmp, path)
 
-    def update_shared(self, fn) -> None:
+    def update_shared(self, fn: Callable[[ConfigData], object]) -> None:
         """Apply `fn(dict)` to the committed config and rewrite it atomically."""
         self._writable()
         data = copy.deepcopy(self.shared)
@@ -211,7 +213,7 @@ class Config:
         self.write(self.path, data)
         self._load()
 
-    def update_local(self, fn) -> None:
+    def update_local(self, fn: Callable[[ConfigData], object]) -> None:
         local_path = self._writable()
         data = copy.deepcopy(self.local)
         fn(data)

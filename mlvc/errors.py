@@ -154,7 +154,7 @@ class ObjectNotFoundError(MlvcError, KeyError):
         self.where = where
 
     def __str__(self) -> str:  # KeyError would otherwise quote the message
-        return self.args[0]
+        return str(self.args[0])
 
 
 class ConflictError(MlvcError):

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
 import xxhash
+
+if TYPE_CHECKING:
+    from typing_extensions import Buffer
 
 ALGORITHM = "xxh3-128"
 PREFIX = "xxh128:"
@@ -12,12 +16,12 @@ _HEX_RE = re.compile(r"^[0-9a-f]{32}$")
 _OID_RE = re.compile(r"^xxh128:[0-9a-f]{32}$")
 
 
-def digest(data) -> bytes:
+def digest(data: Buffer) -> bytes:
     """Raw 16-byte id of a bytes-like object."""
     return xxhash.xxh3_128_digest(data)
 
 
-def hasher():
+def hasher() -> xxhash.xxh3_128:
     return xxhash.xxh3_128()
 
 

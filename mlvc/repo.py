@@ -202,7 +202,7 @@ class Repo:
         """Repo-relative POSIX path of an absolute path inside the repo."""
         return Path(os.path.relpath(path, self.root)).as_posix()
 
-    def resolve_user_path(self, path: str | Path) -> Path:
+    def resolve_user_path(self, path: str | os.PathLike[str]) -> Path:
         """Absolute, normalised path of a user-given path, which must stay inside the repo.
 
         The final component is not resolved (so a symlink is seen as a symlink);

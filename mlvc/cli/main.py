@@ -15,19 +15,18 @@ def _import_typer_without_rich():
     if "typer" in sys.modules or os.environ.get("MLVC_RICH_HELP"):
         import typer
         return typer
-    saved = sys.modules.get("rich", _MISSING)
-    sys.modules["rich"] = None  # makes `import rich` raise ImportError inside typer
+    saved = sys.modules.get("rich")
+    sys.modules["rich"] = None  # type: ignore[assignment]  # makes `import rich` raise ImportError in typer
     try:
         import typer
     finally:
-        if saved is _MISSING:
+        if saved is None:
             del sys.modules["rich"]
         else:
             sys.modules["rich"] = saved
     return typer
 
 
-_MISSING = object()
 typer = _import_typer_without_rich()
 
 from .. import errors  # noqa: E402

@@ -41,7 +41,7 @@ def _one(repo, path):
     tracked = select(repo, [path])
     t = tracked[0]
     if t.ptr is None:
-        raise t.error
+        raise t.parse_error
     return t
 
 

@@ -20,6 +20,7 @@ from .common import Tracked, select
 
 if TYPE_CHECKING:
     from ..git import GitRepo
+    from ..repo import Repo
 
 
 @dataclass(frozen=True)
@@ -63,7 +64,7 @@ class Selected(NamedTuple):
     within: dict[str, str]
 
 
-def _wanted(repo, paths: list[str | os.PathLike[str]]) -> list[str]:
+def _wanted(repo: Repo, paths: list[str | os.PathLike[str]]) -> list[str]:
     return [repo.rel(repo.resolve_user_path(p)) for p in paths or []]
 
 
@@ -73,7 +74,7 @@ def _matches(wanted: list[str], display: str, rel_pointer: str) -> bool:
     return any(display == w or display.startswith(w + "/") or rel_pointer == w for w in wanted)
 
 
-def revision_shas(repo, selection: Selection) -> tuple[list[str], GitRepo]:
+def revision_shas(repo: Repo, selection: Selection) -> tuple[list[str], GitRepo]:
     """The commits the selection names (each once, in order) and the open GitRepo (the caller closes it)."""
     from ..git import GitRepo
 
@@ -92,7 +93,7 @@ def revision_shas(repo, selection: Selection) -> tuple[list[str], GitRepo]:
         raise
 
 
-def select_artifacts(repo, selection: Selection, *,
+def select_artifacts(repo: Repo, selection: Selection, *,
                      narrow: Callable[[Tracked], list[Artifact]] | None = None) -> Selected:
     """The artifacts to transfer and the pointers that could not be read.
 
@@ -105,7 +106,7 @@ def select_artifacts(repo, selection: Selection, *,
     workspace = selection.includes_workspace
     arts: list[Artifact] = []
     errors: dict[str, MlvcError] = {}
-    seen: set[tuple] = set()
+    seen: set[tuple[int, bytes]] = set()
     names: set[str] = set()
 
     def add(art: Artifact) -> None:
