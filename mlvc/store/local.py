@@ -155,7 +155,9 @@ class LocalBackend(Backend):
             return RemoteUnreachableError(f"{self.root} is unreachable ({os.strerror(exc.errno)})",
                                           hint="is the share mounted and its server up? then retry")
         if exc.errno in DISK_ERRNOS:
-            return DiskError(f"cannot write {exc.filename or local_path or self.root}: {os.strerror(exc.errno)}")
+            # a link or rename names its destination second: the file in this store, not the source
+            return DiskError(f"cannot write {exc.filename2 or exc.filename or local_path or self.root}: "
+                             f"{os.strerror(exc.errno)}")
         if isinstance(exc, FileNotFoundError):
             filename = str(exc.filename) if exc.filename else ""
             if local_path is not None and filename.startswith(local_path):

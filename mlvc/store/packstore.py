@@ -75,6 +75,8 @@ Key = tuple[int, bytes]
 
 
 def wrap_os_error(exc: OSError, what: str) -> DiskError:
+    if isinstance(exc, DiskError):
+        return exc  # already says what could not be written (a backend's translation): said once
     if exc.errno == errno.ENOSPC:
         return DiskError(f"disk full while writing {what}; nothing was recorded, the cache is intact",
                          hint="free some space and run the command again")

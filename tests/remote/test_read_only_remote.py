@@ -96,6 +96,21 @@ def test_directory_remote_on_a_read_only_mount(tmp_path: Path, local_url, read_o
     assert snapshot(fresh, "d") == snapshot(repo, "d")
 
 
+def test_directory_remote_whose_packs_cannot_be_written_names_the_remote_once(tmp_path: Path, local_url) -> None:
+    """Locks can be taken, packs not (an immutable `packs/`, EPERM even for root): the error names
+    the file on the remote, once, not the local temp pack it was published from."""
+    repo, _v1 = two_versions(tmp_path, local_url)
+    packs = Path(local_url[0]) / "packs"
+    subprocess.run(["chattr", "+i", str(packs)], check=True)
+    try:
+        line = refused(repo, EXIT_DISK, "push")
+    finally:
+        subprocess.run(["chattr", "-i", str(packs)], check=True)
+    assert line.count("cannot write") == 1 and f"{packs}/" in line, line
+    assert ".mlvc" not in line and "Operation not permitted" in line, line
+    ok(repo, "push", "-q")
+
+
 READ_ONLY_POLICY = {
     "Version": "2012-10-17",
     "Statement": [{"Effect": "Allow", "Action": ["s3:GetObject", "s3:ListBucket", "s3:HeadObject",
