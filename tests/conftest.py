@@ -141,6 +141,18 @@ def s3_url(moto_server: str) -> RemoteSpec:
 
 
 @pytest.fixture
+def seaweed_s3_url(seaweed_server: str) -> RemoteSpec:
+    """(url, options) of a remote under a fresh bucket of the SeaweedFS server."""
+    return f"s3://{create_bucket(seaweed_server)}/remote", s3_options(seaweed_server)
+
+
+@pytest.fixture(params=["moto", "seaweedfs"])
+def any_s3_url(request: pytest.FixtureRequest) -> RemoteSpec:
+    """(url, options) under a fresh bucket of each real S3 server in turn: moto, then SeaweedFS."""
+    return request.getfixturevalue("s3_url" if request.param == "moto" else "seaweed_s3_url")
+
+
+@pytest.fixture
 def local_url(tmp_path: Path) -> RemoteSpec:
     return str(tmp_path / "remote"), {}
 

@@ -15,8 +15,8 @@ from mlvc.sources import cache_home, open_source
 
 
 @pytest.fixture
-def registry(tmp_path: Path, s3_url):
-    url, options = s3_url
+def registry(tmp_path: Path, any_s3_url):
+    url, options = any_s3_url
     return make_registry(tmp_path / "registry", url, options)
 
 
@@ -66,13 +66,13 @@ def test_an_existing_output_is_kept_unless_forced(registry, tmp_path: Path) -> N
                                                                      "labels"]
 
 
-def test_a_failed_get_leaves_nothing(registry, tmp_path: Path, s3_url) -> None:
+def test_a_failed_get_leaves_nothing(registry, tmp_path: Path, any_s3_url) -> None:
     out_dir = tmp_path / "out"
     out_dir.mkdir()
     with pytest.raises(PathError):
         _get(str(registry.path), "datasets/nope", out_dir / "nope")
     store = registry.path / ".mlvc" / "config"
-    store.write_text(store.read_text().replace(s3_url[0].split("/")[2], "mlvc-no-such-bucket"))
+    store.write_text(store.read_text().replace(any_s3_url[0].split("/")[2], "mlvc-no-such-bucket"))
     from helpers import commit
 
     commit(registry.path, "remote moved away")

@@ -26,8 +26,8 @@ def _images(version: dict) -> dict[str, bytes]:
 
 @pytest.mark.parametrize("transport", ["path", "git_daemon", "git_http"])
 def test_import_clone_pull_update_and_outlive_the_registry(request, transport, tmp_path: Path, repo_dir: Path,
-                                                            git_served: Path, s3_url) -> None:
-    url, options = s3_url
+                                                            git_served: Path, any_s3_url) -> None:
+    url, options = any_s3_url
     registry = make_registry(tmp_path / "registry", url, options)
     if transport == "path":
         source = str(registry.path)
