@@ -76,6 +76,7 @@ class LogEntry:
     role: str | None = None
     meta: dict = field(default_factory=dict)
     error: str | None = None
+    source: dict | None = None  # an imported artifact's source: url, path, rev, commit
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -207,7 +208,8 @@ def _artifact_entry(info, hist: History, rel: str, old: bytes | None, new: bytes
     parent = posixpath.dirname(rel)
     path = posixpath.join(parent, ptr.path) if parent else ptr.path
     return LogEntry(**base, path=path, change=change, id=ptr.oid, size=ptr.size, files=ptr.files,
-                    kind=ptr.kind, role=ptr.role, meta=dict(ptr.meta or {}))
+                    kind=ptr.kind, role=ptr.role, meta=dict(ptr.meta or {}),
+                    source=ptr.source.as_dict() if ptr.source is not None else None)
 
 
 def _walk(repo, git, path, since, rev, watch: set[str], watch_names=frozenset()):

@@ -54,6 +54,7 @@ class ArtifactVersion:
     kind: str | None = None
     role: str | None = None
     error: str | None = None
+    source: dict | None = None  # imported from another repository: url, path, rev, commit
 
 
 @dataclass
@@ -87,6 +88,7 @@ class DataVersion:
     config: str | None = None
     config_hash: str | None = None
     seed: Any = None
+    source: dict | None = None  # imported from another repository: url, path, rev, commit
 
 
 @dataclass
@@ -96,6 +98,7 @@ class ModelVersion:
     modules: dict = field(default_factory=dict)
     data: dict = field(default_factory=dict)  # from the birth certificate: {path: {id, config_hash, seed}}
     code_commit: str | None = None  # the commit the checkpoint was saved from
+    source: dict | None = None  # imported from another repository: url, path, rev, commit
 
 
 @dataclass
@@ -206,7 +209,8 @@ class _Collector:
         for path, (ptr, error) in pointers_at_rev(git, sha).items():
             if ptr is None:
                 continue
-            v = ArtifactVersion(path, "unchanged", ptr.oid, ptr.size, ptr.files, ptr.kind, ptr.role, error)
+            v = ArtifactVersion(path, "unchanged", ptr.oid, ptr.size, ptr.files, ptr.kind, ptr.role, error,
+                                ptr.source.as_dict() if ptr.source is not None else None)
             self.pointers[path] = (v, dict(ptr.meta or {}))
             if self.contents and self._is_model(v, ptr.meta or {}):
                 cert = self._certificate(v, ptr.meta or {})
@@ -284,7 +288,7 @@ class _Collector:
                 if _numeric(value) and key.split(".", 1)[0] not in _STRUCTURAL_META:
                     out.metrics[f"{source}: {key}"] = value
         for e in rep.artifacts:
-            v = ArtifactVersion(e.path, e.change, e.id, e.size, e.files, e.kind, e.role, e.error)
+            v = ArtifactVersion(e.path, e.change, e.id, e.size, e.files, e.kind, e.role, e.error, e.source)
             out.artifacts.append(v)
             if e.change == "removed":
                 self.pointers.pop(e.path, None)
@@ -340,10 +344,11 @@ class _Collector:
                 found = meta.get("modules")
                 modules = dict(found) if isinstance(found, dict) else {}
                 out.models.append(ModelVersion(path, v.id or "", modules, dict(cert.get("data") or {}),
-                                               cert.get("commit")))
-            elif v.role == "data" or "config_hash" in meta or "seed" in meta:
+                                               cert.get("commit"), v.source))
+            elif v.role == "data" or "config_hash" in meta or "seed" in meta or v.source is not None:
+                # an imported artifact that is not a model is an input: its source is its lineage
                 out.data.append(DataVersion(path, v.id or "", meta.get("config"), meta.get("config_hash"),
-                                            meta.get("seed")))
+                                            meta.get("seed"), v.source))
 
 
 def collect(repo, paths: list[str] | None = None, *, since: str | None = None, rev: str = "HEAD",

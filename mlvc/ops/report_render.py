@@ -78,6 +78,14 @@ def _lineage_rows(commits: list[ReportCommit]):
         yield c, [d for d in c.data if d.path in changed], [m for m in c.models if m.path in changed]
 
 
+def _source_text(source: dict | None) -> str:
+    """' from URL PATH at COMMIT (REV)' for an imported artifact, '' for one of this project."""
+    if not isinstance(source, dict) or not source.get("url"):
+        return ""
+    rev = f" ({source['rev']})" if source.get("rev") else ""
+    return f" from {source['url']} {source.get('path', '')} at {str(source.get('commit', ''))[:12]}{rev}"
+
+
 def _checkpoint_label(ck: CheckpointChange) -> str:
     return f"{ck.artifact}/{ck.file}" if ck.file else ck.artifact
 
@@ -142,8 +150,9 @@ def render_markdown(report: Report) -> str:
               "| commit | data (id, config hash, seed) | model (id) |", "|---|---|---|"]
     for c, data_versions, model_versions in _lineage_rows(commits):
         data = "; ".join(f"`{d.path}` {_short_id(d.id)} {_short_id(d.config_hash)} seed {_fmt(d.seed)}"
-                         for d in data_versions) or "unchanged"
-        models = "; ".join(f"`{m.path}` {_short_id(m.id)}" for m in model_versions) or "unchanged"
+                         f"{_source_text(d.source)}" for d in data_versions) or "unchanged"
+        models = "; ".join(f"`{m.path}` {_short_id(m.id)}{_source_text(m.source)}"
+                           for m in model_versions) or "unchanged"
         lines.append(f"| `{c.short}` | {data} | {models} |")
     lines.append("")
 
@@ -303,17 +312,23 @@ def _lineage_table(commits: list[ReportCommit]) -> list[str]:
            "<th>model (id, module ids)</th><th>trained on (from the checkpoint)</th></tr></thead><tbody>"]
     for c, data_versions, model_versions in reversed(list(_lineage_rows(commits))):
         data = "<br>".join(f"<code>{_e(d.path)}</code> <span class=sha>{_e(_short_id(d.id))}</span>"
-                           f" config {_e(_short_id(d.config_hash))} seed {_e(_fmt(d.seed))}" for d in data_versions)
+                           f" config {_e(_short_id(d.config_hash))} seed {_e(_fmt(d.seed))}"
+                           + (f'<br><span class="muted source">{_e(_source_text(d.source).strip())}</span>'
+                              if d.source else "") for d in data_versions)
         models, trained = [], []
         for m in model_versions:
             mods = ", ".join(f"{_e(k)} <span class=sha>{_e(_short_id(v))}</span>" for k, v in m.modules.items()
                              if isinstance(v, str))
             models.append(f"<code>{_e(m.path)}</code> <span class=sha>{_e(_short_id(m.id))}</span>"
+                          + (f'<br><span class="muted source">{_e(_source_text(m.source).strip())}</span>'
+                             if m.source else "")
                           + (f'<br><span class="muted">{mods}</span>' if mods else ""))
             for path, d in (m.data or {}).items():
                 seed = f" seed {_e(d.get('seed'))}" if isinstance(d, dict) and "seed" in d else ""
                 ident = d.get("id") if isinstance(d, dict) else d
-                trained.append(f"<code>{_e(path)}</code> <span class=sha>{_e(_short_id(ident))}</span>{seed}")
+                origin = _source_text(d.get("source")) if isinstance(d, dict) else ""
+                trained.append(f"<code>{_e(path)}</code> <span class=sha>{_e(_short_id(ident))}</span>{seed}"
+                               + (f' <span class="muted source">{_e(origin.strip())}</span>' if origin else ""))
             if m.code_commit:
                 code = _e(m.code_commit[:12])
                 trained.append(f'<span class="muted">saved from code at</span> <span class=sha>{code}</span>')

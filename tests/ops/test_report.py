@@ -423,3 +423,39 @@ def test_a_duplicate_metric_keeps_the_points_only_the_other_source_recorded():
     other = [ReportCommit("9" * 40, "9" * 7, "2026-01-01", "a", "c")]
     other[0].metrics = {"ck.pt: acc": 0.5, "metrics.json: acc": 0.4}  # disagree: both shown
     assert merge_duplicate_metrics(other) == {} and len(other[0].metrics) == 2
+
+
+def test_an_imported_dataset_names_its_source_in_the_lineage(repo_dir, tmp_path):
+    """Which dataset version trained this model, across repositories: the report names the
+    registry's URL, path and commit of an imported data artifact, and the checkpoint's too."""
+    from registry import make_registry
+
+    registry = make_registry(tmp_path / "registry", str(tmp_path / "store"))
+    assert mlvc_cli(repo_dir, "import", str(registry.path), "datasets/images", "--rev", "v1", "-q").code == 0
+    commit(repo_dir, "import images v1")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", mt.ProvenanceWarning)
+        mt.save({"w": torch.ones(2)}, repo_dir / "model.pt", data="images")
+    mlvc.add(str(repo_dir / "model.pt"), role="model", repo=repo_dir)
+    commit(repo_dir, "train on images v1")
+    assert mlvc_cli(repo_dir, "update", "images", "--rev", "v2", "-q").code == 0
+    commit(repo_dir, "images v2")
+
+    repo = Repo.find(repo_dir)
+    try:
+        rep = collect(repo)
+    finally:
+        repo.close()
+    first, trained, moved = rep.commits
+    source = {"url": "../registry", "path": "datasets/images", "rev": "v1", "commit": registry.v1}
+    assert [(d.path, d.source) for d in first.data] == [("images", source)]
+    assert first.artifacts[0].source == source
+    assert trained.models[0].data["images"]["source"] == source
+    assert [d.source["commit"] for d in moved.data] == [registry.v2]
+    assert rep.as_dict()["commits"][2]["data"][0]["source"]["rev"] == "v2"
+
+    md = render_markdown(rep)
+    assert f"from ../registry datasets/images at {registry.v1[:12]} (v1)" in md
+    assert f"from ../registry datasets/images at {registry.v2[:12]} (v2)" in md
+    html = render_html(rep)
+    assert html.count(f"from ../registry datasets/images at {registry.v1[:12]} (v1)") == 2  # data, trained on
