@@ -17,8 +17,7 @@ import heapq
 import os
 import re
 import stat
-import subprocess
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path, PurePosixPath
@@ -31,7 +30,8 @@ from dulwich.refs import Ref
 from dulwich.repo import Repo
 
 from mlvc.errors import GitError, NotARepoError, PathError, RevisionError
-from mlvc.gitdir import find_git_root
+from mlvc import gitcli
+from mlvc.gitcli import find_git_root, first_error_line
 
 # git's well-known id of the empty tree; git knows it even when it is not stored.
 EMPTY_TREE_SHA = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
@@ -474,9 +474,9 @@ class GitRepo:
         self.run_git(*args, rev, "--")
 
     def _run_git_bytes(self, *args: str) -> bytes:
-        proc = run(self.root, *args)
+        proc = gitcli.run(self.root, *args)
         if proc.returncode != 0:
-            raise GitError(_first_error_line(proc.stderr) or
+            raise GitError(first_error_line(proc.stderr) or
                            f"git {' '.join(args)} failed with status {proc.returncode}")
         return proc.stdout
 
@@ -496,78 +496,6 @@ class GitRepo:
 
 
 # ------------------------------------------------------------------ helpers
-
-
-def run(cwd: Path, *args: str, input: bytes | None = None, env: Mapping[str, str] | None = None,
-        capture: bool = True) -> subprocess.CompletedProcess[bytes]:
-    """Run `git <args>` in the work tree `cwd`: the one place mlvc starts the git CLI (besides
-    `start` and `run_git_dir`, which this module also owns).  Returns the finished process
-    whatever its status, since callers read git's own codes (`check-ignore` exits 1 for "none
-    ignored"); GitError when git is not installed.  `capture=False` lets git write to the terminal."""
-    try:
-        return subprocess.run(["git", "-C", str(cwd), *args], input=input, env=env,
-                              capture_output=capture, check=False)
-    except FileNotFoundError as err:
-        raise GitError("the `git` command was not found", hint="install git") from err
-
-
-def start(cwd: Path, *args: str, env: Mapping[str, str] | None = None) -> subprocess.Popen[str]:
-    """Start `git <args>` in `cwd` with its stdout as a text pipe, read as it comes (`git bisect run`)."""
-    try:
-        return subprocess.Popen(["git", "-C", str(cwd), *args], env=env, stdout=subprocess.PIPE,
-                                text=True, errors="replace")
-    except FileNotFoundError as err:
-        raise GitError("the `git` command was not found", hint="install git") from err
-
-
-def ls_files(root: Path, *args: str) -> list[str] | None:
-    """The paths `git ls-files -z <args>` lists in the work tree `root`, or None where git
-    cannot say (not a work tree)."""
-    proc = run(root, "ls-files", "-z", *args)
-    if proc.returncode != 0:
-        return None
-    return [n for n in proc.stdout.decode("utf-8", "surrogateescape").split("\0") if n]
-
-
-def ignored(root: Path, rel_paths: list[str]) -> set[str] | None:
-    """Those repo-relative paths git ignores (one `git check-ignore --stdin` for all), or None
-    where git cannot say."""
-    proc = run(root, "check-ignore", "--stdin", "-z", "--no-index",
-               input="\0".join(rel_paths).encode("utf-8", "surrogateescape") + b"\0")
-    if proc.returncode not in (0, 1):  # 1: none of them is ignored
-        return None
-    return {n for n in proc.stdout.decode("utf-8", "surrogateescape").split("\0") if n}
-
-
-class GitTransportError(GitError):
-    """A git command that talks to another repository failed; `stderr` is git's own account."""
-
-    def __init__(self, message: str, stderr: str):
-        super().__init__(message)
-        self.stderr = stderr
-
-
-def run_git_dir(git_dir: Path, *args: str, timeout: float | None = None) -> str:
-    """Run `git --git-dir=<git_dir> <args>` and return its stdout (a source mirror's fetches).
-
-    Transport is the system git with the user's own configuration and credential helpers;
-    nothing is taken from the other repository.  Without a terminal git never prompts (a
-    missing credential fails instead of hanging)."""
-    env = dict(os.environ)
-    if not (hasattr(os, "isatty") and os.isatty(0)):
-        env.setdefault("GIT_TERMINAL_PROMPT", "0")
-    try:
-        proc = subprocess.run(["git", f"--git-dir={git_dir}", *args], capture_output=True, check=False,
-                              env=env, stdin=subprocess.DEVNULL, timeout=timeout)
-    except FileNotFoundError as err:
-        raise GitError("the `git` command was not found", hint="install git") from err
-    except subprocess.TimeoutExpired as err:
-        raise GitTransportError(f"git {args[0]} did not finish in {timeout:.0f} s", "") from err
-    if proc.returncode != 0:
-        stderr = proc.stderr.decode("utf-8", "replace")
-        raise GitTransportError(_first_error_line(proc.stderr) or
-                                f"git {args[0]} failed with status {proc.returncode}", stderr)
-    return proc.stdout.decode("utf-8", "replace")
 
 
 _URL_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
@@ -651,15 +579,6 @@ def _decode(raw: bytes, encoding: str) -> str:
         return raw.decode(encoding, "replace")
     except LookupError:  # unknown encoding header
         return raw.decode("utf-8", "replace")
-
-
-def _first_error_line(stderr: bytes) -> str:
-    """git's most telling stderr line: the first error/fatal line, else the first line."""
-    lines = [line.strip() for line in stderr.decode("utf-8", "replace").splitlines() if line.strip()]
-    for line in lines:
-        if line.startswith(("error:", "fatal:")):
-            return line
-    return lines[0] if lines else ""
 
 
 # ------------------------------------------------------------ path-filtered diff

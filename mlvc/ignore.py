@@ -41,7 +41,7 @@ def ensure_ignored(target: Path) -> bool:
 
 def not_ignored(root: Path, rel_paths: list[str]) -> list[str]:
     """Those repo-relative paths git does not ignore (one `git check-ignore --stdin` for all)."""
-    from . import git
+    from . import gitcli as git
 
     if not rel_paths:
         return []

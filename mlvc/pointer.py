@@ -296,7 +296,7 @@ def discover(root: Path, use_git: bool) -> list[Path]:
     not yet committed); without, walk the tree skipping dot-directories.
     """
     if use_git:
-        from . import git
+        from . import gitcli as git
 
         listed = git.ls_files(root, "--cached", "--others", "--exclude-standard", "--", f"*{SUFFIX}")
         if listed is not None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from .chunking import ChunkerParams
 from .config import Config
-from .gitdir import find_git_root, git_common_dir, main_worktree_root
+from .gitcli import find_git_root, git_common_dir, main_worktree_root
 from .errors import NotARepoError, PathError
 
 MLVC_DIR = ".mlvc"

@@ -42,7 +42,8 @@ from urllib.parse import unquote, urlsplit
 
 from .config import Config
 from .errors import RemoteNotFoundError, RevisionError, SourceError
-from .git import GitRepo, GitTransportError, is_git_url, run_git_dir
+from .git import GitRepo, is_git_url
+from .gitcli import GitTransportError, run_git_dir
 from .hashing import digest
 from .repo import MLVC_DIR, Repo
 

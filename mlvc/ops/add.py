@@ -259,7 +259,7 @@ def store_file(store, fs: FileStat, display: str, params: ChunkerParams, progres
 
 
 def _tracked_by_git(repo, display: str) -> bool:
-    from .. import git
+    from .. import gitcli as git
 
     return bool(git.ls_files(repo.root, "--", display))
 

@@ -22,7 +22,7 @@ import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .. import git as git_cli
+from .. import gitcli as git_cli
 from ..errors import ConflictError, GitError, MlvcError
 
 SKIP = 125

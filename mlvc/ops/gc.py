@@ -132,7 +132,7 @@ def users_pointers(repo, scope: str, warnings: list[str]) -> list[pointers.Point
     (and its worktrees); other repositories keep every commit's pointers.  The one exception is a cache inside
     this repository (not configured as shared) that still lists this repository's own
     former location: the repository was moved."""
-    from ..gitdir import linked_worktrees, main_worktree_root
+    from ..gitcli import linked_worktrees, main_worktree_root
     from ..repo import MLVC_DIR, Repo
 
     me = main_worktree_root(repo.root)

@@ -280,7 +280,7 @@ def _internal(rel: str) -> bool:
 def _workspace_files(repo) -> list[str]:
     """The workspace's files git would see (tracked and untracked, not ignored); all files without git."""
     if repo.has_git:
-        from .. import git
+        from .. import gitcli as git
 
         names = git.ls_files(repo.root, "--cached", "--others", "--exclude-standard")
         if names is not None:
