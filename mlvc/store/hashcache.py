@@ -36,18 +36,26 @@ class HashCache:
         (keyset paging): no statement stays open while rows are written."""
         if not self.db_path.exists():
             return []
-        db = self._conn()
-        return retry(lambda: db.execute(
-            "SELECT path, size, mtime_ns, ino, fid FROM files WHERE (path = ? OR (path >= ? AND path < ?))"
-            " AND path > ? ORDER BY path LIMIT ?",
-            (prefix, prefix + "/", prefix + "0", "" if after is None else after, self.BATCH_ROWS)).fetchall())
+        try:
+            db = self._conn()
+            return retry(lambda: db.execute(
+                "SELECT path, size, mtime_ns, ino, fid FROM files WHERE (path = ? OR (path >= ? AND path < ?))"
+                " AND path > ? ORDER BY path LIMIT ?",
+                (prefix, prefix + "/", prefix + "0", "" if after is None else after, self.BATCH_ROWS)).fetchall())
+        except sqlite3.OperationalError:
+            self.close()  # cannot be opened (a full disk: its WAL files): every file is hashed instead
+            return []
 
     def get(self, path: str) -> tuple[str, int, int, int, bytes] | None:
         if not self.db_path.exists():
             return None
-        db = self._conn()
-        return retry(lambda: db.execute("SELECT path, size, mtime_ns, ino, fid FROM files WHERE path = ?",
-                                        (path,)).fetchone())
+        try:
+            db = self._conn()
+            return retry(lambda: db.execute("SELECT path, size, mtime_ns, ino, fid FROM files WHERE path = ?",
+                                            (path,)).fetchone())
+        except sqlite3.OperationalError:
+            self.close()
+            return None
 
     def store(self, rows: list[tuple[str, int, int, int, bytes]], hashed_at_ns: int | None = None,
               written_by_us: bool = False) -> None:
@@ -62,7 +70,10 @@ class HashCache:
             rows = [r for r in rows if r[2] < limit]
         if not rows:
             return
-        db = self._conn()
+        try:
+            db = self._conn()
+        except sqlite3.OperationalError:
+            return  # advisory: not remembered costs a rehash next time (a full disk)
 
         def write() -> None:
             db.execute("BEGIN IMMEDIATE")
@@ -73,7 +84,10 @@ class HashCache:
                 db.execute("ROLLBACK")
                 raise
 
-        retry(write)
+        try:
+            retry(write)
+        except sqlite3.OperationalError:
+            self.close()
 
     def close(self) -> None:
         if self._db is not None:

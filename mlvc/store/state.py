@@ -35,14 +35,22 @@ class CompleteRoots:
         if not self.db_path.exists():
             self.close()  # the store was removed under us: whatever we knew is gone with it
             return False
-        return retry(lambda: self._conn().execute("SELECT 1 FROM complete WHERE oid = ?", (oid,)).fetchone()) \
-            is not None
+        try:
+            return retry(lambda: self._conn().execute("SELECT 1 FROM complete WHERE oid = ?",
+                                                      (oid,)).fetchone()) is not None
+        except sqlite3.OperationalError:
+            self.close()  # cannot be opened (a full disk: WAL files): unknown, so checked the slow way
+            return False
 
     def add(self, oids) -> None:
+        """Advisory: a mark that cannot be written (a full disk) only costs a slower check later."""
         rows = [(o,) for o in oids]
         if not self.db_path.parent.is_dir():
             return  # no store directory: nothing is complete, nothing to record
-        retry(lambda: self._conn().executemany("INSERT OR IGNORE INTO complete VALUES (?)", rows))
+        try:
+            retry(lambda: self._conn().executemany("INSERT OR IGNORE INTO complete VALUES (?)", rows))
+        except sqlite3.OperationalError:
+            self.close()
 
     def clear(self) -> None:
         if self.db_path.exists():
@@ -71,11 +79,20 @@ class StateDB:
     def tree_for_signature(self, path: str, sig: bytes) -> str | None:
         if not self.db_path.exists():
             return None
-        row = retry(lambda: self._conn().execute("SELECT sig, oid FROM dirsig WHERE path = ?", (path,)).fetchone())
+        try:
+            row = retry(lambda: self._conn().execute("SELECT sig, oid FROM dirsig WHERE path = ?",
+                                                     (path,)).fetchone())
+        except sqlite3.OperationalError:
+            self.close()  # unreadable (a full disk): the tree is compared file by file instead
+            return None
         return row[1] if row and row[0] == sig else None
 
     def remember_signature(self, path: str, sig: bytes, oid: str) -> None:
-        retry(lambda: self._conn().execute("INSERT OR REPLACE INTO dirsig VALUES (?, ?, ?)", (path, sig, oid)))
+        """Advisory, like the completeness marks: not remembered costs a slower `status` later."""
+        try:
+            retry(lambda: self._conn().execute("INSERT OR REPLACE INTO dirsig VALUES (?, ?, ?)", (path, sig, oid)))
+        except sqlite3.OperationalError:
+            self.close()
 
     def close(self) -> None:
         if self._db is not None:

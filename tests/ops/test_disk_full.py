@@ -108,6 +108,30 @@ def test_a_full_workspace(tmp_path: Path, tmpfs, local_url) -> None:
     assert cli(repo, "status", "--exit-code", "-q")[0] == 0
 
 
+def test_status_on_a_full_disk_still_reports(tmp_path: Path, tmpfs) -> None:
+    """status only reads: its state databases (hash cache, completeness marks, signatures) are
+    advisory, so a disk too full for their WAL files costs a rehash, not the report (issue 21)."""
+    disk = tmp_path / "disk"
+    tmpfs(disk, 4 * MiB)
+    repo = make_repo(disk / "repo")
+    for i in range(3):
+        write(repo / "d" / f"f{i}.bin", rand_bytes(50_000, 10 + i))
+    ok(repo, "add", "-q", "d")
+    commit(repo, "d")
+    for db in (repo / ".mlvc").rglob("*.sqlite*"):  # as after a reboot: nothing open, no WAL files
+        if db.name.endswith(("-wal", "-shm")):
+            db.unlink()
+    write(repo / "d" / "f1.bin", rand_bytes(50_000, 99))
+    with open(disk / "filler", "wb") as f, pytest.raises(OSError):
+        while True:
+            f.write(b"\0" * 65536)
+            f.flush()
+    code, out, err = cli(repo, "status")
+    assert code == 0 and "modified: f1.bin" in out and "error" not in err, (code, out, err)
+    code, out, err = cli(repo, "status", "--json")
+    assert code == 0 and "f1.bin" in out, (code, out, err)
+
+
 def test_full_cache_through_a_wrapping_backend(repo_dir: Path) -> None:
     """The same fault without a mount: every write to the cache's backend after the first fails
     as a full disk.  Nothing is recorded, the cache stays valid, the re-run completes."""
