@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, NamedTuple
 from .. import pointer as pointers
 from ..errors import MlvcError, PathError
 from ..store.transfer import Artifact, TransferResult
-from .common import Tracked, select
+from .common import Tracked, path_selected, select, wanted_paths
 
 if TYPE_CHECKING:
     from ..git import GitRepo
@@ -64,16 +64,6 @@ class Selected(NamedTuple):
     within: dict[str, str]
 
 
-def _wanted(repo: Repo, paths: list[str | os.PathLike[str]]) -> list[str]:
-    return [repo.rel(repo.resolve_user_path(p)) for p in paths or []]
-
-
-def _matches(wanted: list[str], display: str, rel_pointer: str) -> bool:
-    if not wanted:
-        return True
-    return any(display == w or display.startswith(w + "/") or rel_pointer == w for w in wanted)
-
-
 def revision_shas(repo: Repo, selection: Selection) -> tuple[list[str], GitRepo]:
     """The commits the selection names (each once, in order) and the open GitRepo (the caller closes it)."""
     from ..git import GitRepo
@@ -117,11 +107,11 @@ def select_artifacts(repo: Repo, selection: Selection, *,
         names.add(art.name)
         arts.append(art)
 
-    wanted = _wanted(repo, paths)
+    wanted = wanted_paths(repo, paths)  # the rule every command that takes artifact paths uses
     if workspace:
         tracked = select(repo, paths, within=True) if (paths and not use_revs) else select(repo)
         for t in tracked:
-            if use_revs and not _matches(wanted, t.display, t.rel_pointer):
+            if use_revs and not path_selected(t.display, wanted):
                 continue
             if t.ptr is None:
                 errors[t.display] = t.parse_error
@@ -141,10 +131,10 @@ def select_artifacts(repo: Repo, selection: Selection, *,
             for sha in shas:
                 for p in pointers.pointers_at(git, sha, label=sha[:8]):
                     if p.ptr is None:
-                        if _matches(wanted, p.path, p.rel_pointer):
+                        if path_selected(p.path, wanted):
                             errors[f"{p.rel_pointer}@{sha[:8]}"] = p.parse_error
                         continue
-                    if not _matches(wanted, p.path, p.rel_pointer):
+                    if not path_selected(p.path, wanted):
                         continue
                     found_any = True
                     name = p.path if p.path not in names else f"{p.path}@{sha[:8]}"
