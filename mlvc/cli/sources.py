@@ -44,7 +44,8 @@ def get(
     url: str = typer.Argument(..., help="The source repository: any git URL or a directory path."),
     path: str = typer.Argument(..., help="The file or directory to copy, relative to the source's top."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Where to write it (default: PATH's "
-                                       "last component, in the current directory)."),
+                                       "last component, in the current directory; an existing directory "
+                                       "gets it inside)."),
     rev: Optional[str] = typer.Option(None, "--rev", help=REV_HELP),
     force: bool = typer.Option(False, "--force", "-f", help="Replace OUT if it exists (once the copy is "
                                "complete)."),
@@ -88,7 +89,8 @@ def import_(
     url: str = typer.Argument(..., help="The source repository: any git URL or a directory path."),
     path: str = typer.Argument(..., help="The artifact (or one file of a directory artifact) to track."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Where to put it in this project (default: "
-                                       "PATH's last component, in the current directory)."),
+                                       "PATH's last component, in the current directory; an existing "
+                                       "untracked directory gets it inside)."),
     rev: Optional[str] = typer.Option(None, "--rev", help=REV_HELP + " `mlvc update` follows it."),
     force: bool = typer.Option(False, "--force", "-f", help="Replace OUT and its pointer if they exist."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing on success."),

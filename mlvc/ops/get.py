@@ -157,11 +157,14 @@ class _Writer:
 def get(repo, path: str, out: str | os.PathLike | None = None, *, force: bool = False,
         progress=None) -> GetResult:
     """Copy `path` of `repo` (at its pinned commit, or the workspace's pointers) to `out`
-    (default: the path's last component in the current directory).  An existing `out` is
-    refused (ConflictError) unless `force`, which replaces it only once the copy is complete."""
+    (default: the path's last component in the current directory; an `out` that is an existing
+    directory gets it inside, under that name, as cp does).  An existing output is refused
+    (ConflictError) unless `force`, which replaces it only once the copy is complete."""
     rel = repo_path(path)
     name = rel.rsplit("/", 1)[-1] if rel else Path(repo.origin or repo.root).name.removesuffix(".git")
     dest = Path(os.path.abspath(out if out is not None else name))
+    if out is not None and dest.is_dir():
+        dest = dest / name
     if os.path.lexists(dest) and not force:
         raise ConflictError(f"{dest}: already exists", hint="choose another -o, or pass --force to replace it")
     if not dest.parent.is_dir():

@@ -100,9 +100,13 @@ def _install(repo, pointer_path: Path, ptr: PointerFile, force: bool) -> None:
 def import_artifact(repo, url: str, path: str, out: str | os.PathLike | None = None, *, rev: str | None = None,
                     force: bool = False) -> ImportResult:
     """Track `path` of the repository at `url` (at `rev`, default its HEAD) as `out` (default: the
-    path's last component in the current directory)."""
+    path's last component in the current directory; an `out` that is an existing directory, not
+    itself tracked, gets it inside, under that name, as cp does)."""
     rel = repo_path(path)
-    target = repo.resolve_user_path(out if out is not None else (rel.rsplit("/", 1)[-1] or "."))
+    name = rel.rsplit("/", 1)[-1] or "."
+    target = repo.resolve_user_path(out if out is not None else name)
+    if out is not None and target.is_dir() and not pointers.pointer_path_for(target).exists():
+        target = repo.resolve_user_path(target / name)
     pointer_path = pointers.pointer_path_for(target)
     if not force and (pointer_path.exists() or os.path.lexists(target)):
         what = pointer_path if pointer_path.exists() else target

@@ -59,11 +59,22 @@ def test_an_existing_output_is_kept_unless_forced(registry, tmp_path: Path) -> N
     assert out.read_bytes() == b"mine"
     _get(str(registry.path), "models/base.bin", out, force=True)
     assert out.read_bytes() == V2["models/base.bin"]
-    (tmp_path / "imgs").mkdir()
-    (tmp_path / "imgs" / "old").write_text("old")
-    _get(str(registry.path), "datasets/images", tmp_path / "imgs", force=True)
-    assert sorted(p.name for p in (tmp_path / "imgs").iterdir()) == ["img000.png", "img001.png", "img002.png",
-                                                                     "labels"]
+
+
+def test_an_existing_directory_as_output_gets_it_inside(registry, tmp_path: Path) -> None:
+    into = tmp_path / "into"
+    into.mkdir()
+    (into / "old").write_text("old")
+    res = _get(str(registry.path), "models/base.bin", into)
+    assert res.out == into / "base.bin" and (into / "base.bin").read_bytes() == V2["models/base.bin"]
+    res = _get(str(registry.path), "datasets/images", into, rev="v1")
+    assert res.out == into / "images" and (into / "images" / "img001.png").read_bytes() == V1[
+        "datasets/images/img001.png"]
+    with pytest.raises(ConflictError):  # into/images exists now: kept unless forced
+        _get(str(registry.path), "datasets/images", into)
+    _get(str(registry.path), "datasets/images", into, force=True)
+    assert (into / "images" / "img002.png").read_bytes() == V2["datasets/images/img002.png"]
+    assert (into / "old").read_text() == "old"
 
 
 def test_a_failed_get_leaves_nothing(registry, tmp_path: Path, any_s3_url) -> None:

@@ -79,6 +79,19 @@ def test_import_clone_pull_update_and_outlive_the_registry(request, transport, t
     assert _tree(clone2 / "data" / "images") == _images(V2)
 
 
+def test_import_into_an_existing_directory_puts_it_inside(tmp_path: Path, repo_dir: Path) -> None:
+    registry = make_registry(tmp_path / "registry", str(tmp_path / "store"))
+    (repo_dir / "data").mkdir()
+    res = mlvc_cli(repo_dir, "import", str(registry.path), "datasets/images", "-o", "data", "--rev", "v1")
+    assert res.code == 0, res.err
+    assert _tree(repo_dir / "data" / "images") == _images(V1)
+    assert load(repo_dir / "data" / "images.mlvc").source.commit == registry.v1
+    res = mlvc_cli(repo_dir, "import", str(registry.path), "datasets/images", "-o", "data/images", "--force", "-q")
+    assert res.code == 0, res.err  # a tracked directory is the output itself, replaced with --force
+    assert _tree(repo_dir / "data" / "images") == _images(V2)
+    assert not (repo_dir / "data" / "images" / "images").exists()
+
+
 def test_import_of_one_file_inside_a_directory_artifact(tmp_path: Path, repo_dir: Path) -> None:
     registry = make_registry(tmp_path / "registry", str(tmp_path / "store"))
     res = mlvc_cli(repo_dir, "import", str(registry.path), "datasets/images/img001.png", "--rev", "v1")
