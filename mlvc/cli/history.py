@@ -166,9 +166,11 @@ def log(
     max_count: Optional[int] = typer.Option(None, "-n", "--max-count", help="At most N commits."),
     rev: str = typer.Option("HEAD", "--rev", help="Walk history from this revision."),
     json_out: bool = typer.Option(False, "--json", help="Print machine-readable JSON (as --format json)."),
+    follow: bool = typer.Option(True, "--follow/--no-follow", help="Past an `mlvc mv` of PATH, go on with its "
+                                "history under the old path (as `git log --follow`; text and JSON)."),
 ):
     """An artifact's history (commit, date, author, message, id, size, role, meta), read from git's
-    object database without any checkout.
+    object database without any checkout. PATH's history goes on past an `mlvc mv` under its old path.
 
     Examples:
 
@@ -196,7 +198,7 @@ def log(
 
             sys.stdout.write(log_ops.render_markdown(reports, since))
             return
-        entries = log_ops.log(repo, path, since, max_count, rev)
+        entries = log_ops.log(repo, path, since, max_count, rev, follow=follow)
         if path and not entries:
             where = repo.resolve_user_path(path)
             if not (where.exists() or (where.parent / (where.name + ".mlvc")).exists()):

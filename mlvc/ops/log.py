@@ -68,7 +68,7 @@ class LogEntry:
     author: str
     message: str
     path: str  # artifact path
-    change: str  # added / modified / removed / invalid
+    change: str  # added / modified / removed / invalid / moved (`mlvc mv`, followed by `log PATH`)
     id: str | None = None
     size: int | None = None
     files: int | None = None
@@ -77,6 +77,7 @@ class LogEntry:
     meta: dict = field(default_factory=dict)
     error: str | None = None
     source: dict | None = None  # an imported artifact's source: url, path, rev, commit
+    moved_from: str | None = None  # change "moved": the artifact's path before this commit
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -213,7 +214,10 @@ def _artifact_entry(info, hist: History, rel: str, old: bytes | None, new: bytes
 
 
 def _walk(repo, git, path, since, rev, watch: set[str], watch_names=frozenset()):
-    prefixes = _prefix_of(repo, path)
+    return _walk_under(git, _prefix_of(repo, path), since, rev, watch, watch_names)
+
+
+def _walk_under(git, prefixes, since, rev, watch: set[str], watch_names=frozenset()):
     hist = History(git, watch, prefixes, watch_names)
     if not git.has_commits() and rev == "HEAD":
         return hist, iter(())
@@ -225,27 +229,63 @@ def _walk(repo, git, path, since, rev, watch: set[str], watch_names=frozenset())
 
 
 def log(repo, path: str | None = None, since: str | datetime | None = None, max_count: int | None = None,
-        rev: str = "HEAD") -> list[LogEntry]:
-    """Artifact changes, newest commit first (one entry per changed artifact per commit)."""
+        rev: str = "HEAD", follow: bool = True) -> list[LogEntry]:
+    """Artifact changes, newest commit first (one entry per changed artifact per commit).
+
+    With `path` naming one artifact and `follow`, a commit that moved it there (`mlvc mv`: its
+    pointer added with the id and kind of one the commit removed) is a "moved" entry, and the
+    older commits are those of the artifact under its old path, as `git log --follow` does."""
     since_dt = parse_since(since) if isinstance(since, str) else since
     git = _git(repo)
     try:
-        hist, commits = _walk(repo, git, path, since_dt, rev, set())
+        prefixes = _prefix_of(repo, path)
         out: list[LogEntry] = []
         shown = 0
-        for info in commits:
-            new, old = hist.commit_trees(info.sha)
-            changes = hist.changed(new, old)
-            if not changes:
-                continue
-            for rel, a, b in sorted(changes):
-                out.append(_artifact_entry(info, hist, rel, a, b))
-            shown += 1
-            if max_count is not None and shown >= max_count:
-                break
-        return out
+        while True:
+            hist, commits = _walk_under(git, prefixes, since_dt, rev, set())
+            moved = None
+            for info in commits:
+                new, old = hist.commit_trees(info.sha)
+                changes = hist.changed(new, old)
+                if not changes:
+                    continue
+                for rel, a, b in sorted(changes):
+                    entry = _artifact_entry(info, hist, rel, a, b)
+                    if follow and prefixes and a is None and entry.id and rel == prefixes[0] + pointers.SUFFIX:
+                        entry.moved_from = _moved_from(git, new, old, entry)
+                        if entry.moved_from is not None:
+                            entry.change, moved = "moved", (info.sha, entry.moved_from)
+                    out.append(entry)
+                shown += 1
+                if (max_count is not None and shown >= max_count) or moved:
+                    break
+            if moved is None or (max_count is not None and shown >= max_count):
+                return out
+            parents = git.commit_info(moved[0]).parents
+            if not parents:
+                return out
+            rev, prefixes = parents[0], [moved[1]]  # older commits: the artifact under its old path
     finally:
         git.close()
+
+
+def _moved_from(git, new: bytes | None, old: bytes | None, entry: LogEntry) -> str | None:
+    """The path of the artifact whose pointer the commit (trees `old` -> `new`) removed, or changed to
+    another id, while adding `entry`'s with its old id and kind: what `mlvc mv` does (then perhaps an
+    `mlvc add` of new data under the old name).  None when there is no such one."""
+    hist = History(git, set(), None)
+    for rel, a, b in sorted(hist.changed(new, old)):
+        if a is None or not rel.endswith(pointers.SUFFIX):
+            continue
+        if b is not None:
+            now = hist.pointer(b, rel)
+            if not isinstance(now, pointers.PointerFile) or now.oid == entry.id:
+                continue  # still there with the same data: a copy, not a move
+        ptr = hist.pointer(a, rel)
+        if isinstance(ptr, pointers.PointerFile) and ptr.oid == entry.id and ptr.kind == entry.kind:
+            parent = posixpath.dirname(rel)
+            return posixpath.join(parent, ptr.path) if parent else ptr.path
+    return None
 
 
 def report(repo, path: str | None = None, since: str | datetime | None = None, max_count: int | None = None,
@@ -379,6 +419,9 @@ def render_text(entries: list[LogEntry]) -> str:
             last = e.commit
         if e.error:
             lines.append(f"  {e.change:8} {e.path}: {e.error}")
+            continue
+        if e.moved_from:
+            lines.append(f"  {e.change:8} {e.moved_from} -> {e.path}  {e.id}")
             continue
         meta = _meta_text(e.meta)
         lines.append(f"  {e.change:8} {e.path}  {e.id}  {_size(e.size)}  {e.role or '-'}"

@@ -71,3 +71,39 @@ def test_rm_untracks_and_deletes_only_saved_data(repo_dir: Path) -> None:
     untracked = git(repo_dir, "status", "--porcelain", "--untracked-files=all")
     assert "?? data/raw/a.csv" in untracked  # git sees the kept files again
     assert mlvc_cli(repo_dir, "rm", "data/raw").code == errors.EXIT_BAD_PATH
+
+
+def test_log_of_a_moved_artifact_follows_it_to_its_old_path(repo_dir: Path) -> None:
+    import json
+
+    _project(repo_dir)
+    write(repo_dir / "data" / "raw" / "c.csv", "c\n3\n")
+    assert mlvc_cli(repo_dir, "add", "-q", "data/raw").code == 0
+    v2 = commit(repo_dir, "v2")
+    assert mlvc_cli(repo_dir, "mv", "-q", "data/raw", "data/images").code == 0
+    moved = commit(repo_dir, "move raw to images")
+    write(repo_dir / "data" / "images" / "d.csv", "d\n4\n")
+    assert mlvc_cli(repo_dir, "add", "-q", "data/images").code == 0
+    v3 = commit(repo_dir, "v3")
+
+    res = mlvc_cli(repo_dir, "log", "data/images", "--json")
+    assert res.code == 0, res
+    got = [(e["commit"], e["change"], e["path"], e.get("moved_from")) for e in json.loads(res.out)]
+    v1 = git(repo_dir, "rev-parse", "v1").strip()
+    assert got == [(v3, "modified", "data/images", None), (moved, "moved", "data/images", "data/raw"),
+                   (v2, "modified", "data/raw", None), (v1, "added", "data/raw", None)]
+    res = mlvc_cli(repo_dir, "log", "data/images")
+    assert "moved    data/raw -> data/images" in res.out and "added    data/raw" in res.out, res.out
+    res = mlvc_cli(repo_dir, "log", "data/images", "--no-follow", "--json")
+    assert [e["change"] for e in json.loads(res.out)] == ["modified", "added"]
+    res = mlvc_cli(repo_dir, "log", "data/images", "-n", "2", "--json")
+    assert [e["change"] for e in json.loads(res.out)] == ["modified", "moved"]
+    assert mlvc_cli(repo_dir, "mv", "-q", "model.bin", "weights.bin").code == 0
+    write(repo_dir / "model.bin", b"\x02" * 5000)  # a new artifact under the old name, same commit
+    assert mlvc_cli(repo_dir, "add", "-q", "model.bin").code == 0
+    commit(repo_dir, "rename the model, new model.bin")
+    res = mlvc_cli(repo_dir, "log", "weights.bin", "--json")
+    assert [(e["change"], e["path"]) for e in json.loads(res.out)] == [("moved", "weights.bin"),
+                                                                       ("added", "model.bin")]
+    res = mlvc_cli(repo_dir, "log", "model.bin", "--json")
+    assert [(e["change"], e["path"]) for e in json.loads(res.out)][0] == ("modified", "model.bin")
