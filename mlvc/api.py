@@ -7,13 +7,34 @@ above it), runs one operation and returns its result object.
 
 from __future__ import annotations
 
+import io
+import os
+from collections.abc import Iterable
+from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from .progress import NULL, Progress
 from .repo import Repo
 
+if TYPE_CHECKING:
+    from .ops.add import AddResult
+    from .ops.checkout import CheckoutResult
+    from .ops.diff import DiffResult
+    from .ops.fetch import PullResult
+    from .ops.gc import GcResult
+    from .ops.log import LogEntry
+    from .ops.status import ArtifactStatus
+    from .ops.verify import VerifyResult
+    from .store.transfer import TransferResult
 
-def _repo(repo) -> Repo:
+# What the `repo=` and path arguments accept: a path as text or a path object (or a Repo).
+PathArg = str | os.PathLike[str]
+Paths = PathArg | Iterable[PathArg] | None
+RepoArg = Repo | PathArg | None
+
+
+def _repo(repo: RepoArg) -> Repo:
     """The `Repo` for a `repo=` argument: a Repo as is, None: the one holding the cwd, a path:
     exactly the repository whose top it is (never one found above it)."""
     if isinstance(repo, Repo):
@@ -31,8 +52,10 @@ def init(path: str | Path | None = None, *, no_scm: bool = False) -> Repo:
     return Repo.init(path, no_scm=no_scm)
 
 
-def add(paths, *, role: str | None = None, meta: dict | None = None, config=None, seed=None,
-        follow_links: bool | None = None, repo=None, progress: Progress = NULL):
+def add(paths: PathArg | Iterable[PathArg], *, role: str | None = None, meta: dict[str, Any] | None = None,
+        config: PathArg | dict[str, Any] | None = None, seed: int | str | None = None,
+        follow_links: bool | None = None, repo: RepoArg = None,
+        progress: Progress = NULL) -> AddResult | list[AddResult]:
     """Add one path (returns its AddResult) or a list of paths (returns a list).
 
     `config` (a file path or a dict) and `seed` are recorded in the pointer's
@@ -49,14 +72,15 @@ def add(paths, *, role: str | None = None, meta: dict | None = None, config=None
         full_meta = {**config_meta(r, config, seed), **(meta or {})}
         if follow_links is not None:
             full_meta[FOLLOW_LINKS] = follow_links
-        single = isinstance(paths, (str, Path))
-        results = _add(r, [paths] if single else list(paths), role=role, meta=full_meta, progress=progress)
-        return results[0] if single else results
+        if isinstance(paths, (str, os.PathLike)):
+            return _add(r, [paths], role=role, meta=full_meta, progress=progress)[0]
+        return _add(r, list(paths), role=role, meta=full_meta, progress=progress)
     finally:
         r.close()
 
 
-def status(paths=None, *, repo=None, check_cache: bool = True, progress: Progress = NULL):
+def status(paths: Paths = None, *, repo: RepoArg = None, check_cache: bool = True,
+           progress: Progress = NULL) -> list[ArtifactStatus]:
     """How each tracked artifact's workspace files compare with its pointer.
 
     Returns a list of `ArtifactStatus` (path, state such as "unchanged", "modified",
@@ -73,7 +97,8 @@ def status(paths=None, *, repo=None, check_cache: bool = True, progress: Progres
         r.close()
 
 
-def checkout(paths=None, *, force: bool = False, repo=None, progress: Progress = NULL):
+def checkout(paths: Paths = None, *, force: bool = False, repo: RepoArg = None,
+             progress: Progress = NULL) -> CheckoutResult:
     """Make the workspace files of `paths` (default: every artifact) match their pointers, from the cache.
 
     Files with unsaved changes are left alone unless `force`.  Returns a
@@ -88,7 +113,8 @@ def checkout(paths=None, *, force: bool = False, repo=None, progress: Progress =
         r.close()
 
 
-def verify(*, repo=None, remote: str | None = None, read_data: bool | None = None, progress: Progress = NULL):
+def verify(*, repo: RepoArg = None, remote: str | None = None, read_data: bool | None = None,
+           progress: Progress = NULL) -> VerifyResult:
     """Check the objects of the local cache (or, with `remote`, of a remote) against their ids.
 
     `read_data` reads every object's bytes (the default for the cache); without it a remote
@@ -106,8 +132,9 @@ def verify(*, repo=None, remote: str | None = None, read_data: bool | None = Non
 # ---------------------------------------------------------------------- reading versions
 
 
-def open(path: str | Path, rev: str | None = None, mode: str = "rb", *, remote: str | None = None,
-         repo=None, encoding: str | None = None, errors: str | None = None):
+def open(path: PathArg, rev: str | None = None, mode: str = "rb", *, remote: str | None = None,
+         repo: RepoArg = None, encoding: str | None = None,
+         errors: str | None = None) -> io.BufferedReader | io.TextIOWrapper:
     """Open one file of the repository as it was at revision `rev`, without checking anything out.
 
     `path` is a file of a tracked artifact (a single-file artifact, or a file inside a
@@ -145,22 +172,26 @@ def open(path: str | Path, rev: str | None = None, mode: str = "rb", *, remote: 
         raise
 
 
-def read(path: str | Path, rev: str | None = None, mode: str = "rb", *, remote: str | None = None,
-         repo=None, encoding: str | None = None, errors: str | None = None) -> bytes | str:
+def read(path: PathArg, rev: str | None = None, mode: str = "rb", *, remote: str | None = None,
+         repo: RepoArg = None, encoding: str | None = None, errors: str | None = None) -> bytes | str:
     """The whole contents of `path` at `rev`: bytes (`mode="rb"`) or text (`mode="r"`).
 
     Same arguments and sources as `mlvc.open`.
     """
     with open(path, rev, mode, remote=remote, repo=repo, encoding=encoding, errors=errors) as f:
-        (f if "b" in mode else f.buffer).prefetch_all()  # what the cache lacks: one batch of ranged reads
+        raw = f.buffer if isinstance(f, io.TextIOWrapper) else f
+        prefetch_all = getattr(raw, "prefetch_all", None)  # mlvc's reader: what the cache lacks in one batch
+        if prefetch_all is not None:
+            prefetch_all()
         return f.read()
 
 
 # ---------------------------------------------------------------------- remotes
 
 
-def push(paths=None, *, remote: str | None = None, revs=(), all_commits: bool = False,
-         all_branches: bool = False, jobs: int | None = None, repo=None, progress: Progress = NULL):
+def push(paths: Paths = None, *, remote: str | None = None, revs: Iterable[str] = (), all_commits: bool = False,
+         all_branches: bool = False, jobs: int | None = None, repo: RepoArg = None,
+         progress: Progress = NULL) -> TransferResult:
     """Upload to `remote` (default: the default remote) every object of the selected artifacts it lacks.
 
     Selects the workspace's artifacts (narrowed by `paths`), or those of the commits
@@ -180,8 +211,9 @@ def push(paths=None, *, remote: str | None = None, revs=(), all_commits: bool = 
         r.close()
 
 
-def fetch(paths=None, *, remote: str | None = None, revs=(), all_commits: bool = False,
-          all_branches: bool = False, jobs: int | None = None, repo=None, progress: Progress = NULL):
+def fetch(paths: Paths = None, *, remote: str | None = None, revs: Iterable[str] = (), all_commits: bool = False,
+          all_branches: bool = False, jobs: int | None = None, repo: RepoArg = None,
+          progress: Progress = NULL) -> TransferResult:
     """Download the objects of the selected artifacts into the cache (verified); the workspace is untouched.
 
     Selection as in `push`.  Returns the `TransferResult` `mlvc fetch` prints.
@@ -197,9 +229,9 @@ def fetch(paths=None, *, remote: str | None = None, revs=(), all_commits: bool =
         r.close()
 
 
-def pull(paths=None, *, remote: str | None = None, revs=(), all_commits: bool = False,
-         all_branches: bool = False, jobs: int | None = None, force: bool = False, repo=None,
-         progress: Progress = NULL):
+def pull(paths: Paths = None, *, remote: str | None = None, revs: Iterable[str] = (), all_commits: bool = False,
+         all_branches: bool = False, jobs: int | None = None, force: bool = False, repo: RepoArg = None,
+         progress: Progress = NULL) -> PullResult:
     """`fetch`, then `checkout` of the workspace's artifacts whose objects all arrived.
 
     Returns a `PullResult` (`.fetch`, `.checkout`, `.failed`, `.restored`).
@@ -215,7 +247,8 @@ def pull(paths=None, *, remote: str | None = None, revs=(), all_commits: bool = 
         r.close()
 
 
-def gc(scope: str, *, remote: str | None = None, dry_run: bool = False, grace: float | None = None, repo=None):
+def gc(scope: str, *, remote: str | None = None, dry_run: bool = False, grace: float | None = None,
+       repo: RepoArg = None) -> GcResult:
     """Remove objects that no kept pointer reaches, from the cache or (with `remote`) a remote.
 
     `scope` says what to keep: `"workspace"` (the workspace's pointers),
@@ -235,7 +268,8 @@ def gc(scope: str, *, remote: str | None = None, dry_run: bool = False, grace: f
 # ---------------------------------------------------------------------- history
 
 
-def diff(rev_a: str, rev_b: str | None = None, paths=None, *, contents: bool = True, repo=None):
+def diff(rev_a: str, rev_b: str | None = None, paths: Paths = None, *, contents: bool = True,
+         repo: RepoArg = None) -> DiffResult:
     """What changed between two revisions (`rev_b=None`: the workspace's pointers).
 
     Returns the `DiffResult` `mlvc diff` prints: per artifact added / removed /
@@ -252,7 +286,8 @@ def diff(rev_a: str, rev_b: str | None = None, paths=None, *, contents: bool = T
         r.close()
 
 
-def log(path: str | None = None, *, since=None, max_count: int | None = None, rev: str = "HEAD", repo=None):
+def log(path: PathArg | None = None, *, since: str | datetime | None = None, max_count: int | None = None,
+        rev: str = "HEAD", repo: RepoArg = None) -> list[LogEntry]:
     """An artifact's history (or every artifact's), newest first, read from git without a checkout.
 
     Returns the list of `LogEntry` `mlvc log` prints (commit, date, author, message,
@@ -268,7 +303,7 @@ def log(path: str | None = None, *, since=None, max_count: int | None = None, re
         r.close()
 
 
-def manifest(rev: str | None = None, *, repo=None) -> dict:
+def manifest(rev: str | None = None, *, repo: RepoArg = None) -> dict[str, Any]:
     """The version manifest of `rev` (None: the workspace), as `mlvc manifest --json` prints it.
 
     A dict with the commit, branch, dirty flag and every artifact's path, role, id,
@@ -283,10 +318,10 @@ def manifest(rev: str | None = None, *, repo=None) -> dict:
         r.close()
 
 
-def _paths(paths):
+def _paths(paths: Paths) -> list[PathArg] | None:
     """`paths` as the list the operations take (one path, a list, or None for all)."""
     if paths is None:
         return None
-    if isinstance(paths, (str, Path)):
+    if isinstance(paths, (str, os.PathLike)):
         return [paths]
     return list(paths) or None
