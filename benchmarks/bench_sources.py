@@ -16,7 +16,7 @@ from an empty directory, with the registry given as a plain path:
     get checkpoint    mlvc get REG model.bin -o out     dvc get REG model.bin -o out
     get one file      mlvc get REG data/images/f00042.bin -o out    (dvc likewise)
 
-Figures: wall time (best of --repeat), S3 requests answered, and for mlvc the bytes it
+Figures: wall time (best of --repeat runs, the tools alternating), S3 requests answered, and for mlvc the bytes it
 downloaded (`--json`).  Results: the table on stdout, benchmarks/.work/results-sources*.json.
 """
 
@@ -81,23 +81,21 @@ def make_registry(tool: str, base: Path, data: Path, commits: int, endpoint: str
     return repo.path
 
 
-def measure(tool: str, argv_of, registry: Path, base: Path, counter, repeat: int) -> dict:
-    """Best wall of `repeat` cold runs; requests and (mlvc) bytes of the last one."""
-    walls, requests, downloaded = [], None, None
-    for i in range(repeat):
-        cold = base / f"cold-{tool}-{i}-{os.urandom(3).hex()}"
-        (cold / "cwd").mkdir(parents=True)
-        env = H.tool_env({**H.S3_ENV, "MLVC_CACHE_HOME": str(cold / "mlvc-cache"),
-                          "DVC_SITE_CACHE_DIR": str(cold / "dvc-site-cache")})
-        before = counter.snapshot() if counter else {}
-        r = H.run(argv_of(registry), cold / "cwd", env=env, timeout=3600)
-        requests = H.RequestCounter.delta(before, counter.snapshot())["total"] if counter else None
-        walls.append(r.wall)
-        if tool == "mlvc" and "--json" in r.argv:
-            doc = r.json()
-            downloaded = doc.get("bytes_downloaded") if isinstance(doc, dict) else None
-        H.rmtree(cold)
-    return {"best": min(walls), "samples": walls, "requests": requests, "downloaded": downloaded}
+def measure_once(tool: str, argv_of, registry: Path, base: Path, counter, got: dict) -> None:
+    """One cold run, added to `got` (walls; requests and (mlvc) bytes of the last run)."""
+    cold = base / f"cold-{tool}-{os.urandom(3).hex()}"
+    (cold / "cwd").mkdir(parents=True)
+    env = H.tool_env({**H.S3_ENV, "MLVC_CACHE_HOME": str(cold / "mlvc-cache"),
+                      "DVC_SITE_CACHE_DIR": str(cold / "dvc-site-cache")})
+    before = counter.snapshot() if counter else {}
+    r = H.run(argv_of(registry), cold / "cwd", env=env, timeout=3600)
+    got["requests"] = H.RequestCounter.delta(before, counter.snapshot())["total"] if counter else None
+    got.setdefault("samples", []).append(r.wall)
+    got["best"] = min(got["samples"])
+    if tool == "mlvc" and "--json" in r.argv:
+        doc = r.json()
+        got["downloaded"] = doc.get("bytes_downloaded") if isinstance(doc, dict) else None
+    H.rmtree(cold)
 
 
 def main() -> None:
@@ -138,16 +136,17 @@ def main() -> None:
             H.log(f"building the {tool} registry and pushing it")
             registries[tool] = make_registry(tool, base, data, args.commits, endpoint)
         for name, mlvc_argv, dvc_argv in cases:
-            got = {}
-            for tool, argv_of in (("mlvc", mlvc_argv), ("dvc", dvc_argv)):
-                if tool not in registries:
-                    continue
-                H.log(f"{name}: {tool}")
-                try:
-                    got[tool] = measure(tool, lambda reg, f=argv_of: f(str(reg)), registries[tool], base, counter,
-                                        args.repeat)
-                except H.CommandFailed as exc:
-                    got[tool] = {"error": str(exc)[:300]}
+            got: dict[str, dict] = {}
+            for i in range(args.repeat):  # the tools alternate, so a load change hits both alike
+                for tool, argv_of in (("mlvc", mlvc_argv), ("dvc", dvc_argv)):
+                    if tool not in registries or "error" in got.get(tool, {}):
+                        continue
+                    H.log(f"{name}: {tool} (run {i + 1} of {args.repeat})")
+                    try:
+                        measure_once(tool, lambda reg, f=argv_of: f(str(reg)), registries[tool], base, counter,
+                                     got.setdefault(tool, {}))
+                    except H.CommandFailed as exc:
+                        got[tool] = {"error": str(exc)[:300]}
             m, d = got.get("mlvc", {}), got.get("dvc", {})
             report.add(H.Row(name, "wall", m.get("best"), d.get("best"), "s", H.ratio_at_most(1.0, "mlvc faster"),
                              note=f"samples mlvc {m.get('samples')}, dvc {d.get('samples')}"
