@@ -80,10 +80,11 @@ def provenance_of(repo, tracked: Tracked, only: str | None = None) -> dict | Non
         from ..objects import TreeEntry
 
         entries = [TreeEntry("", ptr.size, from_oid(ptr.oid), False)]
-    if ptr.kind == "dir":
-        entries = [e for e in entries if (e.path == only if only else is_checkpoint_name(e.path))]
+    chosen = iter(entries)
+    if ptr.kind == "dir":  # lazily: a million-file tree is never a list of a million entries
+        chosen = (e for e in entries if (e.path == only if only else is_checkpoint_name(e.path)))
     found: dict[str, tuple[dict, str]] = {}
-    for e in entries:
+    for e in chosen:
         try:
             prov, source = _read_one(repo, tracked, e.path, e.file_id)
         except ckpt.CheckpointFormatError:
