@@ -122,7 +122,7 @@ class TreeEntries(PackedPaths):
 
     __slots__ = ("_sizes", "_ids", "_exec")
 
-    def __init__(self, paths: bytes, ends: array, sizes: array, ids: bytes, executable: bytes):
+    def __init__(self, paths: bytes | bytearray, ends: array, sizes: array, ids: bytes, executable: bytes):
         super().__init__(paths, ends)
         self._sizes, self._ids, self._exec = sizes, ids, executable
 

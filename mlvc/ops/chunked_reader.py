@@ -11,6 +11,7 @@ import bisect
 import io
 from collections import OrderedDict
 
+from ..store.types import ObjectReader
 from .common import file_manifest
 
 class ChunkedFile(io.RawIOBase):
@@ -21,7 +22,7 @@ class ChunkedFile(io.RawIOBase):
     chunks are kept.  `chunks_read` / `bytes_read` count what came from the store.
     """
 
-    def __init__(self, store, chunks, name: str = "", keep: int = 8):
+    def __init__(self, store: ObjectReader, chunks, name: str = "", keep: int = 8):
         super().__init__()
 
         self._store = store

@@ -16,12 +16,15 @@ Store-layer calls (the whole surface): the cache ``repo.store`` (a PackStore):
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ..errors import MlvcError, ObjectNotFoundError, RemoteNotFoundError
 from ..hashing import to_oid
 from ..objects import FileManifest, TreeManifest
 from ..store.packs import CHUNK, FILE_MANIFEST, TREE_MANIFEST
+from ..store.types import ObjectReader
 from .chunked_reader import ChunkedFile
 
 RANGE_GAP = 64 * 1024  # read across gaps up to this size rather than issue another request
@@ -164,7 +167,7 @@ class ObjectSource:
         """The (chunk id, length) list of a file."""
         return self.file_manifest(file_id).chunks
 
-    def iter_chunks(self, chunk_ids):
+    def iter_chunks(self, chunk_ids: Iterable[tuple[bytes, int]]) -> Iterator[bytes | memoryview]:
         """Verified bytes of each (chunk id, length), in order; missing ones fetched first in one batch.
 
         (The interface `ChunkedFile` reads through, like the cache's own `iter_chunks`.)
@@ -296,5 +299,8 @@ class _ReadAheadFile(ChunkedFile):
             done += n
         return bytes(buf[:done])
 
+
+if TYPE_CHECKING:  # mypy checks that a source reads objects as the cache and a remote do
+    _AS_READER: type[ObjectReader] = ObjectSource
 
 __all__ = ["ObjectSource", "SourceStats"]

@@ -8,6 +8,7 @@ so a child process builds its own on first use.
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import errno
 import os
@@ -217,6 +218,7 @@ class FsspecBackend(Backend):
 
         if callback is None:
             return DEFAULT_CALLBACK
+        report: ProgressCallback = callback
 
         class ProgressBridge(Callback):
             """Turns fsspec's cumulative progress into the deltas our callers add up."""
@@ -227,7 +229,7 @@ class FsspecBackend(Backend):
                 delta = self.value - self.reported
                 if delta > 0:
                     self.reported = self.value
-                    callback(delta)
+                    report(delta)
 
         return ProgressBridge()
 
@@ -293,7 +295,7 @@ class FsspecBackend(Backend):
                     keys.append(relative)
             return sorted(keys)
 
-    def _empty_listing(self, exc: FileNotFoundError) -> list[str]:
+    def _empty_listing(self, exc: FileNotFoundError) -> builtins.list[str]:
         """A listing of an absent prefix is empty (S3: unless the bucket itself is missing)."""
         return []
 

@@ -44,8 +44,8 @@ import xxhash
 
 from ..hashing import digest, is_hex_name
 from .packs import IDX_ENTRY_SIZE, IDX_HEAD_SIZE, TYPE_NAMES
+from .types import PackedLocation
 
-Location = tuple[int, int, int, int, int]  # (pack number, codec, offset, stored, raw)
 Reader = Callable[[int, int], bytes]  # (position, length) -> the bytes there
 
 KEY = 17  # id (16) + type (1): what entries are sorted by
@@ -170,7 +170,7 @@ class PackTable(_SortedRun):
             pos = data.find(key, pos + 1, end)
         return None if pos < 0 else (data, pos)
 
-    def get(self, key: bytes) -> Location | None:
+    def get(self, key: bytes) -> PackedLocation | None:
         found = self.find(key)
         if found is None:
             return None
@@ -199,7 +199,7 @@ class MergedTable(_SortedRun):
             os.close(self._fd)
             self._fd = None
 
-    def get(self, key: bytes) -> Location | None:
+    def get(self, key: bytes) -> PackedLocation | None:
         found = self.find(key)
         if found is None:
             return None
@@ -364,7 +364,7 @@ class ObjectTable:
         # Locations found lately (a transfer asks for an object's 2-3 times: to sort, to group by
         # pack, to read); only hits, which stay true while this table lives (a gc that removes
         # packs makes the store start a new table).
-        self._found: dict[bytes, Location] = {}
+        self._found: dict[bytes, PackedLocation] = {}
         self._merging = threading.Lock()  # one merge at a time; lookups never wait for it
         # Tables are never closed explicitly: a lookup in another thread may still be reading
         # one that was just replaced; a mapping is released when its last user drops it.
@@ -445,7 +445,7 @@ class ObjectTable:
                 self._unlink(path)
 
     # -------------------------------------------------------------- lookups
-    def get(self, typ: int, oid: bytes) -> Location | None:
+    def get(self, typ: int, oid: bytes) -> PackedLocation | None:
         key = oid + _TYPE_BYTE[typ]
         loc = self._found.get(key)
         if loc is not None:

@@ -31,6 +31,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING, Union
 
 from .. import codec
 from ..errors import CorruptObjectError, DiskError, MlvcError, ObjectNotFoundError, UnsafePathError
@@ -53,6 +54,7 @@ from .packs import (
 )
 from .objecttable import ObjectTable
 from .state import CompleteRoots
+from .types import Key, Location, ObjectReader, PackedLocation, Pending
 
 MADV_POPULATE_READ = getattr(mmap, "MADV_POPULATE_READ", 22)  # Linux 5.14+; Python 3.11 lacks the name
 POPULATE_MIN = 1 << 20
@@ -71,7 +73,10 @@ RANGE_GAP = 256 * 1024  # remote reads also swallow gaps up to this size (fewer 
 PACKS = "packs/"
 USERS = "repos/"
 
-Key = tuple[int, bytes]
+PackRead = Callable[[int, int], Union[bytes, memoryview]]  # (offset, length) -> bytes of one pack
+# (key, codec, stored payload, raw length, data, error): one object read by `iter_stored` (a plain tuple:
+# made per object, a million times in a large transfer)
+StoredItem = tuple[Key, int, Union[bytes, memoryview], int, Union[bytes, memoryview, None], Union[MlvcError, None]]
 
 
 def wrap_os_error(exc: OSError, what: str) -> DiskError:
@@ -240,7 +245,7 @@ class PackStore:
         self._pack_names: list[str] = []
         self._pack_no: dict[str, int] = {}
         self._table = ObjectTable(self.merged_dir)
-        self._readers: dict[int, Callable[[int, int], bytes]] = {}
+        self._readers: dict[int, PackRead] = {}
         self._fds: list[int] = []
         self._maps: list[mmap.mmap] = []
         self._mapped_read = 0  # bytes read through the mappings since their pages were dropped
@@ -292,7 +297,8 @@ class PackStore:
         quarantine remove the index first): its objects count as missing, so a push uploads
         them again, and `verify` reports it."""
         keys = self.backend.list(PACKS)
-        idx, packs = set(), set()
+        idx: set[str] = set()
+        packs: set[str] = set()
         for k in keys:
             stem, _, ext = k[len(PACKS):].rpartition(".")
             if "/" in stem or not is_hex_name(stem):
@@ -418,14 +424,14 @@ class PackStore:
         self._ensure_loaded()
         return list(self._pack_names)
 
-    def location(self, typ: int, oid: bytes) -> tuple[str, int, int, int, int]:
-        """(pack name, codec, offset, stored, raw) of a published object."""
+    def location(self, typ: int, oid: bytes) -> Location:
+        """Where a published object lies (its pack by name)."""
         self._ensure_loaded()
         loc = self._table.get(typ, oid)
         if loc is None:
             raise ObjectNotFoundError(to_oid(oid), where=self.name)
         no, c, off, stored, raw = loc
-        return self._pack_names[no], c, off, stored, raw
+        return Location(self._pack_names[no], c, off, stored, raw)
 
     def pack_entries(self, pack: str) -> list[IndexEntry]:
         """Every record of a visible pack, in pack order."""
@@ -433,15 +439,16 @@ class PackStore:
                       key=lambda e: e.offset)
 
     # ---------------------------------------------------------------- read
-    def _reader(self, no: int) -> Callable[[int, int], bytes | memoryview]:
+    def _reader(self, no: int) -> PackRead:
         """read(offset, length) of one pack: a view of the memory-mapped file when it is local
         (restores write straight from the page cache: no copy through Python), else a ranged
         read.  Packs are immutable, so a mapping never sees its file change under it."""
-        reader = self._readers.get(no)
-        if reader is not None:
-            return reader
+        cached = self._readers.get(no)
+        if cached is not None:
+            return cached
         key = f"{PACKS}{self._pack_names[no]}.pack"
         path = self.backend.local_path(key) if self.backend.capabilities.local_files else None
+        reader: PackRead
         if path is not None:
             try:
                 fd = os.open(path, os.O_RDONLY)
@@ -456,7 +463,8 @@ class PackStore:
                 self._maps.append(mapped)
                 view = memoryview(mapped)
 
-                def reader(offset: int, length: int, view=view, mapped=mapped) -> memoryview:
+                def read_mapped(offset: int, length: int, view: memoryview = view,
+                                mapped: mmap.mmap = mapped) -> memoryview:
                     self.reads += 1
                     # a fault maps in the pages around it too (the kernel's fault-around): a
                     # 1 KiB read costs up to 64 KiB of RSS, so small reads count as that much
@@ -470,18 +478,21 @@ class PackStore:
                         except (OSError, ValueError):
                             pass  # kernels before 5.14: pages fault in one by one
                     return view[offset:offset + length]
+                reader = read_mapped
             else:
-                def reader(offset: int, length: int, fd=fd) -> bytes:
+                def read_file(offset: int, length: int, fd: int = fd) -> bytes:
                     self.reads += 1
                     return os.pread(fd, length, offset)
+                reader = read_file
         else:
-            def reader(offset: int, length: int, key=key, pack=self._pack_names[no]) -> bytes:
+            def read_remote(offset: int, length: int, key: str = key, pack: str = self._pack_names[no]) -> bytes:
                 with self._lock:
                     self.reads += 1
                 try:
                     return self.backend.get_range(key, offset, length)
                 except ObjectNotFoundError:
                     raise CorruptObjectError(pack, self.name, "a pack file", "only its index") from None
+            reader = read_remote
         self._readers[no] = reader
         return reader
 
@@ -495,7 +506,7 @@ class PackStore:
             except (OSError, ValueError):
                 pass  # closed meanwhile, or a platform without it: only RSS stays higher
 
-    def read_stored(self, pack: str, offset: int, length: int) -> bytes:
+    def read_stored(self, pack: str, offset: int, length: int) -> bytes | memoryview:
         """Raw bytes of a visible pack (stored records, for copying without recompression).
         CorruptObjectError for a pack that is not visible (an index whose pack file is gone)."""
         self._ensure_loaded()
@@ -504,7 +515,8 @@ class PackStore:
             raise CorruptObjectError(pack, self.name, "a pack file", "only its index")
         return self._reader(no)(offset, length)
 
-    def _lookup(self, typ: int, oid: bytes):
+    def _lookup(self, typ: int, oid: bytes) -> PackedLocation | Pending:
+        """Where an object is: published (the table's tuple), or in a pack being written."""
         self._ensure_loaded()
         loc = self._table.get(typ, oid)
         if loc is None and oid not in self._pending[typ] and self.refresh():
@@ -512,8 +524,8 @@ class PackStore:
         if loc is None:
             writer = self._pending[typ].get(oid)
             entry = writer.entry(typ, oid) if writer is not None else None
-            if entry is not None:
-                return writer, entry
+            if writer is not None and entry is not None:
+                return Pending(writer, entry)
             raise ObjectNotFoundError(to_oid(oid), where=self.name,
                                       hint=None if typ == CHUNK else "run `mlvc pull` to fetch it from a remote")
         return loc
@@ -521,11 +533,11 @@ class PackStore:
     def get(self, typ: int, oid: bytes) -> bytes:
         """An object's raw bytes, verified against its id."""
         loc = self._lookup(typ, oid)
-        while isinstance(loc[0], PackWriter):
+        while isinstance(loc, Pending):
             writer, e = loc
-            payload = writer.read_back(e)
-            if payload is not None:
-                return decode_verify(typ, oid, e.codec, payload, e.raw, "a pack being written")
+            pending_payload = writer.read_back(e)
+            if pending_payload is not None:
+                return decode_verify(typ, oid, e.codec, pending_payload, e.raw, "a pack being written")
             loc = self._lookup(typ, oid)  # published meanwhile: now in the index
         no, c, off, stored, raw = loc
         where = f"pack {self._pack_names[no]} ({self.name})"
@@ -569,6 +581,7 @@ class PackStore:
                 if error is not None:
                     raise error
                 return c, bytes(payload), raw
+            raise ObjectNotFoundError(to_oid(oid), where=self.name)  # (iter_stored answers every key)
         c, payload, raw, _where = record
         for _piece in self._verified_pieces(typ, oid, *record):
             pass
@@ -580,7 +593,7 @@ class PackStore:
         if typ == FILE_MANIFEST:
             raise ValueError("a file manifest's id is its content's, not its own bytes' digest")
         loc = self._lookup(typ, oid)
-        if isinstance(loc[0], PackWriter):
+        if isinstance(loc, Pending):
             return None
         no, c, off, stored, raw = loc
         where = f"pack {self._pack_names[no]} ({self.name})"
@@ -612,7 +625,7 @@ class PackStore:
             raise CorruptObjectError(name, where, name, to_oid(h.digest()))
 
     def iter_stored(self, keys: Iterable[Key], gap: int | None = None, check_ids: bool = True,
-                    decode: bool = True) -> Iterator[tuple]:
+                    decode: bool = True) -> Iterator[StoredItem]:
         """(key, codec, stored payload, raw length, data, error) for each key, in the order given,
         reading runs of records that lie together in one pack with one read.  Payloads are
         decoded and checked against their ids (`data`: the object's bytes); a failed one comes
@@ -621,28 +634,29 @@ class PackStore:
         `decode=False`: payloads only (data None, sizes checked), for a caller that decodes them."""
         if gap is None:
             gap = 0 if self.backend.capabilities.local_files else RANGE_GAP
-        keys = list(keys)
+        todo = list(keys)
         self._ensure_loaded()
         i = 0
-        while i < len(keys):
-            key = keys[i]
+        while i < len(todo):
+            key = todo[i]
+            pending_payload = None
             try:
                 loc = self._lookup(*key)
-                while isinstance(loc[0], PackWriter):
-                    writer, e = loc
-                    payload = writer.read_back(e)
-                    if payload is not None:
+                while isinstance(loc, Pending):
+                    pending_payload = loc.writer.read_back(loc.entry)
+                    if pending_payload is not None:
                         break
                     loc = self._lookup(*key)  # published meanwhile: now in the index
             except ObjectNotFoundError as exc:
                 yield key, 0, b"", 0, None, exc
                 i += 1
                 continue
-            if isinstance(loc[0], PackWriter):
-                writer, e = loc
-                yield (key, e.codec, payload, e.raw, *(self._check(key, e.codec, payload, e.raw,
-                                                                    "a pack being written", check_ids)
-                                                        if decode else (None, None)))
+            if isinstance(loc, Pending):
+                assert pending_payload is not None  # the loop above only leaves a Pending with its bytes
+                e = loc.entry
+                yield (key, e.codec, pending_payload, e.raw, *(self._check(key, e.codec, pending_payload, e.raw,
+                                                                            "a pack being written", check_ids)
+                                                                if decode else (None, None)))
                 i += 1
                 continue
             no, _c, off, stored, raw = loc
@@ -650,17 +664,21 @@ class PackStore:
                 yield key, 0, b"", 0, None, err  # before reading: no writer produces such a record
                 i += 1
                 continue
-            run = [(key, loc)]
+            run: list[tuple[Key, PackedLocation]] = [(key, loc)]
             end = off + stored
             j = i + 1
-            while j < len(keys) and end - off < COALESCE_LIMIT:
-                nloc = self._table.get(*keys[j])
-                if nloc is None or nloc[0] != no or not (end + RECORD.size <= nloc[2] <= end + RECORD.size + gap):
+            while j < len(todo) and end - off < COALESCE_LIMIT:
+                nkey = todo[j]
+                nloc = self._table.get(*nkey)
+                if nloc is None:
                     break
-                if record_size_error(keys[j][0], keys[j][1], nloc[3], nloc[4], "") is not None:
+                nno, _nc, noff, nstored, nraw = nloc
+                if nno != no or not (end + RECORD.size <= noff <= end + RECORD.size + gap):
                     break
-                run.append((keys[j], nloc))
-                end = nloc[2] + nloc[3]
+                if record_size_error(nkey[0], nkey[1], nstored, nraw, "") is not None:
+                    break
+                run.append((nkey, nloc))
+                end = noff + nstored
                 j += 1
             where = f"pack {self._pack_names[no]} ({self.name})"
             buf = self._reader(no)(off, end - off)
@@ -677,7 +695,8 @@ class PackStore:
             i = j
 
     @staticmethod
-    def _check(key: Key, c: int, payload, raw: int, where: str, check_id: bool = True) -> tuple:
+    def _check(key: Key, c: int, payload: bytes | memoryview, raw: int, where: str,
+               check_id: bool = True) -> tuple[bytes | memoryview | None, CorruptObjectError | None]:
         try:
             return decode_verify(key[0], key[1], c, payload, raw, where, check_id), None
         except CorruptObjectError as exc:
@@ -1006,7 +1025,10 @@ class PackStore:
         references yet; without the lock a concurrent gc could delete it between the dedup
         check and the pointer write.  (Remotes use the lock objects of `mlvc.store.locks`.)"""
         self.backend.ensure_base()
-        fd = os.open(self.backend.local_path("lock"), os.O_RDWR | os.O_CREAT, 0o644)
+        path = self.backend.local_path("lock")
+        if path is None:
+            raise ValueError(f"{self.name} is not on a local filesystem: it has no host lock")
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
             yield
@@ -1042,5 +1064,8 @@ class PackStore:
                 removed += 1
         return removed
 
+
+if TYPE_CHECKING:  # mypy checks that a store (the cache or a remote) reads objects as ObjectReader says
+    _AS_READER: type[ObjectReader] = PackStore
 
 __all__ = ["PackStore", "decode_verify", "wrap_os_error", "CHUNK", "FILE_MANIFEST", "TREE_MANIFEST"]

@@ -31,26 +31,27 @@ from __future__ import annotations
 import os
 import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ..errors import CorruptObjectError, MlvcError, ObjectNotFoundError
-from ..hashing import from_oid, to_oid
+from ..hashing import to_oid
 from ..objects import FileManifest, NotCanonical, TreeManifest, iter_tree_batches
 from ..progress import NULL, Progress
 from .packs import CHUNK, FILE_MANIFEST, TREE_MANIFEST, TYPE_NAMES, decode_index, record_size_error
 from .packstore import COALESCE_LIMIT, PACKS, PackStore, check_pack_file, wrap_os_error
+from .types import Key, Location, Root, RootLike, root_key
 
 WHOLE_PACK_FRACTION = 0.5  # copy a remote pack whole when at least this share of its bytes is needed
 MANIFEST_BATCH = 8192  # file manifests read (and decoded) at a time
 CHUNK_BATCH = 65536  # chunks planned at a time before they are copied (a 4 GiB file's worth)
 TREE_GROUP_BYTES = 32 * 1024 * 1024  # tree manifests read together, at most (one if larger)
 
-Key = tuple[int, bytes]
 Owners = tuple[int, ...]  # the numbers of the artifacts that need an object
 Stored = tuple[int, bytes, int]  # an object's stored form: (codec, payload, raw length)
+Planned = tuple[Key, Location, Owners]  # a chunk to copy: where it lies at src, who needs it
 # in place of a stored form: dst lacks the object, and it is read from src again when written
 # (a million-file tree's stored form is ~25 MB, not worth holding through the walk)
 FROM_SRC = (-1, b"", 0)
@@ -60,12 +61,12 @@ STREAM_OVER = 1024 * 1024  # trees of more raw bytes than this are walked as the
 @dataclass
 class Artifact:
     name: str  # what messages call it: the artifact path (plus @commit for other revisions)
-    ptr: object  # mlvc.pointer.PointerFile
+    ptr: RootLike  # a `Root`, or the mlvc.pointer.PointerFile it came from (kept for the caller)
     pointer_path: Path | None = None  # the workspace pointer, None for other commits
 
     @property
     def root(self) -> Key:
-        return (TREE_MANIFEST if self.ptr.kind == "dir" else FILE_MANIFEST, from_oid(self.ptr.oid))
+        return root_key(self.ptr)
 
 
 @dataclass
@@ -120,7 +121,8 @@ class _Transfer:
     walk_all = False  # repair: dst's closure may be broken (quarantined packs); look below everything
 
     def __init__(self, src: PackStore, dst: PackStore, artifacts: list[Artifact], jobs: int,
-                 progress: Progress, result: TransferResult, check_plan: Callable[[int, int], None] | None = None,
+                 progress: Progress | _ThreadSafeProgress, result: TransferResult,
+                 check_plan: Callable[[int, int], None] | None = None,
                  count_only: bool = False):
         self.src, self.dst = src, dst
         self.artifacts = artifacts
@@ -223,7 +225,7 @@ class _Transfer:
     def _raw_size(self, key: Key) -> int:
         for store in (self.dst, self.src):
             try:
-                return store.location(*key)[4]
+                return store.location(*key).raw
             except ObjectNotFoundError:
                 continue
         return 0  # read (and failed) with the small ones
@@ -300,7 +302,7 @@ class _Transfer:
                     break  # its tree is not written: no need to look further
         return batch, listed
 
-    def _files(self, items: list[tuple[Key, Owners]], then: list[tuple[Key, Owners, Stored]] = ()) -> None:
+    def _files(self, items: list[tuple[Key, Owners]], then: Sequence[tuple[Key, Owners, Stored]] = ()) -> None:
         """Copy what dst lacks of these file manifests: their chunks first, then them, then the
         manifests `then` (trees of these files)."""
         wanted: dict[Key, Owners] = {}
@@ -357,15 +359,16 @@ class _Transfer:
                             hint=f"{self.dst.name} does not have it either: run `mlvc push` on a machine that has it")
                     self.fail(wanted[key], error)
                     continue
+                assert data is not None  # decoded: iter_stored gives data with every error-free item
                 stored = None if key in damaged_at_dst else (c, bytes(payload), raw)
                 yield key, bytes(data), stored
 
-    def _src_position(self, key: Key) -> tuple:
+    def _src_position(self, key: Key) -> tuple[str, int]:
         try:
-            pack, _c, off, _s, _r = self.src.location(*key)
+            loc = self.src.location(*key)
         except ObjectNotFoundError:
             return ("", 0)
-        return (pack, off)
+        return (loc.pack, loc.offset)
 
     # ------------------------------------------------------------------ copy
     def _flush(self, need: dict[Key, Owners], held: list[tuple[Key, Owners, Stored]]) -> None:
@@ -391,7 +394,7 @@ class _Transfer:
             self._put(key, *stored)
 
     def _copy_chunks(self, need: dict[Key, Owners]) -> None:
-        by_pack: dict[str, list[tuple[Key, tuple, Owners]]] = {}
+        by_pack: dict[str, list[Planned]] = {}
         for key, who in need.items():
             try:
                 loc = self.src.location(*key)
@@ -400,21 +403,22 @@ class _Transfer:
                     f"{to_oid(key[1])} ({type_name(key[0])})", where=self.src.name,
                     hint="push it from a machine that has it (`mlvc push`)"))
                 continue
-            bad = record_size_error(key[0], key[1], loc[3], loc[4], f"pack {loc[0]} ({self.src.name})")
+            bad = record_size_error(key[0], key[1], loc.stored, loc.raw, f"pack {loc.pack} ({self.src.name})")
             if bad is not None:  # never download (or allocate) what no writer produces
                 self.fail(who, bad)
                 continue
-            by_pack.setdefault(loc[0], []).append((key, loc, who))
-        whole, runs = [], []
+            by_pack.setdefault(loc.pack, []).append((key, loc, who))
+        whole: list[tuple[str, list[Planned]]] = []
+        runs: list[Planned] = []
         for pack, items in by_pack.items():
-            if self._copy_whole(pack, sum(loc[3] for _k, loc, _w in items)):
+            if self._copy_whole(pack, sum(loc.stored for _k, loc, _w in items)):
                 whole.append((pack, items))
             else:
                 runs.extend(items)
         del by_pack
         if whole:
             self._parallel([lambda p=p, i=i: self._whole(p, i) for p, i in whole])
-        runs.sort(key=lambda t: (t[1][0], t[1][2]))
+        runs.sort(key=lambda t: (t[1].pack, t[1].offset))
         self._parallel([lambda g=g: self._copy_run(g) for g in self._groups(runs)])
 
     def _copy_whole(self, pack: str, need: int) -> bool:
@@ -427,18 +431,19 @@ class _Transfer:
             return True
         return all(e.type == CHUNK for e in decode_index(self.src.index_bytes(pack), pack))
 
-    def _groups(self, items):
+    def _groups(self, items: list[Planned]) -> Iterator[list[Planned]]:
         """Split per-pack sorted items into groups of at most COALESCE_LIMIT bytes (one worker each)."""
-        group: list = []
+        group: list[Planned] = []
         size = 0
         pack = None
         for item in items:
-            if group and (item[1][0] != pack or size >= COALESCE_LIMIT):
+            loc = item[1]
+            if group and (loc.pack != pack or size >= COALESCE_LIMIT):
                 yield group
                 group, size = [], 0
             group.append(item)
-            pack = item[1][0]
-            size += item[1][3]
+            pack = loc.pack
+            size += loc.stored
         if group:
             yield group
 
@@ -468,7 +473,7 @@ class _Transfer:
         except OSError as exc:
             raise wrap_os_error(exc, self.dst.name) from exc
 
-    def _copy_run(self, group) -> None:
+    def _copy_run(self, group: list[Planned]) -> None:
         whos = {key: who for key, _loc, who in group}
         for key, c, payload, raw, _data, error in self.src.iter_stored([k for k, _l, _w in group]):
             if error is not None:
@@ -477,7 +482,7 @@ class _Transfer:
             self._put(key, c, payload, raw, lacking=True)
             self.progress.advance(raw)
 
-    def _whole(self, pack: str, items) -> None:
+    def _whole(self, pack: str, items: list[Planned]) -> None:
         src, dst = self.src, self.dst
         where = f"pack {pack} ({src.name})"
         dst.scratch.mkdir(parents=True, exist_ok=True)
@@ -502,7 +507,7 @@ class _Transfer:
                         if key in problems:
                             self.fail(who, problems[key])
                         else:
-                            self._put(key, loc[1], os.pread(f.fileno(), loc[3], loc[2]), loc[4])
+                            self._put(key, loc.codec, os.pread(f.fileno(), loc.stored, loc.offset), loc.raw)
                 return
             try:
                 dst.adopt_pack(tmp, pack, idx)
@@ -584,7 +589,8 @@ def missing_at(src: PackStore, dst: PackStore, artifact: Artifact) -> tuple[int,
     dst.refresh()
     t = _Transfer(src, dst, [artifact], 1, NULL, result, count_only=True)
     t.run()
+    assert t.missing is not None  # count_only
     return len(t.missing), bool(result.failed)
 
 
-__all__ = ["Artifact", "TransferResult", "transfer", "missing_at", "with_artifacts"]
+__all__ = ["Artifact", "Root", "TransferResult", "transfer", "missing_at", "with_artifacts"]

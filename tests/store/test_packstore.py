@@ -20,7 +20,7 @@ from servers import REPO_ROOT, create_bucket, s3_options
 from mlvc import codec
 from mlvc.chunking import ChunkerParams
 from mlvc.errors import CorruptObjectError, DiskError, ObjectNotFoundError, RemoteUnreachableError
-from mlvc.hashing import digest, from_oid, to_oid
+from mlvc.hashing import digest, to_oid
 from mlvc.objects import FileManifest, TreeEntry, TreeManifest
 from mlvc.store.backend import open_backend
 from mlvc.store.faults import CorruptOnceBackend, FailAfter, FlakyBackend
@@ -28,24 +28,17 @@ from mlvc.store.gc import GcResult, gc
 from mlvc.store.memory import MemoryBackend
 from mlvc.store.packs import CHUNK, FILE_MANIFEST, RAW, TREE_MANIFEST, ZSTD
 from mlvc.store.packstore import PackStore
-from mlvc.store.transfer import transfer
+from mlvc.store.transfer import Artifact, transfer
+from mlvc.store.types import Root
 from mlvc.store.verify import quarantine, reindex_orphan, verify
 
 KINDS = ["memory", "local", "local-two-processes", pytest.param("s3-moto", marks=pytest.mark.s3),
          pytest.param("s3-seaweedfs", marks=pytest.mark.s3)]
 
 
-class Artifact:
-    """What transfer needs of an artifact: a name and a pointer-like (kind, oid, size)."""
-
-    def __init__(self, name, kind, oid, size=0):
-        self.name = name
-        self.ptr = type("P", (), {"kind": kind, "oid": to_oid(oid), "size": size})()
-        self.pointer_path = None
-
-    @property
-    def root(self):
-        return (TREE_MANIFEST if self.ptr.kind == "dir" else FILE_MANIFEST, from_oid(self.ptr.oid))
+def artifact(name, kind, oid, size=0):
+    """What transfer needs of an artifact: a name and its root (kind, oid, size)."""
+    return Artifact(name, Root(kind, to_oid(oid), size))
 
 
 @pytest.fixture(params=KINDS)
@@ -244,7 +237,7 @@ class TestPackStoreContract:
         tid = add_tree(store, {f"f{i}": os.urandom(120_000 + i) for i in range(5)})
         store.commit()
         other = PackStore(MemoryBackend(), scratch=tmp_path / "other", fsync=False, pack_size=1 << 20)
-        art = Artifact("ds", "dir", tid)
+        art = artifact("ds", "dir", tid)
         out = transfer(make_store(), other, [art])
         assert out.done == ["ds"] and out.objects == 5 * 2 + 5 + 1  # 2 chunks + 1 manifest per file, 1 tree
         assert transfer(make_store(), other, [art]).up_to_date == ["ds"]
@@ -396,7 +389,7 @@ def test_transfer_of_a_tree_larger_than_a_manifest_batch_and_a_chunk_batch(tmp_p
     tid = add_tree(src, files)
     src.commit()
     dst = PackStore(MemoryBackend(), scratch=tmp_path / "dst", fsync=False, pack_size=1 << 14)
-    out = transfer(src, dst, [Artifact("ds", "dir", tid)])
+    out = transfer(src, dst, [artifact("ds", "dir", tid)])
     assert out.done == ["ds"] and not out.failed
     # one chunk and one manifest per distinct content, one tree: each appended once
     assert out.objects == 41 * 2 + 1
@@ -439,7 +432,7 @@ def test_a_damaged_copy_of_a_large_tree_at_the_destination_is_never_walked(tmp_p
     dst = PackStore(MemoryBackend(), scratch=tmp_path / "dst", fsync=False, marks=tmp_path / "marks.sqlite")
     dst.put_stored(TREE_MANIFEST, tid, RAW, damaged, len(damaged))
     dst.commit()
-    out = transfer(src, dst, [Artifact("ds", "dir", tid)])
+    out = transfer(src, dst, [artifact("ds", "dir", tid)])
     assert out.done == ["ds"] and not out.failed
     for path, data in files.items():
         fm = FileManifest.decode(dst.get(FILE_MANIFEST, digest(data)), digest(data))
