@@ -24,7 +24,7 @@ from ..errors import MlvcError, ObjectNotFoundError, RemoteNotFoundError
 from ..hashing import to_oid
 from ..objects import FileManifest, TreeManifest
 from ..store.packs import CHUNK, FILE_MANIFEST, TREE_MANIFEST
-from ..store.types import ObjectReader
+from ..store.types import Location, ObjectReader
 from .chunked_reader import ChunkedFile
 
 RANGE_GAP = 64 * 1024  # read across gaps up to this size rather than issue another request
@@ -87,7 +87,7 @@ class ObjectSource:
     def _fetch(self, keys: list[tuple[int, bytes]]) -> None:
         """Download the objects `keys` (all missing from the cache) with coalesced ranged reads."""
         rstore = self._remote_store(keys[0][1])
-        located = []
+        located: list[tuple[tuple[int, bytes], Location]] = []
         for typ, oid in dict.fromkeys(keys):
             try:
                 loc = rstore.location(typ, oid)
@@ -95,14 +95,14 @@ class ObjectSource:
                 raise ObjectNotFoundError(to_oid(oid), f"the cache and {rstore.describe()}",
                                           hint="run `mlvc push` on a machine that has it") from None
             located.append(((typ, oid), loc))
-        located.sort(key=lambda item: (item[1][0], item[1][2]))
+        located.sort(key=lambda item: (item[1].pack, item[1].offset))
         runs: list[tuple[list, int]] = []  # (items, end offset) per ranged read
         for item in located:
             pack, _, off, stored, _ = item[1]
             if runs:
                 items, end = runs[-1]
                 first = items[0][1]
-                if first[0] == pack and off - end <= RANGE_GAP and off + stored - first[2] <= RANGE_MAX:
+                if first.pack == pack and off - end <= RANGE_GAP and off + stored - first.offset <= RANGE_MAX:
                     items.append(item)
                     runs[-1] = (items, max(end, off + stored))
                     continue

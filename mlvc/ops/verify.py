@@ -93,7 +93,7 @@ def affected_artifacts(repo, store, report: VerifyReport) -> list[Artifact]:
 
     def served_damaged(key: tuple[int, bytes]) -> bool:
         try:
-            pack = store.location(*key)[0]
+            pack = store.location(*key).pack
         except MlvcError:
             return True
         return pack in whole or (pack, to_oid(key[1])) in records
