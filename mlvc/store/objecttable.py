@@ -37,7 +37,7 @@ import threading
 import uuid
 from array import array
 from bisect import bisect_left
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import xxhash
@@ -72,7 +72,7 @@ _TYPE_BYTE = [bytes((t,)) for t in range(256)]
 WINDOW_ENTRIES = 8192  # entries read at a time by the sequential walks (merging, listing)
 
 
-def _fanout(read: Reader, base: int, stride: int, count: int) -> tuple[array, int]:
+def _fanout(read: Reader, base: int, stride: int, count: int) -> tuple[array[int], int]:
     """(first-entry index per bucket of the leading id bits, shift): ~8 entries per bucket."""
     bits = max(1, min(16, (count // 8).bit_length()))
     prefixes = array("H")
@@ -91,7 +91,7 @@ def _fanout(read: Reader, base: int, stride: int, count: int) -> tuple[array, in
     return fanout, shift
 
 
-def _bytes_reader(data) -> Reader:
+def _bytes_reader(data: bytes) -> Reader:
     return lambda pos, length: data[pos:pos + length]
 
 
@@ -280,7 +280,8 @@ def load_midx(path: Path) -> MergedTable | None:
     return None
 
 
-def merge(tables: list, packs: list[tuple[str, int]], directory: Path | None) -> MergedTable:
+def merge(tables: Sequence[PackTable | MergedTable], packs: list[tuple[str, int]],
+          directory: Path | None) -> MergedTable:
     """One sorted run of every entry of `tables` (the first of equal keys kept), written to a
     new file in `directory` and opened, or kept in memory when there is none (or it fails)."""
     if directory is not None:
@@ -298,7 +299,7 @@ def merge(tables: list, packs: list[tuple[str, int]], directory: Path | None) ->
     return MergedTable(_bytes_reader(body + digest(body)), packs, len(header), count)
 
 
-def _merged_blocks(tables: list) -> Iterator[tuple[bytes, int]]:
+def _merged_blocks(tables: Sequence[PackTable | MergedTable]) -> Iterator[tuple[bytes, int]]:
     """The merged entries in key order, in blocks of one leading id byte each: the memory a
     merge needs is 1/256 of the table (sorting a block is C work; most blocks are runs)."""
     bounds = []
@@ -323,7 +324,8 @@ def _merged_blocks(tables: list) -> Iterator[tuple[bytes, int]]:
         yield b"".join(unique), len(unique)
 
 
-def _merge_to_file(tables: list, packs: list[tuple[str, int]], directory: Path) -> MergedTable:
+def _merge_to_file(tables: Sequence[PackTable | MergedTable], packs: list[tuple[str, int]],
+                   directory: Path) -> MergedTable:
     directory.mkdir(parents=True, exist_ok=True)
     temp = directory / f".merge-{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp"
     header = _midx_header(packs)

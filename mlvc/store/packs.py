@@ -40,12 +40,15 @@ from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Union
 
 from ..chunking import MAX_CHUNK_SIZE
 from ..codec import PLANES, RAW, ZSTD  # noqa: F401 - re-exported: the format names them
 from ..errors import CorruptObjectError
 from ..hashing import digest, to_oid
 from ..objects import MAX_TREE_BYTES
+
+Buffer = Union[bytes, bytearray, memoryview]  # what a pack writer takes
 
 PACK_MAGIC = b"MLVCPACK"
 IDX_MAGIC = b"MLVCIDX\0"
@@ -83,7 +86,7 @@ _IDX_ENTRY = struct.Struct("<16sBBQII")
 PACK_HEAD = PACK_MAGIC + bytes([FORMAT_VERSION])
 
 
-def pack_head_ok(data) -> bool:
+def pack_head_ok(data: bytes | memoryview) -> bool:
     """Whether `data` begins with the head of a pack of a format this code reads."""
     return len(data) >= len(PACK_HEAD) and bytes(data[:len(PACK_MAGIC)]) == PACK_MAGIC \
         and data[len(PACK_MAGIC)] in READ_VERSIONS
@@ -106,7 +109,7 @@ def encode_index(entries: list[IndexEntry]) -> bytes:
                                         for e in entries))
 
 
-def encode_packed_index(packed) -> bytes:
+def encode_packed_index(packed: bytes | bytearray) -> bytes:
     """The index of entries already packed as index entries (in any order): sorted by their
     bytes, which begin with (id, type)."""
     size = _IDX_ENTRY.size
@@ -125,6 +128,7 @@ def check_index(data: bytes, where: str) -> int:
     if len(data) < _IDX_HEAD.size + 16 or digest(data[:-16]) != data[-16:]:
         raise CorruptObjectError(where, "the cache", "a valid pack index", "a damaged file")
     magic, version, count = _IDX_HEAD.unpack_from(data, 0)
+    count = int(count)
     if magic != IDX_MAGIC or version not in READ_VERSIONS:
         raise CorruptObjectError(where, "the cache", f"index format {' or '.join(map(str, READ_VERSIONS))}",
                                  f"{magic!r} v{version}")
@@ -135,23 +139,6 @@ def check_index(data: bytes, where: str) -> int:
 
 def index_name(idx_bytes: bytes) -> str:
     return idx_bytes[-16:].hex()
-
-
-def iter_pack_records(path: Path):
-    """Yield IndexEntry for every complete record of a pack (used to rebuild a lost index)."""
-    with open(path, "rb") as f:
-        if not pack_head_ok(f.read(len(PACK_HEAD))):
-            return
-        offset = len(PACK_HEAD)
-        while True:
-            head = f.read(RECORD.size)
-            if len(head) < RECORD.size:
-                return
-            typ, codec, oid, stored, raw = RECORD.unpack(head)
-            offset += RECORD.size
-            yield IndexEntry(oid, typ, codec, offset, stored, raw)
-            f.seek(stored, os.SEEK_CUR)
-            offset += stored
 
 
 def fsync_dir(path: Path) -> None:
@@ -172,7 +159,7 @@ _MAX_INFLIGHT = 4
 _IOV_MAX = 512  # buffers per writev call (the OS limit is 1024)
 
 
-def write_all(fd: int, bufs: list) -> None:
+def write_all(fd: int, bufs: list[Buffer]) -> None:
     """writev every buffer completely (a short write only happens at the end of a disk)."""
     for i in range(0, len(bufs), _IOV_MAX):
         group = [memoryview(b).cast("B") for b in bufs[i:i + _IOV_MAX]]
@@ -196,12 +183,12 @@ class BackgroundWriter:
 
     def __init__(self, fd: int):
         self.fd = fd
-        self._batch: list = []
+        self._batch: list[Buffer] = []
         self._batch_bytes = 0
-        self._inflight: deque[Future] = deque()
+        self._inflight: deque[Future[None]] = deque()
         self._io: ThreadPoolExecutor | None = None
 
-    def write(self, buf) -> None:
+    def write(self, buf: Buffer) -> None:
         self._batch.append(buf)
         self._batch_bytes += len(buf)
         if self._batch_bytes >= _BATCH_BYTES:
@@ -270,7 +257,7 @@ class PackWriter:
         self.count = 0
         self.has_manifest = False
 
-    def append(self, oid: bytes, typ: int, codec: int, payload, raw_len: int) -> None:
+    def append(self, oid: bytes, typ: int, codec: int, payload: Buffer, raw_len: int) -> None:
         stored = len(payload)
         self._out.write(RECORD.pack(typ, codec, oid, stored, raw_len))
         self._out.write(payload)
