@@ -22,6 +22,7 @@ from array import array
 from bisect import bisect_left
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from .chunking import ChunkerParams
 from .errors import CorruptObjectError, UnsafePathError
@@ -73,7 +74,7 @@ class FileManifest:
         return body + digest(body)
 
     @staticmethod
-    def check_intact(data: bytes, expect_id: bytes | None = None) -> tuple:
+    def check_intact(data: bytes, expect_id: bytes | None = None) -> tuple[Any, ...]:
         """Check a manifest's checksum, format and content id (what a damaged or misplaced
         record fails) without parsing its chunk list; its header fields."""
         oid_text = to_oid(expect_id) if expect_id else "file manifest"
@@ -122,12 +123,13 @@ class TreeEntries(PackedPaths):
 
     __slots__ = ("_sizes", "_ids", "_exec")
 
-    def __init__(self, paths: bytes | bytearray, ends: array, sizes: array, ids: bytes, executable: bytes):
+    def __init__(self, paths: bytes | bytearray, ends: array[int], sizes: array[int], ids: bytes,
+                 executable: bytes | bytearray):
         super().__init__(paths, ends)
         self._sizes, self._ids, self._exec = sizes, ids, executable
 
     @classmethod
-    def pack(cls, entries) -> "TreeEntries":
+    def pack(cls, entries: Iterable[TreeEntry]) -> "TreeEntries":
         paths, ends, sizes, ids, executable = bytearray(), array("Q"), array("Q"), bytearray(), bytearray()
         for e in entries:
             paths += e.path.encode("utf-8", "surrogateescape")
@@ -156,7 +158,7 @@ class TreeEntries(PackedPaths):
         i = self.first_at_or_after(prefix)
         return i < len(self._ends) and self.path(i).startswith(prefix)
 
-    def __eq__(self, other) -> bool:
+    def __eq__(self, other: object) -> bool:
         if isinstance(other, TreeEntries):
             return (self._paths, self._ends, self._sizes, self._ids, self._exec) == (
                 other._paths, other._ends, other._sizes, other._ids, other._exec)
@@ -297,7 +299,7 @@ class _TreeParser:
         if self._phase != _TAIL or self._rest != _TREE_TAIL:
             raise NotCanonical
 
-    def _entry(self, m) -> None:
+    def _entry(self, m: re.Match[bytes]) -> None:
         raw_path, size, hexid, x = m.groups()
         if b"\\" in raw_path:
             path = json.loads(raw_path)
@@ -349,7 +351,7 @@ class TreeManifest:
     entries: TreeEntries
 
     @classmethod
-    def build(cls, entries) -> "TreeManifest":
+    def build(cls, entries: Iterable[TreeEntry]) -> "TreeManifest":
         ordered = sorted(entries, key=lambda e: e.path)
         seen = None
         for e in ordered:
@@ -360,14 +362,15 @@ class TreeManifest:
         return cls(TreeEntries.pack(ordered))
 
     @classmethod
-    def from_sorted(cls, entries) -> "TreeManifest":
+    def from_sorted(cls, entries: Iterable[TreeEntry]) -> "TreeManifest":
         """A tree of entries already in path order: packed, then checked as `from_columns`
         checks, never held as a list of entry objects."""
         packed = TreeEntries.pack(entries)
         return cls.from_columns(packed._paths, packed._ends, packed._sizes, packed._ids, packed._exec)
 
     @classmethod
-    def from_columns(cls, paths, ends: array, sizes: array, ids: bytes, executable) -> "TreeManifest":
+    def from_columns(cls, paths: bytes | bytearray, ends: array[int], sizes: array[int], ids: bytes | bytearray,
+                     executable: bytes | bytearray) -> "TreeManifest":
         """A tree over columns already in path order (a workspace scan's), sharing them instead
         of copying: each path is checked (safe, ascending, no duplicate) without building an
         entry object per file."""

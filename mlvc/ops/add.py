@@ -345,8 +345,7 @@ def add_one(repo, path: str | Path, *, role: str | None = None, meta: dict | Non
             # over the scan's own columns (no second copy of a million paths), stored as it is
             # encoded (never one 75 MB body)
             paths, ends, sizes, executable = files.columns()
-            # from_columns shares the bytearray of ids (objects.py annotates it as bytes)
-            tree = TreeManifest.from_columns(paths, ends, sizes, ids, executable)  # type: ignore[arg-type]
+            tree = TreeManifest.from_columns(paths, ends, sizes, ids, executable)
             oid = store.put_pieces(TREE_MANIFEST, tree.pieces())
         store.commit()
     except BaseException:
