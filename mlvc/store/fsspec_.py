@@ -220,7 +220,7 @@ class FsspecBackend(Backend):
             return DEFAULT_CALLBACK
         report: ProgressCallback = callback
 
-        class ProgressBridge(Callback):
+        class ProgressBridge(Callback):  # type: ignore[misc]  # (fsspec has no type information)
             """Turns fsspec's cumulative progress into the deltas our callers add up."""
 
             reported = 0
@@ -270,7 +270,7 @@ class FsspecBackend(Backend):
             if v is None:
                 continue
             if hasattr(v, "timestamp"):
-                return v.timestamp()
+                return float(v.timestamp())
             try:
                 return float(v)
             except (TypeError, ValueError):
@@ -321,7 +321,7 @@ class FsspecBackend(Backend):
     def _download_options(self) -> dict[str, Any]:
         return {}
 
-    def get_file(self, key: str, local_path, callback: ProgressCallback | None = None) -> None:
+    def get_file(self, key: str, local_path: str | os.PathLike[str], callback: ProgressCallback | None = None) -> None:
         target = os.fspath(local_path)
         temp = temp_sibling(target)
         try:
@@ -339,7 +339,7 @@ class FsspecBackend(Backend):
     def _upload(self, source: str, key: str, callback: ProgressCallback | None) -> None:
         self._filesystem().put_file(source, self._remote_path(key), callback=self._fsspec_callback(callback))
 
-    def put_file(self, local_path, key: str, callback: ProgressCallback | None = None, *,
+    def put_file(self, local_path: str | os.PathLike[str], key: str, callback: ProgressCallback | None = None, *,
                  move: bool = False) -> bool:
         source = os.fspath(local_path)
         validate_key(key)
