@@ -105,7 +105,7 @@ def run_series(name: str, files: list[Path], base: Path) -> dict:
     raw = sum(f.stat().st_size for f in files)
     target = "checkpoints/last" + files[0].suffix
     out: dict = {"series": name, "checkpoints": len(files), "raw": raw}
-    mlvc = H.MlvcRepo(base / f"mlvc-{name}").init()
+    mlvc = H.MlvcRepo(base / f"mlvc-{name}").init(config={"float_planes": True})  # the codec is opt-in
     remote = base / f"remote-{name}"
     t = 0.0
     for f in files:

@@ -28,6 +28,7 @@ class Settings:
     chunker: ChunkerParams = field(default_factory=ChunkerParams)  # core.chunker {min, avg, max}
     compression_level: int = 3  # core.compression_level: zstd level; 0 = never compress
     fsync: bool = True  # core.fsync
+    float_planes: bool = False  # core.float_planes: store checkpoint floats as byte planes (smaller, slower restore)
     pack_size: int = 32 * MiB  # core.pack_size: bytes (or "32 MiB") of a cache pack
     remote_pack_size: int = 64 * MiB  # core.remote_pack_size: of a pack uploaded to a remote
     cache_dir: str | None = None  # cache.dir
@@ -54,13 +55,16 @@ class Settings:
         fsync = core.get("fsync", default.fsync)
         if not isinstance(fsync, bool):
             raise ConfigError(f"{where}: core.fsync must be true or false, not {fsync!r}")
+        float_planes = core.get("float_planes", default.float_planes)
+        if not isinstance(float_planes, bool):
+            raise ConfigError(f"{where}: core.float_planes must be true or false, not {float_planes!r}")
         cache_dir = cache.get("dir")
         if cache_dir is not None and (not isinstance(cache_dir, str) or not cache_dir):
             raise ConfigError(f"{where}: cache.dir must be a directory path, not {cache_dir!r}")
         grace = gc.get("grace_seconds")
         if grace is not None and (isinstance(grace, bool) or not isinstance(grace, (int, float)) or grace < 0):
             raise ConfigError(f"{where}: gc.grace_seconds must be a number of seconds (0 or more), not {grace!r}")
-        return cls(chunker=ChunkerParams(mn, avg, mx), compression_level=level, fsync=fsync,
+        return cls(chunker=ChunkerParams(mn, avg, mx), compression_level=level, fsync=fsync, float_planes=float_planes,
                    pack_size=_size(core, "pack_size", default.pack_size, where),
                    remote_pack_size=_size(core, "remote_pack_size", default.remote_pack_size, where),
                    cache_dir=cache_dir, gc_grace_seconds=None if grace is None else float(grace))

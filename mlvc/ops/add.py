@@ -202,7 +202,7 @@ class _Storer:
 
 
 def store_file(store, fs: FileStat, display: str, params: ChunkerParams, progress: Progress = NULL,
-               module_ids: bool = False) -> tuple[bytes, dict[str, str] | None]:
+               module_ids: bool = False, float_planes: bool = False) -> tuple[bytes, dict[str, str] | None]:
     """Chunk one file into the store; returns (content id, module ids).  Detects concurrent modification.
 
     The file's bytes are read once, by the chunker's read-ahead thread, which also hashes the
@@ -222,8 +222,10 @@ def store_file(store, fs: FileStat, display: str, params: ChunkerParams, progres
             before = os.fstat(f.fileno())
             layout = checkpoint_layout(fs.path) if module_ids or fs.size >= _MIN_CUT_FILE else None
             cuts = layout_cuts(layout, fs.size)  # tensor-aware boundaries; None unless a checkpoint
-            floats = FloatRegions.of(layout)
-            if floats is None and layout is None and fs.size >= _MIN_CUT_FILE:
+            # Byte planes are opt-in (core.float_planes): they store fp32 at ~83% and bf16 at ~66%, but
+            # their decode made checkout of unique fp32 weights 2.5x slower (benchmarks/README.md).
+            floats = FloatRegions.of(layout) if float_planes else None
+            if float_planes and floats is None and layout is None and fs.size >= _MIN_CUT_FILE:
                 floats = FloatRegions.of_npy(f, fs.size)
             if module_ids and layout is not None:
                 modules = _ModuleIds(fs.path, layout, before)
@@ -331,7 +333,8 @@ def add_one(repo, path: str | Path, *, role: str | None = None, meta: dict | Non
                 progress.advance(fs.size)
             else:
                 want = wants_module_ids(fs, kind, sharded)
-                fid, mods = store_file(store, fs, fdisplay, params, progress, module_ids=want)
+                fid, mods = store_file(store, fs, fdisplay, params, progress, module_ids=want,
+                                       float_planes=repo.config.settings.float_planes)
                 if want:
                     examined[i] = 1
                     if mods:

@@ -1,5 +1,6 @@
-"""`add` stores a checkpoint's float chunks as byte planes (the dtype from its layout), beside
-the chunker; checkout, verify and a push restore and check them byte-exactly."""
+"""With `core.float_planes: true`, `add` stores a checkpoint's float chunks as byte planes (the dtype
+from its layout), beside the chunker; checkout, verify and a push restore and check them byte-exactly.
+Without it (the default) they keep the zstd-or-raw rule."""
 
 from __future__ import annotations
 
@@ -8,9 +9,30 @@ import subprocess
 
 import pytest
 import torch
+import yaml
 from helpers import commit, mlvc_cli, verify_cache
 
 from mlvc.store.packs import CHUNK, PLANES, decode_index
+
+
+@pytest.fixture(autouse=True)
+def _planes_on(repo_dir):
+    cfg = repo_dir / ".mlvc" / "config"
+    data = yaml.safe_load(cfg.read_text()) or {}
+    data.setdefault("core", {})["float_planes"] = True
+    cfg.write_text(yaml.safe_dump(data))
+
+
+def test_float_planes_are_off_by_default(repo_dir):
+    cfg = repo_dir / ".mlvc" / "config"
+    data = yaml.safe_load(cfg.read_text())
+    del data["core"]["float_planes"]  # back to what `mlvc init` wrote
+    cfg.write_text(yaml.safe_dump(data))
+    from safetensors.torch import save_file
+
+    save_file({"w": _trained((300, 1000), 5, torch.bfloat16)}, str(repo_dir / "w.safetensors"))
+    assert mlvc_cli(repo_dir, "add", "w.safetensors").code == 0
+    assert PLANES not in _codecs(repo_dir / ".mlvc" / "cache")
 
 
 def _trained(shape, seed, dtype=None):
