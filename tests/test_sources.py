@@ -94,8 +94,10 @@ def test_reads_a_registry_by_path_and_file_url_from_inside_another_project(proje
 
 @pytest.mark.parametrize("server", ["git_daemon", "git_http"])
 def test_reads_over_git_and_smart_http_with_the_artifacts_on_s3(request, tmp_path: Path, git_served: Path,
-                                                                 any_s3_url, server: str) -> None:
-    url, options = any_s3_url
+                                                                 s3_url, server: str) -> None:
+    # moto here: SeaweedFS (`weed mini`) answered one PutObject of this setup with a transient
+    # InternalError in a clean CI run; the get and import tests keep the registry on SeaweedFS too.
+    url, options = s3_url
     registry = make_registry(tmp_path / "registry", url, options)
     served_bare(registry, git_served)
     served = request.getfixturevalue(server).url("registry.git")
