@@ -157,7 +157,12 @@ class SeaweedServer:
     def start(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         args = [self.binary(), "mini", f"-dir={self.data_dir}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
-                "-master.telemetry=false", *(f"-{name}={port}" for name, port in self.ports.items())]
+                "-master.telemetry=false",
+                # Every bucket is a collection that grows 7 volumes; with the volume count derived
+                # from free disk / size limit (the default), a server ran out after ~43 buckets
+                # and answered every later write with InternalError.  Sparse volumes cost no disk.
+                "-volume.max=4000", "-master.volumeSizeLimitMB=64",
+                *(f"-{name}={port}" for name, port in self.ports.items())]
         self.log = open(self.data_dir / "weed.log", "wb")
         self.process = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 60
