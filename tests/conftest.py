@@ -11,7 +11,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 from helpers import GIT_ENV, CliResult, git, mlvc_cli
@@ -30,6 +30,17 @@ from servers import (
 )
 
 from mlvc.store.backend import Backend, open_backend
+
+ServerT = TypeVar("ServerT", GitDaemon, GitHttpServer, MotoServer, SeaweedServer)
+
+
+def running(server: ServerT) -> Iterator[ServerT]:
+    """Start a test server, hand it over, and stop it even when the test using it failed."""
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture(autouse=True)
@@ -55,19 +66,13 @@ def git_served(tmp_path) -> Path:
 @pytest.fixture
 def git_daemon(git_served) -> Iterator[GitDaemon]:
     """`git daemon` on 127.0.0.1 serving `git_served` (git://)."""
-    server = GitDaemon(git_served)
-    server.start()
-    yield server
-    server.stop()
+    yield from running(GitDaemon(git_served))
 
 
 @pytest.fixture
 def git_http(git_served) -> Iterator[GitHttpServer]:
     """git's smart HTTP (`git http-backend` as CGI) on 127.0.0.1 serving `git_served`."""
-    server = GitHttpServer(git_served)
-    server.start()
-    yield server
-    server.stop()
+    yield from running(GitHttpServer(git_served))
 
 
 @pytest.fixture
@@ -108,10 +113,8 @@ def aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFa
 @pytest.fixture(scope="session")
 def moto_server() -> Iterator[str]:
     """Endpoint URL of a moto server shared by the whole session."""
-    server = MotoServer()
-    server.start()
-    yield server.endpoint
-    server.stop()
+    for server in running(MotoServer()):
+        yield server.endpoint
 
 
 
@@ -119,19 +122,14 @@ def moto_server() -> Iterator[str]:
 @pytest.fixture(scope="session")
 def seaweed_server(tmp_path_factory) -> Iterator[str]:
     """Endpoint URL of a SeaweedFS server (`weed mini`) shared by the whole session."""
-    server = SeaweedServer(tmp_path_factory.mktemp("seaweedfs"))
-    server.start()
-    yield server.endpoint
-    server.stop()
+    for server in running(SeaweedServer(tmp_path_factory.mktemp("seaweedfs"))):
+        yield server.endpoint
 
 
 @pytest.fixture
 def outage_server() -> Iterator[MotoServer]:
     """A separate server a test may stop and restart to simulate an outage without disturbing others."""
-    server = MotoServer()
-    server.start()
-    yield server
-    server.stop()
+    yield from running(MotoServer())
 
 
 @pytest.fixture
@@ -141,7 +139,7 @@ def s3_url(moto_server: str) -> RemoteSpec:
 
 
 @pytest.fixture
-def seaweed_s3_url(seaweed_server: str) -> RemoteSpec:
+def seaweed_url(seaweed_server: str) -> RemoteSpec:
     """(url, options) of a remote under a fresh bucket of the SeaweedFS server."""
     return f"s3://{create_bucket(seaweed_server)}/remote", s3_options(seaweed_server)
 
@@ -149,7 +147,7 @@ def seaweed_s3_url(seaweed_server: str) -> RemoteSpec:
 @pytest.fixture(params=["moto", "seaweedfs"])
 def any_s3_url(request: pytest.FixtureRequest) -> RemoteSpec:
     """(url, options) under a fresh bucket of each real S3 server in turn: moto, then SeaweedFS."""
-    return request.getfixturevalue("s3_url" if request.param == "moto" else "seaweed_s3_url")
+    return request.getfixturevalue("s3_url" if request.param == "moto" else "seaweed_url")
 
 
 @pytest.fixture

@@ -63,14 +63,20 @@ def test_the_readme_lists_the_sequence_this_test_runs():
         assert expected in commands, (expected, commands)
 
 
-@pytest.mark.parametrize("hooks_in_clone", [True, False])
-def test_readme_path_in_a_second_clone(tmp_path, hooks_in_clone):
-    origin, nfs = tmp_path / "origin.git", tmp_path / "nfs-proj"
+def bare_origin_and_project(tmp_path, shared_dir):
+    """A bare git origin and a new mlvc project whose default remote is the shared directory."""
+    origin = tmp_path / "origin.git"
     sh(tmp_path, "git", "init", "-q", "--bare", "-b", "main", str(origin))
     demo = tmp_path / "demo"
     sh(tmp_path, "git", "init", "-q", "-b", "main", "demo")
     mlvc(demo, "init")
-    mlvc(demo, "remote", "add", "shared", str(nfs), "--default")
+    mlvc(demo, "remote", "add", "shared", str(shared_dir), "--default")
+    return origin, demo
+
+
+@pytest.mark.parametrize("hooks_in_clone", [True, False])
+def test_readme_path_in_a_second_clone(tmp_path, hooks_in_clone):
+    origin, demo = bare_origin_and_project(tmp_path, tmp_path / "nfs-proj")
     mlvc(demo, "install-hooks")
     v1 = train(demo, "v1")
     mlvc(demo, "add", "checkpoints", "data/processed")
@@ -102,12 +108,7 @@ def test_readme_path_in_a_second_clone(tmp_path, hooks_in_clone):
 def test_git_push_pushes_the_artifacts_of_every_pushed_commit_only(tmp_path):
     """Commits the git remote already has are not pushed again; a push of another branch pushes
     that branch's new commits' artifacts, and nothing of the checked-out workspace."""
-    origin, nfs = tmp_path / "origin.git", tmp_path / "nfs"
-    sh(tmp_path, "git", "init", "-q", "--bare", "-b", "main", str(origin))
-    demo = tmp_path / "demo"
-    sh(tmp_path, "git", "init", "-q", "-b", "main", "demo")
-    mlvc(demo, "init")
-    mlvc(demo, "remote", "add", "shared", str(nfs), "--default")
+    origin, demo = bare_origin_and_project(tmp_path, tmp_path / "nfs")
     user_hook = demo / ".git/hooks/pre-push"  # e.g. git-lfs's: it reads the same ref lines after ours
     user_hook.write_text('#!/bin/sh\ncat > "$(git rev-parse --git-dir)/refs-seen"\n')
     user_hook.chmod(0o755)

@@ -10,7 +10,7 @@ import pytest
 
 from mlvc.errors import EXIT_CORRUPT, EXIT_USAGE
 
-from remote.helpers import add_remote, cli, clone, commit, make_repo, ok, rand_bytes, write  # isort: skip
+from remote.helpers import add_remote, cli, clone, commit, make_repo, ok, pushed_repo, rand_bytes, write  # isort: skip
 
 
 def flip(path: Path, at: int) -> None:
@@ -139,12 +139,7 @@ def test_repair_of_a_pack_file_missing_from_the_cache_fetches_its_objects_again(
 def test_repair_of_a_pack_file_missing_from_a_remote_uploads_its_objects_again(tmp_path, remote_spec):
     from mlvc.store.backend import open_backend
 
-    repo = make_repo(tmp_path / "work")
-    add_remote(repo, remote_spec)
-    write(repo / "m.bin", rand_bytes(500_000, 7))
-    ok(repo, "add", "-q", "m.bin")
-    commit(repo)
-    ok(repo, "push", "-q")
+    repo = pushed_repo(tmp_path / "work", remote_spec, {"m.bin": rand_bytes(500_000, 7)})
     backend = open_backend(*remote_spec)
     for key in backend.list("packs/"):
         if key.endswith(".pack"):

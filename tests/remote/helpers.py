@@ -95,6 +95,18 @@ def add_remote(repo: Path, spec, name: str = "origin") -> None:
     ok(repo, *args)
 
 
+def pushed_repo(path: Path, spec, files: dict[str, bytes]) -> Path:
+    """A repository with `spec` as its default remote and `files` added, committed and pushed."""
+    repo = make_repo(path)
+    add_remote(repo, spec)
+    for rel, data in files.items():
+        write(repo / rel, data)
+    ok(repo, "add", "-q", *files)
+    commit(repo)
+    ok(repo, "push", "-q")
+    return repo
+
+
 def snapshot(root: Path, rel: str) -> dict[str, bytes]:
     """{relative path: bytes} of a file or of every file under a directory."""
     p = root / rel

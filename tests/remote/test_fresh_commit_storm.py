@@ -150,11 +150,6 @@ def storm(tmp_path: Path, spec, spawn_workers, pushers: int, commits: int) -> No
           f"{pushers * commits} commits restored; storm {storm_s:.1f} s of {time.monotonic() - started:.1f} s")
 
 
-@pytest.fixture
-def seaweed_url(seaweed_server: str, make_bucket, options_for):
-    return f"s3://{make_bucket(seaweed_server)}/remote", options_for(seaweed_server)
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", ["local", pytest.param("s3", marks=pytest.mark.s3),
                                   pytest.param("seaweed", marks=pytest.mark.s3)])

@@ -166,11 +166,6 @@ def test_pushers_and_a_gc_loop_on_one_remote(tmp_path: Path, local_url, spawn_wo
     storm(tmp_path, local_url, spawn_workers, pushers=2, commits=2)
 
 
-@pytest.fixture
-def seaweed_url(seaweed_server: str, make_bucket, options_for):
-    return f"s3://{make_bucket(seaweed_server)}/remote", options_for(seaweed_server)
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", ["local", pytest.param("s3", marks=pytest.mark.s3),
                                   pytest.param("seaweed", marks=pytest.mark.s3)])

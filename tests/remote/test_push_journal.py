@@ -68,15 +68,21 @@ def test_gc_with_refs_older_than_a_push_keeps_it_and_collects_it_once_unreachabl
     assert out["journal_pruned"] == 0  # younger than the retention: kept for clones that fetched less
 
 
-def test_gc_prunes_journal_records_past_the_retention(tmp_path: Path, local_url) -> None:
-    hub, pusher, gc_clone = team(tmp_path, local_url)
-    write(pusher / "model.bin", rand_bytes(100_000, 2))
+def one_push_recorded(tmp_path: Path, local_url, seed: int):
+    """A team whose pusher pushed one commit: (the gc clone, the remote's backend, its one journal record)."""
+    _hub, pusher, gc_clone = team(tmp_path, local_url)
+    write(pusher / "model.bin", rand_bytes(100_000, seed))
     ok(pusher, "add", "-q", "model.bin")
     commit(pusher, "v1")
     git(pusher, "push", "-q", "origin", "main")
     ok(pusher, "push", "-q")
     backend = open_backend(*local_url)
     [name] = list_names(backend)
+    return gc_clone, backend, name
+
+
+def test_gc_prunes_journal_records_past_the_retention(tmp_path: Path, local_url) -> None:
+    gc_clone, backend, name = one_push_recorded(tmp_path, local_url, seed=2)
     old_ns = time.time_ns() - int((RETENTION_S + 60) * 1e9)
     old_key = f"{JOURNAL}{old_ns:020d}{name.key[len(JOURNAL) + 20:]}"
     backend.put_bytes(old_key, backend.get_bytes(name.key))
@@ -89,14 +95,7 @@ def test_gc_prunes_journal_records_past_the_retention(tmp_path: Path, local_url)
 
 
 def test_an_unreadable_journal_record_stops_gc_before_anything_goes(tmp_path: Path, local_url) -> None:
-    hub, pusher, gc_clone = team(tmp_path, local_url)
-    write(pusher / "model.bin", rand_bytes(100_000, 3))
-    ok(pusher, "add", "-q", "model.bin")
-    commit(pusher, "v1")
-    git(pusher, "push", "-q", "origin", "main")
-    ok(pusher, "push", "-q")
-    backend = open_backend(*local_url)
-    [name] = list_names(backend)
+    gc_clone, backend, name = one_push_recorded(tmp_path, local_url, seed=3)
     backend.put_bytes(name.key, b"{not json")
     code, _out, err = cli(gc_clone, *GC)
     assert code == 6, err

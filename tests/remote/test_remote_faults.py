@@ -19,8 +19,8 @@ from mlvc.progress import Progress
 from mlvc.store.backend import open_backend
 from mlvc.store.packs import CHUNK, decode_index
 
-from .helpers import (add_remote, cli, cli_proc, clone, commit, make_repo, ok, rand_bytes, remote_packs, set_core,
-                      snapshot, write)
+from .helpers import (add_remote, cli, cli_proc, clone, commit, make_repo, ok, pushed_repo, rand_bytes, remote_packs,
+                      set_core, snapshot, write)
 
 SECRET = "sUp3rS3cr3tV4lu3DoNotPrint"
 
@@ -207,12 +207,7 @@ def test_missing_bucket_exit_9(tmp_path: Path, moto_server) -> None:
 
 def test_local_write_failure_during_pull_is_disk_error(tmp_path: Path, local_url) -> None:
     """A file-size limit makes the OS refuse writes (EFBIG) like a full disk would; no root needed."""
-    repo = make_repo(tmp_path / "work")
-    add_remote(repo, local_url)
-    write(repo / "big.bin", rand_bytes(3_000_000, 6))
-    ok(repo, "add", "-q", "big.bin")
-    commit(repo)
-    ok(repo, "push", "-q")
+    repo = pushed_repo(tmp_path / "work", local_url, {"big.bin": rand_bytes(3_000_000, 6)})
     fresh = clone(repo, tmp_path / "fresh")
 
     def limit() -> None:

@@ -50,13 +50,6 @@ def temp_leftovers(root: Path) -> list[str]:
     return [name for _dir, _subdirs, names in os.walk(root) for name in names if TEMP_MARKER in name]
 
 
-@pytest.fixture
-def seaweed_url(seaweed_server: str) -> tuple[str, dict[str, Any]]:
-    from servers import create_bucket, s3_options
-
-    return f"s3://{create_bucket(seaweed_server)}/remote", s3_options(seaweed_server)
-
-
 @pytest.fixture(params=["local", pytest.param("s3", marks=pytest.mark.s3),
                         pytest.param("seaweed", marks=pytest.mark.s3)])
 def remote_spec(request: pytest.FixtureRequest) -> tuple[str, dict[str, Any]]:
