@@ -134,19 +134,20 @@ class Repo:
     def store(self):
         """The local cache: a `PackStore` on the cache directory."""
         from .store.local import LocalBackend
-        from .store.packstore import PackStore
+        from .store.packstore import PackStore, Role
+        from .store.shared_cache import register_user
 
         settings = self.config.settings
         try:
             self.cache_dir.mkdir(parents=True, exist_ok=True)
         except OSError:
             pass  # reported by the first write, with the cache's name
-        store = PackStore(LocalBackend(self.cache_dir), scratch=self.cache_dir / "tmp",
+        store = PackStore(LocalBackend(self.cache_dir), role=Role.CACHE, scratch=self.cache_dir / "tmp",
                           marks=self.cache_dir / "complete.sqlite", merged_dir=self.cache_dir / "merged",
                           fsync=settings.fsync, level=settings.compression_level, pack_size=settings.pack_size)
         # Every repository that uses a cache says so inside it, so a gc run from any of them
         # keeps what all of them need (worktrees count as their main repository).
-        store.register_user(main_worktree_root(self.root))
+        register_user(store.backend, main_worktree_root(self.root))
         return store
 
     def remote_store(self, name: str | None = None, *, jobs: int | None = None, create: bool = False):
@@ -155,14 +156,14 @@ class Repo:
         Its downloaded indexes live in the cache (`remotes/<url key>/`), its scratch packs in
         the cache's tmp dir, so a killed transfer leaves nothing elsewhere."""
         from .hashing import digest
-        from .store.packstore import PackStore
+        from .store.packstore import PackStore, Role
 
         rdef = self.remote_def(name)
         backend = rdef.backend()
         if create:
             backend.ensure_base()
         settings = self.config.settings
-        store = PackStore(backend, scratch=self.cache_dir / "tmp", name=f"remote {rdef.name}",
+        store = PackStore(backend, role=Role.REMOTE, scratch=self.cache_dir / "tmp", name=f"remote {rdef.name}",
                           index_cache=self.cache_dir / "remotes" / digest(rdef.resolved_url.encode()).hex()[:20],
                           level=settings.compression_level, pack_size=settings.remote_pack_size,
                           jobs=jobs or rdef.default_jobs())

@@ -66,11 +66,12 @@ def commit(repo: Path, msg: str, tag: str | None = None) -> str:
 def open_cache(path: Path, **options):
     """A `PackStore` on a cache directory, as `Repo.store` builds it."""
     from mlvc.store.local import LocalBackend
-    from mlvc.store.packstore import PackStore
+    from mlvc.store.packstore import PackStore, Role
 
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
-    return PackStore(LocalBackend(path), scratch=path / "tmp", marks=path / "complete.sqlite", **options)
+    return PackStore(LocalBackend(path), role=Role.CACHE, scratch=path / "tmp", marks=path / "complete.sqlite",
+                     **options)
 
 
 def verify_cache(path: Path):

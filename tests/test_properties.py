@@ -27,7 +27,7 @@ from mlvc.hashing import digest
 from mlvc.objects import FileManifest
 from mlvc.store.memory import MemoryBackend
 from mlvc.store.packs import FILE_MANIFEST
-from mlvc.store.packstore import PackStore
+from mlvc.store.packstore import PackStore, Role
 
 SMALL = ChunkerParams(64, 512, 2048)  # many chunks from a few KiB: boundaries are exercised
 PROFILE = settings(deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
@@ -43,7 +43,7 @@ def _chunks(data: bytes, params: ChunkerParams, block: int | None = None) -> lis
 
 
 def _store_and_reassemble(data: bytes, params: ChunkerParams, backend: MemoryBackend, scratch: Path) -> bytes:
-    store = PackStore(backend, scratch=scratch, fsync=False, pack_size=64 << 10)
+    store = PackStore(backend, role=Role.REMOTE, scratch=scratch, fsync=False, pack_size=64 << 10)
     try:
         refs = []
         for chunk in _chunks(data, params):
@@ -54,7 +54,7 @@ def _store_and_reassemble(data: bytes, params: ChunkerParams, backend: MemoryBac
         store.commit()
     finally:
         store.close()
-    fresh = PackStore(backend, scratch=scratch, fsync=False)
+    fresh = PackStore(backend, role=Role.REMOTE, scratch=scratch, fsync=False)
     try:
         manifest = FileManifest.decode(fresh.get(FILE_MANIFEST, fid), expect_id=fid)
         assert manifest.size == len(data) and manifest.chunker == params

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
 
 from .. import pointer as pointers
 from ..errors import CorruptObjectError, MlvcError, ObjectNotFoundError
@@ -34,6 +35,7 @@ from ..store.gc import GcResult, gc as collect
 from ..store.journal import RETENTION_S, JournalName, list_names, read_record
 from ..store.locks import RemoteLock, check_pushers, default_owner, remote_unlocked, wait_for_lock
 from ..store.packs import CHUNK, TREE_MANIFEST
+from ..store.shared_cache import users as registered_users
 from .common import reachable, select
 
 SCOPES = ("workspace", "all-branches", "all-commits")
@@ -127,7 +129,7 @@ def users_pointers(repo, scope: str, warnings: list[str]) -> list[pointers.Point
 
     A cache may be shared (`cache.dir`) by several repositories, and a repository's linked
     worktrees share its cache by default: all of them register inside the cache
-    (`PackStore.register_user`).  A registered repository that cannot be read stops gc,
+    (`mlvc.store.shared_cache.register_user`).  A registered repository that cannot be read stops gc,
     naming it, because what only it needs is unknown.  The scope applies to this repository
     (and its worktrees); other repositories keep every commit's pointers.  The one exception is a cache inside
     this repository (not configured as shared) that still lists this repository's own
@@ -137,7 +139,7 @@ def users_pointers(repo, scope: str, warnings: list[str]) -> list[pointers.Point
 
     me = main_worktree_root(repo.root)
     own_cache = repo.cache_dir == me / MLVC_DIR / "cache" and not repo.config.settings.cache_dir
-    users = repo.store.users()
+    users: dict[Path, str | None] = dict(registered_users(repo.store.backend))
     users.setdefault(me, None)
     unreadable: list[str] = []
     unique: dict[tuple[str, str], pointers.PointerFile] = {}

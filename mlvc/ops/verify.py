@@ -21,7 +21,7 @@ from ..hashing import to_oid
 from ..progress import NULL, Progress
 from ..store.packs import TREE_MANIFEST, decode_index
 from ..store.transfer import Artifact, TransferResult, transfer
-from ..store.verify import VerifyReport, quarantine, reindex_orphan, verify
+from ..store.verify import VerifyReport, move_aside, quarantine, reindex_orphan, verify
 from .common import reachable
 from .selection import Selection, select_artifacts
 
@@ -138,7 +138,7 @@ def verify_store(repo, *, remote: str | None = None, read_data: bool | None = No
             if name is not None:
                 result.repairs.append(f"re-indexed pack {orphan} (as {name})")
             else:
-                where = store.quarantine_pack(orphan, "a pack without an index, with damaged records")
+                where = move_aside(store, orphan, "a pack without an index, with damaged records")
                 result.repairs.append(f"quarantined damaged pack {orphan} without index -> {where}")
         for pack in report.bad_packs():
             reason = "; ".join(p.message for p in report.problems if p.pack == pack)

@@ -18,7 +18,8 @@ from dataclasses import asdict, dataclass, field
 
 from ..errors import MlvcError
 from .packs import IndexEntry
-from .packstore import PACKS, PackStore
+from .packindex import PACKS
+from .packstore import PackStore
 
 Key = tuple[int, bytes]
 

@@ -1,10 +1,11 @@
 """`PackStore`: the one object store, for the local cache and for every remote.
 
 A store is a `Backend` holding ``packs/<name>.pack`` and ``packs/<name>.idx``
-(format in `mlvc.store.packs`), plus its own state: ``repos/`` (who uses it)
-and, for the cache, ``complete.sqlite`` (which roots are whole).  The only
-difference between the cache and a remote is the backend under it and where
-the store keeps its scratch files and downloaded indexes.
+(format in `mlvc.store.packs`; which packs are visible and where each object lies:
+`mlvc.store.packindex`), plus, for the cache, ``complete.sqlite`` (which roots are whole)
+and what `mlvc.store.shared_cache` keeps (``repos/``, the host lock, the scratch sweep).
+The cache and a remote differ by their `Role`, the backend under them and where the store
+keeps its scratch files and downloaded indexes.
 
 Objects are keyed by (type, 16-byte id).  Reads are verified against the id
 (file manifests carry their own checksum); runs of adjacent records are read
@@ -17,27 +18,24 @@ rule: a visible manifest implies everything below it, whatever dies when).
 
 from __future__ import annotations
 
+import enum
 import errno
-import fcntl
-import json
 import mmap
 import os
-import shutil
 import threading
 import time
-import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Union
 
 from .. import codec
 from ..errors import CorruptObjectError, DiskError, MlvcError, ObjectNotFoundError, UnsafePathError
-from ..hashing import digest, hasher, is_hex_name, to_oid
+from ..hashing import digest, hasher, to_oid
 from ..objects import FileManifest, NotCanonical, TreeManifest
-from ..safepath import pid_alive
+from . import shared_cache
 from .backend import Backend
 from .packs import (
     RECORD,
@@ -48,13 +46,11 @@ from .packs import (
     IndexEntry,
     PackWriter,
     check_index,
-    decode_index,
-    index_name,
     record_size_error,
 )
-from .objecttable import ObjectTable
+from .packindex import PACKS, RESCAN_INTERVAL, PackIndex
 from .state import CompleteRoots
-from .types import Key, Location, ObjectReader, PackedLocation, Pending
+from .types import Key, ObjectReader, PackedLocation, Pending
 
 MADV_POPULATE_READ = getattr(mmap, "MADV_POPULATE_READ", 22)  # Linux 5.14+; Python 3.11 lacks the name
 POPULATE_MIN = 1 << 20
@@ -66,12 +62,8 @@ POPULATE_MIN = 1 << 20
 MAP_RELEASE_BYTES = 16 << 20
 FAULT_AROUND_BYTES = 64 << 10  # Linux's default fault_around_bytes
 DEFAULT_PACK_SIZE = 32 * 1024 * 1024
-RESCAN_INTERVAL = 1.0  # seconds: `has_any` lists the store again on a miss at most this often
-STALE_TMP_S = 24 * 3600  # temp files of a live pid are kept unless older than this
 COALESCE_LIMIT = 8 * 1024 * 1024  # one read spans at most this much
 RANGE_GAP = 256 * 1024  # remote reads also swallow gaps up to this size (fewer requests)
-PACKS = "packs/"
-USERS = "repos/"
 
 PackRead = Callable[[int, int], Union[bytes, memoryview]]  # (offset, length) -> bytes of one pack
 # (key, codec, stored payload, raw length, data, error): one object read by `iter_stored` (a plain tuple:
@@ -177,7 +169,7 @@ class _NoMarks:
     def __contains__(self, oid: str) -> bool:
         return False
 
-    def add(self, oids) -> None:
+    def add(self, oids: Iterable[str]) -> None:
         pass
 
     def clear(self) -> None:
@@ -187,49 +179,56 @@ class _NoMarks:
         pass
 
 
-class PackStore:
+class Role(enum.Enum):
+    """What a store is to this process: the local cache, or a remote."""
+
+    CACHE = "cache"
+    REMOTE = "remote"
+
+
+class PackStore(PackIndex):
     """Objects in packs on one backend.
 
-    `scratch`: a local directory for packs being written (for the cache, on the same
-    filesystem, so publishing is a rename).  `index_cache`: where downloaded indexes
-    of a remote are kept (they are named by their checksum, so valid forever).
-    `marks`: the completeness table (cache only).  `jobs`: packs published at once.
-    `merged_dir`: where merged object tables are kept between runs (`objecttable`;
-    default: `index_cache`, or nowhere).
+    `role`: `Role.CACHE` (this machine's cache: it keeps completeness `marks`, vouches for a
+    subtree by them only, and counts no requests) or `Role.REMOTE` (always written in closure
+    order; requests counted).  `scratch`: a local directory for packs being written (for the
+    cache, on the same filesystem, so publishing is a rename).  `index_cache`: where downloaded
+    indexes of a remote are kept (they are named by their checksum, so valid forever).
+    `marks`: the completeness table (the cache's; required for it, refused for a remote).
+    `jobs`: packs published at once.  `merged_dir`: where merged object tables are kept
+    between runs (`objecttable`; default: `index_cache`, or nowhere).
     """
 
-    def __init__(self, backend: Backend, *, scratch: Path, name: str = "the cache",
+    def __init__(self, backend: Backend, *, role: Role, scratch: Path, name: str = "the cache",
                  index_cache: Path | None = None, marks: Path | None = None, fsync: bool = True,
                  level: int = 3, pack_size: int = DEFAULT_PACK_SIZE, jobs: int = 1,
-                 merged_dir: Path | None = None):
-        self.backend = backend
-        self.merged_dir = Path(merged_dir) if merged_dir is not None else self.index_cache_dir(index_cache)
-        self.name = name
+                 merged_dir: Path | None = None) -> None:
+        if (role is Role.CACHE) != (marks is not None):
+            raise ValueError(f"{name}: a cache keeps completeness marks and a remote none "
+                             f"(role {role.value}, marks {marks})")
+        super().__init__(backend, name=name, index_cache=index_cache, merged_dir=merged_dir, jobs=jobs)
+        self.role = role
         self.scratch = Path(scratch)
-        self.index_cache = Path(index_cache) if index_cache is not None else None
         self.fsync = fsync
         self.level = level
         self.pack_size = pack_size
-        self.jobs = max(1, jobs)
-        self.complete = CompleteRoots(marks) if marks is not None else _NoMarks()
+        self.complete: CompleteRoots | _NoMarks = CompleteRoots(marks) if marks is not None else _NoMarks()
         # The cache may hold what versions before the closure rule wrote (a fetch killed after its
         # trees arrived): it vouches for a subtree by its completeness marks only.  A remote has
         # always been written in closure order.
-        self.closure_trusted = marks is None
+        self.closure_trusted = role is Role.REMOTE
         self.published = 0  # packs this object published (written or adopted)
         # Requests sent to a remote are counted (results and benchmarks report them); the cache is
         # this machine's disk, where a "request" means nothing.
-        self.counts_requests = marks is None
+        self.counts_requests = role is Role.REMOTE
         self.reads = 0  # reads of pack data (one per run of records, or per whole pack)
-        self.problems: list[str] = []  # indexes that could not be read (their objects count as missing)
-        self.indexes_without_pack: list[str] = []  # as of the last listing
-        self.packs_without_index: list[str] = []  # orphans: a writer died between pack and index
-        self.before_index: Callable[[], None] | None = None  # e.g. a lease check before each index publish
+        self._index_guard: Callable[[], None] | None = None  # see `guard_indexes`
         # new_bytes: every new object's raw size; new_chunk_bytes: the part that is file content
         self.stats = {"new_objects": 0, "new_bytes": 0, "new_chunk_bytes": 0, "stored_bytes": 0}
-        self._lock = threading.Lock()
-        self._refreshed_at = -RESCAN_INTERVAL  # time.monotonic() of the last listing
-        self._reset_index()
+        self._readers: dict[int, PackRead] = {}
+        self._fds: list[int] = []
+        self._maps: list[mmap.mmap] = []
+        self._mapped_read = 0  # bytes read through the mappings since their pages were dropped
         self._writer: PackWriter | None = None
         # Objects in packs not yet published, by type: id -> the writer holding it
         self._pending: list[dict[bytes, PackWriter]] = [{} for _typ in TYPE_NAMES]
@@ -237,165 +236,12 @@ class PackStore:
         self._publishing: list[tuple[Future, threading.Event]] = []
         self._publish_failed = False
 
-    @staticmethod
-    def index_cache_dir(index_cache: Path | None) -> Path | None:
-        return Path(index_cache) / "merged" if index_cache is not None else None
-
-    def _reset_index(self) -> None:
-        self._pack_names: list[str] = []
-        self._pack_no: dict[str, int] = {}
-        self._table = ObjectTable(self.merged_dir)
-        self._readers: dict[int, PackRead] = {}
-        self._fds: list[int] = []
-        self._maps: list[mmap.mmap] = []
-        self._mapped_read = 0  # bytes read through the mappings since their pages were dropped
-        self._loaded = False
+    def _packs_removed(self) -> None:
+        self._close_readers()
+        self._mapped_read = 0
 
     def describe(self) -> str:
         return self.name
-
-    # ---------------------------------------------------------------- index
-    def _read_index(self, pack: str) -> bytes | None:
-        """Index bytes of a listed pack, verified by name (None: deleted since the listing)."""
-        cached = self.index_cache / f"{pack}.idx" if self.index_cache is not None else None
-        if cached is not None:
-            try:
-                data = cached.read_bytes()
-                if index_name(data) == pack:
-                    return data
-            except OSError:
-                pass
-        try:
-            data = self.backend.get_bytes(f"{PACKS}{pack}.idx")
-        except ObjectNotFoundError:
-            return None
-        if cached is not None and index_name(data) == pack:
-            self._save_index(pack, data)
-        return data
-
-    def _save_index(self, pack: str, data: bytes) -> None:
-        if self.index_cache is None:
-            return
-        try:
-            self.index_cache.mkdir(parents=True, exist_ok=True)
-            tmp = self.index_cache / f".{pack}.idx.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-            tmp.write_bytes(data)
-            os.replace(tmp, self.index_cache / f"{pack}.idx")
-        except OSError:
-            pass  # downloaded indexes are an optimisation only
-
-    def index_bytes(self, pack: str) -> bytes:
-        data = self._read_index(pack)
-        if data is None:
-            raise ObjectNotFoundError(f"pack index {pack}", where=self.name)
-        return data
-
-    def listed_packs(self) -> list[str]:
-        """Names of the visible packs (index and pack file both listed), sorted.
-
-        An index whose pack file is gone is damage (publishing writes the pack first; gc and
-        quarantine remove the index first): its objects count as missing, so a push uploads
-        them again, and `verify` reports it."""
-        keys = self.backend.list(PACKS)
-        idx: set[str] = set()
-        packs: set[str] = set()
-        for k in keys:
-            stem, _, ext = k[len(PACKS):].rpartition(".")
-            if "/" in stem or not is_hex_name(stem):
-                continue
-            (idx if ext == "idx" else packs if ext == "pack" else set()).add(stem)
-        self.indexes_without_pack = sorted(idx - packs)
-        self.packs_without_index = sorted(packs - idx)
-        return sorted(idx & packs)
-
-    def refresh(self) -> int:
-        """Load indexes published since the last call (by us or others); forget removed ones."""
-        names = self.listed_packs()
-        self._refreshed_at = time.monotonic()
-        added = 0
-        with self._lock:
-            removed = set(self._pack_no) - set(names)
-            if removed:
-                self._close_readers()
-                self._table.drop_runs_with(removed)
-                self._reset_index()  # a gc removed packs: rebuild rather than serve stale locations
-            if not self._pack_no:
-                adopted = self._table.adopt_merged(set(names))
-                for pack in adopted or ():
-                    self._pack_no[pack] = len(self._pack_names)
-                    self._pack_names.append(pack)
-                    added += 1
-            self._loaded = True
-        todo = [n for n in names if n not in self._pack_no]
-        if not todo:
-            return added
-
-        def load(pack: str) -> tuple[str, bytes | None, str | None]:
-            data = self._read_index(pack)
-            if data is None:
-                return pack, None, None
-            try:
-                check_index(data, f"pack index {pack} ({self.name})")
-            except CorruptObjectError as exc:
-                return pack, None, str(exc)
-            if index_name(data) != pack:
-                return pack, None, f"pack index {pack} ({self.name}): its checksum is {index_name(data)}"
-            return pack, data, None
-
-        if len(todo) > 1 and self.index_cache is not None:
-            with ThreadPoolExecutor(max_workers=min(self.jobs * 2, 16)) as pool:
-                loaded = list(pool.map(load, todo))
-        else:
-            loaded = [load(n) for n in todo]
-        with self._lock:
-            for pack, idx, problem in loaded:
-                if problem and problem not in self.problems:
-                    self.problems.append(problem)
-                if idx is not None and pack not in self._pack_no:
-                    self._add_pack(pack, idx)
-                    added += 1
-        self._prune_index_cache(set(names))
-        self._merge_if_due()
-        return added
-
-    def _prune_index_cache(self, listed: set[str]) -> None:
-        if self.index_cache is None:
-            return
-        try:
-            cached = os.listdir(self.index_cache)
-        except OSError:
-            return
-        for fname in cached:
-            if fname.endswith(".idx") and not fname.startswith(".") and fname[:-4] not in listed:
-                try:
-                    os.unlink(self.index_cache / fname)
-                except OSError:
-                    pass
-
-    def _add_pack(self, pack: str, idx: bytes) -> None:
-        """Make a published pack's objects findable (caller holds the lock; `idx` is intact)."""
-        no = len(self._pack_names)
-        self._table.add_pack(no, idx)
-        self._pack_names.append(pack)
-        self._pack_no[pack] = no
-
-    def _merge_if_due(self) -> None:
-        """Fold recently added pack tables into the merged table (in the calling thread: a
-        merge of a million objects takes a second, which lookups must not wait for)."""
-        if self._table.needs_merge():
-            with self._lock:
-                names = list(self._pack_names)
-            self._table.merge(names)
-
-    def pack_bytes(self, pack: str) -> int:
-        """Bytes of a visible pack's records (0 if unknown)."""
-        self._ensure_loaded()
-        no = self._pack_no.get(pack)
-        return self._table.sizes.get(no, 0) if no is not None else 0
-
-    def _ensure_loaded(self) -> None:
-        if not self._loaded:
-            self.refresh()
 
     def has(self, typ: int, oid: bytes) -> bool:
         self._ensure_loaded()
@@ -411,32 +257,18 @@ class PackStore:
             return False
         return self.refresh() > 0 and self.has(typ, oid)
 
-    def count(self) -> int:
-        self._ensure_loaded()
-        return self._table.count()
-
-    def iter_ids(self, typ: int) -> Iterator[bytes]:
-        """Each published id of a type once, in id order (streamed: not a list of millions)."""
-        self._ensure_loaded()
-        return self._table.iter_ids(typ)
-
-    def pack_names(self) -> list[str]:
-        self._ensure_loaded()
-        return list(self._pack_names)
-
-    def location(self, typ: int, oid: bytes) -> Location:
-        """Where a published object lies (its pack by name)."""
-        self._ensure_loaded()
-        loc = self._table.get(typ, oid)
-        if loc is None:
-            raise ObjectNotFoundError(to_oid(oid), where=self.name)
-        no, c, off, stored, raw = loc
-        return Location(self._pack_names[no], c, off, stored, raw)
-
-    def pack_entries(self, pack: str) -> list[IndexEntry]:
-        """Every record of a visible pack, in pack order."""
-        return sorted(decode_index(self.index_bytes(pack), f"pack index {pack} ({self.name})"),
-                      key=lambda e: e.offset)
+    @contextmanager
+    def guard_indexes(self, check: Callable[[], None]) -> Iterator[None]:
+        """Inside: `check()` runs before each index this store publishes, and its error stops
+        the publish (a transfer's lease check: what an index promises must still hold when it
+        becomes visible).  Packs written inside must be committed inside."""
+        if self._index_guard is not None:
+            raise RuntimeError(f"{self.name}: its indexes are guarded already")
+        self._index_guard = check
+        try:
+            yield
+        finally:
+            self._index_guard = None
 
     # ---------------------------------------------------------------- read
     def _reader(self, no: int) -> PackRead:
@@ -876,8 +708,8 @@ class PackStore:
                 # an earlier pack never became visible: its objects may be what these manifests
                 # name.  The pack file stays unindexed (invisible; `verify --repair` can index it).
                 raise MlvcError(f"not publishing a pack of manifests for {self.name}: an earlier pack failed")
-        if self.before_index is not None:
-            self.before_index()
+        if self._index_guard is not None:
+            self._index_guard()
         self.backend.put_bytes(f"{PACKS}{name}.idx", idx)
         self._save_index(name, idx)
         with self._lock:
@@ -970,7 +802,7 @@ class PackStore:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    # ---------------------------------------------------------------- removal (gc, quarantine)
+    # ---------------------------------------------------------------- removal (gc)
     def remove_pack(self, pack: str) -> None:
         """Delete a pack: index first (so no index ever names a missing pack), then the pack.
         Completeness marks are cleared first: what they promised may be going."""
@@ -978,91 +810,15 @@ class PackStore:
         self.backend.delete(f"{PACKS}{pack}.idx")
         self.backend.delete(f"{PACKS}{pack}.pack")
 
-    def quarantine_pack(self, pack: str, reason: str) -> str:
-        """Move a damaged pack aside (never deleted) with a record of why; returns where."""
-        self.complete.clear()
-        stamp = time.strftime("%Y%m%dT%H%M%S")
-        base = f"quarantine/{stamp}-{pack}"
-        self.backend.put_bytes(f"{base}.json", json.dumps({"pack": pack, "reason": reason,
-                                                           "time": time.time()}).encode())
-        for suffix in (".idx", ".pack"):
-            if self.backend.exists(f"{PACKS}{pack}{suffix}"):
-                self.backend.rename(f"{PACKS}{pack}{suffix}", f"{base}{suffix}")
-        return base
 
-    # ---------------------------------------------------------------- users
-    def register_user(self, repo_root: Path) -> None:
-        """Record that the repository at `repo_root` keeps objects here (idempotent).
-
-        gc keeps what every registered repository needs; see `users`."""
-        root = str(Path(os.path.abspath(repo_root)))
-        key = f"{USERS}{digest(root.encode()).hex()[:24]}.json"
-        try:
-            if not self.backend.exists(key):
-                self.backend.put_bytes(key, json.dumps({"root": root}).encode() + b"\n")
-        except (MlvcError, OSError):
-            pass  # a read-only store: this repository cannot write objects here either
-
-    def users(self) -> dict[Path, str]:
-        """{registered repository root: the registry entry naming it}."""
-        out: dict[Path, str] = {}
-        for key in self.backend.list(USERS):
-            if not key.endswith(".json"):
-                continue
-            try:
-                root = Path(json.loads(self.backend.get_bytes(key))["root"])
-            except (MlvcError, ValueError, KeyError, TypeError):
-                continue  # a damaged entry names nobody
-            where = self.backend.local_path(key) if self.backend.capabilities.local_files else key
-            out[root] = where or key
-        return out
-
-    # ---------------------------------------------------------------- maintenance
-    @contextmanager
-    def host_lock(self, exclusive: bool = False):
-        """The cache's lock between processes of this machine: writers (add, fetch) hold it
-        shared, gc exclusive while it deletes.  An add may reuse an object no pointer
-        references yet; without the lock a concurrent gc could delete it between the dedup
-        check and the pointer write.  (Remotes use the lock objects of `mlvc.store.locks`.)"""
-        self.backend.ensure_base()
-        path = self.backend.local_path("lock")
-        if path is None:
-            raise ValueError(f"{self.name} is not on a local filesystem: it has no host lock")
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
-            yield
-        finally:
-            os.close(fd)
+    # ---------------------------------------------------------------- the cache's upkeep (`shared_cache`)
+    def host_lock(self, exclusive: bool = False) -> AbstractContextManager[None]:
+        """The cache's lock between processes of this machine (see `shared_cache`)."""
+        return shared_cache.host_lock(self.backend, self.name, exclusive)
 
     def sweep_tmp(self, now: float | None = None) -> int:
-        """Remove scratch files left by processes that died (kill -9, power loss)."""
-        now = time.time() if now is None else now
-        removed = 0
-        try:
-            names = os.listdir(self.scratch)
-        except FileNotFoundError:
-            return 0
-        for name in names:
-            parts = name.split("-")
-            path = self.scratch / name
-            try:
-                pid = int(parts[1])
-            except (IndexError, ValueError):
-                pid = -1
-            try:
-                age = now - path.stat().st_mtime
-            except FileNotFoundError:
-                continue
-            if pid == os.getpid():
-                continue
-            if not pid_alive(pid) or age > STALE_TMP_S:
-                if path.is_dir() and not path.is_symlink():
-                    shutil.rmtree(path, ignore_errors=True)
-                else:
-                    path.unlink(missing_ok=True)
-                removed += 1
-        return removed
+        """Remove scratch files left by processes that died (see `shared_cache`)."""
+        return shared_cache.sweep_scratch(self.scratch, now)
 
 
 if TYPE_CHECKING:  # mypy checks that a store (the cache or a remote) reads objects as ObjectReader says

@@ -33,6 +33,7 @@ import threading
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -41,7 +42,8 @@ from ..hashing import to_oid
 from ..objects import FileManifest, NotCanonical, TreeManifest, iter_tree_batches
 from ..progress import NULL, Progress
 from .packs import CHUNK, FILE_MANIFEST, TREE_MANIFEST, TYPE_NAMES, decode_index, record_size_error
-from .packstore import COALESCE_LIMIT, PACKS, PackStore, check_pack_file, wrap_os_error
+from .packindex import PACKS
+from .packstore import COALESCE_LIMIT, PackStore, check_pack_file, wrap_os_error
 from .types import Key, Location, Root, RootLike, root_key
 
 WHOLE_PACK_FRACTION = 0.5  # copy a remote pack whole when at least this share of its bytes is needed
@@ -541,7 +543,7 @@ class _ThreadSafeProgress:
 
 def transfer(src: PackStore, dst: PackStore, artifacts: list[Artifact], *, jobs: int = 4,
              progress: Progress = NULL, description: str = "transfer", check_plan=None,
-             before_index=None, walk_all: bool = False) -> TransferResult:
+             before_index: Callable[[], None] | None = None, walk_all: bool = False) -> TransferResult:
     """Copy into `dst` every object of `artifacts` it lacks, from `src`, verified.
 
     `check_plan(reused, copied)` is called before each batch is copied and at the end, with
@@ -556,18 +558,16 @@ def transfer(src: PackStore, dst: PackStore, artifacts: list[Artifact], *, jobs:
     t.description = description
     t.walk_all = walk_all
     published_before, reads_before = dst.published, src.reads
-    dst.before_index = before_index
-    try:
-        t.run()
-        dst.commit()
-    except BaseException:
+    with dst.guard_indexes(before_index) if before_index is not None else nullcontext():
         try:
-            dst.commit()  # keep what was verified and copied: the next run resumes from there
-        except Exception:  # noqa: BLE001 - the original error is the one to report
-            dst.abort()
-        raise
-    finally:
-        dst.before_index = None
+            t.run()
+            dst.commit()
+        except BaseException:
+            try:
+                dst.commit()  # keep what was verified and copied: the next run resumes from there
+            except Exception:  # noqa: BLE001 - the original error is the one to report
+                dst.abort()
+            raise
     written = dst.published - published_before - result.packs
     result.packs += written
     if src.counts_requests:

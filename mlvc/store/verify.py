@@ -13,8 +13,10 @@ record of why after copying its intact objects into new packs.
 
 from __future__ import annotations
 
+import json
 import os
 import random
+import time
 from dataclasses import asdict, dataclass, field
 
 from ..errors import CorruptObjectError, MlvcError
@@ -35,7 +37,8 @@ from .packs import (
     index_name,
     record_size_error,
 )
-from .packstore import COALESCE_LIMIT, PACKS, PackStore, decode_verify
+from .packindex import PACKS
+from .packstore import COALESCE_LIMIT, PackStore, decode_verify
 
 
 @dataclass
@@ -230,7 +233,21 @@ def quarantine(store: PackStore, pack: str, reason: str) -> tuple[str, int]:
             store.put_stored(e.type, e.oid, e.codec, payload, e.raw, force=True)
             saved += 1
     store.commit()
-    return store.quarantine_pack(pack, reason), saved
+    return move_aside(store, pack, reason), saved
 
 
-__all__ = ["verify", "VerifyReport", "Problem", "reindex_orphan", "quarantine"]
+def move_aside(store: PackStore, pack: str, reason: str) -> str:
+    """Move a damaged pack under ``quarantine/`` (never deleted) with a record of why; returns
+    where.  The store's completeness marks are cleared first: what they promised may be going."""
+    store.complete.clear()
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    base = f"quarantine/{stamp}-{pack}"
+    store.backend.put_bytes(f"{base}.json", json.dumps({"pack": pack, "reason": reason,
+                                                        "time": time.time()}).encode())
+    for suffix in (".idx", ".pack"):
+        if store.backend.exists(f"{PACKS}{pack}{suffix}"):
+            store.backend.rename(f"{PACKS}{pack}{suffix}", f"{base}{suffix}")
+    return base
+
+
+__all__ = ["verify", "VerifyReport", "Problem", "reindex_orphan", "quarantine", "move_aside"]

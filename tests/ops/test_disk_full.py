@@ -139,14 +139,15 @@ def test_full_cache_through_a_wrapping_backend(repo_dir: Path) -> None:
     from mlvc.repo import Repo
     from mlvc.store.faults import FailAfter
     from mlvc.store.local import LocalBackend
-    from mlvc.store.packstore import PackStore
+    from mlvc.store.packstore import PackStore, Role
 
     data = rand_bytes(3 * MiB, 4)
     write(repo_dir / "m.bin", data)
     write(repo_dir / "d" / "a.bin", rand_bytes(400_000, 5))
     repo = Repo.find(repo_dir)
     cache = repo.cache_dir
-    repo.store = PackStore(FailAfter(LocalBackend(cache), 1), scratch=cache / "tmp", marks=cache / "complete.sqlite",
+    repo.store = PackStore(FailAfter(LocalBackend(cache), 1), role=Role.CACHE, scratch=cache / "tmp",
+                           marks=cache / "complete.sqlite",
                            pack_size=256 * 1024)
     try:
         with pytest.raises(DiskError, match="injected|disk full"):

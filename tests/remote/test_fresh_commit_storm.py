@@ -21,7 +21,7 @@ from mlvc.errors import EXIT_LOCKED
 from mlvc.hashing import from_oid
 from mlvc.store.backend import open_backend
 from mlvc.store.packs import TREE_MANIFEST
-from mlvc.store.packstore import PackStore
+from mlvc.store.packstore import PackStore, Role
 
 from .helpers import add_remote, cli, clone, commit, git, make_repo, ok, rand_bytes, snapshot, write
 
@@ -141,7 +141,8 @@ def storm(tmp_path: Path, spec, spawn_workers, pushers: int, commits: int) -> No
     ok(fresh, *GC_ARGS)
     ok(fresh, "verify", "--remote", "origin", "--read-data", "-q")
     # and the garbage went: every junk version (the journal keeps none of them: their commit is known)
-    with tempfile.TemporaryDirectory() as scratch, PackStore(open_backend(*spec), scratch=Path(scratch)) as remote:
+    with tempfile.TemporaryDirectory() as scratch, \
+            PackStore(open_backend(*spec), role=Role.REMOTE, scratch=Path(scratch)) as remote:
         left = [oid for oid in outputs[-1]["made"] if remote.has_any(TREE_MANIFEST, from_oid(oid))]
     assert not left, f"{len(left)} of {len(outputs[-1]['made'])} junk versions are still on the remote"
     refused = sum(run["code"] == EXIT_LOCKED for run in push_runs + gc_runs)

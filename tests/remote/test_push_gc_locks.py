@@ -218,9 +218,9 @@ def missing_on_remote(store, backend, artifacts):
     import tempfile
     from pathlib import Path
     from mlvc.ops.common import reachable
-    from mlvc.store.packstore import PackStore
+    from mlvc.store.packstore import PackStore, Role
     with tempfile.TemporaryDirectory() as scratch:
-        remote = PackStore(backend, scratch=Path(scratch))
+        remote = PackStore(backend, role=Role.REMOTE, scratch=Path(scratch))
         missing = []
         for art in artifacts:
             for typ, oid in reachable(store, art.ptr):

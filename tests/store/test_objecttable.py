@@ -138,14 +138,15 @@ def test_a_damaged_kept_run_is_never_used(tmp_path: Path) -> None:
 
 def test_store_with_many_packs_merges_and_a_fresh_store_reads_through_the_kept_run(tmp_path: Path) -> None:
     from mlvc.store.local import LocalBackend
-    from mlvc.store.packstore import PackStore
+    from mlvc.store.packstore import PackStore, Role
 
     backend = LocalBackend(tmp_path / "cache")
     backend.ensure_base()
     merged = tmp_path / "cache" / "merged"
     rng = random.Random(5)
     blobs = {}
-    with PackStore(backend, scratch=tmp_path / "cache" / "tmp", merged_dir=merged, pack_size=4096) as store:
+    with PackStore(backend, role=Role.REMOTE, scratch=tmp_path / "cache" / "tmp", merged_dir=merged,
+                   pack_size=4096) as store:
         for _ in range(3 * MERGE_AT):
             for _ in range(5):
                 data = rng.randbytes(1500)
@@ -154,7 +155,7 @@ def test_store_with_many_packs_merges_and_a_fresh_store_reads_through_the_kept_r
             store.commit()
         assert len(store.pack_names()) >= 3 * MERGE_AT
     assert [n for n in os.listdir(merged) if n.endswith(MIDX_SUFFIX)]
-    with PackStore(backend, scratch=tmp_path / "cache" / "tmp", merged_dir=merged) as fresh:
+    with PackStore(backend, role=Role.REMOTE, scratch=tmp_path / "cache" / "tmp", merged_dir=merged) as fresh:
         for oid, data in blobs.items():
             assert fresh.get(CHUNK, oid) == data
         assert fresh._table.merged is not None  # read through the kept run, not pack by pack
@@ -162,6 +163,6 @@ def test_store_with_many_packs_merges_and_a_fresh_store_reads_through_the_kept_r
         victim = fresh.pack_names()[0]
         gone = [oid for oid in blobs if fresh.location(CHUNK, oid)[0] == victim]
         fresh.remove_pack(victim)
-    with PackStore(backend, scratch=tmp_path / "cache" / "tmp", merged_dir=merged) as after:
+    with PackStore(backend, role=Role.REMOTE, scratch=tmp_path / "cache" / "tmp", merged_dir=merged) as after:
         for oid in blobs:
             assert after.has(CHUNK, oid) == (oid not in gone)

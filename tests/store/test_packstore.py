@@ -19,7 +19,7 @@ from servers import REPO_ROOT, create_bucket, s3_options
 
 from mlvc import codec
 from mlvc.chunking import ChunkerParams
-from mlvc.errors import CorruptObjectError, DiskError, ObjectNotFoundError, RemoteUnreachableError
+from mlvc.errors import CorruptObjectError, DiskError, MlvcError, ObjectNotFoundError, RemoteUnreachableError
 from mlvc.hashing import digest, to_oid
 from mlvc.objects import FileManifest, TreeEntry, TreeManifest
 from mlvc.store.backend import open_backend
@@ -27,7 +27,8 @@ from mlvc.store.faults import CorruptOnceBackend, FailAfter, FlakyBackend
 from mlvc.store.gc import GcResult, gc
 from mlvc.store.memory import MemoryBackend
 from mlvc.store.packs import CHUNK, FILE_MANIFEST, RAW, TREE_MANIFEST, ZSTD
-from mlvc.store.packstore import PackStore
+from mlvc.store.packstore import PackStore, Role
+from mlvc.store.shared_cache import register_user, users
 from mlvc.store.transfer import Artifact, transfer
 from mlvc.store.types import Root
 from mlvc.store.verify import quarantine, reindex_orphan, verify
@@ -66,7 +67,7 @@ def make_store(make_backend, tmp_path):
     def make(backend=None, **options):
         b = backend or make_backend()
         b.ensure_base()
-        store = PackStore(b, scratch=tmp_path / f"scratch-{len(opened)}", fsync=False,
+        store = PackStore(b, role=Role.REMOTE, scratch=tmp_path / f"scratch-{len(opened)}", fsync=False,
                           pack_size=options.pop("pack_size", 1 << 20), **options)
         opened.append(store)
         return store
@@ -236,7 +237,7 @@ class TestPackStoreContract:
         store = make_store()
         tid = add_tree(store, {f"f{i}": os.urandom(120_000 + i) for i in range(5)})
         store.commit()
-        other = PackStore(MemoryBackend(), scratch=tmp_path / "other", fsync=False, pack_size=1 << 20)
+        other = PackStore(MemoryBackend(), role=Role.REMOTE, scratch=tmp_path / "other", fsync=False, pack_size=1 << 20)
         art = artifact("ds", "dir", tid)
         out = transfer(make_store(), other, [art])
         assert out.done == ["ds"] and out.objects == 5 * 2 + 5 + 1  # 2 chunks + 1 manifest per file, 1 tree
@@ -281,10 +282,29 @@ class TestPackStoreContract:
 
     def test_users_registry(self, make_store, tmp_path):
         store = make_store()
-        store.register_user(tmp_path / "repo-a")
-        store.register_user(tmp_path / "repo-a")
-        make_store().register_user(tmp_path / "repo-b")
-        assert sorted(p.name for p in make_store().users()) == ["repo-a", "repo-b"]
+        register_user(store.backend, tmp_path / "repo-a")
+        register_user(store.backend, tmp_path / "repo-a")
+        register_user(make_store().backend, tmp_path / "repo-b")
+        assert sorted(p.name for p in users(make_store().backend)) == ["repo-a", "repo-b"]
+
+    def test_guarded_indexes(self, make_store):
+        """`guard_indexes(check)`: check() runs before each index the store publishes, and its
+        error keeps the index unpublished; outside the guard nothing is checked."""
+        store = make_store()
+        calls = []
+
+        def lease_lost():
+            calls.append(1)
+            raise MlvcError("lease lost")
+
+        with store.guard_indexes(lease_lost):
+            store.put_chunk(os.urandom(5000))
+            with pytest.raises(MlvcError, match="lease lost"):
+                store.commit()
+        assert calls == [1] and make_store().count() == 0
+        oid, _ = store.put_chunk(os.urandom(5000))
+        store.commit()
+        assert calls == [1] and make_store().has(CHUNK, oid)
 
     def test_faults_injected_by_wrapping(self, make_store, make_backend):
         store = make_store()
@@ -324,9 +344,9 @@ class TestPackStoreContract:
             script = (
                 "import os, sys\n"
                 "from mlvc.store.backend import open_backend\n"
-                "from mlvc.store.packstore import PackStore\n"
-                "s = PackStore(open_backend(sys.argv[1]), scratch=sys.argv[2] + '/scratch', fsync=False,"
-                " pack_size=1 << 18)\n"
+                "from mlvc.store.packstore import PackStore, Role\n"
+                "s = PackStore(open_backend(sys.argv[1]), role=Role.REMOTE, scratch=sys.argv[2] + '/scratch',"
+                " fsync=False, pack_size=1 << 18)\n"
                 "for i in range(20):\n"
                 "    s.put_chunk(bytes([i]) * 50_000 + os.urandom(1000))\n"
                 "s.commit()\n")
@@ -359,10 +379,29 @@ def test_memory_backend_needs_no_server():
     _ = (time, uuid)
 
 
+def test_a_store_is_the_cache_or_a_remote_by_its_role(tmp_path):
+    """The role is said, not guessed from other arguments: the cache keeps completeness marks
+    and vouches for a subtree by them only; a remote keeps none, trusts its closure and counts
+    its requests.  A role at odds with the marks is refused."""
+    cache = PackStore(MemoryBackend(), role=Role.CACHE, scratch=tmp_path / "c", marks=tmp_path / "m.sqlite")
+    remote = PackStore(MemoryBackend(), role=Role.REMOTE, scratch=tmp_path / "r")
+    assert (cache.role, cache.closure_trusted, cache.counts_requests) == (Role.CACHE, False, False)
+    assert (remote.role, remote.closure_trusted, remote.counts_requests) == (Role.REMOTE, True, True)
+    cache.complete.add(["xxh128:" + "1" * 32])
+    assert "xxh128:" + "1" * 32 in cache.complete
+    with pytest.raises(ValueError, match="completeness marks"):
+        PackStore(MemoryBackend(), role=Role.REMOTE, scratch=tmp_path / "x", marks=tmp_path / "m2.sqlite")
+    with pytest.raises(ValueError, match="completeness marks"):
+        PackStore(MemoryBackend(), role=Role.CACHE, scratch=tmp_path / "y")
+    cache.close()
+    remote.close()
+
+
 def test_objects_of_a_pack_being_published_read_back_intact(tmp_path):
     """A full pack is published by a background thread; reading its objects meanwhile (a fetch
     that reads what it just stored) must see their bytes, never a closed or reused file."""
-    store = PackStore(MemoryBackend(), scratch=tmp_path / "s", fsync=False, pack_size=64 * 1024, jobs=2)
+    store = PackStore(MemoryBackend(), role=Role.REMOTE, scratch=tmp_path / "s", fsync=False, pack_size=64 * 1024,
+                      jobs=2)
     blobs = [os.urandom(40_000) for _ in range(60)]
     ids = []
     for b in blobs:
@@ -382,13 +421,13 @@ def test_transfer_of_a_tree_larger_than_a_manifest_batch_and_a_chunk_batch(tmp_p
     monkeypatch.setattr(transfer_module, "MANIFEST_BATCH", 7)
     monkeypatch.setattr(transfer_module, "CHUNK_BATCH", 3)
     monkeypatch.setattr(transfer_module, "STREAM_OVER", 0)  # walked as decompressed, read again to be written
-    src = PackStore(MemoryBackend(), scratch=tmp_path / "src", fsync=False, pack_size=1 << 14)
+    src = PackStore(MemoryBackend(), role=Role.REMOTE, scratch=tmp_path / "src", fsync=False, pack_size=1 << 14)
     files = {f"d{i % 3}/f{i:03d}": os.urandom(50 + i) for i in range(40)}
     files["same-a"] = files["same-b"] = b"shared content"
     files["zz-copy-of-the-first"] = files["d0/f000"]  # its chunk was copied batches earlier
     tid = add_tree(src, files)
     src.commit()
-    dst = PackStore(MemoryBackend(), scratch=tmp_path / "dst", fsync=False, pack_size=1 << 14)
+    dst = PackStore(MemoryBackend(), role=Role.REMOTE, scratch=tmp_path / "dst", fsync=False, pack_size=1 << 14)
     out = transfer(src, dst, [artifact("ds", "dir", tid)])
     assert out.done == ["ds"] and not out.failed
     # one chunk and one manifest per distinct content, one tree: each appended once
@@ -404,7 +443,7 @@ def test_transfer_of_a_tree_larger_than_a_manifest_batch_and_a_chunk_batch(tmp_p
 
 @pytest.mark.parametrize("level", [0, 3])
 def test_an_object_stored_in_pieces_reads_back_whole_under_the_id_of_its_bytes(tmp_path, level):
-    store = PackStore(MemoryBackend(), scratch=tmp_path / "s", fsync=False, level=level)
+    store = PackStore(MemoryBackend(), role=Role.REMOTE, scratch=tmp_path / "s", fsync=False, level=level)
     pieces = [b'{"mlvc_tree":1,', b"x" * 100_000, b"", b"]}"]
     oid = store.put_pieces(TREE_MANIFEST, iter(pieces))
     store.commit()
@@ -421,7 +460,7 @@ def test_a_damaged_copy_of_a_large_tree_at_the_destination_is_never_walked(tmp_p
 
     monkeypatch.setattr(transfer_module, "STREAM_OVER", 0)
     monkeypatch.setattr(transfer_module, "MANIFEST_BATCH", 7)  # batches leave before the tree is checked
-    src = PackStore(MemoryBackend(), scratch=tmp_path / "src", fsync=False)
+    src = PackStore(MemoryBackend(), role=Role.REMOTE, scratch=tmp_path / "src", fsync=False)
     files = {f"f{i:03d}": os.urandom(100 + i) for i in range(30)}
     tid = add_tree(src, files)
     src.commit()
@@ -429,7 +468,8 @@ def test_a_damaged_copy_of_a_large_tree_at_the_destination_is_never_walked(tmp_p
     some_id = digest(files["f007"]).hex().encode()
     damaged = body.replace(some_id, some_id[:-1] + (b"0" if some_id[-1:] != b"0" else b"1"))
     assert damaged != body and len(damaged) == len(body)
-    dst = PackStore(MemoryBackend(), scratch=tmp_path / "dst", fsync=False, marks=tmp_path / "marks.sqlite")
+    dst = PackStore(MemoryBackend(), role=Role.CACHE, scratch=tmp_path / "dst", fsync=False,
+                    marks=tmp_path / "marks.sqlite")
     dst.put_stored(TREE_MANIFEST, tid, RAW, damaged, len(damaged))
     dst.commit()
     out = transfer(src, dst, [artifact("ds", "dir", tid)])

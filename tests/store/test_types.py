@@ -10,7 +10,7 @@ from mlvc.pointer import PointerFile
 from mlvc.store.local import LocalBackend
 from mlvc.store.memory import MemoryBackend
 from mlvc.store.packs import CHUNK, FILE_MANIFEST, TREE_MANIFEST
-from mlvc.store.packstore import PackStore
+from mlvc.store.packstore import PackStore, Role
 from mlvc.store.transfer import Artifact
 from mlvc.store.types import Location, Root, root_key
 
@@ -18,7 +18,7 @@ from mlvc.store.types import Location, Root, root_key
 def test_location_names_the_pack_by_name_and_its_fields(tmp_path: Path) -> None:
     backend = LocalBackend(tmp_path / "cache")
     backend.ensure_base()
-    store = PackStore(backend, scratch=tmp_path / "cache" / "tmp", marks=tmp_path / "m.sqlite")
+    store = PackStore(backend, role=Role.CACHE, scratch=tmp_path / "cache" / "tmp", marks=tmp_path / "m.sqlite")
     data = b"x" * 5000
     oid, _new = store.put_chunk(data)
     store.commit()
@@ -39,7 +39,7 @@ def test_an_artifacts_root_key_from_a_root_or_a_pointer() -> None:
 def test_objects_in_the_pack_being_written_read_like_published_ones(tmp_path: Path) -> None:
     """Unpublished objects are found (as `Pending`) by `get`, `iter_stored` and `stored_form`,
     and a published neighbour still reads in the same call."""
-    store = PackStore(MemoryBackend(), scratch=tmp_path / "s")
+    store = PackStore(MemoryBackend(), role=Role.REMOTE, scratch=tmp_path / "s")
     old, _ = store.put_chunk(b"published " * 50)
     store.commit()
     new, _ = store.put_chunk(b"pending " * 50)  # not committed: still in the store's writer
