@@ -7,12 +7,11 @@ from typing import Any, List, Optional
 
 import typer
 
+from .options import JSON, QUIET
 from .. import errors
 from .main import app
 from .output import open_repo, echo, emit_json, human_size, progress_for
 
-QUIET = typer.Option(False, "--quiet", "-q", help="Print nothing on success.")
-JSON = typer.Option(False, "--json", help="Print machine-readable JSON.")
 
 
 

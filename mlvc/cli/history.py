@@ -8,12 +8,11 @@ from typing import List, Optional
 
 import typer
 
+from .options import JSON, QUIET
 from .. import errors
 from .main import app
 from .output import find_repo, open_repo, echo, emit_json, human_size
 
-JSON = typer.Option(False, "--json", help="Print machine-readable JSON.")
-QUIET = typer.Option(False, "--quiet", "-q", help="Print nothing on success.")
 
 
 

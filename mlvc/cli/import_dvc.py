@@ -7,6 +7,7 @@ from typing import List
 
 import typer
 
+from .options import JSON
 from .. import errors
 from .main import app
 from .output import echo, emit_json, human_size, open_repo, progress_for
@@ -16,7 +17,7 @@ from .output import echo, emit_json, human_size, open_repo, progress_for
 def import_dvc(
     paths: List[Path] = typer.Argument(None, help=".dvc files, dvc.lock files, outputs or directories "
                                        "(default: every one in the repository)."),
-    json_out: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
+    json_out: bool = JSON,
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only errors."),
 ):
     """Turn DVC outputs (.dvc files and dvc.lock stage outs) into mlvc pointers, from DVC's cache.

@@ -6,6 +6,7 @@ from typing import Optional
 
 import typer
 
+from .options import JSON
 from .main import app
 from .output import echo, emit_json, human_size
 
@@ -13,7 +14,7 @@ from .output import echo, emit_json, human_size
 @app.command()
 def manifest(
     rev: Optional[str] = typer.Argument(None, help="A git revision (default: the workspace)."),
-    json_out: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
+    json_out: bool = JSON,
 ):
     """The version manifest: commit, branch, dirty and every artifact's role, id, size,
     data config hash + seed, per-module model ids and params.

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from .options import JSON, QUIET
 from .main import app
 from .output import echo, emit_json, open_repo
 
@@ -14,8 +15,8 @@ from .output import echo, emit_json, open_repo
 def mv(
     src: Path = typer.Argument(..., help="A tracked artifact."),
     dst: Path = typer.Argument(..., help="Its new path (or a directory to move it into)."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing on success."),
-    json_out: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
+    quiet: bool = QUIET,
+    json_out: bool = JSON,
 ):
     """Move an artifact: its data, its pointer and their ignore entries (the objects stay as they are,
     so every commit's history stays readable).
@@ -42,8 +43,8 @@ def rm(
     path: Path = typer.Argument(..., help="A tracked artifact."),
     keep_data: bool = typer.Option(False, "--keep-data", help="Keep the files (untracked; git sees them again)."),
     force: bool = typer.Option(False, "--force", "-f", help="Delete the files even if they differ from the pointer."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing on success."),
-    json_out: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
+    quiet: bool = QUIET,
+    json_out: bool = JSON,
 ):
     """Stop tracking an artifact: its pointer and ignore entries are removed, and its files unless
     --keep-data (files with unsaved changes are kept unless --force). The cache keeps the objects

@@ -7,6 +7,7 @@ from typing import Optional
 
 import typer
 
+from .options import JSON, QUIET
 from .. import errors
 from .main import app
 from .output import echo, emit_json, open_repo
@@ -19,8 +20,8 @@ def merge(
     theirs: bool = typer.Option(False, "--theirs", help="Files changed on both sides take their version."),
     remote: Optional[str] = typer.Option(None, "--remote", "-r", help="Where to read tree manifests the "
                                          "cache lacks (default: the default remote)."),
-    json_out: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing on success."),
+    json_out: bool = JSON,
+    quiet: bool = QUIET,
 ):
     """Three-way merge of a directory artifact that `git merge` left conflicted: files added,
     edited or deleted on one side combine (from the tree manifests; no file is read), and the

@@ -7,13 +7,12 @@ from typing import List, Optional
 
 import typer
 
+from .options import JSON, QUIET
 from .. import errors
 from .main import app
 from .output import (RemoteWatch, echo, emit_json, find_repo, human_size, open_repo, progress_for,
                      remote_label)
 
-QUIET = typer.Option(False, "--quiet", "-q", help="Print nothing on success.")
-JSON = typer.Option(False, "--json", help="Print machine-readable JSON.")
 REMOTE = typer.Option(None, "--remote", "-r", help="Remote to use: a name, or a URL or directory path of a "
                       "remote configured nowhere (default: the default remote; at an old commit whose "
                       "config names none, the branch's).")

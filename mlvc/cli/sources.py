@@ -8,6 +8,7 @@ from typing import Optional
 
 import typer
 
+from .options import JSON, QUIET
 from .main import app
 from .output import echo, emit_json, human_size, progress_for
 
@@ -49,8 +50,8 @@ def get(
     rev: Optional[str] = typer.Option(None, "--rev", help=REV_HELP),
     force: bool = typer.Option(False, "--force", "-f", help="Replace OUT if it exists (once the copy is "
                                "complete)."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing on success."),
-    json_out: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
+    quiet: bool = QUIET,
+    json_out: bool = JSON,
 ):
     """Copy a file or directory of another repository out as plain, untracked files.
 
@@ -93,8 +94,8 @@ def import_(
                                        "untracked directory gets it inside)."),
     rev: Optional[str] = typer.Option(None, "--rev", help=REV_HELP + " `mlvc update` follows it."),
     force: bool = typer.Option(False, "--force", "-f", help="Replace OUT and its pointer if they exist."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing on success."),
-    json_out: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
+    quiet: bool = QUIET,
+    json_out: bool = JSON,
 ):
     """Track another repository's artifact in this project: OUT.mlvc records the source (URL, path,
     revision and commit) beside the artifact's id.
@@ -130,8 +131,8 @@ def update(
     rev: Optional[str] = typer.Option(None, "--rev", help="Move to this revision of the source (default: the "
                                       "one imported, e.g. its branch, or its HEAD)."),
     force: bool = typer.Option(False, "--force", "-f", help="Overwrite unsaved changes to the artifacts' files."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing on success."),
-    json_out: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
+    quiet: bool = QUIET,
+    json_out: bool = JSON,
 ):
     """Move imported artifacts to their source's newer revision (pointer and workspace files).
 
