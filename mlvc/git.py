@@ -2,7 +2,8 @@
 
 Hook files are edited by `mlvc.hooks` (this module only says where git looks for them).
 
-This is the only module that imports dulwich.  Object-database reads (resolving
+This module and `mlvc.gittrees` (tree comparisons for the history walk) are the only
+ones that import dulwich.  Object-database reads (resolving
 revisions, reading pointer blobs at old commits, walking history) go through
 dulwich because they are pure reads and must be fast without spawning a process
 per commit.  Operations that depend on the index and the work tree (status,
@@ -20,18 +21,18 @@ import stat
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 import xxhash
 from dulwich.errors import NotGitRepository
-from dulwich.object_store import BaseObjectStore
 from dulwich.objects import Blob, Commit, ObjectID, ShaFile, Tag, Tree
 from dulwich.refs import Ref
 from dulwich.repo import Repo
 
-from mlvc.errors import GitError, NotARepoError, PathError, RevisionError
+from mlvc.errors import GitError, NotARepoError, RevisionError
 from mlvc import gitcli
 from mlvc.gitcli import find_git_root, first_error_line
+from mlvc.gittrees import PathTrie, TreeCache, split_repo_path, trees_differ
 
 # git's well-known id of the empty tree; git knows it even when it is not stored.
 EMPTY_TREE_SHA = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
@@ -40,7 +41,6 @@ _HEX = re.compile(r"[0-9a-fA-F]+")
 _PSEUDO_REF = re.compile(r"[A-Z][A-Z_]*")
 _REV_SUFFIX = re.compile(r"(~\d*|\^\{\w*\}|\^\d*)")
 _MIN_PREFIX_LEN = 4
-_TREE_CACHE_LIMIT = 4096
 
 # Flags that make `git diff` output independent of user config, so the same
 # working-tree change hashes identically on every machine.
@@ -274,7 +274,7 @@ class GitRepo:
 
     def read_blob(self, rev: str, relpath: str | os.PathLike[str]) -> bytes | None:
         """Contents of a regular file at `rev`, or None if absent (or not a regular file)."""
-        parts = _split_repo_path(relpath)
+        parts = split_repo_path(relpath)
         commit = self._peel_to_commit(self.resolve(rev).encode("ascii"), rev)
         entry = self._lookup_path(commit.tree, parts)
         if entry is None or not _is_regular_file(entry[0]):
@@ -369,7 +369,7 @@ class GitRepo:
         if rev == "HEAD" and not self.has_commits():
             return
         start = self.resolve(rev).encode("ascii")
-        trie = _PathTrie.build(paths) if paths is not None else None
+        trie = PathTrie.build(paths) if paths is not None else None
         since_ts = since.timestamp() if since is not None else None
         yield from self._walk_from([start], trie, since_ts, max_count)
 
@@ -407,12 +407,12 @@ class GitRepo:
         except RevisionError:
             return None
 
-    def _walk_from(self, starts: list[bytes], trie: _PathTrie | None,
+    def _walk_from(self, starts: list[bytes], trie: PathTrie | None,
                    since_ts: float | None, max_count: int | None) -> Iterator[CommitInfo]:
         if max_count is not None and max_count <= 0:
             return
         shallow = self.shallow_commits()
-        trees = _TreeCache(self._store)
+        trees = TreeCache(self._store)
         emitted = 0
         for commit in self._commits_by_date(starts, shallow, since_ts):
             if trie is not None and not self._touches(commit, trie, trees, shallow):
@@ -450,14 +450,14 @@ class GitRepo:
                 for parent in commit.parents:
                     push(parent)
 
-    def _touches(self, commit: Commit, trie: _PathTrie, trees: _TreeCache,
+    def _touches(self, commit: Commit, trie: PathTrie, trees: TreeCache,
                  shallow: set[bytes]) -> bool:
         parent_tree = None
         if commit.parents and commit.id not in shallow:
             parent = self._get(commit.parents[0])
             if isinstance(parent, Commit):
                 parent_tree = parent.tree
-        return _trees_differ(trees, commit.tree, parent_tree, trie)
+        return trees_differ(trees, commit.tree, parent_tree, trie)
 
     # ------------------------------------------------------------- git CLI
 
@@ -544,14 +544,6 @@ def _is_plausible_ref_name(name: str) -> bool:
     return not any(ch in name for ch in " ~^:?*[\\") and all(ord(ch) >= 32 and ord(ch) != 127 for ch in name)
 
 
-def _split_repo_path(relpath: str | os.PathLike[str]) -> list[bytes]:
-    text = os.fspath(relpath).replace("\\", "/")
-    path = PurePosixPath(text)
-    if path.is_absolute() or ".." in path.parts or not path.parts or path.parts == (".",):
-        raise PathError(relpath, "not a repository-relative file path")
-    return [part.encode("utf-8", "surrogateescape") for part in path.parts if part != "."]
-
-
 def _is_regular_file(mode: int) -> bool:
     return stat.S_ISREG(mode)
 
@@ -579,80 +571,3 @@ def _decode(raw: bytes, encoding: str) -> str:
         return raw.decode(encoding, "replace")
     except LookupError:  # unknown encoding header
         return raw.decode("utf-8", "replace")
-
-
-# ------------------------------------------------------------ path-filtered diff
-
-
-@dataclass
-class _PathTrie:
-    """Watched paths as a tree of name components; `terminal` marks a watched path."""
-
-    terminal: bool = False
-    children: dict[bytes, _PathTrie] = field(default_factory=dict)
-
-    @classmethod
-    def build(cls, paths: Iterable[str]) -> _PathTrie:
-        root = cls()
-        for path in paths:
-            node = root
-            for part in _split_repo_path(path):
-                node = node.children.setdefault(part, cls())
-            node.terminal = True
-        return root
-
-
-class _TreeCache:
-    """Tree objects by sha; consecutive commits share most subtrees."""
-
-    def __init__(self, store: BaseObjectStore):
-        self._store = store
-        self._trees: dict[bytes, Tree | None] = {}
-
-    def get(self, sha: bytes | None) -> Tree | None:
-        if sha is None:
-            return None
-        if sha not in self._trees:
-            if len(self._trees) >= _TREE_CACHE_LIMIT:
-                self._trees.clear()
-            try:
-                obj = self._store[ObjectID(sha)]
-            except KeyError:
-                obj = None
-            self._trees[sha] = obj if isinstance(obj, Tree) else None
-        return self._trees[sha]
-
-
-def _trees_differ(trees: _TreeCache, new_sha: bytes | None, old_sha: bytes | None,
-                  node: _PathTrie) -> bool:
-    """Whether any watched path below `node` differs between two trees.
-
-    Only the watched names are looked up and equal subtree ids are skipped, so
-    the cost is proportional to the watched paths, not to the tree sizes.
-    """
-    if new_sha == old_sha:
-        return False
-    new_tree, old_tree = trees.get(new_sha), trees.get(old_sha)
-    for name, child in node.children.items():
-        new_entry, old_entry = _entry(new_tree, name), _entry(old_tree, name)
-        if new_entry == old_entry:
-            continue
-        if child.terminal:
-            return True
-        if _trees_differ(trees, _subtree(new_entry), _subtree(old_entry), child):
-            return True
-    return False
-
-
-def _entry(tree: Tree | None, name: bytes) -> tuple[int, bytes] | None:
-    if tree is None:
-        return None
-    try:
-        mode, sha = tree[name]
-    except KeyError:
-        return None
-    return mode, sha
-
-
-def _subtree(entry: tuple[int, bytes] | None) -> bytes | None:
-    return entry[1] if entry is not None and stat.S_ISDIR(entry[0]) else None

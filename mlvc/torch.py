@@ -414,122 +414,15 @@ def _has_numpy() -> bool:
 # ------------------------------------------------------------ chunked reads
 
 
-
-def _view_and_entry(path, rev, repo, remote, *, directory_ok: bool = False):
-    """(RevisionView, FileEntry, the Repo to close or None) of one tracked artifact file; the
-    caller closes them with `_close_view`.
-
-    With `directory_ok`, `path` may name a directory of a tracked artifact: the entry is then
-    the model file in it (see `_model_file`)."""
-    from .ops.read import RevisionView, repo_relative
-
-    r, owned = _resolve_repo(repo, path, rev)
-    try:
-        rel = repo_relative(r, path, relative_to_cwd=repo is None)
-        view = RevisionView(r, rev, remote)
-    except BaseException:
-        if owned:
-            r.close()
-        raise
-    opened = r if owned else None
-    try:
-        if view.containing_artifact(rel) is None:
-            at = f" at {rev}" if rev else ""
-            raise PathError(path, f"is not inside an artifact tracked by mlvc{at}")
-        entry = _model_file(view, rel, path) if directory_ok and view.is_dir(rel) else view.entry(rel)
-    except BaseException:
-        _close_view(view, opened)
-        raise
-    return view, entry, opened
-
-
-def _close_view(view, opened) -> None:
-    view.close()
-    if opened is not None:
-        opened.close()
-
-
-def _resolve_repo(repo, path, rev):
-    """(Repo, owned) for a `repo=` argument, resolved by `mlvc.sources.open_repo` as for
-    `mlvc.open`; with none given, an absolute `path` names its own repository."""
-    from .repo import Repo
-    from .sources import open_repo
-
-    if isinstance(repo, Repo):
-        return repo, False
-    p = Path(path)
-    if repo is None and p.is_absolute() and p.parent.exists():
-        return Repo.find(p.parent), True
-    return open_repo(repo, rev), True
-
-
-# The files `save_pretrained` writes for a model's weights, in the order they are looked for in
-# a model directory: the sharded index (transformers re-shards on every save, so it is the one
-# name stable across revisions), then an unsharded file.
-HF_WEIGHT_FILES = ("model.safetensors.index.json", "model.safetensors",
-                   "pytorch_model.bin.index.json", "pytorch_model.bin")
-
-
-def _model_file(view, rel: str, path):
-    """The weights file of a model directory: a Hugging Face index or single weights file, or the
-    only checkpoint or shard index directly in it."""
-    from . import checkpoint as ckpt
-
-    for name in HF_WEIGHT_FILES:
-        try:
-            return view.entry(f"{rel}/{name}" if rel else name)
-        except PathError:
-            continue
-    from .hashing import from_oid
-
-    _artifact, ptr, inner = view.containing_artifact(rel)
-    entries = view.source.tree(from_oid(ptr.oid)).entries  # only this artifact's, never the whole revision
-    prefix = f"{inner}/" if inner else ""
-    inside: list[str] = []
-    for i in range(entries.first_at_or_after(prefix) if prefix else 0, len(entries)):
-        name = entries.path(i)
-        if not name.startswith(prefix):
-            break
-        if "/" not in name[len(prefix):]:
-            inside.append(name[len(prefix):])
-    indexes = [n for n in inside if ckpt.is_shard_index(n)]
-    candidates = indexes or [n for n in inside if n.lower().endswith(_CHECKPOINT_SUFFIXES)]
-    if len(candidates) == 1:
-        return view.entry(f"{rel}/{candidates[0]}" if rel else candidates[0])
-    found = ", ".join(candidates[:5])
-    raise PathError(path, f"is a directory {view.where} holding "
-                          + (f"several checkpoints ({found}): name one" if candidates else "no checkpoint"))
-
-
-_CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".safetensors")
-
-
-def _shard_for(view, index, name: str, path):
-    """The shard of a sharded checkpoint that holds tensor `name` (or a wrapped form of it),
-    from the index's `weight_map`."""
-    from . import checkpoint as ckpt
-
-    with view.open_raw(index) as f:
-        raw = f.read()
-    ckpt.shard_files(raw, str(path))  # an index whose shards are all files beside it
-    weight_map = json.loads(raw)["weight_map"]
-    for candidate in (name, *(w + name for w in ckpt.STATE_DICT_WRAPPERS)):
-        shard = weight_map.get(candidate)
-        if shard is not None:
-            base = index.path.rpartition("/")[0]
-            return view.entry(f"{base}/{shard}" if base else shard)
-    names = sorted(weight_map)
-    shown = ", ".join(names[:8]) + (", ..." if len(names) > 8 else "")
-    raise MlvcError(f"{path}: no tensor named {name!r} (has {shown})")
-
-
 def open_tracked(path: str | os.PathLike, rev: str | None = None, repo=None, remote: str | None = None) -> ChunkedFile:
     """A ChunkedFile over one file of a tracked artifact as committed at `rev` (None: the
     workspace's pointer), read from the local cache; objects it lacks come from `remote`
     (default: the default remote) and are kept in the cache."""
-    view, entry, _ = _view_and_entry(path, rev, repo, remote)
+    from .ops.model_files import open_artifact_file, open_view
+
+    view, entry, _ = open_view(path, rev, repo, remote)
     try:
-        return view.open_raw(entry)
+        return open_artifact_file(view, entry)
     finally:
         # publishes what was fetched so far; the file keeps reading through the source (and so
         # through the repository's cache, which stays open)
@@ -560,13 +453,15 @@ def load_tensor(path: str | os.PathLike, name: str, rev: str | None = None, *, r
     torch = _torch()
     from .hashing import from_oid
 
-    view, entry, opened = _view_and_entry(path, rev, repo, remote, directory_ok=True)
+    from .ops.model_files import close_view, open_artifact_file, open_view, shard_for
+
+    view, entry, opened = open_view(path, rev, repo, remote, directory_ok=True)
     try:
         if ckpt.is_shard_index(entry.path):
-            entry = _shard_for(view, entry, name, path)
-        f = view.open_raw(entry)
+            entry = shard_for(view, entry, name, path)
+        f = open_artifact_file(view, entry)
     except BaseException:
-        _close_view(view, opened)
+        close_view(view, opened)
         raise
     try:
         head = f.read(ckpt.HEAD_SIZE)
@@ -591,7 +486,7 @@ def load_tensor(path: str | os.PathLike, name: str, rev: str | None = None, *, r
         raw = ckpt.tensor_bytes(f, info)
     finally:
         f.close()
-        _close_view(view, opened)
+        close_view(view, opened)
     dtype = getattr(torch, info.dtype)
     if layout.byteorder != sys.byteorder:
         raise MlvcError(f"{path}: checkpoint byte order {layout.byteorder} differs from this machine's")

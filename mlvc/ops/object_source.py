@@ -188,7 +188,7 @@ class ObjectSource:
             yield from self.store.iter_chunks(ids[i:j])
             i = j
 
-    def open_file(self, file_id: bytes, name: str = ""):
+    def open_file(self, file_id: bytes, name: str = "") -> ChunkedFile:
         """A seekable, read-only raw file over a stored file (only the chunks a read touches are
         fetched; sequential reads fetch ahead in growing windows)."""
         return _ReadAheadFile(self, file_id, self.file_chunks(file_id), name=name)
