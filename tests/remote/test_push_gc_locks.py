@@ -159,11 +159,19 @@ def test_expired_locks_of_killed_processes_are_ignored(world) -> None:
 
 
 def test_shared_lock_lease(remote: Backend) -> None:
+    # Held and renewed: a lease long enough that a slow server (a loaded CI machine took > 0.5 s
+    # for one PUT) cannot let it run out between the calls.
+    held = SharedLock(remote, owner="bob", ttl_s=30)
+    held.acquire()
+    held.check()
+    first = held.refresh().expires
+    assert held.refresh().expires >= first
+    held.check(margin_s=10)
+    with pytest.raises(LockedError):
+        held.check(margin_s=60)  # judged by our clock: too close to running out to rely on
+    assert held.release()
     lock = SharedLock(remote, owner="carol", ttl_s=0.5)
     lock.acquire()
-    lock.check()
-    first = lock.refresh().expires
-    assert lock.refresh().expires >= first
     time.sleep(0.6)
     with pytest.raises(LockedError):
         lock.check()  # the lease ran out: a gc may have ignored it
@@ -171,10 +179,10 @@ def test_shared_lock_lease(remote: Backend) -> None:
         lock.refresh()  # and it is never renewed after the fact
     assert [entry.info.owner for entry in list_locks(remote)] == ["carol"]
     assert active_locks(remote) == []
-    kept = SharedLock(remote, owner="dave", ttl_s=1.0)
+    kept = SharedLock(remote, owner="dave", ttl_s=2.0)
     kept.acquire()
-    kept.keep_alive(interval_s=0.1)
-    time.sleep(1.3)
+    kept.keep_alive(interval_s=0.2)
+    time.sleep(2.6)
     kept.check()  # refreshed in the background
     assert kept.release()
     assert [entry.info.owner for entry in list_locks(remote)] == ["carol"]
