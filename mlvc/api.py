@@ -196,7 +196,7 @@ def push(paths: Paths = None, *, remote: str | None = None, revs: Iterable[str] 
 
     Selects the workspace's artifacts (narrowed by `paths`), or those of the commits
     named by `revs` / `all_commits` / `all_branches`.  Returns the `TransferResult`
-    `mlvc push` prints: `done`, `up_to_date`, `failed` (artifact -> reason), objects,
+    `mlvc push` prints: `done`, `up_to_date`, `failed` (artifact -> the `MlvcError` that stopped it), objects,
     bytes, packs and requests moved.  Per-artifact failures are in the result;
     remote-wide failures (unreachable, credentials) raise.
     """

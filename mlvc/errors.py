@@ -8,6 +8,9 @@ below it raises and never prints.  The exit codes are a documented contract
 
 from __future__ import annotations
 
+import enum
+from typing import TypeVar
+
 # Exit codes (contract, see docs/commands/exit-codes.md)
 EXIT_OK = 0
 EXIT_ERROR = 1  # generic / unexpected failure
@@ -26,16 +29,52 @@ EXIT_LOCKED = 13  # a lock is held by someone else
 EXIT_INTERRUPTED = 130  # Ctrl-C
 
 
+class Remedy(enum.Enum):
+    """What would fix an error, said without a command line: the CLI words it with its commands
+    (`mlvc.cli.error_table.REMEDIES`), so that code below the CLI never names one and API users
+    are not told to type one."""
+
+    FETCH = "fetch"  # a remote has what is missing: fetch it into the cache
+    PUSH_FROM_ELSEWHERE = "push"  # no store asked has it: only a machine that has it can push it
+    UNLOCK = "unlock"  # the remote's lock may be removed by hand
+    REMOTE_URL = "remote-url"  # the remote's URL may be wrong
+    REMOTE_CREDENTIALS = "remote-credentials"  # the remote's credentials are missing or wrong
+    FORCE_UNLOCK = "force-unlock"  # the lock can be removed by force, if no mlvc operation holds it
+
+
+_E = TypeVar("_E", bound="MlvcError")
+
+
 class MlvcError(Exception):
-    """Base class: `str(err)` is the one-line message shown to the user."""
+    """Base class: `str(err)` is the one-line message shown to the user; `hint` what to do about
+    it, in words any user of mlvc (CLI or Python) can follow; `remedy` the step the CLI names
+    by its command."""
 
     exit_code = EXIT_ERROR
-    hint: str | None = None  # the next command to run, when there is one
+    hint: str | None = None
+    remedy: Remedy | None = None
 
-    def __init__(self, message: str, *, hint: str | None = None):
+    def __init__(self, message: str, *, hint: str | None = None, remedy: Remedy | None = None):
         super().__init__(message)
         if hint is not None:
             self.hint = hint
+        if remedy is not None:
+            self.remedy = remedy
+
+    def reworded(self: _E, message: str, *, hint: str | None = None) -> _E:
+        """The same error (its type, fields, exit code and remedy) with another message (context
+        added on its way up) and, if given, another hint."""
+        err = type(self).__new__(type(self))
+        err.__dict__.update(self.__dict__)
+        err.args = (message,)
+        if hint is not None:
+            err.hint = hint
+        return err
+
+
+def describe(err: MlvcError) -> str:
+    """One line for a failure in a result: the message, then the hint in parentheses."""
+    return str(err) + (f" ({err.hint})" if err.hint else "")
 
 
 class UsageError(MlvcError, ValueError):
@@ -147,9 +186,11 @@ class CorruptJournalError(MlvcError, ValueError):
 class ObjectNotFoundError(MlvcError, KeyError):
     exit_code = EXIT_MISSING_OBJECT
 
-    def __init__(self, oid: str, where: str = "the cache", hint: str | None = None):
-        super().__init__(f"object {oid} is missing from {where}",
-                         hint=hint or "run `mlvc pull` (or `mlvc push` on a machine that has it)")
+    def __init__(self, oid: str, where: str = "the cache", hint: str | None = None, *,
+                 remedy: Remedy | None = None):
+        super().__init__(f"object {oid} is missing from {where}", remedy=remedy,
+                         hint=hint if hint is not None or remedy is not None else
+                         "run `mlvc pull` (or `mlvc push` on a machine that has it)")
         self.oid = oid
         self.where = where
 

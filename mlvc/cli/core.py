@@ -9,6 +9,7 @@ import typer
 
 from .options import JSON, QUIET
 from .. import errors
+from . import error_table
 from .main import app
 from .output import open_repo, echo, emit_json, human_size, progress_for
 
@@ -315,8 +316,8 @@ def verify(
             for line in result.repairs:
                 echo(f"repair: {line}")
             if result.refill is not None:
-                for name, msg in result.refill.failed.items():
-                    echo(f"not repaired: {name}: {msg}")
+                for name, exc in result.refill.failed.items():
+                    echo(f"not repaired: {name}: {error_table.message(exc)}")
                 if result.refill.done:
                     echo(f"restored from another store: {', '.join(result.refill.done)}")
         if not quiet:

@@ -34,9 +34,34 @@ def exit_codes_help() -> str:
     return "Exit codes: " + ", ".join(f"{code} {meaning}" for code, meaning in EXIT_CODES) + "."
 
 
+# How the CLI words each `errors.Remedy`: the commands that apply it (the store and the operations
+# below name none).
+REMEDIES: dict[errors.Remedy, str] = {
+    errors.Remedy.FETCH: "run `mlvc pull` to fetch it from a remote",
+    errors.Remedy.PUSH_FROM_ELSEWHERE: "run `mlvc push` on a machine that has it",
+    errors.Remedy.UNLOCK: "or remove it now with `mlvc remote unlock REMOTE`",
+    errors.Remedy.REMOTE_URL: "run `mlvc remote list` to check the URL",
+    errors.Remedy.REMOTE_CREDENTIALS: "`mlvc remote modify NAME access_key_id ...` sets them",
+    errors.Remedy.FORCE_UNLOCK: "or add --force if you are sure it is not an mlvc operation",
+}
+
+
+def hint(err: errors.MlvcError) -> str | None:
+    """The hint the CLI shows for `err`: its own, then its remedy in commands."""
+    parts = [p for p in (err.hint, REMEDIES.get(err.remedy) if err.remedy is not None else None) if p]
+    return "; ".join(parts) or None
+
+
+def message(err: errors.MlvcError) -> str:
+    """One line for a failure in a list (`error: NAME: ...`): the message, the hint in parentheses."""
+    shown = hint(err)
+    return f"{err}" + (f" ({shown})" if shown else "")
+
+
 def lines(err: errors.MlvcError) -> list[str]:
     """What the user reads on stderr for `err`: its one line, then its hint if it has one."""
-    return [f"error: {err}"] + ([f"hint: {err.hint}"] if err.hint else [])
+    shown = hint(err)
+    return [f"error: {err}"] + ([f"hint: {shown}"] if shown else [])
 
 
 def as_error(exc: Exception) -> errors.MlvcError | None:

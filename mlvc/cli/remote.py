@@ -9,6 +9,7 @@ import typer
 
 from .options import JSON, QUIET
 from .. import errors
+from . import error_table
 from .main import app
 from .output import (RemoteWatch, echo, emit_json, find_repo, human_size, open_repo, progress_for,
                      remote_label)
@@ -244,11 +245,11 @@ def _transfer(op, verb: str, paths, rev, all_commits, all_branches, remote, jobs
         result = op(repo, Selection.of(_paths(paths), revs=rev, all_commits=all_commits, all_branches=all_branches),
                     remote=remote, jobs=jobs, progress=progress, **extra)
     if json_out:
-        emit_json(result.as_dict())
+        emit_json(result.as_dict(describe=error_table.message))
     else:
         _report(result, verb, quiet, progress.moved_all)
-    for name, msg in result.failed.items():
-        echo(f"error: {name}: {msg}", err=True)
+    for name, exc in result.failed.items():
+        echo(f"error: {name}: {error_table.message(exc)}", err=True)
     if verb == "fetched":
         _absent_hint(repo, remote, result)
     if result.failed:

@@ -6,7 +6,7 @@ import re
 from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING
 
-from ..errors import EXIT_MISSING_OBJECT, MlvcError, PathError
+from ..errors import EXIT_MISSING_OBJECT, MlvcError, ObjectNotFoundError, PathError, describe
 from ..hashing import from_oid, to_oid
 from ..pointer import PointerFile
 from ..progress import NULL, Progress
@@ -94,8 +94,7 @@ def fetch_selected(repo, selected: Selected, *, remote: str | None = None, jobs:
                 result = transfer(rstore, repo.store, arts, jobs=rstore.jobs, progress=progress,
                                   description=f"fetch from {rdef.name}")
             for problem in rstore.problems:
-                result.failed.setdefault("(remote index)", problem)
-                result.failed_codes.setdefault("(remote index)", 6)
+                result.fail("(remote index)", problem)
         finally:
             rstore.close()
         _explain_absent(repo, rdef.name, arts, result)
@@ -105,7 +104,7 @@ def fetch_selected(repo, selected: Selected, *, remote: str | None = None, jobs:
     return result
 
 
-_MISSING_OBJECT = re.compile(r"object (xxh128:[0-9a-f]{32}(?: \([a-z ]+\))?) is missing from")
+_OBJECT_ID = re.compile(r"xxh128:[0-9a-f]{32}(?: \([a-z ]+\))?")  # an id, and the type transfer adds
 
 
 def absent_from_remote(result: TransferResult) -> list[str]:
@@ -120,9 +119,12 @@ def _explain_absent(repo, remote: str, arts, result: TransferResult) -> None:
 
     absent = absent_from_remote(result)
     for name in absent:
-        m = _MISSING_OBJECT.search(result.failed[name])
-        what = f"object {m.group(1)}" if m else "its objects"
-        result.failed[name] = f"{what} is missing from remote {remote!r} and from the cache"
+        exc = result.failed[name]
+        oid = exc.oid if isinstance(exc, ObjectNotFoundError) else name
+        # no hint: the CLI adds the one that can work (`push_hint`) once, under all of them
+        absent_err = ObjectNotFoundError(oid, where=f"remote {remote!r} and from the cache", hint="")
+        result.failed[name] = (absent_err if _OBJECT_ID.fullmatch(oid) else
+                               absent_err.reworded(f"its objects is missing from remote {remote!r} and from the cache"))
     by_name = {a.name: a.ptr.oid for a in arts}
     remote_gaps.record(repo, remote, [by_name[n] for n in absent if n in by_name],
                        [by_name[n] for n in result.done if n in by_name])
@@ -154,12 +156,9 @@ def _from_sources(repo, arts, result: TransferResult) -> None:
             stats = fetch_imported(repo, a.ptr)
         except MlvcError as exc:
             before = result.failed.get(a.name)
-            reason = str(exc) + (f" ({exc.hint})" if exc.hint else "")
-            result.failed[a.name] = f"{before}; from its source: {reason}" if before else reason
-            result.failed_codes[a.name] = exc.exit_code
+            result.failed[a.name] = exc.reworded(f"{describe(before)}; from its source: {exc}") if before else exc
             continue
         result.failed.pop(a.name, None)
-        result.failed_codes.pop(a.name, None)
         result.done.append(a.name)
         result.objects += stats.objects_fetched
         result.bytes += stats.bytes_downloaded
@@ -170,7 +169,7 @@ def _from_sources(repo, arts, result: TransferResult) -> None:
 class PullResult:
     fetch: TransferResult
     checkout: CheckoutResult
-    failed: dict[str, str] = field(default_factory=dict)
+    failed: dict[str, str] = field(default_factory=dict)  # fetch's and checkout's failures, as lines
     failed_codes: dict[str, int] = field(default_factory=dict)
 
     @property
@@ -196,10 +195,12 @@ def pull(repo, selection: Selection = Selection(), *, remote: str | None = None,
         and selection_of.get(a.name) not in incomplete))
     co = checkout(repo, ready, force=force, progress=progress) if ready else CheckoutResult()
     result = PullResult(fetched, co)
-    for source in (fetched, co):
-        for name, msg in source.failed.items():
-            result.failed.setdefault(name, msg)
-            result.failed_codes.setdefault(name, source.failed_codes.get(name, MlvcError.exit_code))
+    for name, exc in fetched.failed.items():
+        result.failed.setdefault(name, describe(exc))
+        result.failed_codes.setdefault(name, exc.exit_code)
+    for name, msg in co.failed.items():  # (a checkout reports its failures as lines)
+        result.failed.setdefault(name, msg)
+        result.failed_codes.setdefault(name, co.failed_codes.get(name, MlvcError.exit_code))
     return result
 
 

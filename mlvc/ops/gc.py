@@ -186,11 +186,11 @@ def live_objects(store, ptrs, warnings: list[str], strict: bool = False) -> set[
             live.update(reachable(store, ptr))
         except (ObjectNotFoundError, CorruptObjectError) as exc:
             if strict or isinstance(exc, CorruptObjectError):
-                refused = MlvcError(f"cannot tell what {ptr.path} ({ptr.oid}) needs: {exc}; nothing was deleted",
-                                    hint="push or fetch the missing manifest first" if isinstance(
-                                        exc, ObjectNotFoundError) else "run `mlvc verify --repair`, then gc again")
-                refused.exit_code = exc.exit_code  # corrupt 6, missing 7: what stopped it, not "generic"
-                raise refused from None
+                # the same error (corrupt 6, missing 7: what stopped it), saying what it stopped
+                raise exc.reworded(f"cannot tell what {ptr.path} ({ptr.oid}) needs: {exc}; nothing was deleted",
+                                   hint="push or fetch the missing manifest first" if isinstance(
+                                       exc, ObjectNotFoundError) else "run `mlvc verify --repair`, then gc again"
+                                   ) from None
             warnings.append(f"{ptr.path} ({ptr.oid}): {exc}; objects only it references cannot be identified")
     return live
 

@@ -255,15 +255,15 @@ def _pre_push(repo, warn, progress, args: list[str] | None = None, updates: str 
     if importlib.util.find_spec("mlvc.ops.push") is None:
         warn("mlvc: this installation cannot push artifacts; skipping `mlvc push`")
         return 0
-    from ..errors import MlvcError
+    from ..errors import MlvcError, describe
     from .push import push
     from .selection import Selection
 
     try:
         result = push(repo, Selection.of(revs=revs), progress=progress)
         code = 1 if result.failed else 0
-        for name, msg in result.failed.items():
-            warn(f"mlvc: {name}: {msg}")
+        for name, exc in result.failed.items():
+            warn(f"mlvc: {name}: {describe(exc)}")
     except MlvcError as exc:
         warn(f"mlvc: {exc}")
         code = exc.exit_code

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import pointer as pointers
-from ..errors import ConflictError, MlvcError, ObjectNotFoundError, PathError
+from ..errors import ConflictError, MlvcError, ObjectNotFoundError, PathError, describe
 from ..progress import NULL, Progress
 from ..safepath import ContainedTree
 from ..store.packstore import wrap_os_error
@@ -87,7 +87,8 @@ def fetch_missing(repo, rev: str | None, paths, progress: Progress = NULL) -> Fe
     except MlvcError as exc:
         return FetchOutcome(remote, error=str(exc))
     if result.failed:
-        return FetchOutcome(remote, failed=dict(result.failed), absent=set(absent_from_remote(result)))
+        return FetchOutcome(remote, failed={name: describe(exc) for name, exc in result.failed.items()},
+                            absent=set(absent_from_remote(result)))
     return None
 
 

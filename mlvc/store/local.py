@@ -17,7 +17,8 @@ import time
 from collections.abc import Iterator
 from typing import BinaryIO
 
-from ..errors import DiskError, LockedError, MlvcError, ObjectNotFoundError, RemoteNotFoundError, RemoteUnreachableError
+from ..errors import (DiskError, LockedError, MlvcError, ObjectNotFoundError, Remedy, RemoteNotFoundError,
+                      RemoteUnreachableError)
 from ..safepath import pid_alive
 from .backend import (
     TEMP_MARKER,
@@ -164,7 +165,7 @@ class LocalBackend(Backend):
                 return None  # the caller's own local file is missing: not a store problem
             if not os.path.isdir(self.root):
                 return RemoteNotFoundError(f"directory {self.root} does not exist",
-                                           hint="is the share mounted? run `mlvc remote list` to check the URL")
+                                           hint="is the share mounted?", remedy=Remedy.REMOTE_URL)
             if key is not None:
                 return ObjectNotFoundError(key, where=self.root)
         return None

@@ -51,7 +51,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from types import TracebackType
 
-from ..errors import LockedError, ObjectNotFoundError
+from ..errors import LockedError, ObjectNotFoundError, Remedy
 from ..safepath import pid_alive
 from .backend import Backend
 
@@ -240,15 +240,17 @@ class RemoteLock:
                           hint="retry in a moment")
 
     def _locked_error(self, holder: LockInfo) -> LockedError:
+        remedy = None
         if math.isinf(holder.expires):
             hint = (f"if no mlvc operation is running against this remote, delete {self.name} from it "
                     "and run the command again")
         else:
             hint = (f"wait for that operation to finish; if it crashed on another machine, the lock can "
-                    f"be taken over after {_format_time(holder.expires)}, or removed now with "
-                    "`mlvc remote unlock REMOTE`")
+                    f"be taken over after {_format_time(holder.expires)}")
+            remedy = Remedy.UNLOCK
         return LockedError(
-            f"{self.name} on remote {self.backend.describe()} is held by {holder.describe()}", hint=hint)
+            f"{self.name} on remote {self.backend.describe()} is held by {holder.describe()}", hint=hint,
+            remedy=remedy)
 
     def refresh(self) -> LockInfo:
         """Extend our lease by ttl_s from now.  LockedError if the lock is no longer ours."""
@@ -344,8 +346,7 @@ def break_locks(backend: Backend, force: bool = False) -> list[ListedLock]:
     live = [lock for lock in found if not lock.info.is_stale() and lock.info.machine == machine_id()]
     if live and not force:
         raise LockedError(f"remote {backend.describe()} is locked by a running process of this machine: "
-                          f"{describe_locks(live)}", hint="wait for it to finish (or add --force if you "
-                          "are sure it is not an mlvc operation)")
+                          f"{describe_locks(live)}", hint="wait for it to finish", remedy=Remedy.FORCE_UNLOCK)
     return [lock for lock in found if backend.delete_if_unchanged(lock.key, lock.tag)]
 
 
@@ -468,7 +469,7 @@ def gc_guard(backend: Backend, lock: SharedLock):
     if holder is None or holder.is_stale():  # expired, or left by a gc killed on this machine
         return None
     if math.isinf(holder.expires):
-        hint = (f"if no `mlvc gc --remote` is running against this remote, delete {DEFAULT_LOCK_NAME} "
+        hint = (f"if no gc is running against this remote, delete {DEFAULT_LOCK_NAME} "
                 "from it and push again")
     else:
         hint = (f"push again when that gc has finished (if it crashed, its lock stops counting at "

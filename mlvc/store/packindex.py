@@ -47,7 +47,7 @@ class PackIndex:
         self.index_cache = Path(index_cache) if index_cache is not None else None
         self.merged_dir = Path(merged_dir) if merged_dir is not None else self.index_cache_dir(index_cache)
         self.jobs = max(1, jobs)
-        self.problems: list[str] = []  # indexes that could not be read (their objects count as missing)
+        self.problems: list[CorruptObjectError] = []  # indexes that could not be read (their objects count as missing)
         self.indexes_without_pack: list[str] = []  # as of the last listing
         self.packs_without_index: list[str] = []  # orphans: a writer died between pack and index
         self._lock = threading.Lock()
@@ -143,16 +143,17 @@ class PackIndex:
         if not todo:
             return added
 
-        def load(pack: str) -> tuple[str, bytes | None, str | None]:
+        def load(pack: str) -> tuple[str, bytes | None, CorruptObjectError | None]:
             data = self._read_index(pack)
             if data is None:
                 return pack, None, None
             try:
                 check_index(data, f"pack index {pack} ({self.name})")
             except CorruptObjectError as exc:
-                return pack, None, str(exc)
+                return pack, None, exc
             if index_name(data) != pack:
-                return pack, None, f"pack index {pack} ({self.name}): its checksum is {index_name(data)}"
+                return pack, None, CorruptObjectError(f"pack index {pack}", self.name, f"checksum {pack}",
+                                                      f"checksum {index_name(data)}")
             return pack, data, None
 
         if len(todo) > 1 and self.index_cache is not None:
@@ -162,7 +163,7 @@ class PackIndex:
             loaded = [load(n) for n in todo]
         with self._lock:
             for pack, idx, problem in loaded:
-                if problem and problem not in self.problems:
+                if problem is not None and str(problem) not in map(str, self.problems):
                     self.problems.append(problem)
                 if idx is not None and pack not in self._pack_no:
                     self._add_pack(pack, idx)

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Union
 
 from .. import codec
-from ..errors import CorruptObjectError, DiskError, MlvcError, ObjectNotFoundError, UnsafePathError
+from ..errors import CorruptObjectError, DiskError, MlvcError, ObjectNotFoundError, Remedy, UnsafePathError
 from ..hashing import digest, hasher, to_oid
 from ..objects import FileManifest, NotCanonical, TreeManifest
 from . import shared_cache
@@ -359,7 +359,7 @@ class PackStore(PackIndex):
             if writer is not None and entry is not None:
                 return Pending(writer, entry)
             raise ObjectNotFoundError(to_oid(oid), where=self.name,
-                                      hint=None if typ == CHUNK else "run `mlvc pull` to fetch it from a remote")
+                                      remedy=None if typ == CHUNK else Remedy.FETCH)
         return loc
 
     def get(self, typ: int, oid: bytes) -> bytes:

@@ -19,6 +19,7 @@ from urllib.parse import urlsplit, urlunsplit
 from ..errors import (
     MlvcError,
     ObjectNotFoundError,
+    Remedy,
     RemoteAuthError,
     RemoteError,
     RemoteNotFoundError,
@@ -108,8 +109,8 @@ class S3Backend(FsspecBackend):
         if _missing_credentials(exc):
             return RemoteAuthError(
                 f"remote {self._where()}: no S3 credentials found",
-                hint="set access_key_id/secret_access_key/profile for this remote (`mlvc remote modify NAME "
-                     "access_key_id ...`) or the AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY environment")
+                hint="set access_key_id/secret_access_key/profile for this remote, or the "
+                     "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY environment", remedy=Remedy.REMOTE_CREDENTIALS)
         code = s3_error_code(exc)
         if code in AUTH_CODES:
             return RemoteAuthError(

@@ -34,10 +34,10 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-from ..errors import CorruptObjectError, MlvcError, ObjectNotFoundError
+from ..errors import CorruptObjectError, MlvcError, ObjectNotFoundError, Remedy, describe
 from ..hashing import to_oid
 from ..objects import FileManifest, NotCanonical, TreeManifest, iter_tree_batches
 from ..progress import NULL, Progress
@@ -75,28 +75,27 @@ class Artifact:
 class TransferResult:
     done: list[str] = field(default_factory=list)  # artifacts complete at the destination now
     up_to_date: list[str] = field(default_factory=list)  # of those, the ones nothing had to move for
-    failed: dict[str, str] = field(default_factory=dict)
-    failed_codes: dict[str, int] = field(default_factory=dict)
+    failed: dict[str, MlvcError] = field(default_factory=dict)  # artifact -> what stopped it (the first)
     objects: int = 0  # objects moved
     bytes: int = 0  # bytes moved (as stored: compressed where it paid)
     packs: int = 0  # packs published at the destination (written or copied whole)
     requests: int = 0  # data requests to remote stores (reads of packs, uploads of packs and indexes)
 
     @property
-    def fetched(self) -> list[str]:
-        return self.done
-
-    @property
-    def pushed(self) -> list[str]:
-        return self.done
+    def failed_codes(self) -> dict[str, int]:
+        """{artifact: the exit code of what stopped it}."""
+        return {name: exc.exit_code for name, exc in self.failed.items()}
 
     def fail(self, name: str, exc: MlvcError) -> None:
-        if name not in self.failed:
-            self.failed[name] = str(exc) + (f" ({exc.hint})" if getattr(exc, "hint", None) else "")
-            self.failed_codes[name] = exc.exit_code
+        self.failed.setdefault(name, exc)
 
-    def as_dict(self) -> dict:
-        return asdict(self)
+    def as_dict(self, describe: Callable[[MlvcError], str] = describe) -> dict[str, object]:
+        """The result as plain data (`--json`): each failure as one line (`describe`: how; the
+        CLI adds its commands to the hint) and its exit code in `failed_codes`."""
+        out: dict[str, object] = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "failed"}
+        out["failed"] = {name: describe(exc) for name, exc in self.failed.items()}
+        out["failed_codes"] = self.failed_codes
+        return out
 
 
 def type_name(typ: int) -> str:
@@ -104,11 +103,9 @@ def type_name(typ: int) -> str:
 
 
 def with_artifacts(exc: MlvcError, names: list[str]) -> MlvcError:
-    """The same error, its message naming the artifacts it affects."""
+    """The same error (type, fields, exit code), its message naming the artifacts it affects."""
     shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
-    err = MlvcError(f"{exc} [needed by {shown}]", hint=exc.hint)
-    err.exit_code = exc.exit_code
-    return err
+    return exc.reworded(f"{exc} [needed by {shown}]")
 
 
 def _union(a: Owners, b: Owners) -> Owners:
@@ -277,7 +274,7 @@ class _Transfer:
             except ObjectNotFoundError:
                 self.fail(who, ObjectNotFoundError(
                     f"{to_oid(key[1])} (tree)", where=self.src.name,
-                    hint=f"{self.dst.name} does not have it either: run `mlvc push` on a machine that has it"))
+                    hint=f"{self.dst.name} does not have it either", remedy=Remedy.PUSH_FROM_ELSEWHERE))
                 return batch, listed
             except MlvcError as exc:
                 self.fail(who, exc)
@@ -358,7 +355,7 @@ class _Transfer:
                     if isinstance(error, ObjectNotFoundError):
                         error = ObjectNotFoundError(
                             f"{to_oid(key[1])} ({type_name(key[0])})", where=self.src.name,
-                            hint=f"{self.dst.name} does not have it either: run `mlvc push` on a machine that has it")
+                            hint=f"{self.dst.name} does not have it either", remedy=Remedy.PUSH_FROM_ELSEWHERE)
                     self.fail(wanted[key], error)
                     continue
                 assert data is not None  # decoded: iter_stored gives data with every error-free item
@@ -403,7 +400,7 @@ class _Transfer:
             except ObjectNotFoundError:
                 self.fail(who, ObjectNotFoundError(
                     f"{to_oid(key[1])} ({type_name(key[0])})", where=self.src.name,
-                    hint="push it from a machine that has it (`mlvc push`)"))
+                    hint=f"{self.dst.name} does not have it either", remedy=Remedy.PUSH_FROM_ELSEWHERE))
                 continue
             bad = record_size_error(key[0], key[1], loc.stored, loc.raw, f"pack {loc.pack} ({self.src.name})")
             if bad is not None:  # never download (or allocate) what no writer produces

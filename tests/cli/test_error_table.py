@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 
 from mlvc import errors
-from mlvc.cli.error_table import EXIT_CODES, as_error, exit_codes_help, lines
+from mlvc.cli.error_table import EXIT_CODES, REMEDIES, as_error, exit_codes_help, lines, message
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "commands" / "exit-codes.md"
 
@@ -35,3 +35,17 @@ def test_escaped_exceptions_become_typed_errors():
     mine = errors.ConflictError("would overwrite", hint="use --force")
     assert as_error(mine) is mine and lines(mine) == ["error: would overwrite", "hint: use --force"]
     assert as_error(KeyError("bug")) is None
+
+
+def test_a_remedy_is_worded_with_its_commands_at_the_cli_only():
+    """Code below the CLI says what would fix an error (`remedy`) and a hint in plain words; the
+    table adds the command line, so an API user's message names no command."""
+    locked = errors.LockedError("lock held", hint="wait for it to finish", remedy=errors.Remedy.UNLOCK)
+    assert "mlvc" not in str(locked) and "mlvc" not in (locked.hint or "")
+    assert lines(locked) == ["error: lock held",
+                             "hint: wait for it to finish; or remove it now with `mlvc remote unlock REMOTE`"]
+    missing = errors.ObjectNotFoundError("xxh128:" + "0" * 32, where="remote r", hint="the cache lacks it too",
+                                         remedy=errors.Remedy.PUSH_FROM_ELSEWHERE)
+    assert message(missing).endswith("(the cache lacks it too; run `mlvc push` on a machine that has it)")
+    assert errors.describe(missing).endswith("(the cache lacks it too)")
+    assert set(REMEDIES) == set(errors.Remedy)
