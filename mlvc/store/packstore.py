@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Union
+from typing import TYPE_CHECKING, NoReturn, Union
 
 from .. import codec
 from ..errors import CorruptObjectError, DiskError, MlvcError, ObjectNotFoundError, Remedy, UnsafePathError
@@ -82,8 +82,12 @@ def wrap_os_error(exc: OSError, what: str) -> DiskError:
     return DiskError(f"cannot write {what}: {exc.strerror or exc}")
 
 
-DECODE_AHEAD = 16  # compressed chunks decoded ahead of the reader (~1 MiB at the average size)
-DECODE_AHEAD_BYTES = 8 << 20  # and at most this many decoded bytes (large configured chunks)
+# Compressed chunks are decoded in batches of about DECODE_BATCH_BYTES (one helper-thread task
+# each: a task per 64 KiB chunk left the reader waking on a future per chunk), at most
+# DECODE_AHEAD_BYTES of decoded bytes ahead of the chunk the reader is given.
+DECODE_BATCH_BYTES = 1 << 20
+DECODE_BATCH_RECORDS = 64  # and at most this many records a batch (small chunks of many files)
+DECODE_AHEAD_BYTES = 8 << 20
 DECODE_THREADS = max(1, min(4, os.cpu_count() or 1))
 _DECODE_POOL: ThreadPoolExecutor | None = None
 _DECODE_POOL_LOCK = threading.Lock()
@@ -98,31 +102,42 @@ def _decode_pool() -> ThreadPoolExecutor:
         return _DECODE_POOL
 
 
+def _decode_batch(records: list[tuple[Key, int, bytes | memoryview, int]], where: str,
+                  check_ids: bool) -> list[tuple[Key, bytes | memoryview | CorruptObjectError]]:
+    """Decode consecutive chunk records on a helper thread: (key, bytes or its error) each."""
+    out: list[tuple[Key, bytes | memoryview | CorruptObjectError]] = []
+    for key, c, payload, raw in records:
+        try:
+            out.append((key, decode_verify(CHUNK, key[1], c, payload, raw, where, check_ids)))
+        except CorruptObjectError as exc:
+            out.append((key, exc))
+    return out
+
+
 def decode_verify(typ: int, oid: bytes, c: int, payload, raw: int, where: str, check_id: bool = True) -> bytes:
     """Decode a stored object and check it against its id; CorruptObjectError naming it otherwise.
     `check_id=False` (chunks only): sizes are checked, the id is left to a caller that hashes the
     whole file anyway (a restore checks the file id before the rename)."""
-    name = to_oid(oid)
     if (err := record_size_error(typ, oid, len(payload), raw, where)) is not None:
         raise err
     if c == codec.PLANES and typ != CHUNK:
-        raise CorruptObjectError(name, where, "a manifest stored raw or zstd", "byte planes")
+        raise CorruptObjectError(to_oid(oid), where, "a manifest stored raw or zstd", "byte planes")
     try:
         data = codec.decode(c, payload, raw)  # RAW: the payload itself, no copy
     except Exception:
-        raise CorruptObjectError(name, where, "a decodable payload", "undecodable bytes") from None
+        raise CorruptObjectError(to_oid(oid), where, "a decodable payload", "undecodable bytes") from None
     if len(data) != raw:
-        raise CorruptObjectError(name, where, f"{raw} bytes", f"{len(data)} bytes")
+        raise CorruptObjectError(to_oid(oid), where, f"{raw} bytes", f"{len(data)} bytes")
     if typ == FILE_MANIFEST:
         data = bytes(data)
         try:
             # intact and the right object; its chunk list is checked by whoever parses it
             FileManifest.check_intact(data, oid)
         except CorruptObjectError as exc:
-            raise CorruptObjectError(name, where, exc.expected, exc.got) from None
+            raise CorruptObjectError(to_oid(oid), where, exc.expected, exc.got) from None
     else:
         if (check_id or typ != CHUNK) and digest(data) != oid:
-            raise CorruptObjectError(name, where, name, to_oid(digest(data)))
+            raise CorruptObjectError(to_oid(oid), where, to_oid(oid), to_oid(digest(data)))
         if typ != CHUNK:
             data = bytes(data)  # manifests are parsed (json, struct): bytes; chunks may stay views
     return data
@@ -534,57 +549,85 @@ class PackStore(PackIndex):
         except CorruptObjectError as exc:
             return None, exc
 
-    def iter_chunks(self, chunk_ids, check_ids: bool = True) -> Iterator[bytes]:
+    def iter_chunks(self, chunk_ids, check_ids: bool = True) -> Iterator[bytes | memoryview]:
         """Chunk bytes for a sequence of (oid, length), coalescing adjacent reads; each checked
         against its id unless the caller checks the whole file's (`check_ids=False`).
 
-        Compressed chunks (byte planes, zstd) are decoded on `DECODE_THREADS` helper threads,
-        up to `DECODE_AHEAD` chunks and `DECODE_AHEAD_BYTES` ahead of the one yielded (zstd and
-        numpy release the GIL):
-        a restore of float checkpoints decodes on every core while the caller hashes and
-        writes.  Raw chunks are yielded as they lie (views of the mapped pack)."""
+        Compressed chunks (byte planes, zstd) are decoded on `DECODE_THREADS` helper threads in
+        batches of consecutive records (`DECODE_BATCH_BYTES`, `DECODE_BATCH_RECORDS`), at most
+        `DECODE_AHEAD_BYTES` of decoded bytes ahead of the chunk yielded (zstd and numpy release
+        the GIL): a restore of float checkpoints decodes on every core while the caller hashes
+        and writes, and waits on one task per batch, not per chunk.  Raw chunks are yielded as
+        they lie (views of the mapped pack), in order among the decoded ones."""
         where = f"the store {self.name}"
+        # the queue, in order: (True, future of a decoded batch, its bytes) or (False, a record
+        # yielded as it lies, its bytes)
         ahead: deque = deque()
         ahead_bytes = 0
+        batch: list[tuple[Key, int, bytes | memoryview, int]] = []
+        batch_bytes = 0
         pool = None
+
+        def submit() -> None:
+            nonlocal batch, batch_bytes, pool, ahead_bytes
+            if pool is None:
+                pool = _decode_pool()
+            ahead.append((True, pool.submit(_decode_batch, batch, where, check_ids), batch_bytes))
+            ahead_bytes += batch_bytes
+            batch, batch_bytes = [], 0
+
         try:
             for key, c, payload, raw, _data, error in self.iter_stored(
                     ((CHUNK, oid) for oid, _ in chunk_ids), check_ids=check_ids, decode=False):
                 if error is None and c != codec.RAW:
-                    if pool is None:
-                        pool = _decode_pool()
-                    ahead.append((key, pool.submit(decode_verify, CHUNK, key[1], c, payload, raw, where, check_ids),
-                                  raw))
-                    ahead_bytes += raw
+                    batch.append((key, c, payload, raw))
+                    batch_bytes += raw
+                    if batch_bytes >= DECODE_BATCH_BYTES or len(batch) >= DECODE_BATCH_RECORDS:
+                        submit()
                 else:
-                    ahead.append((key, (c, payload, raw, error), 0))
-                while ahead and (len(ahead) > DECODE_AHEAD or ahead_bytes > DECODE_AHEAD_BYTES
-                                 or not isinstance(ahead[0][1], Future)):
-                    item = ahead.popleft()
-                    ahead_bytes -= item[2]
-                    yield self._settled(item, where, check_ids)
+                    if batch:
+                        submit()
+                    ahead.append((False, (key, c, payload, raw, error), raw))
+                    ahead_bytes += raw  # (pages of the mapped pack, held until yielded)
+                # yield what is ready, in order: a raw chunk at once, a batch once decoded or
+                # when the queue holds too much (a raw chunk behind a batch waits for it)
+                while ahead and (not ahead[0][0] or ahead[0][1].done() or ahead_bytes > DECODE_AHEAD_BYTES):
+                    is_batch, item, n = ahead.popleft()
+                    ahead_bytes -= n
+                    yield from self._settled(is_batch, item, where, check_ids)
+            if batch:
+                submit()
             while ahead:
-                yield self._settled(ahead.popleft(), where, check_ids)
+                is_batch, item, n = ahead.popleft()
+                ahead_bytes -= n
+                yield from self._settled(is_batch, item, where, check_ids)
         finally:
-            for _key, f, _n in ahead:
-                if isinstance(f, Future):
-                    f.cancel()
+            for is_batch, item, _n in ahead:
+                if is_batch:
+                    item.cancel()
 
-    def _settled(self, item, where: str, check_ids: bool):
-        key, pending, _n = item
+    def _settled(self, is_batch: bool, item, where: str, check_ids: bool) -> Iterator[bytes | memoryview]:
+        if is_batch:
+            for key, data in item.result():
+                if isinstance(data, CorruptObjectError):
+                    self._raise_named(key, check_ids, data)
+                yield data
+            return
+        key, c, payload, raw, error = item
+        if error is not None:
+            raise error
         try:
-            if isinstance(pending, Future):
-                return pending.result()
-            c, payload, raw, error = pending
+            data = decode_verify(CHUNK, key[1], c, payload, raw, where, check_ids)
+        except CorruptObjectError as exc:
+            self._raise_named(key, check_ids, exc)
+        yield data
+
+    def _raise_named(self, key: Key, check_ids: bool, exc: CorruptObjectError) -> NoReturn:
+        """Read a damaged chunk again the plain way, for the error that names its pack."""
+        for *_rest, error in self.iter_stored([key], check_ids=check_ids):
             if error is not None:
-                raise error
-            return decode_verify(CHUNK, key[1], c, payload, raw, where, check_ids)
-        except CorruptObjectError:
-            # read it again the plain way, for the error that names its pack
-            for *_rest, error in self.iter_stored([key], check_ids=check_ids):
-                if error is not None:
-                    raise error from None
-            raise
+                raise error from None
+        raise exc
 
     # ---------------------------------------------------------------- write
     def _current_writer(self) -> PackWriter:

@@ -525,3 +525,72 @@ def test_compressed_chunks_are_decoded_ahead_in_order_and_a_damaged_one_names_it
             got.append(bytes(d))
     store.close()
     assert len(got) == 60 and info.value.oid == to_oid(refs[60][0]) and "pack" in info.value.where
+
+
+def _float_and_text_chunks(store, n: int, seed: int):
+    """n chunks (fp32 values, stored as byte planes, and text, zstd) put in `store`: (refs, blobs)."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    enc = codec.ChunkEncoder(3)
+    refs, blobs = [], []
+    for i in range(n):
+        if i % 4 == 3:
+            blob, width = b"epoch,loss,acc\n" * (3000 + i), 0
+        else:
+            blob, width = (rng.standard_normal(16000 + i) * 0.02).astype(np.float32).tobytes(), 4
+        refs.append((store.put_chunk(blob, None, enc, width)[0], len(blob)))
+        blobs.append(blob)
+    return refs, blobs
+
+
+def test_compressed_chunks_are_decoded_in_batches_not_one_task_each(tmp_path, monkeypatch):
+    """A restore of compressed chunks hands the decode threads batches of records (a task per
+    64 KiB chunk left the reader waiting on a future per chunk): 200 chunks are a few tasks, and
+    come back in order, every byte as stored."""
+    from helpers import open_cache
+
+    from mlvc.store import packstore
+
+    store = open_cache(tmp_path / "c", fsync=False)
+    refs, blobs = _float_and_text_chunks(store, 200, 5)
+    store.commit()
+    store.close()
+    real = packstore._decode_pool()
+    tasks = []
+
+    class Counting:
+        def submit(self, fn, *args):
+            tasks.append(fn)
+            return real.submit(fn, *args)
+
+    monkeypatch.setattr(packstore, "_decode_pool", lambda: Counting())
+    store = open_cache(tmp_path / "c")
+    assert [bytes(d) for d in store.iter_chunks(refs, check_ids=False)] == blobs
+    store.close()
+    assert 0 < len(tasks) <= len(refs) // 8
+
+
+def test_raw_chunks_behind_a_decoding_batch_are_not_read_ahead_without_bound(tmp_path):
+    """A raw chunk behind compressed ones waits for their batch, but the queue holds at most
+    DECODE_AHEAD_BYTES: taking the first chunks of a zstd chunk followed by 48 MiB of raw ones
+    reads a bounded part of the pack, not all of it."""
+    from helpers import open_cache
+
+    from mlvc.store import packstore
+
+    store = open_cache(tmp_path / "c", fsync=False)
+    enc = codec.ChunkEncoder(3)
+    blobs = [b"header\n" * 4000] + [os.urandom(256 << 10) for _ in range(192)]
+    refs = [(store.put_chunk(b, None, enc)[0], len(b)) for b in blobs]
+    store.commit()
+    store.close()
+    store = open_cache(tmp_path / "c")
+    chunks = store.iter_chunks(refs, check_ids=False)
+    assert bytes(next(chunks)) == blobs[0] and bytes(next(chunks)) == blobs[1]
+    read = store.reads
+    rest = [bytes(d) for d in chunks]
+    store.close()
+    assert rest == blobs[2:]
+    # what was read before the second chunk was given is the queue's bound, and a coalesced read
+    assert read * packstore.COALESCE_LIMIT <= packstore.DECODE_AHEAD_BYTES + 2 * packstore.COALESCE_LIMIT
