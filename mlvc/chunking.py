@@ -149,8 +149,32 @@ class _PrefetchBlocks:
         self._thread.join()
 
 
+ALIGN = 64 * 1024  # fixed blocks of a float tensor (`aligned_cuts`): the default average chunk
+
+
+def aligned_cuts(spans, max_size: int, align: int = ALIGN) -> tuple[list[int], set[int]]:
+    """(cuts, starts of fixed blocks) for float tensors lying at `spans` ((start, end) in the
+    file): each is cut into blocks of `align` bytes (at most `max_size`) from its own start, so
+    a block sits at the same offset inside its tensor in every version of a checkpoint (what a
+    delta against the previous version lines up with, `codec.DELTA`).  Overlapping spans (views
+    of one storage) keep the first."""
+    align = max(1, min(align, max_size))
+    cuts: list[int] = []
+    fixed: set[int] = set()
+    last_end = -1
+    for start, end in sorted(spans):
+        if start < last_end or end <= start:
+            continue
+        last_end = end
+        cuts.append(start)
+        for at in range(start, end, align):
+            fixed.add(at)
+            cuts.append(min(at + align, end))
+    return cuts, fixed
+
+
 def iter_chunks(f: ReadsInto, params: ChunkerParams = DEFAULT_PARAMS, block: int = BLOCK,
-                boundaries=None, size_hint: int | None = None) -> Iterator[memoryview]:
+                boundaries=None, size_hint: int | None = None, fixed=frozenset()) -> Iterator[memoryview]:
     """Yield chunk views of a binary stream, reading it in blocks (bounded memory).
 
     A yielded view is valid only until the iterator is advanced: blocks are read
@@ -165,6 +189,8 @@ def iter_chunks(f: ReadsInto, params: ChunkerParams = DEFAULT_PARAMS, block: int
     storages begin and end in a checkpoint; FastCDC cuts inside each region.
     `size_hint` (the expected length) sizes the buffer for small files: zeroing a
     large buffer per 4 KiB file would dominate adding many small files.
+    `fixed`: boundaries that start a fixed block, emitted whole up to the next boundary (no
+    content-defined cut inside; at most `max_size` bytes: `aligned_cuts`).
     """
     cdc = _fastcdc(params)
     if size_hint is not None:
@@ -173,12 +199,12 @@ def iter_chunks(f: ReadsInto, params: ChunkerParams = DEFAULT_PARAMS, block: int
     ahead = size_hint is None or size_hint >= block
     blocks = _PrefetchBlocks(f, block, params.max_size) if ahead else _InlineBlocks(f, block)
     try:
-        yield from _cut_blocks(cdc, params.max_size, blocks, cuts)
+        yield from _cut_blocks(cdc, params.max_size, blocks, cuts, fixed)
     finally:
         blocks.close()
 
 
-def _cut_blocks(cdc, max_size: int, blocks, cuts: list[int]) -> Iterator[memoryview]:
+def _cut_blocks(cdc, max_size: int, blocks, cuts: list[int], fixed=frozenset()) -> Iterator[memoryview]:
     pos = 0  # absolute offset of the first byte not yet emitted
     carry = b""  # the bytes from `pos` that the previous block left uncut
     ci = 0  # the next forced cut
@@ -201,6 +227,14 @@ def _cut_blocks(cdc, max_size: int, blocks, cuts: list[int]) -> Iterator[memoryv
                 ci += 1
             forced = ci < len(cuts) and cuts[ci] <= end
             stop = cuts[ci] - pos if forced else len(work)
+            if pos + i in fixed:  # a fixed block: whole, once its end is here
+                if forced or eof:
+                    if stop > i:
+                        yield work[i:stop]
+                    i = stop
+                if not forced:
+                    break
+                continue
             i += yield from _cut_region(cdc, work[i:stop], max_size, final=forced or eof)
             if not forced or i < stop:
                 break

@@ -30,11 +30,16 @@ import struct
 import threading
 from collections.abc import Iterator
 
-# The `codec` byte of a stored record (RAW and ZSTD: pack format 1; PLANES: format 2).
+# The `codec` byte of a stored record (RAW and ZSTD: pack format 1; PLANES: format 2; DELTA: 3).
 RAW = 0
 ZSTD = 1
 PLANES = 2
-CODEC_NAMES = {RAW: "raw", ZSTD: "zstd", PLANES: "planes"}
+DELTA = 3
+CODEC_NAMES = {RAW: "raw", ZSTD: "zstd", PLANES: "planes", DELTA: "delta"}
+# A delta's base may itself be a delta: restoring a chunk reads at most MAX_DELTA_DEPTH + 1
+# records (the writer starts a chain again, an independent record, past it; a reader refuses more).
+MAX_DELTA_DEPTH = 4
+DELTA_HEAD = 17  # 16-byte base id | u8 inner codec
 
 # Element widths the planes codec takes (a float dtype's bytes per element, complex: per part).
 PLANE_WIDTHS = (2, 4, 8)
@@ -309,7 +314,7 @@ def _check_declared_size(payload, raw_len: int) -> None:
         raise ValueError(f"zstd frame declares {declared} bytes, the record {raw_len}")
 
 
-def decode(codec: int, payload: bytes, raw_len: int):
+def decode(codec: int, payload: bytes | memoryview, raw_len: int):
     """The raw bytes of a stored payload; ValueError if it does not decode to exactly `raw_len`.
 
     Memory is bounded by `raw_len`, never by what the payload claims: python-zstandard sizes its
@@ -324,6 +329,52 @@ def decode(codec: int, payload: bytes, raw_len: int):
     if codec == PLANES:
         return _decode_planes(payload, raw_len).data
     raise ValueError(f"unknown codec {codec}")
+
+
+def xor_bytes(data, base):
+    """data XOR base (equal lengths), as a numpy uint8 array (vectorised, no per-byte Python)."""
+    import numpy as np
+
+    return np.bitwise_xor(np.frombuffer(data, np.uint8), np.frombuffer(base, np.uint8))
+
+
+def encode_delta(data, base, base_oid: bytes, encoder: ChunkEncoder, width: int = 0,
+                 skip: int = 0) -> bytes:
+    """A `DELTA` payload for a chunk against `base` (the plaintext of chunk `base_oid`, of the
+    same length): the XOR of the two, encoded by `encoder`'s rule (planes, zstd or raw)::
+
+        16-byte base id | u8 inner codec (RAW, ZSTD or PLANES) | the XOR's payload in that codec
+
+    The XOR of two versions of a float tensor zeroes the sign, the exponent and the high
+    mantissa bits that did not change, which the planes' entropy coding then squeezes."""
+    if len(base) != len(data) or len(base_oid) != 16:
+        raise ValueError("a delta needs a base of the chunk's length")
+    inner, payload = encoder.encode(xor_bytes(data, base).data, width, skip)
+    return base_oid + bytes((inner,)) + bytes(payload)
+
+
+def delta_base(payload) -> bytes:
+    """The base id a `DELTA` payload names (ValueError if it is too short to name one)."""
+    if len(payload) < DELTA_HEAD:
+        raise ValueError("a delta record without its base id")
+    return bytes(payload[:16])
+
+
+def decode_delta(payload, raw_len: int, base):
+    """The bytes of a `DELTA` payload, given its base's plaintext; ValueError on any
+    inconsistency (a base of another size, a nested delta, an inner payload that does not decode
+    to `raw_len`), with memory bounded by `raw_len`."""
+    if len(payload) < DELTA_HEAD:
+        raise ValueError("a delta record without its base id")
+    if len(base) != raw_len:
+        raise ValueError(f"a base of {len(base)} bytes for a delta of {raw_len}")
+    inner = payload[16]
+    if inner not in (RAW, ZSTD, PLANES):
+        raise ValueError(f"a delta whose inner codec is {inner}")
+    xor = decode(inner, memoryview(payload)[DELTA_HEAD:], raw_len)
+    if len(xor) != raw_len:
+        raise ValueError(f"a delta of {len(xor)} bytes, the record {raw_len}")
+    return xor_bytes(xor, base).data
 
 
 def decode_pieces(codec: int, payload, raw_len: int, piece: int = 1 << 20) -> Iterator[bytes]:

@@ -167,3 +167,60 @@ def test_a_manifest_record_in_byte_planes_is_refused_before_decoding():
     assert bytes(decode_verify(CHUNK, digest(body), c, payload, len(body), "here")) == body
     with pytest.raises(CorruptObjectError, match="byte planes"):
         decode_verify(TREE_MANIFEST, digest(body), c, payload, len(body), "here")
+
+
+def _moved(data: bytes, dtype: str, seed: int, flips: int) -> bytes:
+    """`data` one training step later: a few low bits of some elements changed (or, for ints and
+    fp8, a few whole elements), so the XOR with the previous bytes is mostly zeros."""
+    rng = np.random.default_rng(seed)
+    out = bytearray(data)
+    width = DTYPES[dtype][1]
+    for _ in range(flips):
+        if not out:
+            break
+        at = int(rng.integers(0, len(out)))
+        out[at - at % width] ^= int(rng.integers(1, 256))  # the element's lowest byte (little-endian)
+    return bytes(out)
+
+
+@settings(max_examples=150, deadline=None)
+@given(dtype=st.sampled_from(sorted(DTYPES)), n=st.integers(1, 40_000), seed=st.integers(0, 2**32 - 1),
+       start=st.integers(0, 15), cut=st.integers(0, 15), specials=st.lists(st.integers(0, 2**31), max_size=20),
+       flips=st.integers(0, 2000), unrelated=st.booleans())
+def test_xor_deltas_round_trip_every_dtype_odd_lengths_and_specials(dtype, n, seed, start, cut, specials, flips,
+                                                                    unrelated):
+    """A delta against the previous version's bytes (or against unrelated bytes of the same
+    length) decodes, with that base, to the exact chunk: fp32, fp16, bf16, fp8, ints, odd
+    lengths and phases, NaN/Inf/-0/denormals; with another base of that length it decodes to
+    other bytes (which the store's id check refuses), never to an error-free wrong length."""
+    base = trained_like(dtype, n, seed, specials)[start:]
+    base = base[:max(0, len(base) - cut)]
+    data = trained_like(dtype, n, seed + 1, specials)[start:][:len(base)] if unrelated \
+        else _moved(base, dtype, seed, flips)
+    width = DTYPES[dtype][1]
+    payload = codec.encode_delta(data, base, b"\x07" * 16, ChunkEncoder(), width if width > 1 else 0,
+                                 (-start) % width if width > 1 else 0)
+    assert codec.delta_base(payload) == b"\x07" * 16
+    assert bytes(codec.decode_delta(payload, len(data), base)) == data
+    if not unrelated and flips < n // 20 and len(data) > 4096:
+        assert len(payload) < 0.5 * len(data)  # mostly zeros: the delta pays
+
+
+def test_hostile_delta_records_are_refused_with_bounded_memory():
+    base = bytes(2300)
+    z = zstandard.ZstdCompressor()
+    stream = z.compressobj()
+    past = b"".join(stream.compress(bytes(1 << 20)) for _ in range(16)) + stream.flush()
+    for payload, base_bytes in [
+        (b"\x01" * 10, base),  # too short to name a base
+        (b"\x01" * 16 + bytes((codec.DELTA,)) + b"x", base),  # a delta inside a delta
+        (b"\x01" * 16 + bytes((9,)) + b"x", base),  # an unknown inner codec
+        (b"\x01" * 16 + bytes((RAW,)) + bytes(2300), bytes(22)),  # a base of another size
+        (b"\x01" * 16 + bytes((RAW,)) + bytes(2299), base),  # a raw XOR one byte short
+        (b"\x01" * 16 + bytes((ZSTD,)) + past, base),  # a zstd XOR decoding past the record
+        (b"\x01" * 16 + bytes((ZSTD,)) + z.compress(bytes(16 << 20)), base),  # a bomb declaring its size
+    ]:
+        with pytest.raises((ValueError, zstandard.ZstdError)):
+            codec.decode_delta(payload, 2300, base_bytes)
+    with pytest.raises(ValueError):
+        codec.decode(codec.DELTA, b"\x01" * 17, 0)  # never without its base

@@ -16,14 +16,15 @@ import threading
 from bisect import bisect_right
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from .. import pointer as pointers
-from ..chunking import ChunkerParams, iter_chunks
+from ..chunking import ChunkerParams, aligned_cuts, iter_chunks
 from ..codec import FLOAT_WIDTHS, ChunkEncoder
 from ..errors import FileChangedError, MlvcError, PathError, UnsafePathError
-from ..hashing import digest, hasher, to_oid
+from ..hashing import digest, from_oid, hasher, to_oid
 from ..ignore import ensure_ignored
-from ..objects import FileManifest, TreeManifest, validate_relpath
+from ..objects import FileManifest, TreeEntries, TreeManifest, validate_relpath
 from ..progress import NULL, Progress
 from ..store.packs import CHUNK, FILE_MANIFEST, TREE_MANIFEST
 from ..store.packstore import wrap_os_error
@@ -101,24 +102,50 @@ class _ModuleIds:
         return self._ids
 
 
+Tensor = tuple[str, str, tuple[int, ...]]  # a tensor's name, dtype and shape
+TensorKey = tuple[str, str, tuple[int, ...], int]  # ... and a chunk's offset inside it
+
+
+@dataclass
+class ChunkMap:
+    """Where the fixed blocks of one version of a checkpoint's float tensors lie, by tensor name,
+    dtype, shape and offset inside the tensor (never by file offset: torch.save writes the file's
+    name into every zip record, so the same tensor lies elsewhere in a file saved under another
+    name).  The chunks of the next version are stored as deltas against these."""
+
+    chunks: dict[TensorKey, tuple[bytes, int, int]]  # key -> (chunk id, length, offset in the file)
+    path: Path | None = None  # a file on disk holding these bytes (a sibling just added), else None
+
+
 class FloatRegions:
     """Where a checkpoint's float tensors lie, so that each chunk can be stored as byte planes
-    of the right width and phase (`codec.encode_planes`).  Built from the layout `add` reads
-    anyway (torch zip, safetensors); only a compression hint: any choice restores the same bytes."""
+    of the right width and phase (`codec.encode_planes`), and its tensor identity (what a delta
+    follows).  Built from the layout `add` reads anyway (torch zip, safetensors); only a
+    compression hint: any choice restores the same bytes."""
 
-    def __init__(self, starts: list[int], ends: list[int], widths: list[int]):
-        self._starts, self._ends, self._widths = starts, ends, widths
+    def __init__(self, starts: list[int], ends: list[int], widths: list[int], tensors: list[Tensor]):
+        self._starts, self._ends, self._widths, self._tensors = starts, ends, widths, tensors
 
     @classmethod
     def of(cls, layout) -> FloatRegions | None:
         if layout is None:
             return None
-        regions = sorted((t.offset, t.offset + t.nbytes, FLOAT_WIDTHS[t.dtype])
+        regions = sorted((t.offset, t.offset + t.nbytes, FLOAT_WIDTHS[t.dtype], (t.name, t.dtype, tuple(t.shape)))
                          for t in layout.tensors if t.dtype in FLOAT_WIDTHS and t.nbytes > 0)
         if not regions:
             return None
-        starts, ends, widths = (list(col) for col in zip(*regions, strict=True))
-        return cls(starts, ends, widths)
+        starts, ends, widths, tensors = (list(col) for col in zip(*regions, strict=True))
+        return cls(starts, ends, widths, tensors)
+
+    def spans(self) -> list[tuple[int, int]]:
+        return list(zip(self._starts, self._ends, strict=True))
+
+    def key_at(self, offset: int) -> TensorKey | None:
+        """The tensor key of a chunk starting at `offset` (a fixed block of a float tensor)."""
+        i = bisect_right(self._starts, offset) - 1
+        if i < 0 or offset >= self._ends[i]:
+            return None
+        return (*self._tensors[i], offset - self._starts[i])
 
     @classmethod
     def of_npy(cls, f, size: int) -> FloatRegions | None:
@@ -138,7 +165,7 @@ class FloatRegions:
         width = itemsize // 2 if kind == b"c" else itemsize
         if kind not in (b"f", b"c") or order == b">" or width not in (2, 4, 8):
             return None
-        return cls([start + header_len], [size], [width])
+        return cls([start + header_len], [size], [width], [("", descr_name(order, kind, itemsize), ())])
 
     def at(self, offset: int, length: int) -> tuple[int, int]:
         """(width, skip) for the chunk at `offset`: the float region under its middle byte
@@ -149,6 +176,10 @@ class FloatRegions:
             return 0, 0
         width = self._widths[i]
         return width, (self._starts[i] - offset) % width
+
+
+def descr_name(order: bytes, kind: bytes, itemsize: int) -> str:
+    return (order + kind).decode("ascii") + str(itemsize)
 
 
 _NPY_DESCR = re.compile(rb"'descr':\s*'([<>|=]?)([fcius])(\d+)'")
@@ -162,8 +193,11 @@ class _Storer:
     while this thread cuts and hashes), or inline (small files: no thread per file).  The
     helper gets its own copy of each chunk: the chunker reuses its buffers."""
 
-    def __init__(self, store, encoder, beside: bool):
+    def __init__(self, store, encoder, beside: bool, base_file: Path | None = None):
         self._store, self._encoder = store, encoder
+        self._delta_encoder = ChunkEncoder(store.level)  # the XORs' planes pay differently
+        self._base_file = base_file
+        self._base_fd: int | None = None
         self._queue: queue.Queue = queue.Queue(_BESIDE_QUEUE)
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
@@ -171,20 +205,40 @@ class _Storer:
             self._thread = threading.Thread(target=self._run, name="mlvc-encode", daemon=True)
             self._thread.start()
 
-    def put(self, data, oid: bytes, width: int, skip: int) -> None:
+    def put(self, data, oid: bytes, width: int, skip: int, base: tuple[bytes, int] | None = None) -> None:
+        """`base`: (id, offset in `base_file`) of the chunk to store this one as a delta against."""
         if self._thread is None:
-            self._store.put_chunk(data, oid, self._encoder, width, skip)
+            self._put(data, oid, width, skip, base)
             return
         if self._error is not None:
             raise self._error
-        self._queue.put((bytes(data), oid, width, skip))
+        self._queue.put((bytes(data), oid, width, skip, base))
+
+    def _put(self, data, oid: bytes, width: int, skip: int, base: tuple[bytes, int] | None) -> None:
+        if base is None:
+            self._store.put_chunk(data, oid, self._encoder, width, skip)
+            return
+        self._store.put_chunk(data, oid, self._encoder, width, skip, base=base[0],
+                              base_bytes=lambda: self._sibling_bytes(base[1], len(data)),
+                              delta_encoder=self._delta_encoder)
+
+    def _sibling_bytes(self, offset: int, length: int) -> bytes | None:
+        """The base's bytes as the sibling file holds them (the store checks them by their id)."""
+        if self._base_file is None:
+            return None
+        try:
+            if self._base_fd is None:
+                self._base_fd = os.open(self._base_file, os.O_RDONLY)
+            return os.pread(self._base_fd, length, offset)
+        except OSError:
+            return None
 
     def _run(self) -> None:
-        put, encoder, get = self._store.put_chunk, self._encoder, self._queue.get
+        get = self._queue.get
         while (item := get()) is not None:
             if self._error is None:
                 try:
-                    put(item[0], item[1], encoder, item[2], item[3])
+                    self._put(*item)
                 except BaseException as exc:  # noqa: BLE001 - re-raised on the caller's thread
                     self._error = exc
 
@@ -199,16 +253,26 @@ class _Storer:
             self._queue.put(None)
             self._thread.join()
             self._thread = None
+        if self._base_fd is not None:
+            os.close(self._base_fd)
+            self._base_fd = None
 
 
 def store_file(store, fs: FileStat, display: str, params: ChunkerParams, progress: Progress = NULL,
-               module_ids: bool = False, float_planes: bool = False) -> tuple[bytes, dict[str, str] | None]:
-    """Chunk one file into the store; returns (content id, module ids).  Detects concurrent modification.
+               module_ids: bool = False, float_planes: bool = False,
+               base: ChunkMap | Callable[[], ChunkMap | None] | None = None,
+               ) -> tuple[bytes, dict[str, str] | None, ChunkMap | None]:
+    """Chunk one file into the store; returns (content id, module ids, its chunk map).  Detects
+    concurrent modification.
 
     The file's bytes are read once, by the chunker's read-ahead thread, which also hashes the
     whole content; a checkpoint's tensor layout (a few small reads) gives tensor-aware cut points
     and, with `module_ids`, the per-module ids (None when not asked, or when it is not a
-    checkpoint mlvc can read)."""
+    checkpoint mlvc can read).
+    With `float_planes`, each float tensor is cut into fixed blocks from its start and its
+    blocks may be stored as deltas against `base`'s (another version of this checkpoint: the
+    previous sibling of a run, or the previous version of this path; a callable is asked only
+    for a file with float tensors); the chunk map returned is what the next version builds on."""
     from .modules import checkpoint_layout, layout_cuts
 
     content = hasher()
@@ -227,17 +291,34 @@ def store_file(store, fs: FileStat, display: str, params: ChunkerParams, progres
             floats = FloatRegions.of(layout) if float_planes else None
             if float_planes and floats is None and layout is None and fs.size >= _MIN_CUT_FILE:
                 floats = FloatRegions.of_npy(f, fs.size)
+            fixed: frozenset[int] | set[int] = frozenset()
+            mine: dict[TensorKey, tuple[bytes, int, int]] = {}
+            if floats is not None:  # tensor-aligned blocks: what deltas line up with
+                spans, fixed = aligned_cuts(floats.spans(), params.max_size)
+                cuts = sorted(set(cuts or ()) | set(spans))
+                if callable(base):
+                    base = base()
+            else:
+                base = None
             if module_ids and layout is not None:
                 modules = _ModuleIds(fs.path, layout, before)
-            storer = _Storer(store, encoder, beside=fs.size >= _BESIDE_MIN)
+            storer = _Storer(store, encoder, beside=fs.size >= _BESIDE_MIN,
+                             base_file=base.path if isinstance(base, ChunkMap) else None)
             put = storer.put
             total = 0
-            for data in iter_chunks(_Reader(f, content, progress), params, boundaries=cuts, size_hint=fs.size):
+            for data in iter_chunks(_Reader(f, content, progress), params, boundaries=cuts, size_hint=fs.size,
+                                    fixed=fixed):
                 oid = cut_digest(data)
                 if floats is None:
                     put(data, oid, 0, 0)
                 else:
-                    put(data, oid, *floats.at(total, len(data)))
+                    on = None
+                    if total in fixed and (key := floats.key_at(total)) is not None:
+                        mine[key] = (oid, len(data), total)
+                        if isinstance(base, ChunkMap) and (b := base.chunks.get(key)) is not None \
+                                and b[1] == len(data) and b[0] != oid:
+                            on = (b[0], b[2])
+                    put(data, oid, *floats.at(total, len(data)), on)
                 refs.append((oid, len(data)))
                 total += len(data)
             storer.finish()
@@ -257,7 +338,98 @@ def store_file(store, fs: FileStat, display: str, params: ChunkerParams, progres
     cid = content.digest()
     manifest = FileManifest(cid, total, params, tuple(refs))
     store.put_object(FILE_MANIFEST, cid, manifest.encode())
-    return cid, ids
+    return cid, ids, ChunkMap(mine, fs.path) if mine else None
+
+
+def stored_chunk_map(store, fid: bytes, name: str) -> ChunkMap | None:
+    """The chunk map of a version of a checkpoint that is only in the store (the previous version
+    of an overwritten `last.pt`): its layout read through its chunks, matched to its chunk list.
+    None when it is not a checkpoint with float tensors, or cannot be read."""
+    from .. import checkpoint as ckpt
+    from .chunked_reader import ChunkedFile
+    from .common import file_manifest
+
+    try:
+        fm = file_manifest(store, fid)
+        reader = ChunkedFile(store, fm.chunks, name=name)
+        if ckpt.detect_format(reader.read(ckpt.HEAD_SIZE), name) is None:
+            return None
+        reader.seek(0)
+        floats = FloatRegions.of(ckpt.read_layout(reader))
+    except Exception:  # noqa: BLE001 - no base: the new version is stored on its own
+        return None
+    if floats is None:
+        return None
+    chunks: dict[TensorKey, tuple[bytes, int, int]] = {}
+    pos = 0
+    for oid, length in fm.chunks:
+        if (key := floats.key_at(pos)) is not None:
+            chunks[key] = (oid, length, pos)
+        pos += length
+    return ChunkMap(chunks) if chunks else None
+
+
+def _natural_key(path: str) -> list:
+    """step_40 before step_120: digit runs compare as numbers."""
+    return [(0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", path)]
+
+
+def _previous_pointer(repo, ptr_path: Path) -> pointers.PointerFile | None:
+    if not ptr_path.exists():
+        return None
+    try:
+        return pointers.load(ptr_path, repo.rel(ptr_path))
+    except MlvcError:
+        return None
+
+
+class _Bases:
+    """Which chunk map each file of an `add` is stored against (`store_file`'s `base`): the
+    previous checkpoint of its directory in natural order (a run's `step_000040.pt`,
+    `step_000080.pt`, ... added at once), else the previous version of the same path (a
+    `last.pt` overwritten after each save: the pointer's id before this add)."""
+
+    def __init__(self, store, old: pointers.PointerFile | None, name: str):
+        self._store = store
+        self._name = name  # the artifact's file name (a file artifact's checkpoint format may depend on it)
+        self._old = old
+        self._old_entries: TreeEntries | None = None
+        self._last: dict[str, tuple[FileStat, bytes, ChunkMap | None]] = {}  # directory -> its last file
+
+    def stored(self, fs: FileStat, fid: bytes, chunk_map: ChunkMap | None) -> None:
+        self._last[os.path.dirname(fs.rel)] = (fs, fid, chunk_map)
+
+    def for_file(self, fs: FileStat) -> Callable[[], ChunkMap | None]:
+        return lambda: self._base_of(fs)
+
+    def _base_of(self, fs: FileStat) -> ChunkMap | None:
+        sibling = self._last.get(os.path.dirname(fs.rel))
+        if sibling is not None:
+            sfs, sfid, smap = sibling
+            if smap is None:  # stored by an earlier add: its map from the store, its bytes on disk
+                smap = stored_chunk_map(self._store, sfid, os.path.basename(sfs.rel))
+                if smap is not None:
+                    smap.path = sfs.path
+                    self._last[os.path.dirname(fs.rel)] = (sfs, sfid, smap)
+            if smap is not None:
+                return smap
+        fid = self._previous_id(fs.rel)
+        return stored_chunk_map(self._store, fid, os.path.basename(fs.rel) or self._name) if fid else None
+
+    def _previous_id(self, rel: str) -> bytes | None:
+        old = self._old
+        if old is None:
+            return None
+        try:
+            if old.kind == "file":
+                return from_oid(old.oid) if rel == "" else None
+            entries = self._old_entries
+            if entries is None:
+                entries = self._old_entries = self._store.tree(from_oid(old.oid)).entries
+            entry = entries.find(rel)
+        except MlvcError:
+            return None
+        return entry.file_id if entry is not None else None
 
 
 def _tracked_by_git(repo, display: str) -> bool:
@@ -325,23 +497,37 @@ def add_one(repo, path: str | Path, *, role: str | None = None, meta: dict | Non
     from .modules import sharded_files, wants_module_ids
 
     sharded = sharded_files(files) if kind == "dir" else set()
+    float_planes = repo.config.settings.float_planes
+    bases = _Bases(store, _previous_pointer(repo, ptr_path), target.name) if float_planes else None
+    # With deltas, a run's checkpoints are stored in natural order (step_40 before step_120), each
+    # against the one before it in its directory; the ids still go into the tree in path order.
+    order = sorted(range(len(files)), key=lambda k: _natural_key(files[k].rel)) \
+        if bases is not None and kind == "dir" else range(len(files))
+    fids: list[bytes] = [b""] * len(files)
     try:
-        for i, fs in enumerate(files):
+        for i in order:
+            fs = files[i]
             fdisplay = f"{display}/{fs.rel}" if fs.rel else display
             fid = lookup.cached_id(fs)
             if fid is not None and store.has_any(FILE_MANIFEST, fid):
                 progress.advance(fs.size)
+                if bases is not None:
+                    bases.stored(fs, fid, None)
             else:
                 want = wants_module_ids(fs, kind, sharded)
-                fid, mods = store_file(store, fs, fdisplay, params, progress, module_ids=want,
-                                       float_planes=repo.config.settings.float_planes)
+                fid, mods, chunk_map = store_file(store, fs, fdisplay, params, progress, module_ids=want,
+                                                  float_planes=float_planes,
+                                                  base=bases.for_file(fs) if bases is not None else None)
+                if bases is not None:
+                    bases.stored(fs, fid, chunk_map)
                 if want:
                     examined[i] = 1
                     if mods:
                         known_modules[fs.rel] = mods
                 lookup.remember(fs, fid)
                 hashed += 1
-            ids += fid
+            fids[i] = fid
+        ids += b"".join(fids)
         if kind == "file":
             oid = bytes(ids)
         else:

@@ -104,7 +104,7 @@ def affected_artifacts(repo, store, report: VerifyReport) -> list[Artifact]:
         ptr = art.ptr
         assert isinstance(ptr, PointerFile)  # store.transfer.Artifact types it as object
         try:
-            needed = reachable(reader, ptr)
+            needed = store.with_bases(reachable(reader, ptr))  # a delta's base too
         except MlvcError:
             out.append(art)
             continue

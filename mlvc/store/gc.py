@@ -87,7 +87,8 @@ def gc(store: PackStore, live: Callable[[], set[Key]], result: GcResult, *, grac
             result.packs_recent += 1
             continue
         candidates.append(name)
-    live_set = set(live())
+    # A record is live while a live record names it as its base (a delta's chain): kept too.
+    live_set = store.with_bases(live())
 
     def plan() -> list[PackPlan]:
         plans = []
@@ -105,7 +106,7 @@ def gc(store: PackStore, live: Callable[[], set[Key]], result: GcResult, *, grac
     if plans and not dry_run and more_live is not None:
         extra = more_live() - live_set
         if extra:
-            live_set |= extra
+            live_set |= store.with_bases(extra)
             plans = plan()
     result.live_objects = len(live_set)
     result.plans = plans

@@ -14,7 +14,8 @@ between the two renames) is invisible and later swept; an index never exists
 without its complete pack.  `<name>` is the xxh3-128 of the index body, so
 identical packs get identical names and concurrent writers never collide.
 
-Pack layout (format 2; format 1 is the same without the `PLANES` codec, and is still read)::
+Pack layout (format 3; format 1 is the same without the `PLANES` and `DELTA` codecs, format 2
+without `DELTA`; both are still read)::
 
     b"MLVCPACK" u8 version
     record*:  u8 type | u8 codec | 16-byte id | u32 stored length | u32 raw length | payload
@@ -43,7 +44,7 @@ from pathlib import Path
 from typing import Union
 
 from ..chunking import MAX_CHUNK_SIZE
-from ..codec import PLANES, RAW, ZSTD  # noqa: F401 - re-exported: the format names them
+from ..codec import DELTA, PLANES, RAW, ZSTD  # noqa: F401 - re-exported: the format names them
 from ..errors import CorruptObjectError
 from ..hashing import digest, to_oid
 from ..objects import MAX_TREE_BYTES
@@ -52,8 +53,8 @@ Buffer = Union[bytes, bytearray, memoryview]  # what a pack writer takes
 
 PACK_MAGIC = b"MLVCPACK"
 IDX_MAGIC = b"MLVCIDX\0"
-FORMAT_VERSION = 2  # written; 2 added the PLANES codec (byte planes of floats)
-READ_VERSIONS = (1, 2)  # read: packs and indexes written by earlier mlvc stay readable
+FORMAT_VERSION = 3  # written; 2 added the PLANES codec (byte planes of floats), 3 DELTA (XOR with a base)
+READ_VERSIONS = (1, 2, 3)  # read: packs and indexes written by earlier mlvc stay readable
 
 # Object types (the `type` byte).
 CHUNK = 0
@@ -61,7 +62,7 @@ FILE_MANIFEST = 1
 TREE_MANIFEST = 2
 TYPE_NAMES = {CHUNK: "chunk", FILE_MANIFEST: "file", TREE_MANIFEST: "tree"}
 
-# Codecs (the `codec` byte) are the codec module's: RAW, ZSTD, PLANES (re-exported here).
+# Codecs (the `codec` byte) are the codec module's: RAW, ZSTD, PLANES, DELTA (re-exported here).
 
 # The largest raw size a record of each type may declare.  Records are read whole, so these
 # bound what one object can make a reader allocate, whatever an index or pack claims.
@@ -256,6 +257,7 @@ class PackWriter:
         self._index = bytearray()
         self.count = 0
         self.has_manifest = False
+        self.has_delta = False  # a delta's base may be in an earlier pack: published after it
 
     def append(self, oid: bytes, typ: int, codec: int, payload: Buffer, raw_len: int) -> None:
         stored = len(payload)
@@ -266,6 +268,8 @@ class PackWriter:
         self.count += 1
         if typ != CHUNK:
             self.has_manifest = True
+        elif codec == DELTA:
+            self.has_delta = True
 
     def entry(self, typ: int, oid: bytes) -> IndexEntry | None:
         """The entry of a record written here (a linear search: only objects read back use it)."""

@@ -102,30 +102,55 @@ def _decode_pool() -> ThreadPoolExecutor:
         return _DECODE_POOL
 
 
-def _decode_batch(records: list[tuple[Key, int, bytes | memoryview, int]], where: str,
-                  check_ids: bool) -> list[tuple[Key, bytes | memoryview | CorruptObjectError]]:
-    """Decode consecutive chunk records on a helper thread: (key, bytes or its error) each."""
+BaseRead = Callable[[bytes, bytes], Union[bytes, memoryview]]  # (delta's id, base id) -> the base's verified bytes
+
+
+def _decode_batch(records: list[tuple[Key, int, bytes | memoryview, int]], where: str, check_ids: bool,
+                  base: BaseRead | None = None) -> list[tuple[Key, bytes | memoryview | CorruptObjectError]]:
+    """Decode consecutive chunk records on a helper thread: (key, bytes or its error) each
+    (a delta's missing base is raised: the object is missing, not damaged)."""
     out: list[tuple[Key, bytes | memoryview | CorruptObjectError]] = []
     for key, c, payload, raw in records:
         try:
-            out.append((key, decode_verify(CHUNK, key[1], c, payload, raw, where, check_ids)))
+            out.append((key, decode_verify(CHUNK, key[1], c, payload, raw, where, check_ids, base)))
         except CorruptObjectError as exc:
             out.append((key, exc))
     return out
 
 
-def decode_verify(typ: int, oid: bytes, c: int, payload, raw: int, where: str, check_id: bool = True) -> bytes:
+def decode_verify(typ: int, oid: bytes, c: int, payload, raw: int, where: str, check_id: bool = True,
+                  base: BaseRead | None = None) -> bytes:
     """Decode a stored object and check it against its id; CorruptObjectError naming it otherwise.
     `check_id=False` (chunks only): sizes are checked, the id is left to a caller that hashes the
-    whole file anyway (a restore checks the file id before the rename)."""
+    whole file anyway (a restore checks the file id before the rename).
+    `base` reads the base a `DELTA` record names (`PackStore.base_reader`: verified, the chain
+    bounded); a delta is always checked against its id, whatever `check_id` says."""
+    name = to_oid(oid)
     if (err := record_size_error(typ, oid, len(payload), raw, where)) is not None:
         raise err
-    if c == codec.PLANES and typ != CHUNK:
-        raise CorruptObjectError(to_oid(oid), where, "a manifest stored raw or zstd", "byte planes")
+    if c in (codec.PLANES, codec.DELTA) and typ != CHUNK:
+        raise CorruptObjectError(name, where, "a manifest stored raw or zstd",
+                                 "byte planes" if c == codec.PLANES else "a delta")
+    base_bytes = None
+    if c == codec.DELTA:
+        try:
+            base_oid = codec.delta_base(payload)
+        except ValueError:
+            raise CorruptObjectError(name, where, "a delta naming its base", "a truncated record") from None
+        if base is None:
+            raise CorruptObjectError(name, where, "a record readable on its own", "a delta (its base is elsewhere)")
+        base_bytes = base(oid, base_oid)
+        check_id = True  # a wrong base decodes to wrong bytes of the right size
     try:
-        data = codec.decode(c, payload, raw)  # RAW: the payload itself, no copy
+        if base_bytes is not None:
+            data = codec.decode_delta(payload, raw, base_bytes)
+        else:
+            data = codec.decode(c, payload, raw)  # RAW: the payload itself, no copy
     except Exception:
-        raise CorruptObjectError(to_oid(oid), where, "a decodable payload", "undecodable bytes") from None
+        if base_bytes is not None and len(base_bytes) != raw:
+            raise CorruptObjectError(name, where, f"a base of {raw} bytes",
+                                     f"base {to_oid(codec.delta_base(payload))} of {len(base_bytes)} bytes") from None
+        raise CorruptObjectError(name, where, "a decodable payload", "undecodable bytes") from None
     if len(data) != raw:
         raise CorruptObjectError(to_oid(oid), where, f"{raw} bytes", f"{len(data)} bytes")
     if typ == FILE_MANIFEST:
@@ -250,6 +275,7 @@ class PackStore(PackIndex):
         self._publisher: ThreadPoolExecutor | None = None
         self._publishing: list[tuple[Future, threading.Event]] = []
         self._publish_failed = False
+        self._depths: dict[bytes, int] = {}  # chunk id -> deltas between its record and a whole one
 
     def _packs_removed(self) -> None:
         self._close_readers()
@@ -379,12 +405,36 @@ class PackStore(PackIndex):
 
     def get(self, typ: int, oid: bytes) -> bytes:
         """An object's raw bytes, verified against its id."""
+        return self._get(typ, oid, ())
+
+    def base_reader(self, chain: tuple[bytes, ...] = ()) -> BaseRead:
+        """What `decode_verify` reads a delta's base with: the base's verified bytes, read from
+        this store; a base that is a delta itself is read the same way, at most
+        `codec.MAX_DELTA_DEPTH` deltas deep.  A cycle or a longer chain is a corrupt record;
+        a missing base is a missing object (exit 7) that names the delta needing it."""
+        def read(oid: bytes, base_oid: bytes) -> bytes:
+            seen = chain + (oid,)
+            if base_oid in seen:
+                raise CorruptObjectError(to_oid(oid), self.name, "a chain of deltas ending in a whole record",
+                                         f"a cycle through {to_oid(base_oid)}")
+            if len(seen) > codec.MAX_DELTA_DEPTH:
+                raise CorruptObjectError(to_oid(oid), self.name,
+                                         f"a chain of at most {codec.MAX_DELTA_DEPTH} deltas", "a longer one")
+            try:
+                return self._get(CHUNK, base_oid, seen)
+            except ObjectNotFoundError:
+                raise ObjectNotFoundError(f"{to_oid(base_oid)} (the base of delta {to_oid(oid)})", where=self.name,
+                                          hint="run `mlvc verify --repair` or `mlvc pull` to fetch it") from None
+        return read
+
+    def _get(self, typ: int, oid: bytes, chain: tuple[bytes, ...]) -> bytes:
         loc = self._lookup(typ, oid)
         while isinstance(loc, Pending):
             writer, e = loc
             pending_payload = writer.read_back(e)
             if pending_payload is not None:
-                return decode_verify(typ, oid, e.codec, pending_payload, e.raw, "a pack being written")
+                return decode_verify(typ, oid, e.codec, pending_payload, e.raw, "a pack being written",
+                                     base=self.base_reader(chain))
             loc = self._lookup(typ, oid)  # published meanwhile: now in the index
         no, c, off, stored, raw = loc
         where = f"pack {self._pack_names[no]} ({self.name})"
@@ -393,7 +443,7 @@ class PackStore(PackIndex):
         payload = self._reader(no)(off, stored)
         if len(payload) != stored:
             raise CorruptObjectError(to_oid(oid), where, f"{stored} bytes", f"{len(payload)} bytes (truncated pack)")
-        return decode_verify(typ, oid, c, payload, raw, where)
+        return decode_verify(typ, oid, c, payload, raw, where, base=self.base_reader(chain))
 
     def iter_decoded(self, typ: int, oid: bytes, piece: int = 1 << 20) -> Iterator[bytes]:
         """An object's bytes in pieces of at most `piece`, as they are decompressed (a million-file
@@ -401,7 +451,7 @@ class PackStore(PackIndex):
         (chunks, trees).  The id is checked after the last piece: CorruptObjectError then, so a
         caller treats what came before as provisional until the iteration ends."""
         record = self._published_record(typ, oid)
-        if record is None:  # being written in this process: small, read whole
+        if record is None or record[0] == codec.DELTA:  # being written here, or a delta chunk: read whole
             yield self.get(typ, oid)
             return
         yield from self._verified_pieces(typ, oid, *record, piece)
@@ -430,6 +480,9 @@ class PackStore(PackIndex):
                 return c, bytes(payload), raw
             raise ObjectNotFoundError(to_oid(oid), where=self.name)  # (iter_stored answers every key)
         c, payload, raw, _where = record
+        if c == codec.DELTA:
+            self.get(typ, oid)  # decoded with its base: both checked
+            return c, bytes(payload), raw
         for _piece in self._verified_pieces(typ, oid, *record):
             pass
         return c, bytes(payload), raw
@@ -541,12 +594,11 @@ class PackStore(PackIndex):
                                                   if decode else (None, None)))
             i = j
 
-    @staticmethod
-    def _check(key: Key, c: int, payload: bytes | memoryview, raw: int, where: str,
-               check_id: bool = True) -> tuple[bytes | memoryview | None, CorruptObjectError | None]:
+    def _check(self, key: Key, c: int, payload: bytes | memoryview, raw: int, where: str,
+               check_id: bool = True) -> tuple[bytes | memoryview | None, MlvcError | None]:
         try:
-            return decode_verify(key[0], key[1], c, payload, raw, where, check_id), None
-        except CorruptObjectError as exc:
+            return decode_verify(key[0], key[1], c, payload, raw, where, check_id, base=self.base_reader()), None
+        except (CorruptObjectError, ObjectNotFoundError) as exc:
             return None, exc
 
     def iter_chunks(self, chunk_ids, check_ids: bool = True) -> Iterator[bytes | memoryview]:
@@ -572,7 +624,7 @@ class PackStore(PackIndex):
             nonlocal batch, batch_bytes, pool, ahead_bytes
             if pool is None:
                 pool = _decode_pool()
-            ahead.append((True, pool.submit(_decode_batch, batch, where, check_ids), batch_bytes))
+            ahead.append((True, pool.submit(_decode_batch, batch, where, check_ids, self.base_reader()), batch_bytes))
             ahead_bytes += batch_bytes
             batch, batch_bytes = [], 0
 
@@ -617,7 +669,7 @@ class PackStore(PackIndex):
         if error is not None:
             raise error
         try:
-            data = decode_verify(CHUNK, key[1], c, payload, raw, where, check_ids)
+            data = decode_verify(CHUNK, key[1], c, payload, raw, where, check_ids, base=self.base_reader())
         except CorruptObjectError as exc:
             self._raise_named(key, check_ids, exc)
         yield data
@@ -660,21 +712,140 @@ class PackStore(PackIndex):
             self._merge_if_due()
 
     def put_chunk(self, data, oid: bytes | None = None, encoder=None, width: int = 0,
-                  skip: int = 0) -> tuple[bytes, bool]:
+                  skip: int = 0, base: bytes | None = None,
+                  base_bytes: Callable[[], bytes | None] | None = None,
+                  delta_encoder: codec.ChunkEncoder | None = None) -> tuple[bytes, bool]:
         """Store a chunk unless present.  Returns (oid, newly stored).
 
         `data` may be a view the caller keeps alive and unchanged (it is written later,
         by the pack writer's thread); `encoder` is a per-file `codec.ChunkEncoder`;
         `width`, `skip`: the chunk holds floats of `width` bytes from byte `skip` on (the
         checkpoint layout says so), which the encoder may store as byte planes.
+        `base`: the id of a chunk holding the same bytes of the same tensor in another version
+        (the caller's choice); the chunk is stored as a `codec.DELTA` against it (encoded by
+        `delta_encoder`) when that is smaller than its own encoding, the base is here, and its
+        chain of deltas is shorter than `codec.MAX_DELTA_DEPTH`.  `base_bytes()` may offer the
+        base's bytes from elsewhere (a sibling file on disk): used only if they hash to `base`.
         """
         if oid is None:
             oid = digest(data)
         if self.has(CHUNK, oid):
             return oid, False
         c, payload = encoder.encode(data, width, skip) if encoder is not None else codec.encode(data, self.level)
+        if base is not None and delta_encoder is not None and base != oid:
+            delta = self._delta_payload(data, base, base_bytes, delta_encoder, width, skip)
+            if delta is not None and len(delta) < len(payload):
+                c, payload = codec.DELTA, delta
         self._append(CHUNK, oid, c, payload, len(data))
         return oid, True
+
+    def _delta_payload(self, data, base: bytes, base_bytes: Callable[[], bytes | None] | None,
+                       encoder: codec.ChunkEncoder, width: int, skip: int) -> bytes | None:
+        depth = self.delta_depth(base)
+        if depth is None or depth >= codec.MAX_DELTA_DEPTH:
+            return None
+        plain = base_bytes() if base_bytes is not None else None
+        if plain is None or len(plain) != len(data) or digest(plain) != base:
+            try:
+                plain = self.get(CHUNK, base)
+            except MlvcError:
+                return None  # no base to build on: stored on its own
+        if len(plain) != len(data):
+            return None
+        return codec.encode_delta(data, plain, base, encoder, width, skip)
+
+    def record_head(self, oid: bytes) -> tuple[int, bytes | None]:
+        """(codec, base id or None) of a chunk's record here (ObjectNotFoundError if none)."""
+        loc = self._lookup(CHUNK, oid)
+        while isinstance(loc, Pending):
+            payload = loc.writer.read_back(loc.entry)
+            if payload is not None:
+                return loc.entry.codec, codec.delta_base(payload) if loc.entry.codec == codec.DELTA else None
+            loc = self._lookup(CHUNK, oid)
+        no, c, off, stored, _raw = loc
+        if c != codec.DELTA:
+            return c, None
+        try:
+            return c, codec.delta_base(self._reader(no)(off, min(stored, codec.DELTA_HEAD)))
+        except ValueError:
+            raise CorruptObjectError(to_oid(oid), f"pack {self._pack_names[no]} ({self.name})",
+                                     "a delta naming its base", "a truncated record") from None
+
+    def delta_depth(self, oid: bytes) -> int | None:
+        """How many deltas lie between a chunk's record here and a whole one (0: it is whole);
+        None if the chunk or a base on the way is missing, or the chain is longer than any
+        writer makes (a reader refuses it)."""
+        chain: list[bytes] = []
+        cur = oid
+        while True:
+            known = self._depths.get(cur)
+            if known is not None:
+                depth = known
+                break
+            try:
+                _c, base = self.record_head(cur)
+            except MlvcError:
+                return None
+            if base is None:
+                depth = 0
+                break
+            chain.append(cur)
+            if len(chain) > codec.MAX_DELTA_DEPTH or base in chain:
+                return None
+            cur = base
+        for back in reversed(chain):
+            depth += 1
+            self._depths[back] = depth
+        if not chain:
+            self._depths[oid] = depth
+        return self._depths[oid]
+
+    def delta_bases(self, oids: Iterable[bytes]) -> dict[bytes, bytes]:
+        """{chunk id: the base its record here names} for the given chunks stored as deltas (the
+        codec is in the index: only the records of deltas are read, in pack order, runs of them
+        with one request on a remote).  CorruptObjectError for a delta too short to name one."""
+        self._ensure_loaded()
+        out: dict[bytes, bytes] = {}
+        published: list[tuple[PackedLocation, bytes]] = []
+        for oid in oids:
+            loc = self._table.get(CHUNK, oid)
+            if loc is not None:
+                if loc[1] == codec.DELTA:
+                    published.append((loc, oid))
+            elif oid in self._pending[CHUNK]:
+                try:
+                    _c, base = self.record_head(oid)
+                except ObjectNotFoundError:
+                    continue
+                if base is not None:
+                    out[oid] = base
+        published.sort(key=lambda t: (t[0][0], t[0][2]))
+        for (_typ, oid), _c, payload, _raw, _data, error in self.iter_stored(
+                [(CHUNK, oid) for _loc, oid in published], decode=False):
+            if isinstance(error, ObjectNotFoundError):
+                continue  # gone meanwhile (a concurrent gc): nothing of it to keep
+            if error is not None:
+                raise error
+            try:
+                out[oid] = codec.delta_base(payload)
+            except ValueError:
+                raise CorruptObjectError(to_oid(oid), self.name, "a delta naming its base",
+                                         "a truncated record") from None
+        return out
+
+    def with_bases(self, keys: Iterable[Key]) -> set[Key]:
+        """`keys` and, for each chunk stored here as a delta, its base, and the base's base, ...:
+        what must stay for these objects to be read (gc keeps it, a transfer sends it)."""
+        out = set(keys)
+        todo = [oid for typ, oid in out if typ == CHUNK]
+        while todo:
+            found = self.delta_bases(todo)
+            todo = []
+            for base in found.values():
+                if (CHUNK, base) not in out:
+                    out.add((CHUNK, base))
+                    todo.append(base)
+        return out
 
     def put_stored(self, typ: int, oid: bytes, codec_id: int, payload, raw_len: int, *, force: bool = False) -> bool:
         """Store an object already in its stored form (a verified copy): no recompression.
@@ -744,8 +915,8 @@ class PackStore(PackIndex):
     def _publish_records(self, writer: PackWriter, earlier: list[threading.Event]) -> None:
         name, idx = writer.finish()
         self.backend.put_file(writer.path, f"{PACKS}{name}.pack", move=True)
-        if writer.has_manifest:
-            for ev in earlier:  # the closure rule: earlier packs' indexes first
+        if writer.has_manifest or writer.has_delta:
+            for ev in earlier:  # the closure rule: earlier packs' indexes first (a delta's base too)
                 ev.wait()
             if self._publish_failed:
                 # an earlier pack never became visible: its objects may be what these manifests

@@ -41,6 +41,7 @@ from ..errors import CorruptObjectError, MlvcError, ObjectNotFoundError, Remedy,
 from ..hashing import to_oid
 from ..objects import FileManifest, NotCanonical, TreeManifest, iter_tree_batches
 from ..progress import NULL, Progress
+from ..codec import DELTA, MAX_DELTA_DEPTH
 from .packs import CHUNK, FILE_MANIFEST, TREE_MANIFEST, TYPE_NAMES, decode_index, record_size_error
 from .packindex import PACKS
 from .packstore import COALESCE_LIMIT, PackStore, check_pack_file, wrap_os_error
@@ -393,6 +394,53 @@ class _Transfer:
             self._put(key, *stored)
 
     def _copy_chunks(self, need: dict[Key, Owners]) -> None:
+        """Copy chunks, with the bases of those `src` stores as deltas that `dst` lacks: a level
+        at a time, bases before the deltas on them (`dst` publishes a pack holding a delta only
+        after the packs before it), so `dst` never holds a delta without its base."""
+        levels, base_of = self._with_bases(need)
+        for level in levels:
+            lacking = {key: who for key, who in level.items()
+                       if key[1] in base_of and not self.dst.has(CHUNK, base_of[key[1]])}
+            for key, who in lacking.items():  # its base could not be copied: neither is it
+                del level[key]
+                self.fail(who, ObjectNotFoundError(f"{to_oid(base_of[key[1]])} (the base of delta {to_oid(key[1])})",
+                                                   where=self.src.name,
+                                                   hint="push it from a machine that has it (`mlvc push`)"))
+            self._copy_level(level)
+
+    def _with_bases(self, need: dict[Key, Owners]) -> tuple[list[dict[Key, Owners]], dict[bytes, bytes]]:
+        """`need` and the bases its deltas need at `dst`, split into levels: each chunk after the
+        level of its base."""
+        everything = dict(need)
+        base_of: dict[bytes, bytes] = {}
+        todo = [key[1] for key in need]
+        while todo:
+            found = self.src.delta_bases(todo)
+            todo = []
+            for oid, base in found.items():
+                base_of[oid] = base
+                key = (CHUNK, base)
+                if key in everything:
+                    everything[key] = _union(everything[key], everything[(CHUNK, oid)])
+                elif not self.dst.has(CHUNK, base):
+                    everything[key] = everything[(CHUNK, oid)]
+                    todo.append(base)
+        if not base_of:
+            return [need], base_of
+        levels = {key[1]: 0 for key in everything}
+        for _round in range(MAX_DELTA_DEPTH + 1):  # a chain is at most that long (a cycle stops too)
+            for oid, base in base_of.items():
+                if base in levels and oid in levels:
+                    levels[oid] = max(levels[oid], levels[base] + 1)
+        out: list[dict[Key, Owners]] = []
+        for key, who in everything.items():
+            n = min(levels[key[1]], MAX_DELTA_DEPTH + 1)
+            while len(out) <= n:
+                out.append({})
+            out[n][key] = who
+        return out, base_of
+
+    def _copy_level(self, need: dict[Key, Owners]) -> None:
         by_pack: dict[str, list[Planned]] = {}
         for key, who in need.items():
             try:
@@ -426,9 +474,12 @@ class _Transfer:
         size = self.src.pack_bytes(pack)
         if not size or need < WHOLE_PACK_FRACTION * size:
             return False
+        entries = decode_index(self.src.index_bytes(pack), pack)
+        if any(e.codec == DELTA for e in entries):
+            return False  # it may hold deltas on bases dst lacks: copied record by record, bases first
         if not self.dst.closure_trusted:
             return True
-        return all(e.type == CHUNK for e in decode_index(self.src.index_bytes(pack), pack))
+        return all(e.type == CHUNK for e in entries)
 
     def _groups(self, items: list[Planned]) -> Iterator[list[Planned]]:
         """Split per-pack sorted items into groups of at most COALESCE_LIMIT bytes (one worker each)."""

@@ -19,6 +19,7 @@ import random
 import time
 from dataclasses import asdict, dataclass, field
 
+from ..codec import DELTA
 from ..errors import CorruptObjectError, MlvcError
 from ..hashing import to_oid
 from ..progress import NULL, Progress
@@ -38,7 +39,7 @@ from .packs import (
     record_size_error,
 )
 from .packindex import PACKS
-from .packstore import COALESCE_LIMIT, PackStore, decode_verify
+from .packstore import COALESCE_LIMIT, BaseRead, PackStore, decode_verify
 
 
 @dataclass
@@ -81,11 +82,12 @@ def _entries_in_runs(entries: list[IndexEntry]):
         yield run
 
 
-def check_record(e: IndexEntry, payload, where: str) -> None:
-    """What every reader checks of a record: its payload decodes to its id (`decode_verify`), and
+def check_record(e: IndexEntry, payload, where: str, base: BaseRead | None = None) -> None:
+    """What every reader checks of a record: its payload decodes to its id (`decode_verify`; a
+    delta with its base, read by `base`: the base is checked too), and
     a manifest parses as the readers parse it (a file manifest's chunks add up and none is longer
     than its chunker allows; a tree's paths are safe and sorted).  MlvcError otherwise."""
-    data = decode_verify(e.type, e.oid, e.codec, payload, e.raw, where)
+    data = decode_verify(e.type, e.oid, e.codec, payload, e.raw, where, base=base)
     if e.type == FILE_MANIFEST:
         FileManifest.decode(data, e.oid)
     elif e.type == TREE_MANIFEST:
@@ -115,10 +117,28 @@ def _check_records(store: PackStore, pack: str, entries: list[IndexEntry], repor
                 if len(payload) != e.stored:
                     raise CorruptObjectError(to_oid(e.oid), where, f"{e.stored} bytes",
                                              f"{len(payload)} bytes (truncated pack)")
-                check_record(e, payload, where)
+                check_record(e, payload, where, store.base_reader())
             except MlvcError as exc:
                 report.problems.append(Problem(pack, str(exc), to_oid(e.oid), TYPE_NAMES.get(e.type)))
             progress.advance(e.stored)
+
+
+def _check_bases(store: PackStore, pack: str, entries: list[IndexEntry], report: VerifyReport) -> None:
+    """Without reading the data: every delta's base is in the store (its record is read whole
+    when the data is read)."""
+    where = f"pack {pack} ({store.name})"
+    deltas = [e.oid for e in entries if e.type == CHUNK and e.codec == DELTA]
+    if not deltas:
+        return
+    try:
+        bases = store.delta_bases(deltas)
+    except MlvcError as exc:
+        report.problems.append(Problem(pack, str(exc)))
+        return
+    for oid, base in bases.items():
+        if not store.has(CHUNK, base):
+            report.problems.append(Problem(pack, f"object {to_oid(oid)} in {where} is a delta on "
+                                                 f"{to_oid(base)}, which is missing", to_oid(oid), "chunk"))
 
 
 def verify(store: PackStore, *, read_data: bool = True, subset: float | None = None,
@@ -164,6 +184,7 @@ def verify(store: PackStore, *, read_data: bool = True, subset: float | None = N
                 _check_records(store, pack, entries, report, progress)
             else:
                 _check_records(store, pack, [e for e in entries if e.type != CHUNK], report, progress)
+                _check_bases(store, pack, entries, report)
     finally:
         progress.finish()
     return report
@@ -178,6 +199,12 @@ def reindex_orphan(store: PackStore, pack: str) -> str | None:
     entries: list[IndexEntry] = []
     offset = len(PACK_HEAD)
     where = f"orphan pack {pack} ({store.name})"
+    own: dict[bytes, bytes | memoryview] = {}  # chunks of this pack, decoded: bases of its later deltas
+    from_store = store.base_reader()
+
+    def base(oid: bytes, base_oid: bytes):
+        return own[base_oid] if base_oid in own else from_store(oid, base_oid)
+
     while offset < len(data):
         if offset + RECORD.size > len(data):
             return None  # a torn last record
@@ -187,9 +214,11 @@ def reindex_orphan(store: PackStore, pack: str) -> str | None:
         try:
             if len(payload) != stored:
                 return None
-            decode_verify(typ, oid, codec_id, payload, raw, where)
-        except CorruptObjectError:
+            plain = decode_verify(typ, oid, codec_id, payload, raw, where, base=base)
+        except MlvcError:
             return None
+        if typ == CHUNK:
+            own[oid] = plain
         entries.append(IndexEntry(oid, typ, codec_id, offset, stored, raw))
         offset += stored
     if not entries:
@@ -227,7 +256,7 @@ def quarantine(store: PackStore, pack: str, reason: str) -> tuple[str, int]:
         for e in run:
             payload = buf[e.offset - start:e.offset - start + e.stored]
             try:
-                check_record(e, payload, where)
+                check_record(e, payload, where, store.base_reader())
             except MlvcError:
                 continue
             store.put_stored(e.type, e.oid, e.codec, payload, e.raw, force=True)

@@ -27,7 +27,7 @@ import zstandard
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from mlvc.chunking import ChunkerParams  # noqa: E402
-from mlvc.codec import PLANES, RAW, ZSTD  # noqa: E402
+from mlvc.codec import DELTA, MAX_DELTA_DEPTH, PLANES, RAW, ZSTD  # noqa: E402
 from mlvc.hashing import digest, to_oid  # noqa: E402
 from mlvc.objects import FileManifest  # noqa: E402
 from mlvc.store.packs import (  # noqa: E402
@@ -192,6 +192,35 @@ def planes_cases() -> None:
     case("pack-planes-bad-width", record(3, z.compress(planes[3])))
 
 
+def delta_cases() -> None:
+    """Delta records (pack format 3) that lie: a base that is not there, a base of another size,
+    two deltas that are each other's base, a chain longer than MAX_DELTA_DEPTH, and a delta whose
+    XOR decodes past the record's size.  The pointer's chunk is always the first delta."""
+    ptr = {"model.bin.mlvc": pointer("model.bin", FILE_ID, len(PAYLOAD))}
+    n = len(PAYLOAD)
+    manifest = (FILE_MANIFEST, RAW, FILE_ID, MANIFEST, len(MANIFEST))
+
+    def delta(oid: bytes, base: bytes, inner: int = RAW, xor: bytes = bytes(n)) -> tuple:
+        return (CHUNK, DELTA, oid, base + bytes((inner,)) + xor, n)
+
+    def case(name: str, records: list) -> None:
+        write_store(new_case(name, ptr), *records_to_pack(records + [manifest]))
+
+    case("pack-delta-missing-base", [delta(CHUNK_ID, b"\xee" * 16)])
+    short = b"a base of another size"
+    case("pack-delta-wrong-size-base", [(CHUNK, RAW, digest(short), short, len(short)),
+                                        delta(CHUNK_ID, digest(short))])
+    other = digest(b"the other half of the cycle")
+    case("pack-delta-cycle", [delta(CHUNK_ID, other), delta(other, CHUNK_ID)])
+    chain = [CHUNK_ID] + [digest(b"link %d" % i) for i in range(MAX_DELTA_DEPTH + 1)]
+    whole = bytes(n)
+    case("pack-delta-chain-too-long", [(CHUNK, RAW, digest(whole), whole, n)]
+         + [delta(chain[i], chain[i + 1] if i + 1 < len(chain) else digest(whole)) for i in range(len(chain))])
+    stream = zstandard.ZstdCompressor().compressobj()
+    past = b"".join(stream.compress(bytes(1 << 20)) for _ in range(16)) + stream.flush()
+    case("pack-delta-past-size", [(CHUNK, RAW, digest(whole), whole, n), delta(CHUNK_ID, digest(whole), ZSTD, past)])
+
+
 class _Gadget:
     def __init__(self, command: str) -> None:
         self.command = command
@@ -218,4 +247,5 @@ if __name__ == "__main__":
     pack_cases()
     manifest_cases()
     planes_cases()
+    delta_cases()
     checkpoint_cases()

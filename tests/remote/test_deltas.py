@@ -1,0 +1,126 @@
+"""Deltas and their bases across stores: a push sends the bases a remote lacks (in closure
+order), gc keeps a delta's base alive on the cache and on a remote, verify checks bases, and
+`verify --repair` refills a delta whose base went missing."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from mlvc.codec import DELTA
+from mlvc.store.packs import CHUNK, decode_index
+
+from .helpers import add_remote, age_journal, cli, clone, commit, git, make_repo, ok, set_core
+
+
+def _state(step: int) -> dict:
+    g = torch.Generator().manual_seed(0)
+    w = torch.randn(200, 1000, generator=g) * 0.02
+    for _ in range(step):
+        w = w + torch.randn(200, 1000, generator=g) * 2e-5
+    return {"layer.weight": w}
+
+
+def _versions(repo, n: int) -> list[bytes]:
+    """`last.pt` saved, added and committed `n` times (a delta chain on the previous version)."""
+    out = []
+    for step in range(n):
+        torch.save(_state(step), repo / "last.pt")
+        out.append((repo / "last.pt").read_bytes())
+        ok(repo, "add", "-q", "last.pt")
+        commit(repo, f"step {step}")
+    return out
+
+
+def _deltas(store) -> int:
+    from mlvc.store.backend import open_backend
+
+    backend = open_backend(*store) if isinstance(store, tuple) else None
+    n = 0
+    if backend is not None:
+        for key in backend.list("packs/"):
+            if key.endswith(".idx"):
+                n += sum(e.codec == DELTA for e in decode_index(backend.get_bytes(key), key) if e.type == CHUNK)
+        return n
+    for idx in (store / "packs").glob("*.idx"):
+        n += sum(e.codec == DELTA for e in decode_index(idx.read_bytes(), idx.name) if e.type == CHUNK)
+    return n
+
+
+@pytest.fixture
+def run_repo(tmp_path):
+    repo = make_repo(tmp_path / "work")
+    set_core(repo, "float_planes", True)
+    commit(repo, "config")
+    return repo
+
+
+def test_a_fresh_remote_receives_the_bases_it_lacks(run_repo, tmp_path, remote_spec):
+    repo = run_repo
+    versions = _versions(repo, 3)
+    assert _deltas(repo / ".mlvc" / "cache") >= 2 * 12
+    add_remote(repo, remote_spec)
+    commit(repo, "remote")
+    ok(repo, "push", "-q")  # the workspace's version only: its deltas' bases come along
+    assert _deltas(remote_spec) >= 12
+    code, out, err = cli(repo, "verify", "--remote", "origin", "--read-data")
+    assert code == 0, (out, err)
+    fresh = clone(repo, tmp_path / "fresh")
+    ok(fresh, "pull", "-q")
+    assert (fresh / "last.pt").read_bytes() == versions[-1]
+
+
+def test_gc_of_the_cache_keeps_the_bases_of_the_newest_version(run_repo):
+    repo = run_repo
+    versions = _versions(repo, 3)
+    code, out, err = cli(repo, "gc", "--workspace", "--grace", "0", "--json")
+    assert code == 0, (out, err)
+    assert json.loads(out)["objects_removed"] >= 2  # the old versions' file manifests went
+    (repo / "last.pt").unlink()
+    ok(repo, "checkout", "-q")
+    assert (repo / "last.pt").read_bytes() == versions[-1]
+    code, out, err = cli(repo, "verify")
+    assert code == 0, (out, err)
+
+
+def test_gc_of_a_remote_keeps_the_bases_of_the_newest_version(run_repo, tmp_path, local_url):
+    repo = run_repo
+    versions = _versions(repo, 3)
+    add_remote(repo, local_url)
+    commit(repo, "remote")
+    ok(repo, "push", "-q", "--all-commits")
+    age_journal(local_url)
+    code, out, err = cli(repo, "gc", "--workspace", "--remote", "origin", "--grace", "0", "--json")
+    assert code == 0, (out, err)
+    assert json.loads(out)["objects_removed"] >= 2
+    code, out, err = cli(repo, "verify", "--remote", "origin", "--read-data")
+    assert code == 0, (out, err)
+    fresh = clone(repo, tmp_path / "fresh")
+    ok(fresh, "pull", "-q")
+    assert (fresh / "last.pt").read_bytes() == versions[-1]
+
+
+def test_verify_repair_refills_a_missing_base(run_repo, tmp_path, local_url):
+    """The cache loses the pack holding a delta's base: verify names the delta and its missing
+    base, and --repair fetches what the artifact needs from the remote."""
+    repo = run_repo
+    versions = _versions(repo, 2)
+    add_remote(repo, local_url)
+    commit(repo, "remote")
+    ok(repo, "push", "-q", "--all-commits")
+    cache = repo / ".mlvc" / "cache" / "packs"
+    first = [idx for idx in cache.glob("*.idx")
+             if not any(e.codec == DELTA for e in decode_index(idx.read_bytes(), idx.name))]
+    for idx in first:  # the first version's packs: the bases
+        idx.unlink()
+        idx.with_suffix(".pack").unlink()
+    git(repo, "checkout", "-q", "main")
+    code, out, err = cli(repo, "verify")
+    assert code != 0 and "missing" in out, (out, err)
+    code, out, err = cli(repo, "verify", "--repair")
+    assert code == 0, (out, err)
+    (repo / "last.pt").unlink()
+    ok(repo, "checkout", "-q")
+    assert (repo / "last.pt").read_bytes() == versions[-1]
