@@ -36,10 +36,23 @@ _MAX_OPEN_DIRS = 256
 _NEW_FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
 
 
-def new_file(dir_fd: int, name: str) -> int:
+def new_file(dir_fd: int, name: str, mode: int = 0o600) -> int:
     """Create file `name` in directory `dir_fd` (never one that exists, never through a link):
-    an fd open for writing that the caller closes."""
-    return os.open(name, _NEW_FILE_FLAGS, 0o600, dir_fd=dir_fd)
+    an fd open for writing that the caller closes.  `mode`: its permission bits, less the umask."""
+    return os.open(name, _NEW_FILE_FLAGS, mode, dir_fd=dir_fd)
+
+
+def umask() -> int | None:
+    """The process's umask, read without changing it (Linux's /proc/self/status; None elsewhere:
+    os.umask can only be read by setting it, which would race with other threads' file creation)."""
+    try:
+        with open("/proc/self/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
 
 
 def pid_alive(pid: int) -> bool:

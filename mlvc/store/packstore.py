@@ -64,6 +64,8 @@ FAULT_AROUND_BYTES = 64 << 10  # Linux's default fault_around_bytes
 DEFAULT_PACK_SIZE = 32 * 1024 * 1024
 COALESCE_LIMIT = 8 * 1024 * 1024  # one read spans at most this much
 RANGE_GAP = 256 * 1024  # remote reads also swallow gaps up to this size (fewer requests)
+LOCAL_GAP = 4096  # a mapped read swallows small gaps (a small file's manifest between its chunk and
+# the next file's): a view costs nothing for the bytes it skips, a run per record did
 
 PackRead = Callable[[int, int], Union[bytes, memoryview]]  # (offset, length) -> bytes of one pack
 # (key, codec, stored payload, raw length, data, error): one object read by `iter_stored` (a plain tuple:
@@ -530,10 +532,10 @@ class PackStore(PackIndex):
         reading runs of records that lie together in one pack with one read.  Payloads are
         decoded and checked against their ids (`data`: the object's bytes); a failed one comes
         with its error and no data (and the others go on).
-        `gap`: bytes between records a run may swallow (default: none locally, RANGE_GAP remotely).
+        `gap`: bytes between records a run may swallow (default: LOCAL_GAP locally, RANGE_GAP remotely).
         `decode=False`: payloads only (data None, sizes checked), for a caller that decodes them."""
         if gap is None:
-            gap = 0 if self.backend.capabilities.local_files else RANGE_GAP
+            gap = LOCAL_GAP if self.backend.capabilities.local_files else RANGE_GAP
         todo = list(keys)
         self._ensure_loaded()
         i = 0
@@ -605,12 +607,13 @@ class PackStore(PackIndex):
         """Chunk bytes for a sequence of (oid, length), coalescing adjacent reads; each checked
         against its id unless the caller checks the whole file's (`check_ids=False`).
 
-        Compressed chunks (byte planes, zstd) are decoded on `DECODE_THREADS` helper threads in
-        batches of consecutive records (`DECODE_BATCH_BYTES`, `DECODE_BATCH_RECORDS`), at most
-        `DECODE_AHEAD_BYTES` of decoded bytes ahead of the chunk yielded (zstd and numpy release
-        the GIL): a restore of float checkpoints decodes on every core while the caller hashes
-        and writes, and waits on one task per batch, not per chunk.  Raw chunks are yielded as
-        they lie (views of the mapped pack), in order among the decoded ones."""
+        Compressed chunks (byte planes, zstd), and with `check_ids` every chunk, are decoded
+        and checked on `DECODE_THREADS` helper threads in batches of consecutive records
+        (`DECODE_BATCH_BYTES`, `DECODE_BATCH_RECORDS`), at most `DECODE_AHEAD_BYTES` ahead of the
+        chunk yielded (zstd, numpy and xxhash release the GIL): a restore of float checkpoints
+        or of many small files decodes and hashes on every core while the caller writes, and
+        waits on one task per batch, not per chunk.  Raw chunks left to the caller's check are
+        yielded as they lie (views of the mapped pack), in order among the decoded ones."""
         where = f"the store {self.name}"
         # the queue, in order: (True, future of a decoded batch, its bytes) or (False, a record
         # yielded as it lies, its bytes)
@@ -631,7 +634,9 @@ class PackStore(PackIndex):
         try:
             for key, c, payload, raw, _data, error in self.iter_stored(
                     ((CHUNK, oid) for oid, _ in chunk_ids), check_ids=check_ids, decode=False):
-                if error is None and c != codec.RAW:
+                # a batch takes compressed records, and raw ones that need their hash checked or
+                # that come while one is open (a raw run with nothing to check is never queued)
+                if error is None and (c != codec.RAW or check_ids or batch):
                     batch.append((key, c, payload, raw))
                     batch_bytes += raw
                     if batch_bytes >= DECODE_BATCH_BYTES or len(batch) >= DECODE_BATCH_RECORDS:
