@@ -70,7 +70,10 @@ def kinds(w4: Path) -> dict[str, list]:
 
 
 def codec_figures(arrays: list) -> dict:
-    """Entropy limit and mlvc's planes codec on one kind's bytes."""
+    """Entropy limit and mlvc's planes codec on one kind's bytes; and the XOR delta with the
+    previous checkpoint's same bytes (then the planes codec), kept per 64 KiB piece only where
+    smaller: with every checkpoint a delta (`delta_stored`), and with chains of at most
+    MAX_DELTA_DEPTH deltas as `add` writes them (`delta_chained`)."""
     import numpy as np
 
     from mlvc import codec
@@ -93,12 +96,79 @@ def codec_figures(arrays: list) -> dict:
     for c, payload, n in encoded:
         codec.decode(c, payload, n)
     dt = time.thread_time() - t
+    flat = [a.reshape(-1).tobytes() for a in arrays]
+    every, chained, deltas = 0, 0, []
+    enc = codec.ChunkEncoder(codec.PLANES_LEVEL)
+    for i, cur in enumerate(flat):
+        for start in range(0, len(cur), PIECE):
+            piece = cur[start:start + PIECE]
+            own = len(codec.encode_planes(piece, width, 0, codec.PLANES_LEVEL)[1])
+            if i == 0 or len(flat[i - 1]) != len(cur):
+                every += own
+                chained += own
+                continue
+            base = flat[i - 1][start:start + PIECE]
+            d = codec.encode_delta(piece, base, b"\0" * 16, enc, width, 0)
+            every += min(own, len(d))
+            chained += own if i % (codec.MAX_DELTA_DEPTH + 1) == 0 else min(own, len(d))
+            if len(d) < own:
+                deltas.append((d, base, len(piece)))
+    t = time.thread_time()
+    for d, base, n in deltas:
+        codec.decode_delta(d, n, base)
+    ddt = time.thread_time() - t
+    delta_raw = sum(n for _d, _b, n in deltas)
     return {"raw": raw, "entropy_limit": limit, "plane_bits": [round(b / (raw / width), 3) for b in bits],
-            "planes_stored": stored / raw, "decode_mb_s": raw / dt / 1e6}
+            "planes_stored": stored / raw, "decode_mb_s": raw / dt / 1e6,
+            "delta_stored": every / raw, "delta_chained": chained / raw,
+            "delta_decode_mb_s": delta_raw / ddt / 1e6 if deltas and ddt > 0 else None}
 
 
 def du(path: Path) -> int:
     return H.tree_bytes(path)
+
+
+def _restore_in_process(repo_path: Path, target: Path, source: Path, base: Path) -> tuple[list, list]:
+    """The last checkpoint restored by `mlvc.ops.checkout` in this process (no CLI start-up: at
+    these sizes that is most of a command's time) beside `cp` of it, alternated three times."""
+    from mlvc.ops.checkout import checkout
+    from mlvc.repo import Repo
+
+    co, cp = [], []
+    for _ in range(3):
+        target.unlink()
+        repo = Repo.find(repo_path)
+        t0 = time.perf_counter()
+        result = checkout(repo)
+        co.append(time.perf_counter() - t0)
+        repo.close()
+        assert not result.failed and target.read_bytes() == source.read_bytes()
+        t0 = time.perf_counter()
+        H.run(["cp", str(source), str(base / "cp.tmp")], base)
+        cp.append(time.perf_counter() - t0)
+        (base / "cp.tmp").unlink()
+    return co, cp
+
+
+def run_directory(name: str, files: list[Path], base: Path) -> dict:
+    """The run's checkpoints under their own names in one directory, added by ONE `mlvc add`
+    (each stored against the previous one in natural order), then pushed."""
+    raw = sum(f.stat().st_size for f in files)
+    mlvc = H.MlvcRepo(base / f"mlvc-dir-{name}").init(config={"float_planes": True})
+    remote = base / f"remote-dir-{name}"
+    (mlvc.path / "checkpoints").mkdir()
+    for f in files:
+        H.place(f, mlvc.path / "checkpoints" / f.name, sync=False)
+    t0 = time.perf_counter()
+    mlvc.add("checkpoints")
+    out: dict = {"series": f"{name}, one add of the run's directory", "checkpoints": len(files), "raw": raw,
+                 "mlvc_add_s": time.perf_counter() - t0}
+    mlvc.git_commit("run")
+    mlvc.sh(*mlvc.cmd("remote", "add", "origin", remote, "--default"))
+    mlvc.sh(*mlvc.cmd("push", "-q"))
+    out["mlvc_cache"] = du(mlvc.cache_dir) / raw
+    out["mlvc_remote"] = du(remote) / raw
+    return out
 
 
 def run_series(name: str, files: list[Path], base: Path) -> dict:
@@ -132,6 +202,15 @@ def run_series(name: str, files: list[Path], base: Path) -> dict:
         cp.append(time.perf_counter() - t0)
         (base / "cp.tmp").unlink()
     out["checkout_s"], out["cp_s"] = co, cp
+    out["restore_s"], out["restore_cp_s"] = _restore_in_process(mlvc.path, last, files[-1], base)
+    # the versions at the end of a chain (the most records read per chunk) and one delta deep
+    from mlvc.codec import MAX_DELTA_DEPTH
+
+    for depth in sorted({min(MAX_DELTA_DEPTH, len(files) - 1), 1}):
+        H.run(["git", "checkout", "-q", f"HEAD~{len(files) - 1 - depth}"], mlvc.path)
+        out[f"restore_depth{depth}_s"], out[f"restore_depth{depth}_cp_s"] = _restore_in_process(
+            mlvc.path, last, files[depth], base)
+        H.run(["git", "checkout", "-q", "-"], mlvc.path)
     if H.dvc_bin():
         dvc = H.DvcRepo(base / f"dvc-{name}").init()
         for f in files:
@@ -163,7 +242,8 @@ def main(argv=None) -> int:
         f = figures["kinds"][kind] = codec_figures(arrays)
         H.log(f"{kind:10s} raw {f['raw'] / H.MiB:7.1f} MiB  entropy limit {100 * f['entropy_limit']:5.1f}%  "
               f"planes codec {100 * f['planes_stored']:5.1f}%  decode {f['decode_mb_s']:6.0f} MB/s/core  "
-              f"bits/plane {f['plane_bits']}")
+              f"XOR delta {100 * f['delta_stored']:5.1f}% (chains of 4: {100 * f['delta_chained']:5.1f}%, "
+              f"decode {f['delta_decode_mb_s'] or 0:6.0f} MB/s/core)  bits/plane {f['plane_bits']}")
     cps = W.w4_checkpoints(w4)
     with H.scratch("w4") as base:
         for name, files in cps.items():
@@ -172,7 +252,16 @@ def main(argv=None) -> int:
             H.log(f"{name}: " + "  ".join(f"{k} {100 * v:.1f}%" for k, v in s.items()
                                           if k.endswith(("_cache", "_remote", "_store"))) +
                   f"  (raw {s['raw'] / H.MiB:.0f} MiB, mlvc add {s['mlvc_add_s']:.2f} s; checkout of the last "
-                  f"{' '.join(f'{x:.3f}' for x in s['checkout_s'])} s, cp {' '.join(f'{x:.3f}' for x in s['cp_s'])} s)")
+                  f"{' '.join(f'{x:.3f}' for x in s['checkout_s'])} s, cp {' '.join(f'{x:.3f}' for x in s['cp_s'])} s; "
+                  f"in-process {' '.join(f'{x:.3f}' for x in s['restore_s'])} s, "
+                  f"cp {' '.join(f'{x:.3f}' for x in s['restore_cp_s'])} s)")
+            for k in sorted(k for k in s if k.startswith("restore_depth") and not k.endswith("_cp_s")):
+                H.log(f"  {k[len('restore_'):-2]}: in-process {' '.join(f'{x:.3f}' for x in s[k])} s, "
+                      f"cp {' '.join(f'{x:.3f}' for x in s[k[:-2] + '_cp_s'])} s")
+            d = run_directory(name, files, base)
+            figures["series"].append(d)
+            H.log(f"{d['series']}: mlvc_cache {100 * d['mlvc_cache']:.1f}%  mlvc_remote {100 * d['mlvc_remote']:.1f}%"
+                  f"  (mlvc add {d['mlvc_add_s']:.2f} s)")
     if args.json:
         args.json.write_text(json.dumps(figures, indent=1))
     print(json.dumps(figures, indent=1))

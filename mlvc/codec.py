@@ -371,7 +371,14 @@ def decode_delta(payload, raw_len: int, base):
     inner = payload[16]
     if inner not in (RAW, ZSTD, PLANES):
         raise ValueError(f"a delta whose inner codec is {inner}")
-    xor = decode(inner, memoryview(payload)[DELTA_HEAD:], raw_len)
+    body = memoryview(payload)[DELTA_HEAD:]
+    if inner == PLANES:  # merged into an array of its own: XORed in place, no second output
+        import numpy as np
+
+        out = _decode_planes(body, raw_len)
+        np.bitwise_xor(out, np.frombuffer(base, np.uint8), out=out)
+        return out.data
+    xor = decode(inner, body, raw_len)
     if len(xor) != raw_len:
         raise ValueError(f"a delta of {len(xor)} bytes, the record {raw_len}")
     return xor_bytes(xor, base).data
