@@ -10,6 +10,7 @@ from pathlib import Path
 from collections.abc import Callable
 from typing import Any
 
+from .atomic import write_text
 from .chunking import ChunkerParams
 from .errors import ConfigError
 
@@ -205,9 +206,7 @@ class Config:
     def write(path: Path, data: ConfigData) -> None:
         import yaml
 
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        tmp.write_text(yaml.safe_dump(data, sort_keys=False, default_flow_style=False))
-        os.replace(tmp, path)
+        write_text(path, yaml.safe_dump(data, sort_keys=False, default_flow_style=False))
 
     def update_shared(self, fn: Callable[[ConfigData], object]) -> None:
         """Apply `fn(dict)` to the committed config and rewrite it atomically."""

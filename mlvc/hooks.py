@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import os
 import stat
-import tempfile
 from pathlib import Path
 
+from .atomic import write_text
 from .errors import DiskError, GitError
 
 HOOK_BLOCK_BEGIN = "# >>> mlvc >>>"
@@ -147,15 +147,7 @@ def _write_executable(path: Path, text: str) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         mode = stat.S_IMODE(path.stat().st_mode) if path.exists() else 0o644
         mode |= (mode & 0o444) >> 2  # executable wherever readable
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8", errors="surrogateescape", newline="") as f:
-                f.write(text)
-            os.chmod(tmp, mode)
-            os.replace(tmp, path)
-        except BaseException:
-            os.unlink(tmp)
-            raise
+        write_text(path, text, mode=mode, errors="surrogateescape", newline="")
     except OSError as err:
         raise DiskError(f"cannot write hook {path}: {err.strerror}") from err
 

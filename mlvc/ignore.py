@@ -16,6 +16,8 @@ import fcntl
 import os
 from pathlib import Path
 
+from .atomic import write_text
+
 BEGIN = "# >>> mlvc: artifacts this clone has held; kept out of git at every commit >>>"
 END = "# <<< mlvc <<<"
 
@@ -108,9 +110,7 @@ class _dir_locked:
 
 
 def _write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    write_text(path, text)
 
 
 def _append_line(gi: Path, line: str) -> bool:

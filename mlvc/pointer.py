@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from .atomic import write_bytes
 from . import safeyaml
 from .chunking import ChunkerParams
 from .errors import MlvcError, PointerConflictError, PointerError, UnsafePathError
@@ -279,14 +280,7 @@ def target_of(pointer_path: Path, ptr: PointerFile) -> Path:
 
 def write(pointer: Path, ptr: PointerFile, fsync: bool = True) -> None:
     """Atomically replace the pointer file: temp + fsync + rename."""
-    tmp = pointer.with_name(f".{pointer.name}.tmp-{os.getpid()}")
-    data = ptr.to_yaml().encode()
-    with open(tmp, "wb") as f:
-        f.write(data)
-        if fsync:
-            f.flush()
-            os.fsync(f.fileno())
-    os.replace(tmp, pointer)
+    write_bytes(pointer, ptr.to_yaml().encode(), fsync=fsync)
 
 
 def discover(root: Path, use_git: bool) -> list[Path]:

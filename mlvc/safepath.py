@@ -26,6 +26,7 @@ import time
 from typing import Literal, overload
 from pathlib import Path
 
+from .atomic import pid_alive
 from .errors import PathError, SymlinkInPathError
 
 TMP_PREFIX = "restore-"
@@ -53,18 +54,6 @@ def umask() -> int | None:
     except (OSError, ValueError, IndexError):
         pass
     return None
-
-
-def pid_alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 # Temp files are numbered within the process: a restore of a million files keeps one integer per

@@ -40,6 +40,7 @@ from functools import cached_property
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+from .atomic import temp_path
 from .config import Config
 from .errors import RemoteNotFoundError, RevisionError, SourceError
 from .git import GitRepo, is_git_url
@@ -117,7 +118,7 @@ class Mirror:
             return
         for stale in self.dir.parent.glob(f".{self.dir.name}.tmp-*"):
             shutil.rmtree(stale, ignore_errors=True)  # a killed process's: we hold this mirror's lock
-        tmp = self.dir.with_name(f".{self.dir.name}.tmp-{os.getpid()}")
+        tmp = temp_path(self.dir)
         try:
             (tmp / ".git").mkdir(parents=True)
             run_git_dir(tmp / ".git", "init", "--quiet", "--bare")

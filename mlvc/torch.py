@@ -28,6 +28,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from .atomic import replacing
 from .ops.chunked_reader import ChunkedFile  # torch-free; re-exported for users
 from .errors import MlvcError, PathError, PointerError, UnsafeCheckpointError
 
@@ -202,8 +203,7 @@ def save(obj_or_model: Any, path: str | os.PathLike, *, optimizer=None, epoch=No
     path = Path(path)
     prov = provenance(path, params=params, metrics=metrics, epoch=epoch, data=data)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
+    with replacing(path, fsync=True) as tmp:
         if path.name.endswith(".safetensors"):
             if optimizer is not None or extra:
                 raise MlvcError("a .safetensors checkpoint holds tensors only; save the optimizer "
@@ -224,12 +224,6 @@ def save(obj_or_model: Any, path: str | os.PathLike, *, optimizer=None, epoch=No
                 doc[key] = value
             doc[PROVENANCE_KEY] = prov
             torch.save(doc, tmp)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     return prov
 
 

@@ -216,7 +216,7 @@ def _sweep(dest: Path) -> None:
 
 def _publish(tmp: Path, dest: Path, force: bool) -> None:
     """Rename the complete copy into place (replacing `dest` only with `force`)."""
-    from ..store.local import fsync_dir
+    from ..atomic import fsync_dir
 
     if force and os.path.lexists(dest):
         if dest.is_dir() and not dest.is_symlink():

@@ -127,11 +127,9 @@ def _drop_attributes(path) -> None:
 
 
 def _write_text(path, text: str) -> None:
-    import os
+    from ..atomic import write_text
 
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    write_text(path, text)
 
 
 def _git(repo):

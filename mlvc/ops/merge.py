@@ -19,10 +19,10 @@ restore either side.  The original trees stay in the cache and in their commits.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from ..atomic import write_bytes
 from .. import pointer as pointers
 from ..errors import MergeConflictError, MlvcError, PathError, PointerError
 from ..hashing import from_oid, to_oid
@@ -240,17 +240,7 @@ def plain_conflict(ours: bytes, theirs: bytes) -> bytes:
 
 def _write_bytes(path: Path, data: bytes, fsync: bool) -> None:
     """Temp + fsync + rename: a merge interrupted at any point leaves git's file or ours whole."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            if fsync:
-                f.flush()
-                os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    write_bytes(path, data, fsync=fsync)
 
 
 def _parse_side(data: bytes, where: str) -> pointers.PointerFile | None:

@@ -10,8 +10,9 @@ only means a less precise hint.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterable
+
+from ..atomic import write_text
 
 FILE = "missing-on-remote.json"
 MAX_ENTRIES = 10_000  # a hint, not a database: the oldest entries go first
@@ -44,8 +45,6 @@ def record(repo, remote: str, absent: Iterable[str], present: Iterable[str]) -> 
     path = repo.state_dir / FILE
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{FILE}.tmp-{os.getpid()}")
-        tmp.write_text(json.dumps(known))
-        os.replace(tmp, path)
+        write_text(path, json.dumps(known))
     except OSError:
         pass  # only a hint is lost

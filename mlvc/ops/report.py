@@ -482,10 +482,9 @@ def metric_span(report: Report, name: str) -> tuple[float, float] | None:
 
 def write_report(path, text: str) -> None:
     """Write the rendered report atomically (temp file + rename): a reader never sees half a page."""
-    import os
-    import secrets
     from pathlib import Path
 
+    from ..atomic import write_text
     from ..errors import DiskError
 
     target = Path(path)
@@ -494,20 +493,8 @@ def write_report(path, text: str) -> None:
     parent = target.parent if str(target.parent) else Path(".")
     if not parent.is_dir():
         raise PathError(path, f"cannot write the report: directory {parent} does not exist")
-    # A process-unique name opened exclusively with mode 0666, so the umask decides the page's
-    # permissions as for any other file the user writes (mkstemp would make it 0600).
-    tmp = str(parent / f".{target.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
+    # the umask decides the page's permissions, as for any other file the user writes
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        write_text(target, text)
     except OSError as exc:
-        raise DiskError(f"cannot write the report to {path}: {exc.strerror or exc}") from None
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, target)
-    except OSError as exc:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
         raise DiskError(f"cannot write the report to {path}: {exc.strerror or exc}") from None

@@ -26,6 +26,7 @@ import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from ..errors import PathError, RemoteNotFoundError
@@ -80,6 +81,12 @@ def host_tag() -> str:
 def temp_sibling(path: str) -> str:
     """A unique temp name beside `path`, so publishing it is a same-filesystem rename."""
     return f"{path}{TEMP_MARKER}{host_tag()}-{os.getpid()}-{uuid.uuid4().hex[:12]}"
+
+
+def temp_beside(path: Path) -> Path:
+    """`temp_sibling` as a Path: the temp name `mlvc.atomic.replacing` writes a backend's files
+    under (it names the host: a shared directory is written from several machines)."""
+    return Path(temp_sibling(str(path)))
 
 
 class Backend:

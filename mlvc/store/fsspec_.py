@@ -16,9 +16,11 @@ import socket
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from ..atomic import replacing
 from ..errors import (
     DiskError,
     MlvcError,
@@ -29,8 +31,8 @@ from ..errors import (
     RemoteTimeoutError,
     RemoteUnreachableError,
 )
-from .backend import Backend, Capabilities, ProgressCallback, temp_sibling, validate_key, validate_prefix
-from .local import DISK_ERRNOS, unlink_quietly
+from .backend import Backend, Capabilities, ProgressCallback, temp_beside, validate_key, validate_prefix
+from .local import DISK_ERRNOS
 
 _UNREACHABLE_ERRNOS = frozenset({
     errno.ESTALE, errno.ENOTCONN, errno.EHOSTDOWN, errno.EHOSTUNREACH, errno.ETIMEDOUT,
@@ -323,17 +325,10 @@ class FsspecBackend(Backend):
 
     def get_file(self, key: str, local_path: str | os.PathLike[str], callback: ProgressCallback | None = None) -> None:
         target = os.fspath(local_path)
-        temp = temp_sibling(target)
-        try:
-            with self._translated(key, target):
-                self._count()
-                self._filesystem().get_file(self._remote_path(key), temp, callback=self._fsspec_callback(callback),
-                                            **self._download_options())
-                with open(temp, "rb+") as written:
-                    os.fsync(written.fileno())
-                os.replace(temp, target)
-        finally:
-            unlink_quietly(temp)
+        with self._translated(key, target), replacing(Path(target), fsync=True, temp=temp_beside) as temp:
+            self._count()
+            self._filesystem().get_file(self._remote_path(key), str(temp), callback=self._fsspec_callback(callback),
+                                        **self._download_options())
 
     # -- writes
     def _upload(self, source: str, key: str, callback: ProgressCallback | None) -> None:

@@ -14,18 +14,20 @@ import hashlib
 import os
 import stat
 import time
+from pathlib import Path
 from collections.abc import Iterator
 from typing import BinaryIO
 
 from ..errors import (DiskError, LockedError, MlvcError, ObjectNotFoundError, Remedy, RemoteNotFoundError,
                       RemoteUnreachableError)
-from ..safepath import pid_alive
+from ..atomic import fsync_dir, pid_alive, replacing, write_bytes
 from .backend import (
     TEMP_MARKER,
     Backend,
     Capabilities,
     ProgressCallback,
     host_tag,
+    temp_beside,
     temp_sibling,
     validate_key,
     validate_prefix,
@@ -57,20 +59,6 @@ _NO_HARDLINK_ERRNOS = frozenset({errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, e
 def unlink_quietly(path: str) -> None:
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
-
-
-def fsync_dir(path: str) -> None:
-    """Make a rename durable.  Some filesystems refuse to open/fsync directories; that is not an error."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def content_tag(data: bytes) -> str:
@@ -264,17 +252,12 @@ class LocalBackend(Backend):
 
     def get_file(self, key: str, local_path, callback: ProgressCallback | None = None) -> None:
         target = os.fspath(local_path)
-        temp = temp_sibling(target)
-        try:
-            with self._translated(key, target):
-                self._count()
-                with open(self._path(key), "rb") as src, open(temp, "xb") as dst:
-                    _copy_stream(src, dst, callback)
-                    dst.flush()
-                    os.fsync(dst.fileno())
-                os.replace(temp, target)
-        finally:
-            unlink_quietly(temp)
+        with self._translated(key, target), replacing(Path(target), temp=temp_beside) as temp:
+            self._count()
+            with open(self._path(key), "rb") as src, open(temp, "xb") as dst:
+                _copy_stream(src, dst, callback)
+                dst.flush()
+                os.fsync(dst.fileno())
 
     # -- writes
     def put_file(self, local_path, key: str, callback: ProgressCallback | None = None, *,
@@ -315,12 +298,7 @@ class LocalBackend(Backend):
             self._count()
             self._require_base()
             os.makedirs(os.path.dirname(final), exist_ok=True)
-            temp = temp_sibling(final)
-            try:
-                _write_durably(temp, data)
-                os.replace(temp, final)
-            finally:
-                unlink_quietly(temp)
+            write_bytes(Path(final), data, fsync=True, temp=temp_beside)
             fsync_dir(os.path.dirname(final))
 
     def delete(self, key: str) -> None:
@@ -403,12 +381,7 @@ class LocalBackend(Backend):
                 return None
             if content_tag(current) != tag:
                 return None
-            temp = temp_sibling(final)
-            try:
-                _write_durably(temp, data)
-                os.replace(temp, final)
-            finally:
-                unlink_quietly(temp)
+            write_bytes(Path(final), data, fsync=True, temp=temp_beside)
             fsync_dir(os.path.dirname(final))
             return content_tag(data)
 

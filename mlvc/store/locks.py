@@ -52,7 +52,7 @@ from datetime import UTC, datetime
 from types import TracebackType
 
 from ..errors import LockedError, ObjectNotFoundError, Remedy
-from ..safepath import pid_alive
+from ..atomic import pid_alive
 from .backend import Backend
 
 DEFAULT_LOCK_NAME = "locks/gc.lock"

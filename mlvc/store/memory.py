@@ -7,7 +7,9 @@ import hashlib
 import os
 import threading
 import time
+from pathlib import Path
 
+from ..atomic import write_bytes
 from ..errors import ObjectNotFoundError
 from .backend import Backend, Capabilities, ProgressCallback, validate_key, validate_prefix
 
@@ -63,10 +65,7 @@ class MemoryBackend(Backend):
     def get_file(self, key: str, local_path, callback: ProgressCallback | None = None) -> None:
         data = self._get(key)
         target = os.fspath(local_path)
-        tmp = f"{target}.tmp-mem-{os.getpid()}"
-        with open(tmp, "wb") as f:
-            f.write(data)
-        os.replace(tmp, target)
+        write_bytes(Path(target), data)
         if callback is not None:
             callback(len(data))
 

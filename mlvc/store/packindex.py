@@ -15,11 +15,11 @@ from __future__ import annotations
 import os
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from ..atomic import write_bytes
 from ..errors import CorruptObjectError, ObjectNotFoundError
 from ..hashing import is_hex_name, to_oid
 from .backend import Backend
@@ -91,9 +91,7 @@ class PackIndex:
             return
         try:
             self.index_cache.mkdir(parents=True, exist_ok=True)
-            tmp = self.index_cache / f".{pack}.idx.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-            tmp.write_bytes(data)
-            os.replace(tmp, self.index_cache / f"{pack}.idx")
+            write_bytes(self.index_cache / f"{pack}.idx", data)
         except OSError:
             pass  # downloaded indexes are an optimisation only
 

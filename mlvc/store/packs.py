@@ -142,19 +142,6 @@ def index_name(idx_bytes: bytes) -> str:
     return idx_bytes[-16:].hex()
 
 
-def fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 _BATCH_BYTES = 8 * 1024 * 1024
 _MAX_INFLIGHT = 4
 _IOV_MAX = 512  # buffers per writev call (the OS limit is 1024)

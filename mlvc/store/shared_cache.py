@@ -23,7 +23,7 @@ from pathlib import Path
 
 from ..errors import MlvcError
 from ..hashing import digest
-from ..safepath import pid_alive
+from ..atomic import pid_alive
 from .backend import Backend
 
 USERS = "repos/"
