@@ -35,6 +35,7 @@ class Remedy(enum.Enum):
     are not told to type one."""
 
     FETCH = "fetch"  # a remote has what is missing: fetch it into the cache
+    REPAIR_OR_FETCH = "repair-or-fetch"  # a repair of the store may restore it, else a remote has it
     PUSH_FROM_ELSEWHERE = "push"  # no store asked has it: only a machine that has it can push it
     UNLOCK = "unlock"  # the remote's lock may be removed by hand
     REMOTE_URL = "remote-url"  # the remote's URL may be wrong

@@ -38,6 +38,7 @@ def exit_codes_help() -> str:
 # below name none).
 REMEDIES: dict[errors.Remedy, str] = {
     errors.Remedy.FETCH: "run `mlvc pull` to fetch it from a remote",
+    errors.Remedy.REPAIR_OR_FETCH: "run `mlvc verify --repair` or `mlvc pull` to fetch it",
     errors.Remedy.PUSH_FROM_ELSEWHERE: "run `mlvc push` on a machine that has it",
     errors.Remedy.UNLOCK: "or remove it now with `mlvc remote unlock REMOTE`",
     errors.Remedy.REMOTE_URL: "run `mlvc remote list` to check the URL",

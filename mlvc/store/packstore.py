@@ -426,7 +426,7 @@ class PackStore(PackIndex):
                 return self._get(CHUNK, base_oid, seen)
             except ObjectNotFoundError:
                 raise ObjectNotFoundError(f"{to_oid(base_oid)} (the base of delta {to_oid(oid)})", where=self.name,
-                                          hint="run `mlvc verify --repair` or `mlvc pull` to fetch it") from None
+                                          remedy=Remedy.REPAIR_OR_FETCH) from None
         return read
 
     def _get(self, typ: int, oid: bytes, chain: tuple[bytes, ...]) -> bytes:

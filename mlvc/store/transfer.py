@@ -405,7 +405,7 @@ class _Transfer:
                 del level[key]
                 self.fail(who, ObjectNotFoundError(f"{to_oid(base_of[key[1]])} (the base of delta {to_oid(key[1])})",
                                                    where=self.src.name,
-                                                   hint="push it from a machine that has it (`mlvc push`)"))
+                                                   remedy=Remedy.PUSH_FROM_ELSEWHERE))
             self._copy_level(level)
 
     def _with_bases(self, need: dict[Key, Owners]) -> tuple[list[dict[Key, Owners]], dict[bytes, bytes]]:
