@@ -20,6 +20,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from ..codec import DELTA, encode
 from ..errors import MlvcError, ObjectNotFoundError, RemoteNotFoundError
 from ..hashing import to_oid
 from ..objects import FileManifest, TreeManifest
@@ -127,6 +128,9 @@ class ObjectSource:
                     raise error
                 self.stats.objects_fetched += 1
                 if self.cache:
+                    if c == DELTA:  # its base may be missing here: the cache keeps it whole
+                        assert body is not None  # decoded (with its base, from the remote) and verified
+                        c, payload = encode(body, self.store.level)
                     payload = bytes(payload)
                     self.store.put_stored(key[0], key[1], c, payload, raw)
                     self._dirty = True

@@ -124,3 +124,25 @@ def test_verify_repair_refills_a_missing_base(run_repo, tmp_path, local_url):
     (repo / "last.pt").unlink()
     ok(repo, "checkout", "-q")
     assert (repo / "last.pt").read_bytes() == versions[-1]
+
+
+def test_reading_a_delta_from_the_remote_keeps_it_whole_in_the_cache(run_repo, tmp_path, local_url):
+    """`mlvc.read` of a version the cache lacks fetches its records (a delta with its base, from
+    the remote) and keeps them in the cache readable on their own: the second read is local."""
+    import mlvc
+
+    repo = run_repo
+    versions = _versions(repo, 3)
+    add_remote(repo, local_url)
+    commit(repo, "remote")
+    ok(repo, "push", "-q", "--all-commits")
+    fresh = clone(repo, tmp_path / "fresh")
+    assert mlvc.read("last.pt", repo=fresh) == versions[-1]
+    assert mlvc.read("last.pt", rev="HEAD~2", repo=fresh) == versions[1]
+    assert _deltas(fresh / ".mlvc" / "cache") == 0
+    import shutil
+
+    shutil.rmtree(tmp_path / "remote")  # the cache alone now
+    assert mlvc.read("last.pt", rev="HEAD~2", repo=fresh) == versions[1]
+    code, out, err = cli(fresh, "verify")
+    assert code == 0, (out, err)
