@@ -28,6 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
+from typing import Any
 
 from ..errors import PathError, RemoteNotFoundError
 
@@ -195,7 +196,7 @@ class Backend:
 S3_SCHEMES = ("s3", "s3a")
 
 
-def open_backend(url: str, options: dict | None = None) -> Backend:
+def open_backend(url: str, options: dict[str, Any] | None = None) -> Backend:
     """The backend for a URL: a directory path or file:// URL, s3://, or any other fsspec URL."""
     parts = urlsplit(url)
     if parts.scheme in ("", "file"):

@@ -51,8 +51,10 @@ class HashCache:
             return None
         try:
             db = self._conn()
-            return retry(lambda: db.execute("SELECT path, size, mtime_ns, ino, fid FROM files WHERE path = ?",
-                                            (path,)).fetchone())
+            row: tuple[str, int, int, int, bytes] | None = retry(
+                lambda: db.execute("SELECT path, size, mtime_ns, ino, fid FROM files WHERE path = ?",
+                                   (path,)).fetchone())
+            return row
         except sqlite3.OperationalError:
             self.close()
             return None

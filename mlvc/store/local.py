@@ -250,7 +250,7 @@ class LocalBackend(Backend):
             finally:
                 os.close(fd)
 
-    def get_file(self, key: str, local_path, callback: ProgressCallback | None = None) -> None:
+    def get_file(self, key: str, local_path: str | os.PathLike[str], callback: ProgressCallback | None = None) -> None:
         target = os.fspath(local_path)
         with self._translated(key, target), replacing(Path(target), temp=temp_beside) as temp:
             self._count()
@@ -260,7 +260,7 @@ class LocalBackend(Backend):
                 os.fsync(dst.fileno())
 
     # -- writes
-    def put_file(self, local_path, key: str, callback: ProgressCallback | None = None, *,
+    def put_file(self, local_path: str | os.PathLike[str], key: str, callback: ProgressCallback | None = None, *,
                  move: bool = False) -> bool:
         source = os.fspath(local_path)
         final = self._path(key)

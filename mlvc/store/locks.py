@@ -47,9 +47,11 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from types import TracebackType
+from typing import TypeVar
 
 from ..errors import LockedError, ObjectNotFoundError, Remedy
 from ..atomic import pid_alive
@@ -233,9 +235,9 @@ class RemoteLock:
                 self.broken = holder
                 return info
             # another process broke or released it first; look again
-        holder = self.held_by()
-        if holder is not None:
-            raise self._locked_error(holder)
+        last = self.held_by()
+        if last is not None:
+            raise self._locked_error(last)
         raise LockedError(f"{self.name} on remote {self.backend.describe()} is contended; could not acquire it",
                           hint="retry in a moment")
 
@@ -452,7 +454,7 @@ def take_push_lock(backend: Backend, ttl_s: float) -> SharedLock | None:
     return lock
 
 
-def gc_guard(backend: Backend, lock: SharedLock):
+def gc_guard(backend: Backend, lock: SharedLock) -> Callable[[int, int], None] | None:
     """Look for a running gc (after the push's own lock exists); returns the check for the push
     plan, or None when no gc runs.
 
@@ -515,9 +517,11 @@ def check_pushers(backend: Backend, dry_run: bool, warnings: list[str]) -> None:
 # ---------------------------------------------------------------------- --wait-lock
 
 WAIT_POLL_S = 0.25  # how often a waiting command looks at the other side's locks again
+_T = TypeVar("_T")
 
 
-def wait_for_lock(attempt, wait_s: float, *, free=None, on_wait=None, poll_s: float = WAIT_POLL_S):
+def wait_for_lock(attempt: Callable[[], _T], wait_s: float, *, free: Callable[[], bool] | None = None,
+                  on_wait: Callable[[str], None] | None = None, poll_s: float = WAIT_POLL_S) -> _T:
     """Run `attempt()`; while it raises LockedError and `wait_s` seconds have not passed, wait
     and run it again (`--wait-lock`).  The last LockedError is raised once the time is up.
 

@@ -62,14 +62,14 @@ class MemoryBackend(Backend):
             raise ValueError(f"invalid range start={start} length={length}")
         return self._get(key)[start:start + length]
 
-    def get_file(self, key: str, local_path, callback: ProgressCallback | None = None) -> None:
+    def get_file(self, key: str, local_path: str | os.PathLike[str], callback: ProgressCallback | None = None) -> None:
         data = self._get(key)
         target = os.fspath(local_path)
         write_bytes(Path(target), data)
         if callback is not None:
             callback(len(data))
 
-    def put_file(self, local_path, key: str, callback: ProgressCallback | None = None, *,
+    def put_file(self, local_path: str | os.PathLike[str], key: str, callback: ProgressCallback | None = None, *,
                  move: bool = False) -> bool:
         validate_key(key)
         with open(local_path, "rb") as f:

@@ -13,7 +13,8 @@ import contextlib
 import os
 import sys
 import time
-from typing import Any
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 from ..errors import (
@@ -26,6 +27,11 @@ from ..errors import (
 )
 from .backend import Capabilities, ProgressCallback, validate_key
 from .fsspec_ import FsspecBackend, exception_chain
+
+if TYPE_CHECKING:
+    import asyncio
+
+_T = TypeVar("_T")
 
 TRANSFER_PART_BYTES = 8 << 20  # multipart part / parallel download range size
 TRANSFER_CONCURRENCY = 2  # parts in flight per transfer: ~16 MiB each, so `--jobs 4` stays well under 300 MB
@@ -66,7 +72,7 @@ def upload_timeout(size: int) -> float:
     """Seconds an upload of `size` bytes may take before the server counts as stalled."""
     return UPLOAD_BASE_S + size / UPLOAD_FLOOR_BYTES_PER_S
 
-def _quiet_about_dropped_connections(loop, context) -> None:
+def _quiet_about_dropped_connections(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
     """aiohttp leaves a background write task behind when the server drops the connection; the
     request itself fails and is reported as unreachable (exit 9), so asyncio's "Task exception was
     never retrieved" on stderr is noise.  Anything else goes to asyncio's default handler."""
@@ -162,11 +168,12 @@ class S3Backend(FsspecBackend):
         self._count()
         return self._filesystem().call_s3(method, **kwargs)
 
-    def _run_async(self, coroutine_function, *args: Any) -> Any:
+    def _run_async(self, coroutine_function: Callable[..., Coroutine[Any, Any, _T]], *args: Any) -> _T:
         from fsspec.asyn import sync
 
         fs = self._filesystem()
-        return sync(fs.loop, coroutine_function, *args)
+        result: _T = sync(fs.loop, coroutine_function, *args)  # fsspec is untyped: what the coroutine returns
+        return result
 
     # -- base and queries
     def ensure_base(self) -> None:

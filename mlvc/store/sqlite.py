@@ -12,11 +12,14 @@ import random
 import sqlite3
 import time
 from pathlib import Path
+from collections.abc import Callable
+from typing import Any, TypeVar
 
+_T = TypeVar("_T")
 _RETRY_FOR_S = 60.0
 
 
-def retry(fn, *args):
+def retry(fn: Callable[..., _T], *args: Any) -> _T:
     """Run `fn(*args)`, retrying while SQLite reports the database as locked or busy."""
     deadline = time.monotonic() + _RETRY_FOR_S
     delay = 0.01

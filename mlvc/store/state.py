@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
+from collections.abc import Iterable
 
 from .sqlite import connect, retry
 
@@ -42,7 +43,7 @@ class CompleteRoots:
             self.close()  # cannot be opened (a full disk: WAL files): unknown, so checked the slow way
             return False
 
-    def add(self, oids) -> None:
+    def add(self, oids: Iterable[str]) -> None:
         """Advisory: a mark that cannot be written (a full disk) only costs a slower check later."""
         rows = [(o,) for o in oids]
         if not self.db_path.parent.is_dir():
