@@ -60,6 +60,10 @@ POPULATE_MIN = 1 << 20
 # file mapping only unmaps them; the next read faults them back in from the page cache), which
 # keeps peak RSS flat however much is restored.
 MAP_RELEASE_BYTES = 16 << 20
+# ... all but the most recently read MAP_KEEP_BYTES: a restore's writer thread copies from views
+# of them up to ~56 MiB behind the reads (its queued batches, the decode-ahead queue), and pages
+# dropped before it got there were faulted in a second time (~0.25 s of CPU per GiB restored)
+MAP_KEEP_BYTES = 64 << 20
 FAULT_AROUND_BYTES = 64 << 10  # Linux's default fault_around_bytes
 DEFAULT_PACK_SIZE = 32 * 1024 * 1024
 COALESCE_LIMIT = 8 * 1024 * 1024  # one read spans at most this much
@@ -105,6 +109,16 @@ def _decode_pool() -> ThreadPoolExecutor:
 
 
 BaseRead = Callable[[bytes, bytes], Union[bytes, memoryview]]  # (delta's id, base id) -> the base's verified bytes
+
+
+def _drop_pages(mapped: mmap.mmap, start: int, end: int) -> None:
+    """MADV_DONTNEED the pages of bytes start..end of a read-only mapping (the pages at either
+    end too: a neighbour's next touch faults them back in from the page cache)."""
+    start -= start % mmap.PAGESIZE
+    try:
+        mapped.madvise(mmap.MADV_DONTNEED, start, min(end, len(mapped)) - start)
+    except (OSError, ValueError):
+        pass  # closed meanwhile, or a platform without it: only RSS stays higher
 
 
 def _decode_batch(records: list[tuple[Key, int, bytes | memoryview, int]], where: str, check_ids: bool,
@@ -271,6 +285,11 @@ class PackStore(PackIndex):
         self._fds: list[int] = []
         self._maps: list[mmap.mmap] = []
         self._mapped_read = 0  # bytes read through the mappings since their pages were dropped
+        # the ranges read through the mappings whose pages were not dropped yet, oldest first:
+        # (mapping, start, end, bytes counted)
+        self._mapped_ranges: deque[tuple[mmap.mmap, int, int, int]] = deque()
+        self._mapped_kept = 0
+        self._release_lock = threading.Lock()
         self._writer: PackWriter | None = None
         # Objects in packs not yet published, by type: id -> the writer holding it
         self._pending: list[dict[bytes, PackWriter]] = [{} for _typ in TYPE_NAMES]
@@ -343,9 +362,12 @@ class PackStore(PackIndex):
                     self.reads += 1
                     # a fault maps in the pages around it too (the kernel's fault-around): a
                     # 1 KiB read costs up to 64 KiB of RSS, so small reads count as that much
-                    self._mapped_read += max(length, FAULT_AROUND_BYTES)
+                    counted = max(length, FAULT_AROUND_BYTES)
+                    self._mapped_read += counted
+                    self._mapped_ranges.append((mapped, offset, offset + length, counted))
+                    self._mapped_kept += counted
                     if self._mapped_read >= MAP_RELEASE_BYTES:
-                        self._release_mapped_pages()
+                        self._release_mapped_pages(keep=MAP_KEEP_BYTES)
                     if length >= POPULATE_MIN:  # one call maps the run in, instead of a fault per page
                         start = offset - offset % mmap.PAGESIZE
                         try:
@@ -371,15 +393,22 @@ class PackStore(PackIndex):
         self._readers[no] = reader
         return reader
 
-    def _release_mapped_pages(self) -> None:
-        """Drop the mapped packs' pages from this process (see MAP_RELEASE_BYTES).  Safe while
-        views of them are in use: the pages come back from the page cache when touched."""
-        self._mapped_read = 0
-        for mapped in list(self._maps):
-            try:
-                mapped.madvise(mmap.MADV_DONTNEED)
-            except (OSError, ValueError):
-                pass  # closed meanwhile, or a platform without it: only RSS stays higher
+    def _release_mapped_pages(self, keep: int = 0) -> None:
+        """Drop the mapped packs' pages from this process (see MAP_RELEASE_BYTES), but those of
+        the last `keep` bytes read.  Safe while views of them are in use: the pages come back
+        from the page cache when touched."""
+        with self._release_lock:
+            self._mapped_read = 0
+            if not keep:
+                self._mapped_ranges.clear()
+                self._mapped_kept = 0
+                for mapped in list(self._maps):
+                    _drop_pages(mapped, 0, len(mapped))
+                return
+            while self._mapped_kept > keep and self._mapped_ranges:
+                mapped, start, end, counted = self._mapped_ranges.popleft()
+                self._mapped_kept -= counted
+                _drop_pages(mapped, start, end)
 
     def read_stored(self, pack: str, offset: int, length: int) -> bytes | memoryview:
         """Raw bytes of a visible pack (stored records, for copying without recompression).
@@ -997,6 +1026,9 @@ class PackStore(PackIndex):
 
     def _close_readers(self) -> None:
         self._readers = {}
+        with self._release_lock:
+            self._mapped_ranges.clear()
+            self._mapped_kept = 0
         for mapped in self._maps:
             try:
                 mapped.close()

@@ -594,3 +594,41 @@ def test_raw_chunks_behind_a_decoding_batch_are_not_read_ahead_without_bound(tmp
     assert rest == blobs[2:]
     # what was read before the second chunk was given is the queue's bound, and a coalesced read
     assert read * packstore.COALESCE_LIMIT <= packstore.DECODE_AHEAD_BYTES + 2 * packstore.COALESCE_LIMIT
+
+
+def _mapped_pack_rss(packs_dir) -> int:
+    """Bytes of this process's RSS in mappings of files under `packs_dir` (/proc/self/smaps)."""
+    total, inside = 0, False
+    with open("/proc/self/smaps") as f:
+        for line in f:
+            first = line.split(maxsplit=1)[0]
+            if "-" in first and not first.endswith(":"):  # a mapping's header line
+                inside = line.rstrip().endswith(".pack") and str(packs_dir) in line
+            elif inside and first == "Rss:":
+                total += int(line.split()[1]) * 1024
+    return total
+
+
+def test_restore_drops_only_pages_read_long_ago(tmp_path):
+    """Pages of mapped packs are dropped from the process as a restore reads on (RSS stays
+    bounded however much is read), but not those of the last MAP_KEEP_BYTES: a writer thread
+    behind the reads still copies from them, and dropping them made it fault each page in twice."""
+    from helpers import open_cache
+
+    from mlvc.store import packstore
+
+    store = open_cache(tmp_path / "c", fsync=False)
+    blobs = [os.urandom(1 << 20) for _ in range(48)]
+    refs = [(store.put_chunk(b, None, None)[0], len(b)) for b in blobs]
+    store.commit()
+    store.close()
+    store = open_cache(tmp_path / "c")
+    packs = tmp_path / "c" / "packs"
+    chunks = store.iter_chunks(refs * 4, check_ids=False)
+    for _ in range(40):  # 40 MiB read: more than MAP_RELEASE_BYTES, less than MAP_KEEP_BYTES
+        bytes(next(chunks))
+    assert _mapped_pack_rss(packs) >= 32 << 20
+    for data in chunks:  # 192 MiB in all
+        bytes(data)
+    assert _mapped_pack_rss(packs) <= packstore.MAP_KEEP_BYTES + packstore.MAP_RELEASE_BYTES + (16 << 20)
+    store.close()
