@@ -5,11 +5,18 @@ from __future__ import annotations
 import os
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .chunking import ChunkerParams
 from .config import Config
 from .gitcli import find_git_root, git_common_dir, main_worktree_root
 from .errors import NotARepoError, PathError
+
+if TYPE_CHECKING:
+    from .remote.config import RemoteDef
+    from .store.hashcache import HashCache
+    from .store.packstore import PackStore
+    from .store.state import StateDB
 
 MLVC_DIR = ".mlvc"
 GITIGNORE = """\
@@ -131,7 +138,7 @@ class Repo:
         return self.dot / "state"
 
     @cached_property
-    def store(self):
+    def store(self) -> PackStore:
         """The local cache: a `PackStore` on the cache directory."""
         from .store.local import LocalBackend
         from .store.packstore import PackStore, Role
@@ -150,7 +157,8 @@ class Repo:
         register_user(store.backend, main_worktree_root(self.root))
         return store
 
-    def remote_store(self, name: str | None = None, *, jobs: int | None = None, create: bool = False):
+    def remote_store(self, name: str | None = None, *, jobs: int | None = None,
+                     create: bool = False) -> tuple[RemoteDef, PackStore]:
         """(definition, `PackStore`) of a configured remote (default: the default remote).
 
         Its downloaded indexes live in the cache (`remotes/<url key>/`), its scratch packs in
@@ -169,20 +177,20 @@ class Repo:
                           jobs=jobs or rdef.default_jobs())
         return rdef, store
 
-    def remote_def(self, name: str | None = None):
+    def remote_def(self, name: str | None = None) -> RemoteDef:
         """The definition of a configured remote (default: the default remote), secrets merged."""
         from .remote.config import load_remote
 
         return load_remote(self, name)
 
     @cached_property
-    def hash_cache(self):
+    def hash_cache(self) -> HashCache:
         from .store.hashcache import HashCache
 
         return HashCache(self.state_dir / "hashes.sqlite")
 
     @cached_property
-    def state(self):
+    def state(self) -> StateDB:
         """Workspace state (directory stat signatures); what the cache holds is the store's own."""
         from .store.state import StateDB
 

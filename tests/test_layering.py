@@ -67,3 +67,22 @@ def test_only_the_git_adapter_starts_git():
                     and node.elts[0].value == "git"):
                 bad.append(f"{path.relative_to(ROOT)}:{node.lineno}")
     assert bad == []
+
+
+# The two operations concurrent work changed this session (add, checkout) are typed next.
+UNTYPED_REPO_ALLOWED = {"add.py", "checkout.py"}
+
+
+def test_every_operation_names_the_type_of_its_repo():
+    """A `repo` parameter of an operation is a `Repo` (so mypy checks what the operation reads of
+    it), not an untyped name the callee pokes at."""
+    bad = []
+    for path in sorted((PKG / "ops").glob("*.py")):
+        if path.name in UNTYPED_REPO_ALLOWED:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                for arg in node.args.args + node.args.kwonlyargs:
+                    if arg.arg == "repo" and arg.annotation is None:
+                        bad.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name}")
+    assert bad == []

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, List, Optional
+from typing import Any, List, Optional, TYPE_CHECKING
 
 import typer
 
@@ -12,6 +12,9 @@ from .. import errors
 from . import error_table
 from .main import app
 from .output import open_repo, echo, emit_json, human_size, progress_for
+
+if TYPE_CHECKING:
+    from ..repo import Repo
 
 
 
@@ -389,7 +392,7 @@ def _inside_tracked(arg: str) -> bool:
     return any(a.with_name(a.name + ".mlvc").is_file() for a in p.parents if a != a.parent)
 
 
-def split_rev(repo, targets: list[str]) -> tuple[str | None, list[str]]:
+def split_rev(repo: Repo, targets: list[str]) -> tuple[str | None, list[str]]:
     """The first target is a revision when it is not a path in the workspace but git knows it."""
     if not targets:
         return None, []

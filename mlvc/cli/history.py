@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import List, Optional
+from typing import List, Optional, TYPE_CHECKING
 
 import typer
 
@@ -12,6 +12,9 @@ from .options import JSON, QUIET
 from .. import errors
 from .main import app
 from .output import find_repo, open_repo, echo, emit_json, human_size
+
+if TYPE_CHECKING:
+    from ..repo import Repo
 
 
 
@@ -125,7 +128,7 @@ def _with_blocks(module: str, blocks: list[str]) -> str:
     return f"{module} (blocks {', '.join(mine)})" if mine else module
 
 
-def _diff_args(repo, args: list[str]) -> tuple[str, str | None, list[str]]:
+def _diff_args(repo: Repo, args: list[str]) -> tuple[str, str | None, list[str]]:
     """(REV_A, REV_B or None for the workspace, paths) of `mlvc diff`'s arguments: none is HEAD
     against the workspace; `A..B` a range (an empty side is HEAD, as in git); else the first
     argument is a revision unless it is a path (as for `checkout`), and so is a second one that

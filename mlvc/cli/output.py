@@ -6,9 +6,13 @@ import json
 import os
 import sys
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 from ..progress import Progress
 from ..units import human_size  # also re-exported for the commands
+
+if TYPE_CHECKING:
+    from ..repo import Repo
 
 
 def echo(text: str = "", err: bool = False, flush: bool = False) -> None:
@@ -168,7 +172,7 @@ class RemoteWatch(Progress):
         return False
 
 
-def remote_label(repo, name: str | None) -> str:
+def remote_label(repo: Repo, name: str | None) -> str:
     """"remote 'origin'" for messages: the named remote, or the default one."""
     if name is None:
         from ..errors import MlvcError

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional
+from typing import List, Optional, TYPE_CHECKING
 
 import typer
 
@@ -13,6 +13,9 @@ from . import error_table
 from .main import app
 from .output import (RemoteWatch, echo, emit_json, find_repo, human_size, open_repo, progress_for,
                      remote_label)
+
+if TYPE_CHECKING:
+    from ..repo import Repo
 
 REMOTE = typer.Option(None, "--remote", "-r", help="Remote to use: a name, or a URL or directory path of a "
                       "remote configured nowhere (default: the default remote; at an old commit whose "
@@ -228,7 +231,7 @@ def _report(result, verb: str, quiet: bool, data: int | None = None) -> None:
          f"{len(result.up_to_date)} already up to date")
 
 
-def watched(repo, remote: str | None, command: str, quiet: bool) -> RemoteWatch:
+def watched(repo: Repo, remote: str | None, command: str, quiet: bool) -> RemoteWatch:
     """The progress of a transfer, with a message when the remote stops answering (none with -q)
     and a summary on Ctrl-C."""
     notify = None if quiet else (lambda message: echo(message, err=True))
@@ -256,7 +259,7 @@ def _transfer(op, verb: str, paths, rev, all_commits, all_branches, remote, jobs
         raise typer.Exit(_exit_code(result.failed_codes, result.done))
 
 
-def _absent_hint(repo, remote: str | None, result) -> None:
+def _absent_hint(repo: Repo, remote: str | None, result) -> None:
     """One hint under the errors of a fetch whose objects are on no remote: pulling again
     cannot help, pushing from the machine that has them can."""
     from ..ops.fetch import absent_from_remote, push_hint

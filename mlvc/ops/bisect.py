@@ -14,6 +14,8 @@ git returns to are restored.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import contextlib
 import os
 import re
@@ -24,6 +26,9 @@ from pathlib import Path
 
 from .. import gitcli as git_cli
 from ..errors import ConflictError, GitError, MlvcError
+
+if TYPE_CHECKING:
+    from ..repo import Repo
 
 SKIP = 125
 ABORT = 128
@@ -97,14 +102,14 @@ def git_reason(text: str) -> str:
     return " ".join(parts)
 
 
-def _restore_after(repo) -> None:
+def _restore_after(repo: Repo) -> None:
     from .checkout import checkout
 
     repo.store.refresh()
     checkout(repo, None, force=True)
 
 
-def bisect_reset(repo, git) -> None:
+def bisect_reset(repo: Repo, git) -> None:
     _git_cli(git, "bisect", "reset", check=False)
     _restore_after(repo)
 
@@ -134,7 +139,7 @@ class StepReport:
             self.say(text)
 
 
-def bisect_run(repo, cmd: list[str], *, good: list[str] | None = None, bad: str | None = None,
+def bisect_run(repo: Repo, cmd: list[str], *, good: list[str] | None = None, bad: str | None = None,
                reset: bool = True, force: bool = False, say=None) -> BisectResult:
     """`git bisect run` with each step's artifacts restored.  `say(line)` receives git's report
     of each step as it comes (cleaned by `StepReport`)."""

@@ -7,6 +7,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from operator import attrgetter
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .. import pointer as pointers
 from ..errors import MlvcError, OverlappingPointersError, PathError, UnsafePathError
@@ -14,6 +15,9 @@ from ..hashing import from_oid
 from ..objects import FileManifest, TreeEntry
 from ..store.packs import FILE_MANIFEST, TREE_MANIFEST
 from ..workspace import FileStat
+
+if TYPE_CHECKING:
+    from ..repo import Repo
 
 
 @dataclass
@@ -74,14 +78,14 @@ class Tracked:
         return out
 
 
-def _pointer_for_arg(repo, arg: str | Path) -> Path:
+def _pointer_for_arg(repo: Repo, arg: str | Path) -> Path:
     p = repo.resolve_user_path(arg)
     if p.name.endswith(pointers.SUFFIX):
         return p
     return pointers.pointer_path_for(p)
 
 
-def containing(repo, arg: str | Path) -> tuple[Tracked, str]:
+def containing(repo: Repo, arg: str | Path) -> tuple[Tracked, str]:
     """The tracked artifact that is `arg` or contains it, and `arg`'s path inside it ("" if itself)."""
     pp = _pointer_for_arg(repo, arg)
     if pp.exists():
@@ -95,7 +99,7 @@ def containing(repo, arg: str | Path) -> tuple[Tracked, str]:
                     hint=f"run `mlvc add {arg}` first")
 
 
-def _inside_artifact(repo, pp: Path) -> tuple[Path, str] | None:
+def _inside_artifact(repo: Repo, pp: Path) -> tuple[Path, str] | None:
     """(pointer of the directory artifact above `pp`'s target, path inside it), or None."""
     target = pp.with_name(pp.name[: -len(pointers.SUFFIX)])
     for ancestor in target.parents:
@@ -107,13 +111,13 @@ def _inside_artifact(repo, pp: Path) -> tuple[Path, str] | None:
     return None
 
 
-def links_root(repo, *metas) -> Path | None:
+def links_root(repo: Repo, *metas) -> Path | None:
     """The repository root when any of these pointer metas asks to follow symlinks inside it
     (`mlvc add --follow-links`), for `workspace.scan(follow_within=)`; None otherwise."""
     return repo.root if any((m or {}).get(pointers.FOLLOW_LINKS) is True for m in metas) else None
 
 
-def followed_link_warnings(repo, target: Path, display: str, files) -> list[str]:
+def followed_link_warnings(repo: Repo, target: Path, display: str, files) -> list[str]:
     """A warning when files an artifact reads through symlinks live outside it and git does not
     ignore them (a Hugging Face cache's `blobs/` beside `snapshots/`): `git add -A` would commit
     the very bytes mlvc stores."""
@@ -141,7 +145,7 @@ def existing_meta(ptr_path: Path) -> dict:
         return {}
 
 
-def select(repo, paths=None, *, within: bool = False) -> list[Tracked]:
+def select(repo: Repo, paths=None, *, within: bool = False) -> list[Tracked]:
     """Pointers named by `paths` (artifact or pointer paths), or all pointers of the workspace.
 
     `within`: a path inside a directory artifact (`models/m.bin` of `models`) selects that
@@ -288,7 +292,7 @@ def reachable(store, ptr: pointers.PointerFile) -> list[tuple[int, bytes]]:
     return out
 
 
-def wanted_paths(repo, paths) -> list[str] | None:
+def wanted_paths(repo: Repo, paths) -> list[str] | None:
     """Repo-relative POSIX artifact paths named on the command line (artifacts or pointers)."""
     if not paths:
         return None

@@ -10,16 +10,21 @@ in the pointer's meta beside the content id, and kept honest.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import json
 from pathlib import Path
 
 from ..errors import PathError
 from ..hashing import digest, to_oid
 
+if TYPE_CHECKING:
+    from ..repo import Repo
+
 PRODUCED_BY = ("config", "config_hash", "seed")
 
 
-def config_meta(repo, config=None, seed=None) -> dict:
+def config_meta(repo: Repo, config=None, seed=None) -> dict:
     """Pointer meta recording what produced a data version: config path and hash, seed."""
     meta: dict = {}
     if config is not None:
@@ -63,7 +68,7 @@ def carry_over(old_meta: dict | None, given: dict | None, changed: bool, display
     return meta, warnings
 
 
-def config_drift(repo, meta: dict | None, display: str) -> str | None:
+def config_drift(repo: Repo, meta: dict | None, display: str) -> str | None:
     """A message when the config file recorded in `meta` changed (or vanished) since the data was
     added with it; None when it is unchanged or none is recorded."""
     meta = meta or {}

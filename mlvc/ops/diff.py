@@ -13,6 +13,8 @@ without a pull.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import math
 import posixpath
 from dataclasses import asdict, dataclass, field
@@ -21,6 +23,9 @@ from .. import pointer as pointers
 from ..errors import MlvcError, ObjectNotFoundError
 from ..hashing import from_oid
 from .common import path_selected, wanted_paths, load_entries, select
+
+if TYPE_CHECKING:
+    from ..repo import Repo
 
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".safetensors", ".tar")
 MAX_CHECKPOINTS_PER_ARTIFACT = 32
@@ -102,7 +107,7 @@ def pointers_at_rev(git, rev: str) -> dict[str, tuple[pointers.PointerFile | Non
     return {p.path: (p.ptr, str(p.error) if p.error else None) for p in pointers.pointers_at(git, rev)}
 
 
-def pointers_in_workspace(repo) -> dict[str, tuple[pointers.PointerFile | None, str | None]]:
+def pointers_in_workspace(repo: Repo) -> dict[str, tuple[pointers.PointerFile | None, str | None]]:
     out: dict[str, tuple] = {}
     for t in select(repo):
         out[t.display] = (t.ptr, str(t.error) if t.error else None)
@@ -329,7 +334,7 @@ def artifact_diff(store, path: str, old: pointers.PointerFile | None, new: point
     return d
 
 
-def diff(repo, rev_a: str, rev_b: str | None = None, paths=None, *, contents: bool = True,
+def diff(repo: Repo, rev_a: str, rev_b: str | None = None, paths=None, *, contents: bool = True,
          with_params: bool = True) -> DiffResult:
     from ..git import GitRepo
     from .params import params_diff, params_files

@@ -16,6 +16,7 @@ from .common import Tracked
 from .selection import Selected, Selection, add_errors, select_artifacts
 
 if TYPE_CHECKING:
+    from ..repo import Repo
     from .object_source import ObjectSource
 
 
@@ -25,7 +26,7 @@ class FilesOf:
     artifact's tree manifest comes from the cache, else from the remote (one ranged read, kept
     in the cache); `close()` publishes it, before the transfer writes to the cache."""
 
-    def __init__(self, repo, remote: str | None):
+    def __init__(self, repo: Repo, remote: str | None):
         self.repo, self.remote = repo, remote
         self.source: ObjectSource | None = None
         self.selection: dict[str, str] = {}  # file artifact name -> the selection it came from
@@ -55,7 +56,7 @@ class FilesOf:
             self.source = None
 
 
-def select_for_fetch(repo, selection: Selection, remote: str | None) -> Selected:
+def select_for_fetch(repo: Repo, selection: Selection, remote: str | None) -> Selected:
     """`select_artifacts`, with paths inside directory artifacts narrowed to their files (`within`
     names the path each such file was selected by)."""
     files_of = FilesOf(repo, remote)
@@ -66,7 +67,7 @@ def select_for_fetch(repo, selection: Selection, remote: str | None) -> Selected
     return Selected(arts, errors, files_of.selection)
 
 
-def fetch(repo, selection: Selection = Selection(), *, remote: str | None = None, jobs: int | None = None,
+def fetch(repo: Repo, selection: Selection = Selection(), *, remote: str | None = None, jobs: int | None = None,
           progress: Progress = NULL) -> TransferResult:
     """Bring the objects of the selected artifacts into the cache.
 
@@ -77,7 +78,7 @@ def fetch(repo, selection: Selection = Selection(), *, remote: str | None = None
                           progress=progress)
 
 
-def fetch_selected(repo, selected: Selected, *, remote: str | None = None, jobs: int | None = None,
+def fetch_selected(repo: Repo, selected: Selected, *, remote: str | None = None, jobs: int | None = None,
                    progress: Progress = NULL) -> TransferResult:
     """`fetch` of artifacts already selected (`select_for_fetch`): pull selects once for both steps."""
     arts, errors, _ = selected
@@ -112,7 +113,7 @@ def absent_from_remote(result: TransferResult) -> list[str]:
     return [name for name, code in result.failed_codes.items() if code == EXIT_MISSING_OBJECT]
 
 
-def _explain_absent(repo, remote: str, arts, result: TransferResult) -> None:
+def _explain_absent(repo: Repo, remote: str, arts, result: TransferResult) -> None:
     """One short line per artifact whose objects the remote lacks (the CLI adds the one hint that
     can work: push them from where they are), and a note for `status`."""
     from . import remote_gaps
@@ -136,7 +137,7 @@ def push_hint(remote: str) -> str:
             "`mlvc push --rev REV`) on the machine that has them, then pull again")
 
 
-def _only_from_sources(repo, remote: str | None, arts, imported) -> bool:
+def _only_from_sources(repo: Repo, remote: str | None, arts, imported) -> bool:
     """Every selected artifact is imported and this project has no remote of its own: their
     sources serve them."""
     if remote is not None or len(imported) < len(arts):
@@ -146,7 +147,7 @@ def _only_from_sources(repo, remote: str | None, arts, imported) -> bool:
     return not configured(repo.config)
 
 
-def _from_sources(repo, arts, result: TransferResult) -> None:
+def _from_sources(repo: Repo, arts, result: TransferResult) -> None:
     """Imported artifacts this project's remote could not serve (or there is none): fetched from
     the remote their source repository names at the recorded commit."""
     from .imports import fetch_imported
@@ -180,7 +181,7 @@ class PullResult:
         return {"fetch": self.fetch.as_dict(), "checkout": self.checkout.as_dict(), "failed": self.failed}
 
 
-def pull(repo, selection: Selection = Selection(), *, remote: str | None = None, jobs: int | None = None,
+def pull(repo: Repo, selection: Selection = Selection(), *, remote: str | None = None, jobs: int | None = None,
          force: bool = False, progress: Progress = NULL) -> PullResult:
     """Fetch the workspace's artifacts (plus those of any revisions named), then check out the
     workspace's artifacts whose objects all arrived."""

@@ -25,6 +25,8 @@ already has and gc could delete them under it (see `_check_pushers`).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import os
 import time
 from pathlib import Path
@@ -38,13 +40,16 @@ from ..store.packs import CHUNK, TREE_MANIFEST
 from ..store.shared_cache import users as registered_users
 from .common import reachable, select
 
+if TYPE_CHECKING:
+    from ..repo import Repo
+
 SCOPES = ("workspace", "all-branches", "all-commits")
 DEFAULT_GRACE_S = 3600.0
 CLOCK_SLACK_S = 24 * 3600.0  # how far a pusher's clock may lag the store's for the journal's grace
 GRACE_ENV = "MLVC_GC_GRACE"
 
 
-def grace_seconds(repo, grace: float | None) -> float:
+def grace_seconds(repo: Repo, grace: float | None) -> float:
     if grace is not None:
         return float(grace)
     env = os.environ.get(GRACE_ENV)
@@ -60,7 +65,7 @@ def grace_seconds(repo, grace: float | None) -> float:
 # ------------------------------------------------------------------ kept pointers
 
 
-def _workspace_pointers(repo, warnings: list[str]) -> list[pointers.PointerFile]:
+def _workspace_pointers(repo: Repo, warnings: list[str]) -> list[pointers.PointerFile]:
     out = []
     for t in select(repo):
         if t.ptr is None:
@@ -70,7 +75,7 @@ def _workspace_pointers(repo, warnings: list[str]) -> list[pointers.PointerFile]
     return out
 
 
-def _history_pointers(repo, scope: str, warnings: list[str]) -> list[pointers.PointerFile]:
+def _history_pointers(repo: Repo, scope: str, warnings: list[str]) -> list[pointers.PointerFile]:
     if scope == "workspace" or not repo.has_git:
         if scope != "workspace":
             warnings.append("no git repository: only the workspace pointers are kept")
@@ -115,7 +120,7 @@ def _history_pointers(repo, scope: str, warnings: list[str]) -> list[pointers.Po
         git.close()
 
 
-def kept_pointers(repo, scope: str, warnings: list[str]) -> list[pointers.PointerFile]:
+def kept_pointers(repo: Repo, scope: str, warnings: list[str]) -> list[pointers.PointerFile]:
     if scope not in SCOPES:
         raise MlvcError(f"gc scope must be one of {', '.join(SCOPES)}, not {scope!r}")
     unique: dict[tuple[str, str], pointers.PointerFile] = {}
@@ -124,7 +129,7 @@ def kept_pointers(repo, scope: str, warnings: list[str]) -> list[pointers.Pointe
     return list(unique.values())
 
 
-def users_pointers(repo, scope: str, warnings: list[str]) -> list[pointers.PointerFile]:
+def users_pointers(repo: Repo, scope: str, warnings: list[str]) -> list[pointers.PointerFile]:
     """The kept pointers of every repository that uses `repo`'s cache, and of their worktrees.
 
     A cache may be shared (`cache.dir`) by several repositories, and a repository's linked
@@ -198,7 +203,7 @@ def live_objects(store, ptrs, warnings: list[str], strict: bool = False) -> set[
 # ------------------------------------------------------------------ the cache and remotes
 
 
-def gc_local(repo, scope: str = "workspace", *, dry_run: bool = False, grace: float | None = None) -> GcResult:
+def gc_local(repo: Repo, scope: str = "workspace", *, dry_run: bool = False, grace: float | None = None) -> GcResult:
     """gc of the cache, keeping what every repository that uses it needs (`users_pointers`)."""
     result = GcResult(scope, None, dry_run)
     grace_s = grace_seconds(repo, grace)
@@ -246,7 +251,7 @@ class _ManifestReader:
         return read(self.remote)
 
 
-def gc_remote(repo, scope: str, remote: str | None, *, dry_run: bool = False, grace: float | None = None,
+def gc_remote(repo: Repo, scope: str, remote: str | None, *, dry_run: bool = False, grace: float | None = None,
               lock_ttl: float = 3600.0, owner: str | None = None, wait_lock: float = 0.0,
               on_wait=None) -> GcResult:
     """gc of a remote, under its exclusive lock, refused while a push runs (`mlvc.store.locks`).
@@ -264,7 +269,7 @@ def gc_remote(repo, scope: str, remote: str | None, *, dry_run: bool = False, gr
         rstore.close()
 
 
-def journal_roots(repo, backend, before: set[str],
+def journal_roots(repo: Repo, backend, before: set[str],
                   grace_s: float) -> tuple[list[pointers.PointerFile], list[JournalName]]:
     """The roots the push journal (`mlvc.store.journal`) keeps, and the records gc may prune.
 
@@ -312,7 +317,7 @@ def journal_roots(repo, backend, before: set[str],
             git.close()
 
 
-def gc_remote_store(repo, rstore, name: str, scope: str, *, dry_run: bool = False, grace: float | None = None,
+def gc_remote_store(repo: Repo, rstore, name: str, scope: str, *, dry_run: bool = False, grace: float | None = None,
                     lock_ttl: float = 3600.0, owner: str | None = None) -> GcResult:
     """`gc_remote` on an open remote store."""
     result = GcResult(scope, name, dry_run)
@@ -353,7 +358,7 @@ def gc_remote_store(repo, rstore, name: str, scope: str, *, dry_run: bool = Fals
     return result
 
 
-def gc(repo, scope: str = "workspace", remote: str | None = None, dry_run: bool = False,
+def gc(repo: Repo, scope: str = "workspace", remote: str | None = None, dry_run: bool = False,
        grace: float | None = None, wait_lock: float = 0.0, on_wait=None) -> GcResult:
     if scope not in SCOPES:
         raise MlvcError(f"gc scope must be one of {', '.join(SCOPES)}, not {scope!r}")

@@ -11,6 +11,8 @@ the output path (the source's mirror, in the user's cache, excepted).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import os
 import shutil
 import stat
@@ -22,6 +24,9 @@ from ..hashing import from_oid
 from ..store.packs import CHUNK, FILE_MANIFEST
 from .object_source import SourceStats
 from .read import ARTIFACT, GIT, FileEntry, RevisionView, repo_path
+
+if TYPE_CHECKING:
+    from ..repo import Repo
 
 BATCH_BYTES = 64 * 1024 * 1024  # chunk bytes fetched per batch (held in memory until written)
 COPY_BLOCK = 4 * 1024 * 1024
@@ -154,7 +159,7 @@ class _Writer:
         self.total += written
 
 
-def get(repo, path: str, out: str | os.PathLike | None = None, *, force: bool = False,
+def get(repo: Repo, path: str, out: str | os.PathLike | None = None, *, force: bool = False,
         progress=None) -> GetResult:
     """Copy `path` of `repo` (at its pinned commit, or the workspace's pointers) to `out`
     (default: the path's last component in the current directory; an `out` that is an existing

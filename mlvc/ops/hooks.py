@@ -23,11 +23,16 @@ of directory artifacts changed on both sides merge file by file (`mlvc.ops.merge
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import shlex
 import sys
 
 from .. import hooks as hook_files
 from ..errors import GitError, MlvcError
+
+if TYPE_CHECKING:
+    from ..repo import Repo
 
 HOOKS = ("post-checkout", "post-merge", "pre-push", "pre-commit")
 SKIP_ENV = "MLVC_SKIP_HOOKS"
@@ -70,7 +75,7 @@ def _body(name: str) -> str:
     return f"{func}\n{run}\n"
 
 
-def install_hooks(repo, names=HOOKS, *, merge_driver: bool = True) -> list[str]:
+def install_hooks(repo: Repo, names=HOOKS, *, merge_driver: bool = True) -> list[str]:
     """Install the hooks `names` and (`merge_driver`) the merge driver; what was installed."""
     git = _git(repo)
     try:
@@ -86,7 +91,7 @@ def install_hooks(repo, names=HOOKS, *, merge_driver: bool = True) -> list[str]:
         git.close()
 
 
-def uninstall_hooks(repo, names=HOOKS) -> list[str]:
+def uninstall_hooks(repo: Repo, names=HOOKS) -> list[str]:
     git = _git(repo)
     try:
         removed = [n for n in names if hook_files.uninstall_hook(git.hooks_dir(), n)]
@@ -132,7 +137,7 @@ def _write_text(path, text: str) -> None:
     write_text(path, text)
 
 
-def _git(repo):
+def _git(repo: Repo):
     from ..git import GitRepo
 
     if not repo.has_git:
@@ -143,7 +148,7 @@ def _git(repo):
 # ------------------------------------------------------------------ hook bodies
 
 
-def run_hook(repo, name: str, args: list[str], progress=None, updates: str = "") -> tuple[int, list[str]]:
+def run_hook(repo: Repo, name: str, args: list[str], progress=None, updates: str = "") -> tuple[int, list[str]]:
     """(exit status git sees, messages for stderr) of hook `name`; `progress` receives the
     pre-push hook's transfer progress, `updates` is what git wrote on its stdin (the refs it pushes)."""
     messages: list[str] = []
@@ -170,7 +175,7 @@ def run_hook(repo, name: str, args: list[str], progress=None, updates: str = "")
     raise MlvcError(f"unknown hook {name!r}")
 
 
-def _restore(repo, warn) -> int:
+def _restore(repo: Repo, warn) -> int:
     from .checkout import checkout
     from .revcheckout import explain_missing, prefetch, select_safe
 
@@ -182,7 +187,7 @@ def _restore(repo, warn) -> int:
     return 0  # post-checkout/post-merge cannot undo the git operation; report only
 
 
-def _left_behind(repo, prev: str, warn) -> None:
+def _left_behind(repo: Repo, prev: str, warn) -> None:
     """Name the artifacts of the previous commit that the new one does not track: their bytes
     stay on disk, kept out of git (so `git add -A` cannot commit a dataset)."""
     from .. import pointer as pointers
@@ -210,7 +215,7 @@ def _null():
 ZERO_SHA = "0" * 40
 
 
-def pushed_commits(repo, git_remote: str, updates: str) -> list[str] | None:
+def pushed_commits(repo: Repo, git_remote: str, updates: str) -> list[str] | None:
     """The commits a `git push` sends, from the lines git writes to pre-push's stdin
     (`<local ref> <local sha> <remote ref> <remote sha>`): each pushed sha and its ancestors
     not on that git remote yet.  None when git gave no lines (a hook installed by an older mlvc)."""
@@ -239,7 +244,7 @@ def pushed_commits(repo, git_remote: str, updates: str) -> list[str] | None:
         git.close()
 
 
-def _pre_push(repo, warn, progress, args: list[str] | None = None, updates: str = "") -> int:
+def _pre_push(repo: Repo, warn, progress, args: list[str] | None = None, updates: str = "") -> int:
     from .revcheckout import default_remote
 
     remote = default_remote(repo)
@@ -271,7 +276,7 @@ def _pre_push(repo, warn, progress, args: list[str] | None = None, updates: str 
     return code
 
 
-def _pre_commit(repo, warn) -> int:
+def _pre_commit(repo: Repo, warn) -> int:
     from ..git import GitRepo
     from .status import MODIFIED, status
 

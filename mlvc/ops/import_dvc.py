@@ -11,6 +11,8 @@ lists what to `git rm` and `git add` next.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import hashlib
 import json
 import os
@@ -27,6 +29,9 @@ from ..objects import FileManifest, TreeEntry, TreeManifest, validate_relpath
 from ..progress import NULL, Progress
 from ..store.packs import FILE_MANIFEST, TREE_MANIFEST
 from ..store.packstore import wrap_os_error
+
+if TYPE_CHECKING:
+    from ..repo import Repo
 
 _MD5_LEN = 32
 
@@ -108,7 +113,7 @@ def _out(source: str, base: str, entry, where: str) -> DvcOut:
     return DvcOut(source, rel, md5, is_dir, legacy=algo is None)
 
 
-def read_dvc_file(repo, path: Path) -> list[DvcOut]:
+def read_dvc_file(repo: Repo, path: Path) -> list[DvcOut]:
     """The outputs a `.dvc` file or a `dvc.lock` records."""
     rel = repo.rel(path)
     base = os.path.dirname(rel)
@@ -126,7 +131,7 @@ def read_dvc_file(repo, path: Path) -> list[DvcOut]:
     return outs
 
 
-def find_dvc_files(repo, paths=None) -> list[Path]:
+def find_dvc_files(repo: Repo, paths=None) -> list[Path]:
     """`.dvc` files and `dvc.lock` files named by `paths` (files, their outputs, or directories to
     search), or all of the repository's."""
     found: list[Path] = []
@@ -155,7 +160,7 @@ def find_dvc_files(repo, paths=None) -> list[Path]:
 # ---------------------------------------------------------------------- DVC's cache
 
 
-def dvc_cache_dir(repo) -> Path:
+def dvc_cache_dir(repo: Repo) -> Path:
     """`.dvc/cache`, or the `cache.dir` the project's `.dvc/config` (or config.local) sets."""
     import configparser
 
@@ -241,7 +246,7 @@ def _dir_listing(obj: Path, where: str) -> list[tuple[str, str, bool]]:
 # ---------------------------------------------------------------------- import
 
 
-def _import_out(repo, out: DvcOut, cache: Path) -> ImportedOut:
+def _import_out(repo: Repo, out: DvcOut, cache: Path) -> ImportedOut:
     store = repo.store
     params = repo.chunker
     target = repo.root / out.path
@@ -284,7 +289,7 @@ def _import_out(repo, out: DvcOut, cache: Path) -> ImportedOut:
     return ImportedOut(out.path, repo.rel(ptr_path), kind, to_oid(oid), size, files, out.source, verified)
 
 
-def import_dvc(repo, paths=None, *, progress: Progress = NULL) -> ImportResult:
+def import_dvc(repo: Repo, paths=None, *, progress: Progress = NULL) -> ImportResult:
     """Import the outputs of the DVC files named by `paths` (default: every one in the repository).
 
     Per-output failures (object missing from DVC's cache, md5 mismatch, an output that

@@ -11,6 +11,8 @@ remote, else from the source (`fetch_imported`).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +29,9 @@ from .common import select
 from .get import fetch_files
 from .object_source import SourceStats
 from .read import RevisionView, repo_path
+
+if TYPE_CHECKING:
+    from ..repo import Repo
 
 
 @dataclass
@@ -83,7 +88,7 @@ def _fetch_objects(view: RevisionView, ptr: PointerFile) -> None:
         fetch_files(source, [oid])
 
 
-def _install(repo, pointer_path: Path, ptr: PointerFile, force: bool) -> None:
+def _install(repo: Repo, pointer_path: Path, ptr: PointerFile, force: bool) -> None:
     """Pointer, then workspace files (from the cache), then the ignore entries."""
     pointers.write(pointer_path, ptr, fsync=repo.config.settings.fsync)
     target = pointers.target_of(pointer_path, ptr)
@@ -97,7 +102,7 @@ def _install(repo, pointer_path: Path, ptr: PointerFile, force: bool) -> None:
         raise err
 
 
-def import_artifact(repo, url: str, path: str, out: str | os.PathLike | None = None, *, rev: str | None = None,
+def import_artifact(repo: Repo, url: str, path: str, out: str | os.PathLike | None = None, *, rev: str | None = None,
                     force: bool = False) -> ImportResult:
     """Track `path` of the repository at `url` (at `rev`, default its HEAD) as `out` (default: the
     path's last component in the current directory; an `out` that is an existing directory, not
@@ -127,7 +132,7 @@ def import_artifact(repo, url: str, path: str, out: str | os.PathLike | None = N
                         ptr.source, fetched=stats)
 
 
-def update(repo, paths=None, *, rev: str | None = None, force: bool = False) -> list[ImportResult]:
+def update(repo: Repo, paths=None, *, rev: str | None = None, force: bool = False) -> list[ImportResult]:
     """Move imported artifacts (`paths`, default: every one) to their source's `rev` (default:
     the revision they were imported at, e.g. a branch, or the source's HEAD)."""
     tracked = [(t, t.ptr, t.ptr.source) for t in select(repo, paths) if t.ptr is not None and t.ptr.source is not None]
@@ -160,7 +165,7 @@ def update(repo, paths=None, *, rev: str | None = None, force: bool = False) -> 
     return results
 
 
-def _refuse_unsaved(repo, t) -> None:
+def _refuse_unsaved(repo: Repo, t) -> None:
     """ConflictError, before anything is written, when the artifact's files differ from its pointer."""
     from .status import MISSING, UNCHANGED, status
 
@@ -185,7 +190,7 @@ class SourceMove:
                 "error": self.error}
 
 
-def source_moves(repo, paths=None) -> dict[str, SourceMove]:
+def source_moves(repo: Repo, paths=None) -> dict[str, SourceMove]:
     """For each imported artifact among `paths` (default: all), whether its source moved: its
     recorded revision fetched again (once per source and revision).  Nothing is written but the
     mirrors; an unreachable source is reported in `error`, not raised."""
@@ -222,7 +227,7 @@ def source_moves(repo, paths=None) -> dict[str, SourceMove]:
     return out
 
 
-def fetch_imported(repo, ptr: PointerFile) -> SourceStats:
+def fetch_imported(repo: Repo, ptr: PointerFile) -> SourceStats:
     """Fetch every object of the imported artifact `ptr` from its source's remote (as the source
     committed it at the recorded commit) into this project's cache."""
     if ptr.source is None:

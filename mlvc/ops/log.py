@@ -21,12 +21,15 @@ import re
 import stat
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Any, TYPE_CHECKING
 
 from .. import pointer as pointers
 from ..errors import MlvcError, PointerError
 from .params import (DEFAULT_METRICS_FILES, ID_META, MAX_PARAMS_BYTES, compare, flatten, metrics_files, params_files,
                      parse_values)
+
+if TYPE_CHECKING:
+    from ..repo import Repo
 
 METRICS_NAMES = frozenset(DEFAULT_METRICS_FILES)  # read wherever they are (git, or inside an artifact)
 
@@ -177,7 +180,7 @@ class History:
         return got
 
 
-def _git(repo):
+def _git(repo: Repo):
     from ..git import GitRepo
 
     if not repo.has_git:
@@ -185,7 +188,7 @@ def _git(repo):
     return GitRepo(repo.root)
 
 
-def _prefix_of(repo, path: str | None) -> list[str] | None:
+def _prefix_of(repo: Repo, path: str | None) -> list[str] | None:
     if not path:
         return None
     rel = repo.rel(repo.resolve_user_path(path))
@@ -213,7 +216,7 @@ def _artifact_entry(info, hist: History, rel: str, old: bytes | None, new: bytes
                     source=ptr.source.as_dict() if ptr.source is not None else None)
 
 
-def _walk(repo, git, path, since, rev, watch: set[str], watch_names=frozenset()):
+def _walk(repo: Repo, git, path, since, rev, watch: set[str], watch_names=frozenset()):
     return _walk_under(git, _prefix_of(repo, path), since, rev, watch, watch_names)
 
 
@@ -228,7 +231,7 @@ def _walk_under(git, prefixes, since, rev, watch: set[str], watch_names=frozense
     return hist, git.walk(rev, paths=watch_paths, since=since)
 
 
-def log(repo, path: str | None = None, since: str | datetime | None = None, max_count: int | None = None,
+def log(repo: Repo, path: str | None = None, since: str | datetime | None = None, max_count: int | None = None,
         rev: str = "HEAD", follow: bool = True) -> list[LogEntry]:
     """Artifact changes, newest commit first (one entry per changed artifact per commit).
 
@@ -288,7 +291,7 @@ def _moved_from(git, new: bytes | None, old: bytes | None, entry: LogEntry) -> s
     return None
 
 
-def report(repo, path: str | None = None, since: str | datetime | None = None, max_count: int | None = None,
+def report(repo: Repo, path: str | None = None, since: str | datetime | None = None, max_count: int | None = None,
            rev: str = "HEAD", contents: bool = True) -> list[CommitReport]:
     """Per commit (newest first): artifacts changed, params changed, metrics recorded (with
     `contents`, also those of metrics files inside artifacts, read from the cache)."""

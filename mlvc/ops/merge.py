@@ -19,6 +19,8 @@ restore either side.  The original trees stay in the cache and in their commits.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -28,6 +30,9 @@ from ..errors import MergeConflictError, MlvcError, PathError, PointerError
 from ..hashing import from_oid, to_oid
 from ..objects import TreeEntry, TreeManifest
 from ..store.packs import TREE_MANIFEST
+
+if TYPE_CHECKING:
+    from ..repo import Repo
 
 OURS, THEIRS = "ours", "theirs"
 _NONE = object()  # a meta key absent on one side
@@ -167,7 +172,7 @@ def _tree(source, ptr: pointers.PointerFile | None):
     return source.tree(from_oid(ptr.oid)).entries
 
 
-def merge_pointers(repo, base: pointers.PointerFile | None, ours: pointers.PointerFile,
+def merge_pointers(repo: Repo, base: pointers.PointerFile | None, ours: pointers.PointerFile,
                    theirs: pointers.PointerFile, *, artifact: str, pointer: str,
                    remote: str | None = None) -> MergeResult:
     """Merge two versions of one artifact's pointer against their common base (None: both
@@ -247,7 +252,7 @@ def _parse_side(data: bytes, where: str) -> pointers.PointerFile | None:
     return pointers.PointerFile.parse(data, where) if data.strip() else None
 
 
-def merge_driver(repo, base_file: str, ours_file: str, theirs_file: str, path: str) -> tuple[int, list[str]]:
+def merge_driver(repo: Repo, base_file: str, ours_file: str, theirs_file: str, path: str) -> tuple[int, list[str]]:
     """git's merge driver for `*.mlvc` (`%O %A %B %P`): the result replaces the file `ours_file`.
     (0, messages) when clean; (1, messages) on a conflict, which git then reports."""
     fsync = repo.config.settings.fsync
@@ -308,7 +313,7 @@ def _stages(git, rel: str) -> dict[int, bytes]:
     return stages
 
 
-def merge(repo, path: str | Path, *, prefer: str | None = None, remote: str | None = None) -> MergeResult:
+def merge(repo: Repo, path: str | Path, *, prefer: str | None = None, remote: str | None = None) -> MergeResult:
     """`mlvc merge PATH`: merge the artifact's pointer left conflicted by `git merge` (from the
     index's base, ours and theirs) and, when it is clean or `prefer` picks a side for the
     conflicting files, write and `git add` the merged pointer.  Conflicts without `prefer`: the

@@ -12,6 +12,8 @@ deleted without `force`.  The cache keeps the objects (`mlvc gc` collects them).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import os
 import shutil
 from dataclasses import dataclass
@@ -20,6 +22,9 @@ from .. import pointer as pointers
 from ..errors import ConflictError, PathError
 from ..ignore import drop_excluded, drop_ignored, ensure_ignored
 from .common import select
+
+if TYPE_CHECKING:
+    from ..repo import Repo
 
 
 @dataclass
@@ -37,7 +42,7 @@ class RemoveResult:
     deleted_data: bool
 
 
-def _one(repo, path):
+def _one(repo: Repo, path):
     tracked = select(repo, [path])
     t = tracked[0]
     if t.ptr is None:
@@ -45,7 +50,7 @@ def _one(repo, path):
     return t
 
 
-def _unsaved(repo, t) -> str | None:
+def _unsaved(repo: Repo, t) -> str | None:
     from .status import MISSING, UNCHANGED, status
 
     for st in status(repo, [t.pointer_path], check_cache=False):
@@ -54,7 +59,7 @@ def _unsaved(repo, t) -> str | None:
     return None
 
 
-def move(repo, src, dst) -> MoveResult:
+def move(repo: Repo, src, dst) -> MoveResult:
     """Move the artifact `src` (and its pointer) to `dst` (into it, when it is a directory)."""
     t = _one(repo, src)
     source = t.target
@@ -91,7 +96,7 @@ def move(repo, src, dst) -> MoveResult:
     return MoveResult(t.display, repo.rel(target), repo.rel(new_pointer), has_data)
 
 
-def remove(repo, path, *, keep_data: bool = False, force: bool = False) -> RemoveResult:
+def remove(repo: Repo, path, *, keep_data: bool = False, force: bool = False) -> RemoveResult:
     """Untrack the artifact `path`: its pointer and ignore entries go; its data too unless
     `keep_data` (refused when the data differs from the pointer, unless `force`)."""
     t = _one(repo, path)

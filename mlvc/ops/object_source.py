@@ -28,6 +28,10 @@ from ..store.packs import CHUNK, FILE_MANIFEST, TREE_MANIFEST
 from ..store.types import Location, ObjectReader
 from .chunked_reader import ChunkedFile
 
+if TYPE_CHECKING:
+    from ..repo import Repo
+    from ..store.packstore import PackStore
+
 RANGE_GAP = 64 * 1024  # read across gaps up to this size rather than issue another request
 RANGE_MAX = 8 * 1024 * 1024  # ... into requests of at most this size (the store's COALESCE_LIMIT)
 READ_AHEAD_AFTER = 256 * 1024  # a sequential run this long turns read-ahead on
@@ -51,13 +55,13 @@ class ObjectSource:
     fetched objects in the local cache (published by `close`).
     """
 
-    def __init__(self, repo, remote: str | None = None, *, cache: bool = True):
+    def __init__(self, repo: Repo, remote: str | None = None, *, cache: bool = True):
         self.repo = repo
         self.store = repo.store
         self.remote_name = remote
         self.cache = cache
         self.stats = SourceStats()
-        self._remote = None  # the remote's PackStore, opened on the first miss
+        self._remote: PackStore | None = None  # the remote's store, opened on the first miss
         self._jobs = 1
         self._held: dict[tuple[int, bytes], bytes] = {}  # fetched objects when not caching
         self._manifests: dict[bytes, FileManifest] = {}  # a few decoded file manifests
@@ -69,7 +73,7 @@ class ObjectSource:
         self._unpublished = 0
 
     # ------------------------------------------------------------------ remote
-    def _remote_store(self, missing: bytes):
+    def _remote_store(self, missing: bytes) -> PackStore:
         if self._remote is None:
             try:
                 rdef, rstore = self.repo.remote_store(self.remote_name)

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, TYPE_CHECKING
 
 from .. import pointer as pointers
 from .. import safeyaml
 from ..errors import MlvcError
+
+if TYPE_CHECKING:
+    from ..repo import Repo
 
 DEFAULT_PARAMS_FILES = ("params.yaml", "params.yml", "params.json")
 DEFAULT_METRICS_FILES = ("metrics.json", "metrics.yaml", "metrics.yml")
@@ -34,7 +37,7 @@ class ParamChange:
         return asdict(self)
 
 
-def _listed(repo, key: str, defaults: tuple[str, ...]) -> list[str]:
+def _listed(repo: Repo, key: str, defaults: tuple[str, ...]) -> list[str]:
     try:
         extra = repo.config.data.get(key) or []
     except MlvcError:
@@ -46,11 +49,11 @@ def _listed(repo, key: str, defaults: tuple[str, ...]) -> list[str]:
     return out
 
 
-def params_files(repo) -> list[str]:
+def params_files(repo: Repo) -> list[str]:
     return _listed(repo, "params", DEFAULT_PARAMS_FILES)
 
 
-def metrics_files(repo) -> list[str]:
+def metrics_files(repo: Repo) -> list[str]:
     return _listed(repo, "metrics", DEFAULT_METRICS_FILES)
 
 
@@ -82,7 +85,7 @@ def flatten(doc: dict, prefix: str = "") -> dict[str, Any]:
 class _Source:
     """Reads files at a git revision, or from the workspace when rev is None."""
 
-    def __init__(self, repo, git, rev: str | None):
+    def __init__(self, repo: Repo, git, rev: str | None):
         self.repo, self.git, self.rev = repo, git, rev
 
     def read(self, rel: str) -> bytes | None:
@@ -109,7 +112,7 @@ class _Source:
         return out
 
 
-def collect(repo, git, rev: str | None) -> dict[tuple[str, str], Any]:
+def collect(repo: Repo, git, rev: str | None) -> dict[tuple[str, str], Any]:
     """{(source, key): value} of every parameter at `rev` (None: workspace)."""
     src = _Source(repo, git, rev)
     values: dict[tuple[str, str], Any] = {}
@@ -141,7 +144,7 @@ def compare(a: dict[tuple[str, str], Any], b: dict[tuple[str, str], Any]) -> lis
     return out
 
 
-def params_diff(repo, rev_a: str, rev_b: str | None = None, git=None) -> list[ParamChange]:
+def params_diff(repo: Repo, rev_a: str, rev_b: str | None = None, git=None) -> list[ParamChange]:
     from ..git import GitRepo
 
     own = git is None

@@ -11,13 +11,16 @@ zip directory and data.pkl are fetched).
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, TYPE_CHECKING
 
 from .. import checkpoint as ckpt
 from ..errors import MlvcError, ObjectNotFoundError
 from .common import Tracked, file_manifest, load_entries
 from .params import flatten  # nested dicts -> dotted keys (params.lr)
 from .modules import is_checkpoint_name
+
+if TYPE_CHECKING:
+    from ..repo import Repo
 
 KEY = "mlvc"
 
@@ -41,7 +44,7 @@ def read_provenance(fileobj, name: str = "") -> dict | None:
     return _parse(layout.extras.get(KEY))
 
 
-def _from_cache(repo, file_id: bytes, name: str) -> dict | None:
+def _from_cache(repo: Repo, file_id: bytes, name: str) -> dict | None:
     from .chunked_reader import ChunkedFile
 
     fm = file_manifest(repo.store, file_id)
@@ -49,7 +52,7 @@ def _from_cache(repo, file_id: bytes, name: str) -> dict | None:
         return read_provenance(f, name)
 
 
-def _read_one(repo, tracked: Tracked, rel: str, file_id: bytes) -> tuple[dict | None, str]:
+def _read_one(repo: Repo, tracked: Tracked, rel: str, file_id: bytes) -> tuple[dict | None, str]:
     path = tracked.target if rel == "" else tracked.target / rel
     name = path.name
     if path.is_file():
@@ -61,7 +64,7 @@ def _read_one(repo, tracked: Tracked, rel: str, file_id: bytes) -> tuple[dict | 
         return None, "missing"
 
 
-def provenance_of(repo, tracked: Tracked, only: str | None = None) -> dict | None:
+def provenance_of(repo: Repo, tracked: Tracked, only: str | None = None) -> dict | None:
     """Flat provenance of a checkpoint artifact (a file, or a dir of checkpoint files), or None.
 
     For a directory the newest record (by saved_at) is flattened at the top,

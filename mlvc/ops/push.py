@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .. import pointer as pointers
 from ..errors import MlvcError
@@ -14,11 +15,14 @@ from ..store.transfer import Artifact, TransferResult, missing_at, transfer
 from .common import select
 from .selection import Selection, add_errors, revision_shas, select_artifacts
 
+if TYPE_CHECKING:
+    from ..repo import Repo
+
 PUSH_LOCK_TTL_S = 3600.0  # refreshed every quarter of it while the push runs
 LEASE_MARGIN_S = 60.0  # stop uploading indexes this long before the lease would run out
 
 
-def push(repo, selection: Selection = Selection(), *, remote: str | None = None, jobs: int | None = None,
+def push(repo: Repo, selection: Selection = Selection(), *, remote: str | None = None, jobs: int | None = None,
          progress: Progress = NULL, lock_ttl: float = PUSH_LOCK_TTL_S, wait_lock: float = 0.0,
          on_wait=None) -> TransferResult:
     """Upload every object the selected artifacts need that the remote lacks.
@@ -42,7 +46,7 @@ def push(repo, selection: Selection = Selection(), *, remote: str | None = None,
     return result
 
 
-def _commits(repo, selection: Selection) -> list[str]:
+def _commits(repo: Repo, selection: Selection) -> list[str]:
     """The commits whose pointers a push publishes, for its journal record: HEAD for the workspace
     (its pointers may differ from HEAD's: then no commit protects them beyond the grace)."""
     if selection.uses_revisions:
@@ -58,7 +62,7 @@ def _commits(repo, selection: Selection) -> list[str]:
     return [head] if head else []
 
 
-def _push_once(repo, rdef, rstore, arts: list[Artifact], commits: list[str], progress: Progress,
+def _push_once(repo: Repo, rdef, rstore, arts: list[Artifact], commits: list[str], progress: Progress,
                lock_ttl: float) -> TransferResult:
     # Our lock first, then look for a gc: a gc that starts later sees our lock and gives up.
     lock = take_push_lock(rstore.backend, lock_ttl)
@@ -94,7 +98,7 @@ def _push_once(repo, rdef, rstore, arts: list[Artifact], commits: list[str], pro
     return result
 
 
-def unpushed_counts(repo, remote_name: str | None, paths) -> dict[str, int]:
+def unpushed_counts(repo: Repo, remote_name: str | None, paths) -> dict[str, int]:
     """{artifact path: number of objects the remote lacks} for the given artifact paths.
 
     An artifact whose objects the cache lacks too counts what can be seen (at least 1)."""

@@ -25,6 +25,7 @@ from ..objects import TreeEntries
 from .object_source import ObjectSource
 
 if TYPE_CHECKING:
+    from ..repo import Repo
     from ..git import GitRepo
 
 GIT, ARTIFACT, WORKSPACE = "git", "artifact", "workspace"
@@ -61,7 +62,7 @@ class RevisionView:
     fetched objects are held in memory, not kept in the cache (`ObjectSource.release` frees them).
     """
 
-    def __init__(self, repo, rev: str | None = None, remote: str | None = None, *, cache: bool = True):
+    def __init__(self, repo: Repo, rev: str | None = None, remote: str | None = None, *, cache: bool = True):
         if repo.pinned_rev is not None:
             rev = repo.pinned_rev  # another repository, opened at the commit `rev` named there
         self.repo = repo
@@ -277,7 +278,7 @@ def _internal(rel: str) -> bool:
     return first in (".git", ".mlvc")
 
 
-def _workspace_files(repo) -> list[str]:
+def _workspace_files(repo: Repo) -> list[str]:
     """The workspace's files git would see (tracked and untracked, not ignored); all files without git."""
     if repo.has_git:
         from .. import gitcli as git
@@ -322,7 +323,7 @@ class _Closing(io.BufferedReader):
                     self._view.repo.close()
 
 
-def repo_relative(repo, path: str | os.PathLike, relative_to_cwd: bool) -> str:
+def repo_relative(repo: Repo, path: str | os.PathLike, relative_to_cwd: bool) -> str:
     """The repo-relative path of a user path: relative to the cwd (inside the repo) or the root."""
     p = Path(path)
     if p.is_absolute() or relative_to_cwd:
@@ -337,7 +338,7 @@ def repo_relative(repo, path: str | os.PathLike, relative_to_cwd: bool) -> str:
     return _norm(p)
 
 
-def open_file(repo, path: str | os.PathLike, rev: str | None = None, mode: str = "rb", *,
+def open_file(repo: Repo, path: str | os.PathLike, rev: str | None = None, mode: str = "rb", *,
               remote: str | None = None, encoding: str | None = None, errors: str | None = None,
               relative_to_cwd: bool = False, close_repo: bool = False):
     """A read-only, seekable file object over `path` at `rev` (closing it publishes fetched objects;
@@ -360,7 +361,7 @@ def open_file(repo, path: str | os.PathLike, rev: str | None = None, mode: str =
     return io.TextIOWrapper(f, encoding=encoding or "utf-8", errors=errors)
 
 
-def read(repo, path: str | os.PathLike, rev: str | None = None, mode: str = "rb", **kw) -> bytes | str:
+def read(repo: Repo, path: str | os.PathLike, rev: str | None = None, mode: str = "rb", **kw) -> bytes | str:
     """The whole file; what the cache lacks is fetched first in one batch of parallel ranged reads."""
     with open_file(repo, path, rev, mode, **kw) as f:
         binary = f if "b" in mode else f.buffer

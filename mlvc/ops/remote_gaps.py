@@ -11,14 +11,18 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from ..atomic import write_text
+
+if TYPE_CHECKING:
+    from ..repo import Repo
 
 FILE = "missing-on-remote.json"
 MAX_ENTRIES = 10_000  # a hint, not a database: the oldest entries go first
 
 
-def lookup(repo) -> dict[str, str]:
+def lookup(repo: Repo) -> dict[str, str]:
     """{artifact id: the remote that lacked its objects}."""
     try:
         data = json.loads((repo.state_dir / FILE).read_text())
@@ -29,7 +33,7 @@ def lookup(repo) -> dict[str, str]:
     return {k: v for k, v in data.items() if isinstance(k, str) and isinstance(v, str)}
 
 
-def record(repo, remote: str, absent: Iterable[str], present: Iterable[str]) -> None:
+def record(repo: Repo, remote: str, absent: Iterable[str], present: Iterable[str]) -> None:
     """After a fetch from `remote`: the artifact ids whose objects it lacked, and those it completed."""
     absent, present = list(absent), set(present)
     known = lookup(repo)

@@ -26,7 +26,7 @@ import math
 import posixpath
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, TYPE_CHECKING
 
 from .. import pointer as pointers
 from ..errors import MlvcError, ObjectNotFoundError, PathError
@@ -37,6 +37,9 @@ from .params import flatten
 from .diff import MAX_CHECKPOINTS_PER_ARTIFACT  # the cap `mlvc diff` uses, per artifact version
 from ..checkpoint import is_shard_index
 from .report_checkpoints import CheckpointChange, StoredCheckpoints, changes_from_ids, checkpoint_files, module_ids
+
+if TYPE_CHECKING:
+    from ..repo import Repo
 
 # Birth-certificate fields that describe the environment (see docs/concepts/lineage.md).
 ENVIRONMENT_KEYS = ("python", "torch", "cuda", "cudnn", "device", "packages", "packages_count")
@@ -192,7 +195,7 @@ def _param_changes(source: str, old: dict, new: dict) -> list[ParamChange]:
 class _Collector:
     """Walks the commits oldest first, keeping the state of every artifact as it goes."""
 
-    def __init__(self, repo, contents: bool):
+    def __init__(self, repo: Repo, contents: bool):
         self.repo = repo
         self.contents = contents
         self.store = repo.store if contents else None
@@ -351,7 +354,7 @@ class _Collector:
                                             meta.get("seed"), v.source))
 
 
-def collect(repo, paths: list[str] | None = None, *, since: str | None = None, rev: str = "HEAD",
+def collect(repo: Repo, paths: list[str] | None = None, *, since: str | None = None, rev: str = "HEAD",
             max_count: int | None = None, contents: bool = True) -> Report:
     """The report of the commits that changed an artifact in `rev` (a revision or `A..B`), oldest first.
 
@@ -448,7 +451,7 @@ def _agree(commits: list[ReportCommit], a: str, b: str) -> bool:
     return bool(both) and all(math.isclose(x, y, rel_tol=1e-9, abs_tol=0.0) for x, y in both)
 
 
-def _check_wanted(repo, wanted: list[str], in_history: set[str]) -> None:
+def _check_wanted(repo: Repo, wanted: list[str], in_history: set[str]) -> None:
     """Each PATH must name an artifact (or a directory of them) of the history walked, or exist here."""
     from .common import path_selected
 

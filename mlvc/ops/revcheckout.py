@@ -13,6 +13,8 @@ are not touched.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import contextlib
 import os
 from dataclasses import dataclass, field
@@ -28,11 +30,14 @@ from .fetch import absent_from_remote, fetch, push_hint
 from .selection import Selection
 from .common import links_root, path_selected, wanted_paths, load_entries, missing_objects, select
 
+if TYPE_CHECKING:
+    from ..repo import Repo
+
 # Set while mlvc itself runs `git checkout`, so the post-checkout hook does not restore twice.
 HOOK_SKIP_ENV = "MLVC_SKIP_HOOKS"
 
 
-def default_remote(repo) -> str | None:
+def default_remote(repo: Repo) -> str | None:
     """The remote missing objects come from (`known_remotes`: this work tree's config, else the
     branch's), None when there is none to try."""
     from ..remote.config import known_remotes
@@ -43,7 +48,7 @@ def default_remote(repo) -> str | None:
         return None
 
 
-def pull_hint(repo) -> str:
+def pull_hint(repo: Repo) -> str:
     name = default_remote(repo)
     if name:
         return f"fetch them from remote {name!r} with `mlvc pull` (or `mlvc push` them from a machine that has them)"
@@ -75,7 +80,7 @@ class FetchOutcome:
     absent: set[str] = field(default_factory=set)  # artifacts whose objects the remote lacks
 
 
-def fetch_missing(repo, rev: str | None, paths, progress: Progress = NULL) -> FetchOutcome | None:
+def fetch_missing(repo: Repo, rev: str | None, paths, progress: Progress = NULL) -> FetchOutcome | None:
     """Fetch what the cache lacks from the default remote.  Returns what failed, or None."""
     remote = default_remote(repo)
     if remote is None:
@@ -92,7 +97,7 @@ def fetch_missing(repo, rev: str | None, paths, progress: Progress = NULL) -> Fe
     return None
 
 
-def _git(repo):
+def _git(repo: Repo):
     from ..git import GitRepo
 
     if not repo.has_git:
@@ -100,7 +105,7 @@ def _git(repo):
     return GitRepo(repo.root)
 
 
-def unsaved_artifacts(repo) -> list[str]:
+def unsaved_artifacts(repo: Repo) -> list[str]:
     """Workspace artifacts modified and never added (their content is not in the cache)."""
     from .status import MODIFIED, status
 
@@ -131,7 +136,7 @@ def unsaved_artifacts(repo) -> list[str]:
     return unsaved
 
 
-def checkout_rev(repo, rev: str | None, paths=None, *, force: bool = False, to: Path | str | None = None,
+def checkout_rev(repo: Repo, rev: str | None, paths=None, *, force: bool = False, to: Path | str | None = None,
                  progress: Progress = NULL) -> CheckoutResult:
     git = _git(repo)
     repo.config  # noqa: B018 - read the remotes of the commit we start from, before git switches it
@@ -145,7 +150,7 @@ def checkout_rev(repo, rev: str | None, paths=None, *, force: bool = False, to: 
         git.close()
 
 
-def _switch(repo, git, rev: str, paths, force: bool, progress: Progress) -> CheckoutResult:
+def _switch(repo: Repo, git, rev: str, paths, force: bool, progress: Progress) -> CheckoutResult:
     sha = git.resolve(rev)  # RevisionError for an unknown revision or a repo without commits
     if not force:
         if git.has_commits() and git.is_dirty():
@@ -170,7 +175,7 @@ def _switch(repo, git, rev: str, paths, force: bool, progress: Progress) -> Chec
     return result
 
 
-def left_behind(repo, before: list[str]) -> list[str]:
+def left_behind(repo: Repo, before: list[str]) -> list[str]:
     """Artifacts of `before` (repo-relative paths) that no pointer of the workspace names now but
     that are still on disk: kept there, and out of git (`mlvc.ignore`), never left to be committed."""
     now = {t.display for t in select(repo) if t.ptr is not None}
@@ -179,7 +184,7 @@ def left_behind(repo, before: list[str]) -> list[str]:
     return kept
 
 
-def restore(repo, paths, force: bool, progress: Progress) -> CheckoutResult:
+def restore(repo: Repo, paths, force: bool, progress: Progress) -> CheckoutResult:
     """Checkout of the workspace's pointers, fetching objects the cache lacks from the default remote."""
     fetch_error = prefetch(repo, None, select_safe(repo, paths), progress, paths)
     result = checkout(repo, paths, force=force, progress=progress)
@@ -187,14 +192,14 @@ def restore(repo, paths, force: bool, progress: Progress) -> CheckoutResult:
     return result
 
 
-def select_safe(repo, paths):
+def select_safe(repo: Repo, paths):
     try:
         return [t.ptr for t in select(repo, paths, within=True) if t.ptr is not None]
     except MlvcError:
         return []
 
 
-def prefetch(repo, rev: str | None, ptrs, progress: Progress, paths=None) -> FetchOutcome | None:
+def prefetch(repo: Repo, rev: str | None, ptrs, progress: Progress, paths=None) -> FetchOutcome | None:
     """Fetch from the default remote when any selected artifact has objects the cache lacks:
     what the workspace `paths` select (a path inside an artifact: that file's objects only)."""
     need = []
@@ -211,7 +216,7 @@ def prefetch(repo, rev: str | None, ptrs, progress: Progress, paths=None) -> Fet
     return fetch_missing(repo, rev, paths if rev is None else None, progress)
 
 
-def missing_message(repo, base: str, fetched: FetchOutcome | None, name: str = "") -> str:
+def missing_message(repo: Repo, base: str, fetched: FetchOutcome | None, name: str = "") -> str:
     """One line for artifact `name`: `base`, the missing-object error's message (without its
     hint), and the one next step that can work."""
     if fetched is not None and name in fetched.absent:
@@ -222,12 +227,12 @@ def missing_message(repo, base: str, fetched: FetchOutcome | None, name: str = "
     return f"{base}: {pull_hint(repo)}"
 
 
-def explain_missing(repo, result: CheckoutResult, fetched: FetchOutcome | None) -> None:
+def explain_missing(repo: Repo, result: CheckoutResult, fetched: FetchOutcome | None) -> None:
     for name, base in result.missing.items():
         result.failed[name] = missing_message(repo, base, fetched, name)
 
 
-def export_rev(repo, git, rev: str, paths, dest: Path, progress: Progress = NULL) -> CheckoutResult:
+def export_rev(repo: Repo, git, rev: str, paths, dest: Path, progress: Progress = NULL) -> CheckoutResult:
     git.resolve(rev)
     result = CheckoutResult()
     wanted = wanted_paths(repo, paths)
@@ -247,7 +252,7 @@ def export_rev(repo, git, rev: str, paths, dest: Path, progress: Progress = NULL
     return result
 
 
-def _export_one(repo, tree: ContainedTree, display: str, ptr, err, fetch_error, result: CheckoutResult,
+def _export_one(repo: Repo, tree: ContainedTree, display: str, ptr, err, fetch_error, result: CheckoutResult,
                 progress: Progress) -> None:
     """Write one artifact of the exported revision under `tree`, recording a failure in `result`."""
     if ptr is None:

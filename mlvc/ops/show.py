@@ -5,12 +5,16 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ..errors import MlvcError, ObjectNotFoundError, PathError
 from ..hashing import to_oid
 from ..objects import TreeEntry
 from .common import containing, load_entries
 from .modules import file_modules
+
+if TYPE_CHECKING:
+    from ..repo import Repo
 
 
 @dataclass(frozen=True)
@@ -31,7 +35,7 @@ class ShownEntries:
                    "executable": e.executable}
 
 
-def show(repo, target: str) -> dict:
+def show(repo: Repo, target: str) -> dict:
     """An artifact, or one file inside a tracked directory (`show checkpoints/model.pt`).
 
     A checkpoint that is not (yet) tracked is shown from the file itself: its size and the birth
@@ -87,7 +91,7 @@ def show(repo, target: str) -> dict:
     return info
 
 
-def _untracked_checkpoint(repo, target: str) -> dict | None:
+def _untracked_checkpoint(repo: Repo, target: str) -> dict | None:
     """{path, tracked: False, size, format, provenance} of a workspace checkpoint no pointer names,
     or None when `target` is not a file or carries no birth certificate."""
     from .. import checkpoint as ckpt

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING
 
 from ..errors import MlvcError, ObjectNotFoundError, PathError
 from ..hashing import from_oid, to_oid
@@ -14,6 +15,9 @@ from ..workspace import IdLookup, ScannedFiles, scan, scan_within, stat_signatur
 from .data_meta import config_drift
 from .common import (Tracked, file_manifest, links_root, load_entries, missing_objects, overlapping, paired,
                      select)
+
+if TYPE_CHECKING:
+    from ..repo import Repo
 
 UNCHANGED = "unchanged"
 MODIFIED = "modified"
@@ -43,7 +47,7 @@ class ArtifactStatus:
         return doc
 
 
-def workspace_ids(repo, t: Tracked, files: ScannedFiles, progress: Progress = NULL) -> bytes:
+def workspace_ids(repo: Repo, t: Tracked, files: ScannedFiles, progress: Progress = NULL) -> bytes:
     """The file ids of `files` (a scan of the artifact), 16 bytes each in their order."""
     lookup = IdLookup(repo.hash_cache, t.display)
     ids = bytearray()
@@ -66,7 +70,7 @@ def current_oid(ptr_kind: str, files: ScannedFiles, ids: bytes) -> bytes | None:
     return TreeManifest.from_columns(paths, ends, sizes, ids, executable).oid()
 
 
-def _explain_incomplete(repo, t: Tracked, st: ArtifactStatus) -> None:
+def _explain_incomplete(repo: Repo, t: Tracked, st: ArtifactStatus) -> None:
     """Objects the cache lacks that the last fetch found missing on the remote too: say so, and
     what can help (a pull cannot)."""
     from . import remote_gaps
@@ -78,7 +82,7 @@ def _explain_incomplete(repo, t: Tracked, st: ArtifactStatus) -> None:
         st.hint = push_hint(remote)
 
 
-def status_one(repo, t: Tracked, check_cache: bool = True, progress: Progress = NULL) -> ArtifactStatus:
+def status_one(repo: Repo, t: Tracked, check_cache: bool = True, progress: Progress = NULL) -> ArtifactStatus:
     if t.ptr is None:
         return ArtifactStatus(t.shown, t.rel_pointer, INVALID, error=str(t.error), hint=t.parse_error.hint)
     if t.inner:
@@ -139,7 +143,7 @@ def status_one(repo, t: Tracked, check_cache: bool = True, progress: Progress = 
     return st
 
 
-def _status_within(repo, t: Tracked, check_cache: bool, progress: Progress) -> ArtifactStatus:
+def _status_within(repo: Repo, t: Tracked, check_cache: bool, progress: Progress) -> ArtifactStatus:
     """Status of one file (or subdirectory) inside a directory artifact: its files only."""
     st = ArtifactStatus(t.shown, t.rel_pointer, UNCHANGED)
     try:
@@ -191,7 +195,7 @@ def _status_within(repo, t: Tracked, check_cache: bool, progress: Progress) -> A
     return st
 
 
-def status(repo, paths=None, *, check_cache: bool = True, progress: Progress = NULL) -> list[ArtifactStatus]:
+def status(repo: Repo, paths=None, *, check_cache: bool = True, progress: Progress = NULL) -> list[ArtifactStatus]:
     selected = select(repo, paths, within=True)
     clashes = overlapping(select(repo) if paths else selected)
     return [status_one(repo, Tracked(t.pointer_path, t.rel_pointer, None, clashes[t.rel_pointer], t.inner)

@@ -13,6 +13,8 @@ workspace and of every commit is walked).  `--repair`:
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from dataclasses import dataclass, field
 
 from ..errors import MlvcError, RemoteNotFoundError
@@ -24,6 +26,9 @@ from ..store.transfer import Artifact, TransferResult, transfer
 from ..store.verify import VerifyReport, move_aside, quarantine, reindex_orphan, verify
 from .common import reachable
 from .selection import Selection, select_artifacts
+
+if TYPE_CHECKING:
+    from ..repo import Repo
 
 
 @dataclass
@@ -66,19 +71,19 @@ class _Manifests:
             return read(self.cache)
 
 
-def _artifacts(repo) -> list[Artifact]:
+def _artifacts(repo: Repo) -> list[Artifact]:
     selection = Selection(workspace=True, all_commits=repo.has_git and _has_commits(repo))
     return select_artifacts(repo, selection).artifacts
 
 
-def _has_commits(repo) -> bool:
+def _has_commits(repo: Repo) -> bool:
     from ..git import GitRepo
 
     with GitRepo(repo.root) as git:
         return git.has_commits()
 
 
-def affected_artifacts(repo, store, report: VerifyReport) -> list[Artifact]:
+def affected_artifacts(repo: Repo, store, report: VerifyReport) -> list[Artifact]:
     """Artifacts that need an object the store serves from a damaged record or pack, or lacks.
     An object whose damaged copy has an intact twin the store reads instead (a push uploaded it
     again after its pack was lost) affects nothing."""
@@ -113,7 +118,7 @@ def affected_artifacts(repo, store, report: VerifyReport) -> list[Artifact]:
     return out
 
 
-def verify_store(repo, *, remote: str | None = None, read_data: bool | None = None, subset: float | None = None,
+def verify_store(repo: Repo, *, remote: str | None = None, read_data: bool | None = None, subset: float | None = None,
                  repair: bool = False, source: str | None = None, progress: Progress = NULL) -> VerifyResult:
     """Check the cache (or `remote`); the cache reads every chunk by default, a remote only its
     indexes and manifests (reading a whole remote is a download of it)."""
@@ -155,7 +160,7 @@ def verify_store(repo, *, remote: str | None = None, read_data: bool | None = No
             remote_store.close()
 
 
-def _refill(repo, store, remote, source, affected, progress) -> TransferResult:
+def _refill(repo: Repo, store, remote, source, affected, progress) -> TransferResult:
     """Copy what `affected` lacks into `store` from the other store (see the module doc)."""
     src_store = None
     try:
