@@ -627,8 +627,9 @@ def test_restore_drops_only_pages_read_long_ago(tmp_path):
     chunks = store.iter_chunks(refs * 4, check_ids=False)
     for _ in range(40):  # 40 MiB read: more than MAP_RELEASE_BYTES, less than MAP_KEEP_BYTES
         bytes(next(chunks))
-    assert _mapped_pack_rss(packs) >= 32 << 20
+    # (dropping every page each 16 MiB left ~16 MiB; the margin is for a kernel reclaiming some)
+    assert (rss := _mapped_pack_rss(packs)) >= 24 << 20, rss
     for data in chunks:  # 192 MiB in all
         bytes(data)
-    assert _mapped_pack_rss(packs) <= packstore.MAP_KEEP_BYTES + packstore.MAP_RELEASE_BYTES + (16 << 20)
+    assert (rss := _mapped_pack_rss(packs)) <= packstore.MAP_KEEP_BYTES + packstore.MAP_RELEASE_BYTES + (16 << 20), rss
     store.close()
