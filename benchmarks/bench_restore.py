@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/bench_restore.py                 # full scale (W1/W2 ~1 GiB)
     .venv/bin/python benchmarks/bench_restore.py --scale 0.1     # smoke test
-    .venv/bin/python benchmarks/bench_restore.py --only checkout pull-dir pull-s3 pull-seaweedfs
+    .venv/bin/python benchmarks/bench_restore.py --only checkout checkout-w3 pull-dir pull-s3 pull-seaweedfs
 
 Figures:
     checkout   W1 from the local cache after deleting the workspace file: mlvc, mlvc with
@@ -10,6 +10,8 @@ Figures:
                limit), alternating round by round, best of N, page cache warm for all.
                Targets (issue 23): mlvc at least 1.5x faster than DVC and within 1.3x of `cp`;
                from byte-plane records within 2x of `cp`.
+    checkout-w3  a fresh checkout of W3 (20,000 small files, the directory deleted) by mlvc and
+               DVC beside `tar x` of the same files, alternating.  Target: mlvc <= 2x `tar x`.
     pull-dir   W1 then W2 committed and pushed to a shared-disk (directory) remote; `pull` of
                W2 into a fresh clone.  Target: at least 1.5x faster than DVC.
     pull-s3    the same against moto's S3 server; pull-seaweedfs against SeaweedFS
@@ -32,7 +34,7 @@ import harness as H  # noqa: E402
 import workloads as W  # noqa: E402
 from bench_remote import Remote, clone, setup_remote  # noqa: E402
 
-PARTS = ("checkout", "pull-dir", "pull-s3", "pull-seaweedfs")
+PARTS = ("checkout", "checkout-w3", "pull-dir", "pull-s3", "pull-seaweedfs")
 
 
 def _cp_limit(src: Path, dst_dir: Path, repeat: int) -> H.Timing:
@@ -96,6 +98,50 @@ def section_checkout(rep: H.Report, data: dict, tools: list[str], repeat: int) -
                   note=f"mlvc with planes {mp}; cp {cp} in the same run"))
 
 
+def section_checkout_w3(rep: H.Report, data: dict, tools: list[str], repeat: int) -> None:
+    """A fresh checkout of W3 (20,000 small files) by mlvc and DVC after deleting the directory,
+    beside `tar x` of the same files into a fresh folder, alternating round by round."""
+    w3 = data["w3"]
+    res: dict[str, H.Timing] = {"tar": H.Timing()}
+    with contextlib.ExitStack() as stack:
+        tar_base = stack.enter_context(H.scratch("restore-w3-tar"))
+        tarball = tar_base / "w3.tar"
+        subprocess.run(["tar", "cf", str(tarball), "-C", str(w3.parent), w3.name], check=True)
+        runs = []
+        for tool in tools:
+            path = stack.enter_context(H.scratch(f"restore-w3-{tool}"))
+            repo = (H.MlvcRepo if tool == "mlvc" else H.DvcRepo)(path).init()
+            H.place(w3, path / "data")
+            repo.add("data")
+
+            def drop(target=path / "data"):
+                H.rmtree(target)
+                os.sync()
+
+            runs.append((tool, repo.cmd("checkout", "-q"), path, drop, repo.env))
+            res[tool] = H.Timing()
+        for i in range(repeat):
+            dest = tar_base / f"x{i}"
+            dest.mkdir()
+            os.sync()
+            t0 = time.perf_counter()
+            subprocess.run(["tar", "xf", str(tarball), "-C", str(dest)], check=True)
+            res["tar"].samples.append(time.perf_counter() - t0)
+            H.rmtree(dest)
+            for tool, argv, path, drop, env in runs:
+                H.log(f"{tool}: fresh checkout of W3, round {i + 1} of {repeat}")
+                res[tool].samples += H.time_cmd(argv, path, setup=drop, env=env).samples
+        for _tool, _argv, path, _drop, _env in runs:
+            subprocess.run(["diff", "-r", "-q", str(w3), str(path / "data")], check=True)
+    m, d, tar = res["mlvc"], res.get("dvc", H.Timing()), res["tar"]
+    wl = "W3 (20,000 files)" if w3.name == "w3" else w3.name
+    rep.add(H.Row(wl, "fresh checkout, s (vs DVC)", m.best, d.best, "s", H.ratio_at_most(1.0, "mlvc faster"),
+                  note=f"mlvc {m}; DVC {d}; tar x {tar}",
+                  detail={"mlvc": m.as_dict(), "dvc": d.as_dict(), "tar": tar.as_dict()}))
+    rep.add(H.Row(wl, "fresh checkout / tar x of the same files, x", m.best and tar.best and m.best / tar.best,
+                  None, "x", H.mlvc_at_most(2.0, "mlvc <= 2x tar x"), note=f"tar x {tar} in the same run"))
+
+
 def _pull_w2(tool: str, kind: str, data: dict, s3) -> float:
     cls = H.MlvcRepo if tool == "mlvc" else H.DvcRepo
     with H.scratch(f"{tool}-{kind}-pull") as base:
@@ -157,10 +203,13 @@ def main(argv=None) -> int:
     rep = H.Report(f"mlvc vs DVC - restore (issue 11), scale {args.scale:g}")
     rep.meta = {"scale": args.scale, "versions": H.versions(), "started": time.strftime("%Y-%m-%d %H:%M:%S")}
     t0 = time.perf_counter()
-    data = W.ensure(args.scale, ("w1",))
+    need = (("w1",) if set(args.only) - {"checkout-w3"} else ()) + (("w3",) if "checkout-w3" in args.only else ())
+    data = W.ensure(args.scale, need)
     H.warm_up(with_dvc="dvc" in tools)
     if "checkout" in args.only:
         section_checkout(rep, data, tools, args.repeat)
+    if "checkout-w3" in args.only:
+        section_checkout_w3(rep, data, tools, args.repeat)
     if "pull-dir" in args.only:
         section_pull(rep, data, tools, "dir", None, max(1, args.repeat - 1), 1 / 1.5)
     if "pull-s3" in args.only:
