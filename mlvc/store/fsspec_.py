@@ -200,6 +200,9 @@ class FsspecBackend(Backend):
         import fsspec
 
         storage_options = {k: v for k, v in self.options.items() if v is not None and k not in S3_OPTION_NAMES}
+        if urlsplit(self.url).scheme == "local":
+            # keys are paths below the base: a directory tree makes its directories as it is written
+            storage_options.setdefault("auto_mkdir", True)
         fs, root = fsspec.core.url_to_fs(self.url, **storage_options)
         self._base = str(root).rstrip("/")  # the protocol's own spelling of paths
         return fs
@@ -327,12 +330,22 @@ class FsspecBackend(Backend):
         target = os.fspath(local_path)
         with self._translated(key, target), replacing(Path(target), fsync=True, temp=temp_beside) as temp:
             self._count()
-            self._filesystem().get_file(self._remote_path(key), str(temp), callback=self._fsspec_callback(callback),
-                                        **self._download_options())
+            bridge = self._fsspec_callback(callback)
+            self._filesystem().get_file(self._remote_path(key), str(temp), callback=bridge, **self._download_options())
+            self._report_rest(callback, bridge, os.path.getsize(temp))
 
     # -- writes
     def _upload(self, source: str, key: str, callback: ProgressCallback | None) -> None:
-        self._filesystem().put_file(source, self._remote_path(key), callback=self._fsspec_callback(callback))
+        bridge = self._fsspec_callback(callback)
+        self._filesystem().put_file(source, self._remote_path(key), callback=bridge)
+        self._report_rest(callback, bridge, os.path.getsize(source))
+
+    @staticmethod
+    def _report_rest(callback: ProgressCallback | None, bridge: Any, size: int) -> None:
+        """Filesystems that copy without reporting progress (fsspec's local one): what fsspec did
+        not report, once the copy ended (callers add progress up to the file's size)."""
+        if callback is not None and size > bridge.reported:
+            callback(size - bridge.reported)
 
     def put_file(self, local_path: str | os.PathLike[str], key: str, callback: ProgressCallback | None = None, *,
                  move: bool = False) -> bool:

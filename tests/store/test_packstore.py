@@ -33,8 +33,8 @@ from mlvc.store.transfer import Artifact, transfer
 from mlvc.store.types import Root
 from mlvc.store.verify import quarantine, reindex_orphan, verify
 
-KINDS = ["memory", "local", "local-two-processes", pytest.param("s3-moto", marks=pytest.mark.s3),
-         pytest.param("s3-seaweedfs", marks=pytest.mark.s3)]
+KINDS = ["memory", "local", "local-two-processes", "fsspec-local", "fsspec-memory",
+         pytest.param("s3-moto", marks=pytest.mark.s3), pytest.param("s3-seaweedfs", marks=pytest.mark.s3)]
 
 
 def artifact(name, kind, oid, size=0):
@@ -55,6 +55,11 @@ def make_backend(kind, tmp_path, request):
         return lambda: shared
     if kind.startswith("local"):
         return lambda: open_backend(str(tmp_path / "store"))
+    if kind == "fsspec-local":  # the plain FsspecBackend, on fsspec's own local filesystem
+        return lambda: open_backend(f"local://{tmp_path / 'store'}")
+    if kind == "fsspec-memory":  # ... and on its in-process memory filesystem
+        url = f"memory://mlvc-{uuid.uuid4().hex}/store"
+        return lambda: open_backend(url)
     endpoint = request.getfixturevalue("moto_server" if kind == "s3-moto" else "seaweed_server")
     url = f"s3://{create_bucket(endpoint)}/store"
     return lambda: open_backend(url, s3_options(endpoint))
