@@ -37,6 +37,7 @@ from ..store.gc import GcResult, gc as collect
 from ..store.journal import RETENTION_S, JournalName, list_names, read_record
 from ..store.locks import RemoteLock, check_pushers, default_owner, remote_unlocked, wait_for_lock
 from ..store.packs import CHUNK, TREE_MANIFEST
+from ..store.readers import FirstThatHas
 from ..store.shared_cache import users as registered_users
 from .common import reachable, select
 
@@ -230,27 +231,6 @@ def gc_local(repo: Repo, scope: str = "workspace", *, dry_run: bool = False, gra
     return result
 
 
-class _ManifestReader:
-    """Reads manifests for the reachability walk of a remote: the cache first, else the remote."""
-
-    def __init__(self, cache, remote):
-        self.cache, self.remote = cache, remote
-
-    def get(self, typ: int, oid: bytes) -> bytes:
-        return self._read(lambda store: store.get(typ, oid), typ, oid)
-
-    def tree(self, oid: bytes):
-        return self._read(lambda store: store.tree(oid), TREE_MANIFEST, oid)
-
-    def _read(self, read, typ: int, oid: bytes):
-        if self.cache.has_any(typ, oid):
-            try:
-                return read(self.cache)
-            except CorruptObjectError:
-                pass  # the remote's copy decides
-        return read(self.remote)
-
-
 def gc_remote(repo: Repo, scope: str, remote: str | None, *, dry_run: bool = False, grace: float | None = None,
               lock_ttl: float = 3600.0, owner: str | None = None, wait_lock: float = 0.0,
               on_wait=None) -> GcResult:
@@ -338,7 +318,7 @@ def gc_remote_store(repo: Repo, rstore, name: str, scope: str, *, dry_run: bool 
             check_pushers(rstore.backend, dry_run, result.warnings)
             ptrs = kept_pointers(repo, scope, result.warnings)
             result.kept_artifacts = len(ptrs)
-            reader = _ManifestReader(repo.store, rstore)
+            reader = FirstThatHas([repo.store, rstore], primary=rstore)  # the cache's copies first: local reads
             objects = live_objects(reader, ptrs, result.warnings, strict=True)
             pushed, prunable[:] = journal_roots(repo, rstore.backend, journal_before, grace_s)
             seen = {(p.kind, p.oid) for p in ptrs}

@@ -21,7 +21,8 @@ from ..errors import MlvcError, RemoteNotFoundError
 from ..pointer import PointerFile
 from ..hashing import to_oid
 from ..progress import NULL, Progress
-from ..store.packs import TREE_MANIFEST, decode_index
+from ..store.packs import decode_index
+from ..store.readers import FirstThatHas
 from ..store.transfer import Artifact, TransferResult, transfer
 from ..store.verify import VerifyReport, move_aside, quarantine, reindex_orphan, verify
 from .common import reachable
@@ -48,27 +49,6 @@ class VerifyResult:
         return {"store": self.report.store, "report": self.report.as_dict(), "affected": self.affected,
                 "repairs": self.repairs, "refill": self.refill.as_dict() if self.refill else None,
                 "after": self.after.as_dict() if self.after else None, "ok": self.ok}
-
-
-class _Manifests:
-    """Reads manifests for the affected-artifact walk: the checked store, else the cache."""
-
-    def __init__(self, store, cache):
-        self.store, self.cache = store, cache
-
-    def get(self, typ: int, oid: bytes) -> bytes:
-        return self._read(lambda store: store.get(typ, oid), typ, oid)
-
-    def tree(self, oid: bytes):
-        return self._read(lambda store: store.tree(oid), TREE_MANIFEST, oid)
-
-    def _read(self, read, typ: int, oid: bytes):
-        try:
-            return read(self.store)
-        except MlvcError:
-            if self.cache is self.store or not self.cache.has_any(typ, oid):
-                raise
-            return read(self.cache)
 
 
 def _artifacts(repo: Repo) -> list[Artifact]:
@@ -103,7 +83,7 @@ def affected_artifacts(repo: Repo, store, report: VerifyReport) -> list[Artifact
             return True
         return pack in whole or (pack, to_oid(key[1])) in records
 
-    reader = _Manifests(store, repo.store)
+    reader = FirstThatHas([store, repo.store], primary=store)  # manifests: the checked store, else the cache
     out = []
     for art in _artifacts(repo):
         ptr = art.ptr
