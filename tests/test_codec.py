@@ -158,7 +158,7 @@ def test_a_manifest_record_in_byte_planes_is_refused_before_decoding():
     raw for a tree) is corrupt before anything is allocated for it."""
     from mlvc.errors import CorruptObjectError
     from mlvc.store.packs import CHUNK, TREE_MANIFEST
-    from mlvc.store.packstore import decode_verify
+    from mlvc.store.records import decode_verify
 
     body = trained_like("float32", 4096, 1, [])
     c, payload = encode_planes(body, 4, 0)

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, NoReturn, Union
 from .. import codec
 from ..errors import CorruptObjectError, DiskError, MlvcError, ObjectNotFoundError, Remedy, UnsafePathError
 from ..hashing import digest, hasher, to_oid
-from ..objects import FileManifest, NotCanonical, TreeManifest
+from ..objects import NotCanonical, TreeManifest
 from . import shared_cache
 from .backend import Backend
 from .packs import (
@@ -43,12 +43,12 @@ from .packs import (
     FILE_MANIFEST,
     TREE_MANIFEST,
     TYPE_NAMES,
-    IndexEntry,
     PackWriter,
     check_index,
     record_size_error,
 )
 from .packindex import PACKS, RESCAN_INTERVAL, PackIndex
+from .records import COALESCE_LIMIT, BaseRead, decode_verify
 from .state import CompleteRoots
 from .types import Key, ObjectReader, PackedLocation, Pending
 
@@ -66,7 +66,6 @@ MAP_RELEASE_BYTES = 16 << 20
 MAP_KEEP_BYTES = 64 << 20
 FAULT_AROUND_BYTES = 64 << 10  # Linux's default fault_around_bytes
 DEFAULT_PACK_SIZE = 32 * 1024 * 1024
-COALESCE_LIMIT = 8 * 1024 * 1024  # one read spans at most this much
 RANGE_GAP = 256 * 1024  # remote reads also swallow gaps up to this size (fewer requests)
 LOCAL_GAP = 4096  # a mapped read swallows small gaps (a small file's manifest between its chunk and
 # the next file's): a view costs nothing for the bytes it skips, a run per record did
@@ -108,9 +107,6 @@ def _decode_pool() -> ThreadPoolExecutor:
         return _DECODE_POOL
 
 
-BaseRead = Callable[[bytes, bytes], Union[bytes, memoryview]]  # (delta's id, base id) -> the base's verified bytes
-
-
 def _drop_pages(mapped: mmap.mmap, start: int, end: int) -> None:
     """MADV_DONTNEED the pages of bytes start..end of a read-only mapping (the pages at either
     end too: a neighbour's next touch faults them back in from the page cache)."""
@@ -132,91 +128,6 @@ def _decode_batch(records: list[tuple[Key, int, bytes | memoryview, int]], where
         except CorruptObjectError as exc:
             out.append((key, exc))
     return out
-
-
-def decode_verify(typ: int, oid: bytes, c: int, payload, raw: int, where: str, check_id: bool = True,
-                  base: BaseRead | None = None) -> bytes:
-    """Decode a stored object and check it against its id; CorruptObjectError naming it otherwise.
-    `check_id=False` (chunks only): sizes are checked, the id is left to a caller that hashes the
-    whole file anyway (a restore checks the file id before the rename).
-    `base` reads the base a `DELTA` record names (`PackStore.base_reader`: verified, the chain
-    bounded); a delta is always checked against its id, whatever `check_id` says."""
-    name = to_oid(oid)
-    if (err := record_size_error(typ, oid, len(payload), raw, where)) is not None:
-        raise err
-    if c in (codec.PLANES, codec.DELTA) and typ != CHUNK:
-        raise CorruptObjectError(name, where, "a manifest stored raw or zstd",
-                                 "byte planes" if c == codec.PLANES else "a delta")
-    base_bytes = None
-    if c == codec.DELTA:
-        try:
-            base_oid = codec.delta_base(payload)
-        except ValueError:
-            raise CorruptObjectError(name, where, "a delta naming its base", "a truncated record") from None
-        if base is None:
-            raise CorruptObjectError(name, where, "a record readable on its own", "a delta (its base is elsewhere)")
-        base_bytes = base(oid, base_oid)
-        check_id = True  # a wrong base decodes to wrong bytes of the right size
-    try:
-        if base_bytes is not None:
-            data = codec.decode_delta(payload, raw, base_bytes)
-        else:
-            data = codec.decode(c, payload, raw)  # RAW: the payload itself, no copy
-    except Exception:
-        if base_bytes is not None and len(base_bytes) != raw:
-            raise CorruptObjectError(name, where, f"a base of {raw} bytes",
-                                     f"base {to_oid(codec.delta_base(payload))} of {len(base_bytes)} bytes") from None
-        raise CorruptObjectError(name, where, "a decodable payload", "undecodable bytes") from None
-    if len(data) != raw:
-        raise CorruptObjectError(to_oid(oid), where, f"{raw} bytes", f"{len(data)} bytes")
-    if typ == FILE_MANIFEST:
-        data = bytes(data)
-        try:
-            # intact and the right object; its chunk list is checked by whoever parses it
-            FileManifest.check_intact(data, oid)
-        except CorruptObjectError as exc:
-            raise CorruptObjectError(to_oid(oid), where, exc.expected, exc.got) from None
-    else:
-        if (check_id or typ != CHUNK) and digest(data) != oid:
-            raise CorruptObjectError(to_oid(oid), where, to_oid(oid), to_oid(digest(data)))
-        if typ != CHUNK:
-            data = bytes(data)  # manifests are parsed (json, struct): bytes; chunks may stay views
-    return data
-
-
-def check_pack_file(path: Path, entries: list[IndexEntry], where: str) -> dict[Key, CorruptObjectError]:
-    """Every record of a local pack file checked against its id; {(type, id): error} of the
-    damaged ones.  Read in runs of at most COALESCE_LIMIT bytes, never the whole pack at once:
-    a fetch checks `jobs` downloaded packs together (mapped and read whole, a million-file pull
-    from S3 held ~130 MiB of pack pages)."""
-    problems: dict[Key, CorruptObjectError] = {}
-    ordered = []
-    for e in entries:
-        if (bad := record_size_error(e.type, e.oid, e.stored, e.raw, where)) is not None:
-            problems[(e.type, e.oid)] = bad  # before reading: never allocate what it declares
-        else:
-            ordered.append(e)
-    ordered.sort(key=lambda e: e.offset)
-    with open(path, "rb") as f:
-        i = 0
-        while i < len(ordered):
-            start = end = ordered[i].offset
-            j = i
-            while j < len(ordered) and (j == i or ordered[j].offset + ordered[j].stored - start <= COALESCE_LIMIT):
-                end = max(end, ordered[j].offset + ordered[j].stored)
-                j += 1
-            run = memoryview(os.pread(f.fileno(), end - start, start))
-            for e in ordered[i:j]:
-                payload = run[e.offset - start:e.offset - start + e.stored]
-                try:
-                    if len(payload) != e.stored:
-                        raise CorruptObjectError(to_oid(e.oid), where, f"{e.stored} bytes",
-                                                 f"{len(payload)} bytes (truncated pack)")
-                    decode_verify(e.type, e.oid, e.codec, payload, e.raw, where)
-                except CorruptObjectError as exc:
-                    problems[(e.type, e.oid)] = exc
-            i = j
-    return problems
 
 
 class _NoMarks:
@@ -1075,4 +986,4 @@ class PackStore(PackIndex):
 if TYPE_CHECKING:  # mypy checks that a store (the cache or a remote) reads objects as ObjectReader says
     _AS_READER: type[ObjectReader] = PackStore
 
-__all__ = ["PackStore", "decode_verify", "wrap_os_error", "CHUNK", "FILE_MANIFEST", "TREE_MANIFEST"]
+__all__ = ["PackStore", "Role", "wrap_os_error", "CHUNK", "FILE_MANIFEST", "TREE_MANIFEST"]

@@ -44,7 +44,8 @@ from ..progress import NULL, Progress
 from ..codec import DELTA, MAX_DELTA_DEPTH
 from .packs import CHUNK, FILE_MANIFEST, TREE_MANIFEST, TYPE_NAMES, decode_index, record_size_error
 from .packindex import PACKS
-from .packstore import COALESCE_LIMIT, PackStore, check_pack_file, wrap_os_error
+from .packstore import PackStore, wrap_os_error
+from .records import COALESCE_LIMIT, check_pack_file
 from .types import Key, Location, Root, RootLike, root_key
 
 WHOLE_PACK_FRACTION = 0.5  # copy a remote pack whole when at least this share of its bytes is needed

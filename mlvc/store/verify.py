@@ -39,7 +39,8 @@ from .packs import (
     record_size_error,
 )
 from .packindex import PACKS
-from .packstore import COALESCE_LIMIT, BaseRead, PackStore, decode_verify
+from .packstore import PackStore
+from .records import COALESCE_LIMIT, BaseRead, decode_verify
 
 
 @dataclass

@@ -28,6 +28,7 @@ from mlvc.store.gc import GcResult, gc
 from mlvc.store.memory import MemoryBackend
 from mlvc.store.packs import CHUNK, FILE_MANIFEST, RAW, TREE_MANIFEST, ZSTD
 from mlvc.store.packstore import PackStore, Role
+from mlvc.store.records import COALESCE_LIMIT
 from mlvc.store.shared_cache import register_user, users
 from mlvc.store.transfer import Artifact, transfer
 from mlvc.store.types import Root
@@ -598,7 +599,7 @@ def test_raw_chunks_behind_a_decoding_batch_are_not_read_ahead_without_bound(tmp
     store.close()
     assert rest == blobs[2:]
     # what was read before the second chunk was given is the queue's bound, and a coalesced read
-    assert read * packstore.COALESCE_LIMIT <= packstore.DECODE_AHEAD_BYTES + 2 * packstore.COALESCE_LIMIT
+    assert read * COALESCE_LIMIT <= packstore.DECODE_AHEAD_BYTES + 2 * COALESCE_LIMIT
 
 
 def _mapped_pack_rss(packs_dir) -> int:
