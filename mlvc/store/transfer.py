@@ -375,7 +375,8 @@ class _Transfer:
     def _flush(self, need: dict[Key, Owners], held: list[tuple[Key, Owners, Stored]]) -> None:
         """Copy the chunks `need` names, then write the manifests `held` whose artifacts did not fail."""
         if self.missing is not None:
-            self.missing.update(need)
+            for level in self._with_bases(need)[0]:  # the bases dst lacks count too
+                self.missing.update(level)
             self.missing.update(key for key, _who, _stored in held)
             return
         if not need and not held:

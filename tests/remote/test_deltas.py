@@ -5,6 +5,7 @@ order), gc keeps a delta's base alive on the cache and on a remote, verify check
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -188,3 +189,20 @@ def test_an_add_of_a_run_killed_at_any_moment_leaves_no_delta_without_its_base(r
     ok(repo, "checkout", "-q")
     for step, body in bodies.items():
         assert (repo / "run" / f"step_{step}.pt").read_bytes() == body
+
+
+def test_status_counts_the_bases_a_push_would_send(run_repo, local_url):
+    """What `status --remote` counts as unpushed is what the push then sends: the bases of the
+    version's deltas included."""
+    from mlvc.ops.push import unpushed_counts
+    from mlvc.repo import Repo
+
+    repo = run_repo
+    _versions(repo, 3)
+    add_remote(repo, local_url)
+    commit(repo, "remote")
+    Path(local_url[0]).mkdir()  # an empty remote
+    counted = unpushed_counts(Repo.find(repo), None, ["last.pt"])["last.pt"]
+    out = json.loads(ok(repo, "push", "--json"))
+    assert counted == out["objects"] > 13 + 1, (counted, out)  # more than the version's own chunks
+    assert unpushed_counts(Repo.find(repo), None, ["last.pt"])["last.pt"] == 0
