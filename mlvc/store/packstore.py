@@ -19,20 +19,19 @@ rule: a visible manifest implies everything below it, whatever dies when).
 from __future__ import annotations
 
 import enum
-import errno
 import mmap
 import os
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import AbstractContextManager, contextmanager
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn, Union
 
 from .. import codec
-from ..errors import CorruptObjectError, DiskError, MlvcError, ObjectNotFoundError, Remedy, UnsafePathError
+from ..errors import CorruptObjectError, MlvcError, ObjectNotFoundError, Remedy, UnsafePathError
 from ..hashing import digest, hasher, to_oid
 from ..objects import NotCanonical, TreeManifest
 from . import shared_cache
@@ -42,12 +41,11 @@ from .packs import (
     CHUNK,
     FILE_MANIFEST,
     TREE_MANIFEST,
-    TYPE_NAMES,
     PackWriter,
-    check_index,
     record_size_error,
 )
-from .packindex import PACKS, RESCAN_INTERVAL, PackIndex
+from .packindex import PACKS, RESCAN_INTERVAL
+from .publisher import PackPublisher, wrap_os_error
 from .records import COALESCE_LIMIT, BaseRead, decode_verify
 from .state import CompleteRoots
 from .types import Key, ObjectReader, PackedLocation, Pending
@@ -74,17 +72,6 @@ PackRead = Callable[[int, int], Union[bytes, memoryview]]  # (offset, length) ->
 # (key, codec, stored payload, raw length, data, error): one object read by `iter_stored` (a plain tuple:
 # made per object, a million times in a large transfer)
 StoredItem = tuple[Key, int, Union[bytes, memoryview], int, Union[bytes, memoryview, None], Union[MlvcError, None]]
-
-
-def wrap_os_error(exc: OSError, what: str) -> DiskError:
-    if isinstance(exc, DiskError):
-        return exc  # already says what could not be written (a backend's translation): said once
-    if exc.errno == errno.ENOSPC:
-        return DiskError(f"disk full while writing {what}; nothing was recorded, the cache is intact",
-                         hint="free some space and run the command again")
-    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        return DiskError(f"permission denied while writing {what}: {exc.filename or ''}".rstrip(": "))
-    return DiskError(f"cannot write {what}: {exc.strerror or exc}")
 
 
 # Compressed chunks are decoded in batches of about DECODE_BATCH_BYTES (one helper-thread task
@@ -153,7 +140,7 @@ class Role(enum.Enum):
     REMOTE = "remote"
 
 
-class PackStore(PackIndex):
+class PackStore(PackPublisher):
     """Objects in packs on one backend.
 
     `role`: `Role.CACHE` (this machine's cache: it keeps completeness `marks`, vouches for a
@@ -184,12 +171,10 @@ class PackStore(PackIndex):
         # trees arrived): it vouches for a subtree by its completeness marks only.  A remote has
         # always been written in closure order.
         self.closure_trusted = role is Role.REMOTE
-        self.published = 0  # packs this object published (written or adopted)
         # Requests sent to a remote are counted (results and benchmarks report them); the cache is
         # this machine's disk, where a "request" means nothing.
         self.counts_requests = role is Role.REMOTE
         self.reads = 0  # reads of pack data (one per run of records, or per whole pack)
-        self._index_guard: Callable[[], None] | None = None  # see `guard_indexes`
         # new_bytes: every new object's raw size; new_chunk_bytes: the part that is file content
         self.stats = {"new_objects": 0, "new_bytes": 0, "new_chunk_bytes": 0, "stored_bytes": 0}
         self._readers: dict[int, PackRead] = {}
@@ -201,12 +186,6 @@ class PackStore(PackIndex):
         self._mapped_ranges: deque[tuple[mmap.mmap, int, int, int]] = deque()
         self._mapped_kept = 0
         self._release_lock = threading.Lock()
-        self._writer: PackWriter | None = None
-        # Objects in packs not yet published, by type: id -> the writer holding it
-        self._pending: list[dict[bytes, PackWriter]] = [{} for _typ in TYPE_NAMES]
-        self._publisher: ThreadPoolExecutor | None = None
-        self._publishing: list[tuple[Future, threading.Event]] = []
-        self._publish_failed = False
         self._depths: dict[bytes, int] = {}  # chunk id -> deltas between its record and a whole one
 
     def _packs_removed(self) -> None:
@@ -229,19 +208,6 @@ class PackStore(PackIndex):
         if time.monotonic() - self._refreshed_at < RESCAN_INTERVAL:
             return False
         return self.refresh() > 0 and self.has(typ, oid)
-
-    @contextmanager
-    def guard_indexes(self, check: Callable[[], None]) -> Iterator[None]:
-        """Inside: `check()` runs before each index this store publishes, and its error stops
-        the publish (a transfer's lease check: what an index promises must still hold when it
-        becomes visible).  Packs written inside must be committed inside."""
-        if self._index_guard is not None:
-            raise RuntimeError(f"{self.name}: its indexes are guarded already")
-        self._index_guard = check
-        try:
-            yield
-        finally:
-            self._index_guard = None
 
     # ---------------------------------------------------------------- read
     def _reader(self, no: int) -> PackRead:
@@ -821,119 +787,6 @@ class PackStore(PackIndex):
         c, payload = codec.encode(body, self.level)
         self._append(typ, oid, c, payload, len(body))
         return True
-
-    def _start_publish(self, writer: PackWriter) -> None:
-        # Publishing (fsync or upload) overlaps with producing the next pack.  At most `jobs`+1
-        # packs wait: an unpublished pack still holds buffers (and scratch disk), so an unbounded
-        # queue would grow with the data.
-        if self._publisher is None:
-            self._publisher = ThreadPoolExecutor(max_workers=self.jobs, thread_name_prefix="mlvc-publish")
-        earlier = [ev for _f, ev in self._publishing]
-        done = threading.Event()
-        future = self._publisher.submit(self._publish, writer, earlier, done)
-        self._publishing.append((future, done))
-        while len(self._publishing) > self.jobs + 1:
-            self._publishing.pop(0)[0].result()
-
-    def _publish(self, writer: PackWriter, earlier: list[threading.Event], done: threading.Event) -> None:
-        try:
-            self._publish_pack(writer, earlier)
-        except BaseException:
-            self._publish_failed = True  # later packs must not publish manifests that need this one
-            raise
-        finally:
-            done.set()
-
-    def _publish_pack(self, writer: PackWriter, earlier: list[threading.Event]) -> None:
-        if not writer.count:
-            writer.discard()
-            return
-        try:
-            self._publish_records(writer, earlier)
-        except OSError as exc:
-            raise wrap_os_error(exc, self.name) from exc
-        finally:
-            with self._lock:  # published, or failed: either way no longer readable through the writer
-                self._forget(writer)
-            writer.discard()  # the scratch file (if not moved into the store) and its descriptor
-
-    def _publish_records(self, writer: PackWriter, earlier: list[threading.Event]) -> None:
-        name, idx = writer.finish()
-        self.backend.put_file(writer.path, f"{PACKS}{name}.pack", move=True)
-        if writer.has_manifest or writer.has_delta:
-            for ev in earlier:  # the closure rule: earlier packs' indexes first (a delta's base too)
-                ev.wait()
-            if self._publish_failed:
-                # an earlier pack never became visible: its objects may be what these manifests
-                # name.  The pack file stays unindexed (invisible; `verify --repair` can index it).
-                raise MlvcError(f"not publishing a pack of manifests for {self.name}: an earlier pack failed")
-        if self._index_guard is not None:
-            self._index_guard()
-        self.backend.put_bytes(f"{PACKS}{name}.idx", idx)
-        self._save_index(name, idx)
-        with self._lock:
-            self.published += 1
-            if name not in self._pack_no:
-                self._add_pack(name, idx)
-            self._forget(writer)
-
-    def _forget(self, writer: PackWriter) -> None:
-        """Drop a writer's objects from the pending ones (it was published, or failed); call
-        with the lock held."""
-        for typ, oid in writer.keys():
-            pending = self._pending[typ]
-            if pending.get(oid) is writer:
-                del pending[oid]
-
-    def adopt_pack(self, pack_file: Path, name: str, idx: bytes) -> None:
-        """Publish a complete, verified pack file (a whole pack copied from another store) as is."""
-        self.backend.put_file(pack_file, f"{PACKS}{name}.pack", move=True)
-        self.backend.put_bytes(f"{PACKS}{name}.idx", idx)
-        self._save_index(name, idx)
-        with self._lock:
-            self.published += 1
-            if name not in self._pack_no:
-                check_index(idx, f"pack index {name}")
-                self._add_pack(name, idx)
-
-    def commit(self) -> None:
-        """Publish everything written so far; on return it is durable and visible to others."""
-        with self._lock:
-            writer, self._writer = self._writer, None
-        if writer is not None:
-            self._start_publish(writer)
-        publishing, self._publishing = self._publishing, []
-        try:
-            self._wait_all(publishing)
-        finally:
-            self._publish_failed = False
-        self._merge_if_due()
-
-    @staticmethod
-    def _wait_all(publishing) -> None:
-        first_error = None
-        for f, _ev in publishing:
-            try:
-                f.result()
-            except BaseException as exc:  # noqa: BLE001 - re-raised below after all finished
-                first_error = first_error or exc
-        if first_error is not None:
-            raise first_error
-
-    def abort(self) -> None:
-        """Drop the unpublished pack (used when an operation fails half-way)."""
-        with self._lock:
-            writer, self._writer = self._writer, None
-            if writer is not None:
-                writer.discard()
-                self._forget(writer)
-        for f, _ev in self._publishing:
-            try:
-                f.result()
-            except BaseException:  # noqa: BLE001 - already failing; keep the first error
-                pass
-        self._publishing = []
-        self._publish_failed = False
 
     def _close_readers(self) -> None:
         self._readers = {}
