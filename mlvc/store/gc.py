@@ -6,7 +6,8 @@ and only then is the old pack removed (index first, so readers never see an
 index without its pack).  Packs newer than the grace period, and packs that
 appear after the listing taken at the start, are never touched: objects a
 concurrent writer has just published (and whose pointer does not exist yet)
-survive.  Which pointers are kept, and the locks that keep writers out while
+survive.  A delta's base is live while the delta stays (live, or in a pack left alone).
+Which pointers are kept, and the locks that keep writers out while
 packs go, are the caller's (`mlvc.ops.gc`).
 """
 
@@ -17,7 +18,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 from ..errors import MlvcError
-from .packs import IndexEntry
+from ..codec import DELTA
+from .packs import CHUNK, IndexEntry
 from .packindex import PACKS
 from .packstore import PackStore
 
@@ -65,6 +67,20 @@ def _plan(name: str, entries: list[IndexEntry], live: set[Key]) -> tuple[PackPla
                     not keep), keep
 
 
+def _deltas_outside(store: PackStore, candidates: set[str]) -> set[Key]:
+    """The delta records of the visible packs gc leaves alone (their bases must stay)."""
+    out: set[Key] = set()
+    for name in store.listed_packs():
+        if name in candidates:
+            continue
+        try:
+            entries = store.pack_entries(name)
+        except MlvcError:
+            continue  # removed meanwhile, or unreadable: `verify` reports it
+        out.update((e.type, e.oid) for e in entries if e.type == CHUNK and e.codec == DELTA)
+    return out
+
+
 def gc(store: PackStore, live: Callable[[], set[Key]], result: GcResult, *, grace_s: float, dry_run: bool = False,
        more_live: Callable[[], set[Key]] | None = None, keep_alive: Callable[[], None] | None = None) -> GcResult:
     """Collect garbage in `store`.
@@ -87,8 +103,9 @@ def gc(store: PackStore, live: Callable[[], set[Key]], result: GcResult, *, grac
             result.packs_recent += 1
             continue
         candidates.append(name)
-    # A record is live while a live record names it as its base (a delta's chain): kept too.
-    live_set = store.with_bases(live())
+    # A record is live while a record that stays names it as its base (a delta's chain): the
+    # live ones, and every delta of a pack gc does not touch (recent: kept whatever it holds).
+    live_set = store.with_bases(live() | _deltas_outside(store, set(candidates)))
 
     def plan() -> list[PackPlan]:
         plans = []
@@ -103,8 +120,10 @@ def gc(store: PackStore, live: Callable[[], set[Key]], result: GcResult, *, grac
         return plans
 
     plans = plan()
-    if plans and not dry_run and more_live is not None:
-        extra = more_live() - live_set
+    if plans and not dry_run:
+        # what concurrent writers made live meanwhile, and the deltas of packs published since
+        extra = ((more_live() if more_live is not None else set()) | _deltas_outside(store, set(candidates))) \
+            - live_set
         if extra:
             live_set |= store.with_bases(extra)
             plans = plan()

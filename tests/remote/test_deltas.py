@@ -206,3 +206,31 @@ def test_status_counts_the_bases_a_push_would_send(run_repo, local_url):
     out = json.loads(ok(repo, "push", "--json"))
     assert counted == out["objects"] > 13 + 1, (counted, out)  # more than the version's own chunks
     assert unpushed_counts(Repo.find(repo), None, ["last.pt"])["last.pt"] == 0
+
+
+def test_gc_keeps_the_base_of_a_delta_in_a_recent_pack_it_leaves_alone(run_repo):
+    """A delta nothing reaches but young enough to stay (the grace period) keeps its base, though
+    nothing else reaches that base: the cache never holds a delta without its base."""
+    import os
+    import time
+
+    repo = run_repo
+    torch.save(_state(0), repo / "last.pt")
+    ok(repo, "add", "-q", "last.pt")
+    commit(repo, "v0")
+    old = time.time() - 7200
+    for p in (repo / ".mlvc" / "cache" / "packs").iterdir():
+        os.utime(p, (old, old))  # v0's packs: past the grace
+    torch.save(_state(1), repo / "last.pt")
+    ok(repo, "add", "-q", "last.pt")  # deltas on v0, in a young pack
+    commit(repo, "v1")
+    g = torch.Generator().manual_seed(99)
+    torch.save({"layer.weight": torch.randn(50, 1000, generator=g)}, repo / "last.pt")
+    ok(repo, "add", "-q", "last.pt")
+    commit(repo, "v2: another model")
+    code, out, err = cli(repo, "gc", "--workspace", "--grace", "600", "--json")
+    assert code == 0, (out, err)
+    assert json.loads(out)["objects_removed"] >= 1  # v0's own manifest and zip records went
+    assert _deltas(repo / ".mlvc" / "cache") >= 12  # v1's deltas stay (young)...
+    code, out, err = cli(repo, "verify")
+    assert code == 0, (out, err)  # ...and so do their bases
