@@ -8,18 +8,20 @@ The cache and a remote differ by their `Role`, the backend under them and where 
 keeps its scratch files and downloaded indexes.
 
 Objects are keyed by (type, 16-byte id).  Reads are verified against the id
-(file manifests carry their own checksum); runs of adjacent records are read
-with one request.  Writes go to a private temporary pack in `scratch`; a full
-pack is published by a background publisher: the pack first, then its index,
-so an index never names a missing pack.  A pack that holds manifests publishes
-its index only after every earlier pack of this store object did (the closure
-rule: a visible manifest implies everything below it, whatever dies when).
+(file manifests carry their own checksum; `mlvc.store.records` decodes and checks);
+runs of adjacent records are read with one request (`mlvc.store.packreads` reads the
+packs).  Writes go to a private temporary pack in `scratch`; a full pack is published by
+a background publisher (`mlvc.store.publisher`): the pack first, then its index, so an
+index never names a missing pack, and in closure order.
+
+The class stack: `PackIndex` (which packs, where each object lies) -> `PackReads` (reading
+them) -> `PackPublisher` (publishing new ones) -> `PackStore` (objects: has/get/put, deltas,
+restores' decode-ahead).
 """
 
 from __future__ import annotations
 
 import enum
-import mmap
 import os
 import threading
 import time
@@ -50,25 +52,11 @@ from .records import COALESCE_LIMIT, BaseRead, decode_verify
 from .state import CompleteRoots
 from .types import Key, ObjectReader, PackedLocation, Pending
 
-MADV_POPULATE_READ = getattr(mmap, "MADV_POPULATE_READ", 22)  # Linux 5.14+; Python 3.11 lacks the name
-POPULATE_MIN = 1 << 20
-# Pages of mapped packs count in the process's RSS once read, though they are the kernel's page
-# cache: a restore of 1M files would show the whole cache as resident.  After this many bytes
-# read, the mappings' pages are dropped from the process (MADV_DONTNEED on a read-only shared
-# file mapping only unmaps them; the next read faults them back in from the page cache), which
-# keeps peak RSS flat however much is restored.
-MAP_RELEASE_BYTES = 16 << 20
-# ... all but the most recently read MAP_KEEP_BYTES: a restore's writer thread copies from views
-# of them up to ~56 MiB behind the reads (its queued batches, the decode-ahead queue), and pages
-# dropped before it got there were faulted in a second time (~0.25 s of CPU per GiB restored)
-MAP_KEEP_BYTES = 64 << 20
-FAULT_AROUND_BYTES = 64 << 10  # Linux's default fault_around_bytes
 DEFAULT_PACK_SIZE = 32 * 1024 * 1024
 RANGE_GAP = 256 * 1024  # remote reads also swallow gaps up to this size (fewer requests)
 LOCAL_GAP = 4096  # a mapped read swallows small gaps (a small file's manifest between its chunk and
 # the next file's): a view costs nothing for the bytes it skips, a run per record did
 
-PackRead = Callable[[int, int], Union[bytes, memoryview]]  # (offset, length) -> bytes of one pack
 # (key, codec, stored payload, raw length, data, error): one object read by `iter_stored` (a plain tuple:
 # made per object, a million times in a large transfer)
 StoredItem = tuple[Key, int, Union[bytes, memoryview], int, Union[bytes, memoryview, None], Union[MlvcError, None]]
@@ -92,16 +80,6 @@ def _decode_pool() -> ThreadPoolExecutor:
         if _DECODE_POOL is None:
             _DECODE_POOL = ThreadPoolExecutor(max_workers=DECODE_THREADS, thread_name_prefix="mlvc-decode")
         return _DECODE_POOL
-
-
-def _drop_pages(mapped: mmap.mmap, start: int, end: int) -> None:
-    """MADV_DONTNEED the pages of bytes start..end of a read-only mapping (the pages at either
-    end too: a neighbour's next touch faults them back in from the page cache)."""
-    start -= start % mmap.PAGESIZE
-    try:
-        mapped.madvise(mmap.MADV_DONTNEED, start, min(end, len(mapped)) - start)
-    except (OSError, ValueError):
-        pass  # closed meanwhile, or a platform without it: only RSS stays higher
 
 
 def _decode_batch(records: list[tuple[Key, int, bytes | memoryview, int]], where: str, check_ids: bool,
@@ -174,23 +152,9 @@ class PackStore(PackPublisher):
         # Requests sent to a remote are counted (results and benchmarks report them); the cache is
         # this machine's disk, where a "request" means nothing.
         self.counts_requests = role is Role.REMOTE
-        self.reads = 0  # reads of pack data (one per run of records, or per whole pack)
         # new_bytes: every new object's raw size; new_chunk_bytes: the part that is file content
         self.stats = {"new_objects": 0, "new_bytes": 0, "new_chunk_bytes": 0, "stored_bytes": 0}
-        self._readers: dict[int, PackRead] = {}
-        self._fds: list[int] = []
-        self._maps: list[mmap.mmap] = []
-        self._mapped_read = 0  # bytes read through the mappings since their pages were dropped
-        # the ranges read through the mappings whose pages were not dropped yet, oldest first:
-        # (mapping, start, end, bytes counted)
-        self._mapped_ranges: deque[tuple[mmap.mmap, int, int, int]] = deque()
-        self._mapped_kept = 0
-        self._release_lock = threading.Lock()
         self._depths: dict[bytes, int] = {}  # chunk id -> deltas between its record and a whole one
-
-    def _packs_removed(self) -> None:
-        self._close_readers()
-        self._mapped_read = 0
 
     def describe(self) -> str:
         return self.name
@@ -210,92 +174,6 @@ class PackStore(PackPublisher):
         return self.refresh() > 0 and self.has(typ, oid)
 
     # ---------------------------------------------------------------- read
-    def _reader(self, no: int) -> PackRead:
-        """read(offset, length) of one pack: a view of the memory-mapped file when it is local
-        (restores write straight from the page cache: no copy through Python), else a ranged
-        read.  Packs are immutable, so a mapping never sees its file change under it."""
-        cached = self._readers.get(no)
-        if cached is not None:
-            return cached
-        key = f"{PACKS}{self._pack_names[no]}.pack"
-        path = self.backend.local_path(key) if self.backend.capabilities.local_files else None
-        reader: PackRead
-        if path is not None:
-            try:
-                fd = os.open(path, os.O_RDONLY)
-            except FileNotFoundError:
-                raise CorruptObjectError(self._pack_names[no], self.name, "a pack file", "only its index") from None
-            self._fds.append(fd)
-            try:
-                mapped = mmap.mmap(fd, 0, prot=mmap.PROT_READ, flags=mmap.MAP_SHARED)
-            except (ValueError, OSError):
-                mapped = None  # an empty file, or a filesystem that cannot map: plain reads
-            if mapped is not None:
-                self._maps.append(mapped)
-                view = memoryview(mapped)
-
-                def read_mapped(offset: int, length: int, view: memoryview = view,
-                                mapped: mmap.mmap = mapped) -> memoryview:
-                    self.reads += 1
-                    # a fault maps in the pages around it too (the kernel's fault-around): a
-                    # 1 KiB read costs up to 64 KiB of RSS, so small reads count as that much
-                    counted = max(length, FAULT_AROUND_BYTES)
-                    self._mapped_read += counted
-                    self._mapped_ranges.append((mapped, offset, offset + length, counted))
-                    self._mapped_kept += counted
-                    if self._mapped_read >= MAP_RELEASE_BYTES:
-                        self._release_mapped_pages(keep=MAP_KEEP_BYTES)
-                    if length >= POPULATE_MIN:  # one call maps the run in, instead of a fault per page
-                        start = offset - offset % mmap.PAGESIZE
-                        try:
-                            mapped.madvise(MADV_POPULATE_READ, start, min(offset + length, len(mapped)) - start)
-                        except (OSError, ValueError):
-                            pass  # kernels before 5.14: pages fault in one by one
-                    return view[offset:offset + length]
-                reader = read_mapped
-            else:
-                def read_file(offset: int, length: int, fd: int = fd) -> bytes:
-                    self.reads += 1
-                    return os.pread(fd, length, offset)
-                reader = read_file
-        else:
-            def read_remote(offset: int, length: int, key: str = key, pack: str = self._pack_names[no]) -> bytes:
-                with self._lock:
-                    self.reads += 1
-                try:
-                    return self.backend.get_range(key, offset, length)
-                except ObjectNotFoundError:
-                    raise CorruptObjectError(pack, self.name, "a pack file", "only its index") from None
-            reader = read_remote
-        self._readers[no] = reader
-        return reader
-
-    def _release_mapped_pages(self, keep: int = 0) -> None:
-        """Drop the mapped packs' pages from this process (see MAP_RELEASE_BYTES), but those of
-        the last `keep` bytes read.  Safe while views of them are in use: the pages come back
-        from the page cache when touched."""
-        with self._release_lock:
-            self._mapped_read = 0
-            if not keep:
-                self._mapped_ranges.clear()
-                self._mapped_kept = 0
-                for mapped in list(self._maps):
-                    _drop_pages(mapped, 0, len(mapped))
-                return
-            while self._mapped_kept > keep and self._mapped_ranges:
-                mapped, start, end, counted = self._mapped_ranges.popleft()
-                self._mapped_kept -= counted
-                _drop_pages(mapped, start, end)
-
-    def read_stored(self, pack: str, offset: int, length: int) -> bytes | memoryview:
-        """Raw bytes of a visible pack (stored records, for copying without recompression).
-        CorruptObjectError for a pack that is not visible (an index whose pack file is gone)."""
-        self._ensure_loaded()
-        no = self._pack_no.get(pack)
-        if no is None:
-            raise CorruptObjectError(pack, self.name, "a pack file", "only its index")
-        return self._reader(no)(offset, length)
-
     def _lookup(self, typ: int, oid: bytes) -> PackedLocation | Pending:
         """Where an object is: published (the table's tuple), or in a pack being written."""
         self._ensure_loaded()
@@ -787,21 +665,6 @@ class PackStore(PackPublisher):
         c, payload = codec.encode(body, self.level)
         self._append(typ, oid, c, payload, len(body))
         return True
-
-    def _close_readers(self) -> None:
-        self._readers = {}
-        with self._release_lock:
-            self._mapped_ranges.clear()
-            self._mapped_kept = 0
-        for mapped in self._maps:
-            try:
-                mapped.close()
-            except BufferError:
-                pass  # a caller still holds a view of it: unmapped when that goes
-        self._maps = []
-        for fd in self._fds:
-            os.close(fd)
-        self._fds = []
 
     def close(self) -> None:
         self.abort()

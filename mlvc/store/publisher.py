@@ -19,7 +19,8 @@ from pathlib import Path
 
 from ..errors import DiskError, MlvcError
 from .backend import Backend
-from .packindex import PACKS, PackIndex
+from .packindex import PACKS
+from .packreads import PackReads
 from .packs import TYPE_NAMES, PackWriter, check_index
 
 
@@ -34,8 +35,8 @@ def wrap_os_error(exc: OSError, what: str) -> DiskError:
     return DiskError(f"cannot write {what}: {exc.strerror or exc}")
 
 
-class PackPublisher(PackIndex):
-    """The visible packs of a backend (`PackIndex`), and the packs this process publishes there."""
+class PackPublisher(PackReads):
+    """The packs of a backend, read (`PackReads`), and the packs this process publishes there."""
 
     def __init__(self, backend: Backend, *, name: str, index_cache: Path | None = None,
                  merged_dir: Path | None = None, jobs: int = 1) -> None:

@@ -621,7 +621,7 @@ def test_restore_drops_only_pages_read_long_ago(tmp_path):
     behind the reads still copies from them, and dropping them made it fault each page in twice."""
     from helpers import open_cache
 
-    from mlvc.store import packstore
+    from mlvc.store import packreads
 
     store = open_cache(tmp_path / "c", fsync=False)
     blobs = [os.urandom(1 << 20) for _ in range(48)]
@@ -637,5 +637,5 @@ def test_restore_drops_only_pages_read_long_ago(tmp_path):
     assert (rss := _mapped_pack_rss(packs)) >= 24 << 20, rss
     for data in chunks:  # 192 MiB in all
         bytes(data)
-    assert (rss := _mapped_pack_rss(packs)) <= packstore.MAP_KEEP_BYTES + packstore.MAP_RELEASE_BYTES + (16 << 20), rss
+    assert (rss := _mapped_pack_rss(packs)) <= packreads.MAP_KEEP_BYTES + packreads.MAP_RELEASE_BYTES + (16 << 20), rss
     store.close()
