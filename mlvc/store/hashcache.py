@@ -10,23 +10,15 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from pathlib import Path
 
-from .sqlite import connect, retry
+from .sqlite import LazyDB, retry
 
 RACY_NS = 20_000_000  # 20 ms: coarser than any common file system's timestamp tick
 
 
-class HashCache:
-    def __init__(self, db_path: Path):
-        self.db_path = db_path
-        self._db: sqlite3.Connection | None = None
-
-    def _conn(self) -> sqlite3.Connection:
-        if self._db is None:
-            self._db = connect(self.db_path, ["CREATE TABLE IF NOT EXISTS files (path TEXT PRIMARY KEY, "
-                                              "size INTEGER, mtime_ns INTEGER, ino INTEGER, fid BLOB)"])
-        return self._db
+class HashCache(LazyDB):
+    SCHEMA = ("CREATE TABLE IF NOT EXISTS files (path TEXT PRIMARY KEY, "
+              "size INTEGER, mtime_ns INTEGER, ino INTEGER, fid BLOB)",)
 
     BATCH_ROWS = 20_000
 
@@ -90,8 +82,3 @@ class HashCache:
             retry(write)
         except sqlite3.OperationalError:
             self.close()
-
-    def close(self) -> None:
-        if self._db is not None:
-            self._db.close()
-            self._db = None

@@ -51,3 +51,25 @@ def connect(db_path: Path, schema: list[str]) -> sqlite3.Connection:
         return db
 
     return retry(open_db)
+
+
+class LazyDB:
+    """A database opened on its first use (`connect` with the class's `SCHEMA`) and closed by
+    `close()`: the hash cache, the completeness marks and the workspace state are one each."""
+
+    SCHEMA: tuple[str, ...] = ()
+
+    def __init__(self, db_path: Path) -> None:
+        self.db_path = db_path
+        self._db: sqlite3.Connection | None = None
+
+    def _conn(self) -> sqlite3.Connection:
+        if self._db is None:
+            self._db = connect(self.db_path, list(self.SCHEMA))
+        return self._db
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+

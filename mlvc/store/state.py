@@ -16,21 +16,13 @@ signatures, which describe the workspace, not the store.
 from __future__ import annotations
 
 import sqlite3
-from pathlib import Path
 from collections.abc import Iterable
 
-from .sqlite import connect, retry
+from .sqlite import LazyDB, retry
 
 
-class CompleteRoots:
-    def __init__(self, db_path: Path):
-        self.db_path = db_path
-        self._db: sqlite3.Connection | None = None
-
-    def _conn(self) -> sqlite3.Connection:
-        if self._db is None:
-            self._db = connect(self.db_path, ["CREATE TABLE IF NOT EXISTS complete (oid TEXT PRIMARY KEY)"])
-        return self._db
+class CompleteRoots(LazyDB):
+    SCHEMA = ("CREATE TABLE IF NOT EXISTS complete (oid TEXT PRIMARY KEY)",)
 
     def __contains__(self, oid: str) -> bool:
         if not self.db_path.exists():
@@ -57,23 +49,9 @@ class CompleteRoots:
         if self.db_path.exists():
             retry(lambda: self._conn().execute("DELETE FROM complete"))
 
-    def close(self) -> None:
-        if self._db is not None:
-            self._db.close()
-            self._db = None
 
-
-class StateDB:
-    def __init__(self, db_path: Path):
-        self.db_path = db_path
-        self._db: sqlite3.Connection | None = None
-
-    def _conn(self) -> sqlite3.Connection:
-        if self._db is None:
-            self._db = connect(self.db_path, [
-                "CREATE TABLE IF NOT EXISTS dirsig (path TEXT PRIMARY KEY, sig BLOB, oid TEXT)",
-            ])
-        return self._db
+class StateDB(LazyDB):
+    SCHEMA = ("CREATE TABLE IF NOT EXISTS dirsig (path TEXT PRIMARY KEY, sig BLOB, oid TEXT)",)
 
     # A directory's stat signature (every path, size, mtime, inode, exec bit) -> its tree id.
     # Lets `status` on an unchanged 100k-file tree skip per-file lookups and the tree encoding.
@@ -94,8 +72,3 @@ class StateDB:
             retry(lambda: self._conn().execute("INSERT OR REPLACE INTO dirsig VALUES (?, ?, ?)", (path, sig, oid)))
         except sqlite3.OperationalError:
             self.close()
-
-    def close(self) -> None:
-        if self._db is not None:
-            self._db.close()
-            self._db = None

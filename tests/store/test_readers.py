@@ -29,17 +29,22 @@ def damage(s: PackStore, oid: bytes) -> None:
     s.backend.put_bytes(key, bytes(body))
 
 
+def put(s: PackStore, body: bytes) -> bytes:
+    """`body` stored (and published) in `s`; its id."""
+    oid = digest(body)
+    s.put_object(TREE_MANIFEST, oid, body)
+    s.commit()
+    return oid
+
+
 def test_each_object_comes_from_the_first_store_that_serves_it(tmp_path):
     cache, remote = store(tmp_path, "cache"), store(tmp_path, "remote")
     body = os.urandom(300)
-    oid = digest(body)
-    remote.put_object(TREE_MANIFEST, oid, body)
-    remote.commit()
+    oid = put(remote, body)
     reader = FirstThatHas([cache, remote], primary=remote)
     assert reader.get(TREE_MANIFEST, oid) == body and remote.reads == 1  # the cache lacks it
 
-    cache.put_object(TREE_MANIFEST, oid, body)
-    cache.commit()
+    put(cache, body)
     before = remote.reads
     assert reader.get(TREE_MANIFEST, oid) == body and remote.reads == before  # the cache's copy
 
@@ -51,10 +56,7 @@ def test_each_object_comes_from_the_first_store_that_serves_it(tmp_path):
 
 def test_when_no_store_serves_it_the_primary_says_why(tmp_path):
     checked, cache = store(tmp_path, "checked"), store(tmp_path, "cache")
-    body = os.urandom(300)
-    oid = digest(body)
-    checked.put_object(TREE_MANIFEST, oid, body)
-    checked.commit()
+    oid = put(checked, os.urandom(300))
     damage(checked, oid)
     reader = FirstThatHas([checked, cache], primary=checked)
     with pytest.raises(CorruptObjectError) as damaged:
