@@ -7,7 +7,7 @@ the store (restores, transfers, gc, verify) decodes through here.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Union
 
@@ -85,18 +85,13 @@ def check_pack_file(path: Path, entries: list[IndexEntry], where: str) -> dict[K
             problems[(e.type, e.oid)] = bad  # before reading: never allocate what it declares
         else:
             ordered.append(e)
-    ordered.sort(key=lambda e: e.offset)
     with open(path, "rb") as f:
-        i = 0
-        while i < len(ordered):
-            start = end = ordered[i].offset
-            j = i
-            while j < len(ordered) and (j == i or ordered[j].offset + ordered[j].stored - start <= COALESCE_LIMIT):
-                end = max(end, ordered[j].offset + ordered[j].stored)
-                j += 1
-            run = memoryview(os.pread(f.fileno(), end - start, start))
-            for e in ordered[i:j]:
-                payload = run[e.offset - start:e.offset - start + e.stored]
+        for run in entries_in_runs(ordered):
+            start = run[0].offset
+            end = max(e.offset + e.stored for e in run)
+            data = memoryview(os.pread(f.fileno(), end - start, start))
+            for e in run:
+                payload = data[e.offset - start:e.offset - start + e.stored]
                 try:
                     if len(payload) != e.stored:
                         raise CorruptObjectError(to_oid(e.oid), where, f"{e.stored} bytes",
@@ -104,8 +99,20 @@ def check_pack_file(path: Path, entries: list[IndexEntry], where: str) -> dict[K
                     decode_verify(e.type, e.oid, e.codec, payload, e.raw, where)
                 except CorruptObjectError as exc:
                     problems[(e.type, e.oid)] = exc
-            i = j
     return problems
 
 
-__all__ = ["decode_verify", "check_pack_file", "BaseRead", "COALESCE_LIMIT"]
+def entries_in_runs(entries: Iterable[IndexEntry]) -> Iterator[list[IndexEntry]]:
+    """Records in pack order, grouped into runs read with one request each: a run spans at most
+    COALESCE_LIMIT bytes from its first record's start (a longer record is a run of its own)."""
+    run: list[IndexEntry] = []
+    for e in sorted(entries, key=lambda e: e.offset):
+        if run and e.offset + e.stored - run[0].offset > COALESCE_LIMIT:
+            yield run
+            run = []
+        run.append(e)
+    if run:
+        yield run
+
+
+__all__ = ["decode_verify", "check_pack_file", "entries_in_runs", "BaseRead", "COALESCE_LIMIT"]

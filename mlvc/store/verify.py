@@ -40,7 +40,7 @@ from .packs import (
 )
 from .packindex import PACKS
 from .packstore import PackStore
-from .records import COALESCE_LIMIT, BaseRead, decode_verify
+from .records import BaseRead, decode_verify, entries_in_runs
 
 
 @dataclass
@@ -71,18 +71,6 @@ class VerifyReport:
         return asdict(self)
 
 
-def _entries_in_runs(entries: list[IndexEntry]):
-    """Records in pack order, grouped into runs read with one request each."""
-    run: list[IndexEntry] = []
-    for e in sorted(entries, key=lambda e: e.offset):
-        if run and e.offset + e.stored - run[0].offset > COALESCE_LIMIT:
-            yield run
-            run = []
-        run.append(e)
-    if run:
-        yield run
-
-
 def check_record(e: IndexEntry, payload, where: str, base: BaseRead | None = None) -> None:
     """What every reader checks of a record: its payload decodes to its id (`decode_verify`; a
     delta with its base, read by `base`: the base is checked too), and
@@ -108,7 +96,7 @@ def _check_records(store: PackStore, pack: str, entries: list[IndexEntry], repor
             report.problems.append(Problem(pack, str(err), to_oid(e.oid), TYPE_NAMES.get(e.type)))
         else:
             sane.append(e)
-    for run in _entries_in_runs(sane):
+    for run in entries_in_runs(sane):
         start = run[0].offset
         end = run[-1].offset + run[-1].stored
         buf = memoryview(store.read_stored(pack, start, end - start))
@@ -248,7 +236,7 @@ def quarantine(store: PackStore, pack: str, reason: str) -> tuple[str, int]:
         entries = []  # nothing readable to save; the pack still goes aside, never deleted
     where = f"pack {pack} ({store.name})"
     entries = [e for e in entries if record_size_error(e.type, e.oid, e.stored, e.raw, where) is None]
-    for run in _entries_in_runs(entries):
+    for run in entries_in_runs(entries):
         start = run[0].offset
         end = run[-1].offset + run[-1].stored
         try:
