@@ -34,19 +34,17 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
-from dataclasses import dataclass, field, fields
-from pathlib import Path
 
-from ..errors import CorruptObjectError, MlvcError, ObjectNotFoundError, Remedy, describe
+from ..errors import CorruptObjectError, MlvcError, ObjectNotFoundError, Remedy
 from ..hashing import to_oid
 from ..objects import FileManifest, NotCanonical, TreeManifest, iter_tree_batches
-from ..progress import NULL, Progress
+from ..progress import NULL, Progress, ThreadSafeProgress
 from ..codec import DELTA, MAX_DELTA_DEPTH
 from .packs import CHUNK, FILE_MANIFEST, TREE_MANIFEST, TYPE_NAMES, decode_index, record_size_error
 from .packindex import PACKS
 from .packstore import PackStore, wrap_os_error
 from .records import COALESCE_LIMIT, check_pack_file
-from .types import Key, Location, Root, RootLike, root_key
+from .types import Artifact, Key, Location, Root, TransferResult
 
 WHOLE_PACK_FRACTION = 0.5  # copy a remote pack whole when at least this share of its bytes is needed
 MANIFEST_BATCH = 8192  # file manifests read (and decoded) at a time
@@ -60,44 +58,6 @@ Planned = tuple[Key, Location, Owners]  # a chunk to copy: where it lies at src,
 # (a million-file tree's stored form is ~25 MB, not worth holding through the walk)
 FROM_SRC = (-1, b"", 0)
 STREAM_OVER = 1024 * 1024  # trees of more raw bytes than this are walked as they are decompressed
-
-
-@dataclass
-class Artifact:
-    name: str  # what messages call it: the artifact path (plus @commit for other revisions)
-    ptr: RootLike  # a `Root`, or the mlvc.pointer.PointerFile it came from (kept for the caller)
-    pointer_path: Path | None = None  # the workspace pointer, None for other commits
-
-    @property
-    def root(self) -> Key:
-        return root_key(self.ptr)
-
-
-@dataclass
-class TransferResult:
-    done: list[str] = field(default_factory=list)  # artifacts complete at the destination now
-    up_to_date: list[str] = field(default_factory=list)  # of those, the ones nothing had to move for
-    failed: dict[str, MlvcError] = field(default_factory=dict)  # artifact -> what stopped it (the first)
-    objects: int = 0  # objects moved
-    bytes: int = 0  # bytes moved (as stored: compressed where it paid)
-    packs: int = 0  # packs published at the destination (written or copied whole)
-    requests: int = 0  # data requests to remote stores (reads of packs, uploads of packs and indexes)
-
-    @property
-    def failed_codes(self) -> dict[str, int]:
-        """{artifact: the exit code of what stopped it}."""
-        return {name: exc.exit_code for name, exc in self.failed.items()}
-
-    def fail(self, name: str, exc: MlvcError) -> None:
-        self.failed.setdefault(name, exc)
-
-    def as_dict(self, describe: Callable[[MlvcError], str] = describe) -> dict[str, object]:
-        """The result as plain data (`--json`): each failure as one line (`describe`: how; the
-        CLI adds its commands to the hint) and its exit code in `failed_codes`."""
-        out: dict[str, object] = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "failed"}
-        out["failed"] = {name: describe(exc) for name, exc in self.failed.items()}
-        out["failed_codes"] = self.failed_codes
-        return out
 
 
 def type_name(typ: int) -> str:
@@ -122,7 +82,7 @@ class _Transfer:
     walk_all = False  # repair: dst's closure may be broken (quarantined packs); look below everything
 
     def __init__(self, src: PackStore, dst: PackStore, artifacts: list[Artifact], jobs: int,
-                 progress: Progress | _ThreadSafeProgress, result: TransferResult,
+                 progress: Progress, result: TransferResult,
                  check_plan: Callable[[int, int], None] | None = None,
                  count_only: bool = False):
         self.src, self.dst = src, dst
@@ -573,24 +533,6 @@ class _Transfer:
             tmp.unlink(missing_ok=True)
 
 
-class _ThreadSafeProgress:
-    """Progress advanced from several worker threads."""
-
-    def __init__(self, progress: Progress):
-        self._progress = progress
-        self._lock = threading.Lock()
-
-    def start(self, what: str, total: int) -> None:
-        self._progress.start(what, total)
-
-    def advance(self, n: int) -> None:
-        with self._lock:
-            self._progress.advance(n)
-
-    def finish(self) -> None:
-        self._progress.finish()
-
-
 def transfer(src: PackStore, dst: PackStore, artifacts: list[Artifact], *, jobs: int = 4,
              progress: Progress = NULL, description: str = "transfer", check_plan=None,
              before_index: Callable[[], None] | None = None, walk_all: bool = False) -> TransferResult:
@@ -604,7 +546,7 @@ def transfer(src: PackStore, dst: PackStore, artifacts: list[Artifact], *, jobs:
     result = TransferResult()
     src.refresh()
     dst.refresh()
-    t = _Transfer(src, dst, artifacts, jobs, _ThreadSafeProgress(progress), result, check_plan)
+    t = _Transfer(src, dst, artifacts, jobs, ThreadSafeProgress(progress), result, check_plan)
     t.description = description
     t.walk_all = walk_all
     published_before, reads_before = dst.published, src.reads

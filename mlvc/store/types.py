@@ -10,14 +10,18 @@
 - `Root` / `RootLike`: what the store reads of an artifact's pointer (kind, oid, size).
 - `ObjectReader`: what reads verified objects; the cache, a remote `PackStore` and
   `mlvc.ops.object_source.ObjectSource` all are one (checked by mypy where each is defined).
+- `Artifact` / `TransferResult`: what `mlvc.store.transfer.transfer` is asked to copy, and what
+  it answers (failures as the typed errors that stopped each artifact).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field, fields
+from pathlib import Path
 from typing import NamedTuple, Protocol
 
+from ..errors import MlvcError, describe
 from ..hashing import from_oid
 from ..objects import TreeManifest
 from .packs import FILE_MANIFEST, TREE_MANIFEST, IndexEntry, PackWriter
@@ -82,4 +86,43 @@ class ObjectReader(Protocol):
     def iter_chunks(self, chunk_ids: Iterable[tuple[bytes, int]]) -> Iterator[bytes | memoryview]: ...
 
 
-__all__ = ["Key", "Location", "PackedLocation", "Pending", "Root", "RootLike", "root_key", "ObjectReader"]
+@dataclass
+class Artifact:
+    name: str  # what messages call it: the artifact path (plus @commit for other revisions)
+    ptr: RootLike  # a `Root`, or the mlvc.pointer.PointerFile it came from (kept for the caller)
+    pointer_path: Path | None = None  # the workspace pointer, None for other commits
+
+    @property
+    def root(self) -> Key:
+        return root_key(self.ptr)
+
+
+@dataclass
+class TransferResult:
+    done: list[str] = field(default_factory=list)  # artifacts complete at the destination now
+    up_to_date: list[str] = field(default_factory=list)  # of those, the ones nothing had to move for
+    failed: dict[str, MlvcError] = field(default_factory=dict)  # artifact -> what stopped it (the first)
+    objects: int = 0  # objects moved
+    bytes: int = 0  # bytes moved (as stored: compressed where it paid)
+    packs: int = 0  # packs published at the destination (written or copied whole)
+    requests: int = 0  # data requests to remote stores (reads of packs, uploads of packs and indexes)
+
+    @property
+    def failed_codes(self) -> dict[str, int]:
+        """{artifact: the exit code of what stopped it}."""
+        return {name: exc.exit_code for name, exc in self.failed.items()}
+
+    def fail(self, name: str, exc: MlvcError) -> None:
+        self.failed.setdefault(name, exc)
+
+    def as_dict(self, describe: Callable[[MlvcError], str] = describe) -> dict[str, object]:
+        """The result as plain data (`--json`): each failure as one line (`describe`: how; the
+        CLI adds its commands to the hint) and its exit code in `failed_codes`."""
+        out: dict[str, object] = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "failed"}
+        out["failed"] = {name: describe(exc) for name, exc in self.failed.items()}
+        out["failed_codes"] = self.failed_codes
+        return out
+
+
+__all__ = ["Key", "Location", "PackedLocation", "Pending", "Root", "RootLike", "root_key", "ObjectReader",
+           "Artifact", "TransferResult"]
