@@ -37,7 +37,7 @@ def wait_message(quiet: bool):
     """The `on_wait` callback of --wait-lock: one line on stderr (nothing with --quiet)."""
     if quiet:
         return None
-    return lambda message: echo(f"waiting: {message}", err=True)
+    return lambda message: echo(f"waiting: {message} (--wait-lock)", err=True)
 
 remote_app = typer.Typer(help="Manage remotes: shared directories or object stores (s3://...)."
                          "\n\nExample: mlvc remote add shared /mnt/nfs/proj --default",

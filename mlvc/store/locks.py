@@ -539,7 +539,7 @@ def wait_for_lock(attempt: Callable[[], _T], wait_s: float, *, free: Callable[[]
             if time.monotonic() >= deadline:
                 raise
             if not told and on_wait is not None:
-                on_wait(f"{exc}; waiting up to {wait_s:g} s for it (--wait-lock)")
+                on_wait(f"{exc}; waiting up to {wait_s:g} s for it")
                 told = True
         while True:
             time.sleep(max(0.0, min(poll_s, deadline - time.monotonic())))
