@@ -161,7 +161,9 @@ class PackStore(PackPublisher):
 
     def has(self, typ: int, oid: bytes) -> bool:
         self._ensure_loaded()
-        return self._table.get(typ, oid) is not None or oid in self._pending[typ]
+        # pending first: a publisher adds a pack's objects to the table before it drops them from
+        # the pending ones, so this order never misses an object published between the two looks
+        return oid in self._pending[typ] or self._table.get(typ, oid) is not None
 
     def has_any(self, typ: int, oid: bytes) -> bool:
         """Like `has`, but rescans for packs other processes published meanwhile: at most once
@@ -185,6 +187,8 @@ class PackStore(PackPublisher):
             entry = writer.entry(typ, oid) if writer is not None else None
             if writer is not None and entry is not None:
                 return Pending(writer, entry)
+            loc = self._table.get(typ, oid)  # published between the two looks (table before pending)
+        if loc is None:
             raise ObjectNotFoundError(to_oid(oid), where=self.name,
                                       remedy=None if typ == CHUNK else Remedy.FETCH)
         return loc
