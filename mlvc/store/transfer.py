@@ -359,7 +359,13 @@ class _Transfer:
         """Copy chunks, with the bases of those `src` stores as deltas that `dst` lacks: a level
         at a time, bases before the deltas on them (`dst` publishes a pack holding a delta only
         after the packs before it), so `dst` never holds a delta without its base."""
-        levels, base_of = self._with_bases(need)
+        levels, base_of, relied_on = self._with_bases(need)
+        if relied_on:
+            # bases dst holds already: the deltas copied on them rely on their staying, like any
+            # object dst had, so the plan is checked again before the first of them is copied
+            # (a gc running beside a push may delete what it listed)
+            self.reused += len(relied_on)
+            self._check_plan()
         for level in levels:
             lacking = {key: who for key, who in level.items()
                        if key[1] in base_of and not self.dst.has(CHUNK, base_of[key[1]])}
@@ -370,11 +376,12 @@ class _Transfer:
                                                    remedy=Remedy.PUSH_FROM_ELSEWHERE))
             self._copy_level(level)
 
-    def _with_bases(self, need: dict[Key, Owners]) -> tuple[list[dict[Key, Owners]], dict[bytes, bytes]]:
+    def _with_bases(self, need: dict[Key, Owners]) -> tuple[list[dict[Key, Owners]], dict[bytes, bytes], set[bytes]]:
         """`need` and the bases its deltas need at `dst`, split into levels: each chunk after the
-        level of its base."""
+        level of its base; and the bases `dst` already holds."""
         everything = dict(need)
         base_of: dict[bytes, bytes] = {}
+        relied_on: set[bytes] = set()
         todo = [key[1] for key in need]
         while todo:
             found = self.src.delta_bases(todo)
@@ -387,8 +394,10 @@ class _Transfer:
                 elif not self.dst.has(CHUNK, base):
                     everything[key] = everything[(CHUNK, oid)]
                     todo.append(base)
+                else:
+                    relied_on.add(base)
         if not base_of:
-            return [need], base_of
+            return [need], base_of, relied_on
         levels = {key[1]: 0 for key in everything}
         for _round in range(MAX_DELTA_DEPTH + 1):  # a chain is at most that long (a cycle stops too)
             for oid, base in base_of.items():
@@ -400,7 +409,7 @@ class _Transfer:
             while len(out) <= n:
                 out.append({})
             out[n][key] = who
-        return out, base_of
+        return out, base_of, relied_on
 
     def _copy_level(self, need: dict[Key, Owners]) -> None:
         by_pack: dict[str, list[Planned]] = {}
