@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from helpers import GIT_ENV, mlvc_cli
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+README = Path(__file__).resolve().parents[2] / "README.md"
 
 
 def sh(cwd: Path, *args: str) -> str:

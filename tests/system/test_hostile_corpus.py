@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 from helpers import GIT_ENV, commit, git
 
-CORPUS = Path(__file__).parent / "corpus"
+CORPUS = Path(__file__).parents[1] / "corpus"
 CASES = tomllib.loads((CORPUS / "cases.toml").read_text())
 MAX_RSS_MIB = 300
 MAX_SECONDS = 20  # each command answers in well under a second; slack for loaded CI machines

@@ -1,36 +1,32 @@
-"""A format-3 store (XOR delta records of a run's checkpoints, a chain two deltas deep, beside
-planes, zstd and raw records) checked into tests/: every later version must still read it
-byte-exactly."""
+"""A format-2 store (byte-plane records of fp32, bf16 and fp16 chunks beside zstd and raw ones)
+checked into tests/: every later version must still read it byte-exactly."""
 
 import hashlib
 import shutil
 from pathlib import Path
 
-from mlvc.codec import DELTA
 from mlvc.ops.checkout import checkout
 from mlvc.ops.status import UNCHANGED, status
 from mlvc.repo import Repo
-from mlvc.store.packs import CHUNK, PACK_MAGIC, PLANES, decode_index
+from mlvc.store.packs import CHUNK, PACK_MAGIC, PLANES, RAW, ZSTD, decode_index
 
-GOLDEN = Path(__file__).parent / "fixtures" / "golden_v3"
+GOLDEN = Path(__file__).parents[1] / "fixtures" / "golden_v2"
 
 
-def test_golden_v3_store_restores_exact_bytes(tmp_path):
+def test_golden_v2_store_restores_exact_bytes(tmp_path):
     work = tmp_path / "golden"
     shutil.copytree(GOLDEN, work)
     packs = sorted((work / ".mlvc" / "cache" / "packs").glob("*.pack"))
-    assert packs and all(p.read_bytes()[:9] == PACK_MAGIC + b"\x03" for p in packs)
+    assert packs and all(p.read_bytes()[:9] == PACK_MAGIC + b"\x02" for p in packs)
     codecs = {e.codec for idx in packs for e in decode_index(idx.with_suffix(".idx").read_bytes(), idx.name)
               if e.type == CHUNK}
-    assert {DELTA, PLANES} <= codecs
+    assert {PLANES, ZSTD} <= codecs <= {PLANES, ZSTD, RAW}
     repo = Repo.find(work)
-    store = repo.store
-    assert max(store.delta_depth(oid) or 0 for oid in store.iter_ids(CHUNK)) == 2
     from mlvc.store.verify import verify
 
-    assert verify(store, read_data=True).ok
+    assert verify(repo.store, read_data=True).ok
     result = checkout(repo)
-    assert not result.failed and sorted(result.restored) == ["run"]
+    assert not result.failed and sorted(result.restored) == ["half.safetensors", "model.pt", "notes.txt"]
     for line in (work / "expected.sha256").read_text().splitlines():
         digest, name = line.split()
         assert hashlib.sha256((work / name).read_bytes()).hexdigest() == digest, name

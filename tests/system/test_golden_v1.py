@@ -9,7 +9,7 @@ from mlvc.ops.status import UNCHANGED, status
 from mlvc.pointer import load
 from mlvc.repo import Repo
 
-GOLDEN = Path(__file__).parent / "fixtures" / "golden_v1"
+GOLDEN = Path(__file__).parents[1] / "fixtures" / "golden_v1"
 
 
 def test_golden_store_restores_exact_bytes(tmp_path):
@@ -28,7 +28,7 @@ def test_golden_store_restores_exact_bytes(tmp_path):
     assert all(s.state == UNCHANGED for s in status(Repo.find(work)))
 
 
-GOLDEN_REMOTE = Path(__file__).parent / "fixtures" / "golden_remote_v1"
+GOLDEN_REMOTE = Path(__file__).parents[1] / "fixtures" / "golden_remote_v1"
 
 
 def test_golden_remote_written_before_the_one_store_redesign_is_read_and_extended(tmp_path):

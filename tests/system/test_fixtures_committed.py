@@ -5,8 +5,8 @@ packs behind, and the test passes only in the checkout that made it)."""
 import subprocess
 from pathlib import Path
 
-FIXTURES = Path(__file__).parent / "fixtures"
-CORPUS = Path(__file__).parent / "corpus"
+FIXTURES = Path(__file__).parents[1] / "fixtures"
+CORPUS = Path(__file__).parents[1] / "corpus"
 
 
 def test_no_fixture_file_is_left_out_by_gitignore():

@@ -1,0 +1,3 @@
+"""Suites that cut across the package: crash and kill safety, golden fixtures, the hostile corpus,
+properties, scale, docs, the README path and the layering contracts. The tests of one module sit at its
+mirrored path (tests/store/test_X.py for mlvc/store/X.py)."""
