@@ -6,6 +6,7 @@
 - `PackedLocation`: the same by pack *number* (this process's own numbering of the packs it
   loaded), as the object table answers.  Looked up per object, a million times in a large
   transfer, so it stays a plain tuple: the type is named in annotations only.
+- `StoredItem`: one object as `PackStore.iter_stored` reads it (payload as stored, data, error).
 - `Pending`: an object in a pack this process is still writing (its writer and index entry).
 - `Root` / `RootLike`: what the store reads of an artifact's pointer (kind, oid, size).
 - `ObjectReader`: what reads verified objects; the cache, a remote `PackStore` and
@@ -19,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import NamedTuple, Protocol
+from typing import NamedTuple, Protocol, Union
 
 from ..errors import MlvcError, describe
 from ..hashing import from_oid
@@ -30,6 +31,10 @@ Key = tuple[int, bytes]  # (object type, 16-byte id)
 
 # (pack number, codec, offset, stored length, raw length): the object table's answer
 PackedLocation = tuple[int, int, int, int, int]
+
+# (key, codec, stored payload, raw length, data, error): one object read by `PackStore.iter_stored`
+# (a plain tuple: made per object, a million times in a large transfer)
+StoredItem = tuple[Key, int, Union[bytes, memoryview], int, Union[bytes, memoryview, None], Union[MlvcError, None]]
 
 
 class Location(NamedTuple):

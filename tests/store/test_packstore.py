@@ -556,13 +556,13 @@ def test_compressed_chunks_are_decoded_in_batches_not_one_task_each(tmp_path, mo
     come back in order, every byte as stored."""
     from helpers import open_cache
 
-    from mlvc.store import packstore
+    from mlvc.store import decodeahead
 
     store = open_cache(tmp_path / "c", fsync=False)
     refs, blobs = _float_and_text_chunks(store, 200, 5)
     store.commit()
     store.close()
-    real = packstore._decode_pool()
+    real = decodeahead._decode_pool()
     tasks = []
 
     class Counting:
@@ -570,7 +570,7 @@ def test_compressed_chunks_are_decoded_in_batches_not_one_task_each(tmp_path, mo
             tasks.append(fn)
             return real.submit(fn, *args)
 
-    monkeypatch.setattr(packstore, "_decode_pool", lambda: Counting())
+    monkeypatch.setattr(decodeahead, "_decode_pool", lambda: Counting())
     store = open_cache(tmp_path / "c")
     assert [bytes(d) for d in store.iter_chunks(refs, check_ids=False)] == blobs
     store.close()
@@ -583,7 +583,7 @@ def test_raw_chunks_behind_a_decoding_batch_are_not_read_ahead_without_bound(tmp
     reads a bounded part of the pack, not all of it."""
     from helpers import open_cache
 
-    from mlvc.store import packstore
+    from mlvc.store import decodeahead
 
     store = open_cache(tmp_path / "c", fsync=False)
     enc = codec.ChunkEncoder(3)
@@ -599,7 +599,7 @@ def test_raw_chunks_behind_a_decoding_batch_are_not_read_ahead_without_bound(tmp
     store.close()
     assert rest == blobs[2:]
     # what was read before the second chunk was given is the queue's bound, and a coalesced read
-    assert read * COALESCE_LIMIT <= packstore.DECODE_AHEAD_BYTES + 2 * COALESCE_LIMIT
+    assert read * COALESCE_LIMIT <= decodeahead.DECODE_AHEAD_BYTES + 2 * COALESCE_LIMIT
 
 
 def _mapped_pack_rss(packs_dir) -> int:

@@ -1,0 +1,133 @@
+"""A restore's decode-ahead: chunk records read in order, decoded on helper threads.
+
+`decode_ahead` takes the records `PackStore.iter_stored` reads (payloads as stored, not decoded)
+and yields each chunk's bytes in the order given.  Compressed chunks (byte planes, zstd, deltas),
+and with `check_ids` every chunk, are decoded and checked on `DECODE_THREADS` helper threads in
+batches of consecutive records (`DECODE_BATCH_BYTES`, `DECODE_BATCH_RECORDS`; a task per 64 KiB
+chunk left the reader waking on a future per chunk), at most `DECODE_AHEAD_BYTES` of decoded bytes
+ahead of the chunk yielded (zstd, numpy and xxhash release the GIL): a restore of float
+checkpoints or of many small files decodes and hashes on every core while the caller writes.
+Raw chunks left to the caller's check are yielded as they lie (views of the mapped pack), in
+order among the decoded ones.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import NoReturn, Union
+
+from .. import codec
+from ..errors import CorruptObjectError, MlvcError
+from .packs import CHUNK
+from .records import BaseRead, decode_verify
+from .types import Key, StoredItem
+
+DECODE_BATCH_BYTES = 1 << 20
+DECODE_BATCH_RECORDS = 64  # and at most this many records a batch (small chunks of many files)
+DECODE_AHEAD_BYTES = 8 << 20
+DECODE_THREADS = max(1, min(4, os.cpu_count() or 1))
+_DECODE_POOL: ThreadPoolExecutor | None = None
+_DECODE_POOL_LOCK = threading.Lock()
+
+Record = tuple[Key, int, Union[bytes, memoryview], int]  # (key, codec, stored payload, raw length)
+Decoded = list[tuple[Key, Union[bytes, memoryview, CorruptObjectError]]]
+# A record yielded as it lies, with the error that came with it
+Plain = tuple[Key, int, Union[bytes, memoryview], int, Union[MlvcError, None]]
+# The queue, in order: (future of a decoded batch, None, its bytes) or (None, a plain record, its bytes)
+Queued = tuple[Union["Future[Decoded]", None], Union[Plain, None], int]
+# Reads a damaged chunk again the plain way and raises the error that names its pack
+Reraise = Callable[[Key, CorruptObjectError], NoReturn]
+
+
+def _decode_pool() -> ThreadPoolExecutor:
+    """The process's decode threads (made on the first compressed chunk a restore reads)."""
+    global _DECODE_POOL
+    with _DECODE_POOL_LOCK:
+        if _DECODE_POOL is None:
+            _DECODE_POOL = ThreadPoolExecutor(max_workers=DECODE_THREADS, thread_name_prefix="mlvc-decode")
+        return _DECODE_POOL
+
+
+def _decode_batch(records: list[Record], where: str, check_ids: bool, base: BaseRead | None = None) -> Decoded:
+    """Decode consecutive chunk records on a helper thread: (key, bytes or its error) each
+    (a delta's missing base is raised: the object is missing, not damaged)."""
+    out: Decoded = []
+    for key, c, payload, raw in records:
+        try:
+            out.append((key, decode_verify(CHUNK, key[1], c, payload, raw, where, check_ids, base)))
+        except CorruptObjectError as exc:
+            out.append((key, exc))
+    return out
+
+
+def decode_ahead(stored: Iterable[StoredItem], where: str, check_ids: bool, base: BaseRead,
+                 reraise: Reraise) -> Iterator[bytes | memoryview]:
+    """The bytes of the chunks `stored` reads (read with ``decode=False``), in its order, each
+    checked against its id unless `check_ids` is False (the caller checks the whole file's).
+    `base` reads a delta's base; `reraise(key, error)` raises the error of a damaged chunk."""
+    ahead: deque[Queued] = deque()
+    ahead_bytes = 0
+    batch: list[Record] = []
+    batch_bytes = 0
+    pool = None
+
+    def submit() -> None:
+        nonlocal batch, batch_bytes, pool, ahead_bytes
+        if pool is None:
+            pool = _decode_pool()
+        ahead.append((pool.submit(_decode_batch, batch, where, check_ids, base), None, batch_bytes))
+        ahead_bytes += batch_bytes
+        batch, batch_bytes = [], 0
+
+    def settled(queued: Queued) -> Iterator[bytes | memoryview]:
+        future, plain, _n = queued
+        if future is not None:
+            for key, data in future.result():
+                if isinstance(data, CorruptObjectError):
+                    reraise(key, data)
+                yield data
+            return
+        assert plain is not None
+        key, c, payload, raw, error = plain
+        if error is not None:
+            raise error
+        try:
+            done = decode_verify(CHUNK, key[1], c, payload, raw, where, check_ids, base=base)
+        except CorruptObjectError as exc:
+            reraise(key, exc)
+        yield done
+
+    try:
+        for key, c, payload, raw, _data, error in stored:
+            # a batch takes compressed records, and raw ones that need their hash checked or
+            # that come while one is open (a raw run with nothing to check is never queued)
+            if error is None and (c != codec.RAW or check_ids or batch):
+                batch.append((key, c, payload, raw))
+                batch_bytes += raw
+                if batch_bytes >= DECODE_BATCH_BYTES or len(batch) >= DECODE_BATCH_RECORDS:
+                    submit()
+            else:
+                if batch:
+                    submit()
+                ahead.append((None, (key, c, payload, raw, error), raw))
+                ahead_bytes += raw  # (pages of the mapped pack, held until yielded)
+            # yield what is ready, in order: a raw chunk at once, a batch once decoded or
+            # when the queue holds too much (a raw chunk behind a batch waits for it)
+            while ahead and ((first := ahead[0][0]) is None or first.done() or ahead_bytes > DECODE_AHEAD_BYTES):
+                queued = ahead.popleft()
+                ahead_bytes -= queued[2]
+                yield from settled(queued)
+        if batch:
+            submit()
+        while ahead:
+            queued = ahead.popleft()
+            ahead_bytes -= queued[2]
+            yield from settled(queued)
+    finally:
+        for future, _plain, _n in ahead:
+            if future is not None:
+                future.cancel()

@@ -1,0 +1,363 @@
+"""Reading objects from a store, verified: `ObjectReads`, between `PackPublisher` and `PackStore`.
+
+Where an object is (published, or in a pack this process is still writing), its bytes checked
+against its id (`get`, `tree`, `iter_decoded`, `stored_form`), runs of records read with one
+request (`iter_stored`), and the delta side: what base a chunk's record names (`record_head`,
+`delta_bases`), how deep its chain is (`delta_depth`), the bases a set of objects needs to be
+read (`with_bases`), and the reader `decode_verify` reads a delta's base with (`base_reader`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from .. import codec
+from ..errors import CorruptObjectError, MlvcError, ObjectNotFoundError, Remedy, UnsafePathError
+from ..hashing import hasher, to_oid
+from ..objects import NotCanonical, TreeManifest
+from .backend import Backend
+from .packindex import RESCAN_INTERVAL
+from .packs import CHUNK, FILE_MANIFEST, RECORD, TREE_MANIFEST, record_size_error
+from .publisher import PackPublisher
+from .records import COALESCE_LIMIT, BaseRead, decode_verify
+from .types import Key, PackedLocation, Pending, StoredItem
+
+RANGE_GAP = 256 * 1024  # remote reads also swallow gaps up to this size (fewer requests)
+LOCAL_GAP = 4096  # a mapped read swallows small gaps (a small file's manifest between its chunk and
+# the next file's): a view costs nothing for the bytes it skips, a run per record did
+
+
+class ObjectReads(PackPublisher):
+    """The objects of a backend's packs (`PackPublisher`: those visible and those this process
+    writes), read and verified."""
+
+    def __init__(self, backend: Backend, *, name: str, index_cache: Path | None = None,
+                 merged_dir: Path | None = None, jobs: int = 1) -> None:
+        super().__init__(backend, name=name, index_cache=index_cache, merged_dir=merged_dir, jobs=jobs)
+        self._depths: dict[bytes, int] = {}  # chunk id -> deltas between its record and a whole one
+
+    def has(self, typ: int, oid: bytes) -> bool:
+        self._ensure_loaded()
+        # pending first: a publisher adds a pack's objects to the table before it drops them from
+        # the pending ones, so this order never misses an object published between the two looks
+        return oid in self._pending[typ] or self._table.get(typ, oid) is not None
+
+    def has_any(self, typ: int, oid: bytes) -> bool:
+        """Like `has`, but rescans for packs other processes published meanwhile: at most once
+        every RESCAN_INTERVAL (a walk over a million ids the store lacks, as after a cache was
+        emptied, must not list the store a million times; a miss only costs storing again)."""
+        if self.has(typ, oid):
+            return True
+        if time.monotonic() - self._refreshed_at < RESCAN_INTERVAL:
+            return False
+        return self.refresh() > 0 and self.has(typ, oid)
+
+    def _lookup(self, typ: int, oid: bytes) -> PackedLocation | Pending:
+        """Where an object is: published (the table's tuple), or in a pack being written."""
+        self._ensure_loaded()
+        loc = self._table.get(typ, oid)
+        if loc is None and oid not in self._pending[typ] and self.refresh():
+            loc = self._table.get(typ, oid)
+        if loc is None:
+            writer = self._pending[typ].get(oid)
+            entry = writer.entry(typ, oid) if writer is not None else None
+            if writer is not None and entry is not None:
+                return Pending(writer, entry)
+            loc = self._table.get(typ, oid)  # published between the two looks (table before pending)
+        if loc is None:
+            raise ObjectNotFoundError(to_oid(oid), where=self.name,
+                                      remedy=None if typ == CHUNK else Remedy.FETCH)
+        return loc
+
+    def get(self, typ: int, oid: bytes) -> bytes:
+        """An object's raw bytes, verified against its id."""
+        return self._get(typ, oid, ())
+
+    def base_reader(self, chain: tuple[bytes, ...] = ()) -> BaseRead:
+        """What `decode_verify` reads a delta's base with: the base's verified bytes, read from
+        this store; a base that is a delta itself is read the same way, at most
+        `codec.MAX_DELTA_DEPTH` deltas deep.  A cycle or a longer chain is a corrupt record;
+        a missing base is a missing object (exit 7) that names the delta needing it."""
+        def read(oid: bytes, base_oid: bytes) -> bytes:
+            seen = chain + (oid,)
+            if base_oid in seen:
+                raise CorruptObjectError(to_oid(oid), self.name, "a chain of deltas ending in a whole record",
+                                         f"a cycle through {to_oid(base_oid)}")
+            if len(seen) > codec.MAX_DELTA_DEPTH:
+                raise CorruptObjectError(to_oid(oid), self.name,
+                                         f"a chain of at most {codec.MAX_DELTA_DEPTH} deltas", "a longer one")
+            try:
+                return self._get(CHUNK, base_oid, seen)
+            except ObjectNotFoundError:
+                raise ObjectNotFoundError(f"{to_oid(base_oid)} (the base of delta {to_oid(oid)})", where=self.name,
+                                          remedy=Remedy.REPAIR_OR_FETCH) from None
+        return read
+
+    def _get(self, typ: int, oid: bytes, chain: tuple[bytes, ...]) -> bytes:
+        loc = self._lookup(typ, oid)
+        while isinstance(loc, Pending):
+            writer, e = loc
+            pending_payload = writer.read_back(e)
+            if pending_payload is not None:
+                return decode_verify(typ, oid, e.codec, pending_payload, e.raw, "a pack being written",
+                                     base=self.base_reader(chain))
+            loc = self._lookup(typ, oid)  # published meanwhile: now in the index
+        no, c, off, stored, raw = loc
+        where = f"pack {self._pack_names[no]} ({self.name})"
+        if (err := record_size_error(typ, oid, stored, raw, where)) is not None:
+            raise err  # before reading: a declared 4 GiB must not be fetched or allocated
+        payload = self._reader(no)(off, stored)
+        if len(payload) != stored:
+            raise CorruptObjectError(to_oid(oid), where, f"{stored} bytes", f"{len(payload)} bytes (truncated pack)")
+        return decode_verify(typ, oid, c, payload, raw, where, base=self.base_reader(chain))
+
+    def iter_decoded(self, typ: int, oid: bytes, piece: int = 1 << 20) -> Iterator[bytes]:
+        """An object's bytes in pieces of at most `piece`, as they are decompressed (a million-file
+        tree is ~75 MB: never one string), for types whose id is the digest of their bytes
+        (chunks, trees).  The id is checked after the last piece: CorruptObjectError then, so a
+        caller treats what came before as provisional until the iteration ends."""
+        record = self._published_record(typ, oid)
+        if record is None or record[0] == codec.DELTA:  # being written here, or a delta chunk: read whole
+            yield self.get(typ, oid)
+            return
+        yield from self._verified_pieces(typ, oid, *record, piece)
+
+    def tree(self, oid: bytes) -> TreeManifest:
+        """A tree manifest, parsed as it is decompressed (a million-file tree's ~75 MB document
+        is never whole) and checked against its id."""
+        pieces = self.iter_decoded(TREE_MANIFEST, oid)
+        try:
+            return TreeManifest.from_pieces(pieces, to_oid(oid))
+        except UnsafePathError:
+            for _piece in pieces:
+                pass  # a damaged tree is reported as damaged, not as what its damage reads as
+            raise
+        except NotCanonical:  # not written by mlvc's encoder: decoded whole
+            return TreeManifest.decode(self.get(TREE_MANIFEST, oid), oid)
+
+    def stored_form(self, typ: int, oid: bytes) -> tuple[int, bytes, int]:
+        """(codec, payload, raw length) of an object as stored, for copying it elsewhere as is;
+        checked against its id by decoding it piece by piece (never a whole tree at once)."""
+        record = self._published_record(typ, oid)
+        if record is None:
+            for _key, c, payload, raw, _data, error in self.iter_stored([(typ, oid)]):
+                if error is not None:
+                    raise error
+                return c, bytes(payload), raw
+            raise ObjectNotFoundError(to_oid(oid), where=self.name)  # (iter_stored answers every key)
+        c, payload, raw, _where = record
+        if c == codec.DELTA:
+            self.get(typ, oid)  # decoded with its base: both checked
+            return c, bytes(payload), raw
+        for _piece in self._verified_pieces(typ, oid, *record):
+            pass
+        return c, bytes(payload), raw
+
+    def _published_record(self, typ: int, oid: bytes) -> tuple[int, bytes | memoryview, int, str] | None:
+        """(codec, stored payload, raw length, where) of a published object of a type whose id
+        is its bytes' digest; None while it is in a pack this process is writing."""
+        if typ == FILE_MANIFEST:
+            raise ValueError("a file manifest's id is its content's, not its own bytes' digest")
+        loc = self._lookup(typ, oid)
+        if isinstance(loc, Pending):
+            return None
+        no, c, off, stored, raw = loc
+        where = f"pack {self._pack_names[no]} ({self.name})"
+        if (err := record_size_error(typ, oid, stored, raw, where)) is not None:
+            raise err
+        payload = self._reader(no)(off, stored)
+        if len(payload) != stored:
+            raise CorruptObjectError(to_oid(oid), where, f"{stored} bytes", f"{len(payload)} bytes (truncated pack)")
+        return c, payload, raw, where
+
+    @staticmethod
+    def _verified_pieces(typ: int, oid: bytes, c: int, payload, raw: int, where: str,
+                         piece: int = 1 << 20) -> Iterator[bytes]:
+        name = to_oid(oid)
+        if c == codec.PLANES and typ != CHUNK:  # only chunks are written so: never a 128 MiB decode
+            raise CorruptObjectError(name, where, "a manifest stored raw or zstd", "byte planes")
+        h = hasher()
+        pieces = codec.decode_pieces(c, payload, raw, piece)
+        while True:
+            try:
+                part = next(pieces)
+            except StopIteration:
+                break
+            except Exception:  # noqa: BLE001 - whatever the decoder makes of damaged bytes
+                raise CorruptObjectError(name, where, "a decodable payload", "undecodable bytes") from None
+            h.update(part)
+            yield part
+        if h.digest() != oid:
+            raise CorruptObjectError(name, where, name, to_oid(h.digest()))
+
+    def iter_stored(self, keys: Iterable[Key], gap: int | None = None, check_ids: bool = True,
+                    decode: bool = True) -> Iterator[StoredItem]:
+        """(key, codec, stored payload, raw length, data, error) for each key, in the order given,
+        reading runs of records that lie together in one pack with one read.  Payloads are
+        decoded and checked against their ids (`data`: the object's bytes); a failed one comes
+        with its error and no data (and the others go on).
+        `gap`: bytes between records a run may swallow (default: LOCAL_GAP locally, RANGE_GAP remotely).
+        `decode=False`: payloads only (data None, sizes checked), for a caller that decodes them."""
+        if gap is None:
+            gap = LOCAL_GAP if self.backend.capabilities.local_files else RANGE_GAP
+        todo = list(keys)
+        self._ensure_loaded()
+        i = 0
+        while i < len(todo):
+            key = todo[i]
+            pending_payload = None
+            try:
+                loc = self._lookup(*key)
+                while isinstance(loc, Pending):
+                    pending_payload = loc.writer.read_back(loc.entry)
+                    if pending_payload is not None:
+                        break
+                    loc = self._lookup(*key)  # published meanwhile: now in the index
+            except ObjectNotFoundError as exc:
+                yield key, 0, b"", 0, None, exc
+                i += 1
+                continue
+            if isinstance(loc, Pending):
+                assert pending_payload is not None  # the loop above only leaves a Pending with its bytes
+                e = loc.entry
+                yield (key, e.codec, pending_payload, e.raw, *(self._check(key, e.codec, pending_payload, e.raw,
+                                                                            "a pack being written", check_ids)
+                                                                if decode else (None, None)))
+                i += 1
+                continue
+            no, _c, off, stored, raw = loc
+            if (err := record_size_error(key[0], key[1], stored, raw, f"pack {self._pack_names[no]}")) is not None:
+                yield key, 0, b"", 0, None, err  # before reading: no writer produces such a record
+                i += 1
+                continue
+            run: list[tuple[Key, PackedLocation]] = [(key, loc)]
+            end = off + stored
+            j = i + 1
+            while j < len(todo) and end - off < COALESCE_LIMIT:
+                nkey = todo[j]
+                nloc = self._table.get(*nkey)
+                if nloc is None:
+                    break
+                nno, _nc, noff, nstored, nraw = nloc
+                if nno != no or not (end + RECORD.size <= noff <= end + RECORD.size + gap):
+                    break
+                if record_size_error(nkey[0], nkey[1], nstored, nraw, "") is not None:
+                    break
+                run.append((nkey, nloc))
+                end = noff + nstored
+                j += 1
+            where = f"pack {self._pack_names[no]} ({self.name})"
+            buf = self._reader(no)(off, end - off)
+            mv = memoryview(buf)
+            for rkey, (_, rc, roff, rstored, rraw) in run:
+                rel = roff - off
+                payload = mv[rel:rel + rstored]
+                if len(payload) != rstored:
+                    yield rkey, rc, payload, rraw, None, CorruptObjectError(
+                        to_oid(rkey[1]), where, f"{rstored} bytes", f"{len(payload)} bytes (truncated pack)")
+                    continue
+                yield (rkey, rc, payload, rraw, *(self._check(rkey, rc, payload, rraw, where, check_ids)
+                                                  if decode else (None, None)))
+            i = j
+
+    def _check(self, key: Key, c: int, payload: bytes | memoryview, raw: int, where: str,
+               check_id: bool = True) -> tuple[bytes | memoryview | None, MlvcError | None]:
+        try:
+            return decode_verify(key[0], key[1], c, payload, raw, where, check_id, base=self.base_reader()), None
+        except (CorruptObjectError, ObjectNotFoundError) as exc:
+            return None, exc
+
+    def record_head(self, oid: bytes) -> tuple[int, bytes | None]:
+        """(codec, base id or None) of a chunk's record here (ObjectNotFoundError if none)."""
+        loc = self._lookup(CHUNK, oid)
+        while isinstance(loc, Pending):
+            payload = loc.writer.read_back(loc.entry)
+            if payload is not None:
+                return loc.entry.codec, codec.delta_base(payload) if loc.entry.codec == codec.DELTA else None
+            loc = self._lookup(CHUNK, oid)
+        no, c, off, stored, _raw = loc
+        if c != codec.DELTA:
+            return c, None
+        try:
+            return c, codec.delta_base(self._reader(no)(off, min(stored, codec.DELTA_HEAD)))
+        except ValueError:
+            raise CorruptObjectError(to_oid(oid), f"pack {self._pack_names[no]} ({self.name})",
+                                     "a delta naming its base", "a truncated record") from None
+
+    def delta_depth(self, oid: bytes) -> int | None:
+        """How many deltas lie between a chunk's record here and a whole one (0: it is whole);
+        None if the chunk or a base on the way is missing, or the chain is longer than any
+        writer makes (a reader refuses it)."""
+        chain: list[bytes] = []
+        cur = oid
+        while True:
+            known = self._depths.get(cur)
+            if known is not None:
+                depth = known
+                break
+            try:
+                _c, base = self.record_head(cur)
+            except MlvcError:
+                return None
+            if base is None:
+                depth = 0
+                break
+            chain.append(cur)
+            if len(chain) > codec.MAX_DELTA_DEPTH or base in chain:
+                return None
+            cur = base
+        for back in reversed(chain):
+            depth += 1
+            self._depths[back] = depth
+        if not chain:
+            self._depths[oid] = depth
+        return self._depths[oid]
+
+    def delta_bases(self, oids: Iterable[bytes]) -> dict[bytes, bytes]:
+        """{chunk id: the base its record here names} for the given chunks stored as deltas (the
+        codec is in the index: only the records of deltas are read, in pack order, runs of them
+        with one request on a remote).  CorruptObjectError for a delta too short to name one."""
+        self._ensure_loaded()
+        out: dict[bytes, bytes] = {}
+        published: list[tuple[PackedLocation, bytes]] = []
+        for oid in oids:
+            loc = self._table.get(CHUNK, oid)
+            if loc is not None:
+                if loc[1] == codec.DELTA:
+                    published.append((loc, oid))
+            elif oid in self._pending[CHUNK]:
+                try:
+                    _c, base = self.record_head(oid)
+                except ObjectNotFoundError:
+                    continue
+                if base is not None:
+                    out[oid] = base
+        published.sort(key=lambda t: (t[0][0], t[0][2]))
+        for (_typ, oid), _c, payload, _raw, _data, error in self.iter_stored(
+                [(CHUNK, oid) for _loc, oid in published], decode=False):
+            if isinstance(error, ObjectNotFoundError):
+                continue  # gone meanwhile (a concurrent gc): nothing of it to keep
+            if error is not None:
+                raise error
+            try:
+                out[oid] = codec.delta_base(payload)
+            except ValueError:
+                raise CorruptObjectError(to_oid(oid), self.name, "a delta naming its base",
+                                         "a truncated record") from None
+        return out
+
+    def with_bases(self, keys: Iterable[Key]) -> set[Key]:
+        """`keys` and, for each chunk stored here as a delta, its base, and the base's base, ...:
+        what must stay for these objects to be read (gc keeps it, a transfer sends it)."""
+        out = set(keys)
+        todo = [oid for typ, oid in out if typ == CHUNK]
+        while todo:
+            found = self.delta_bases(todo)
+            todo = []
+            for base in found.values():
+                if (CHUNK, base) not in out:
+                    out.add((CHUNK, base))
+                    todo.append(base)
+        return out
