@@ -29,6 +29,18 @@ from __future__ import annotations
 import struct
 import threading
 from collections.abc import Iterator
+from typing import TYPE_CHECKING, Union
+
+if TYPE_CHECKING:  # imported lazily at run time: only a chunk stored or read so needs them
+    import numpy as np
+    import numpy.typing as npt
+    import zstandard
+
+# What a chunk's bytes may be given as (a file's bytes, a view of a read buffer or a mapped pack)
+Buffer = Union[bytes, bytearray, memoryview]
+# What a stored payload, and an object's decoded bytes, are: bytes, or a view (of a mapped pack,
+# of a decoded array) that a caller copies only if it keeps it
+Bytes = Union[bytes, memoryview]
 
 # The `codec` byte of a stored record (RAW and ZSTD: pack format 1; PLANES: format 2; DELTA: 3).
 RAW = 0
@@ -57,7 +69,7 @@ KEEP_RATIO = 0.97  # and keep the result only if the whole chunk does too
 _local = threading.local()
 
 
-def _compressor(level: int):
+def _compressor(level: int) -> zstandard.ZstdCompressor:
     c = getattr(_local, "c", None)
     if c is None or _local.level != level:
         import zstandard
@@ -67,7 +79,7 @@ def _compressor(level: int):
     return c
 
 
-def _decompressor():
+def _decompressor() -> zstandard.ZstdDecompressor:
     d = getattr(_local, "d", None)
     if d is None:
         import zstandard
@@ -76,7 +88,7 @@ def _decompressor():
     return d
 
 
-def encode(data, level: int = 3) -> tuple[int, bytes | memoryview]:
+def encode(data: Buffer, level: int = 3) -> tuple[int, Buffer]:
     """Return (codec, payload) for a chunk's raw bytes."""
     n = len(data)
     if n == 0 or level <= 0:
@@ -93,7 +105,7 @@ def encode(data, level: int = 3) -> tuple[int, bytes | memoryview]:
     return ZSTD, packed
 
 
-def _plane_compressor():
+def _plane_compressor() -> zstandard.ZstdCompressor:
     """zstd tuned to entropy-code a plane: the fastest strategy, the longest minimum match and
     a tiny hash table leave almost only Huffman-coded literals, which is what exponent bytes
     need (on normally distributed fp32 values: 34% of the plane, decoded at ~2 GB/s of
@@ -108,8 +120,8 @@ def _plane_compressor():
     return c
 
 
-def encode_planes(data, width: int, skip: int = 0, level: int = PLANES_LEVEL,
-                  attempt: tuple[bool, ...] | None = None) -> tuple[int, bytes | memoryview]:
+def encode_planes(data: Buffer, width: int, skip: int = 0, level: int = PLANES_LEVEL,
+                  attempt: tuple[bool, ...] | None = None) -> tuple[int, Buffer]:
     """(codec, payload) for a chunk of `width`-byte floats whose first element boundary is
     `skip` bytes in: `PLANES` when the planes shrink the chunk, else what `encode(data, level)`
     gives (`level` <= 0: never compressed; the planes themselves use `_plane_compressor`).
@@ -133,9 +145,9 @@ def encode_planes(data, width: int, skip: int = 0, level: int = PLANES_LEVEL,
         frame = None
         if attempt is None or attempt[j]:
             plane = (elements >> (8 * j)).astype(np.uint8) if j else elements.astype(np.uint8)
-            if k <= 4 * SAMPLE or len(c.compress(plane[k // 2 - SAMPLE // 2:k // 2 + SAMPLE // 2])) < \
+            if k <= 4 * SAMPLE or len(c.compress(plane[k // 2 - SAMPLE // 2:k // 2 + SAMPLE // 2].data)) < \
                     PLANE_SAMPLE_RATIO * SAMPLE:
-                frame = c.compress(plane)
+                frame = c.compress(plane.data)
                 if len(frame) >= KEEP_RATIO * k:
                     frame = None
         packed.append(frame)
@@ -168,7 +180,7 @@ def encode_planes(data, width: int, skip: int = 0, level: int = PLANES_LEVEL,
     return PLANES, view
 
 
-def _decode_planes(payload, raw_len: int):
+def _decode_planes(payload: Buffer, raw_len: int) -> npt.NDArray[np.uint8]:
     """The bytes of a `PLANES` payload (a numpy uint8 array of `raw_len` bytes); ValueError on
     any inconsistency, before more than `raw_len` bytes are allocated.
 
@@ -238,14 +250,14 @@ class ChunkEncoder:
     _SETTLE = 8
     _PROBE = 16
 
-    def __init__(self, level: int = 3):
+    def __init__(self, level: int = 3) -> None:
         self.level = level
         self._raw_streak = 0
         self._n = 0
         self._plane_streaks: dict[int, list[int]] = {}  # per width: chunks each plane stayed raw
         self._plane_n = 0
 
-    def encode(self, data, width: int = 0, skip: int = 0) -> tuple[int, bytes | memoryview]:
+    def encode(self, data: Buffer, width: int = 0, skip: int = 0) -> tuple[int, Buffer]:
         """`width`, `skip`: the chunk holds floats of `width` bytes from `skip` on (0: unknown)."""
         if width:
             return self._planes(data, width, skip)
@@ -257,7 +269,7 @@ class ChunkEncoder:
         return c, _owned(payload)
 
 
-    def _planes(self, data, width: int, skip: int) -> tuple[int, bytes | memoryview]:
+    def _planes(self, data: Buffer, width: int, skip: int) -> tuple[int, Buffer]:
         """Byte planes; a plane raw in `_SETTLE` chunks in a row (a mantissa plane) is then only
         tried in every `_PROBE`-th chunk, and tried again in every chunk once it pays."""
         streaks = self._plane_streaks.setdefault(width, [0] * width)
@@ -281,7 +293,7 @@ class StreamEncoder:
     joined).  Always zstd (structured text pays); the frame carries no content size, which
     `decode` bounds by the record's raw length instead."""
 
-    def __init__(self, level: int = 3):
+    def __init__(self, level: int = 3) -> None:
         import zstandard
 
         self._z = zstandard.ZstdCompressor(level=max(level, 1)).compressobj() if level > 0 else None
@@ -300,11 +312,11 @@ class StreamEncoder:
         return ZSTD, b"".join(self._out)
 
 
-def _owned(payload) -> bytes:
+def _owned(payload: Buffer) -> bytes:
     return payload if isinstance(payload, bytes) else bytes(payload)
 
 
-def _check_declared_size(payload, raw_len: int) -> None:
+def _check_declared_size(payload: Buffer, raw_len: int) -> None:
     """Refuse a zstd frame whose header declares another size than the record (before anything
     is allocated for it)."""
     import zstandard
@@ -314,7 +326,7 @@ def _check_declared_size(payload, raw_len: int) -> None:
         raise ValueError(f"zstd frame declares {declared} bytes, the record {raw_len}")
 
 
-def decode(codec: int, payload: bytes | memoryview, raw_len: int):
+def decode(codec: int, payload: Bytes, raw_len: int) -> Bytes:
     """The raw bytes of a stored payload; ValueError if it does not decode to exactly `raw_len`.
 
     Memory is bounded by `raw_len`, never by what the payload claims: python-zstandard sizes its
@@ -331,14 +343,14 @@ def decode(codec: int, payload: bytes | memoryview, raw_len: int):
     raise ValueError(f"unknown codec {codec}")
 
 
-def xor_bytes(data, base):
+def xor_bytes(data: Buffer, base: Buffer) -> npt.NDArray[np.uint8]:
     """data XOR base (equal lengths), as a numpy uint8 array (vectorised, no per-byte Python)."""
     import numpy as np
 
     return np.bitwise_xor(np.frombuffer(data, np.uint8), np.frombuffer(base, np.uint8))
 
 
-def encode_delta(data, base, base_oid: bytes, encoder: ChunkEncoder, width: int = 0,
+def encode_delta(data: Buffer, base: Buffer, base_oid: bytes, encoder: ChunkEncoder, width: int = 0,
                  skip: int = 0) -> bytes:
     """A `DELTA` payload for a chunk against `base` (the plaintext of chunk `base_oid`, of the
     same length): the XOR of the two, encoded by `encoder`'s rule (planes, zstd or raw)::
@@ -353,14 +365,14 @@ def encode_delta(data, base, base_oid: bytes, encoder: ChunkEncoder, width: int 
     return base_oid + bytes((inner,)) + bytes(payload)
 
 
-def delta_base(payload) -> bytes:
+def delta_base(payload: Buffer) -> bytes:
     """The base id a `DELTA` payload names (ValueError if it is too short to name one)."""
     if len(payload) < DELTA_HEAD:
         raise ValueError("a delta record without its base id")
     return bytes(payload[:16])
 
 
-def decode_delta(payload, raw_len: int, base):
+def decode_delta(payload: Bytes, raw_len: int, base: Buffer) -> memoryview:
     """The bytes of a `DELTA` payload, given its base's plaintext; ValueError on any
     inconsistency (a base of another size, a nested delta, an inner payload that does not decode
     to `raw_len`), with memory bounded by `raw_len`."""
@@ -384,7 +396,7 @@ def decode_delta(payload, raw_len: int, base):
     return xor_bytes(xor, base).data
 
 
-def decode_pieces(codec: int, payload, raw_len: int, piece: int = 1 << 20) -> Iterator[bytes]:
+def decode_pieces(codec: int, payload: Buffer, raw_len: int, piece: int = 1 << 20) -> Iterator[bytes]:
     """`decode` in pieces of at most `piece` bytes, as they are decompressed (a 75 MB tree is
     never one string); the same checks, ValueError on a payload that is not `raw_len` bytes."""
     if codec == RAW:

@@ -16,9 +16,13 @@ from __future__ import annotations
 import errno
 import os
 import threading
+from collections.abc import Callable
+from typing import Any
 
 from ..errors import DiskError, RemoteUnreachableError
-from .backend import Backend
+from .backend import Backend, ProgressCallback
+
+LocalPath = str | os.PathLike[str]
 
 READS = ("get_bytes", "get_range", "get_file")
 WRITES = ("put_file", "put_bytes", "create_bytes", "replace_if_unchanged", "rename")
@@ -39,58 +43,59 @@ class WrappedBackend(Backend):
     def requests(self) -> int:
         return self.inner.requests
 
-    def ensure_base(self):
+    def ensure_base(self) -> None:
         return self.inner.ensure_base()
 
-    def exists(self, key):
+    def exists(self, key: str) -> bool:
         return self.inner.exists(key)
 
-    def size(self, key):
+    def size(self, key: str) -> int:
         return self.inner.size(key)
 
-    def mtime(self, key):
+    def mtime(self, key: str) -> float | None:
         return self.inner.mtime(key)
 
-    def list(self, prefix=""):
+    def list(self, prefix: str = "") -> list[str]:
         return self.inner.list(prefix)
 
-    def local_path(self, key):
+    def local_path(self, key: str) -> str | None:
         return self.inner.local_path(key)
 
-    def get_bytes(self, key):
+    def get_bytes(self, key: str) -> bytes:
         return self.inner.get_bytes(key)
 
-    def get_range(self, key, start, length):
+    def get_range(self, key: str, start: int, length: int) -> bytes:
         return self.inner.get_range(key, start, length)
 
-    def get_file(self, key, local_path, callback=None):
+    def get_file(self, key: str, local_path: LocalPath, callback: ProgressCallback | None = None) -> None:
         return self.inner.get_file(key, local_path, callback)
 
-    def put_file(self, local_path, key, callback=None, *, move=False):
+    def put_file(self, local_path: LocalPath, key: str, callback: ProgressCallback | None = None, *,
+                 move: bool = False) -> bool:
         return self.inner.put_file(local_path, key, callback, move=move)
 
-    def put_bytes(self, key, data):
+    def put_bytes(self, key: str, data: bytes) -> None:
         return self.inner.put_bytes(key, data)
 
-    def delete(self, key):
+    def delete(self, key: str) -> None:
         return self.inner.delete(key)
 
-    def rename(self, key, new_key):
+    def rename(self, key: str, new_key: str) -> None:
         return self.inner.rename(key, new_key)
 
-    def cleanup(self, older_than_s):
+    def cleanup(self, older_than_s: float) -> int:
         return self.inner.cleanup(older_than_s)
 
-    def create_bytes(self, key, data):
+    def create_bytes(self, key: str, data: bytes) -> str | None:
         return self.inner.create_bytes(key, data)
 
-    def get_tagged(self, key):
+    def get_tagged(self, key: str) -> tuple[bytes, str]:
         return self.inner.get_tagged(key)
 
-    def replace_if_unchanged(self, key, data, tag):
+    def replace_if_unchanged(self, key: str, data: bytes, tag: str) -> str | None:
         return self.inner.replace_if_unchanged(key, data, tag)
 
-    def delete_if_unchanged(self, key, tag):
+    def delete_if_unchanged(self, key: str, tag: str) -> bool:
         return self.inner.delete_if_unchanged(key, tag)
 
 
@@ -105,8 +110,8 @@ class FlakyBackend(WrappedBackend):
         for name in methods:
             setattr(self, name, self._flaky(getattr(inner, name)))
 
-    def _flaky(self, method):
-        def call(*args, **kwargs):
+    def _flaky(self, method: Callable[..., Any]) -> Callable[..., Any]:
+        def call(*args: Any, **kwargs: Any) -> Any:
             with self._lock:
                 fail = self.failures_left > 0
                 if fail:
@@ -142,15 +147,15 @@ class CorruptOnceBackend(WrappedBackend):
                 return True
         return False
 
-    def get_bytes(self, key):
+    def get_bytes(self, key: str) -> bytes:
         data = self.inner.get_bytes(key)
         return _flip(data) if self._first(key) else data
 
-    def get_range(self, key, start, length):
+    def get_range(self, key: str, start: int, length: int) -> bytes:
         data = self.inner.get_range(key, start, length)
         return _flip(data) if self._first(key) else data
 
-    def get_file(self, key, local_path, callback=None):
+    def get_file(self, key: str, local_path: LocalPath, callback: ProgressCallback | None = None) -> None:
         self.inner.get_file(key, local_path, callback)
         if self._first(key):
             with open(local_path, "r+b") as f:
@@ -172,8 +177,8 @@ class FailAfter(WrappedBackend):
         for name in WRITES:
             setattr(self, name, self._limited(getattr(inner, name)))
 
-    def _limited(self, method):
-        def call(*args, **kwargs):
+    def _limited(self, method: Callable[..., Any]) -> Callable[..., Any]:
+        def call(*args: Any, **kwargs: Any) -> Any:
             with self._lock:
                 allowed = self.left > 0
                 self.left -= 1

@@ -72,15 +72,17 @@ class ObjectReads(PackPublisher):
         return loc
 
     def get(self, typ: int, oid: bytes) -> bytes:
-        """An object's raw bytes, verified against its id."""
-        return self._get(typ, oid, ())
+        """An object's raw bytes, verified against its id (a chunk read as a view of a mapped pack
+        is copied: restores read chunks through `iter_chunks`, as views)."""
+        data = self._get(typ, oid, ())
+        return data if isinstance(data, bytes) else bytes(data)
 
     def base_reader(self, chain: tuple[bytes, ...] = ()) -> BaseRead:
         """What `decode_verify` reads a delta's base with: the base's verified bytes, read from
         this store; a base that is a delta itself is read the same way, at most
         `codec.MAX_DELTA_DEPTH` deltas deep.  A cycle or a longer chain is a corrupt record;
         a missing base is a missing object (exit 7) that names the delta needing it."""
-        def read(oid: bytes, base_oid: bytes) -> bytes:
+        def read(oid: bytes, base_oid: bytes) -> bytes | memoryview:
             seen = chain + (oid,)
             if base_oid in seen:
                 raise CorruptObjectError(to_oid(oid), self.name, "a chain of deltas ending in a whole record",
@@ -95,7 +97,7 @@ class ObjectReads(PackPublisher):
                                           remedy=Remedy.REPAIR_OR_FETCH) from None
         return read
 
-    def _get(self, typ: int, oid: bytes, chain: tuple[bytes, ...]) -> bytes:
+    def _get(self, typ: int, oid: bytes, chain: tuple[bytes, ...]) -> bytes | memoryview:
         loc = self._lookup(typ, oid)
         while isinstance(loc, Pending):
             writer, e = loc
@@ -149,7 +151,7 @@ class ObjectReads(PackPublisher):
             raise ObjectNotFoundError(to_oid(oid), where=self.name)  # (iter_stored answers every key)
         c, payload, raw, _where = record
         if c == codec.DELTA:
-            self.get(typ, oid)  # decoded with its base: both checked
+            self._get(typ, oid, ())  # decoded with its base: both checked
             return c, bytes(payload), raw
         for _piece in self._verified_pieces(typ, oid, *record):
             pass
@@ -173,7 +175,7 @@ class ObjectReads(PackPublisher):
         return c, payload, raw, where
 
     @staticmethod
-    def _verified_pieces(typ: int, oid: bytes, c: int, payload, raw: int, where: str,
+    def _verified_pieces(typ: int, oid: bytes, c: int, payload: bytes | memoryview, raw: int, where: str,
                          piece: int = 1 << 20) -> Iterator[bytes]:
         name = to_oid(oid)
         if c == codec.PLANES and typ != CHUNK:  # only chunks are written so: never a 128 MiB decode

@@ -62,6 +62,12 @@ FILE_MANIFEST = 1
 TREE_MANIFEST = 2
 TYPE_NAMES = {CHUNK: "chunk", FILE_MANIFEST: "file", TREE_MANIFEST: "tree"}
 
+
+def type_name(typ: int) -> str:
+    """An object type's name in messages ("chunk", "file", "tree")."""
+    return TYPE_NAMES.get(typ, str(typ))
+
+
 # Codecs (the `codec` byte) are the codec module's: RAW, ZSTD, PLANES, DELTA (re-exported here).
 
 # The largest raw size a record of each type may declare.  Records are read whole, so these

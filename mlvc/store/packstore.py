@@ -135,7 +135,7 @@ class PackStore(ObjectReads):
                 raise wrap_os_error(exc, f"a new pack for {self.name}") from exc
         return self._writer
 
-    def _append(self, typ: int, oid: bytes, c: int, payload, raw: int) -> None:
+    def _append(self, typ: int, oid: bytes, c: int, payload: codec.Buffer, raw: int) -> None:
         with self._lock:
             writer = self._current_writer()
             try:
@@ -155,7 +155,8 @@ class PackStore(ObjectReads):
             self._start_publish(writer)  # outside the lock: it may wait for a publish, which takes it
             self._merge_if_due()
 
-    def put_chunk(self, data, oid: bytes | None = None, encoder=None, width: int = 0,
+    def put_chunk(self, data: codec.Buffer, oid: bytes | None = None, encoder: codec.ChunkEncoder | None = None,
+                  width: int = 0,
                   skip: int = 0, base: bytes | None = None,
                   base_bytes: Callable[[], bytes | None] | None = None,
                   delta_encoder: codec.ChunkEncoder | None = None) -> tuple[bytes, bool]:
@@ -183,22 +184,23 @@ class PackStore(ObjectReads):
         self._append(CHUNK, oid, c, payload, len(data))
         return oid, True
 
-    def _delta_payload(self, data, base: bytes, base_bytes: Callable[[], bytes | None] | None,
+    def _delta_payload(self, data: codec.Buffer, base: bytes, base_bytes: Callable[[], bytes | None] | None,
                        encoder: codec.ChunkEncoder, width: int, skip: int) -> bytes | None:
         depth = self.delta_depth(base)
         if depth is None or depth >= codec.MAX_DELTA_DEPTH:
             return None
-        plain = base_bytes() if base_bytes is not None else None
+        plain: codec.Bytes | None = base_bytes() if base_bytes is not None else None
         if plain is None or len(plain) != len(data) or digest(plain) != base:
             try:
-                plain = self.get(CHUNK, base)
+                plain = self._get(CHUNK, base, ())
             except MlvcError:
                 return None  # no base to build on: stored on its own
         if len(plain) != len(data):
             return None
         return codec.encode_delta(data, plain, base, encoder, width, skip)
 
-    def put_stored(self, typ: int, oid: bytes, codec_id: int, payload, raw_len: int, *, force: bool = False) -> bool:
+    def put_stored(self, typ: int, oid: bytes, codec_id: int, payload: codec.Buffer, raw_len: int, *,
+                   force: bool = False) -> bool:
         """Store an object already in its stored form (a verified copy): no recompression.
         `force`: even if present (gc copying it out of a pack about to go), or not asked again (a
         transfer asked when it planned the copy)."""
@@ -207,7 +209,7 @@ class PackStore(ObjectReads):
         self._append(typ, oid, codec_id, bytes(payload) if isinstance(payload, memoryview) else payload, raw_len)
         return True
 
-    def put_pieces(self, typ: int, pieces) -> bytes:
+    def put_pieces(self, typ: int, pieces: Iterable[bytes]) -> bytes:
         """Store an object given as pieces of its bytes, hashed and compressed as they come
         (never joined: a million-file tree is ~75 MB); returns its id."""
         h = hasher()
@@ -239,7 +241,7 @@ class PackStore(ObjectReads):
     def __enter__(self) -> "PackStore":
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     # ---------------------------------------------------------------- removal (gc)

@@ -151,7 +151,7 @@ class PackPublisher(PackReads):
         self._merge_if_due()
 
     @staticmethod
-    def _wait_all(publishing) -> None:
+    def _wait_all(publishing: list[tuple[Future[None], threading.Event]]) -> None:
         first_error = None
         for f, _ev in publishing:
             try:

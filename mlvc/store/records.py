@@ -23,8 +23,8 @@ COALESCE_LIMIT = 8 * 1024 * 1024  # one read spans at most this much
 BaseRead = Callable[[bytes, bytes], Union[bytes, memoryview]]  # (delta's id, base id) -> the base's verified bytes
 
 
-def decode_verify(typ: int, oid: bytes, c: int, payload, raw: int, where: str, check_id: bool = True,
-                  base: BaseRead | None = None) -> bytes:
+def decode_verify(typ: int, oid: bytes, c: int, payload: codec.Bytes, raw: int, where: str,
+                  check_id: bool = True, base: BaseRead | None = None) -> codec.Bytes:
     """Decode a stored object and check it against its id; CorruptObjectError naming it otherwise.
     `check_id=False` (chunks only): sizes are checked, the id is left to a caller that hashes the
     whole file anyway (a restore checks the file id before the rename).
@@ -46,6 +46,7 @@ def decode_verify(typ: int, oid: bytes, c: int, payload, raw: int, where: str, c
             raise CorruptObjectError(name, where, "a record readable on its own", "a delta (its base is elsewhere)")
         base_bytes = base(oid, base_oid)
         check_id = True  # a wrong base decodes to wrong bytes of the right size
+    data: codec.Bytes
     try:
         if base_bytes is not None:
             data = codec.decode_delta(payload, raw, base_bytes)
@@ -62,7 +63,7 @@ def decode_verify(typ: int, oid: bytes, c: int, payload, raw: int, where: str, c
         data = bytes(data)
         try:
             # intact and the right object; its chunk list is checked by whoever parses it
-            FileManifest.check_intact(data, oid)
+            FileManifest.check_intact(bytes(data), oid)
         except CorruptObjectError as exc:
             raise CorruptObjectError(to_oid(oid), where, exc.expected, exc.got) from None
     else:

@@ -28,19 +28,21 @@ number of objects (a million-file tree is not turned into a map of its objects).
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
+from typing import TypeVar
 
 from ..errors import CorruptObjectError, MlvcError, ObjectNotFoundError, Remedy
 from ..hashing import to_oid
-from ..objects import FileManifest, NotCanonical, TreeManifest, iter_tree_batches
+from ..objects import FileManifest, NotCanonical, TreeEntries, TreeManifest, iter_tree_batches
 from ..progress import NULL, Progress, ThreadSafeProgress
 from ..codec import DELTA, MAX_DELTA_DEPTH
-from .packs import CHUNK, FILE_MANIFEST, TREE_MANIFEST, TYPE_NAMES, decode_index, record_size_error
+from .packs import CHUNK, FILE_MANIFEST, TREE_MANIFEST, decode_index, record_size_error, type_name
 from .packindex import PACKS
 from .packstore import PackStore, wrap_os_error
 from .records import COALESCE_LIMIT, check_pack_file
@@ -53,15 +55,14 @@ TREE_GROUP_BYTES = 32 * 1024 * 1024  # tree manifests read together, at most (on
 
 Owners = tuple[int, ...]  # the numbers of the artifacts that need an object
 Stored = tuple[int, bytes, int]  # an object's stored form: (codec, payload, raw length)
+Batch = list[tuple[Key, Owners]]  # file manifests to copy, with the artifacts that need each
+Listed = list[tuple[Key, Owners, Stored]]  # trees whose files are all in batches
+M = TypeVar("M", FileManifest, TreeManifest)
 Planned = tuple[Key, Location, Owners]  # a chunk to copy: where it lies at src, who needs it
 # in place of a stored form: dst lacks the object, and it is read from src again when written
 # (a million-file tree's stored form is ~25 MB, not worth holding through the walk)
 FROM_SRC = (-1, b"", 0)
 STREAM_OVER = 1024 * 1024  # trees of more raw bytes than this are walked as they are decompressed
-
-
-def type_name(typ: int) -> str:
-    return TYPE_NAMES.get(typ, str(typ))
 
 
 def with_artifacts(exc: MlvcError, names: list[str]) -> MlvcError:
@@ -175,7 +176,7 @@ class _Transfer:
                     listed.append((key, who, stored))
         self._files(batch, then=listed)
 
-    def _decoded(self, manifest_type, key: Key, body: bytes, who: Owners):
+    def _decoded(self, manifest_type: type[M], key: Key, body: bytes, who: Owners) -> M | None:
         """The manifest `body` decoded (checked against its id), or None with `who` failed."""
         try:
             return manifest_type.decode(body, key[1])
@@ -205,7 +206,7 @@ class _Transfer:
         if group:
             yield group
 
-    def _walk_streamed(self, key: Key, who: Owners, batch: list, listed: list):
+    def _walk_streamed(self, key: Key, who: Owners, batch: Batch, listed: Listed) -> tuple[Batch, Listed]:
         """Walk a large tree as it is decompressed and parsed (never its whole document, nor
         all its entries: a million files are ~75 MB of JSON), from dst if it has a copy, else
         from src; it is written (read again from src) once its last batch was."""
@@ -246,7 +247,7 @@ class _Transfer:
             return batch, listed
         return batch, listed
 
-    def _walk_entries(self, entries, who: Owners, batch: list, listed: list):
+    def _walk_entries(self, entries: TreeEntries, who: Owners, batch: Batch, listed: Listed) -> tuple[Batch, Listed]:
         """Add a tree's files to the shared batch (copying full batches): the batch and the trees
         waiting for it, to go on with."""
         for file_id, size in entries.ids_and_sizes():
@@ -435,9 +436,9 @@ class _Transfer:
                 runs.extend(items)
         del by_pack
         if whole:
-            self._parallel([lambda p=p, i=i: self._whole(p, i) for p, i in whole])
+            self._parallel([functools.partial(self._whole, p, i) for p, i in whole])
         runs.sort(key=lambda t: (t[1].pack, t[1].offset))
-        self._parallel([lambda g=g: self._copy_run(g) for g in self._groups(runs)])
+        self._parallel([functools.partial(self._copy_run, g) for g in self._groups(runs)])
 
     def _copy_whole(self, pack: str, need: int) -> bool:
         if not self.src_remote:
@@ -468,7 +469,7 @@ class _Transfer:
         if group:
             yield group
 
-    def _parallel(self, tasks) -> None:
+    def _parallel(self, tasks: Sequence[Callable[[], None]]) -> None:
         if self.src_remote and len(tasks) > 1:
             with ThreadPoolExecutor(max_workers=self.jobs, thread_name_prefix="mlvc-transfer") as pool:
                 futures = [pool.submit(t) for t in tasks]
@@ -483,7 +484,7 @@ class _Transfer:
             for t in tasks:
                 t()
 
-    def _put(self, key: Key, c: int, payload, raw: int, lacking: bool = False) -> None:
+    def _put(self, key: Key, c: int, payload: bytes | memoryview, raw: int, lacking: bool = False) -> None:
         """Append an object to dst; `lacking`: dst was asked when it was planned and lacked it
         (each chunk is planned once), so it is not asked again."""
         try:
@@ -543,7 +544,8 @@ class _Transfer:
 
 
 def transfer(src: PackStore, dst: PackStore, artifacts: list[Artifact], *, jobs: int = 4,
-             progress: Progress = NULL, description: str = "transfer", check_plan=None,
+             progress: Progress = NULL, description: str = "transfer",
+             check_plan: Callable[[int, int], None] | None = None,
              before_index: Callable[[], None] | None = None, walk_all: bool = False) -> TransferResult:
     """Copy into `dst` every object of `artifacts` it lacks, from `src`, verified.
 

@@ -18,6 +18,7 @@ import os
 import random
 import time
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 from ..codec import DELTA
 from ..errors import CorruptObjectError, MlvcError
@@ -67,23 +68,23 @@ class VerifyReport:
     def bad_packs(self) -> list[str]:
         return sorted({p.pack for p in self.problems})
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def check_record(e: IndexEntry, payload, where: str, base: BaseRead | None = None) -> None:
+def check_record(e: IndexEntry, payload: bytes | memoryview, where: str, base: BaseRead | None = None) -> None:
     """What every reader checks of a record: its payload decodes to its id (`decode_verify`; a
     delta with its base, read by `base`: the base is checked too), and
     a manifest parses as the readers parse it (a file manifest's chunks add up and none is longer
     than its chunker allows; a tree's paths are safe and sorted).  MlvcError otherwise."""
     data = decode_verify(e.type, e.oid, e.codec, payload, e.raw, where, base=base)
     if e.type == FILE_MANIFEST:
-        FileManifest.decode(data, e.oid)
+        FileManifest.decode(bytes(data), e.oid)  # (a manifest is decoded as bytes: no copy)
     elif e.type == TREE_MANIFEST:
         try:
-            TreeManifest.from_pieces([data], to_oid(e.oid))  # as `PackStore.tree` reads it
+            TreeManifest.from_pieces([bytes(data)], to_oid(e.oid))  # as `PackStore.tree` reads it
         except NotCanonical:
-            TreeManifest.decode(data, e.oid)
+            TreeManifest.decode(bytes(data), e.oid)
 
 
 def _check_records(store: PackStore, pack: str, entries: list[IndexEntry], report: VerifyReport,
@@ -192,7 +193,7 @@ def reindex_orphan(store: PackStore, pack: str) -> str | None:
     own: dict[bytes, bytes | memoryview] = {}  # chunks of this pack, decoded: bases of its later deltas
     from_store = store.base_reader()
 
-    def base(oid: bytes, base_oid: bytes):
+    def base(oid: bytes, base_oid: bytes) -> bytes | memoryview:
         return own[base_oid] if base_oid in own else from_store(oid, base_oid)
 
     while offset < len(data):
