@@ -639,3 +639,19 @@ def test_restore_drops_only_pages_read_long_ago(tmp_path):
         bytes(data)
     assert (rss := _mapped_pack_rss(packs)) <= packreads.MAP_KEEP_BYTES + packreads.MAP_RELEASE_BYTES + (16 << 20), rss
     store.close()
+
+
+def test_get_gives_bytes_even_for_a_raw_chunk_read_from_a_mapped_pack(tmp_path):
+    """`get` answers bytes, as ObjectReader says (a raw chunk of a local pack is decoded as a
+    view of the mapping: `get` copies it; restores read views through iter_chunks)."""
+    from helpers import open_cache
+
+    blob = os.urandom(100_000)  # incompressible: stored raw
+    store = open_cache(tmp_path / "c", fsync=False)
+    oid, _new = store.put_chunk(blob)
+    store.commit()
+    store.close()
+    store = open_cache(tmp_path / "c")
+    data = store.get(CHUNK, oid)
+    store.close()
+    assert type(data) is bytes and data == blob

@@ -56,6 +56,13 @@ def test_no_module_imports_another_modules_private_names():
     assert bad == []
 
 
+def test_no_module_is_over_600_lines():
+    """Issue 19: a module that grows past 600 lines is split by concept (as packstore.py,
+    checkpoint.py and ops/add.py were), not left to grow."""
+    long = {str(p.relative_to(ROOT)): n for p in PKG.rglob("*.py") if (n := len(p.read_text().splitlines())) > 600}
+    assert long == {}
+
+
 def test_only_the_git_adapter_starts_git():
     """One place runs the git CLI (mlvc/gitcli.py); elsewhere a list starting with "git" is a command line."""
     bad = []
