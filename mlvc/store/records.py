@@ -74,6 +74,15 @@ def decode_verify(typ: int, oid: bytes, c: int, payload: codec.Bytes, raw: int, 
     return data
 
 
+def record_in_run(e: IndexEntry, data: memoryview, start: int, where: str) -> memoryview:
+    """The stored bytes of record `e` in `data`, a run of its pack read from offset `start`;
+    CorruptObjectError when the run ends before the record does (a truncated pack)."""
+    payload = data[e.offset - start:e.offset - start + e.stored]
+    if len(payload) != e.stored:
+        raise CorruptObjectError(to_oid(e.oid), where, f"{e.stored} bytes", f"{len(payload)} bytes (truncated pack)")
+    return payload
+
+
 def check_pack_file(path: Path, entries: list[IndexEntry], where: str) -> dict[Key, CorruptObjectError]:
     """Every record of a local pack file checked against its id; {(type, id): error} of the
     damaged ones.  Read in runs of at most COALESCE_LIMIT bytes, never the whole pack at once:
@@ -92,12 +101,8 @@ def check_pack_file(path: Path, entries: list[IndexEntry], where: str) -> dict[K
             end = max(e.offset + e.stored for e in run)
             data = memoryview(os.pread(f.fileno(), end - start, start))
             for e in run:
-                payload = data[e.offset - start:e.offset - start + e.stored]
                 try:
-                    if len(payload) != e.stored:
-                        raise CorruptObjectError(to_oid(e.oid), where, f"{e.stored} bytes",
-                                                 f"{len(payload)} bytes (truncated pack)")
-                    decode_verify(e.type, e.oid, e.codec, payload, e.raw, where)
+                    decode_verify(e.type, e.oid, e.codec, record_in_run(e, data, start, where), e.raw, where)
                 except CorruptObjectError as exc:
                     problems[(e.type, e.oid)] = exc
     return problems

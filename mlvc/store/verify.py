@@ -41,7 +41,7 @@ from .packs import (
 )
 from .packindex import PACKS
 from .packstore import PackStore
-from .records import BaseRead, decode_verify, entries_in_runs
+from .records import BaseRead, decode_verify, entries_in_runs, record_in_run
 
 
 @dataclass
@@ -102,12 +102,8 @@ def _check_records(store: PackStore, pack: str, entries: list[IndexEntry], repor
         end = run[-1].offset + run[-1].stored
         buf = memoryview(store.read_stored(pack, start, end - start))
         for e in run:
-            payload = buf[e.offset - start:e.offset - start + e.stored]
             try:
-                if len(payload) != e.stored:
-                    raise CorruptObjectError(to_oid(e.oid), where, f"{e.stored} bytes",
-                                             f"{len(payload)} bytes (truncated pack)")
-                check_record(e, payload, where, store.base_reader())
+                check_record(e, record_in_run(e, buf, start, where), where, store.base_reader())
             except MlvcError as exc:
                 report.problems.append(Problem(pack, str(exc), to_oid(e.oid), TYPE_NAMES.get(e.type)))
             progress.advance(e.stored)
