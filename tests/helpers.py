@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import signal
 import subprocess
 import sys
 from pathlib import Path
+
+from servers import REPO_ROOT
 
 GIT_ENV = {
     "GIT_AUTHOR_NAME": "mlvc-test",
@@ -26,6 +30,24 @@ def git(cwd: Path, *args: str) -> str:
     return proc.stdout
 
 
+# One way to run the CLI in tests. In this process (fast; what a test needs unless it needs a process):
+# `cli` (exit code, stdout, stderr, in a given directory), `ok` (stdout; fails on a non-zero exit) and
+# `mlvc` (exit code; output goes to pytest's capture, in the current directory). As a real process (to
+# kill it, signal it, time it, run it beside others, or read its real exit): `mlvc_cli` (waits, a
+# CliResult), `cli_proc` (a started Popen), or `MLVC` with `cli_env()` for a command line of one's own.
+
+MLVC = [sys.executable, "-c", "from mlvc.cli.main import main; main()"]
+"""The `mlvc` entry point as a command line (this interpreter, this checkout's package: see `cli_env`)."""
+
+
+def cli_env(env: dict | None = None) -> dict:
+    """The environment of a CLI process: this one's, the test identity for git, no progress bars, and
+    this checkout's `mlvc` first on PYTHONPATH (whichever package the interpreter would import)."""
+    full = dict(os.environ, **GIT_ENV, **(env or {}))
+    full["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), full.get("PYTHONPATH")]))
+    return full
+
+
 class CliResult:
     def __init__(self, code: int, out: str, err: str):
         self.code, self.out, self.err = code, out, err
@@ -35,15 +57,44 @@ class CliResult:
 
 
 def mlvc_cli(cwd: Path, *args: str, timeout: float = 300, env: dict | None = None) -> CliResult:
-    """Run the real `mlvc` entry point in a subprocess."""
-    full_env = dict(os.environ, **GIT_ENV, **(env or {}))
-    proc = subprocess.run([sys.executable, "-c", "from mlvc.cli.main import main; main()", *args],
-                          cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout)
+    """Run `mlvc ARGS` as a real process in `cwd` and wait for it."""
+    proc = subprocess.run([*MLVC, *args], cwd=cwd, env=cli_env(env), capture_output=True, text=True,
+                          timeout=timeout)
     return CliResult(proc.returncode, proc.stdout, proc.stderr)
 
 
+def cli_proc(cwd: Path, *args: str, env: dict | None = None, **popen_kw) -> subprocess.Popen:
+    """Start `mlvc ARGS` as a real process in `cwd` (stdout and stderr piped as text unless given)."""
+    popen_kw.setdefault("stdout", subprocess.PIPE)
+    popen_kw.setdefault("stderr", subprocess.PIPE)
+    popen_kw.setdefault("text", True)
+    return subprocess.Popen([*MLVC, *args], cwd=cwd, env=cli_env(env), **popen_kw)
+
+
+def cli(cwd: Path, *args: str) -> tuple[int, str, str]:
+    """Run `mlvc ARGS` in this process, in `cwd`; returns (exit code, stdout, stderr)."""
+    from mlvc.cli.main import run
+
+    out, err = io.StringIO(), io.StringIO()
+    old = os.getcwd()
+    os.chdir(cwd)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = run(list(args))
+    finally:
+        os.chdir(old)
+    return code, out.getvalue(), err.getvalue()
+
+
+def ok(cwd: Path, *args: str) -> str:
+    """`cli`, which must exit 0; its stdout."""
+    code, out, err = cli(cwd, *args)
+    assert code == 0, f"mlvc {' '.join(args)} in {cwd} -> {code}\n{out}\n{err}"
+    return out
+
+
 def mlvc(*args: str) -> int:
-    """Run the CLI in this process and return its exit code."""
+    """Run `mlvc ARGS` in this process, in the current directory; its exit code (output is not captured here)."""
     from mlvc.cli.main import run
 
     return run(list(args))

@@ -9,13 +9,12 @@ import selectors
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 
 import pytest
-from helpers import GIT_ENV, commit, default_sigint, mlvc_cli, write
+from helpers import cli_proc, commit, default_sigint, mlvc_cli, write
 
 from mlvc.errors import EXIT_INTERRUPTED
 
@@ -79,11 +78,8 @@ def test_an_unanswering_endpoint_is_announced_and_ctrl_c_says_a_rerun_resumes(re
                     f"http://127.0.0.1:{silent_server.port}", "--region", "us-east-1", "--default", "-q").code == 0
     if command == "fetch":
         (repo_dir / ".mlvc" / "cache").rename(repo_dir / "old-cache")  # the cache lacks the objects
-    env = dict(os.environ, **GIT_ENV)
     started = time.monotonic()
-    proc = subprocess.Popen([sys.executable, "-c", "from mlvc.cli.main import main; main()", command],
-                            cwd=repo_dir, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            preexec_fn=default_sigint)
+    proc = cli_proc(repo_dir, command, text=False, preexec_fn=default_sigint)
     try:
         waiting = "waiting: nothing from remote 'origin' for 10 s; still trying"
         err = read_stderr_until(proc, waiting, timeout_s=60)

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
-from helpers import commit, default_sigint, git, GIT_ENV, mlvc, mlvc_cli
+from helpers import cli_proc, commit, default_sigint, git, mlvc, mlvc_cli
 
 
 # The "evaluation": the model is bad once its bytes say so.  It reads the artifact, so a
@@ -81,13 +80,10 @@ def test_no_session_and_no_command(history):
 
 def test_ctrl_c_ends_the_session(history):
     repo, shas = history
-    env = dict(os.environ, **GIT_ENV)
     marker = repo.parent / "step-started"
     slow = f"import time; open({str(marker)!r}, 'w').close(); time.sleep(60)"
-    proc = subprocess.Popen([sys.executable, "-c", "from mlvc.cli.main import main; main()", "bisect", "run",
-                             "--bad", "HEAD", "--good", shas[0], "--", sys.executable, "-c", slow],
-                            cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            start_new_session=True, preexec_fn=default_sigint)
+    proc = cli_proc(repo, "bisect", "run", "--bad", "HEAD", "--good", shas[0], "--", sys.executable, "-c", slow,
+                    text=False, start_new_session=True, preexec_fn=default_sigint)
     deadline = time.time() + 60
     while not marker.exists() and time.time() < deadline:
         time.sleep(0.1)

@@ -10,7 +10,8 @@ import pytest
 
 from mlvc.errors import EXIT_CORRUPT, EXIT_USAGE
 
-from remote.helpers import add_remote, cli, clone, commit, make_repo, ok, pushed_repo, rand_bytes, write  # isort: skip
+from helpers import cli, ok
+from remote.helpers import add_remote, clone, commit, make_repo, pushed_repo, rand_bytes, write  # isort: skip
 
 
 def flip(path: Path, at: int) -> None:

@@ -1,58 +1,18 @@
-"""Helpers for remote tests: real git repositories, the real CLI (in-process or as a subprocess)."""
+"""Helpers for remote tests: real git repositories and remotes (the CLI runs through tests/helpers.py)."""
 
 from __future__ import annotations
 
-import contextlib
-import io
-import os
 import random
 import subprocess
-import sys
 import time
 from pathlib import Path
 
-MLVC = str(Path(sys.executable).parent / "mlvc")
-REPO_ROOT = Path(__file__).resolve().parents[2]
-
+from helpers import ok
 
 def git(cwd: Path, *args: str) -> str:
     proc = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     return proc.stdout
-
-
-def cli(cwd: Path, *args: str) -> tuple[int, str, str]:
-    """Run `mlvc ARGS` in this process (fast); returns (exit code, stdout, stderr)."""
-    from mlvc.cli.main import run
-
-    out, err = io.StringIO(), io.StringIO()
-    old = os.getcwd()
-    os.chdir(cwd)
-    try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            code = run(list(args))
-    finally:
-        os.chdir(old)
-    return code, out.getvalue(), err.getvalue()
-
-
-def ok(cwd: Path, *args: str) -> str:
-    code, out, err = cli(cwd, *args)
-    assert code == 0, f"mlvc {' '.join(args)} -> {code}\n{out}\n{err}"
-    return out
-
-
-def cli_env() -> dict:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
-    env["MLVC_NO_PROGRESS"] = "1"
-    return env
-
-
-def cli_proc(cwd: Path, *args: str, **kw) -> subprocess.Popen:
-    """Start `mlvc ARGS` as a real process."""
-    return subprocess.Popen([MLVC, *args], cwd=cwd, env=cli_env(), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, **kw)
 
 
 def make_repo(path: Path) -> Path:

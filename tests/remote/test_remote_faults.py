@@ -19,8 +19,9 @@ from mlvc.progress import Progress
 from mlvc.store.backend import open_backend
 from mlvc.store.packs import CHUNK, decode_index
 
-from .helpers import (add_remote, cli, cli_proc, clone, commit, make_repo, ok, pushed_repo, rand_bytes, remote_packs,
-                      set_core, snapshot, write)
+from helpers import cli, cli_proc, ok
+from .helpers import (add_remote, clone, commit, make_repo, pushed_repo, rand_bytes, remote_packs, set_core, snapshot,
+                      write)
 
 SECRET = "sUp3rS3cr3tV4lu3DoNotPrint"
 

@@ -12,12 +12,12 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import one_error
+from helpers import cli_proc, ok, one_error
 from servers import REGION, FreezableProxy
 
 from mlvc.errors import EXIT_REMOTE
 
-from .helpers import add_remote, cli_proc, clone, commit, make_repo, ok, rand_bytes, set_core, snapshot, write
+from .helpers import add_remote, clone, commit, make_repo, rand_bytes, set_core, snapshot, write
 
 pytestmark = pytest.mark.s3
 

@@ -19,7 +19,8 @@ from mlvc.store.backend import Backend, open_backend
 from mlvc.store.locks import (DEFAULT_LOCK_NAME, PUSH_LOCK_PREFIX, LockInfo, RemoteLock, active_locks,
                               machine_id, process_start)
 
-from .helpers import MLVC, add_remote, cli, cli_env, commit, make_repo, ok, rand_bytes, write
+from helpers import cli, cli_proc, ok
+from .helpers import add_remote, commit, make_repo, rand_bytes, write
 
 
 def _dead_pid() -> int:
@@ -80,8 +81,8 @@ def test_killed_gc_remote_does_not_block_the_next_gc_or_push(tmp_path: Path) -> 
     lock_file = tmp_path / "remote" / DEFAULT_LOCK_NAME
     killed_holding = 0
     for _attempt in range(5):
-        proc = subprocess.Popen([MLVC, "gc", "--remote", "origin", "--workspace", "--grace", "0"], cwd=repo,
-                                env=cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = cli_proc(repo, "gc", "--remote", "origin", "--workspace", "--grace", "0",
+                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 30
         while proc.poll() is None and not lock_file.exists() and time.monotonic() < deadline:
             time.sleep(0.001)

@@ -16,7 +16,8 @@ from mlvc.errors import EXIT_LOCKED
 from mlvc.store.backend import open_backend
 from mlvc.store.locks import DEFAULT_LOCK_NAME, RemoteLock, SharedLock, list_locks
 
-from .helpers import add_remote, age_journal, cli, cli_proc, clone, commit, make_repo, ok, rand_bytes, snapshot, write
+from helpers import cli, cli_proc, ok
+from .helpers import add_remote, age_journal, clone, commit, make_repo, rand_bytes, snapshot, write
 
 GC_ARGS = ("gc", "--remote", "origin", "--all-commits", "--grace", "0")
 

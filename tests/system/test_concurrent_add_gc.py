@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from remote.helpers import cli, commit, make_repo, ok, snapshot, write  # isort: skip
+from helpers import cli, ok
+from remote.helpers import commit, make_repo, snapshot, write  # isort: skip
 
 WORKER = """
 import random, subprocess

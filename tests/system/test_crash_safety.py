@@ -5,7 +5,6 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import time
 
 import pytest
@@ -16,9 +15,7 @@ from mlvc.ops.add import add
 from mlvc.pointer import load
 from mlvc.repo import Repo
 
-from helpers import GIT_ENV, mlvc_cli, verify_cache
-
-CLI = [sys.executable, "-c", "from mlvc.cli.main import main; main()"]
+from helpers import cli_proc, mlvc_cli, verify_cache
 
 
 def content_id(path):
@@ -41,10 +38,8 @@ def test_kill_9_during_add_then_rerun_completes(repo_dir):
     d.mkdir()
     for i in range(400):
         (d / f"{i}.txt").write_bytes(rng.randbytes(3000))
-    env = dict(os.environ, **GIT_ENV)
     for delay in (0.15, 0.4, 0.8):
-        proc = subprocess.Popen([*CLI, "add", "model.bin", "ds"], cwd=repo_dir, env=env,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = cli_proc(repo_dir, "add", "model.bin", "ds", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(delay)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
@@ -73,9 +68,7 @@ def test_two_adds_at_once_on_different_paths(repo_dir):
         for i in range(200):
             (sub / f"{i}.bin").write_bytes(rng.randbytes(5000))
         (sub / "shared.bin").write_bytes(b"same in both" * 1000)
-    env = dict(os.environ, **GIT_ENV)
-    procs = [subprocess.Popen([*CLI, "add", f"data/{n}"], cwd=repo_dir, env=env, stderr=subprocess.PIPE)
-             for n in ("a", "b")]
+    procs = [cli_proc(repo_dir, "add", f"data/{n}", stdout=None, text=False) for n in ("a", "b")]
     for p in procs:
         _, err = p.communicate(timeout=120)
         assert p.returncode == 0, err

@@ -25,7 +25,8 @@ from pathlib import Path
 import pytest
 from servers import DUMMY_KEY, DUMMY_SECRET, REGION, create_bucket
 
-from remote.helpers import MLVC, cli, cli_env, git  # isort: skip
+from helpers import cli, cli_proc, mlvc_cli, ok
+from remote.helpers import git  # isort: skip
 
 COMMANDS = ["add", "push", "pull", "fetch", "checkout", "checkout-rev", "gc", "gc-remote"]
 ROOT_ARTIFACTS = ("model.bin", "ds")
@@ -44,12 +45,6 @@ def _version(tag: str) -> dict[str, bytes]:
 
 
 VERSIONS = {tag: _version(tag) for tag in ("v1", "v2", "v3")}
-
-
-def ok(cwd: Path, *args: str) -> str:
-    code, out, err = cli(cwd, *args)
-    assert code == 0, f"mlvc {' '.join(args)} in {cwd} -> {code}\n{out}\n{err}"
-    return out
 
 
 def write_version(repo: Path, tag: str) -> None:
@@ -296,9 +291,9 @@ def duration(template, kind: Kind, where: Path, command: str, cache: dict) -> fl
         w = World(template, kind, where)
         cwd, args = SCENARIOS[command][0](w)
         start = time.monotonic()
-        proc = subprocess.run([MLVC, *args], cwd=cwd, env=cli_env(), capture_output=True, text=True)
+        result = mlvc_cli(cwd, *args)
         cache[key] = time.monotonic() - start
-        assert proc.returncode == 0, proc.stderr
+        assert result.code == 0, result.err
         SCENARIOS[command][1](w, cwd)
         shutil.rmtree(where, ignore_errors=True)
     return cache[key]
@@ -322,8 +317,7 @@ def kill_point(template, kind: Kind, where: Path, command: str, delay: float) ->
     w = World(template, kind, where)
     prepare, finish = SCENARIOS[command]
     cwd, args = prepare(w)
-    proc = subprocess.Popen([MLVC, *args], cwd=cwd, env=cli_env(), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    proc = cli_proc(cwd, *args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     time.sleep(delay)
     killed = proc.poll() is None
     proc.send_signal(signal.SIGKILL)

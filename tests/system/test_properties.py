@@ -17,8 +17,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from helpers import GIT_ENV, git
-from remote.helpers import ok  # isort: skip
+from helpers import GIT_ENV, git, ok
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 

@@ -12,7 +12,6 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -20,9 +19,7 @@ import pytest
 
 from mlvc.pointer import load
 
-from helpers import GIT_ENV, commit, git, mlvc_cli, write
-
-CLI = [sys.executable, "-c", "from mlvc.cli.main import main; main()"]
+from helpers import cli_proc, commit, git, mlvc_cli, write
 
 
 def _versions(repo: Path) -> dict[str, dict[str, bytes]]:
@@ -54,8 +51,7 @@ def _stray_temp_files(repo: Path) -> list[str]:
 
 def _run_and_kill(repo: Path, args: list[str], when: str, delay: float) -> None:
     """Start `mlvc ARGS` and SIGKILL it: after `delay` s, or once it has a restore temp file."""
-    proc = subprocess.Popen([*CLI, *args], cwd=repo, env=dict(os.environ, **GIT_ENV),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = cli_proc(repo, *args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     tmp = repo / ".mlvc" / "tmp"
     deadline = time.monotonic() + 30
     if when == "writing":

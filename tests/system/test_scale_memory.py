@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from helpers import GIT_ENV, commit, git
+from helpers import MLVC, cli_env, commit, git
 
 NFILES = 200_000
 FILES_PER_DIR = 1000
@@ -56,9 +56,8 @@ def _measured(cwd: Path, *args: str) -> int:
     """Run `mlvc ARGS` in its own process; returns its peak RSS in bytes (asserts exit 0)."""
     with tempfile.TemporaryDirectory() as tmp:
         figure = Path(tmp) / "rss"
-        proc = subprocess.run([sys.executable, "-c", _WRAPPER, str(figure),
-                               sys.executable, "-c", "from mlvc.cli.main import main; main()", *args],
-                              cwd=cwd, env=dict(os.environ, **GIT_ENV), stdin=subprocess.DEVNULL,
+        proc = subprocess.run([sys.executable, "-c", _WRAPPER, str(figure), *MLVC, *args],
+                              cwd=cwd, env=cli_env(), stdin=subprocess.DEVNULL,
                               capture_output=True, text=True)
         assert proc.returncode == 0, f"mlvc {' '.join(args)} exited {proc.returncode}: {proc.stderr[-2000:]}"
         return int(figure.read_text())
