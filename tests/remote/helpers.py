@@ -1,4 +1,5 @@
-"""Helpers for remote tests: real git repositories and remotes (the CLI runs through tests/helpers.py)."""
+"""Helpers for tests against remotes (anywhere in tests/: `from remote.helpers import ...`): real git
+repositories, remotes configured through the CLI (which runs through tests/helpers.py)."""
 
 from __future__ import annotations
 

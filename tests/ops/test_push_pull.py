@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from helpers import cli, ok
-from .helpers import add_remote, clone, commit, git, make_repo, rand_bytes, remote_packs, snapshot, write
+from remote.helpers import add_remote, clone, commit, git, make_repo, rand_bytes, remote_packs, snapshot, write
 
 
 def _project(tmp_path: Path, spec) -> Path:

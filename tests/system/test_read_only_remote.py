@@ -18,7 +18,7 @@ from helpers import cli, ok, one_error
 
 from mlvc.errors import EXIT_DISK, EXIT_REMOTE
 
-from .helpers import add_remote, clone, commit, make_repo, rand_bytes, remote_packs, snapshot, write
+from remote.helpers import add_remote, clone, commit, make_repo, rand_bytes, remote_packs, snapshot, write
 
 
 def two_versions(tmp_path: Path, spec) -> tuple[Path, dict[str, bytes]]:

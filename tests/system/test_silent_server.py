@@ -17,7 +17,7 @@ from servers import REGION, FreezableProxy
 
 from mlvc.errors import EXIT_REMOTE
 
-from .helpers import add_remote, clone, commit, make_repo, rand_bytes, set_core, snapshot, write
+from remote.helpers import add_remote, clone, commit, make_repo, rand_bytes, set_core, snapshot, write
 
 pytestmark = pytest.mark.s3
 

@@ -17,7 +17,7 @@ from mlvc.store.backend import open_backend
 from mlvc.store.locks import DEFAULT_LOCK_NAME, RemoteLock, SharedLock, list_locks
 
 from helpers import cli, cli_proc, ok
-from .helpers import add_remote, age_journal, clone, commit, make_repo, rand_bytes, snapshot, write
+from remote.helpers import add_remote, age_journal, clone, commit, make_repo, rand_bytes, snapshot, write
 
 GC_ARGS = ("gc", "--remote", "origin", "--all-commits", "--grace", "0")
 

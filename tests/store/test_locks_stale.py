@@ -20,7 +20,7 @@ from mlvc.store.locks import (DEFAULT_LOCK_NAME, PUSH_LOCK_PREFIX, LockInfo, Rem
                               machine_id, process_start)
 
 from helpers import cli, cli_proc, ok
-from .helpers import add_remote, commit, make_repo, rand_bytes, write
+from remote.helpers import add_remote, commit, make_repo, rand_bytes, write
 
 
 def _dead_pid() -> int:

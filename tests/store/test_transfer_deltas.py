@@ -14,7 +14,7 @@ from mlvc.codec import DELTA
 from mlvc.store.packs import CHUNK, decode_index
 
 from helpers import cli, cli_proc, ok
-from .helpers import add_remote, age_journal, clone, commit, git, make_repo, set_core
+from remote.helpers import add_remote, age_journal, clone, commit, git, make_repo, set_core
 
 
 def _state(step: int, rows: int = 200) -> dict:

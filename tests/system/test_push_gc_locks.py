@@ -26,7 +26,7 @@ from mlvc.store.locks import (
 )
 
 from helpers import cli, ok
-from .helpers import add_remote, age_journal, clone, commit, make_repo, rand_bytes, snapshot, write
+from remote.helpers import add_remote, age_journal, clone, commit, make_repo, rand_bytes, snapshot, write
 
 BASE_FILES = {f"f{i}.bin": (200_000, 100 + i) for i in range(3)}
 GC_ARGS = ("gc", "--remote", "origin", "--all-commits", "--grace", "0")

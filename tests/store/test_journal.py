@@ -1,6 +1,6 @@
 """The push journal: a remote gc whose refs are older than a push keeps what that push published.
 
-Each step is run in order here (the storm in `test_fresh_commit_storm.py` runs them at once):
+Each step is run in order here (the storm in `tests/system/test_fresh_commit_storm.py` runs them at once):
 a machine commits, `git push`es and `mlvc push`es while the gc's clone has not fetched yet.
 """
 
@@ -14,7 +14,7 @@ from mlvc.store.backend import open_backend
 from mlvc.store.journal import JOURNAL, RETENTION_S, list_names
 
 from helpers import cli, ok
-from .helpers import add_remote, clone, commit, git, make_repo, rand_bytes, snapshot, write
+from remote.helpers import add_remote, clone, commit, git, make_repo, rand_bytes, snapshot, write
 
 GC = ["gc", "--remote", "origin", "--all-commits", "--grace", "0", "--json"]
 

@@ -26,7 +26,7 @@ from mlvc.store.backend import open_backend
 from mlvc.store.locks import DEFAULT_LOCK_NAME, list_locks
 
 from helpers import ok
-from .helpers import add_remote, clone, commit, git, make_repo, rand_bytes, set_core, snapshot, write
+from remote.helpers import add_remote, clone, commit, git, make_repo, rand_bytes, set_core, snapshot, write
 
 GC_ARGS = ["gc", "--remote", "origin", "--all-commits", "--grace", "0", "-q"]
 COMMON = rand_bytes(300_000, 1)  # identical on every machine: pushed concurrently by all of them

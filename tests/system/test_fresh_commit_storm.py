@@ -24,7 +24,7 @@ from mlvc.store.packs import TREE_MANIFEST
 from mlvc.store.packstore import PackStore, Role
 
 from helpers import cli, ok
-from .helpers import add_remote, clone, commit, git, make_repo, rand_bytes, snapshot, write
+from remote.helpers import add_remote, clone, commit, git, make_repo, rand_bytes, snapshot, write
 
 GC_ARGS = ["gc", "--remote", "origin", "--all-commits", "--grace", "0", "-q"]
 

@@ -13,7 +13,7 @@ from mlvc.ops.read import RevisionView
 from mlvc.repo import Repo
 
 from helpers import ok
-from .helpers import add_remote, clone, commit, git, make_repo, rand_bytes, write
+from remote.helpers import add_remote, clone, commit, git, make_repo, rand_bytes, write
 
 
 def _project(tmp_path: Path, spec) -> Path:
