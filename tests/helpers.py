@@ -150,3 +150,15 @@ def default_sigint() -> None:
     A runner started as a background job of a non-interactive shell inherits SIGINT ignored, and
     a Python child then never raises KeyboardInterrupt."""
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def chunk_codecs(cache: Path) -> dict[int, int]:
+    """{codec: chunk records} over every pack of a cache directory."""
+    from mlvc.store.packs import CHUNK, decode_index
+
+    out: dict[int, int] = {}
+    for idx in (cache / "packs").glob("*.idx"):
+        for e in decode_index(idx.read_bytes(), idx.name):
+            if e.type == CHUNK:
+                out[e.codec] = out.get(e.codec, 0) + 1
+    return out

@@ -11,18 +11,17 @@ import shutil
 import pytest
 import torch
 import yaml
-from helpers import commit, mlvc_cli, open_cache, verify_cache
+from helpers import chunk_codecs, commit, mlvc_cli, open_cache, verify_cache
+
+from remote.helpers import set_core  # isort: skip
 
 from mlvc.codec import DELTA, MAX_DELTA_DEPTH
-from mlvc.store.packs import CHUNK, decode_index
+from mlvc.store.packs import CHUNK
 
 
 @pytest.fixture(autouse=True)
 def _planes_on(repo_dir):
-    cfg = repo_dir / ".mlvc" / "config"
-    data = yaml.safe_load(cfg.read_text()) or {}
-    data.setdefault("core", {})["float_planes"] = True
-    cfg.write_text(yaml.safe_dump(data))
+    set_core(repo_dir, "float_planes", True)
 
 
 def run_of(n: int, seed: int = 0, shape=(200, 1000)) -> list[dict]:
@@ -39,13 +38,6 @@ def run_of(n: int, seed: int = 0, shape=(200, 1000)) -> list[dict]:
     return steps
 
 
-def chunk_codecs(cache) -> dict[int, int]:
-    out: dict[int, int] = {}
-    for idx in (cache / "packs").glob("*.idx"):
-        for e in decode_index(idx.read_bytes(), idx.name):
-            if e.type == CHUNK:
-                out[e.codec] = out.get(e.codec, 0) + 1
-    return out
 
 
 def restore_all(repo_dir, expect: dict) -> None:

@@ -10,17 +10,16 @@ import subprocess
 import pytest
 import torch
 import yaml
-from helpers import commit, mlvc_cli, verify_cache
+from helpers import chunk_codecs, commit, mlvc_cli, verify_cache
 
-from mlvc.store.packs import CHUNK, PLANES, decode_index
+from remote.helpers import set_core  # isort: skip
+
+from mlvc.store.packs import PLANES, decode_index
 
 
 @pytest.fixture(autouse=True)
 def _planes_on(repo_dir):
-    cfg = repo_dir / ".mlvc" / "config"
-    data = yaml.safe_load(cfg.read_text()) or {}
-    data.setdefault("core", {})["float_planes"] = True
-    cfg.write_text(yaml.safe_dump(data))
+    set_core(repo_dir, "float_planes", True)
 
 
 def test_float_planes_are_off_by_default(repo_dir):
@@ -32,7 +31,7 @@ def test_float_planes_are_off_by_default(repo_dir):
 
     save_file({"w": _trained((300, 1000), 5, torch.bfloat16)}, str(repo_dir / "w.safetensors"))
     assert mlvc_cli(repo_dir, "add", "w.safetensors").code == 0
-    assert PLANES not in _codecs(repo_dir / ".mlvc" / "cache")
+    assert PLANES not in chunk_codecs(repo_dir / ".mlvc" / "cache")
 
 
 def _trained(shape, seed, dtype=None):
@@ -41,14 +40,6 @@ def _trained(shape, seed, dtype=None):
     return t.to(dtype) if dtype is not None else t
 
 
-def _codecs(cache) -> dict[int, int]:
-    """{codec: chunk records} over every pack of a cache directory."""
-    out: dict[int, int] = {}
-    for idx in (cache / "packs").glob("*.idx"):
-        for e in decode_index(idx.read_bytes(), idx.name):
-            if e.type == CHUNK:
-                out[e.codec] = out.get(e.codec, 0) + 1
-    return out
 
 
 @pytest.mark.parametrize("big", [False, True], ids=["inline", "beside-the-chunker"])
@@ -64,7 +55,7 @@ def test_checkpoint_floats_are_stored_as_planes_and_restored_exactly(repo_dir, b
     expect = {p: (repo_dir / p).read_bytes() for p in ("ckpt.pt", "w.safetensors")}
     r = mlvc_cli(repo_dir, "add", "--json", "ckpt.pt", "w.safetensors")
     assert r.code == 0, r
-    codecs = _codecs(repo_dir / ".mlvc" / "cache")
+    codecs = chunk_codecs(repo_dir / ".mlvc" / "cache")
     assert codecs.get(PLANES, 0) >= 2, codecs
     results = json.loads(r.out)
     for res in results:
@@ -86,13 +77,13 @@ def test_planes_records_travel_as_stored_and_verify_on_the_remote(repo_dir, tmp_
     assert mlvc_cli(repo_dir, "remote", "add", "origin", str(remote), "--default").code == 0
     commit(repo_dir, "remote")
     assert mlvc_cli(repo_dir, "push").code == 0
-    assert _codecs(remote).get(PLANES, 0) >= 1
+    assert chunk_codecs(remote).get(PLANES, 0) >= 1
     assert mlvc_cli(repo_dir, "verify", "--remote", "origin", "--read-data").code == 0
     fresh = tmp_path / "fresh"  # a clone pulls the planes records and restores the exact bytes
     subprocess.run(["git", "clone", "-q", str(repo_dir), str(fresh)], check=True)
     assert mlvc_cli(fresh, "pull").code == 0
     assert (fresh / "m.pt").read_bytes() == (repo_dir / "m.pt").read_bytes()
-    assert _codecs(fresh / ".mlvc" / "cache").get(PLANES, 0) >= 1  # kept as stored, not re-encoded
+    assert chunk_codecs(fresh / ".mlvc" / "cache").get(PLANES, 0) >= 1  # kept as stored, not re-encoded
 
 
 def test_a_planes_chunk_damaged_in_the_cache_is_refused_and_the_workspace_kept(repo_dir):
@@ -126,7 +117,7 @@ def test_npy_float_arrays_are_stored_as_planes(repo_dir):
     assert r.code == 0, r
     stored = {res["path"]: res["stored_bytes"] / res["new_bytes"] for res in json.loads(r.out)}
     assert stored["f32.npy"] < 0.9 and stored["c64.npy"] < 0.95, stored
-    assert _codecs(repo_dir / ".mlvc" / "cache").get(PLANES, 0) >= 2
+    assert chunk_codecs(repo_dir / ".mlvc" / "cache").get(PLANES, 0) >= 2
     commit(repo_dir, "v1")
     for name in expect:
         (repo_dir / name).unlink()
