@@ -38,8 +38,6 @@ def run_of(n: int, seed: int = 0, shape=(200, 1000)) -> list[dict]:
     return steps
 
 
-
-
 def restore_all(repo_dir, expect: dict) -> None:
     for rel in expect:
         (repo_dir / rel).unlink()
