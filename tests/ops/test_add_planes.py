@@ -40,8 +40,6 @@ def _trained(shape, seed, dtype=None):
     return t.to(dtype) if dtype is not None else t
 
 
-
-
 @pytest.mark.parametrize("big", [False, True], ids=["inline", "beside-the-chunker"])
 def test_checkpoint_floats_are_stored_as_planes_and_restored_exactly(repo_dir, big):
     from safetensors.torch import save_file
