@@ -34,12 +34,13 @@ STALE_TMP_S = 24 * 3600  # a live pid's temp file is kept unless older than this
 _BESIDE = re.compile(r"^\..*\.mlvc-tmp-(\d+)-[0-9a-f]{8}$")
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
 _MAX_OPEN_DIRS = 256
-_NEW_FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+# read and write: a restore reads a file it wrote back for the bases of deltas (store.filebases)
+_NEW_FILE_FLAGS = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
 
 
 def new_file(dir_fd: int, name: str, mode: int = 0o600) -> int:
     """Create file `name` in directory `dir_fd` (never one that exists, never through a link):
-    an fd open for writing that the caller closes.  `mode`: its permission bits, less the umask."""
+    an fd open for writing (and reading) that the caller closes.  `mode`: its permission bits, less the umask."""
     return os.open(name, _NEW_FILE_FLAGS, mode, dir_fd=dir_fd)
 
 

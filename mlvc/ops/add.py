@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import queue
-import re
 import threading
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -29,7 +28,7 @@ from ..store.packs import CHUNK, FILE_MANIFEST, TREE_MANIFEST
 from ..store.packstore import wrap_os_error
 from ..workspace import FileStat, IdLookup, hash_file, same_stat, scan, stat_signature
 from .add_bases import Bases, ChunkMap, FloatRegions, TensorKey
-from .common import existing_meta, followed_link_warnings, links_root, select
+from .common import existing_meta, followed_link_warnings, links_root, natural_key, select
 from .data_meta import carry_over, config_drift
 
 _MIN_CUT_FILE = 64 * 1024  # smaller files are chunked without looking for a checkpoint layout
@@ -260,11 +259,6 @@ def store_file(store, fs: FileStat, display: str, params: ChunkerParams, progres
     return cid, ids, ChunkMap(mine, fs.path) if mine else None
 
 
-def _natural_key(path: str) -> list:
-    """step_40 before step_120: digit runs compare as numbers."""
-    return [(0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", path)]
-
-
 def _previous_pointer(repo, ptr_path: Path) -> pointers.PointerFile | None:
     if not ptr_path.exists():
         return None
@@ -343,7 +337,7 @@ def add_one(repo, path: str | Path, *, role: str | None = None, meta: dict | Non
     bases = Bases(store, _previous_pointer(repo, ptr_path), target.name) if float_planes else None
     # With deltas, a run's checkpoints are stored in natural order (step_40 before step_120), each
     # against the one before it in its directory; the ids still go into the tree in path order.
-    order = sorted(range(len(files)), key=lambda k: _natural_key(files[k].rel)) \
+    order = sorted(range(len(files)), key=lambda k: natural_key(files[k].rel)) \
         if bases is not None and kind == "dir" else range(len(files))
     fids: list[bytes] = [b""] * len(files)
     try:

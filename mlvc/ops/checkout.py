@@ -17,7 +17,7 @@ import os
 import shutil
 import stat as statmod
 from array import array
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -27,10 +27,11 @@ from ..objects import TreeEntry
 from ..progress import NULL, Progress
 from ..repo import MLVC_DIR
 from ..safepath import ContainedTree, new_file, parts_below, refuse_links_above, remove_stale_beside, umask
+from ..store.filebases import MIN_FILE_BYTES, FileBases
 from ..store.packs import CHUNK, FILE_MANIFEST, BackgroundWriter, write_all
 from ..store.packstore import wrap_os_error
 from ..workspace import IdLookup, ScannedFiles, scan, scan_within, stat_signature
-from .common import Tracked, file_manifest, links_root, load_entries, overlapping, paired, select
+from .common import Tracked, file_manifest, links_root, load_entries, natural_key, overlapping, paired, select
 
 HASH_ROWS_BATCH = 50_000  # restored files recorded in the hash cache this many at a time
 ONE_CHUNK_BATCH = 2048  # one-chunk files whose records are looked up and read together
@@ -53,8 +54,11 @@ class CheckoutResult:
         return asdict(self)
 
 
-def write_verified(store, fid: bytes, fd: int, executable: bool, progress: Progress = NULL) -> None:
-    """Write the file `fid` to the open file `fd`, checked against its id, with its mode."""
+def write_verified(store, fid: bytes, fd: int, executable: bool, progress: Progress = NULL,
+                   bases: FileBases | None = None) -> None:
+    """Write the file `fid` to the open file `fd` (open for reading too), checked against its id,
+    with its mode.  `bases`: where the plaintexts of deltas' bases may lie (read first); a large
+    file written here joins them, for the next files of the restore."""
     # Ids are the xxh3-128 of the bytes, for files and chunks alike: a chunk whose id is the
     # file's id holds the whole file.  Small files (one chunk) are restored from it without
     # reading their manifest: most of the per-file cost of a restore of many small files.
@@ -68,7 +72,7 @@ def write_verified(store, fid: bytes, fd: int, executable: bool, progress: Progr
     # the damaged one.
     out = BackgroundWriter(fd)
     try:
-        for data in store.iter_chunks(refs, check_ids=False):
+        for data in store.iter_chunks(refs, check_ids=False, files=bases):
             h.update(data)
             out.write(data)
             progress.advance(len(data))
@@ -81,6 +85,8 @@ def write_verified(store, fid: bytes, fd: int, executable: bool, progress: Progr
             pass
         raise CorruptObjectError(to_oid(fid), "the cache", to_oid(fid), to_oid(h.digest()))
     os.fchmod(fd, 0o755 if executable else 0o644)
+    if bases is not None and len(refs) > 1 and sum(n for _c, n in refs) >= MIN_FILE_BYTES:
+        bases.add_fd(fd, refs)
 
 
 def with_one_chunk_bytes(store, entries) -> Iterator[tuple[TreeEntry, bytes | memoryview | None]]:
@@ -114,15 +120,31 @@ def _one_chunk_batch(store, batch: list[TreeEntry]) -> Iterator[tuple[TreeEntry,
         yield e, data
 
 
+def restore_order(entries: Iterable[TreeEntry]) -> Iterator[TreeEntry]:
+    """The entries to restore in the order to write them: in path order (the order `add` stored
+    them in: a pack's neighbours, read together), but the files of `MIN_FILE_BYTES` and more
+    (checkpoints) after the others and in natural order (step_40 before step_120), the order
+    `add` stores a run's checkpoints in, each against the one before: restored so, each
+    checkpoint's deltas find their bases in the file written just before (`FileBases`)."""
+    large = []
+    for e in entries:
+        if e.size >= MIN_FILE_BYTES:
+            large.append(e)
+        else:
+            yield e
+    large.sort(key=lambda e: natural_key(e.path))
+    yield from large
+
+
 def write_temp(store, fid: bytes, tree: ContainedTree, parts: tuple[str, ...], executable: bool,
-               progress: Progress = NULL) -> int:
+               progress: Progress = NULL, bases: FileBases | None = None) -> int:
     """Write the file `fid` to a temp file for the destination `parts` of `tree`, verified.
 
     Returns the temp file's number for `tree.place`; nothing is written outside `tree`."""
     serial, fd = tree.temp_file(parts)
     try:
         try:
-            write_verified(store, fid, fd, executable, progress)
+            write_verified(store, fid, fd, executable, progress, bases)
         finally:
             os.close(fd)
     except BaseException as exc:
@@ -134,7 +156,7 @@ def write_temp(store, fid: bytes, tree: ContainedTree, parts: tuple[str, ...], e
 
 
 def restore_staged(repo, t: Tracked, entries, tree: ContainedTree, base: tuple[str, ...], staging: str,
-                   progress: Progress, result: CheckoutResult) -> None:
+                   progress: Progress, result: CheckoutResult, bases: FileBases | None = None) -> None:
     """Restore a directory artifact that is absent from the workspace: every file is written in
     its place inside the staging directory (directories made as the path-ordered entries reach
     them, as `tar x` does), then the directory is renamed onto the artifact's path at once."""
@@ -145,7 +167,7 @@ def restore_staged(repo, t: Tracked, entries, tree: ContainedTree, base: tuple[s
     exact = mask is not None and not mask & 0o755
     try:
         folder, dir_fd = None, -1
-        for e, data in with_one_chunk_bytes(repo.store, entries):
+        for e, data in with_one_chunk_bytes(repo.store, restore_order(entries) if bases is not None else entries):
             parent, _, name = e.path.rpartition("/")
             if parent != folder:  # entries come in path order: a directory's files together
                 folder = parent
@@ -156,7 +178,7 @@ def restore_staged(repo, t: Tracked, entries, tree: ContainedTree, base: tuple[s
                 fd = new_file(dir_fd, name, 0o755 if e.executable else 0o644)
             try:
                 if data is None:
-                    write_verified(repo.store, e.file_id, fd, e.executable, progress)
+                    write_verified(repo.store, e.file_id, fd, e.executable, progress, bases)
                 else:
                     n = os.write(fd, data)
                     if n < len(data):  # a short write: the disk is nearly full
@@ -241,7 +263,7 @@ def _sweep_beside_file(target: Path) -> None:
 
 
 def checkout_one(repo, t: Tracked, force: bool, progress: Progress, result: CheckoutResult,
-                 tree: ContainedTree) -> None:
+                 tree: ContainedTree, bases: FileBases | None = None) -> None:
     store = repo.store
     ptr = t.pointer
     target = t.target
@@ -287,6 +309,9 @@ def checkout_one(repo, t: Tracked, force: bool, progress: Progress, result: Chec
     to_remove: list[str] = []
     unsaved: list[str] = []
     need_bytes = 0
+    # the workspace's versions of large files about to be replaced: read for deltas' bases
+    # (`bases`) when the file written over them is (entry index -> (path, the version's id))
+    replaced: dict[int, tuple[str, bytes]] = {}
     lookup = IdLookup(repo.hash_cache, t.display)
     for e, j, fs, _i in paired(entries, files):
         if fs is not None:
@@ -302,6 +327,8 @@ def checkout_one(repo, t: Tracked, force: bool, progress: Progress, result: Chec
             if e is None:
                 to_remove.append(fs.rel)
                 continue
+            if bases is not None and min(e.size, fs.size) >= MIN_FILE_BYTES:
+                replaced[j] = (fs.fspath, fid)
         assert e is not None  # paired() never yields two Nones
         to_write.append(j)
         need_bytes += e.size
@@ -324,16 +351,24 @@ def checkout_one(repo, t: Tracked, force: bool, progress: Progress, result: Chec
         staging = tree.staging_dir(base)
         if staging is not None:
             try:
-                restore_staged(repo, t, entries, tree, base, staging, progress, result)
+                restore_staged(repo, t, entries, tree, base, staging, progress, result, bases)
             finally:
                 progress.finish()
             return
+    if bases is not None:  # in `restore_order`
+        large = [j for j in to_write if entries[j].size >= MIN_FILE_BYTES]
+        if large:
+            large.sort(key=lambda j: natural_key(entries[j].path))
+            to_write = array("Q", (j for j in to_write if entries[j].size < MIN_FILE_BYTES))
+            to_write.extend(large)
     ready = array("q")  # temp file numbers, parallel to to_write; placed ones are zeroed
     try:
         # Every temp file is written and verified before the workspace is touched.
         for j in to_write:
             e = entries[j]
-            ready.append(write_temp(store, e.file_id, tree, entry_parts(base, e), e.executable, progress))
+            if j in replaced:
+                _offer_replaced(store, bases, *replaced[j])
+            ready.append(write_temp(store, e.file_id, tree, entry_parts(base, e), e.executable, progress, bases))
         progress.finish()
 
         if replace_whole:
@@ -374,17 +409,29 @@ def checkout_one(repo, t: Tracked, force: bool, progress: Progress, result: Chec
     result.restored.append(t.shown)
 
 
+def _offer_replaced(store, bases: FileBases | None, path: str, fid: bytes) -> None:
+    """Offer the workspace's version `fid` of a file (at `path`, about to be replaced) as a
+    source of deltas' bases, when the store knows its chunks (its bytes are hashed when read)."""
+    if bases is None or not store.has(FILE_MANIFEST, fid):
+        return
+    try:
+        chunks = file_manifest(store, fid).chunks
+    except MlvcError:
+        return  # unreadable here: the bases are decoded from the store as always
+    bases.add_path(path, chunks)
+
+
 def checkout(repo, paths=None, *, force: bool = False, progress: Progress = NULL) -> CheckoutResult:
     """Restore every selected artifact; failures are collected per artifact, not raised."""
     result = CheckoutResult()
     selected = select(repo, paths, within=True)
     clashes = overlapping(select(repo) if paths else selected)
-    with ContainedTree(repo.root, tmp=(MLVC_DIR, "tmp")) as tree:
+    with ContainedTree(repo.root, tmp=(MLVC_DIR, "tmp")) as tree, FileBases() as bases:
         tree.sweep_tmp()
         for t in selected:
             if t.ptr is not None and t.rel_pointer in clashes:
                 t = Tracked(t.pointer_path, t.rel_pointer, None, clashes[t.rel_pointer], t.inner)
-            _checkout_reporting(repo, t, force, progress, result, tree)
+            _checkout_reporting(repo, t, force, progress, result, tree, bases)
     # what is now on disk stays out of git even at a commit without its pointer (mlvc.ignore)
     held = {t.display: t.target for t in selected if t.ptr is not None and t.shown not in result.failed}
     try:
@@ -395,7 +442,7 @@ def checkout(repo, paths=None, *, force: bool = False, progress: Progress = NULL
 
 
 def _checkout_reporting(repo, t: Tracked, force: bool, progress: Progress, result: CheckoutResult,
-                        tree: ContainedTree) -> None:
+                        tree: ContainedTree, bases: FileBases | None = None) -> None:
     """checkout_one, with its failure recorded in `result` instead of raised."""
     if t.ptr is None:
         error = t.parse_error
@@ -403,7 +450,7 @@ def _checkout_reporting(repo, t: Tracked, force: bool, progress: Progress, resul
         result.failed_codes[t.shown] = error.exit_code
         return
     try:
-        checkout_one(repo, t, force, progress, result, tree)
+        checkout_one(repo, t, force, progress, result, tree, bases)
     except MlvcError as exc:
         result.failed[t.shown] = str(exc) + (f" ({exc.hint})" if exc.hint else "")
         result.failed_codes[t.shown] = exc.exit_code

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from bisect import bisect_left
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -242,6 +243,12 @@ def paired(entries, files) -> Iterator[tuple[TreeEntry | None, int, FileStat | N
         else:
             yield e, j, f, i
             e, f, i, j = next(ei, None), next(fi, None), i + 1, j + 1
+
+
+def natural_key(path: str) -> list:
+    """step_40 before step_120: digit runs compare as numbers (the order `add` stores a run's
+    checkpoints in, each against the one before it, and a restore writes them in)."""
+    return [(0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", path)]
 
 
 def file_manifest(store, fid: bytes) -> FileManifest:

@@ -18,6 +18,7 @@ from ..errors import CorruptObjectError, MlvcError, ObjectNotFoundError, Remedy,
 from ..hashing import hasher, to_oid
 from ..objects import NotCanonical, TreeManifest
 from .backend import Backend
+from .filebases import FileBases
 from .packindex import RESCAN_INTERVAL
 from .packs import CHUNK, FILE_MANIFEST, RECORD, TREE_MANIFEST, record_size_error
 from .publisher import PackPublisher
@@ -77,12 +78,16 @@ class ObjectReads(PackPublisher):
         data = self._get(typ, oid, ())
         return data if isinstance(data, bytes) else bytes(data)
 
-    def base_reader(self, chain: tuple[bytes, ...] = ()) -> BaseRead:
+    def base_reader(self, chain: tuple[bytes, ...] = (), files: FileBases | None = None) -> BaseRead:
         """What `decode_verify` reads a delta's base with: the base's verified bytes, read from
         this store; a base that is a delta itself is read the same way, at most
         `codec.MAX_DELTA_DEPTH` deltas deep.  A cycle or a longer chain is a corrupt record;
-        a missing base is a missing object (exit 7) that names the delta needing it."""
+        a missing base is a missing object (exit 7) that names the delta needing it.
+        `files`: local files that may hold a base's plaintext (checked against its id), read
+        before any record is decoded, at every level of the chain."""
         def read(oid: bytes, base_oid: bytes) -> bytes | memoryview:
+            if files is not None and (plain := files.read(base_oid)) is not None:
+                return plain
             seen = chain + (oid,)
             if base_oid in seen:
                 raise CorruptObjectError(to_oid(oid), self.name, "a chain of deltas ending in a whole record",
@@ -91,20 +96,21 @@ class ObjectReads(PackPublisher):
                 raise CorruptObjectError(to_oid(oid), self.name,
                                          f"a chain of at most {codec.MAX_DELTA_DEPTH} deltas", "a longer one")
             try:
-                return self._get(CHUNK, base_oid, seen)
+                return self._get(CHUNK, base_oid, seen, files)
             except ObjectNotFoundError:
                 raise ObjectNotFoundError(f"{to_oid(base_oid)} (the base of delta {to_oid(oid)})", where=self.name,
                                           remedy=Remedy.REPAIR_OR_FETCH) from None
         return read
 
-    def _get(self, typ: int, oid: bytes, chain: tuple[bytes, ...]) -> bytes | memoryview:
+    def _get(self, typ: int, oid: bytes, chain: tuple[bytes, ...],
+             files: FileBases | None = None) -> bytes | memoryview:
         loc = self._lookup(typ, oid)
         while isinstance(loc, Pending):
             writer, e = loc
             pending_payload = writer.read_back(e)
             if pending_payload is not None:
                 return decode_verify(typ, oid, e.codec, pending_payload, e.raw, "a pack being written",
-                                     base=self.base_reader(chain))
+                                     base=self.base_reader(chain, files))
             loc = self._lookup(typ, oid)  # published meanwhile: now in the index
         no, c, off, stored, raw = loc
         where = f"pack {self._pack_names[no]} ({self.name})"
@@ -113,7 +119,7 @@ class ObjectReads(PackPublisher):
         payload = self._reader(no)(off, stored)
         if len(payload) != stored:
             raise CorruptObjectError(to_oid(oid), where, f"{stored} bytes", f"{len(payload)} bytes (truncated pack)")
-        return decode_verify(typ, oid, c, payload, raw, where, base=self.base_reader(chain))
+        return decode_verify(typ, oid, c, payload, raw, where, base=self.base_reader(chain, files))
 
     def iter_decoded(self, typ: int, oid: bytes, piece: int = 1 << 20) -> Iterator[bytes]:
         """An object's bytes in pieces of at most `piece`, as they are decompressed (a million-file

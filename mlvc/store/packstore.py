@@ -34,6 +34,7 @@ from ..hashing import digest, hasher
 from . import shared_cache
 from .backend import Backend
 from .decodeahead import decode_ahead
+from .filebases import FileBases
 from .objectreads import ObjectReads
 from .packindex import PACKS
 from .packs import CHUNK, FILE_MANIFEST, TREE_MANIFEST, PackWriter
@@ -109,14 +110,15 @@ class PackStore(ObjectReads):
 
     # ---------------------------------------------------------------- read
     def iter_chunks(self, chunk_ids: Iterable[tuple[bytes, int]],
-                    check_ids: bool = True) -> Iterator[bytes | memoryview]:
+                    check_ids: bool = True, files: FileBases | None = None) -> Iterator[bytes | memoryview]:
         """Chunk bytes for a sequence of (oid, length), coalescing adjacent reads; each checked
         against its id unless the caller checks the whole file's (`check_ids=False`).  Decoded
-        ahead of the caller on helper threads (`mlvc.store.decodeahead`)."""
+        ahead of the caller on helper threads (`mlvc.store.decodeahead`).  `files`: local files
+        that may hold the plaintexts of deltas' bases (`mlvc.store.filebases`)."""
         def reraise(key: Key, exc: CorruptObjectError) -> NoReturn:
             self._raise_named(key, check_ids, exc)
         stored = self.iter_stored(((CHUNK, oid) for oid, _ in chunk_ids), check_ids=check_ids, decode=False)
-        return decode_ahead(stored, f"the store {self.name}", check_ids, self.base_reader(), reraise)
+        return decode_ahead(stored, f"the store {self.name}", check_ids, self.base_reader(files=files), reraise)
 
     def _raise_named(self, key: Key, check_ids: bool, exc: CorruptObjectError) -> NoReturn:
         """Read a damaged chunk again the plain way, for the error that names its pack."""
