@@ -19,19 +19,20 @@ from __future__ import annotations
 import errno
 import itertools
 import os
-import re
 import shutil
 import stat as statmod
-import time
+from collections.abc import Iterable
 from typing import Literal, overload
 from pathlib import Path
 
-from .atomic import pid_alive
+from .atomic import TempNames, remove_stale, sweep
 from .errors import PathError, SymlinkInPathError
 
 TMP_PREFIX = "restore-"
-STALE_TMP_S = 24 * 3600  # a live pid's temp file is kept unless older than this (pid reuse)
-_BESIDE = re.compile(r"^\..*\.mlvc-tmp-(\d+)-[0-9a-f]{8}$")
+RESTORE_TEMPS = TempNames(rf"{TMP_PREFIX}(?P<pid>\d+)-[0-9a-f]+(?:\.d)?")
+"""In the temp directory: a restore's temp files and staging directories (``.d``)."""
+RESTORE_BESIDE = TempNames(r"\..*\.mlvc-tmp-(?P<pid>\d+)-[0-9a-f]{8}")
+"""Beside a workspace file: a restore's temp file (`beside_temp_name`)."""
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
 _MAX_OPEN_DIRS = 256
 # read and write: a restore reads a file it wrote back for the bases of deltas (store.filebases)
@@ -67,21 +68,8 @@ def beside_temp_name(name: str, serial: int) -> str:
     return f".{name[:100]}.mlvc-tmp-{os.getpid()}-{serial & 0xFFFFFFFF:08x}"
 
 
-def restore_temp_pid(name: str) -> int | None:
-    """The writer's pid if `name` is a restore temp file left beside a workspace file, else None."""
-    m = _BESIDE.match(name)
-    return int(m.group(1)) if m else None
-
-
 def is_restore_temp(name: str) -> bool:
-    return _BESIDE.match(name) is not None
-
-
-def stale(pid: int, mtime: float, now: float | None = None) -> bool:
-    """Whether a temp file of `pid` last written at `mtime` belongs to no running process."""
-    if pid == os.getpid():
-        return False
-    return not pid_alive(pid) or (time.time() if now is None else now) - mtime > STALE_TMP_S
+    return RESTORE_BESIDE.pattern.fullmatch(name) is not None
 
 
 def parts_below(root: Path, path: Path) -> tuple[str, ...]:
@@ -338,28 +326,7 @@ class ContainedTree:
         fd = self.dir_fd(self._tmp_parts)
         if fd is None:
             return 0
-        removed = 0
-        now = time.time()
-        for name in os.listdir(fd):
-            if not name.startswith(TMP_PREFIX):
-                continue
-            try:
-                pid = int(name[len(TMP_PREFIX):].split("-")[0])
-                st = os.lstat(name, dir_fd=fd)
-            except (ValueError, FileNotFoundError):
-                continue
-            if not stale(pid, st.st_mtime, now):
-                continue
-            try:
-                if statmod.S_ISREG(st.st_mode):
-                    os.unlink(name, dir_fd=fd)
-                    removed += 1
-                elif statmod.S_ISDIR(st.st_mode) and name.endswith(".d"):
-                    shutil.rmtree(name, dir_fd=fd)  # fd-relative, never follows a link inside
-                    removed += 1
-            except FileNotFoundError:
-                pass
-        return removed
+        return sweep(fd, RESTORE_TEMPS)
 
     # ------------------------------------------------------------ lifetime
     def _close_all_but_root(self) -> None:
@@ -379,19 +346,9 @@ class ContainedTree:
         self.close()
 
 
-def remove_stale_beside(paths) -> int:
+def remove_stale_beside(paths: Iterable[Path]) -> int:
     """Unlink restore temp files (as `Path`s) left beside workspace files by dead processes."""
-    removed = 0
-    for p in paths:
-        pid = restore_temp_pid(p.name)
-        try:
-            st = os.lstat(p)
-        except FileNotFoundError:
-            continue
-        if pid is not None and statmod.S_ISREG(st.st_mode) and stale(pid, st.st_mtime):
-            p.unlink(missing_ok=True)
-            removed += 1
-    return removed
+    return sum(remove_stale(p.parent, p.name, RESTORE_BESIDE, dirs=False) for p in paths)
 
 
 def refuse_links_above(root: Path, path: Path, display: str) -> None:

@@ -40,7 +40,7 @@ from functools import cached_property
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from .atomic import temp_path
+from .atomic import TempNames, sweep, temp_path
 from .config import Config
 from .errors import RemoteNotFoundError, RevisionError, SourceError
 from .git import GitRepo, is_git_url
@@ -116,8 +116,7 @@ class Mirror:
     def _ensure(self) -> None:
         if self.git_dir.is_dir():
             return
-        for stale in self.dir.parent.glob(f".{self.dir.name}.tmp-*"):
-            shutil.rmtree(stale, ignore_errors=True)  # a killed process's: we hold this mirror's lock
+        sweep(self.dir.parent, TempNames.of(self.dir))  # a killed process's half-made mirror
         tmp = temp_path(self.dir)
         try:
             (tmp / ".git").mkdir(parents=True)

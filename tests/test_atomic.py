@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import ast
 import os
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -33,6 +35,41 @@ def test_temp_names_are_hidden_beside_the_file_and_unique_per_writer(tmp_path):
     for name in names:
         assert name.parent == tmp_path and name.name.startswith(f".m.pt{atomic.TEMP_MARK}{os.getpid()}-")
     assert atomic.pid_alive(os.getpid()) and not atomic.pid_alive(0)
+
+
+def test_the_sweep_removes_only_our_temps_that_their_writers_left_behind(tmp_path):
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    alive = subprocess.Popen(["sleep", "30"])
+    names = atomic.TempNames(r"(?:w-(?P<pid>\d+)-.*)|(?:shared-.*)")
+    try:
+        for name in [f"w-{dead.pid}-file", f"w-{alive.pid}-file", f"w-{os.getpid()}-mine", "shared-new",
+                     "shared-old", f"w-{alive.pid}-old", "user-file"]:
+            (tmp_path / name).write_bytes(b"partial")
+        (tmp_path / f"w-{dead.pid}-dir" / "sub").mkdir(parents=True)
+        (tmp_path / f"w-{dead.pid}-dir" / "sub" / "x").write_bytes(b"x")
+        long_ago = time.time() - atomic.STALE_TEMP_S - 60
+        for name in ["shared-old", f"w-{alive.pid}-old", f"w-{os.getpid()}-mine"]:
+            os.utime(tmp_path / name, (long_ago, long_ago))
+        assert atomic.sweep(tmp_path, names, dirs=False) == 3  # the dead writer's file, the old ones
+        assert f"w-{dead.pid}-dir" in os.listdir(tmp_path)
+        fd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            assert atomic.sweep(fd, names) == 1  # through a directory fd, a directory with what it holds
+        finally:
+            os.close(fd)
+        assert sorted(os.listdir(tmp_path)) == sorted([f"w-{alive.pid}-file", f"w-{os.getpid()}-mine",
+                                                       "shared-new", "user-file"])
+        assert atomic.sweep(tmp_path, names, max_age=0, now=time.time() + 1) == 2  # age alone: live pids too
+        assert sorted(os.listdir(tmp_path)) == sorted([f"w-{os.getpid()}-mine", "user-file"])
+        assert atomic.sweep(tmp_path / "absent", names) == 0
+    finally:
+        alive.kill()
+        alive.wait()
+    target = tmp_path / "mirror"
+    atomic.temp_path(target).mkdir()
+    assert atomic.TempNames.of(target).writer(atomic.temp_path(target).name) == os.getpid()
+    assert atomic.TempNames.of(target).writer(".other.tmp-1-0123abcd") is False
 
 
 # Modules that rename files by a mechanism of their own, and why (everything else writes through

@@ -14,11 +14,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import os
+import re
 import shutil
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..atomic import TempNames, fsync_dir, sweep
 from ..errors import ConflictError, DiskError, MlvcError, PathError
 from ..hashing import from_oid
 from ..store.packs import CHUNK, FILE_MANIFEST
@@ -203,26 +205,12 @@ TMP_PREFIX = ".{name}.mlvc-get-"  # + the writing process's id
 
 def _sweep(dest: Path) -> None:
     """Remove the temp outputs of gets of `dest` whose process died (kill -9, power loss)."""
-    prefix = TMP_PREFIX.format(name=dest.name)
-    try:
-        names = [n for n in os.listdir(dest.parent) if n.startswith(prefix)]
-    except OSError:
-        return
-    for name in names:
-        try:
-            os.kill(int(name[len(prefix):]), 0)
-        except ValueError:
-            continue  # not ours
-        except ProcessLookupError:
-            _remove(dest.parent / name)
-        except PermissionError:
-            continue  # alive, another user's
+    prefix = re.escape(TMP_PREFIX.format(name=dest.name))
+    sweep(dest.parent, TempNames(rf"{prefix}(?P<pid>\d+)"))
 
 
 def _publish(tmp: Path, dest: Path, force: bool) -> None:
     """Rename the complete copy into place (replacing `dest` only with `force`)."""
-    from ..atomic import fsync_dir
-
     if force and os.path.lexists(dest):
         if dest.is_dir() and not dest.is_symlink():
             old = dest.with_name(f".{dest.name}.mlvc-old-{os.getpid()}")

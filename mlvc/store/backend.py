@@ -30,6 +30,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 from typing import Any
 
+from ..atomic import TempNames
 from ..errors import PathError, RemoteNotFoundError
 
 ProgressCallback = Callable[[int], None]
@@ -88,6 +89,11 @@ def temp_beside(path: Path) -> Path:
     """`temp_sibling` as a Path: the temp name `mlvc.atomic.replacing` writes a backend's files
     under (it names the host: a shared directory is written from several machines)."""
     return Path(temp_sibling(str(path)))
+
+
+BACKEND_TEMPS = TempNames(f".*{re.escape(TEMP_MARKER)}.*")
+"""The names of `temp_sibling`: a shared directory is written from several machines, so these
+temps are judged by their age alone (`mlvc.atomic.sweep`)."""
 
 
 class Backend:

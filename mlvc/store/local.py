@@ -20,8 +20,9 @@ from typing import BinaryIO
 
 from ..errors import (DiskError, LockedError, MlvcError, ObjectNotFoundError, Remedy, RemoteNotFoundError,
                       RemoteUnreachableError)
-from ..atomic import fsync_dir, pid_alive, replacing, write_bytes
+from ..atomic import fsync_dir, pid_alive, replacing, sweep, write_bytes
 from .backend import (
+    BACKEND_TEMPS,
     TEMP_MARKER,
     Backend,
     Capabilities,
@@ -317,21 +318,13 @@ class LocalBackend(Backend):
     def cleanup(self, older_than_s: float) -> int:
         """Remove ``*.tmp-*`` files of writers that died more than `older_than_s` ago."""
         removed = 0
-        cutoff = time.time() - older_than_s
+        now = time.time()
         with self._translated():
             if not os.path.isdir(self.root):
                 return 0
             for dirpath, _dirnames, filenames in os.walk(self.root):
-                for name in filenames:
-                    if TEMP_MARKER not in name:
-                        continue
-                    path = os.path.join(dirpath, name)
-                    try:
-                        if os.lstat(path).st_mtime < cutoff:
-                            os.unlink(path)
-                            removed += 1
-                    except FileNotFoundError:
-                        continue  # its writer finished or another cleaner got there first
+                removed += sweep(dirpath, BACKEND_TEMPS, dirs=False, max_age=older_than_s, now=now,
+                                 only=filenames)
         return removed
 
     # -- conditional operations

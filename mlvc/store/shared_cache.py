@@ -15,19 +15,16 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import shutil
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from ..errors import MlvcError
 from ..hashing import digest
-from ..atomic import pid_alive
+from ..atomic import TempNames, sweep
 from .backend import Backend
 
 USERS = "repos/"
-STALE_TMP_S = 24 * 3600  # temp files of a live pid are kept unless older than this
 
 
 def register_user(backend: Backend, repo_root: Path) -> None:
@@ -73,35 +70,15 @@ def host_lock(backend: Backend, name: str, exclusive: bool = False) -> Iterator[
         os.close(fd)
 
 
+SCRATCH_NAMES = TempNames(r"(?:[^-]*-(?P<pid>\d+)(?:-.*)?|.*)")
+"""Everything in the scratch directory is a temp: ``<kind>-<pid>-...`` (a pack being written, a
+fetched pack, a reindex)."""
+
+
 def sweep_scratch(scratch: Path, now: float | None = None) -> int:
-    """Remove scratch files (named ``<kind>-<pid>-...``) left by processes that died, and any
-    older than STALE_TMP_S; returns how many."""
-    now = time.time() if now is None else now
-    removed = 0
-    try:
-        names = os.listdir(scratch)
-    except FileNotFoundError:
-        return 0
-    for name in names:
-        parts = name.split("-")
-        path = scratch / name
-        try:
-            pid = int(parts[1])
-        except (IndexError, ValueError):
-            pid = -1
-        try:
-            age = now - path.stat().st_mtime
-        except FileNotFoundError:
-            continue
-        if pid == os.getpid():
-            continue
-        if not pid_alive(pid) or age > STALE_TMP_S:
-            if path.is_dir() and not path.is_symlink():
-                shutil.rmtree(path, ignore_errors=True)
-            else:
-                path.unlink(missing_ok=True)
-            removed += 1
-    return removed
+    """Remove scratch files left by processes that died, and any older than STALE_TEMP_S;
+    returns how many."""
+    return sweep(scratch, SCRATCH_NAMES, now=now)
 
 
-__all__ = ["register_user", "users", "host_lock", "sweep_scratch", "USERS", "STALE_TMP_S"]
+__all__ = ["register_user", "users", "host_lock", "sweep_scratch", "USERS", "SCRATCH_NAMES"]
