@@ -18,14 +18,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from ..codec import DELTA, encode
 from ..errors import MlvcError, ObjectNotFoundError, RemoteNotFoundError
 from ..hashing import to_oid
 from ..objects import FileManifest, TreeManifest
 from ..store.packs import CHUNK, FILE_MANIFEST, TREE_MANIFEST
-from ..store.types import Location, ObjectReader
+from ..store.records import entries_in_runs
+from ..store.types import Key, ObjectReader, StoredItem
 from .chunked_reader import ChunkedFile
 
 if TYPE_CHECKING:
@@ -33,10 +34,17 @@ if TYPE_CHECKING:
     from ..store.packstore import PackStore
 
 RANGE_GAP = 64 * 1024  # read across gaps up to this size rather than issue another request
-RANGE_MAX = 8 * 1024 * 1024  # ... into requests of at most this size (the store's COALESCE_LIMIT)
 READ_AHEAD_AFTER = 256 * 1024  # a sequential run this long turns read-ahead on
 READ_AHEAD_MIN = 1 << 20
 READ_AHEAD_MAX = 32 << 20
+
+
+class _Wanted(NamedTuple):
+    """An object to fetch and its place in its pack (an `Extent` for `entries_in_runs`)."""
+
+    key: Key
+    offset: int
+    stored: int
 
 
 @dataclass
@@ -92,30 +100,18 @@ class ObjectSource:
     def _fetch(self, keys: list[tuple[int, bytes]]) -> None:
         """Download the objects `keys` (all missing from the cache) with coalesced ranged reads."""
         rstore = self._remote_store(keys[0][1])
-        located: list[tuple[tuple[int, bytes], Location]] = []
+        by_pack: dict[str, list[_Wanted]] = {}
         for typ, oid in dict.fromkeys(keys):
             try:
                 loc = rstore.location(typ, oid)
             except ObjectNotFoundError:
                 raise ObjectNotFoundError(to_oid(oid), f"the cache and {rstore.describe()}",
                                           hint="run `mlvc push` on a machine that has it") from None
-            located.append(((typ, oid), loc))
-        located.sort(key=lambda item: (item[1].pack, item[1].offset))
-        runs: list[tuple[list, int]] = []  # (items, end offset) per ranged read
-        for item in located:
-            pack, _, off, stored, _ = item[1]
-            if runs:
-                items, end = runs[-1]
-                first = items[0][1]
-                if first.pack == pack and off - end <= RANGE_GAP and off + stored - first.offset <= RANGE_MAX:
-                    items.append(item)
-                    runs[-1] = (items, max(end, off + stored))
-                    continue
-            runs.append(([item], off + stored))
+            by_pack.setdefault(loc.pack, []).append(_Wanted((typ, oid), loc.offset, loc.stored))
+        runs = [run for pack in sorted(by_pack) for run in entries_in_runs(by_pack[pack], gap=RANGE_GAP)]
 
-        def get(run_end):
-            run, _end = run_end
-            return list(rstore.iter_stored([key for key, _ in run], gap=RANGE_GAP))
+        def get(run: list[_Wanted]) -> list[StoredItem]:
+            return list(rstore.iter_stored([w.key for w in run], gap=RANGE_GAP))
 
         if len(runs) == 1:
             results = [get(runs[0])]
@@ -124,9 +120,9 @@ class ObjectSource:
 
             with ThreadPoolExecutor(max_workers=min(len(runs), self._jobs)) as pool:
                 results = list(pool.map(get, runs))
-        for (run, end), got in zip(runs, results, strict=True):
+        for run, got in zip(runs, results, strict=True):
             self.stats.requests += 1
-            self.stats.bytes_downloaded += end - run[0][1][2]
+            self.stats.bytes_downloaded += max(w.offset + w.stored for w in run) - run[0].offset
             for key, c, payload, raw, body, error in got:
                 if error is not None:
                     raise error
@@ -134,14 +130,17 @@ class ObjectSource:
                 if self.cache:
                     if c == DELTA:  # its base may be missing here: the cache keeps it whole
                         assert body is not None  # decoded (with its base, from the remote) and verified
-                        c, payload = encode(body, self.store.level)
-                    payload = bytes(payload)
-                    self.store.put_stored(key[0], key[1], c, payload, raw)
+                        c, whole = encode(body, self.store.level)
+                        data = bytes(whole)
+                    else:
+                        data = bytes(payload)
+                    self.store.put_stored(key[0], key[1], c, data, raw)
                     self._dirty = True
-                    self._unpublished += len(payload)
+                    self._unpublished += len(data)
                     if self._unpublished >= self._publish_every:
                         self.flush()
                 else:
+                    assert body is not None  # decoded and verified
                     self._held[key] = bytes(body)
 
     # ------------------------------------------------------------------ reads

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Union
+from typing import Protocol, TypeVar, Union
 
 from .. import codec
 from ..errors import CorruptObjectError
@@ -108,17 +108,35 @@ def check_pack_file(path: Path, entries: list[IndexEntry], where: str) -> dict[K
     return problems
 
 
-def entries_in_runs(entries: Iterable[IndexEntry]) -> Iterator[list[IndexEntry]]:
-    """Records in pack order, grouped into runs read with one request each: a run spans at most
-    COALESCE_LIMIT bytes from its first record's start (a longer record is a run of its own)."""
-    run: list[IndexEntry] = []
+class Extent(Protocol):
+    """A record's place in its pack (an `IndexEntry`, or a caller's own record of one)."""
+
+    @property
+    def offset(self) -> int: ...
+
+    @property
+    def stored(self) -> int: ...
+
+
+_E = TypeVar("_E", bound=Extent)
+
+
+def entries_in_runs(entries: Iterable[_E], gap: int | None = None) -> Iterator[list[_E]]:
+    """Records of one pack in pack order, grouped into runs read with one request each: a run
+    spans at most COALESCE_LIMIT bytes from its first record's start (a longer record is a run of
+    its own) and, given `gap`, skips at most `gap` bytes between its records (a partial read
+    should not download much it will not use)."""
+    run: list[_E] = []
+    end = 0
     for e in sorted(entries, key=lambda e: e.offset):
-        if run and e.offset + e.stored - run[0].offset > COALESCE_LIMIT:
+        if run and (e.offset + e.stored - run[0].offset > COALESCE_LIMIT
+                    or (gap is not None and e.offset - end > gap)):
             yield run
             run = []
         run.append(e)
+        end = max(end, e.offset + e.stored) if len(run) > 1 else e.offset + e.stored
     if run:
         yield run
 
 
-__all__ = ["decode_verify", "check_pack_file", "entries_in_runs", "BaseRead", "COALESCE_LIMIT"]
+__all__ = ["decode_verify", "check_pack_file", "entries_in_runs", "Extent", "BaseRead", "COALESCE_LIMIT"]
