@@ -25,6 +25,7 @@ from ..errors import MlvcError, ObjectNotFoundError, RemoteNotFoundError
 from ..hashing import to_oid
 from ..objects import FileManifest, TreeManifest
 from ..store.packs import CHUNK, FILE_MANIFEST, TREE_MANIFEST
+from ..store.readers import FirstThatHas
 from ..store.records import entries_in_runs
 from ..store.types import Key, ObjectReader, StoredItem
 from .chunked_reader import ChunkedFile
@@ -79,6 +80,8 @@ class ObjectSource:
         # hit the pack's closed file (a race inside the cache's PackStore).
         self._publish_every = max(1, self.store.pack_size // 2)
         self._unpublished = 0
+        # the cache, else the remote through it: what the cache lacks is fetched into it (or held)
+        self._reads = FirstThatHas([self.store], primary=self.store, rescan=False, fetch=self._fetch_one)
 
     # ------------------------------------------------------------------ remote
     def _remote_store(self, missing: bytes) -> PackStore:
@@ -149,12 +152,13 @@ class ObjectSource:
         held = self._held.get((typ, oid))
         if held is not None:
             return held
-        if not self.store.has(typ, oid):
-            self._fetch([(typ, oid)])
-            held = self._held.get((typ, oid))
-            if held is not None:
-                return held
-        return self.store.get(typ, oid)
+        return self._reads.get(typ, oid)
+
+    def _fetch_one(self, typ: int, oid: bytes) -> bytes:
+        """An object the cache lacks, fetched from the remote (kept in the cache, or held)."""
+        self._fetch([(typ, oid)])
+        held = self._held.get((typ, oid))
+        return held if held is not None else self.store.get(typ, oid)
 
     get = read_object  # the store's name, so readers written for the cache (diff, ChunkedFile) take a source
 

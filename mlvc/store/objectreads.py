@@ -10,7 +10,7 @@ read (`with_bases`), and the reader `decode_verify` reads a delta's base with (`
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from .. import codec
@@ -360,12 +360,23 @@ class ObjectReads(PackPublisher):
         """`keys` and, for each chunk stored here as a delta, its base, and the base's base, ...:
         what must stay for these objects to be read (gc keeps it, a transfer sends it)."""
         out = set(keys)
-        todo = [oid for typ, oid in out if typ == CHUNK]
+        out.update((CHUNK, base) for base in self.delta_closure([oid for typ, oid in out if typ == CHUNK]).values())
+        return out
+
+    def delta_closure(self, oids: Iterable[bytes], held: Callable[[bytes], bool] | None = None) -> dict[bytes, bytes]:
+        """{delta: the base it names} for the chunks `oids` stored here as deltas, their bases,
+        the bases' bases, ...; a base `held` says is had elsewhere (a transfer's destination
+        holds it) is not followed further."""
+        seen = set(oids)
+        base_of: dict[bytes, bytes] = {}
+        todo = list(seen)
         while todo:
             found = self.delta_bases(todo)
             todo = []
-            for base in found.values():
-                if (CHUNK, base) not in out:
-                    out.add((CHUNK, base))
-                    todo.append(base)
-        return out
+            for oid, base in found.items():
+                base_of[oid] = base
+                if base not in seen:
+                    seen.add(base)
+                    if held is None or not held(base):
+                        todo.append(base)
+        return base_of

@@ -45,6 +45,7 @@ from ..codec import DELTA, MAX_DELTA_DEPTH
 from .packs import CHUNK, FILE_MANIFEST, TREE_MANIFEST, decode_index, record_size_error, type_name
 from .packindex import PACKS
 from .packstore import PackStore, wrap_os_error
+from .readers import FirstThatHas
 from .records import COALESCE_LIMIT, check_pack_file
 from .types import Artifact, Key, Location, Root, TransferResult
 
@@ -96,6 +97,11 @@ class _Transfer:
         self.failed: set[int] = set()  # artifact numbers
         self.lock = threading.Lock()
         self.src_remote = not src.backend.capabilities.local_files
+        # manifests are read from dst's copy where it has one (usually local), else from src; a
+        # destination that vouches by holding (a remote) lacks every unvouched key: not asked
+        self.reads = FirstThatHas([dst, src], primary=src, rescan=False)
+        self.manifest_reads = self.reads if self.walk_all or not dst.closure_trusted else FirstThatHas(
+            [src], primary=src)
         # count_only: plan without copying; `missing` collects what would be copied
         self.missing: set[Key] | None = set() if count_only else None
 
@@ -185,12 +191,10 @@ class _Transfer:
             return None
 
     def _raw_size(self, key: Key) -> int:
-        for store in (self.dst, self.src):
-            try:
-                return store.location(*key).raw
-            except ObjectNotFoundError:
-                continue
-        return 0  # read (and failed) with the small ones
+        try:
+            return self.reads.location(*key).raw
+        except ObjectNotFoundError:
+            return 0  # read (and failed) with the small ones
 
     @staticmethod
     def _tree_groups(keys: list[tuple[Key, int]]) -> Iterator[list[Key]]:
@@ -210,8 +214,7 @@ class _Transfer:
         """Walk a large tree as it is decompressed and parsed (never its whole document, nor
         all its entries: a million files are ~75 MB of JSON), from dst if it has a copy, else
         from src; it is written (read again from src) once its last batch was."""
-        sources = [self.dst, self.src] if self.dst.has(*key) else [self.src]
-        for store in sources:
+        for store in self.reads.candidates(*key):
             try:
                 where = f"{to_oid(key[1])} ({store.name})"
                 if store is self.dst:
@@ -298,22 +301,9 @@ class _Transfer:
     def _read_manifests(self, keys: list[Key], wanted: dict[Key, Owners]) -> Iterator[tuple[Key, bytes, Stored | None]]:
         """(key, body, stored form if dst lacks it) of manifests, from dst where it has them,
         else from src, `MANIFEST_BATCH` at a time; a failed one is recorded and left out."""
-        # Keys come unvouched: a destination that vouches by holding (a remote) lacks them all,
-        # and is not asked again (each question probes every recent table of its index).
-        maybe_at_dst = self.walk_all or not self.dst.closure_trusted
         for i in range(0, len(keys), MANIFEST_BATCH):
-            from_src = []
-            damaged_at_dst = set()
-            for key in keys[i:i + MANIFEST_BATCH]:
-                if maybe_at_dst and self.dst.has(*key):
-                    try:
-                        yield key, self.dst.get(*key), None
-                        continue
-                    except CorruptObjectError:
-                        damaged_at_dst.add(key)  # read the source's copy (and keep the damaged one)
-                from_src.append(key)
-            from_src.sort(key=self._src_position)
-            for key, c, payload, raw, data, error in self.src.iter_stored(from_src):
+            for store, (key, c, payload, raw, data, error) in self.manifest_reads.iter_stored(
+                    keys[i:i + MANIFEST_BATCH]):
                 if error is not None:
                     if isinstance(error, ObjectNotFoundError):
                         error = ObjectNotFoundError(
@@ -322,15 +312,9 @@ class _Transfer:
                     self.fail(wanted[key], error)
                     continue
                 assert data is not None  # decoded: iter_stored gives data with every error-free item
-                stored = None if key in damaged_at_dst else (c, bytes(payload), raw)
-                yield key, bytes(data), stored
-
-    def _src_position(self, key: Key) -> tuple[str, int]:
-        try:
-            loc = self.src.location(*key)
-        except ObjectNotFoundError:
-            return ("", 0)
-        return (loc.pack, loc.offset)
+                # dst's copy, or a damaged one there (kept: src's is read instead): not written
+                at_dst = store is self.dst or (self.manifest_reads is self.reads and self.dst.has(*key))
+                yield key, bytes(data), None if at_dst else (c, bytes(payload), raw)
 
     # ------------------------------------------------------------------ copy
     def _flush(self, need: dict[Key, Owners], held: list[tuple[Key, Owners, Stored]]) -> None:
@@ -380,30 +364,30 @@ class _Transfer:
     def _with_bases(self, need: dict[Key, Owners]) -> tuple[list[dict[Key, Owners]], dict[bytes, bytes], set[bytes]]:
         """`need` and the bases its deltas need at `dst`, split into levels: each chunk after the
         level of its base; and the bases `dst` already holds."""
-        everything = dict(need)
-        base_of: dict[bytes, bytes] = {}
         relied_on: set[bytes] = set()
-        todo = [key[1] for key in need]
-        while todo:
-            found = self.src.delta_bases(todo)
-            todo = []
-            for oid, base in found.items():
-                base_of[oid] = base
-                key = (CHUNK, base)
-                if key in everything:
-                    everything[key] = _union(everything[key], everything[(CHUNK, oid)])
-                elif not self.dst.has(CHUNK, base):
-                    everything[key] = everything[(CHUNK, oid)]
-                    todo.append(base)
-                else:
-                    relied_on.add(base)
+
+        def at_dst(base: bytes) -> bool:
+            if self.dst.has(CHUNK, base):
+                relied_on.add(base)
+                return True
+            return False
+
+        base_of = self.src.delta_closure([key[1] for key in need], held=at_dst)
         if not base_of:
             return [need], base_of, relied_on
+        everything = dict(need)
+        for base in base_of.values():
+            if base not in relied_on:
+                everything.setdefault((CHUNK, base), ())
         levels = {key[1]: 0 for key in everything}
         for _round in range(MAX_DELTA_DEPTH + 1):  # a chain is at most that long (a cycle stops too)
             for oid, base in base_of.items():
                 if base in levels and oid in levels:
                     levels[oid] = max(levels[oid], levels[base] + 1)
+        for oid in sorted(base_of, key=lambda oid: -levels.get(oid, 0)):  # deltas before their bases
+            bkey, dkey = (CHUNK, base_of[oid]), (CHUNK, oid)
+            if bkey in everything and dkey in everything:  # a base needs what its deltas need
+                everything[bkey] = _union(everything[bkey], everything[dkey]) if everything[bkey] else everything[dkey]
         out: list[dict[Key, Owners]] = []
         for key, who in everything.items():
             n = min(levels[key[1]], MAX_DELTA_DEPTH + 1)
