@@ -11,7 +11,7 @@ import typer
 from .options import JSON, QUIET
 from .. import errors
 from .main import app
-from .output import find_repo, open_repo, echo, emit_json, human_size
+from .output import find_repo, open_repo, echo, emit_json, human_size, progress_for
 
 if TYPE_CHECKING:
     from ..repo import Repo
@@ -265,10 +265,18 @@ def gc(
     wait_lock: float = typer.Option(0.0, "--wait-lock", min=0, metavar="SECONDS",
                                     help="With --remote: if another gc or a push holds the remote's locks, "
                                     "wait up to SECONDS (printing one message) instead of failing with exit 13."),
+    repack: bool = typer.Option(False, "--repack", help="Also store the kept checkpoints' float tensors "
+                                "smaller (byte planes, or deltas against their previous version where that "
+                                "is in the cache) and merge small packs. The cache only."),
     json_out: bool = JSON,
     quiet: bool = QUIET,
 ):
     """Remove objects that no kept pointer reaches (choose exactly one scope).
+
+    With --repack (as `git gc` repacks), the cache's float chunks that the float codec would
+    store smaller (added with `core.float_planes` off, or whose base arrived later) are stored
+    again as byte planes or XOR deltas, small packs are merged, and the old packs go only after
+    the new ones are published. Ids and restored bytes never change.
 
     Examples:
 
@@ -276,6 +284,8 @@ def gc(
       mlvc gc --all-commits --dry-run
       mlvc gc --all-branches --remote shared
       mlvc gc --all-commits --remote shared --wait-lock 600
+      mlvc gc --all-commits --repack
+      mlvc gc --workspace --repack --dry-run --json
     """
     from ..ops.gc import gc as gc_op
     from .remote import wait_message
@@ -289,7 +299,8 @@ def gc(
                                 hint="--grace 0 collects every unreachable pack at once")
     with open_repo() as repo:
         result = gc_op(repo, chosen[0], remote=remote, dry_run=dry_run, grace=grace, wait_lock=wait_lock,
-                       on_wait=wait_message(quiet or json_out))
+                       on_wait=wait_message(quiet or json_out), repack=repack,
+                       progress=progress_for(quiet or json_out))
     if json_out:
         emit_json(result.as_dict())
         return
@@ -310,8 +321,18 @@ def gc(
         echo(f"removed {result.objects_removed} objects, {human_size(result.bytes_removed)} from {where} "
              f"({result.packs_rewritten} packs rewritten, {result.packs_deleted} deleted); kept "
              f"{result.kept_artifacts} artifact versions")
-    if result.packs_recent:
+    if result.repacked:
+        _repack_summary(result)
+    elif result.packs_recent:
         echo(f"{result.packs_recent} recent pack(s) left untouched (younger than the grace period)")
+
+
+def _repack_summary(result) -> None:
+    would = "would re-encode" if result.dry_run else "re-encoded"
+    echo(f"{would} {result.chunks_recoded} chunks ({result.recoded_as_deltas} as deltas): "
+         f"{human_size(result.recoded_bytes_before)} -> {human_size(result.recoded_bytes_after)}; "
+         f"{result.packs_merged} small pack(s) merged; the cache's packs "
+         f"{human_size(result.stored_bytes_before)} -> {human_size(result.stored_bytes_after)}")
 
 
 # ------------------------------------------------------------------ hooks

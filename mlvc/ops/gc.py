@@ -32,7 +32,8 @@ import time
 from pathlib import Path
 
 from .. import pointer as pointers
-from ..errors import CorruptObjectError, MlvcError, ObjectNotFoundError
+from ..errors import CorruptObjectError, MlvcError, ObjectNotFoundError, UsageError
+from ..progress import NULL, Progress
 from ..store.gc import GcResult, gc as collect
 from ..store.journal import RETENTION_S, JournalName, list_names, read_record
 from ..store.locks import RemoteLock, check_pushers, default_owner, remote_unlocked, wait_for_lock
@@ -204,8 +205,11 @@ def live_objects(store, ptrs, warnings: list[str], strict: bool = False) -> set[
 # ------------------------------------------------------------------ the cache and remotes
 
 
-def gc_local(repo: Repo, scope: str = "workspace", *, dry_run: bool = False, grace: float | None = None) -> GcResult:
-    """gc of the cache, keeping what every repository that uses it needs (`users_pointers`)."""
+def gc_local(repo: Repo, scope: str = "workspace", *, dry_run: bool = False, grace: float | None = None,
+             repack: bool = False, progress: Progress = NULL) -> GcResult:
+    """gc of the cache, keeping what every repository that uses it needs (`users_pointers`).
+    `repack`: also re-encode the kept checkpoints' float chunks and merge small packs
+    (`mlvc.store.repack`, with the hints of `mlvc.ops.repack`)."""
     result = GcResult(scope, None, dry_run)
     grace_s = grace_seconds(repo, grace)
     store = repo.store
@@ -225,7 +229,14 @@ def gc_local(repo: Repo, scope: str = "workspace", *, dry_run: bool = False, gra
             new = [p for p in users_pointers(repo, "workspace", []) if (p.kind, p.oid) not in seen]
             return live_objects(store, new, result.warnings) if new else set()
 
-        collect(store, live, result, grace_s=grace_s, dry_run=dry_run, more_live=more_live)
+        if repack:
+            from ..store.repack import repack as store_repack
+            from .repack import chunk_hints, versions_in_order
+
+            store_repack(store, live, lambda: chunk_hints(store, versions_in_order(repo, kept)), result,
+                         grace_s=grace_s, dry_run=dry_run, more_live=more_live, progress=progress)
+        else:
+            collect(store, live, result, grace_s=grace_s, dry_run=dry_run, more_live=more_live)
         if not dry_run:
             store.sweep_tmp()
     return result
@@ -339,9 +350,15 @@ def gc_remote_store(repo: Repo, rstore, name: str, scope: str, *, dry_run: bool 
 
 
 def gc(repo: Repo, scope: str = "workspace", remote: str | None = None, dry_run: bool = False,
-       grace: float | None = None, wait_lock: float = 0.0, on_wait=None) -> GcResult:
+       grace: float | None = None, wait_lock: float = 0.0, on_wait=None, repack: bool = False,
+       progress: Progress = NULL) -> GcResult:
     if scope not in SCOPES:
         raise MlvcError(f"gc scope must be one of {', '.join(SCOPES)}, not {scope!r}")
+    if repack:
+        if remote is not None:
+            raise UsageError("--repack works on the cache only (a remote receives what a push sends: repack "
+                             "the cache, then push)")
+        return gc_local(repo, scope, dry_run=dry_run, grace=grace, repack=True, progress=progress)
     if remote is not None:
         return gc_remote(repo, scope, remote or None, dry_run=dry_run, grace=grace, wait_lock=wait_lock,
                          on_wait=on_wait)

@@ -54,6 +54,16 @@ class GcResult:
     raw_bytes_removed: int = 0
     journal_roots: int = 0  # remote: roots kept only because a push journal record names them
     journal_pruned: int = 0  # remote: push journal records old enough to go (would go, with dry_run)
+    # `gc --repack` (`mlvc.store.repack`): chunks re-encoded (as planes, or as deltas), and the
+    # stored bytes they took before and take now; small packs merged; every pack's bytes
+    repacked: bool = False
+    chunks_recoded: int = 0
+    recoded_as_deltas: int = 0
+    recoded_bytes_before: int = 0
+    recoded_bytes_after: int = 0
+    packs_merged: int = 0
+    stored_bytes_before: int = 0
+    stored_bytes_after: int = 0
     plans: list[PackPlan] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
@@ -68,7 +78,7 @@ def _plan(name: str, entries: list[IndexEntry], live: set[Key]) -> tuple[PackPla
                     not keep), keep
 
 
-def _deltas_outside(store: PackStore, candidates: set[str]) -> set[Key]:
+def deltas_outside(store: PackStore, candidates: set[str]) -> set[Key]:
     """The delta records of the visible packs gc leaves alone (their bases must stay)."""
     out: set[Key] = set()
     for name in store.listed_packs():
@@ -106,7 +116,7 @@ def gc(store: PackStore, live: Callable[[], set[Key]], result: GcResult, *, grac
         candidates.append(name)
     # A record is live while a record that stays names it as its base (a delta's chain): the
     # live ones, and every delta of a pack gc does not touch (recent: kept whatever it holds).
-    live_set = store.with_bases(live() | _deltas_outside(store, set(candidates)))
+    live_set = store.with_bases(live() | deltas_outside(store, set(candidates)))
 
     def plan() -> list[PackPlan]:
         plans = []
@@ -123,7 +133,7 @@ def gc(store: PackStore, live: Callable[[], set[Key]], result: GcResult, *, grac
     plans = plan()
     if plans and not dry_run:
         # what concurrent writers made live meanwhile, and the deltas of packs published since
-        extra = ((more_live() if more_live is not None else set()) | _deltas_outside(store, set(candidates))) \
+        extra = ((more_live() if more_live is not None else set()) | deltas_outside(store, set(candidates))) \
             - live_set
         if extra:
             live_set |= store.with_bases(extra)

@@ -42,6 +42,7 @@ class PackPublisher(PackReads):
                  merged_dir: Path | None = None, jobs: int = 1) -> None:
         super().__init__(backend, name=name, index_cache=index_cache, merged_dir=merged_dir, jobs=jobs)
         self.published = 0  # packs this object published (written or adopted)
+        self.published_names: list[str] = []  # their names, in order (one may be an older pack's: same bytes)
         self._index_guard: Callable[[], None] | None = None  # see `guard_indexes`
         self._writer: PackWriter | None = None
         # Objects in packs not yet published, by type: id -> the writer holding it
@@ -114,6 +115,7 @@ class PackPublisher(PackReads):
         self._save_index(name, idx)
         with self._lock:
             self.published += 1
+            self.published_names.append(name)
             if name not in self._pack_no:
                 self._add_pack(name, idx)
             self._forget(writer)
@@ -133,6 +135,7 @@ class PackPublisher(PackReads):
         self._save_index(name, idx)
         with self._lock:
             self.published += 1
+            self.published_names.append(name)
             if name not in self._pack_no:
                 check_index(idx, f"pack index {name}")
                 self._add_pack(name, idx)
