@@ -20,9 +20,8 @@ from typing import TYPE_CHECKING
 from .. import pointer as pointers
 from ..errors import MlvcError
 from ..store.repack import ChunkHint
-from .add import _natural_key
 from .add_bases import FloatRegions, TensorKey
-from .common import file_manifest, load_entries, select
+from .common import file_manifest, load_entries, natural_key, select
 
 if TYPE_CHECKING:
     from ..repo import Repo
@@ -134,7 +133,7 @@ def chunk_hints(store, versions: list[tuple[str, pointers.PointerFile]]) -> Iter
             entries = [e for e in load_entries(store, ptr) if e.size >= MIN_FILE]
         except MlvcError:
             continue  # its tree is not in this cache: nothing of it to repack
-        entries.sort(key=lambda e: _natural_key(e.path))
+        entries.sort(key=lambda e: natural_key(e.path))
         sibling: dict[str, tuple[bytes, str]] = {}  # directory -> its last checkpoint in this version
         for e in entries:
             name = os.path.basename(e.path) or os.path.basename(ptr.path)
