@@ -18,7 +18,7 @@ from typing import Callable
 
 from .. import pointer as pointers
 from ..chunking import ChunkerParams, aligned_cuts, iter_chunks
-from ..codec import ChunkEncoder
+from ..codec import DELTA, ChunkEncoder
 from ..errors import FileChangedError, MlvcError, PathError, UnsafePathError
 from ..hashing import digest, hasher, to_oid
 from ..ignore import ensure_ignored
@@ -27,7 +27,7 @@ from ..progress import NULL, Progress
 from ..store.packs import CHUNK, FILE_MANIFEST, TREE_MANIFEST
 from ..store.packstore import wrap_os_error
 from ..workspace import FileStat, IdLookup, hash_file, same_stat, scan, stat_signature
-from .add_bases import Bases, ChunkMap, FloatRegions, TensorKey
+from .add_bases import Bases, ChunkMap, DeltaChoice, FloatRegions, Tensor, TensorKey
 from .common import existing_meta, followed_link_warnings, links_root, natural_key, select
 from .data_meta import carry_over, config_drift
 
@@ -111,8 +111,10 @@ class _Storer:
     while this thread cuts and hashes), or inline (small files: no thread per file).  The
     helper gets its own copy of each chunk: the chunker reuses its buffers."""
 
-    def __init__(self, store, encoder, beside: bool, base_file: Path | None = None):
+    def __init__(self, store, encoder, beside: bool, base_file: Path | None = None,
+                 choice: DeltaChoice | None = None):
         self._store, self._encoder = store, encoder
+        self._choice = choice if choice is not None else DeltaChoice()
         self._delta_encoder = ChunkEncoder(store.level)  # the XORs' planes pay differently
         self._base_file = base_file
         self._base_fd: int | None = None
@@ -123,8 +125,8 @@ class _Storer:
             self._thread = threading.Thread(target=self._run, name="mlvc-encode", daemon=True)
             self._thread.start()
 
-    def put(self, data, oid: bytes, width: int, skip: int, base: tuple[bytes, int] | None = None) -> None:
-        """`base`: (id, offset in `base_file`) of the chunk to store this one as a delta against."""
+    def put(self, data, oid: bytes, width: int, skip: int, base: tuple[bytes, int, Tensor] | None = None) -> None:
+        """`base`: (id, offset in `base_file`, tensor) of the chunk to store this one as a delta against."""
         if self._thread is None:
             self._put(data, oid, width, skip, base)
             return
@@ -132,13 +134,30 @@ class _Storer:
             raise self._error
         self._queue.put((bytes(data), oid, width, skip, base))
 
-    def _put(self, data, oid: bytes, width: int, skip: int, base: tuple[bytes, int] | None) -> None:
+    def _put(self, data, oid: bytes, width: int, skip: int, base: tuple[bytes, int, Tensor] | None) -> None:
+        store = self._store
         if base is None:
-            self._store.put_chunk(data, oid, self._encoder, width, skip)
+            store.put_chunk(data, oid, self._encoder, width, skip)
             return
-        self._store.put_chunk(data, oid, self._encoder, width, skip, base=base[0],
-                              base_bytes=lambda: self._sibling_bytes(base[1], len(data)),
-                              delta_encoder=self._delta_encoder)
+        if store.has(CHUNK, oid):
+            return
+        base_id, offset, tensor = base
+        way = self._choice.way(tensor)
+        delta = None
+        if way != DeltaChoice.OWN:
+            delta = store.delta_payload(data, base_id, lambda: self._sibling_bytes(offset, len(data)),
+                                        self._delta_encoder, width, skip)
+        if way != DeltaChoice.BOTH or delta is None:
+            if delta is None or len(delta) >= len(data):  # no base, or a delta that does not shrink it
+                store.put_chunk(data, oid, self._encoder, width, skip)
+            else:
+                store.put_stored(CHUNK, oid, DELTA, delta, len(data))
+            return
+        c, own = self._encoder.encode(data, width, skip)
+        self._choice.learn(tensor, len(delta) < len(own))
+        if len(delta) < len(own):
+            c, own = DELTA, delta
+        store.put_stored(CHUNK, oid, c, own, len(data))
 
     def _sibling_bytes(self, offset: int, length: int) -> bytes | None:
         """The base's bytes as the sibling file holds them (the store checks them by their id)."""
@@ -179,7 +198,7 @@ class _Storer:
 def store_file(store, fs: FileStat, display: str, params: ChunkerParams, progress: Progress = NULL,
                module_ids: bool = False, float_planes: bool = False,
                base: ChunkMap | Callable[[], ChunkMap | None] | None = None,
-               ) -> tuple[bytes, dict[str, str] | None, ChunkMap | None]:
+               choice: DeltaChoice | None = None) -> tuple[bytes, dict[str, str] | None, ChunkMap | None]:
     """Chunk one file into the store; returns (content id, module ids, its chunk map).  Detects
     concurrent modification.
 
@@ -190,7 +209,8 @@ def store_file(store, fs: FileStat, display: str, params: ChunkerParams, progres
     With `float_planes`, each float tensor is cut into fixed blocks from its start and its
     blocks may be stored as deltas against `base`'s (another version of this checkpoint: the
     previous sibling of a run, or the previous version of this path; a callable is asked only
-    for a file with float tensors); the chunk map returned is what the next version builds on."""
+    for a file with float tensors; `choice` learns per tensor which way its blocks are encoded,
+    shared by the files of one add); the chunk map returned is what the next version builds on."""
     from .modules import checkpoint_layout, layout_cuts
 
     content = hasher()
@@ -221,7 +241,7 @@ def store_file(store, fs: FileStat, display: str, params: ChunkerParams, progres
             if module_ids and layout is not None:
                 modules = _ModuleIds(fs.path, layout, before)
             storer = _Storer(store, encoder, beside=fs.size >= _BESIDE_MIN,
-                             base_file=base.path if isinstance(base, ChunkMap) else None)
+                             base_file=base.path if isinstance(base, ChunkMap) else None, choice=choice)
             put = storer.put
             total = 0
             for data in iter_chunks(_Reader(f, content, progress), params, boundaries=cuts, size_hint=fs.size,
@@ -235,7 +255,7 @@ def store_file(store, fs: FileStat, display: str, params: ChunkerParams, progres
                         mine[key] = (oid, len(data), total)
                         if isinstance(base, ChunkMap) and (b := base.chunks.get(key)) is not None \
                                 and b[1] == len(data) and b[0] != oid:
-                            on = (b[0], b[2])
+                            on = (b[0], b[2], key[:3])
                     put(data, oid, *floats.at(total, len(data)), on)
                 refs.append((oid, len(data)))
                 total += len(data)
@@ -353,7 +373,8 @@ def add_one(repo, path: str | Path, *, role: str | None = None, meta: dict | Non
                 want = wants_module_ids(fs, kind, sharded)
                 fid, mods, chunk_map = store_file(store, fs, fdisplay, params, progress, module_ids=want,
                                                   float_planes=float_planes,
-                                                  base=bases.for_file(fs) if bases is not None else None)
+                                                  base=bases.for_file(fs) if bases is not None else None,
+                                                  choice=bases.choice if bases is not None else None)
                 if bases is not None:
                     bases.stored(fs, fid, chunk_map)
                 if want:

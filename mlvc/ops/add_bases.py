@@ -144,6 +144,7 @@ class Bases:
         self._old = old
         self._old_entries: TreeEntries | None = None
         self._last: dict[str, tuple[FileStat, bytes, ChunkMap | None]] = {}  # directory -> its last file
+        self.choice = DeltaChoice()  # which way each tensor's blocks are encoded, learnt over the add
 
     def stored(self, fs: FileStat, fid: bytes, chunk_map: ChunkMap | None) -> None:
         self._last[os.path.dirname(fs.rel)] = (fs, fid, chunk_map)
@@ -179,3 +180,38 @@ class Bases:
         except MlvcError:
             return None
         return entry.file_id if entry is not None else None
+
+
+class DeltaChoice:
+    """Which way to encode the blocks of a tensor that have a base: as a delta, on their own, or
+    both ways to keep the smaller.  Encoding both ways costs twice, and within a tensor the
+    answer rarely changes (a training run's weights and bf16 copies delta well, Adam's exp_avg
+    never does), so the first `LEARN` blocks of a tensor are encoded both ways, then only the
+    way that won them, with every `PROBE`-th block encoded both ways again: a probe that
+    disagrees starts the learning over.  Keyed by tensor (name, dtype, shape), shared by the files
+    of one `add` (a run's checkpoints hold the same tensors).  Only a cost choice: any way
+    restores the same bytes."""
+
+    BOTH, DELTA, OWN = 0, 1, 2
+    LEARN = 2
+    PROBE = 16
+
+    def __init__(self) -> None:
+        self._tensors: dict[Tensor, list[int]] = {}  # -> [way that won, wins in a row, blocks]
+
+    def way(self, tensor: Tensor) -> int:
+        state = self._tensors.get(tensor)
+        if state is None:
+            state = self._tensors[tensor] = [self.BOTH, 0, 0]
+        state[2] += 1
+        if state[1] < self.LEARN or state[2] % self.PROBE == 0:
+            return self.BOTH
+        return state[0]
+
+    def learn(self, tensor: Tensor, delta_won: bool) -> None:
+        state = self._tensors[tensor]
+        won = self.DELTA if delta_won else self.OWN
+        if state[0] == won:
+            state[1] += 1
+        else:
+            state[0], state[1] = won, 1

@@ -180,14 +180,18 @@ class PackStore(ObjectReads):
             return oid, False
         c, payload = encoder.encode(data, width, skip) if encoder is not None else codec.encode(data, self.level)
         if base is not None and delta_encoder is not None and base != oid:
-            delta = self._delta_payload(data, base, base_bytes, delta_encoder, width, skip)
+            delta = self.delta_payload(data, base, base_bytes, delta_encoder, width, skip)
             if delta is not None and len(delta) < len(payload):
                 c, payload = codec.DELTA, delta
         self._append(CHUNK, oid, c, payload, len(data))
         return oid, True
 
-    def _delta_payload(self, data: codec.Buffer, base: bytes, base_bytes: Callable[[], bytes | None] | None,
-                       encoder: codec.ChunkEncoder, width: int, skip: int) -> bytes | None:
+    def delta_payload(self, data: codec.Buffer, base: bytes, base_bytes: Callable[[], bytes | None] | None,
+                      encoder: codec.ChunkEncoder, width: int, skip: int) -> bytes | None:
+        """A `codec.DELTA` payload of `data` against the chunk `base` (its bytes from `base_bytes()` when
+        they hash to it, else read here), or None when no delta may be made: the base is not here, is
+        of another size, or its chain is already `codec.MAX_DELTA_DEPTH` deep.  Stored with
+        `put_stored` by a caller that chose it (`put_chunk` chooses the smaller itself)."""
         depth = self.delta_depth(base)
         if depth is None or depth >= codec.MAX_DELTA_DEPTH:
             return None

@@ -141,3 +141,23 @@ def test_deltas_are_off_with_the_float_codec(repo_dir):
     assert mlvc_cli(repo_dir, "add", "ck").code == 0
     assert chunk_codecs(repo_dir / ".mlvc" / "cache").get(DELTA, 0) == 0
     shutil.rmtree(ck)
+
+
+def test_a_tensor_whose_deltas_never_pay_is_not_encoded_as_one_past_its_first_blocks(repo_dir, monkeypatch):
+    """A moment estimate redrawn at every step: after the first blocks of the tensor, its blocks
+    are encoded on their own only (a probe now and then), not both ways each time."""
+    from helpers import ok
+
+    from mlvc import codec
+
+    deltas = []
+    encode_delta = codec.encode_delta
+    monkeypatch.setattr(codec, "encode_delta", lambda *a, **k: deltas.append(1) or encode_delta(*a, **k))
+    ck = repo_dir / "ck"
+    ck.mkdir()
+    for i in range(4):
+        g = torch.Generator().manual_seed(20 + i)
+        torch.save({"layer.weight": torch.randn(200, 1000, generator=g) * 0.02}, ck / f"s{i}.pt")
+    ok(repo_dir, "add", "ck")
+    assert chunk_codecs(repo_dir / ".mlvc" / "cache").get(DELTA, 0) == 0
+    assert 0 < len(deltas) <= 6, len(deltas)  # 3 later steps x 13 blocks were each encoded both ways
