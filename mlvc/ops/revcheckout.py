@@ -26,7 +26,6 @@ from ..progress import NULL, Progress
 from ..safepath import ContainedTree
 from ..store.packstore import wrap_os_error
 from .checkout import CheckoutResult, checkout, materialize
-from .fetch import absent_from_remote, fetch, push_hint
 from .selection import Selection
 from .common import links_root, path_selected, wanted_paths, load_entries, missing_objects, select
 
@@ -82,6 +81,8 @@ class FetchOutcome:
 
 def fetch_missing(repo: Repo, rev: str | None, paths, progress: Progress = NULL) -> FetchOutcome | None:
     """Fetch what the cache lacks from the default remote.  Returns what failed, or None."""
+    from .fetch import absent_from_remote, fetch  # (a transfer: not imported by a plain checkout)
+
     remote = default_remote(repo)
     if remote is None:
         return None  # nothing to try; the pull hint says how to configure one
@@ -138,13 +139,14 @@ def unsaved_artifacts(repo: Repo) -> list[str]:
 
 def checkout_rev(repo: Repo, rev: str | None, paths=None, *, force: bool = False, to: Path | str | None = None,
                  progress: Progress = NULL) -> CheckoutResult:
+    if rev is None and to is None:  # the workspace's own pointers: no git involved (nor imported)
+        return restore(repo, paths, force, progress)
     git = _git(repo)
     repo.config  # noqa: B018 - read the remotes of the commit we start from, before git switches it
     try:
         if to is not None:
             return export_rev(repo, git, rev or "HEAD", paths, Path(to), progress)
-        if rev is None:
-            return restore(repo, paths, force, progress)
+        assert rev is not None
         return _switch(repo, git, rev, paths, force, progress)
     finally:
         git.close()
@@ -220,6 +222,8 @@ def missing_message(repo: Repo, base: str, fetched: FetchOutcome | None, name: s
     """One line for artifact `name`: `base`, the missing-object error's message (without its
     hint), and the one next step that can work."""
     if fetched is not None and name in fetched.absent:
+        from .fetch import push_hint
+
         return f"{base} and from remote {fetched.remote!r}: {push_hint(fetched.remote)}"
     why = fetched.failed.get(name) or fetched.error if fetched is not None else None
     if fetched is not None and why:

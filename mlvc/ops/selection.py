@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from .. import pointer as pointers
 from ..errors import MlvcError, PathError
-from ..store.transfer import Artifact, TransferResult
+from ..store.types import Artifact, TransferResult
 from .common import Tracked, path_selected, select, wanted_paths
 
 if TYPE_CHECKING:

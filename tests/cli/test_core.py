@@ -73,6 +73,18 @@ def test_outside_a_repo(tmp_path):
     assert mlvc_cli(tmp_path, "add", "f").code == 0
 
 
+def test_checkout_without_git(tmp_path):
+    """A repository set up with --no-scm restores its pointers (only switching to a revision needs git)."""
+    from helpers import mlvc_cli
+
+    assert mlvc_cli(tmp_path, "init", "--no-scm").code == 0
+    (tmp_path / "f").write_text("x")
+    assert mlvc_cli(tmp_path, "add", "f").code == 0
+    (tmp_path / "f").unlink()
+    r = mlvc_cli(tmp_path, "checkout")
+    assert r.code == 0 and (tmp_path / "f").read_text() == "x", r
+
+
 @pytest.mark.parametrize("edit, code, text", [
     (lambda s: s.replace("kind: file", "kind: [file"), errors.EXIT_BAD_POINTER, "not valid YAML"),
     (lambda s: s.replace("mlvc: 1", "mlvc: 7"), errors.EXIT_BAD_POINTER, "unsupported format version 7"),
