@@ -129,8 +129,11 @@ class PackPublisher(PackReads):
                 del pending[oid]
 
     def adopt_pack(self, pack_file: Path, name: str, idx: bytes) -> None:
-        """Publish a complete, verified pack file (a whole pack copied from another store) as is."""
+        """Publish a complete, verified pack file (a whole pack copied from another store) as is,
+        through the index guard like any pack (`guard_indexes`)."""
         self.backend.put_file(pack_file, f"{PACKS}{name}.pack", move=True)
+        if self._index_guard is not None:
+            self._index_guard()  # its error leaves the pack file unindexed: invisible
         self.backend.put_bytes(f"{PACKS}{name}.idx", idx)
         self._save_index(name, idx)
         with self._lock:

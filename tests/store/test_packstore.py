@@ -312,6 +312,27 @@ class TestPackStoreContract:
         store.commit()
         assert calls == [1] and make_store().has(CHUNK, oid)
 
+    def test_an_adopted_pack_is_guarded_like_a_written_one(self, make_store, tmp_path):
+        """A whole pack copied from another store (`adopt_pack`, a push's whole-pack copy) is
+        published through the same index guard."""
+        other = PackStore(MemoryBackend(), role=Role.REMOTE, scratch=tmp_path / "other", fsync=False)
+        oid, _ = other.put_chunk(os.urandom(5000))
+        other.commit()
+        name = other.location(CHUNK, oid).pack
+        copy = tmp_path / "copy.pack"
+        copy.write_bytes(other.backend.get_bytes(f"packs/{name}.pack"))
+        store = make_store()
+
+        def lease_lost():
+            raise MlvcError("lease lost")
+
+        with store.guard_indexes(lease_lost), pytest.raises(MlvcError, match="lease lost"):
+            store.adopt_pack(copy, name, other.index_bytes(name))
+        assert not make_store().has(CHUNK, oid) and not store.has(CHUNK, oid)
+        copy.write_bytes(other.backend.get_bytes(f"packs/{name}.pack"))
+        store.adopt_pack(copy, name, other.index_bytes(name))
+        assert make_store().has(CHUNK, oid)
+
     def test_faults_injected_by_wrapping(self, make_store, make_backend):
         store = make_store()
         oid, _ = store.put_chunk(os.urandom(70_000))
