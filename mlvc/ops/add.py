@@ -102,14 +102,17 @@ class _ModuleIds:
 
 
 _BESIDE_MIN = 4 * 1024 * 1024  # files at least this large are compressed on a helper thread
-_BESIDE_QUEUE = 64  # chunks waiting for it at most (~4 MiB)
+_BESIDE_BATCH = 16  # chunks handed to it at once (~1 MiB): one queue operation, not one per chunk
+_BESIDE_QUEUE = 4  # batches waiting for it at most (~4 MiB)
 
 
 class _Storer:
     """Stores a file's chunks in the order cut: on a helper thread beside the chunker (`beside`,
     for large files: compression, ~1-2 s of a core per GiB of floats, runs on the other core
     while this thread cuts and hashes), or inline (small files: no thread per file).  The
-    helper gets its own copy of each chunk: the chunker reuses its buffers."""
+    helper gets its own copy of each chunk (the chunker reuses its buffers), in batches of
+    `_BESIDE_BATCH`: a queue operation per chunk, each waking the other thread, cost ~0.3 s of
+    CPU per GiB in lock hand-offs."""
 
     def __init__(self, store, encoder, beside: bool, base_file: Path | None = None,
                  choice: DeltaChoice | None = None):
@@ -119,6 +122,7 @@ class _Storer:
         self._base_file = base_file
         self._base_fd: int | None = None
         self._queue: queue.Queue = queue.Queue(_BESIDE_QUEUE)
+        self._batch: list[tuple] = []
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
         if beside:
@@ -132,7 +136,10 @@ class _Storer:
             return
         if self._error is not None:
             raise self._error
-        self._queue.put((bytes(data), oid, width, skip, base))
+        self._batch.append((bytes(data), oid, width, skip, base))
+        if len(self._batch) >= _BESIDE_BATCH:
+            self._queue.put(self._batch)
+            self._batch = []
 
     def _put(self, data, oid: bytes, width: int, skip: int, base: tuple[bytes, int, Tensor] | None) -> None:
         store = self._store
@@ -172,12 +179,13 @@ class _Storer:
 
     def _run(self) -> None:
         get = self._queue.get
-        while (item := get()) is not None:
-            if self._error is None:
-                try:
-                    self._put(*item)
-                except BaseException as exc:  # noqa: BLE001 - re-raised on the caller's thread
-                    self._error = exc
+        while (batch := get()) is not None:
+            for item in batch:
+                if self._error is None:
+                    try:
+                        self._put(*item)
+                    except BaseException as exc:  # noqa: BLE001 - re-raised on the caller's thread
+                        self._error = exc
 
     def finish(self) -> None:
         """Wait until every chunk is stored; re-raise the helper's error."""
@@ -187,6 +195,9 @@ class _Storer:
 
     def close(self) -> None:
         if self._thread is not None:
+            if self._batch:
+                self._queue.put(self._batch)
+                self._batch = []
             self._queue.put(None)
             self._thread.join()
             self._thread = None
