@@ -24,7 +24,7 @@ from mlvc.store.packs import TREE_MANIFEST
 from mlvc.store.packstore import PackStore, Role
 
 from helpers import cli, ok
-from remote.helpers import add_remote, clone, commit, git, make_repo, rand_bytes, snapshot, write
+from remote.helpers import add_remote, clone, commit, git, make_repo, rand_bytes, set_core, snapshot, write
 
 GC_ARGS = ["gc", "--remote", "origin", "--all-commits", "--grace", "0", "-q"]
 
@@ -53,9 +53,15 @@ wait_for_start()
 runs, made = [], []
 if SPEC["role"] == "push":
     for k in range(1, SPEC["commits"] + 1):
-        shutil.rmtree(os.path.join(SPEC["cwd"], "data"), ignore_errors=True)
+        for rel in SPEC["paths"]:
+            if os.path.isdir(os.path.join(SPEC["cwd"], rel)):
+                shutil.rmtree(os.path.join(SPEC["cwd"], rel))
+        pre = os.path.join(SPEC["versions"], f"{k}-pre")
+        if os.path.isdir(pre):  # added, never committed: what the next add stores against
+            shutil.copytree(pre, SPEC["cwd"], dirs_exist_ok=True)
+            runs.append(timed_cli(SPEC["cwd"], ["add", "-q", *SPEC["paths"]]))
         shutil.copytree(os.path.join(SPEC["versions"], str(k)), SPEC["cwd"], dirs_exist_ok=True)
-        runs.append(timed_cli(SPEC["cwd"], ["add", "-q", "model.bin", "data"]))
+        runs.append(timed_cli(SPEC["cwd"], ["add", "-q", *SPEC["paths"]]))
         git("add", "-A")
         git("commit", "-q", "-m", f"commit {k}")
         sha = git("rev-parse", "HEAD").strip()
@@ -87,12 +93,18 @@ print(json.dumps({"runs": runs, "made": made}))
 """
 
 
-def storm(tmp_path: Path, spec, spawn_workers, pushers: int, commits: int) -> None:
+def storm(tmp_path: Path, spec, spawn_workers, pushers: int, commits: int, version=version,
+          paths: tuple[str, ...] = ("model.bin", "data"), core: dict | None = None, pre_version=None) -> None:
+    """`version(pusher, k)`: the files (under `paths`) of a pusher's commit k; `pre_version(pusher,
+    k)`: files added just before them and never committed; `core`: settings of `.mlvc/config`'s
+    core committed before the machines clone (`float_planes`)."""
     started = time.monotonic()
     hub = tmp_path / "hub.git"
     git(tmp_path, "init", "-q", "--bare", "-b", "main", str(hub))
     seed = make_repo(tmp_path / "seed")
     add_remote(seed, spec)
+    for key, value in (core or {}).items():
+        set_core(seed, key, value)
     (seed / "README").write_bytes(b"project\n")
     commit(seed, "init")
     git(seed, "remote", "add", "origin", str(hub))
@@ -104,6 +116,8 @@ def storm(tmp_path: Path, spec, spawn_workers, pushers: int, commits: int) -> No
         for k in range(1, commits + 1):  # what the machine's commit k holds, copied in by the worker
             for rel, body in version(i, k).items():
                 write(tmp_path / "versions" / str(i) / str(k) / rel, body)
+            for rel, body in (pre_version(i, k) if pre_version is not None else {}).items():
+                write(tmp_path / "versions" / str(i) / f"{k}-pre" / rel, body)
         workers.append({"role": "push", "cwd": str(machine), "branch": f"p{i}", "commits": commits, "seed": i,
                         "versions": str(tmp_path / "versions" / str(i))})
     gc_machine = clone(hub, tmp_path / "gc-machine")
@@ -112,7 +126,7 @@ def storm(tmp_path: Path, spec, spawn_workers, pushers: int, commits: int) -> No
     workers.append({"role": "gc", "cwd": str(gc_machine), "junk": str(junk), "gc_args": GC_ARGS, "seed": 99,
                     "fetch_gap_s": 0.3})
     for w in workers:
-        w["pushers"], w["s3"] = pushers, spec[0].startswith("s3://")
+        w["pushers"], w["s3"], w["paths"] = pushers, spec[0].startswith("s3://"), list(paths)
     storm_started = time.monotonic()
     outputs = [json.loads(out.splitlines()[-1]) for out in spawn_workers(STORM, workers, timeout_s=300)]
     storm_s = time.monotonic() - storm_started
@@ -134,8 +148,10 @@ def storm(tmp_path: Path, spec, spawn_workers, pushers: int, commits: int) -> No
         for sha, k in out["made"]:
             dest = tmp_path / f"restored-{sha[:8]}"
             code, _out, err = cli(fresh, "checkout", sha, "--to", str(dest), "-q")
-            if code != 0 or snapshot(dest, "model.bin") | snapshot(dest, "data") != {
-                    rel: body for rel, body in version(i, k).items()}:
+            got: dict[str, bytes] = {}
+            for rel in paths:
+                got |= snapshot(dest, rel) if code == 0 else {}
+            if code != 0 or got != version(i, k):
                 lost.append(f"pusher {i} commit {k} ({sha[:8]}): exit {code} {err.strip()}")
     assert not lost, f"{len(lost)} of {pushers * commits} commits lost: {lost}"
     # and a gc that knows everything finds nothing missing, then verify reads every object back
