@@ -135,7 +135,7 @@ def sweep(directory: str | Path | int, names: TempNames, *, dirs: bool = True,
     if only is None:
         try:
             only = os.listdir(directory)
-        except (FileNotFoundError, NotADirectoryError):
+        except FileNotFoundError:
             return 0
     now = time.time() if now is None else now
     return sum(remove_stale(directory, name, names, dirs=dirs, max_age=max_age, now=now) for name in only)
