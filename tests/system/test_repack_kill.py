@@ -137,7 +137,7 @@ def test_a_push_beside_a_repack_loses_nothing(template, tmp_path):
     ok(repo, "remote", "add", "-q", "shared", str(tmp_path / "remote"), "--default")
     commit(repo, "remote")
     repack = cli_proc(repo, *REPACK)
-    time.sleep(0.2)
+    time.sleep(0.5)
     push = cli_proc(repo, "push", "--all-commits")
     pushed = push.wait(120)
     assert repack.wait(120) == 0, repack.communicate()
