@@ -41,6 +41,8 @@ class Remedy(enum.Enum):
     REMOTE_URL = "remote-url"  # the remote's URL may be wrong
     REMOTE_CREDENTIALS = "remote-credentials"  # the remote's credentials are missing or wrong
     FORCE_UNLOCK = "force-unlock"  # the lock can be removed by force, if no mlvc operation holds it
+    FETCH_OR_PUSH = "fetch-or-push"  # a remote may have it; else only a machine that has it can push it
+    VERIFY_AND_FETCH = "verify-and-fetch"  # check the store, and fetch a good copy again
 
 
 _E = TypeVar("_E", bound="MlvcError")
@@ -70,6 +72,14 @@ class MlvcError(Exception):
         err.args = (message,)
         if hint is not None:
             err.hint = hint
+        return err
+
+    def worded(self: _E, message: str) -> _E:
+        """The same error (type, fields, exit code) as `message` alone: a message that already
+        says what to do, shown without a hint or remedy."""
+        err = self.reworded(message)
+        err.hint = None
+        err.remedy = None
         return err
 
 
@@ -162,8 +172,7 @@ class CorruptObjectError(MlvcError, ValueError):
 
     def __init__(self, oid: str, where: str, expected: str | None = None, got: str | None = None):
         detail = f" (expected {expected}, got {got})" if expected and got else ""
-        super().__init__(f"object {oid} is corrupt in {where}{detail}",
-                         hint="run `mlvc verify` and re-fetch it with `mlvc fetch`")
+        super().__init__(f"object {oid} is corrupt in {where}{detail}", remedy=Remedy.VERIFY_AND_FETCH)
         self.oid = oid
         self.where = where
         self.expected = expected
@@ -189,9 +198,8 @@ class ObjectNotFoundError(MlvcError, KeyError):
 
     def __init__(self, oid: str, where: str = "the cache", hint: str | None = None, *,
                  remedy: Remedy | None = None):
-        super().__init__(f"object {oid} is missing from {where}", remedy=remedy,
-                         hint=hint if hint is not None or remedy is not None else
-                         "run `mlvc pull` (or `mlvc push` on a machine that has it)")
+        super().__init__(f"object {oid} is missing from {where}", hint=hint,
+                         remedy=remedy if hint is not None or remedy is not None else Remedy.FETCH_OR_PUSH)
         self.oid = oid
         self.where = where
 

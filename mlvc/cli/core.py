@@ -305,7 +305,7 @@ def verify(
         result = verify_store(repo, remote=remote, read_data=read_data, subset=_percent(subset), repair=repair,
                               source=source, progress=progress_for(quiet or json_out))
     if json_out:
-        emit_json(result.as_dict())
+        emit_json(result.as_dict(describe=error_table.message))
     else:
         report = result.report
         if not quiet or not result.ok:
@@ -362,7 +362,7 @@ def checkout(
         progress = progress_for(quiet or json_out)
         result = checkout_rev(repo, rev, paths or None, force=force, to=to, progress=progress)
     if json_out:
-        emit_json(result.as_dict())
+        emit_json(result.as_dict(describe=error_table.message))
     elif not quiet:
         for name in result.restored:
             echo(f"restored {name}")
@@ -372,8 +372,8 @@ def checkout(
     if result.kept and not json_out:
         echo(f"note: {', '.join(result.kept)}: not tracked at this commit; left on disk and kept out of git "
              "(.git/info/exclude)", err=True)
-    for name, msg in result.failed.items():
-        echo(f"error: {name}: {msg}", err=True)
+    for name, exc in result.failed.items():
+        echo(f"error: {name}: {error_table.message(exc)}", err=True)
     if result.failed:
         raise typer.Exit(exit_code_for(result))
 

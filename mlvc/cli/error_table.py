@@ -44,6 +44,8 @@ REMEDIES: dict[errors.Remedy, str] = {
     errors.Remedy.REMOTE_URL: "run `mlvc remote list` to check the URL",
     errors.Remedy.REMOTE_CREDENTIALS: "`mlvc remote modify NAME access_key_id ...` sets them",
     errors.Remedy.FORCE_UNLOCK: "or add --force if you are sure it is not an mlvc operation",
+    errors.Remedy.FETCH_OR_PUSH: "run `mlvc pull` (or `mlvc push` on a machine that has it)",
+    errors.Remedy.VERIFY_AND_FETCH: "run `mlvc verify` and re-fetch it with `mlvc fetch`",
 }
 
 

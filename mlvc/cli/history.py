@@ -8,6 +8,7 @@ from typing import List, Optional, TYPE_CHECKING
 
 import typer
 
+from . import error_table
 from .options import JSON, QUIET
 from .. import errors
 from .main import app
@@ -395,9 +396,10 @@ def hook_run(name: str = typer.Argument(...), args: List[str] = typer.Argument(N
             updates = "" if sys.stdin is None or sys.stdin.isatty() else sys.stdin.read()
             with RemoteWatch(NULL, remote_label(repo, None), "git push",
                              lambda message: echo(f"mlvc: {message}", err=True)) as progress:
-                code, messages = run_hook(repo, name, list(args or []), progress, updates=updates)
+                code, messages = run_hook(repo, name, list(args or []), progress, updates=updates,
+                                          describe=error_table.message)
         else:
-            code, messages = run_hook(repo, name, list(args or []))
+            code, messages = run_hook(repo, name, list(args or []), describe=error_table.message)
     finally:
         repo.close()
     for m in messages:

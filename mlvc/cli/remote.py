@@ -352,7 +352,7 @@ def pull(
                                             all_branches=all_branches), remote=remote, jobs=jobs, force=force,
                          progress=progress)
     if json_out:
-        emit_json(result.as_dict())
+        emit_json(result.as_dict(describe=error_table.message))
     elif not quiet:
         _report(result.fetch, "fetched", False)
         for name in result.checkout.restored:
@@ -360,8 +360,8 @@ def pull(
         co = result.checkout
         if co.written_files or co.removed_files:
             echo(f"{co.written_files} files written ({human_size(co.written_bytes)}), {co.removed_files} removed")
-    for name, msg in result.failed.items():
-        echo(f"error: {name}: {msg}", err=True)
+    for name, exc in result.failed.items():
+        echo(f"error: {name}: {error_table.message(exc)}", err=True)
     _absent_hint(repo, remote, result.fetch)
     if result.failed:
         done = result.checkout.restored + result.checkout.unchanged

@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from .. import gitcli as git_cli
-from ..errors import ConflictError, GitError, MlvcError
+from ..errors import ConflictError, GitError, MlvcError, describe
 
 if TYPE_CHECKING:
     from ..repo import Repo
@@ -229,8 +229,8 @@ def step(cmd: list[str]) -> int:
         sys.stderr.write(f"mlvc bisect: cannot restore artifacts ({exc}); skipping this commit\n")
         return SKIP
     if result.failed:
-        for name, msg in result.failed.items():
-            sys.stderr.write(f"mlvc bisect: {name} not restored: {msg}\n")
+        for name, err in result.failed.items():
+            sys.stderr.write(f"mlvc bisect: {name} not restored: {describe(err)}\n")
         sys.stderr.write("mlvc bisect: skipping this commit (exit 125)\n")
         return SKIP
     try:

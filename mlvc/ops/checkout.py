@@ -17,11 +17,12 @@ import os
 import shutil
 import stat as statmod
 from array import array
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-from ..errors import ConflictError, CorruptObjectError, DiskError, MlvcError, ObjectNotFoundError, PathError
+from ..errors import (ConflictError, CorruptObjectError, DiskError, MlvcError, ObjectNotFoundError, PathError,
+                      describe)
 from ..hashing import hasher, to_oid
 from ..objects import TreeEntry
 from ..progress import NULL, Progress
@@ -41,8 +42,7 @@ ONE_CHUNK_BATCH = 2048  # one-chunk files whose records are looked up and read t
 class CheckoutResult:
     restored: list[str] = field(default_factory=list)  # artifacts whose workspace changed
     unchanged: list[str] = field(default_factory=list)
-    failed: dict[str, str] = field(default_factory=dict)
-    failed_codes: dict[str, int] = field(default_factory=dict)  # artifact -> exit code of its error
+    failed: dict[str, MlvcError] = field(default_factory=dict)  # artifact -> what stopped it
     missing: dict[str, str] = field(default_factory=dict)  # of the failed: objects missing (message, no hint)
     written_files: int = 0
     written_bytes: int = 0
@@ -50,8 +50,22 @@ class CheckoutResult:
     # after switching commits: artifacts the new commit does not track, left on disk out of git
     kept: list[str] = field(default_factory=list)
 
-    def as_dict(self) -> dict:
-        return asdict(self)
+    @property
+    def failed_codes(self) -> dict[str, int]:
+        """{artifact: the exit code of what stopped it}."""
+        return {name: exc.exit_code for name, exc in self.failed.items()}
+
+    def as_dict(self, describe: Callable[[MlvcError], str] = describe) -> dict[str, object]:
+        """The result as plain data (`--json`): each failure as one line (`describe`: how; the
+        CLI adds its commands to the hint) and its exit code in `failed_codes`."""
+        out: dict[str, object] = {}
+        for f in fields(self):
+            if f.name == "failed":
+                out["failed"] = {name: describe(exc) for name, exc in self.failed.items()}
+                out["failed_codes"] = self.failed_codes
+            else:
+                out[f.name] = getattr(self, f.name)
+        return out
 
 
 def write_verified(store, fid: bytes, fd: int, executable: bool, progress: Progress = NULL,
@@ -445,18 +459,14 @@ def _checkout_reporting(repo, t: Tracked, force: bool, progress: Progress, resul
                         tree: ContainedTree, bases: FileBases | None = None) -> None:
     """checkout_one, with its failure recorded in `result` instead of raised."""
     if t.ptr is None:
-        error = t.parse_error
-        result.failed[t.shown] = str(error) + (f" ({error.hint})" if error.hint else "")
-        result.failed_codes[t.shown] = error.exit_code
+        result.failed[t.shown] = t.parse_error
         return
     try:
         checkout_one(repo, t, force, progress, result, tree, bases)
     except MlvcError as exc:
-        result.failed[t.shown] = str(exc) + (f" ({exc.hint})" if exc.hint else "")
-        result.failed_codes[t.shown] = exc.exit_code
+        result.failed[t.shown] = exc
         if isinstance(exc, ObjectNotFoundError):
             result.missing[t.shown] = str(exc)
     except OSError as exc:
         err = wrap_os_error(exc, t.shown)
-        result.failed[t.shown] = str(err)
-        result.failed_codes[t.shown] = err.exit_code
+        result.failed[t.shown] = err.worded(str(err))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING
 
@@ -170,15 +171,21 @@ def _from_sources(repo: Repo, arts, result: TransferResult) -> None:
 class PullResult:
     fetch: TransferResult
     checkout: CheckoutResult
-    failed: dict[str, str] = field(default_factory=dict)  # fetch's and checkout's failures, as lines
-    failed_codes: dict[str, int] = field(default_factory=dict)
+    failed: dict[str, MlvcError] = field(default_factory=dict)  # fetch's and checkout's failures
 
     @property
     def restored(self) -> list[str]:
         return self.checkout.restored
 
-    def as_dict(self) -> dict:
-        return {"fetch": self.fetch.as_dict(), "checkout": self.checkout.as_dict(), "failed": self.failed}
+    @property
+    def failed_codes(self) -> dict[str, int]:
+        """{artifact: the exit code of what stopped it}."""
+        return {name: exc.exit_code for name, exc in self.failed.items()}
+
+    def as_dict(self, describe: Callable[[MlvcError], str] = describe) -> dict[str, object]:
+        """The result as plain data (`--json`), each failure as one line (`describe`: how)."""
+        return {"fetch": self.fetch.as_dict(describe), "checkout": self.checkout.as_dict(describe),
+                "failed": {name: describe(exc) for name, exc in self.failed.items()}}
 
 
 def pull(repo: Repo, selection: Selection = Selection(), *, remote: str | None = None, jobs: int | None = None,
@@ -196,12 +203,8 @@ def pull(repo: Repo, selection: Selection = Selection(), *, remote: str | None =
         and selection_of.get(a.name) not in incomplete))
     co = checkout(repo, ready, force=force, progress=progress) if ready else CheckoutResult()
     result = PullResult(fetched, co)
-    for name, exc in fetched.failed.items():
-        result.failed.setdefault(name, describe(exc))
-        result.failed_codes.setdefault(name, exc.exit_code)
-    for name, msg in co.failed.items():  # (a checkout reports its failures as lines)
-        result.failed.setdefault(name, msg)
-        result.failed_codes.setdefault(name, co.failed_codes.get(name, MlvcError.exit_code))
+    for name, exc in [*fetched.failed.items(), *co.failed.items()]:
+        result.failed.setdefault(name, exc)
     return result
 
 

@@ -23,13 +23,14 @@ of directory artifacts changed on both sides merge file by file (`mlvc.ops.merge
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import shlex
 import sys
 
 from .. import hooks as hook_files
-from ..errors import GitError, MlvcError
+from ..errors import GitError, MlvcError, describe
 
 if TYPE_CHECKING:
     from ..repo import Repo
@@ -148,22 +149,24 @@ def _git(repo: Repo):
 # ------------------------------------------------------------------ hook bodies
 
 
-def run_hook(repo: Repo, name: str, args: list[str], progress=None, updates: str = "") -> tuple[int, list[str]]:
+def run_hook(repo: Repo, name: str, args: list[str], progress=None, updates: str = "",
+             describe: Callable[[MlvcError], str] = describe) -> tuple[int, list[str]]:
     """(exit status git sees, messages for stderr) of hook `name`; `progress` receives the
-    pre-push hook's transfer progress, `updates` is what git wrote on its stdin (the refs it pushes)."""
+    pre-push hook's transfer progress, `updates` is what git wrote on its stdin (the refs it pushes),
+    `describe` words an artifact's failure (the CLI adds its commands to the hint)."""
     messages: list[str] = []
     warn = messages.append
     if name == "post-checkout":
         prev, new, flag = (list(args) + ["", "", ""])[:3]
         if flag != "1" or prev == new:
             return 0, messages  # a file checkout, or HEAD did not move
-        code = _restore(repo, warn)
+        code = _restore(repo, warn, describe)
         _left_behind(repo, prev, warn)
         return code, messages
     if name == "post-merge":
-        return _restore(repo, warn), messages
+        return _restore(repo, warn, describe), messages
     if name == "pre-push":
-        return _pre_push(repo, warn, progress or _null(), args, updates), messages
+        return _pre_push(repo, warn, progress or _null(), args, updates, describe), messages
     if name == "pre-commit":
         return _pre_commit(repo, warn), messages
     if name == "merge-driver":
@@ -175,15 +178,15 @@ def run_hook(repo: Repo, name: str, args: list[str], progress=None, updates: str
     raise MlvcError(f"unknown hook {name!r}")
 
 
-def _restore(repo: Repo, warn) -> int:
+def _restore(repo: Repo, warn, describe: Callable[[MlvcError], str]) -> int:
     from .checkout import checkout
     from .revcheckout import explain_missing, prefetch, select_safe
 
     fetch_error = prefetch(repo, None, select_safe(repo, None), progress=_null())
     result = checkout(repo, None, force=False)
     explain_missing(repo, result, fetch_error)
-    for artifact, msg in result.failed.items():
-        warn(f"mlvc: {artifact} not restored: {msg}")
+    for artifact, exc in result.failed.items():
+        warn(f"mlvc: {artifact} not restored: {describe(exc)}")
     return 0  # post-checkout/post-merge cannot undo the git operation; report only
 
 
@@ -244,7 +247,8 @@ def pushed_commits(repo: Repo, git_remote: str, updates: str) -> list[str] | Non
         git.close()
 
 
-def _pre_push(repo: Repo, warn, progress, args: list[str] | None = None, updates: str = "") -> int:
+def _pre_push(repo: Repo, warn, progress, args: list[str] | None = None, updates: str = "",
+              describe: Callable[[MlvcError], str] = describe) -> int:
     from .revcheckout import default_remote
 
     remote = default_remote(repo)
@@ -258,7 +262,6 @@ def _pre_push(repo: Repo, warn, progress, args: list[str] | None = None, updates
     if importlib.util.find_spec("mlvc.ops.push") is None:
         warn("mlvc: this installation cannot push artifacts; skipping `mlvc push`")
         return 0
-    from ..errors import MlvcError, describe
     from .push import push
     from .selection import Selection
 

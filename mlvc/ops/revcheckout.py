@@ -233,7 +233,7 @@ def missing_message(repo: Repo, base: str, fetched: FetchOutcome | None, name: s
 
 def explain_missing(repo: Repo, result: CheckoutResult, fetched: FetchOutcome | None) -> None:
     for name, base in result.missing.items():
-        result.failed[name] = missing_message(repo, base, fetched, name)
+        result.failed[name] = result.failed[name].worded(missing_message(repo, base, fetched, name))
 
 
 def export_rev(repo: Repo, git, rev: str, paths, dest: Path, progress: Progress = NULL) -> CheckoutResult:
@@ -260,8 +260,7 @@ def _export_one(repo: Repo, tree: ContainedTree, display: str, ptr, err, fetch_e
                 progress: Progress) -> None:
     """Write one artifact of the exported revision under `tree`, recording a failure in `result`."""
     if ptr is None:
-        result.failed[display] = str(err)
-        result.failed_codes[display] = err.exit_code
+        result.failed[display] = err.worded(str(err))
         return
     try:
         entries = load_entries(repo.store, ptr)
@@ -274,14 +273,9 @@ def _export_one(repo: Repo, tree: ContainedTree, display: str, ptr, err, fetch_e
         result.written_files += len(entries)
         result.written_bytes += sum(e.size for e in entries)
     except MlvcError as exc:
-        msg = str(exc)
         if isinstance(exc, ObjectNotFoundError):
-            msg = missing_message(repo, msg, fetch_error, display)
-        elif exc.hint:
-            msg += f" ({exc.hint})"
-        result.failed[display] = msg
-        result.failed_codes[display] = exc.exit_code
+            exc = exc.worded(missing_message(repo, str(exc), fetch_error, display))
+        result.failed[display] = exc
     except OSError as exc:
         err2 = wrap_os_error(exc, display)
-        result.failed[display] = str(err2)
-        result.failed_codes[display] = err2.exit_code
+        result.failed[display] = err2.worded(str(err2))

@@ -13,11 +13,12 @@ workspace and of every commit is walked).  `--repair`:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from dataclasses import dataclass, field
 
-from ..errors import MlvcError, RemoteNotFoundError
+from ..errors import MlvcError, RemoteNotFoundError, describe
 from ..pointer import PointerFile
 from ..hashing import to_oid
 from ..progress import NULL, Progress
@@ -45,9 +46,10 @@ class VerifyResult:
         final = self.after or self.report
         return final.ok and not (self.refill and self.refill.failed)
 
-    def as_dict(self) -> dict:
+    def as_dict(self, describe: Callable[[MlvcError], str] = describe) -> dict:
+        """The result as plain data (`--json`); `describe` words a refill's failures."""
         return {"store": self.report.store, "report": self.report.as_dict(), "affected": self.affected,
-                "repairs": self.repairs, "refill": self.refill.as_dict() if self.refill else None,
+                "repairs": self.repairs, "refill": self.refill.as_dict(describe) if self.refill else None,
                 "after": self.after.as_dict() if self.after else None, "ok": self.ok}
 
 

@@ -49,3 +49,19 @@ def test_a_remedy_is_worded_with_its_commands_at_the_cli_only():
     assert message(missing).endswith("(the cache lacks it too; run `mlvc push` on a machine that has it)")
     assert errors.describe(missing).endswith("(the cache lacks it too)")
     assert set(REMEDIES) == set(errors.Remedy)
+
+
+def test_the_default_hints_of_missing_and_corrupt_objects_are_remedies_worded_at_the_cli():
+    """An object missing or corrupt says what would fix it as a remedy: API users read no command
+    line, the CLI shows the same hint as before."""
+    missing = errors.ObjectNotFoundError("xxh128:" + "0" * 32)
+    corrupt = errors.CorruptObjectError("xxh128:" + "0" * 32, "the cache", "its id", "other bytes")
+    for err in (missing, corrupt):
+        assert "mlvc" not in errors.describe(err) and err.remedy is not None
+    assert lines(missing)[1] == "hint: run `mlvc pull` (or `mlvc push` on a machine that has it)"
+    assert lines(corrupt)[1] == "hint: run `mlvc verify` and re-fetch it with `mlvc fetch`"
+    given = errors.ObjectNotFoundError("xxh128:" + "0" * 32, hint="")  # a caller's own words: no remedy added
+    assert lines(given) == [f"error: {given}"]
+    worded = missing.worded("object gone: run `mlvc pull` once the remote is back")
+    assert lines(worded) == ["error: object gone: run `mlvc pull` once the remote is back"]
+    assert type(worded) is errors.ObjectNotFoundError and worded.oid == missing.oid
