@@ -233,8 +233,11 @@ def gc_local(repo: Repo, scope: str = "workspace", *, dry_run: bool = False, gra
             from ..store.repack import repack as store_repack
             from .repack import chunk_hints, versions_in_order
 
-            store_repack(store, live, lambda: chunk_hints(store, versions_in_order(repo, kept)), result,
-                         grace_s=grace_s, dry_run=dry_run, more_live=more_live, progress=progress)
+            def hints():  # the versions in the order they were made (git is read unless only the workspace stays)
+                return chunk_hints(store, versions_in_order(repo, kept, history=scope != "workspace"))
+
+            store_repack(store, live, hints, result, grace_s=grace_s, dry_run=dry_run, more_live=more_live,
+                         progress=progress)
         else:
             collect(store, live, result, grace_s=grace_s, dry_run=dry_run, more_live=more_live)
         if not dry_run:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from .. import pointer as pointers
 from ..errors import MlvcError
+from ..store.packs import CHUNK
 from ..store.repack import ChunkHint
 from .add_bases import FloatRegions, TensorKey
 from .common import file_manifest, load_entries, natural_key, select
@@ -32,9 +33,11 @@ _MAPS_KEPT = 8  # chunk maps of recent files kept (a base is usually the file ju
 ChunkRefs = list[tuple[bytes, int]]
 
 
-def versions_in_order(repo: Repo, kept: list[pointers.PointerFile]) -> list[tuple[str, pointers.PointerFile]]:
+def versions_in_order(repo: Repo, kept: list[pointers.PointerFile],
+                      history: bool = True) -> list[tuple[str, pointers.PointerFile]]:
     """The kept pointers, each with its pointer file's path (what names one path's versions),
-    the oldest first."""
+    the oldest first (`history=False`: the workspace's, then the others, without reading git:
+    gc keeps no older version)."""
     wanted = {(p.kind, p.oid): p for p in kept}
     placed: set[tuple[str, str]] = set()
     out: list[tuple[str, pointers.PointerFile]] = []
@@ -45,7 +48,7 @@ def versions_in_order(repo: Repo, kept: list[pointers.PointerFile]) -> list[tupl
             placed.add(k)
             out.append((key, ptr))
 
-    if repo.has_git:
+    if history and repo.has_git:
         from ..git import GitRepo
         from .log import History
 
@@ -78,6 +81,11 @@ def _layout(store, fid: bytes, name: str) -> tuple[FloatRegions, ChunkRefs] | No
 
     try:
         fm = file_manifest(store, fid)
+        if not fm.chunks:
+            return None
+        first, length = fm.chunks[0]
+        if length >= ckpt.HEAD_SIZE and ckpt.detect_format(store.get(CHUNK, first)[:ckpt.HEAD_SIZE], name) is None:
+            return None  # one read tells most files (a dataset's) from checkpoints
         reader = ChunkedFile(store, fm.chunks, name=name)
         if ckpt.detect_format(reader.read(ckpt.HEAD_SIZE), name) is None:
             return None
