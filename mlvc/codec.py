@@ -16,7 +16,16 @@ A `PLANES` payload (all integers little-endian)::
 
     u8 width | u8 skip | width x (u8 plane codec | u32 plane stored length)
     | the chunk's first `skip` bytes and its last (raw_len - skip) % width bytes, raw
-    | plane 0 | plane 1 | ... (each RAW or ZSTD, each decoding to (raw_len - skip) // width bytes)
+    | plane 0 | plane 1 | ... (each RAW, ZSTD or SPARSE, each decoding to k = (raw_len - skip) // width bytes)
+
+A `SPARSE` plane (pack format 4) is one that is mostly zeros, as the sign and exponent planes of
+the XOR of two versions of a tensor are (1-15% of their bytes differ)::
+
+    u32 m, the plane's non-zero bytes | zstd frame of: m positions (u16 when k <= 65,536, else
+    u32; each the distance from the previous one, the first from 0) | their m bytes
+
+zstd codes such a plane 10-20% larger than this and decodes it ~4x slower (a sequence every few
+dozen bytes), where the positions are scattered back by numpy in a few microseconds.
 
 `skip` puts the element boundaries where the tensor has them (a chunk may begin inside
 an element or in the zip bytes before a storage).  The choice of codec never affects
@@ -59,6 +68,9 @@ FLOAT_WIDTHS = {"float16": 2, "bfloat16": 2, "float32": 4, "float64": 8,
                 "complex32": 2, "complex64": 4, "complex128": 8}
 _PLANES_HEAD = struct.Struct("<BB")
 _PLANE = struct.Struct("<BI")
+SPARSE = 2  # a plane's codec inside a PLANES payload (RAW and ZSTD as for records; SPARSE: format 4)
+SPARSE_DENSITY = 8  # a plane with at most 1/8 of its bytes non-zero is stored SPARSE (smaller than zstd)
+_COUNT = struct.Struct("<I")
 PLANES_LEVEL = 1  # the planes' zstd parameters start from level 1 (`_plane_compressor`)
 PLANE_SAMPLE_RATIO = 0.95  # a plane is compressed whole only if its sample shrinks below this
 
@@ -141,15 +153,18 @@ def encode_planes(data: Buffer, width: int, skip: int = 0, level: int = PLANES_L
     c = _plane_compressor()
     packed: list[bytes | None] = []
     scratch = None
+    codecs = [RAW] * width
     for j in range(width):
         frame = None
         if attempt is None or attempt[j]:
             plane = (elements >> (8 * j)).astype(np.uint8) if j else elements.astype(np.uint8)
-            if k <= 4 * SAMPLE or len(c.compress(plane[k // 2 - SAMPLE // 2:k // 2 + SAMPLE // 2].data)) < \
+            if np.count_nonzero(plane) * SPARSE_DENSITY <= k:
+                frame, codecs[j] = _sparse_plane(plane, np.flatnonzero(plane != 0), k, c), SPARSE
+            elif k <= 4 * SAMPLE or len(c.compress(plane[k // 2 - SAMPLE // 2:k // 2 + SAMPLE // 2].data)) < \
                     PLANE_SAMPLE_RATIO * SAMPLE:
-                frame = c.compress(plane.data)
-                if len(frame) >= KEEP_RATIO * k:
-                    frame = None
+                frame, codecs[j] = c.compress(plane.data), ZSTD
+            if frame is not None and len(frame) >= KEEP_RATIO * k:
+                frame, codecs[j] = None, RAW
         packed.append(frame)
     head = _PLANES_HEAD.size + _PLANE.size * width
     size = head + skip + tail + sum(k if f is None else len(f) for f in packed)
@@ -174,10 +189,24 @@ def encode_planes(data: Buffer, width: int, skip: int = 0, level: int = PLANES_L
                 out[pos:pos + k] = scratch
             pos += k
         else:
-            _PLANE.pack_into(view, _PLANES_HEAD.size + _PLANE.size * j, ZSTD, len(frame))
+            _PLANE.pack_into(view, _PLANES_HEAD.size + _PLANE.size * j, codecs[j], len(frame))
             view[pos:pos + len(frame)] = frame
             pos += len(frame)
     return PLANES, view
+
+
+def _sparse_plane(plane: npt.NDArray[np.uint8], nonzero: npt.NDArray[np.intp], k: int,
+                  c: zstandard.ZstdCompressor) -> bytes:
+    """A `SPARSE` plane: the count of its non-zero bytes, then one zstd frame of their positions
+    (as distances) and their bytes."""
+    import numpy as np
+
+    if not len(nonzero):
+        return _COUNT.pack(0)
+    gaps = np.empty(len(nonzero), "<u2" if k <= 1 << 16 else "<u4")
+    gaps[0] = nonzero[0]
+    np.subtract(nonzero[1:], nonzero[:-1], out=gaps[1:], casting="unsafe")
+    return _COUNT.pack(len(nonzero)) + c.compress(gaps.tobytes() + plane[nonzero].tobytes())
 
 
 def _plane_heads(width: int) -> struct.Struct:
@@ -247,19 +276,26 @@ def _decode_planes(payload: Buffer, raw_len: int) -> npt.NDArray[np.uint8]:
     wide = None
     for j in range(width):
         codec, length = codecs_lengths[2 * j], codecs_lengths[2 * j + 1]
+        start, pos = pos, pos + length
         if codec == RAW:
             if length != k:
                 raise ValueError(f"a raw plane of {length} bytes, the record's planes {k}")
-            plane = src[pos:pos + k]
+            plane = src[start:pos]
         elif codec == ZSTD:
-            seg = mv[pos:pos + length]
+            seg = mv[start:pos]
             _check_declared_size(seg, k)
             plane = np.frombuffer(_decompressor().decompress(seg, max_output_size=k), np.uint8)
             if len(plane) != k:
                 raise ValueError(f"a plane of {len(plane)} bytes, the record's planes {k}")
+        elif codec == SPARSE:
+            spots, values = _sparse_positions(mv[start:pos], k)
+            if j and width != 8:  # scattered straight into the elements: no plane, no widening pass
+                elements[spots] |= values.astype(elements.dtype) << (8 * j)
+                continue
+            plane = np.zeros(k, np.uint8)
+            plane[spots] = values
         else:
             raise ValueError(f"unknown plane codec {codec}")
-        pos += length
         if width == 8:
             body[j::8] = plane
         elif j == 0:
@@ -271,6 +307,33 @@ def _decode_planes(payload: Buffer, raw_len: int) -> npt.NDArray[np.uint8]:
             wide <<= 8 * j
             elements |= wide
     return out
+
+
+def _sparse_positions(seg: memoryview, k: int) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.uint8]]:
+    """(positions, bytes) of a `SPARSE` plane of `k` bytes; ValueError unless the positions are
+    increasing and inside the plane (memory bounded by 5k bytes, whatever the frame claims)."""
+    import numpy as np
+
+    if len(seg) < _COUNT.size:
+        raise ValueError("a sparse plane without its count")
+    (m,) = _COUNT.unpack_from(seg, 0)
+    if m > k:
+        raise ValueError(f"a sparse plane of {m} non-zero bytes, the record's planes {k}")
+    gw = 2 if k <= 1 << 16 else 4
+    if not m:
+        if len(seg) != _COUNT.size:
+            raise ValueError("an empty sparse plane with a body")
+        return np.zeros(0, np.int64), np.zeros(0, np.uint8)
+    frame = seg[_COUNT.size:]
+    _check_declared_size(frame, m * (gw + 1))
+    body = _decompressor().decompress(frame, max_output_size=m * (gw + 1))
+    if len(body) != m * (gw + 1):
+        raise ValueError(f"a sparse plane of {len(body)} bytes, its count {m}")
+    gaps = np.frombuffer(body, f"<u{gw}", m)
+    at = np.cumsum(gaps, dtype=np.int64)
+    if at[-1] >= k or (m > 1 and not gaps[1:].all()):
+        raise ValueError("a sparse plane whose positions are out of order or past its end")
+    return at, np.frombuffer(body, np.uint8, m, m * gw)
 
 
 class ChunkEncoder:

@@ -224,3 +224,83 @@ def test_hostile_delta_records_are_refused_with_bounded_memory():
             codec.decode_delta(payload, 2300, base_bytes)
     with pytest.raises(ValueError):
         codec.decode(codec.DELTA, b"\x01" * 17, 0)  # never without its base
+
+
+def _sparse_bytes(n: int, width: int, seed: int, density: float, edges: bool) -> bytes:
+    """`n` bytes that are mostly zeros (the XOR of two close versions), a fraction `density`
+    of them non-zero, with the first and last byte set when `edges`."""
+    rng = np.random.default_rng(seed)
+    a = np.where(rng.random(n) < density, rng.integers(1, 256, n), 0).astype(np.uint8)
+    if edges and n:
+        a[0], a[-1] = 0x81, 0x7F
+    return a.tobytes()
+
+
+@settings(max_examples=150, deadline=None)
+@given(dtype=st.sampled_from(sorted(DTYPES)), n=st.integers(1, 40_000), seed=st.integers(0, 2**32 - 1),
+       density=st.sampled_from([0.0, 0.001, 0.02, 0.1, 0.2]), edges=st.booleans(), skip=st.integers(0, 7))
+def test_sparse_planes_round_trip_every_dtype_density_and_edge(dtype, n, seed, density, edges, skip):
+    """Planes with at most 1/8 of their bytes non-zero are stored SPARSE (positions and bytes) and
+    decode to the exact chunk whatever the width, phase and length, non-zero bytes at the very
+    first and last position included."""
+    width = DTYPES[dtype][1]
+    data = _sparse_bytes(n, width, seed, density, edges)
+    for w in {width, 2, 4, 8} - {1}:
+        c, payload = encode_planes(data, w, skip % w)
+        assert bytes(decode(c, payload, len(data))) == data
+        assert b"".join(decode_pieces(c, payload, len(data), piece=4096)) == data
+        if c == PLANES and density <= 0.02 and n >= 4 * w:
+            heads = [struct.unpack_from("<BI", payload, 2 + 5 * j)[0] for j in range(w)]
+            assert codec.SPARSE in heads, heads
+
+
+def test_a_plane_past_64_kib_stores_its_positions_as_u32():
+    """k > 65,536 bytes per plane (a chunk longer than 128 KiB of bf16): positions are 4 bytes."""
+    data = _sparse_bytes(300_000, 2, 9, 0.01, True)
+    c, payload = encode_planes(data, 2, 0)
+    assert c == PLANES and codec.SPARSE in [struct.unpack_from("<BI", payload, 2 + 5 * j)[0] for j in range(2)]
+    assert bytes(decode(c, payload, len(data))) == data
+
+
+def test_the_xor_of_two_training_steps_is_stored_with_sparse_top_planes_smaller_than_zstd():
+    rng = np.random.default_rng(4)
+    w = (rng.standard_normal(16384) * 0.02).astype(np.float32)
+    w2 = w + (rng.standard_normal(16384) * 0.0002).astype(np.float32)
+    xor = (w.view(np.uint32) ^ w2.view(np.uint32)).tobytes()
+    c, payload = encode_planes(xor, 4, 0)
+    heads = [struct.unpack_from("<BI", payload, 2 + 5 * j) for j in range(4)]
+    assert c == PLANES and heads[3][0] == codec.SPARSE
+    top = (np.frombuffer(xor, np.uint32) >> 24).astype(np.uint8)
+    assert heads[3][1] < len(codec._plane_compressor().compress(top.data))
+    assert bytes(decode(c, payload, len(xor))) == xor
+
+
+def _sparse_plane_payload(m: int, gaps: list[int], values: bytes, frame: bytes | None = None) -> bytes:
+    body = np.array(gaps, "<u2").tobytes() + values
+    return struct.pack("<I", m) + (zstandard.ZstdCompressor().compress(body) if frame is None else frame)
+
+
+@pytest.mark.parametrize("case", [
+    "count past the plane", "position past the end", "a position twice", "frame of another size",
+    "empty plane with a body", "no count", "bomb", "garbage frame"])
+def test_hostile_sparse_planes_are_refused_with_bounded_memory(case):
+    k, raw_len = 1000, 4000
+    z = zstandard.ZstdCompressor()
+    ok = [(RAW, bytes(k))] * 3
+    sparse = {
+        "count past the plane": lambda: _sparse_plane_payload(k + 1, [0] * (k + 1), bytes(k + 1)),
+        "position past the end": lambda: _sparse_plane_payload(2, [10, 990], b"\x01\x02"),
+        "a position twice": lambda: _sparse_plane_payload(3, [5, 1, 0], b"\x01\x02\x03"),
+        "frame of another size": lambda: _sparse_plane_payload(2, [5, 1, 7], b"\x01\x02\x03"),
+        "empty plane with a body": lambda: struct.pack("<I", 0) + b"x",
+        "no count": lambda: b"\x01\x00",
+        "bomb": lambda: struct.pack("<I", 1000) + z.compress(bytes(64 << 20)),
+        "garbage frame": lambda: struct.pack("<I", 2) + b"\x28\xb5\x2f\xfd" + b"\xff" * 20,
+    }[case]()
+    payload = _planes_record(4, 0, b"", [*ok, (codec.SPARSE, sparse)])
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises((ValueError, zstandard.ZstdError)):
+        decode(PLANES, payload, raw_len)
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 32 * 1024

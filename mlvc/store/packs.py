@@ -14,8 +14,8 @@ between the two renames) is invisible and later swept; an index never exists
 without its complete pack.  `<name>` is the xxh3-128 of the index body, so
 identical packs get identical names and concurrent writers never collide.
 
-Pack layout (format 3; format 1 is the same without the `PLANES` and `DELTA` codecs, format 2
-without `DELTA`; both are still read)::
+Pack layout (format 4; format 1 is the same without the `PLANES` and `DELTA` codecs, format 2
+without `DELTA`, format 3 without `SPARSE` planes inside `PLANES` payloads; all are still read)::
 
     b"MLVCPACK" u8 version
     record*:  u8 type | u8 codec | 16-byte id | u32 stored length | u32 raw length | payload
@@ -53,8 +53,9 @@ Buffer = Union[bytes, bytearray, memoryview]  # what a pack writer takes
 
 PACK_MAGIC = b"MLVCPACK"
 IDX_MAGIC = b"MLVCIDX\0"
-FORMAT_VERSION = 3  # written; 2 added the PLANES codec (byte planes of floats), 3 DELTA (XOR with a base)
-READ_VERSIONS = (1, 2, 3)  # read: packs and indexes written by earlier mlvc stay readable
+FORMAT_VERSION = 4  # written; 2 added the PLANES codec (byte planes of floats), 3 DELTA (XOR with a base),
+# 4 SPARSE planes (a mostly-zero plane as positions and bytes: `codec.SPARSE`)
+READ_VERSIONS = (1, 2, 3, 4)  # read: packs and indexes written by earlier mlvc stay readable
 
 # Object types (the `type` byte).
 CHUNK = 0
