@@ -425,7 +425,8 @@ def checkout_one(repo, t: Tracked, force: bool, progress: Progress, result: Chec
 
 def _offer_replaced(store, bases: FileBases | None, path: str, fid: bytes) -> None:
     """Offer the workspace's version `fid` of a file (at `path`, about to be replaced) as a
-    source of deltas' bases, when the store knows its chunks (its bytes are hashed when read)."""
+    source of plaintexts, when the store knows its chunks (its bytes are hashed when read): of
+    its own chunks, and of the bases of those stored as deltas (`FileBases.add_derived`)."""
     if bases is None or not store.has(FILE_MANIFEST, fid):
         return
     try:
@@ -433,6 +434,8 @@ def _offer_replaced(store, bases: FileBases | None, path: str, fid: bytes) -> No
     except MlvcError:
         return  # unreadable here: the bases are decoded from the store as always
     bases.add_path(path, chunks)
+    # its chunks stored as deltas give their bases too (the version before it: HEAD~1)
+    bases.add_derived((c for c, _n in chunks), store.delta_bases, store.stored_delta)
 
 
 def checkout(repo, paths=None, *, force: bool = False, progress: Progress = NULL) -> CheckoutResult:

@@ -36,9 +36,11 @@ _DECODE_POOL_LOCK = threading.Lock()
 Record = tuple[Key, int, Union[bytes, memoryview], int]  # (key, codec, stored payload, raw length)
 Decoded = list[tuple[Key, Union[bytes, memoryview, CorruptObjectError]]]
 # A record yielded as it lies, with the error that came with it
-Plain = tuple[Key, int, Union[bytes, memoryview], int, Union[MlvcError, None]]
-# The queue, in order: (future of a decoded batch, None, its bytes) or (None, a plain record, its bytes)
-Queued = tuple[Union["Future[Decoded]", None], Union[Plain, None], int]
+AsStored = tuple[Key, int, Union[bytes, memoryview], int, Union[MlvcError, None]]
+# The queue, in order: (future of a decoded batch, None, its bytes) or (None, a record as stored, its bytes)
+Queued = tuple[Union["Future[Decoded]", None], Union[AsStored, None], int]
+# A chunk's plaintext, checked against its id, from elsewhere than its record (or None)
+Plain = Callable[[bytes, bool], Union[bytes, None]]  # (id, may derive it) -> plaintext or None
 # Reads a damaged chunk again the plain way and raises the error that names its pack
 Reraise = Callable[[Key, CorruptObjectError], NoReturn]
 
@@ -52,11 +54,19 @@ def _decode_pool() -> ThreadPoolExecutor:
         return _DECODE_POOL
 
 
-def _decode_batch(records: list[Record], where: str, check_ids: bool, base: BaseRead | None = None) -> Decoded:
+def _decode_batch(records: list[Record], where: str, check_ids: bool, base: BaseRead | None = None,
+                  plain: Plain | None = None) -> Decoded:
     """Decode consecutive chunk records on a helper thread: (key, bytes or its error) each
-    (a delta's missing base is raised: the object is missing, not damaged)."""
+    (a delta's missing base is raised: the object is missing, not damaged).  `plain(id)`: a
+    compressed chunk's checked plaintext from elsewhere (`FileBases.read`), tried first."""
     out: Decoded = []
     for key, c, payload, raw in records:
+        # a delta's own chain costs more decodes than the one a derived plaintext needs; a whole
+        # record costs about as much, so only a copy in a file is worth it then
+        if plain is not None and c != codec.RAW and (known := plain(key[1], c == codec.DELTA)) is not None \
+                and len(known) == raw:
+            out.append((key, known))
+            continue
         try:
             out.append((key, decode_verify(CHUNK, key[1], c, payload, raw, where, check_ids, base)))
         except CorruptObjectError as exc:
@@ -65,10 +75,12 @@ def _decode_batch(records: list[Record], where: str, check_ids: bool, base: Base
 
 
 def decode_ahead(stored: Iterable[StoredItem], where: str, check_ids: bool, base: BaseRead,
-                 reraise: Reraise) -> Iterator[bytes | memoryview]:
+                 reraise: Reraise, plain: Plain | None = None) -> Iterator[bytes | memoryview]:
     """The bytes of the chunks `stored` reads (read with ``decode=False``), in its order, each
     checked against its id unless `check_ids` is False (the caller checks the whole file's).
-    `base` reads a delta's base; `reraise(key, error)` raises the error of a damaged chunk."""
+    `base` reads a delta's base; `reraise(key, error)` raises the error of a damaged chunk;
+    `plain(id)` gives a compressed chunk's plaintext, checked against its id, from elsewhere
+    (local files: `FileBases.read`) instead of decoding its record, or None."""
     ahead: deque[Queued] = deque()
     ahead_bytes = 0
     batch: list[Record] = []
@@ -79,20 +91,20 @@ def decode_ahead(stored: Iterable[StoredItem], where: str, check_ids: bool, base
         nonlocal batch, batch_bytes, pool, ahead_bytes
         if pool is None:
             pool = _decode_pool()
-        ahead.append((pool.submit(_decode_batch, batch, where, check_ids, base), None, batch_bytes))
+        ahead.append((pool.submit(_decode_batch, batch, where, check_ids, base, plain), None, batch_bytes))
         ahead_bytes += batch_bytes
         batch, batch_bytes = [], 0
 
     def settled(queued: Queued) -> Iterator[bytes | memoryview]:
-        future, plain, _n = queued
+        future, as_stored, _n = queued
         if future is not None:
             for key, data in future.result():
                 if isinstance(data, CorruptObjectError):
                     reraise(key, data)
                 yield data
             return
-        assert plain is not None
-        key, c, payload, raw, error = plain
+        assert as_stored is not None
+        key, c, payload, raw, error = as_stored
         if error is not None:
             raise error
         try:
@@ -128,6 +140,6 @@ def decode_ahead(stored: Iterable[StoredItem], where: str, check_ids: bool, base
             ahead_bytes -= queued[2]
             yield from settled(queued)
     finally:
-        for future, _plain, _n in ahead:
+        for future, _as_stored, _n in ahead:
             if future is not None:
                 future.cancel()

@@ -277,6 +277,18 @@ class ObjectReads(PackPublisher):
         except (CorruptObjectError, ObjectNotFoundError) as exc:
             return None, exc
 
+    def stored_delta(self, oid: bytes) -> codec.Bytes | None:
+        """The stored payload of a published chunk whose record here is a delta (None for any
+        other, or one being written), unchecked: what `FileBases.add_derived` decodes a base
+        from, checking the result against the base's id."""
+        try:
+            record = self._published_record(CHUNK, oid)
+        except MlvcError:
+            return None
+        if record is None or record[0] != codec.DELTA:
+            return None
+        return record[1]
+
     def record_head(self, oid: bytes) -> tuple[int, bytes | None]:
         """(codec, base id or None) of a chunk's record here (ObjectNotFoundError if none)."""
         loc = self._lookup(CHUNK, oid)

@@ -118,7 +118,8 @@ class PackStore(ObjectReads):
         def reraise(key: Key, exc: CorruptObjectError) -> NoReturn:
             self._raise_named(key, check_ids, exc)
         stored = self.iter_stored(((CHUNK, oid) for oid, _ in chunk_ids), check_ids=check_ids, decode=False)
-        return decode_ahead(stored, f"the store {self.name}", check_ids, self.base_reader(files=files), reraise)
+        return decode_ahead(stored, f"the store {self.name}", check_ids, self.base_reader(files=files), reraise,
+                            files.read if files is not None else None)
 
     def _raise_named(self, key: Key, check_ids: bool, exc: CorruptObjectError) -> NoReturn:
         """Read a damaged chunk again the plain way, for the error that names its pack."""

@@ -127,3 +127,42 @@ def test_a_run_directory_reads_each_base_from_the_file_just_written(repo_dir):
         assert (ck / n).read_bytes() == body, n
     # a few runs of records per file; reading each delta's base would be one read per delta
     assert reads < deltas // 2, (reads, deltas)
+
+
+def test_the_version_before_is_decoded_from_the_workspace_version(repo_dir):
+    """last.pt at v3 (its chunks deltas on v2's) in the workspace, v2 checked out (HEAD~1): each
+    of v2's chunks stored as a delta (on v1's) is v3's bytes decoded with v3's delta record,
+    checked against v2's id, never read from its own record (damaged here); a chunk whose bytes
+    in the file changed since falls back to its record (intact for that one)."""
+    versions = []
+    for i, sd in enumerate(run_of(3)):
+        torch.save(sd, repo_dir / "last.pt")
+        versions.append((repo_dir / "last.pt").read_bytes())
+        assert mlvc_cli(repo_dir, "add", "last.pt").code == 0
+        commit(repo_dir, f"v{i + 1}", tag=f"s{i + 1}")
+    cache = repo_dir / ".mlvc" / "cache"
+    v3 = _chunks(cache, _file_id(repo_dir, "last.pt.mlvc"))
+    git(repo_dir, "checkout", "-q", "s2")
+    v2_deltas = set(_bases(cache, _chunks(cache, _file_id(repo_dir, "last.pt.mlvc"))))
+    pairs = {d: b for d, b in _bases(cache, v3).items() if b in v2_deltas}  # v3 chunk -> v2 chunk, a delta
+    assert len(pairs) >= 4, pairs
+    git(repo_dir, "checkout", "-q", "s3")
+    assert mlvc_cli(repo_dir, "checkout", "--force").code == 0
+    git(repo_dir, "checkout", "-q", "s2")
+    offsets, at = {}, 0
+    for oid, n in v3:
+        offsets[oid] = at
+        at += n
+    kept = sorted(pairs)[0]  # this one's bytes change in the workspace file: its v2 chunk is read from the cache
+    path = repo_dir / "last.pt"
+    st = path.stat()
+    with open(path, "r+b") as f:
+        f.seek(offsets[kept] + 10)
+        b = f.read(1)
+        f.seek(offsets[kept] + 10)
+        f.write(bytes([b[0] ^ 0xFF]))
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    _damage(cache, [v2 for v3_chunk, v2 in pairs.items() if v3_chunk != kept])
+    r = mlvc_cli(repo_dir, "checkout", "--force")
+    assert r.code == 0, r
+    assert (repo_dir / "last.pt").read_bytes() == versions[1]

@@ -82,3 +82,26 @@ def test_reads_from_many_threads_while_files_come_and_go(tmp_path):
         t.join()
     bases.close()
     assert not errors
+
+
+def test_a_base_derived_from_a_delta_and_the_file_that_holds_its_chunk(tmp_path):
+    """v2's chunk C (in a file) stored as a delta on v1's B: B = C decoded with C's record,
+    checked against B's id; a wrong record, or a record naming another base, gives nothing."""
+    from mlvc import codec
+
+    b = os.urandom(4096)
+    c = bytes(x ^ (1 if i % 7 == 0 else 0) for i, x in enumerate(b))
+    path, chunks = _file(tmp_path, "v2.bin", [c])
+    record = codec.encode_delta(c, b, digest(b), codec.ChunkEncoder(3))
+    stored = {digest(c): record}
+    with FileBases() as bases:
+        bases.add_path(path, chunks)
+        bases.add_derived([digest(c)], lambda ids: {digest(c): digest(b)} if ids == [digest(c)] else {}, stored.get)
+        assert bases.read(digest(b)) == b
+        stored[digest(c)] = record[:16] + bytes([codec.RAW]) + bytes(len(b))  # decodes to C itself
+        assert bases.read(digest(b)) is None
+        stored[digest(c)] = digest(b"other") + record[16:]
+        assert bases.read(digest(b)) is None
+        stored[digest(c)] = None
+        assert bases.read(digest(b)) is None
+        assert bases.hits == 1
