@@ -150,6 +150,63 @@ def _restore_in_process(repo_path: Path, target: Path, source: Path, base: Path)
     return co, cp
 
 
+def _restore_dir_in_process(repo_path: Path, files: list[Path], base: Path) -> tuple[list, list]:
+    """The run's directory deleted and checked out again by `mlvc.ops.checkout` in this process
+    (each checkpoint's deltas read their bases from the one written just before it), beside
+    `cp -r` of the same checkpoints, alternated three times."""
+    import shutil
+
+    from mlvc.ops.checkout import checkout
+    from mlvc.repo import Repo
+
+    co, cp = [], []
+    for _ in range(3):
+        shutil.rmtree(repo_path / "checkpoints")
+        repo = Repo.find(repo_path)
+        t0 = time.perf_counter()
+        result = checkout(repo)
+        co.append(time.perf_counter() - t0)
+        repo.close()
+        assert not result.failed and all((repo_path / "checkpoints" / f.name).read_bytes() == f.read_bytes()
+                                         for f in files)
+        t0 = time.perf_counter()
+        H.run(["cp", "-r", str(files[0].parent), str(base / "cp.tmp")], base)
+        cp.append(time.perf_counter() - t0)
+        shutil.rmtree(base / "cp.tmp")
+    return co, cp
+
+
+def _restore_next_in_process(repo_path: Path, target: Path, files: list[Path], base: Path,
+                             depth: int) -> tuple[list, list]:
+    """`last.pt` at the version before `depth` in the workspace, version `depth` checked out by
+    `mlvc.ops.checkout` in this process (its deltas read their bases from the file it replaces),
+    beside `cp` of the file, alternated three times."""
+    from mlvc.ops.checkout import checkout
+    from mlvc.repo import Repo
+
+    back = len(files) - 1 - depth
+    co, cp = [], []
+    for _ in range(3):
+        H.run(["git", "checkout", "-q", f"HEAD~{back + 1}"], repo_path)
+        repo = Repo.find(repo_path)
+        assert not checkout(repo, force=True).failed
+        repo.close()
+        H.run(["git", "checkout", "-q", "-"], repo_path)
+        H.run(["git", "checkout", "-q", f"HEAD~{back}"], repo_path)
+        repo = Repo.find(repo_path)
+        t0 = time.perf_counter()
+        result = checkout(repo, force=True)
+        co.append(time.perf_counter() - t0)
+        repo.close()
+        H.run(["git", "checkout", "-q", "-"], repo_path)
+        assert not result.failed and target.read_bytes() == files[depth].read_bytes()
+        t0 = time.perf_counter()
+        H.run(["cp", str(files[depth]), str(base / "cp.tmp")], base)
+        cp.append(time.perf_counter() - t0)
+        (base / "cp.tmp").unlink()
+    return co, cp
+
+
 def run_directory(name: str, files: list[Path], base: Path) -> dict:
     """The run's checkpoints under their own names in one directory, added by ONE `mlvc add`
     (each stored against the previous one in natural order), then pushed."""
@@ -168,6 +225,7 @@ def run_directory(name: str, files: list[Path], base: Path) -> dict:
     mlvc.sh(*mlvc.cmd("push", "-q"))
     out["mlvc_cache"] = du(mlvc.cache_dir) / raw
     out["mlvc_remote"] = du(remote) / raw
+    out["restore_dir_s"], out["restore_dir_cp_s"] = _restore_dir_in_process(mlvc.path, files, base)
     plain = H.MlvcRepo(base / f"mlvc-plain-{name}").init()  # the same add without the float codec
     (plain.path / "checkpoints").mkdir()
     for f in files:
@@ -219,6 +277,10 @@ def run_series(name: str, files: list[Path], base: Path) -> dict:
         out[f"restore_depth{depth}_s"], out[f"restore_depth{depth}_cp_s"] = _restore_in_process(
             mlvc.path, last, files[depth], base)
         H.run(["git", "checkout", "-q", "-"], mlvc.path)
+    # the same version, its previous one in the workspace (`git checkout` to the next commit)
+    deepest = min(MAX_DELTA_DEPTH, len(files) - 1)
+    out[f"restore_next{deepest}_s"], out[f"restore_next{deepest}_cp_s"] = _restore_next_in_process(
+        mlvc.path, last, files, base, deepest)
     if H.dvc_bin():
         dvc = H.DvcRepo(base / f"dvc-{name}").init()
         for f in files:
@@ -263,14 +325,17 @@ def main(argv=None) -> int:
                   f"{' '.join(f'{x:.3f}' for x in s['checkout_s'])} s, cp {' '.join(f'{x:.3f}' for x in s['cp_s'])} s; "
                   f"in-process {' '.join(f'{x:.3f}' for x in s['restore_s'])} s, "
                   f"cp {' '.join(f'{x:.3f}' for x in s['restore_cp_s'])} s)")
-            for k in sorted(k for k in s if k.startswith("restore_depth") and not k.endswith("_cp_s")):
+            for k in sorted(k for k in s if k.startswith(("restore_depth", "restore_next"))
+                            and not k.endswith("_cp_s")):
                 H.log(f"  {k[len('restore_'):-2]}: in-process {' '.join(f'{x:.3f}' for x in s[k])} s, "
                       f"cp {' '.join(f'{x:.3f}' for x in s[k[:-2] + '_cp_s'])} s")
             d = run_directory(name, files, base)
             figures["series"].append(d)
             H.log(f"{d['series']}: mlvc_cache {100 * d['mlvc_cache']:.1f}%  mlvc_remote {100 * d['mlvc_remote']:.1f}%"
                   f"  (mlvc add {d['mlvc_add_s']:.2f} s; without the float codec {d['mlvc_add_plain_s']:.2f} s, "
-                  f"{100 * d['mlvc_cache_plain']:.1f}%)")
+                  f"{100 * d['mlvc_cache_plain']:.1f}%; the directory checked out in-process "
+                  f"{' '.join(f'{x:.3f}' for x in d['restore_dir_s'])} s, "
+                  f"cp -r {' '.join(f'{x:.3f}' for x in d['restore_dir_cp_s'])} s)")
     if args.json:
         args.json.write_text(json.dumps(figures, indent=1))
     print(json.dumps(figures, indent=1))
