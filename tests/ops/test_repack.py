@@ -106,6 +106,7 @@ def test_a_base_that_arrives_later_is_found(tmp_path, monkeypatch):
     assert verify_cache(cache).ok
     restores(clone, "v1", {"last.pt": v1})
     restores(clone, "v2", {"last.pt": v2})
+    assert repack(clone, "--grace", "0")["chunks_recoded"] == 0
 
 
 def test_recent_packs_keep_their_garbage_but_are_repacked(repo_dir):
@@ -144,3 +145,26 @@ def test_repack_is_quiet_with_q_and_refused_on_a_remote(repo_dir):
     ok(repo_dir, "remote", "add", "-q", "shared", str(repo_dir.parent / "remote"))
     code, _out, err = cli(repo_dir, "gc", "--all-commits", "--repack", "--remote", "shared")
     assert code == 2 and "cache only" in err, err
+
+
+def test_a_damaged_chunk_stops_the_repack_before_anything_goes(repo_dir):
+    """A chunk that fails its check is never re-encoded or copied (that would launder the damage
+    into a new pack): one error line, exit 6, and every old pack stays."""
+    from helpers import one_error
+
+    from mlvc.store.packs import CHUNK, decode_index
+
+    torch.save(run_of(1, seed=5)[0], repo_dir / "model.pt")
+    ok(repo_dir, "add", "-q", "model.pt")
+    commit(repo_dir, "v1")
+    packs = repo_dir / ".mlvc" / "cache" / "packs"
+    idx = next(packs.glob("*.idx"))
+    biggest = max((e for e in decode_index(idx.read_bytes(), idx.name) if e.type == CHUNK), key=lambda e: e.stored)
+    pack = idx.with_suffix(".pack")
+    body = bytearray(pack.read_bytes())
+    body[biggest.offset + biggest.stored // 2] ^= 0xFF
+    pack.write_bytes(bytes(body))
+    code, _out, err = cli(repo_dir, "gc", "--all-commits", "--repack", "--grace", "0")
+    assert code == 6, err
+    assert "xxh128:" in one_error(err), err
+    assert pack.exists() and idx.exists()
