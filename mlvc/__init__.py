@@ -12,13 +12,15 @@ Heavy modules are imported lazily so that `import mlvc` (and the CLI) start fast
 
 from __future__ import annotations
 
+from typing import Any
+
 __version__ = "0.1.0"
 
 _API = {"init", "add", "status", "checkout", "verify", "open", "read", "push", "pull", "fetch", "diff", "log",
         "manifest", "gc"}
 
 
-def __getattr__(name):
+def __getattr__(name: str) -> Any:
     if name in _API:
         from . import api
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+from collections.abc import Iterable
 from pathlib import Path
 
 from .atomic import write_text
@@ -53,7 +54,7 @@ def not_ignored(root: Path, rel_paths: list[str]) -> list[str]:
     return [r for r in rel_paths if r not in ignored]
 
 
-def keep_excluded(exclude: Path, rel_paths) -> int:
+def keep_excluded(exclude: Path, rel_paths: Iterable[str]) -> int:
     """Make sure each repo-relative path is in the mlvc block of the clone's `exclude` file
     (`.git/info/exclude`).  Returns how many lines it added; writes nothing when none."""
     wanted = list(dict.fromkeys(pattern(r) for r in rel_paths))
@@ -100,12 +101,12 @@ class _dir_locked:
     def __init__(self, directory: Path):
         self.directory = directory
 
-    def __enter__(self):
+    def __enter__(self) -> _dir_locked:
         self.fd = os.open(self.directory, os.O_RDONLY)
         fcntl.flock(self.fd, fcntl.LOCK_EX)
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         os.close(self.fd)
 
 
@@ -148,7 +149,7 @@ def drop_ignored(target: Path) -> bool:
         return True
 
 
-def drop_excluded(exclude: Path, rel_paths) -> int:
+def drop_excluded(exclude: Path, rel_paths: Iterable[str]) -> int:
     """Remove these repo-relative paths from the mlvc block of the clone's `exclude` file (an
     artifact untracked or moved: git sees that path again).  Returns how many lines it removed."""
     unwanted = {pattern(r) for r in rel_paths}

@@ -22,10 +22,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import pointer as pointers
 from .errors import MlvcError
+
+if TYPE_CHECKING:
+    from .git import GitRepo
+    from .repo import Repo, RepoArg
 
 # What is not code (git pathspec / fnmatch patterns, where `*` also matches `/`): files mlvc
 # writes itself (their changes are artifact versions), experiment configs and docs.
@@ -37,7 +41,7 @@ _META_KNOWN = ("config", "config_hash", "seed", "modules", "blocks", pointers.FO
 # ----------------------------------------------------------------- git state
 
 
-def _git_repo(path: Path | str):
+def _git_repo(path: Path | str) -> GitRepo:
     from .git import GitRepo
 
     return GitRepo(path)
@@ -60,7 +64,7 @@ def is_code(name: str, patterns: tuple[str, ...] = NOT_CODE) -> bool:
     return not any(fnmatchcase(name, p) for p in patterns)
 
 
-def changed_code_files(git, patterns: tuple[str, ...] = NOT_CODE) -> list[str]:
+def changed_code_files(git: GitRepo, patterns: tuple[str, ...] = NOT_CODE) -> list[str]:
     """Tracked files with uncommitted changes (staged or not) that are code (`is_code`)."""
     out = git.run_git("status", "--porcelain=v1", "--untracked-files=no", "-z")
     files = []
@@ -140,7 +144,7 @@ def code_differs(path: Path | str, commit: str) -> bool | None:
 # -------------------------------------------------------------- the manifest
 
 
-def _repo(repo):
+def _repo(repo: RepoArg) -> Repo:
     from .repo import Repo
 
     if repo is None:
@@ -171,7 +175,7 @@ def _display(rel_pointer: str, ptr: pointers.PointerFile) -> str:
     return (parent / ptr.path).as_posix() if str(parent) != "." else ptr.path
 
 
-def manifest(repo=None, rev: str | None = None) -> dict[str, Any]:
+def manifest(repo: RepoArg = None, rev: str | None = None) -> dict[str, Any]:
     """The version manifest of `rev` (a git revision) or, with rev None, of the workspace.
 
     {"rev", "commit", "branch", "dirty", "artifacts": [{path, role, id, size, config_hash,
@@ -232,7 +236,7 @@ def flatten(doc: dict[str, Any], prefix: str = "", out: dict[str, Any] | None = 
     return out
 
 
-def current(repo=None) -> dict[str, Any]:
+def current(repo: RepoArg = None) -> dict[str, Any]:
     """The workspace's lineage as a flat dict of scalars (None values dropped).
 
     Keys: mlvc.commit, mlvc.branch, mlvc.dirty, mlvc.artifact.<path>.id / .role / .size /
@@ -252,7 +256,7 @@ def current(repo=None) -> dict[str, Any]:
 # ----------------------------------------------------------------- trackers
 
 
-def log_tensorboard(writer, metrics: dict[str, float] | None = None, repo=None) -> dict[str, Any]:
+def log_tensorboard(writer: Any, metrics: dict[str, float] | None = None, repo: RepoArg = None) -> dict[str, Any]:
     """Log `current()` to a TensorBoard SummaryWriter: a text table, plus hparams when possible.
 
     `metrics` are the hparams plugin's metric values (e.g. {"val_acc": 0.8}); they are
@@ -269,7 +273,7 @@ def log_tensorboard(writer, metrics: dict[str, float] | None = None, repo=None) 
     return flat
 
 
-def checkpoint_lineage(path: str | Path, repo=None) -> dict[str, Any]:
+def checkpoint_lineage(path: str | Path, repo: RepoArg = None) -> dict[str, Any]:
     """What produced one checkpoint file, as a flat dict of scalars for a tracker.
 
     From the birth certificate `mlvc.torch.save` embedded (read without torch and
@@ -309,14 +313,14 @@ def checkpoint_lineage(path: str | Path, repo=None) -> dict[str, Any]:
     return {k: v for k, v in flat.items() if v is not None}
 
 
-def _tracker_dict(repo, checkpoint) -> dict[str, Any]:
+def _tracker_dict(repo: RepoArg, checkpoint: str | Path | None) -> dict[str, Any]:
     flat = current(repo)
     if checkpoint is not None:
         flat.update(checkpoint_lineage(checkpoint, repo))
     return flat
 
 
-def log_wandb(run=None, repo=None, checkpoint: str | Path | None = None) -> dict[str, Any]:
+def log_wandb(run: Any = None, repo: RepoArg = None, checkpoint: str | Path | None = None) -> dict[str, Any]:
     """`run.config.update(...)` with `current()` (the workspace's commit, data ids, model and
     per-module ids, params) and, given a `checkpoint` file, its `checkpoint_lineage`.
 
@@ -335,7 +339,7 @@ def log_wandb(run=None, repo=None, checkpoint: str | Path | None = None) -> dict
     return flat
 
 
-def log_mlflow(repo=None, checkpoint: str | Path | None = None) -> dict[str, Any]:
+def log_mlflow(repo: RepoArg = None, checkpoint: str | Path | None = None) -> dict[str, Any]:
     """`mlflow.log_params(...)` of the active run (one is started when none is) with `current()` and,
     given a `checkpoint` file, its `checkpoint_lineage`; mlvc.commit / .branch / .dirty also as tags.
 

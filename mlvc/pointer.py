@@ -12,7 +12,7 @@ import posixpath
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .atomic import write_bytes
 from . import safeyaml
@@ -20,6 +20,9 @@ from .chunking import ChunkerParams
 from .errors import MlvcError, PointerConflictError, PointerError, UnsafePathError
 from .hashing import ALGORITHM, is_oid
 from .objects import validate_relpath
+
+if TYPE_CHECKING:
+    from .git import GitRepo
 
 SUFFIX = ".mlvc"
 FORMAT_VERSION = 1
@@ -44,7 +47,7 @@ _ID_LINE = re.compile(r"^id: *['\"]?(xxh128:[0-9a-f]{32})", re.MULTILINE)
 MAX_POINTER_BYTES = 4 * 1024 * 1024
 
 
-def _scalar(text: str):
+def _scalar(text: str) -> Any:
     """The value of a plain YAML scalar that has one unambiguous reading, else raise ValueError."""
     if _INT.fullmatch(text):
         return int(text)
@@ -55,11 +58,11 @@ def _scalar(text: str):
     raise ValueError(text)
 
 
-def _simple_yaml(data: bytes) -> dict:
+def _simple_yaml(data: bytes) -> dict[str, Any]:
     """The subset of YAML that `PointerFile.to_yaml` writes for ordinary pointers: top-level keys
     and one level of nested mappings, plain scalars only.  ValueError for anything else."""
-    doc: dict = {}
-    nested: dict | None = None
+    doc: dict[str, Any] = {}
+    nested: dict[str, Any] | None = None
     for line in data.decode("utf-8").splitlines():
         m = _LINE.match(line)
         if m is None:
@@ -93,7 +96,7 @@ class PointerSource:
     commit: str
     rev: str | None = None
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         out = {"url": self.url, "path": self.path}
         if self.rev is not None:
             out["rev"] = self.rev
@@ -101,7 +104,7 @@ class PointerSource:
         return out
 
     @classmethod
-    def from_dict(cls, doc, where: str) -> "PointerSource":
+    def from_dict(cls, doc: object, where: str) -> "PointerSource":
         if not isinstance(doc, dict):
             raise PointerError(where, "source must be a mapping of url, path, rev and commit")
         # values read from YAML: each is checked before it is used
@@ -135,7 +138,7 @@ class PointerFile:
     files: int
     chunker: ChunkerParams = field(default_factory=ChunkerParams)
     role: str | None = None
-    meta: dict = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)
     source: PointerSource | None = None  # imported from another repository (`mlvc import`)
 
     def to_yaml(self) -> str:
@@ -317,7 +320,7 @@ class PointerAt(NamedTuple):
         return self.error if self.error is not None else MlvcError(f"{self.rel_pointer}: no pointer read")
 
 
-def pointers_at(git, rev: str, label: str | None = None) -> list[PointerAt]:
+def pointers_at(git: GitRepo, rev: str, label: str | None = None) -> list[PointerAt]:
     """Every pointer file committed at `rev`, parsed: the one walk every history reader shares
     (push/fetch of revisions, checkout --to, diff, params, manifests).  `label` names the
     revision in error messages (default: `rev`)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Union
 
 from .chunking import ChunkerParams
 from .config import Config
@@ -13,10 +13,16 @@ from .gitcli import find_git_root, git_common_dir, main_worktree_root
 from .errors import NotARepoError, PathError
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from .remote.config import RemoteDef
     from .store.hashcache import HashCache
     from .store.packstore import PackStore
     from .store.state import StateDB
+
+RepoArg = Union["Repo", str, "os.PathLike[str]", None]
+"""Which repository an API call means: a `Repo`, a path in one, or None (the one around the
+working directory)."""
 
 MLVC_DIR = ".mlvc"
 GITIGNORE = """\
@@ -48,7 +54,7 @@ class Repo:
                             hint="run `mlvc init` at the top of your git repository")
 
     @classmethod
-    def at(cls, path: str | os.PathLike) -> "Repo":
+    def at(cls, path: str | os.PathLike[str]) -> "Repo":
         """The repository whose top directory is exactly `path` (an explicit `repo=`).
 
         Unlike `find`, nothing is searched upwards: a URL, a mistyped path or a directory inside
@@ -113,7 +119,7 @@ class Repo:
         common = git_common_dir(self.root) if self.has_git else None
         return common / "info" / "exclude" if common is not None else None
 
-    def keep_out_of_git(self, targets) -> None:
+    def keep_out_of_git(self, targets: Iterable[Path]) -> None:
         """Keep these artifact paths (absolute) ignored in this clone at every commit."""
         if self.exclude_file is not None:
             from .ignore import keep_excluded

@@ -342,7 +342,7 @@ class ContainedTree:
     def __enter__(self) -> "ContainedTree":
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
 

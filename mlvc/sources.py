@@ -34,9 +34,11 @@ import fcntl
 import os
 import re
 import shutil
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
+from typing import TYPE_CHECKING
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
@@ -46,7 +48,11 @@ from .errors import RemoteNotFoundError, RevisionError, SourceError
 from .git import GitRepo, is_git_url
 from .gitcli import GitTransportError, run_git_dir
 from .hashing import digest
-from .repo import MLVC_DIR, Repo
+from .repo import MLVC_DIR, Repo, RepoArg
+
+if TYPE_CHECKING:
+    from .remote.config import RemoteDef
+    from .store.packstore import PackStore
 
 CACHE_ENV = "MLVC_CACHE_HOME"
 HEAD_REF = "refs/mlvc/head"  # the source's HEAD; the mirror's own HEAD points at it
@@ -78,7 +84,7 @@ class SourceURL:
         return digest(self.fetch_url.encode("utf-8", "surrogateescape")).hex()[:24]
 
 
-def parse_source(url: str | os.PathLike, base: Path | None = None) -> SourceURL:
+def parse_source(url: str | os.PathLike[str], base: Path | None = None) -> SourceURL:
     """A source location from a git URL or a local path (relative to `base`, default the cwd)."""
     text = os.fspath(url)
     if not text or text.startswith("-") or "\0" in text or "\n" in text:
@@ -104,7 +110,7 @@ class Mirror:
         self._lock_path = base / f"{source.key}.lock"
 
     @contextmanager
-    def _locked(self):
+    def _locked(self) -> Iterator[None]:
         self._lock_path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
@@ -195,7 +201,8 @@ class SourceRepo(Repo):
     pinned_rev: str
     origin: str
 
-    def __init__(self, source: SourceURL, mirror: Mirror, sha: str, cache_dir: Path, store=None):
+    def __init__(self, source: SourceURL, mirror: Mirror, sha: str, cache_dir: Path,
+                 store: PackStore | None = None) -> None:
         super().__init__(mirror.dir)
         self.source = source
         self.mirror = mirror
@@ -221,7 +228,7 @@ class SourceRepo(Repo):
             blob = g.read_blob(self.pinned_rev, f"{MLVC_DIR}/config")
         return Config.committed(blob, f"{self.origin}: {MLVC_DIR}/config at {self.pinned_rev[:12]}")
 
-    def remote_def(self, name: str | None = None):
+    def remote_def(self, name: str | None = None) -> RemoteDef:
         from .remote.config import is_local_url
 
         try:
@@ -240,8 +247,8 @@ class SourceRepo(Repo):
         return rdef
 
 
-def open_source(url: str | os.PathLike, rev: str | None = None, *, base: Path | None = None,
-                into=None) -> SourceRepo:
+def open_source(url: str | os.PathLike[str], rev: str | None = None, *, base: Path | None = None,
+                into: Repo | None = None) -> SourceRepo:
     """The repository at `url` (a git URL or a directory, relative to `base`) at `rev` (None: its
     HEAD), mirrored and fetched now.  Objects read from it are kept in the user's cache, or in
     the project `into`'s cache (imports)."""
@@ -269,7 +276,7 @@ def _is_bare_git_dir(path: Path) -> bool:
     return (path / "HEAD").is_file() and (path / "objects").is_dir() and (path / "refs").is_dir()
 
 
-def open_repo(repo=None, rev: str | None = None) -> Repo:
+def open_repo(repo: RepoArg = None, rev: str | None = None) -> Repo:
     """The repository `repo` names (see the module doc), for reading revision `rev`.
 
     The caller closes what it did not pass in (`repo` not a `Repo`)."""

@@ -27,11 +27,30 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
-from ..config import SECRET_KEYS
+from ..config import SECRET_KEYS, Config, ConfigData
 from ..errors import ConfigError, RemoteNotFoundError
+
+if TYPE_CHECKING:
+    from ..store.backend import Backend
+
+Remotes = dict[str, dict[str, Any]]  # a config's `remotes:` mapping: name -> its settings
+
+
+class Project(Protocol):
+    """What remote configuration reads of a repository (a `mlvc.repo.Repo`, a layer above
+    this module): its root, whether git tracks it, and its configuration files."""
+
+    @property
+    def root(self) -> Path: ...
+
+    @property
+    def has_git(self) -> bool: ...
+
+    @property
+    def config(self) -> Config: ...
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 KEY_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
@@ -117,13 +136,13 @@ class RemoteDef:
     def kind(self) -> str:
         return "local" if is_local_url(self.resolved_url) else urlsplit(self.resolved_url).scheme
 
-    def public(self) -> dict:
+    def public(self) -> dict[str, Any]:
         """What `remote list` shows: secret values are never included."""
         shown = {k: ("***" if is_secret(k) else v) for k, v in sorted(self.options.items())}
         return {"name": self.name, "url": self.url, "default": self.is_default, "options": shown,
                 "local": self.local}
 
-    def backend(self):
+    def backend(self) -> Backend:
         from ..store.backend import open_backend
 
         options = dict(self.options)
@@ -144,18 +163,18 @@ def _env_options(name: str) -> dict[str, str]:
     return {k[len(prefix):].lower(): v for k, v in os.environ.items() if k.startswith(prefix) and v}
 
 
-def configured(config) -> dict[str, dict]:
+def configured(config: Config) -> Remotes:
     remotes = config["remotes"] or {}
     if not isinstance(remotes, dict):
         raise ConfigError("'remotes' must be a mapping")
     return remotes
 
 
-def default_name(config) -> str | None:
+def default_name(config: Config) -> str | None:
     return config["default_remote"]
 
 
-def implied_remote(config) -> str | None:
+def implied_remote(config: Config) -> str | None:
     """The remote used when none is named: the default one, or the only one configured."""
     remotes = configured(config)
     name = default_name(config)
@@ -164,7 +183,7 @@ def implied_remote(config) -> str | None:
     return name
 
 
-def _branch_config(repo) -> tuple[dict | None, str]:
+def _branch_config(repo: Project) -> tuple[ConfigData | None, str]:
     """(the `.mlvc/config` committed at the branch the checked-out commit belongs to, its
     label): the current branch's tip, or with a detached HEAD the newest local (else
     remote-tracking) branch containing HEAD.  (None, "") without git or such a branch."""
@@ -209,7 +228,7 @@ def _branch_config(repo) -> tuple[dict | None, str]:
         git.close()
 
 
-def known_remotes(repo) -> tuple[dict[str, dict], str | None]:
+def known_remotes(repo: Project) -> tuple[Remotes, str | None]:
     """(every usable remote by name, the one used when none is named): this work tree's config
     (committed, then config.local), and for what it lacks the branch's committed config."""
     remotes = {k: v for k, v in configured(repo.config).items() if isinstance(v, dict)}
@@ -237,7 +256,7 @@ def looks_like_url(name: str) -> bool:
     return "/" in name or "\\" in name or name.startswith(("~", ".")) or "://" in name
 
 
-def load_remote(repo, name: str | None = None) -> RemoteDef:
+def load_remote(repo: Project, name: str | None = None) -> RemoteDef:
     """The named remote (default: the implied one of `known_remotes`), secrets merged; a URL or
     a directory path names a remote configured nowhere."""
     remotes = configured(repo.config)
@@ -273,11 +292,11 @@ def load_remote(repo, name: str | None = None) -> RemoteDef:
                      local=bool(((repo.config.local.get("remotes") or {}).get(name) or {}).get("url")))
 
 
-def list_remotes(repo) -> list[RemoteDef]:
+def list_remotes(repo: Project) -> list[RemoteDef]:
     return [load_remote(repo, n) for n in sorted(configured(repo.config))]
 
 
-def add_remote(repo, name: str, url: str, options: dict[str, Any], *, make_default: bool = False,
+def add_remote(repo: Project, name: str, url: str, options: dict[str, Any], *, make_default: bool = False,
                force: bool = False, local: bool = False) -> RemoteDef:
     """Add a remote to the committed config, or (`local`) wholly to config.local: this
     machine's, seen at every commit, never committed."""
@@ -291,7 +310,7 @@ def add_remote(repo, name: str, url: str, options: dict[str, Any], *, make_defau
     shared = {k: v for k, v in options.items() if v is not None and not is_secret(k)}
     secrets = {k: v for k, v in options.items() if v is not None and is_secret(k)}
     if local:
-        def update_local(data: dict) -> None:
+        def update_local(data: ConfigData) -> None:
             remotes = data.setdefault("remotes", {}) or {}
             data["remotes"] = remotes
             remotes[name] = {"url": stored_url, **shared, **secrets}
@@ -301,7 +320,7 @@ def add_remote(repo, name: str, url: str, options: dict[str, Any], *, make_defau
         repo.config.update_local(update_local)
         return load_remote(repo, name)
 
-    def update(data: dict) -> None:
+    def update(data: ConfigData) -> None:
         remotes = data.setdefault("remotes", {}) or {}
         data["remotes"] = remotes
         remotes[name] = {"url": stored_url, **shared}
@@ -314,11 +333,11 @@ def add_remote(repo, name: str, url: str, options: dict[str, Any], *, make_defau
     return load_remote(repo, name)
 
 
-def remove_remote(repo, name: str) -> None:
+def remove_remote(repo: Project, name: str) -> None:
     if name not in configured(repo.config):
         raise RemoteNotFoundError(f"no remote named {name!r}", hint="run `mlvc remote list`")
 
-    def drop(data: dict) -> None:
+    def drop(data: ConfigData) -> None:
         (data.get("remotes") or {}).pop(name, None)
         if data.get("default_remote") == name:
             data["default_remote"] = None
@@ -328,7 +347,7 @@ def remove_remote(repo, name: str) -> None:
         repo.config.update_local(drop)
 
 
-def modify_remote(repo, name: str, key: str, value: str | None, *, local: bool = False) -> str:
+def modify_remote(repo: Project, name: str, key: str, value: str | None, *, local: bool = False) -> str:
     """Set (or with value None, unset) one option.  Returns which file was written."""
     if name not in configured(repo.config):
         raise RemoteNotFoundError(f"no remote named {name!r}", hint="run `mlvc remote list`")
@@ -347,7 +366,7 @@ def modify_remote(repo, name: str, key: str, value: str | None, *, local: bool =
             raise ConfigError("jobs must be an integer") from None
     to_local = local or is_secret(key) or name not in (repo.config.shared.get("remotes") or {})
 
-    def apply(data: dict) -> None:
+    def apply(data: ConfigData) -> None:
         remotes = data.setdefault("remotes", {}) or {}
         data["remotes"] = remotes
         entry = remotes.setdefault(name, {}) or {}
@@ -367,11 +386,11 @@ def modify_remote(repo, name: str, key: str, value: str | None, *, local: bool =
     return str(repo.config.path)
 
 
-def set_default(repo, name: str | None) -> None:
+def set_default(repo: Project, name: str | None) -> None:
     if name is not None and name not in configured(repo.config):
         raise RemoteNotFoundError(f"no remote named {name!r}", hint="run `mlvc remote list`")
 
-    def apply(data: dict) -> None:
+    def apply(data: ConfigData) -> None:
         data["default_remote"] = name
 
     repo.config.update_shared(apply)
