@@ -48,12 +48,13 @@ def load_peer(rev: str):
     """`mlvc/codec.py` at git revision `rev`, imported as a module of its own."""
     src = subprocess.run(["git", "-C", str(ROOT), "show", f"{rev}:mlvc/codec.py"], check=True,
                          capture_output=True).stdout
-    path = Path(tempfile.mkdtemp(prefix="mlvc-peer-codec-")) / "peer_codec.py"
-    path.write_bytes(src)
-    spec = importlib.util.spec_from_file_location("peer_codec", path)
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    with tempfile.TemporaryDirectory(prefix="mlvc-peer-codec-") as tmp:
+        path = Path(tmp) / "peer_codec.py"
+        path.write_bytes(src)
+        spec = importlib.util.spec_from_file_location("peer_codec", path)
+        assert spec is not None and spec.loader is not None
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
     return mod
 
 
