@@ -226,17 +226,19 @@ def entry_parts(base: tuple[str, ...], e: TreeEntry) -> tuple[str, ...]:
 
 def materialize(store, entries: Sequence[TreeEntry], tree: ContainedTree, base: tuple[str, ...], kind: str,
                 progress: Progress = NULL) -> None:
-    """Write an artifact's files at `base` in `tree` (export; no conflict checks, no removals)."""
+    """Write an artifact's files at `base` in `tree` (export; no conflict checks, no removals),
+    the large ones last, in natural order, each reading deltas' bases from those written before."""
     if kind == "dir":
         tree.dir_fd(base, create=True)
-    for e in entries:
-        parts = entry_parts(base, e)
-        serial = write_temp(store, e.file_id, tree, parts, e.executable, progress)
-        try:
-            tree.place(serial, parts)
-        except BaseException:
-            tree.discard(serial, parts)
-            raise
+    with FileBases() as bases:
+        for e in restore_order(entries):
+            parts = entry_parts(base, e)
+            serial = write_temp(store, e.file_id, tree, parts, e.executable, progress, bases)
+            try:
+                tree.place(serial, parts)
+            except BaseException:
+                tree.discard(serial, parts)
+                raise
 
 
 def _prune_empty_dirs(root: Path, start: Path) -> None:

@@ -166,3 +166,30 @@ def test_the_version_before_is_decoded_from_the_workspace_version(repo_dir):
     r = mlvc_cli(repo_dir, "checkout", "--force")
     assert r.code == 0, r
     assert (repo_dir / "last.pt").read_bytes() == versions[1]
+
+
+def test_an_exported_run_directory_reads_each_base_from_the_file_just_written(repo_dir, tmp_path):
+    """`mlvc checkout REV --to DIR` of a run's directory: as a checkout, each step's deltas are
+    decoded against the previous step's file, just written."""
+    from mlvc.ops.revcheckout import checkout_rev
+
+    ck = repo_dir / "checkpoints"
+    ck.mkdir()
+    names = ["step_40.pt", "step_80.pt", "step_120.pt"]
+    for name, sd in zip(names, run_of(3), strict=True):
+        torch.save(sd, ck / name)
+    expect = {n: (ck / n).read_bytes() for n in names}
+    assert mlvc_cli(repo_dir, "add", "checkpoints").code == 0
+    commit(repo_dir, "run")
+    with open_cache(repo_dir / ".mlvc" / "cache") as store:
+        deltas = sum(1 for oid in store.iter_ids(CHUNK) if store.location(CHUNK, oid).codec == DELTA)
+    repo = Repo.find(repo_dir)
+    try:
+        result = checkout_rev(repo, "HEAD", to=tmp_path / "export")
+        reads = repo.store.reads
+    finally:
+        repo.close()
+    assert not result.failed, result.failed
+    for n, body in expect.items():
+        assert (tmp_path / "export" / "checkpoints" / n).read_bytes() == body, n
+    assert reads < deltas // 2, (reads, deltas)
