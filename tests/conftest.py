@@ -255,8 +255,9 @@ def run_workers(script: str, specs: list[dict[str, Any]], timeout_s: float = 60.
     WORKER_PROLOGUE) once its imports are done, so all processes hit the remote
     at the same moment.
     """
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+    env = dict(os.environ)  # this checkout's mlvc, and tests/ (a script may use tests/helpers.py)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), str(Path(__file__).parent),
+                                                      env.get("PYTHONPATH")]))
     with tempfile.TemporaryDirectory(prefix="mlvc-workers-") as sync_dir:
         processes = [
             subprocess.Popen(

@@ -56,9 +56,17 @@ class CliResult:
         return f"CliResult(code={self.code}, out={self.out!r}, err={self.err!r})"
 
 
-def mlvc_cli(cwd: Path, *args: str, timeout: float = 300, env: dict | None = None) -> CliResult:
-    """Run `mlvc ARGS` as a real process in `cwd` and wait for it."""
-    proc = subprocess.run([*MLVC, *args], cwd=cwd, env=cli_env(env), capture_output=True, text=True,
+def blocking(*modules: str) -> str:
+    """Python to run first in a process for which `modules` are not installed (importing one fails)."""
+    return f"import sys; sys.modules.update(dict.fromkeys({list(modules)!r})); "
+
+
+def mlvc_cli(cwd: Path, *args: str, timeout: float = 300, env: dict | None = None,
+             without: tuple[str, ...] = ()) -> CliResult:
+    """Run `mlvc ARGS` as a real process in `cwd` and wait for it; `without`: modules it runs
+    without (as if not installed: `blocking`)."""
+    command = [sys.executable, "-c", blocking(*without) + MLVC[-1]] if without else MLVC
+    proc = subprocess.run([*command, *args], cwd=cwd, env=cli_env(env), capture_output=True, text=True,
                           timeout=timeout)
     return CliResult(proc.returncode, proc.stdout, proc.stderr)
 
@@ -100,12 +108,13 @@ def mlvc(*args: str) -> int:
     return run(list(args))
 
 
-def write(p: Path, data: bytes | str) -> None:
+def write(p: Path, data: bytes | str) -> Path:
     p.parent.mkdir(parents=True, exist_ok=True)
     p.write_bytes(data if isinstance(data, bytes) else data.encode())
+    return p
 
 
-def commit(repo: Path, msg: str, tag: str | None = None) -> str:
+def commit(repo: Path, msg: str = "c", tag: str | None = None) -> str:
     """`git add -A && git commit`, optionally tagged; returns the new commit's sha."""
     git(repo, "add", "-A")
     git(repo, "commit", "-q", "-m", msg)
@@ -162,3 +171,53 @@ def chunk_codecs(cache: Path) -> dict[int, int]:
             if e.type == CHUNK:
                 out[e.codec] = out.get(e.codec, 0) + 1
     return out
+
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def golden(name: str, tmp_path: Path, pack_format: int | None = None) -> tuple[Path, list[Path]]:
+    """Fixture store `name` (tests/fixtures/) copied to `tmp_path`, and its cache's packs, each
+    checked to be of `pack_format` when given."""
+    import shutil
+
+    from mlvc.store.packs import PACK_MAGIC
+
+    work = tmp_path / "golden"
+    shutil.copytree(FIXTURES / name, work)
+    packs = sorted((work / ".mlvc" / "cache" / "packs").glob("*.pack"))
+    if pack_format is not None:
+        assert packs and all(p.read_bytes()[:9] == PACK_MAGIC + bytes([pack_format]) for p in packs)
+    return work, packs
+
+
+def chunk_entries(packs: list[Path]) -> list:
+    """The index entries of the chunks in `packs`."""
+    from mlvc.store.packs import CHUNK, decode_index
+
+    return [e for p in packs for e in decode_index(p.with_suffix(".idx").read_bytes(), p.name) if e.type == CHUNK]
+
+
+def assert_expected_bytes(root: Path) -> None:
+    """Every file `root/expected.sha256` lists has the digest recorded there."""
+    import hashlib
+
+    for line in (root / "expected.sha256").read_text().splitlines():
+        digest, name = line.split()
+        assert hashlib.sha256((root / name).read_bytes()).hexdigest() == digest, name
+
+
+def assert_restores_exactly(work: Path, restored: list[str], read_data: bool = True) -> None:
+    """The store at `work` verifies, a checkout restores `restored` byte-exactly (expected.sha256),
+    and status then finds every artifact unchanged."""
+    from mlvc.ops.checkout import checkout
+    from mlvc.ops.status import UNCHANGED, status
+    from mlvc.repo import Repo
+    from mlvc.store.verify import verify
+
+    repo = Repo.find(work)
+    assert verify(repo.store, read_data=read_data).ok
+    result = checkout(repo)
+    assert not result.failed and sorted(result.restored) == restored
+    assert_expected_bytes(work)
+    assert all(s.state == UNCHANGED for s in status(Repo.find(work)))

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from helpers import cli, ok
-from remote.helpers import add_remote, clone, commit, git, make_repo, rand_bytes, remote_packs, snapshot, write
+from helpers import cli, commit, git, ok, write
+from remote.helpers import add_remote, clone, make_repo, rand_bytes, remote_packs, snapshot
 
 
 def _project(tmp_path: Path, spec) -> Path:

@@ -12,8 +12,8 @@ from mlvc.errors import ObjectNotFoundError
 from mlvc.ops.read import RevisionView
 from mlvc.repo import Repo
 
-from helpers import ok
-from remote.helpers import add_remote, clone, commit, git, make_repo, rand_bytes, write
+from helpers import commit, git, ok, write
+from remote.helpers import add_remote, clone, make_repo, rand_bytes
 
 
 def _project(tmp_path: Path, spec) -> Path:

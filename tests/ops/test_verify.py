@@ -10,8 +10,8 @@ import pytest
 
 from mlvc.errors import EXIT_CORRUPT, EXIT_USAGE
 
-from helpers import cli, ok
-from remote.helpers import add_remote, clone, commit, make_repo, pushed_repo, rand_bytes, write  # isort: skip
+from helpers import cli, commit, ok
+from remote.helpers import add_remote, clone, make_repo, pushed_repo, rand_bytes, write  # isort: skip
 
 
 def flip(path: Path, at: int) -> None:

@@ -4,16 +4,10 @@ repositories, remotes configured through the CLI (which runs through tests/helpe
 from __future__ import annotations
 
 import random
-import subprocess
 import time
 from pathlib import Path
 
-from helpers import ok
-
-def git(cwd: Path, *args: str) -> str:
-    proc = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr
-    return proc.stdout
+from helpers import commit, git, ok, write
 
 
 def make_repo(path: Path) -> Path:
@@ -25,13 +19,9 @@ def make_repo(path: Path) -> Path:
     return path
 
 
-def commit(path: Path, message: str = "c") -> None:
-    git(path, "add", "-A")
-    git(path, "commit", "-q", "-m", message)
-
-
 def clone(src: Path, dst: Path) -> Path:
-    subprocess.run(["git", "clone", "-q", str(src), str(dst)], check=True, capture_output=True)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    git(dst.parent, "clone", "-q", str(src), str(dst))
     git(dst, "config", "user.email", "t@example.com")
     git(dst, "config", "user.name", "Tester")
     return dst
@@ -39,12 +29,6 @@ def clone(src: Path, dst: Path) -> Path:
 
 def rand_bytes(n: int, seed: int) -> bytes:
     return random.Random(seed).randbytes(n)
-
-
-def write(path: Path, data: bytes) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)
-    return path
 
 
 def add_remote(repo: Path, spec, name: str = "origin") -> None:

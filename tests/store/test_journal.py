@@ -13,8 +13,8 @@ from pathlib import Path
 from mlvc.store.backend import open_backend
 from mlvc.store.journal import JOURNAL, RETENTION_S, list_names
 
-from helpers import cli, ok
-from remote.helpers import add_remote, clone, commit, git, make_repo, rand_bytes, snapshot, write
+from helpers import cli, commit, git, ok, write
+from remote.helpers import add_remote, clone, make_repo, rand_bytes, snapshot
 
 GC = ["gc", "--remote", "origin", "--all-commits", "--grace", "0", "--json"]
 

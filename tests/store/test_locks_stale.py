@@ -19,8 +19,8 @@ from mlvc.store.backend import Backend, open_backend
 from mlvc.store.locks import (DEFAULT_LOCK_NAME, PUSH_LOCK_PREFIX, LockInfo, RemoteLock, active_locks,
                               machine_id, process_start)
 
-from helpers import cli, cli_proc, ok
-from remote.helpers import add_remote, commit, make_repo, rand_bytes, write
+from helpers import cli, cli_proc, commit, ok, write
+from remote.helpers import add_remote, make_repo, rand_bytes
 
 
 def _dead_pid() -> int:

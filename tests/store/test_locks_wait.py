@@ -16,8 +16,8 @@ from mlvc.errors import EXIT_LOCKED
 from mlvc.store.backend import open_backend
 from mlvc.store.locks import DEFAULT_LOCK_NAME, RemoteLock, SharedLock, list_locks
 
-from helpers import cli, cli_proc, ok
-from remote.helpers import add_remote, age_journal, clone, commit, make_repo, rand_bytes, snapshot, write
+from helpers import cli, cli_proc, commit, ok, write
+from remote.helpers import add_remote, age_journal, clone, make_repo, rand_bytes, snapshot
 
 GC_ARGS = ("gc", "--remote", "origin", "--all-commits", "--grace", "0")
 

@@ -13,8 +13,8 @@ import torch
 from mlvc.codec import DELTA
 from mlvc.store.packs import CHUNK, decode_index
 
-from helpers import cli, cli_proc, ok
-from remote.helpers import add_remote, age_journal, clone, commit, git, make_repo, set_core
+from helpers import cli, cli_proc, commit, git, ok
+from remote.helpers import add_remote, age_journal, clone, make_repo, set_core
 
 
 def _state(step: int, rows: int = 200) -> dict:

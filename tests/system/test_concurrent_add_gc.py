@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from helpers import cli, ok
-from remote.helpers import commit, make_repo, snapshot, write  # isort: skip
+from helpers import cli, commit, ok
+from remote.helpers import make_repo, snapshot, write  # isort: skip
 
 WORKER = """
 import random, subprocess

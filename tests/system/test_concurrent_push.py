@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from helpers import cli_proc, ok
-from remote.helpers import add_remote, clone, commit, make_repo, rand_bytes, set_core, snapshot, write
+from helpers import cli_proc, commit, ok, write
+from remote.helpers import add_remote, clone, make_repo, rand_bytes, set_core, snapshot
 
 
 def test_three_concurrent_pushers(tmp_path: Path, remote_spec) -> None:

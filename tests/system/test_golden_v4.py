@@ -2,17 +2,11 @@
 a chain two deltas deep, beside planes, zstd and raw records) checked into tests/: every later
 version must still read it byte-exactly."""
 
-import hashlib
-import shutil
-from pathlib import Path
+from helpers import assert_restores_exactly, chunk_entries, golden
 
 from mlvc.codec import DELTA, PLANES, SPARSE
-from mlvc.ops.checkout import checkout
-from mlvc.ops.status import UNCHANGED, status
 from mlvc.repo import Repo
-from mlvc.store.packs import CHUNK, PACK_MAGIC, decode_index
-
-GOLDEN = Path(__file__).parents[1] / "fixtures" / "golden_v4"
+from mlvc.store.packs import CHUNK
 
 
 def _plane_codecs(pack: bytes, entry) -> tuple[int, ...]:
@@ -28,23 +22,11 @@ def _plane_codecs(pack: bytes, entry) -> tuple[int, ...]:
 
 
 def test_golden_v4_store_restores_exact_bytes(tmp_path):
-    work = tmp_path / "golden"
-    shutil.copytree(GOLDEN, work)
-    packs = sorted((work / ".mlvc" / "cache" / "packs").glob("*.pack"))
-    assert packs and all(p.read_bytes()[:9] == PACK_MAGIC + b"\x04" for p in packs)
-    entries = [(p.read_bytes(), e) for p in packs for e in decode_index(p.with_suffix(".idx").read_bytes(), p.name)
-               if e.type == CHUNK]
+    work, packs = golden("golden_v4", tmp_path, pack_format=4)
+    body = {p.name: p.read_bytes() for p in packs}
+    entries = [(body[p.name], e) for p in packs for e in chunk_entries([p])]
     assert {DELTA, PLANES} <= {e.codec for _p, e in entries}
     assert any(SPARSE in _plane_codecs(pack, e) for pack, e in entries if e.codec == DELTA)
-    repo = Repo.find(work)
-    store = repo.store
+    store = Repo.find(work).store
     assert max(store.delta_depth(oid) or 0 for oid in store.iter_ids(CHUNK)) == 2
-    from mlvc.store.verify import verify
-
-    assert verify(store, read_data=True).ok
-    result = checkout(repo)
-    assert not result.failed and sorted(result.restored) == ["run"]
-    for line in (work / "expected.sha256").read_text().splitlines():
-        digest, name = line.split()
-        assert hashlib.sha256((work / name).read_bytes()).hexdigest() == digest, name
-    assert all(s.state == UNCHANGED for s in status(Repo.find(work)))
+    assert_restores_exactly(work, ["run"])

@@ -25,8 +25,8 @@ from mlvc.store.locks import (
     list_locks,
 )
 
-from helpers import cli, ok
-from remote.helpers import add_remote, age_journal, clone, commit, make_repo, rand_bytes, snapshot, write
+from helpers import cli, commit, ok, write
+from remote.helpers import add_remote, age_journal, clone, make_repo, rand_bytes, snapshot
 
 BASE_FILES = {f"f{i}.bin": (200_000, 100 + i) for i in range(3)}
 GC_ARGS = ("gc", "--remote", "origin", "--all-commits", "--grace", "0")
@@ -192,7 +192,7 @@ def test_shared_lock_lease(remote: Backend) -> None:
 # ---------------------------------------------------------------------- (4) real processes racing
 
 RACER = """
-import contextlib, io, random, subprocess
+import contextlib, io, random
 from mlvc.cli.main import run
 import mlvc.ops.gc, mlvc.ops.push, mlvc.store.locks  # imports before the start signal
 os.chdir(SPEC["cwd"])
@@ -217,10 +217,11 @@ def pull_in_fresh_clone():
     # A fresh clone pulls the artifact while this push still holds its lock, i.e. before any gc
     # may legitimately remove it again (the gc machine's refs never reference it, and grace is 0).
     name = SPEC["name"]
-    proc = subprocess.run([sys.executable, "-c", "from mlvc.cli.main import main; main()", "pull", "-q", name],
-                          cwd=SPEC["fresh"], capture_output=True, text=True, timeout=60)
-    same = proc.returncode == 0 and files(os.path.join(SPEC["fresh"], name)) == files(name)
-    return {"code": proc.returncode, "err": proc.stderr[-2000:], "identical": same}
+    from helpers import mlvc_cli
+
+    r = mlvc_cli(SPEC["fresh"], "pull", "-q", name, timeout=60)
+    same = r.code == 0 and files(os.path.join(SPEC["fresh"], name)) == files(name)
+    return {"code": r.code, "err": r.err[-2000:], "identical": same}
 
 def missing_on_remote(store, backend, artifacts):
     # what the push claims is on the remote, checked against a fresh listing the moment it returns

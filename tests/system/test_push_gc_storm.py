@@ -25,8 +25,8 @@ from mlvc.errors import EXIT_LOCKED
 from mlvc.store.backend import open_backend
 from mlvc.store.locks import DEFAULT_LOCK_NAME, list_locks
 
-from helpers import ok
-from remote.helpers import add_remote, clone, commit, git, make_repo, rand_bytes, set_core, snapshot, write
+from helpers import commit, git, ok, write
+from remote.helpers import add_remote, clone, make_repo, rand_bytes, set_core, snapshot
 
 GC_ARGS = ["gc", "--remote", "origin", "--all-commits", "--grace", "0", "-q"]
 COMMON = rand_bytes(300_000, 1)  # identical on every machine: pushed concurrently by all of them

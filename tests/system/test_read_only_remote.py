@@ -14,11 +14,11 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from helpers import cli, ok, one_error
+from helpers import cli, commit, ok, one_error, write
 
 from mlvc.errors import EXIT_DISK, EXIT_REMOTE
 
-from remote.helpers import add_remote, clone, commit, make_repo, rand_bytes, remote_packs, snapshot, write
+from remote.helpers import add_remote, clone, make_repo, rand_bytes, remote_packs, snapshot
 
 
 def two_versions(tmp_path: Path, spec) -> tuple[Path, dict[str, bytes]]:

@@ -19,9 +19,8 @@ from mlvc.progress import Progress
 from mlvc.store.backend import open_backend
 from mlvc.store.packs import CHUNK, decode_index
 
-from helpers import cli, cli_proc, ok
-from remote.helpers import (add_remote, clone, commit, make_repo, pushed_repo, rand_bytes, remote_packs, set_core,
-                            snapshot, write)
+from helpers import cli, cli_proc, commit, ok, write
+from remote.helpers import add_remote, clone, make_repo, pushed_repo, rand_bytes, remote_packs, set_core, snapshot
 
 SECRET = "sUp3rS3cr3tV4lu3DoNotPrint"
 

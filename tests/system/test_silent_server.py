@@ -12,12 +12,12 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import cli_proc, ok, one_error
+from helpers import cli_proc, commit, ok, one_error, write
 from servers import REGION, FreezableProxy
 
 from mlvc.errors import EXIT_REMOTE
 
-from remote.helpers import add_remote, clone, commit, make_repo, rand_bytes, set_core, snapshot, write
+from remote.helpers import add_remote, clone, make_repo, rand_bytes, set_core, snapshot
 
 pytestmark = pytest.mark.s3
 
