@@ -109,6 +109,13 @@ class PackPublisher(PackReads):
                 # an earlier pack never became visible: its objects may be what these manifests
                 # name.  The pack file stays unindexed (invisible; `verify --repair` can index it).
                 raise MlvcError(f"not publishing a pack of manifests for {self.name}: an earlier pack failed")
+        self._publish_index(name, idx, writer)
+
+    def _publish_index(self, name: str, idx: bytes, writer: PackWriter | None = None) -> None:
+        """Publish the index of pack `name` (its file is in place) through the index guard
+        (`guard_indexes`: its error leaves the pack unindexed, invisible), and know the pack here.
+        `writer`: the pack this store wrote (its objects stop being pending); without it, an
+        adopted pack whose index is checked before it is loaded."""
         if self._index_guard is not None:
             self._index_guard()
         self.backend.put_bytes(f"{PACKS}{name}.idx", idx)
@@ -117,8 +124,11 @@ class PackPublisher(PackReads):
             self.published += 1
             self.published_names.append(name)
             if name not in self._pack_no:
+                if writer is None:
+                    check_index(idx, f"pack index {name}")
                 self._add_pack(name, idx)
-            self._forget(writer)
+            if writer is not None:
+                self._forget(writer)
 
     def _forget(self, writer: PackWriter) -> None:
         """Drop a writer's objects from the pending ones (it was published, or failed); call
@@ -132,16 +142,7 @@ class PackPublisher(PackReads):
         """Publish a complete, verified pack file (a whole pack copied from another store) as is,
         through the index guard like any pack (`guard_indexes`)."""
         self.backend.put_file(pack_file, f"{PACKS}{name}.pack", move=True)
-        if self._index_guard is not None:
-            self._index_guard()  # its error leaves the pack file unindexed: invisible
-        self.backend.put_bytes(f"{PACKS}{name}.idx", idx)
-        self._save_index(name, idx)
-        with self._lock:
-            self.published += 1
-            self.published_names.append(name)
-            if name not in self._pack_no:
-                check_index(idx, f"pack index {name}")
-                self._add_pack(name, idx)
+        self._publish_index(name, idx)
 
     def commit(self) -> None:
         """Publish everything written so far; on return it is durable and visible to others."""
