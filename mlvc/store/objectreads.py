@@ -26,8 +26,13 @@ from .records import COALESCE_LIMIT, BaseRead, decode_verify
 from .types import Key, PackedLocation, Pending, StoredItem
 
 RANGE_GAP = 256 * 1024  # remote reads also swallow gaps up to this size (fewer requests)
+REREADS = 8  # packs a read finds removed under it (gc beside it) before it gives up
 LOCAL_GAP = 4096  # a mapped read swallows small gaps (a small file's manifest between its chunk and
 # the next file's): a view costs nothing for the bytes it skips, a run per record did
+
+
+def _removed_under(oid: bytes, where: str) -> CorruptObjectError:
+    return CorruptObjectError(to_oid(oid), where, "a pack that stays", f"{REREADS} packs removed under the read")
 
 
 class ObjectReads(PackPublisher):
@@ -102,21 +107,39 @@ class ObjectReads(PackPublisher):
                                           remedy=Remedy.REPAIR_OR_FETCH) from None
         return read
 
+    def _read_pack(self, no: int, offset: int, length: int) -> bytes | memoryview | None:
+        """Bytes of pack `no`, or None when a gc (or repack) beside this reader removed the
+        pack since this index was loaded: it published the pack's live objects elsewhere first,
+        so the listing is read again and the caller looks them up anew.  A pack still listed
+        whose file is missing is damage (CorruptObjectError, as `verify` reports it)."""
+        name = self._pack_names[no]
+        try:
+            return self._reader(no)(offset, length)
+        except CorruptObjectError:
+            self.refresh()
+            if name in self._pack_no:
+                raise
+            return None
+
     def _get(self, typ: int, oid: bytes, chain: tuple[bytes, ...],
              files: FileBases | None = None) -> bytes | memoryview:
-        loc = self._lookup(typ, oid)
-        while isinstance(loc, Pending):
-            writer, e = loc
-            pending_payload = writer.read_back(e)
-            if pending_payload is not None:
-                return decode_verify(typ, oid, e.codec, pending_payload, e.raw, "a pack being written",
-                                     base=self.base_reader(chain, files))
-            loc = self._lookup(typ, oid)  # published meanwhile: now in the index
-        no, c, off, stored, raw = loc
-        where = f"pack {self._pack_names[no]} ({self.name})"
-        if (err := record_size_error(typ, oid, stored, raw, where)) is not None:
-            raise err  # before reading: a declared 4 GiB must not be fetched or allocated
-        payload = self._reader(no)(off, stored)
+        for _attempt in range(REREADS):
+            loc = self._lookup(typ, oid)
+            while isinstance(loc, Pending):
+                writer, e = loc
+                pending_payload = writer.read_back(e)
+                if pending_payload is not None:
+                    return decode_verify(typ, oid, e.codec, pending_payload, e.raw, "a pack being written",
+                                         base=self.base_reader(chain, files))
+                loc = self._lookup(typ, oid)  # published meanwhile: now in the index
+            no, c, off, stored, raw = loc
+            where = f"pack {self._pack_names[no]} ({self.name})"
+            if (err := record_size_error(typ, oid, stored, raw, where)) is not None:
+                raise err  # before reading: a declared 4 GiB must not be fetched or allocated
+            if (payload := self._read_pack(no, off, stored)) is not None:
+                break
+        else:
+            raise _removed_under(oid, self.name)
         if len(payload) != stored:
             raise CorruptObjectError(to_oid(oid), where, f"{stored} bytes", f"{len(payload)} bytes (truncated pack)")
         return decode_verify(typ, oid, c, payload, raw, where, base=self.base_reader(chain, files))
@@ -168,14 +191,18 @@ class ObjectReads(PackPublisher):
         is its bytes' digest; None while it is in a pack this process is writing."""
         if typ == FILE_MANIFEST:
             raise ValueError("a file manifest's id is its content's, not its own bytes' digest")
-        loc = self._lookup(typ, oid)
-        if isinstance(loc, Pending):
-            return None
-        no, c, off, stored, raw = loc
-        where = f"pack {self._pack_names[no]} ({self.name})"
-        if (err := record_size_error(typ, oid, stored, raw, where)) is not None:
-            raise err
-        payload = self._reader(no)(off, stored)
+        for _attempt in range(REREADS):
+            loc = self._lookup(typ, oid)
+            if isinstance(loc, Pending):
+                return None
+            no, c, off, stored, raw = loc
+            where = f"pack {self._pack_names[no]} ({self.name})"
+            if (err := record_size_error(typ, oid, stored, raw, where)) is not None:
+                raise err
+            if (payload := self._read_pack(no, off, stored)) is not None:
+                break
+        else:
+            raise _removed_under(oid, self.name)
         if len(payload) != stored:
             raise CorruptObjectError(to_oid(oid), where, f"{stored} bytes", f"{len(payload)} bytes (truncated pack)")
         return c, payload, raw, where
@@ -213,6 +240,7 @@ class ObjectReads(PackPublisher):
         todo = list(keys)
         self._ensure_loaded()
         i = 0
+        rereads = 0
         while i < len(todo):
             key = todo[i]
             pending_payload = None
@@ -257,7 +285,12 @@ class ObjectReads(PackPublisher):
                 end = noff + nstored
                 j += 1
             where = f"pack {self._pack_names[no]} ({self.name})"
-            buf = self._reader(no)(off, end - off)
+            buf = self._read_pack(no, off, end - off)
+            if buf is None:  # the pack went (a gc beside this read): these keys are looked up again
+                rereads += 1
+                if rereads >= REREADS:
+                    raise _removed_under(key[1], self.name)
+                continue
             mv = memoryview(buf)
             for rkey, (_, rc, roff, rstored, rraw) in run:
                 rel = roff - off
@@ -291,20 +324,24 @@ class ObjectReads(PackPublisher):
 
     def record_head(self, oid: bytes) -> tuple[int, bytes | None]:
         """(codec, base id or None) of a chunk's record here (ObjectNotFoundError if none)."""
-        loc = self._lookup(CHUNK, oid)
-        while isinstance(loc, Pending):
-            payload = loc.writer.read_back(loc.entry)
-            if payload is not None:
-                return loc.entry.codec, codec.delta_base(payload) if loc.entry.codec == codec.DELTA else None
+        for _attempt in range(REREADS):
             loc = self._lookup(CHUNK, oid)
-        no, c, off, stored, _raw = loc
-        if c != codec.DELTA:
-            return c, None
-        try:
-            return c, codec.delta_base(self._reader(no)(off, min(stored, codec.DELTA_HEAD)))
-        except ValueError:
-            raise CorruptObjectError(to_oid(oid), f"pack {self._pack_names[no]} ({self.name})",
-                                     "a delta naming its base", "a truncated record") from None
+            while isinstance(loc, Pending):
+                payload = loc.writer.read_back(loc.entry)
+                if payload is not None:
+                    return loc.entry.codec, codec.delta_base(payload) if loc.entry.codec == codec.DELTA else None
+                loc = self._lookup(CHUNK, oid)
+            no, c, off, stored, _raw = loc
+            if c != codec.DELTA:
+                return c, None
+            where = f"pack {self._pack_names[no]} ({self.name})"
+            if (head := self._read_pack(no, off, min(stored, codec.DELTA_HEAD))) is None:
+                continue  # the pack went (a gc beside this read): looked up again
+            try:
+                return c, codec.delta_base(head)
+            except ValueError:
+                raise CorruptObjectError(to_oid(oid), where, "a delta naming its base", "a truncated record") from None
+        raise _removed_under(oid, self.name)
 
     def delta_depth(self, oid: bytes) -> int | None:
         """How many deltas lie between a chunk's record here and a whole one (0: it is whole);

@@ -41,7 +41,7 @@ from ..errors import CorruptObjectError, MlvcError, ObjectNotFoundError, Remedy
 from ..hashing import to_oid
 from ..objects import FileManifest, NotCanonical, TreeEntries, TreeManifest, iter_tree_batches
 from ..progress import NULL, Progress, ThreadSafeProgress
-from ..codec import DELTA, MAX_DELTA_DEPTH
+from ..codec import DELTA, MAX_DELTA_DEPTH, delta_base, encode
 from .packs import CHUNK, FILE_MANIFEST, TREE_MANIFEST, decode_index, record_size_error, type_name
 from .packindex import PACKS
 from .packstore import PackStore, wrap_os_error
@@ -104,6 +104,7 @@ class _Transfer:
             [src], primary=src)
         # count_only: plan without copying; `missing` collects what would be copied
         self.missing: set[Key] | None = set() if count_only else None
+        self.planned_bases: dict[bytes, bytes] = {}  # the copy's deltas, each with the base sent or relied on
 
     # ------------------------------------------------------------------ failures
     def fail(self, who: Owners, exc: MlvcError) -> None:
@@ -345,6 +346,7 @@ class _Transfer:
         at a time, bases before the deltas on them (`dst` publishes a pack holding a delta only
         after the packs before it), so `dst` never holds a delta without its base."""
         levels, base_of, relied_on = self._with_bases(need)
+        self.planned_bases = base_of
         if relied_on:
             # bases dst holds already: the deltas copied on them rely on their staying, like any
             # object dst had, so the plan is checked again before the first of them is copied
@@ -481,10 +483,15 @@ class _Transfer:
 
     def _copy_run(self, group: list[Planned]) -> None:
         whos = {key: who for key, _loc, who in group}
-        for key, c, payload, raw, _data, error in self.src.iter_stored([k for k, _l, _w in group]):
+        for key, c, payload, raw, data, error in self.src.iter_stored([k for k, _l, _w in group]):
             if error is not None:
                 self.fail(whos[key], error)
                 continue
+            if c == DELTA and self.planned_bases.get(key[1]) != delta_base(payload) and data is not None:
+                # stored as a delta since the plan (a repack beside us): its base may be neither at dst
+                # nor sent, so its checked plaintext goes instead (dst never holds a delta without its base)
+                c, whole = encode(data, self.dst.level)
+                payload = bytes(whole)
             self._put(key, c, payload, raw, lacking=True)
             self.progress.advance(raw)
 

@@ -255,6 +255,26 @@ class TestPackStoreContract:
         assert transfer(other, back, [art]).done == ["ds"]
         assert verify(make_store()).ok and make_store().has(TREE_MANIFEST, tid)
 
+    def test_a_reader_whose_index_predates_a_gc_reads_the_objects_from_their_new_packs(self, make_store):
+        """A checkout or push beside a gc (or `gc --repack`, which rewrites most packs): the
+        packs whose index it loaded go once their live objects are published elsewhere.  It
+        finds them there, instead of calling the store corrupt (exit 6)."""
+        store = make_store()
+        data = os.urandom(250_000)
+        keep = add_file(store, data)
+        drop = add_file(store, os.urandom(250_000))
+        store.commit()
+        looker = make_store()
+        chunks = FileManifest.decode(looker.get(FILE_MANIFEST, keep), keep).chunks
+        live = {(FILE_MANIFEST, keep), *((CHUNK, c) for c, _ in chunks)}
+        reader, other = make_store(), make_store()
+        assert reader.has(FILE_MANIFEST, keep) and reader.has(CHUNK, chunks[0][0])  # index loaded, no pack read
+        assert gc(other, lambda: live, GcResult("test", None, False), grace_s=0).objects_removed > 0
+        assert FileManifest.decode(reader.get(FILE_MANIFEST, keep), keep).chunks == chunks
+        assert b"".join(bytes(b) for b in reader.iter_chunks(chunks)) == data
+        assert reader.stored_form(CHUNK, chunks[1][0])[2] == chunks[1][1]
+        assert not reader.has_any(FILE_MANIFEST, drop)
+
     def test_gc_removes_the_dead_and_keeps_the_live(self, make_store):
         store = make_store()
         keep = add_file(store, os.urandom(250_000))

@@ -274,3 +274,69 @@ def test_a_push_killed_at_any_moment_leaves_no_delta_without_its_base(run_repo, 
         git(fresh, "checkout", "-q", f"main~{back}")
         ok(fresh, "pull", "-q")
         assert (fresh / "last.pt").read_bytes() == body
+
+
+
+def test_a_chunk_repacked_into_a_delta_during_a_push_never_reaches_the_remote_without_its_base(tmp_path):
+    """A push plans from the cache's index as it is (v2's two blocks stored whole), then, after
+    its first block is copied, a repack beside it stores the second as a delta on v1's block,
+    whose pack the push never planned to send.  The push finds the block's new record (a delta on
+    a base the remote lacks): the remote gets it whole (its checked plaintext), and reads it
+    back without v1's block."""
+    import numpy as np
+
+    from helpers import open_cache
+    from mlvc import codec
+    from mlvc.chunking import ChunkerParams
+    from mlvc.hashing import digest, to_oid
+    from mlvc.objects import FileManifest
+    from mlvc.progress import Progress
+    from mlvc.store.gc import GcResult
+    from mlvc.store.memory import MemoryBackend
+    from mlvc.store.packs import FILE_MANIFEST
+    from mlvc.store.packstore import PackStore, Role
+    from mlvc.store.repack import ChunkHint, repack
+    from mlvc.store.transfer import Artifact, transfer
+    from mlvc.store.types import Root
+    from mlvc.store.verify import verify
+
+    rng = np.random.default_rng(0)
+    w = (rng.standard_normal(16384) * 0.02).astype(np.float32)
+    v1 = w.tobytes()
+    blocks = [(w + rng.standard_normal(16384).astype(np.float32) * np.float32(2e-5)).astype(np.float32).tobytes()
+              for _ in range(2)]
+    b = digest(v1)
+    ids = [digest(x) for x in blocks]
+    fid = digest(b"".join(blocks))
+    fm = FileManifest(fid, 2 * len(v1), ChunkerParams(16384, 65536, 262144), tuple((i, len(v1)) for i in ids))
+    cache = tmp_path / "cache"
+    packs = {}
+    with open_cache(cache) as store:  # each block in its own pack, the manifest in another
+        for oid, data in [(b, v1), *zip(ids, blocks, strict=True)]:
+            store.put_stored(CHUNK, oid, codec.RAW, data, len(data))
+            store.commit()
+            packs[oid] = store.location(CHUNK, oid).pack
+        store.put_object(FILE_MANIFEST, fid, fm.encode())
+        store.commit()
+    late = max(ids, key=lambda oid: packs[oid])  # copied second (a push reads packs in name order)
+
+    class RepackBeside(Progress):
+        done = False
+
+        def advance(self, amount: int = 1) -> None:
+            if not self.done:
+                self.done = True
+                with open_cache(cache) as other:
+                    live = {(CHUNK, b), *((CHUNK, i) for i in ids), (FILE_MANIFEST, fid)}
+                    res = repack(other, lambda: live, lambda: [[ChunkHint(late, len(v1), 4, 0, b)]],
+                                 GcResult("all-commits", None, False), grace_s=0)
+                    assert res.recoded_as_deltas == 1, res
+
+    remote = PackStore(MemoryBackend(), role=Role.REMOTE, scratch=tmp_path / "scratch", fsync=False)
+    with open_cache(cache) as pusher:
+        progress = RepackBeside()
+        out = transfer(pusher, remote, [Artifact("v2", Root("file", to_oid(fid), 2 * len(v1)))], progress=progress)
+        assert progress.done and out.done == ["v2"], out
+    assert not remote.has(CHUNK, b)  # never planned: the push did not need it
+    assert [remote.get(CHUNK, i) for i in ids] == blocks
+    assert verify(remote, read_data=True).ok
