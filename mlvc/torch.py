@@ -26,11 +26,18 @@ import struct
 import sys
 import warnings
 from pathlib import Path
-from typing import Any
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Union
 
 from .atomic import replacing
 from .ops.chunked_reader import ChunkedFile  # torch-free; re-exported for users
 from .errors import MlvcError, PathError, PointerError, UnsafeCheckpointError
+
+if TYPE_CHECKING:
+    from .repo import Repo, RepoArg
+
+DataPaths = Union[str, "os.PathLike[str]", Iterable[Union[str, "os.PathLike[str]"]], None]
+"""The data a checkpoint was trained on: a tracked path (file, directory or pointer), several, or none."""
 
 PROVENANCE_KEY = "mlvc"
 PROVENANCE_FORMAT = 1
@@ -43,7 +50,7 @@ class ProvenanceWarning(UserWarning):
 _warned_dirty = False
 
 
-def _torch():
+def _torch() -> Any:
     try:
         import torch
     except ImportError:
@@ -114,7 +121,7 @@ def _environment() -> dict[str, Any]:
     return env
 
 
-def _find_mlvc_repo(start: Path):
+def _find_mlvc_repo(start: Path) -> Repo | None:
     from .repo import Repo
 
     try:
@@ -123,7 +130,7 @@ def _find_mlvc_repo(start: Path):
         return None
 
 
-def data_ids(data, start: Path | None = None) -> dict[str, dict[str, Any]]:
+def data_ids(data: DataPaths, start: Path | None = None) -> dict[str, dict[str, Any]]:
     """{repo-relative path: {"id", "config_hash", "seed", ...}} from the pointers of `data` paths."""
     from . import pointer as pointers
 
@@ -155,8 +162,9 @@ def data_ids(data, start: Path | None = None) -> dict[str, dict[str, Any]]:
     return out
 
 
-def provenance(path: Path | str | None = None, *, params=None, metrics=None, epoch=None,
-               data=None) -> dict[str, Any]:
+def provenance(path: Path | str | None = None, *, params: Mapping[str, Any] | None = None,
+               metrics: Mapping[str, Any] | None = None, epoch: int | None = None,
+               data: DataPaths = None) -> dict[str, Any]:
     """The birth certificate `save` embeds (also useful on its own, e.g. for a side record)."""
     from . import __version__
     from .lineage import git_state
@@ -192,8 +200,9 @@ def _state_dict(obj: Any) -> Any:
     return sd() if callable(sd) else obj
 
 
-def save(obj_or_model: Any, path: str | os.PathLike, *, optimizer=None, epoch=None, params=None,
-         metrics=None, data=None, extra: dict | None = None) -> dict[str, Any]:
+def save(obj_or_model: Any, path: str | os.PathLike[str], *, optimizer: Any = None, epoch: int | None = None,
+         params: Mapping[str, Any] | None = None, metrics: Mapping[str, Any] | None = None, data: DataPaths = None,
+         extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """Save `{"model": state_dict, "optimizer": ..., "epoch": ..., "mlvc": provenance}` atomically.
 
     A `.safetensors` path writes the state dict with the provenance as JSON in the
@@ -249,7 +258,7 @@ def _check_torch_file(path: Path) -> str:
                                      "nor safetensors)")
 
 
-def load(path: str | os.PathLike, *, weights_only: bool = True, map_location="cpu",
+def load(path: str | os.PathLike[str], *, weights_only: bool = True, map_location: Any = "cpu",
          check: bool = True) -> dict[str, Any]:
     """Load a checkpoint safely; warn (ProvenanceWarning) when it does not match the workspace.
 
@@ -294,7 +303,7 @@ def load(path: str | os.PathLike, *, weights_only: bool = True, map_location="cp
     return doc
 
 
-def _parse_provenance(raw: Any) -> dict | None:
+def _parse_provenance(raw: Any) -> dict[str, Any] | None:
     if isinstance(raw, dict):
         return raw
     if isinstance(raw, str):
@@ -306,7 +315,7 @@ def _parse_provenance(raw: Any) -> dict | None:
     return None
 
 
-def provenance_mismatches(prov: dict | None, path: Path | str) -> list[str]:
+def provenance_mismatches(prov: dict[str, Any] | None, path: Path | str) -> list[str]:
     """Reasons the provenance does not match the workspace around `path` (empty: it matches)."""
     from .lineage import code_differs, git_state
 
@@ -342,7 +351,7 @@ def provenance_mismatches(prov: dict | None, path: Path | str) -> list[str]:
     return reasons
 
 
-def check_provenance(prov: dict | None, path: Path | str) -> list[str]:
+def check_provenance(prov: dict[str, Any] | None, path: Path | str) -> list[str]:
     reasons = provenance_mismatches(prov, path)
     if reasons:
         warnings.warn(f"{path}: provenance does not match the workspace: " + "; ".join(reasons),
@@ -408,7 +417,8 @@ def _has_numpy() -> bool:
 # ------------------------------------------------------------ chunked reads
 
 
-def open_tracked(path: str | os.PathLike, rev: str | None = None, repo=None, remote: str | None = None) -> ChunkedFile:
+def open_tracked(path: str | os.PathLike[str], rev: str | None = None, repo: RepoArg = None,
+                 remote: str | None = None) -> ChunkedFile:
     """A ChunkedFile over one file of a tracked artifact as committed at `rev` (None: the
     workspace's pointer), read from the local cache; objects it lacks come from `remote`
     (default: the default remote) and are kept in the cache."""
@@ -428,8 +438,8 @@ _TORCH_DTYPES = {"float64", "float32", "float16", "bfloat16", "int64", "int32", 
                  "float8_e4m3fn", "float8_e5m2"}
 
 
-def load_tensor(path: str | os.PathLike, name: str, rev: str | None = None, *, repo=None,
-                remote: str | None = None):
+def load_tensor(path: str | os.PathLike[str], name: str, rev: str | None = None, *, repo: RepoArg = None,
+                remote: str | None = None) -> Any:
     """One tensor of a tracked checkpoint at revision `rev` (None: the workspace's pointer).
 
     `path` is a checkpoint file, a Hugging Face sharded-checkpoint index

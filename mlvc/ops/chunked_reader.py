@@ -10,9 +10,14 @@ from __future__ import annotations
 import bisect
 import io
 from collections import OrderedDict
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from ..store.types import ObjectReader
 from .common import file_manifest
+
+if TYPE_CHECKING:
+    from _typeshed import WriteableBuffer
 
 class ChunkedFile(io.RawIOBase):
     """A read-only, seekable file over a file manifest's chunks, fetched lazily from the store.
@@ -22,7 +27,8 @@ class ChunkedFile(io.RawIOBase):
     chunks are kept.  `chunks_read` / `bytes_read` count what came from the store.
     """
 
-    def __init__(self, store: ObjectReader, chunks, name: str = "", keep: int = 8):
+    def __init__(self, store: ObjectReader, chunks: Iterable[tuple[bytes, int]], name: str = "",
+                 keep: int = 8) -> None:
         super().__init__()
 
         self._store = store
@@ -86,8 +92,8 @@ class ChunkedFile(io.RawIOBase):
         while len(self._lru) > max(self._keep, last - first + 1):
             self._lru.popitem(last=False)
 
-    def readinto(self, b) -> int:
-        n = min(len(b), self._size - self._pos)
+    def readinto(self, b: WriteableBuffer) -> int:
+        n = min(memoryview(b).nbytes, self._size - self._pos)
         if n <= 0:
             return 0
         first = bisect.bisect_right(self._starts, self._pos) - 1
@@ -105,5 +111,5 @@ class ChunkedFile(io.RawIOBase):
         return done
 
     @classmethod
-    def for_file(cls, store, file_id: bytes, name: str = "") -> "ChunkedFile":
+    def for_file(cls, store: ObjectReader, file_id: bytes, name: str = "") -> "ChunkedFile":
         return cls(store, file_manifest(store, file_id).chunks, name=name)

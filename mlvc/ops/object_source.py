@@ -16,7 +16,7 @@ Store-layer calls (the whole surface): the cache ``repo.store`` (a PackStore):
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -31,6 +31,8 @@ from ..store.types import Key, ObjectReader, StoredItem
 from .chunked_reader import ChunkedFile
 
 if TYPE_CHECKING:
+    from _typeshed import WriteableBuffer
+
     from ..repo import Repo
     from ..store.packstore import PackStore
 
@@ -204,7 +206,7 @@ class ObjectSource:
         fetched; sequential reads fetch ahead in growing windows)."""
         return _ReadAheadFile(self, file_id, self.file_chunks(file_id), name=name)
 
-    def prefetch(self, file_id: bytes, ranges) -> int:
+    def prefetch(self, file_id: bytes, ranges: Iterable[tuple[int, int]]) -> int:
         """Fetch, in one batch of parallel ranged reads, the chunks of a file that cover the
         (offset, length) `ranges` and that the cache lacks; returns how many were fetched."""
         chunks = self.file_chunks(file_id)
@@ -214,7 +216,8 @@ class ObjectSource:
             pos += n
         return self.prefetch_spans(chunks, starts, pos, ranges)
 
-    def prefetch_spans(self, chunks, starts: list[int], size: int, ranges) -> int:
+    def prefetch_spans(self, chunks: Sequence[tuple[bytes, int]], starts: list[int], size: int,
+                       ranges: Iterable[tuple[int, int]]) -> int:
         """`prefetch` over a chunk list whose start offsets the caller already has."""
         import bisect
 
@@ -231,7 +234,7 @@ class ObjectSource:
             self._fetch([(CHUNK, cid) for cid in wanted])
         return len(wanted)
 
-    def fetch_missing(self, keys) -> int:
+    def fetch_missing(self, keys: Iterable[Key]) -> int:
         """Fetch, in one batch of parallel ranged reads, the (type, id) objects the cache lacks;
         returns how many were fetched."""
         wanted = [key for key in dict.fromkeys(keys) if not self._have(*key)]
@@ -239,7 +242,7 @@ class ObjectSource:
             self._fetch(wanted)
         return len(wanted)
 
-    def release(self, keys) -> None:
+    def release(self, keys: Iterable[Key]) -> None:
         """Forget fetched objects held in memory (`cache=False`) once they are written out."""
         for key in keys:
             self._held.pop(key, None)
@@ -266,7 +269,7 @@ class ObjectSource:
     def __enter__(self) -> "ObjectSource":
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
 
@@ -277,7 +280,8 @@ class _ReadAheadFile(ChunkedFile):
     reader costs a few large ranged reads instead of one request per chunk.  Random reads
     (a checkpoint's layout, one tensor) fetch only what they touch."""
 
-    def __init__(self, source: ObjectSource, file_id: bytes, chunks, name: str = ""):
+    def __init__(self, source: ObjectSource, file_id: bytes, chunks: Iterable[tuple[bytes, int]],
+                 name: str = "") -> None:
         super().__init__(source, chunks, name=name)
         self._source = source
         self._file_id = file_id
@@ -286,11 +290,12 @@ class _ReadAheadFile(ChunkedFile):
         self._window = READ_AHEAD_MIN
         self._ahead = 0  # read-ahead has fetched up to here
 
-    def readinto(self, b) -> int:
+    def readinto(self, b: WriteableBuffer) -> int:
+        wanted = memoryview(b).nbytes
         if self._pos != self._next:
             self._run, self._window, self._ahead = 0, READ_AHEAD_MIN, 0
-        elif self._run >= READ_AHEAD_AFTER and self._pos < self._size and self._pos + len(b) > self._ahead:
-            span = max(len(b), self._window)
+        elif self._run >= READ_AHEAD_AFTER and self._pos < self._size and self._pos + wanted > self._ahead:
+            span = max(wanted, self._window)
             self._source.prefetch_spans(self._chunks, self._starts, self._size, [(self._pos, span)])
             self._ahead = self._pos + span
             self._window = min(self._window * 2, READ_AHEAD_MAX)
