@@ -328,6 +328,7 @@ def checkout_one(repo, t: Tracked, force: bool, progress: Progress, result: Chec
     # the workspace's versions of large files about to be replaced: read for deltas' bases
     # (`bases`) when the file written over them is (entry index -> (path, the version's id))
     replaced: dict[int, tuple[str, bytes]] = {}
+    present: dict[int, str] = {}  # ... and large files the workspace holds as they are (index -> path)
     lookup = IdLookup(repo.hash_cache, t.display)
     for e, j, fs, _i in paired(entries, files):
         if fs is not None:
@@ -337,6 +338,8 @@ def checkout_one(repo, t: Tracked, force: bool, progress: Progress, result: Chec
                 if fs.executable != e.executable:
                     to_write.append(j)
                     need_bytes += e.size
+                elif bases is not None and e.size >= MIN_FILE_BYTES:
+                    present[j] = fs.fspath  # a run's older checkpoints: the bases of new ones
                 continue
             if not force and not store.has_any(FILE_MANIFEST, fid):
                 unsaved.append(fs.rel)
@@ -377,11 +380,19 @@ def checkout_one(repo, t: Tracked, force: bool, progress: Progress, result: Chec
             large.sort(key=lambda j: natural_key(entries[j].path))
             to_write = array("Q", (j for j in to_write if entries[j].size < MIN_FILE_BYTES))
             to_write.extend(large)
+    # the unchanged large files, offered in natural order as the written ones pass them (a run's
+    # step_000120.pt just before the new step_000160.pt that is stored against it)
+    waiting = sorted(present, key=lambda j: natural_key(entries[j].path)) if present and to_write else []
     ready = array("q")  # temp file numbers, parallel to to_write; placed ones are zeroed
     try:
         # Every temp file is written and verified before the workspace is touched.
         for j in to_write:
             e = entries[j]
+            if waiting and e.size >= MIN_FILE_BYTES:
+                key = natural_key(e.path)
+                while waiting and natural_key(entries[waiting[0]].path) < key:
+                    k = waiting.pop(0)
+                    _offer_replaced(store, bases, present[k], entries[k].file_id, derive=False)
             if j in replaced:
                 _offer_replaced(store, bases, *replaced[j])
             ready.append(write_temp(store, e.file_id, tree, entry_parts(base, e), e.executable, progress, bases))
@@ -425,10 +436,10 @@ def checkout_one(repo, t: Tracked, force: bool, progress: Progress, result: Chec
     result.restored.append(t.shown)
 
 
-def _offer_replaced(store, bases: FileBases | None, path: str, fid: bytes) -> None:
+def _offer_replaced(store, bases: FileBases | None, path: str, fid: bytes, derive: bool = True) -> None:
     """Offer the workspace's version `fid` of a file (at `path`, about to be replaced) as a
     source of plaintexts, when the store knows its chunks (its bytes are hashed when read): of
-    its own chunks, and of the bases of those stored as deltas (`FileBases.add_derived`)."""
+    its own chunks, and (`derive`) of the bases of those stored as deltas (`FileBases.add_derived`)."""
     if bases is None or not store.has(FILE_MANIFEST, fid):
         return
     try:
@@ -436,8 +447,8 @@ def _offer_replaced(store, bases: FileBases | None, path: str, fid: bytes) -> No
     except MlvcError:
         return  # unreadable here: the bases are decoded from the store as always
     bases.add_path(path, chunks)
-    # its chunks stored as deltas give their bases too (the version before it: HEAD~1)
-    bases.add_derived((c for c, _n in chunks), store.delta_bases, store.stored_delta)
+    if derive:  # its chunks stored as deltas give their bases too (the version before it: HEAD~1)
+        bases.add_derived((c for c, _n in chunks), store.delta_bases, store.stored_delta)
 
 
 def checkout(repo, paths=None, *, force: bool = False, progress: Progress = NULL) -> CheckoutResult:

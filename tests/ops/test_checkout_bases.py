@@ -193,3 +193,35 @@ def test_an_exported_run_directory_reads_each_base_from_the_file_just_written(re
     for n, body in expect.items():
         assert (tmp_path / "export" / "checkpoints" / n).read_bytes() == body, n
     assert reads < deltas // 2, (reads, deltas)
+
+
+def test_a_new_checkpoint_reads_its_bases_from_the_older_ones_in_the_workspace(repo_dir):
+    """A run's directory grows by a commit (step_120.pt added, stored against step_80.pt): the
+    checkout that brings it reads its bases from step_80.pt, unchanged in the workspace, never
+    from step_80's records (damaged here)."""
+    ck = repo_dir / "checkpoints"
+    ck.mkdir()
+    names = ["step_40.pt", "step_80.pt", "step_120.pt"]
+    steps = run_of(3)
+    for name, sd in zip(names[:2], steps, strict=False):
+        torch.save(sd, ck / name)
+    assert mlvc_cli(repo_dir, "add", "checkpoints").code == 0
+    commit(repo_dir, "two", tag="two")
+    torch.save(steps[2], ck / names[2])
+    newest = (ck / names[2]).read_bytes()
+    assert mlvc_cli(repo_dir, "add", "checkpoints").code == 0
+    commit(repo_dir, "three", tag="three")
+    cache = repo_dir / ".mlvc" / "cache"
+    with open_cache(cache) as store:
+        tree = store.tree(from_oid(load(repo_dir / "checkpoints.mlvc").oid))
+    ids = {e.path: e.file_id for e in tree.entries}
+    bases = set(_bases(cache, _chunks(cache, ids["step_120.pt"])).values())
+    assert len(bases) >= 4 and bases <= {c for c, _n in _chunks(cache, ids["step_80.pt"])}
+    git(repo_dir, "checkout", "-q", "two")
+    assert mlvc_cli(repo_dir, "checkout").code == 0
+    assert not (ck / names[2]).exists()
+    _damage(cache, bases)
+    git(repo_dir, "checkout", "-q", "three")
+    r = mlvc_cli(repo_dir, "checkout")
+    assert r.code == 0, r
+    assert (ck / names[2]).read_bytes() == newest
