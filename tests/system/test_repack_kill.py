@@ -141,10 +141,8 @@ def test_a_push_beside_a_repack_loses_nothing(template, tmp_path):
     push = cli_proc(repo, "push", "--all-commits")
     pushed = push.wait(120)
     assert repack.wait(120) == 0, repack.communicate()
-    if pushed != 0:  # it read a pack the repack had just replaced: an error, run again
-        _out, err = push.communicate()
-        assert err.count("\n") <= 3 and "Traceback" not in err, err
-        assert mlvc_cli(repo, "push", "--all-commits").code == 0
+    # a pack the repack replaced under the push is read from its new pack (it exited 6 before)
+    assert pushed == 0, push.communicate()
     assert mlvc_cli(repo, "verify", "--remote", "shared").code == 0
     clone = tmp_path / "clone"
     subprocess.run(["git", "clone", "-q", str(repo), str(clone)], check=True, capture_output=True)
