@@ -28,7 +28,7 @@ from ..objects import TreeEntry
 from ..progress import NULL, Progress
 from ..repo import MLVC_DIR
 from ..safepath import ContainedTree, new_file, parts_below, refuse_links_above, remove_stale_beside, umask
-from ..store.filebases import MIN_FILE_BYTES, FileBases
+from ..store.filebases import MAX_FILES, MIN_FILE_BYTES, FileBases
 from ..store.packs import CHUNK, FILE_MANIFEST, BackgroundWriter, write_all
 from ..store.packstore import wrap_os_error
 from ..workspace import IdLookup, ScannedFiles, scan, scan_within, stat_signature
@@ -390,9 +390,14 @@ def checkout_one(repo, t: Tracked, force: bool, progress: Progress, result: Chec
             e = entries[j]
             if waiting and e.size >= MIN_FILE_BYTES:
                 key = natural_key(e.path)
-                while waiting and natural_key(entries[waiting[0]].path) < key:
-                    k = waiting.pop(0)
+                passed = 0
+                while passed < len(waiting) and natural_key(entries[waiting[passed]].path) < key:
+                    passed += 1
+                # only the nearest ones (FileBases keeps MAX_FILES): a checkout that changes one file
+                # of ten thousand unchanged large ones does not read ten thousand manifests
+                for k in waiting[max(0, passed - MAX_FILES):passed]:
                     _offer_replaced(store, bases, present[k], entries[k].file_id, derive=False)
+                del waiting[:passed]
             if j in replaced:
                 _offer_replaced(store, bases, *replaced[j])
             ready.append(write_temp(store, e.file_id, tree, entry_parts(base, e), e.executable, progress, bases))
