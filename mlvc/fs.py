@@ -23,19 +23,22 @@ from __future__ import annotations
 import io
 import os
 import threading
+from typing import Any, NoReturn
 
 from fsspec.spec import AbstractFileSystem
 
 from .errors import MlvcError, PathError
 from .ops.read import ARTIFACT, FileEntry, RevisionView
-from .repo import Repo
+from .repo import Repo, RepoArg
 from .sources import open_repo
+
+Info = dict[str, Any]  # what fsspec says of a path: name, size, type, and mlvc's own fields
 
 
 class _File(io.BufferedReader):
     """A buffered file over one version; closing it publishes fetched objects into the cache."""
 
-    def __init__(self, raw, fs: "MlvcFileSystem", path: str, size: int):
+    def __init__(self, raw: io.RawIOBase | io.BytesIO, fs: "MlvcFileSystem", path: str, size: int) -> None:
         super().__init__(raw, buffer_size=1 << 20)
         self._fs = fs
         self.path = path
@@ -58,8 +61,8 @@ class MlvcFileSystem(AbstractFileSystem):
     root_marker = ""
     cachable = False  # a branch or HEAD moves: a new filesystem object sees the new commit
 
-    def __init__(self, repo: str | os.PathLike | Repo | None = None, rev: str | None = None,
-                 remote: str | None = None, **kwargs):
+    def __init__(self, repo: RepoArg = None, rev: str | None = None, remote: str | None = None,
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._owns_repo = not isinstance(repo, Repo)
         self.repo = open_repo(repo, rev)
@@ -70,7 +73,7 @@ class MlvcFileSystem(AbstractFileSystem):
 
     # ------------------------------------------------------------------ paths
     @classmethod
-    def _strip_protocol(cls, path):
+    def _strip_protocol(cls, path: Any) -> Any:  # a path (str) or a list of them, as fsspec passes
         if isinstance(path, list):
             return [cls._strip_protocol(p) for p in path]
         path = os.fspath(path)
@@ -78,13 +81,13 @@ class MlvcFileSystem(AbstractFileSystem):
             path = path[len("mlvc://"):]
         return path.replace("\\", "/").strip("/").removeprefix("./")
 
-    def _parent(self, path):
+    def _parent(self, path: str) -> str:
         path = self._strip_protocol(path)
         return path.rsplit("/", 1)[0] if "/" in path else ""
 
     # ------------------------------------------------------------------ metadata
-    def _file_info(self, e: FileEntry) -> dict:
-        info = {"name": e.path, "size": self.view.size(e), "type": "file", "source": e.source}
+    def _file_info(self, e: FileEntry) -> Info:
+        info: Info = {"name": e.path, "size": self.view.size(e), "type": "file", "source": e.source}
         if e.source == ARTIFACT:
             info["id"] = e.ref
             info["artifact"] = e.artifact
@@ -95,7 +98,7 @@ class MlvcFileSystem(AbstractFileSystem):
         return info
 
     @staticmethod
-    def _dir_info(path: str) -> dict:
+    def _dir_info(path: str) -> Info:
         return {"name": path, "size": 0, "type": "directory"}
 
     def _index(self) -> dict[str, dict[str, FileEntry | None]]:
@@ -113,7 +116,7 @@ class MlvcFileSystem(AbstractFileSystem):
                 self._children = children
             return self._children
 
-    def info(self, path, **kwargs):
+    def info(self, path: str, **kwargs: Any) -> Info:
         rel = self._strip_protocol(path)
         with self._lock:
             try:
@@ -123,7 +126,7 @@ class MlvcFileSystem(AbstractFileSystem):
                     return self._dir_info(rel)
                 raise FileNotFoundError(path) from None
 
-    def ls(self, path, detail=True, **kwargs):
+    def ls(self, path: str, detail: bool = True, **kwargs: Any) -> list[Info] | list[str]:
         rel = self._strip_protocol(path)
         index = self._index()
         if rel not in index:
@@ -134,7 +137,8 @@ class MlvcFileSystem(AbstractFileSystem):
                    for name, e in sorted(index[rel].items())]
         return out if detail else [i["name"] for i in out]
 
-    def find(self, path, maxdepth=None, withdirs=False, detail=False, **kwargs):
+    def find(self, path: str, maxdepth: int | None = None, withdirs: bool = False, detail: bool = False,
+             **kwargs: Any) -> dict[str, Info] | list[str]:
         rel = self._strip_protocol(path)
         index = self._index()
         if rel not in index:
@@ -145,7 +149,7 @@ class MlvcFileSystem(AbstractFileSystem):
             return {rel: info} if detail else [rel]
         prefix = rel + "/" if rel else ""
         base_depth = rel.count("/") + 1 if rel else 0
-        found: dict[str, dict] = {}
+        found: dict[str, Info] = {}
         with self._lock:
             for p, e in self.view.listing().items():
                 if not p.startswith(prefix):
@@ -162,7 +166,8 @@ class MlvcFileSystem(AbstractFileSystem):
         return {n: found[n] for n in names} if detail else names
 
     # ------------------------------------------------------------------ reading
-    def _open(self, path, mode="rb", block_size=None, autocommit=True, cache_options=None, **kwargs):
+    def _open(self, path: str, mode: str = "rb", block_size: int | None = None, autocommit: bool = True,
+              cache_options: dict[str, Any] | None = None, **kwargs: Any) -> _File:
         if mode != "rb":
             raise PermissionError(f"{path}: the mlvc filesystem is read-only (mode {mode!r})")
         rel = self._strip_protocol(path)
@@ -176,7 +181,7 @@ class MlvcFileSystem(AbstractFileSystem):
             raw = self.view.open_raw(e)
             return _File(raw, self, rel, self.view.size(e))
 
-    def cat_file(self, path, start=None, end=None, **kwargs):
+    def cat_file(self, path: str, start: int | None = None, end: int | None = None, **kwargs: Any) -> bytes:
         with self._open(path) as f:
             size = f.size
             start = 0 if start is None else (start if start >= 0 else max(0, size + start))
@@ -199,7 +204,7 @@ class MlvcFileSystem(AbstractFileSystem):
                 self.repo.close()
 
     # ------------------------------------------------------------------ read-only
-    def _readonly(self, *args, **kwargs):
+    def _readonly(self, *args: Any, **kwargs: Any) -> NoReturn:
         raise PermissionError("the mlvc filesystem is read-only: change files in the workspace and `mlvc add`")
 
     mkdir = makedirs = rm = rm_file = rmdir = mv = cp_file = put_file = pipe_file = touch = _readonly

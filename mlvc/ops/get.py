@@ -17,6 +17,7 @@ import os
 import re
 import shutil
 import stat
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,10 +25,13 @@ from ..atomic import TempNames, fsync_dir, sweep
 from ..errors import ConflictError, DiskError, MlvcError, PathError
 from ..hashing import from_oid
 from ..store.packs import CHUNK, FILE_MANIFEST
-from .object_source import SourceStats
+from .object_source import ObjectSource, SourceStats
 from .read import ARTIFACT, GIT, FileEntry, RevisionView, repo_path
 
+Chunks = Sequence[tuple[bytes, int]]  # a file's (chunk id, length) list
+
 if TYPE_CHECKING:
+    from ..progress import Progress
     from ..repo import Repo
 
 BATCH_BYTES = 64 * 1024 * 1024  # chunk bytes fetched per batch (held in memory until written)
@@ -65,7 +69,7 @@ def _selection(view: RevisionView, rel: str) -> tuple[str, list[FileEntry]]:
     return "dir", files
 
 
-def fetch_files(source, file_ids) -> None:
+def fetch_files(source: ObjectSource, file_ids: Iterable[bytes]) -> None:
     """Every object the files `file_ids` need, into `source`'s cache: their manifests in one
     batch, then their chunks in batches of at most BATCH_BYTES (each published before the next)."""
     ids = list(dict.fromkeys(file_ids))
@@ -93,7 +97,7 @@ class _Writer:
 
     def __init__(self, view: RevisionView, root: Path, cut: int):
         self.view, self.source, self.root, self.cut = view, view.source, root, cut
-        self.pending: list[tuple[FileEntry, tuple]] = []
+        self.pending: list[tuple[FileEntry, Chunks]] = []
         self.pending_bytes = 0
         self.total = 0
 
@@ -116,7 +120,7 @@ class _Writer:
         if self.pending_bytes >= BATCH_BYTES:
             self.flush()
 
-    def _stream(self, chunks):
+    def _stream(self, chunks: Chunks) -> Iterator[bytes | memoryview]:
         group, size = [], 0
         for c in chunks:
             group.append(c)
@@ -127,7 +131,7 @@ class _Writer:
         if group:
             yield from self._fetched(group)
 
-    def _fetched(self, chunks):
+    def _fetched(self, chunks: Chunks) -> Iterator[bytes | memoryview]:
         keys = [(CHUNK, cid) for cid, _ in chunks]
         self.source.fetch_missing(keys)
         yield from self.source.iter_chunks(chunks)
@@ -143,7 +147,7 @@ class _Writer:
         self.source.release(keys)
         self.pending, self.pending_bytes = [], 0
 
-    def _write(self, e: FileEntry, blocks) -> None:
+    def _write(self, e: FileEntry, blocks: Iterable[bytes | memoryview]) -> None:
         target = self.target(e)
         target.parent.mkdir(parents=True, exist_ok=True)
         written = 0
@@ -161,8 +165,8 @@ class _Writer:
         self.total += written
 
 
-def get(repo: Repo, path: str, out: str | os.PathLike | None = None, *, force: bool = False,
-        progress=None) -> GetResult:
+def get(repo: Repo, path: str, out: str | os.PathLike[str] | None = None, *, force: bool = False,
+        progress: Progress | None = None) -> GetResult:
     """Copy `path` of `repo` (at its pinned commit, or the workspace's pointers) to `out`
     (default: the path's last component in the current directory; an `out` that is an existing
     directory gets it inside, under that name, as cp does).  An existing output is refused
