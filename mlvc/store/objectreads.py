@@ -112,14 +112,23 @@ class ObjectReads(PackPublisher):
         pack since this index was loaded: it published the pack's live objects elsewhere first,
         so the listing is read again and the caller looks them up anew.  A pack still listed
         whose file is missing is damage (CorruptObjectError, as `verify` reports it)."""
-        name = self._pack_names[no]
+        names = self._pack_names
+        if no >= len(names):
+            return None  # numbered before another thread's refresh saw packs removed: looked up again
+        name = names[no]
         try:
             return self._reader(no)(offset, length)
+        except IndexError:
+            return None  # (the same, between the two looks)
         except CorruptObjectError:
             self.refresh()
             if name in self._pack_no:
                 raise
             return None
+
+    def _where(self, no: int) -> str:
+        names = self._pack_names  # (a pack number from before another thread's refresh may be past its end)
+        return f"pack {names[no] if no < len(names) else '(removed)'} ({self.name})"
 
     def _get(self, typ: int, oid: bytes, chain: tuple[bytes, ...],
              files: FileBases | None = None) -> bytes | memoryview:
@@ -133,7 +142,7 @@ class ObjectReads(PackPublisher):
                                          base=self.base_reader(chain, files))
                 loc = self._lookup(typ, oid)  # published meanwhile: now in the index
             no, c, off, stored, raw = loc
-            where = f"pack {self._pack_names[no]} ({self.name})"
+            where = self._where(no)
             if (err := record_size_error(typ, oid, stored, raw, where)) is not None:
                 raise err  # before reading: a declared 4 GiB must not be fetched or allocated
             if (payload := self._read_pack(no, off, stored)) is not None:
@@ -196,7 +205,7 @@ class ObjectReads(PackPublisher):
             if isinstance(loc, Pending):
                 return None
             no, c, off, stored, raw = loc
-            where = f"pack {self._pack_names[no]} ({self.name})"
+            where = self._where(no)
             if (err := record_size_error(typ, oid, stored, raw, where)) is not None:
                 raise err
             if (payload := self._read_pack(no, off, stored)) is not None:
@@ -264,7 +273,7 @@ class ObjectReads(PackPublisher):
                 i += 1
                 continue
             no, _c, off, stored, raw = loc
-            if (err := record_size_error(key[0], key[1], stored, raw, f"pack {self._pack_names[no]}")) is not None:
+            if (err := record_size_error(key[0], key[1], stored, raw, self._where(no))) is not None:
                 yield key, 0, b"", 0, None, err  # before reading: no writer produces such a record
                 i += 1
                 continue
@@ -284,7 +293,7 @@ class ObjectReads(PackPublisher):
                 run.append((nkey, nloc))
                 end = noff + nstored
                 j += 1
-            where = f"pack {self._pack_names[no]} ({self.name})"
+            where = self._where(no)
             buf = self._read_pack(no, off, end - off)
             if buf is None:  # the pack went (a gc beside this read): these keys are looked up again
                 rereads += 1
@@ -334,7 +343,7 @@ class ObjectReads(PackPublisher):
             no, c, off, stored, _raw = loc
             if c != codec.DELTA:
                 return c, None
-            where = f"pack {self._pack_names[no]} ({self.name})"
+            where = self._where(no)
             if (head := self._read_pack(no, off, min(stored, codec.DELTA_HEAD))) is None:
                 continue  # the pack went (a gc beside this read): looked up again
             try:
