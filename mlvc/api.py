@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .progress import NULL, Progress
-from .repo import Repo
+from .repo import Repo, RepoArg
 
 if TYPE_CHECKING:
     from .ops.add import AddResult
@@ -28,10 +28,10 @@ if TYPE_CHECKING:
     from .ops.verify import VerifyResult
     from .store.transfer import TransferResult
 
-# What the `repo=` and path arguments accept: a path as text or a path object (or a Repo).
+# What the path arguments accept: a path as text or a path object (`repo=` takes a `mlvc.repo.RepoArg`:
+# such a path, or a Repo).
 PathArg = str | os.PathLike[str]
 Paths = PathArg | Iterable[PathArg] | None
-RepoArg = Repo | PathArg | None
 
 
 def _repo(repo: RepoArg) -> Repo:
@@ -92,7 +92,7 @@ def status(paths: Paths = None, *, repo: RepoArg = None, check_cache: bool = Tru
 
     r = _repo(repo)
     try:
-        return _status(r, paths, check_cache=check_cache, progress=progress)
+        return _status(r, _paths(paths), check_cache=check_cache, progress=progress)
     finally:
         r.close()
 

@@ -28,6 +28,13 @@ def test_import_mlvc_stays_lazy() -> None:
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
+def test_status_takes_one_path_as_the_other_functions_do(repo_dir: Path) -> None:
+    write(repo_dir / "data.txt", "1")
+    api.add("data.txt")
+    # one path was iterated character by character ("d: is not tracked by mlvc")
+    assert [s.path for s in api.status("data.txt")] == [s.path for s in api.status(["data.txt"])] == ["data.txt"]
+
+
 def test_wrappers_return_the_cli_result_objects(repo_dir: Path, tmp_path: Path) -> None:
     remote = tmp_path / "remote"
     remote.mkdir()

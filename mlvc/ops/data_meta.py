@@ -10,9 +10,10 @@ in the pointer's meta beside the content id, and kept honest.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import json
+import os
 from pathlib import Path
 
 from ..errors import PathError
@@ -24,9 +25,10 @@ if TYPE_CHECKING:
 PRODUCED_BY = ("config", "config_hash", "seed")
 
 
-def config_meta(repo: Repo, config=None, seed=None) -> dict:
+def config_meta(repo: Repo, config: str | os.PathLike[str] | dict[str, Any] | None = None,
+                seed: int | str | None = None) -> dict[str, Any]:
     """Pointer meta recording what produced a data version: config path and hash, seed."""
-    meta: dict = {}
+    meta: dict[str, Any] = {}
     if config is not None:
         if isinstance(config, dict):
             meta["config_hash"] = to_oid(digest(json.dumps(config, sort_keys=True).encode()))
@@ -46,7 +48,8 @@ def _file_hash(p: Path) -> str:
     return to_oid(digest(p.read_bytes()))
 
 
-def carry_over(old_meta: dict | None, given: dict | None, changed: bool, display: str) -> tuple[dict, list[str]]:
+def carry_over(old_meta: dict[str, Any] | None, given: dict[str, Any] | None, changed: bool,
+               display: str) -> tuple[dict[str, Any], list[str]]:
     """(meta for the new pointer, warnings) when re-adding an artifact whose pointer had `old_meta`.
 
     `given`: meta passed to this add; `changed`: whether the content id changed.  A config given
@@ -68,7 +71,7 @@ def carry_over(old_meta: dict | None, given: dict | None, changed: bool, display
     return meta, warnings
 
 
-def config_drift(repo: Repo, meta: dict | None, display: str) -> str | None:
+def config_drift(repo: Repo, meta: dict[str, Any] | None, display: str) -> str | None:
     """A message when the config file recorded in `meta` changed (or vanished) since the data was
     added with it; None when it is unchanged or none is recorded."""
     meta = meta or {}

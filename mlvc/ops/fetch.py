@@ -114,7 +114,7 @@ def absent_from_remote(result: TransferResult) -> list[str]:
     return [name for name, code in result.failed_codes.items() if code == EXIT_MISSING_OBJECT]
 
 
-def _explain_absent(repo: Repo, remote: str, arts, result: TransferResult) -> None:
+def _explain_absent(repo: Repo, remote: str, arts: list[Artifact], result: TransferResult) -> None:
     """One short line per artifact whose objects the remote lacks (the CLI adds the one hint that
     can work: push them from where they are), and a note for `status`."""
     from . import remote_gaps
@@ -138,7 +138,7 @@ def push_hint(remote: str) -> str:
             "`mlvc push --rev REV`) on the machine that has them, then pull again")
 
 
-def _only_from_sources(repo: Repo, remote: str | None, arts, imported) -> bool:
+def _only_from_sources(repo: Repo, remote: str | None, arts: list[Artifact], imported: list[Artifact]) -> bool:
     """Every selected artifact is imported and this project has no remote of its own: their
     sources serve them."""
     if remote is not None or len(imported) < len(arts):
@@ -148,12 +148,13 @@ def _only_from_sources(repo: Repo, remote: str | None, arts, imported) -> bool:
     return not configured(repo.config)
 
 
-def _from_sources(repo: Repo, arts, result: TransferResult) -> None:
+def _from_sources(repo: Repo, arts: list[Artifact], result: TransferResult) -> None:
     """Imported artifacts this project's remote could not serve (or there is none): fetched from
     the remote their source repository names at the recorded commit."""
     from .imports import fetch_imported
 
     for a in arts:
+        assert isinstance(a.ptr, PointerFile)  # imported: its pointer names its source
         try:
             stats = fetch_imported(repo, a.ptr)
         except MlvcError as exc:

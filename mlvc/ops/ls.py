@@ -5,12 +5,14 @@ so listing a registry's top costs no object reads however large its datasets are
 
 from __future__ import annotations
 
+from collections.abc import Container
 from dataclasses import asdict, dataclass
+from typing import Any
 
 from .. import pointer as pointers
 from ..errors import MlvcError, PathError
 from ..hashing import from_oid, to_oid
-from .read import ARTIFACT, RevisionView, repo_path
+from .read import ARTIFACT, FileEntry, RevisionView, repo_path
 
 
 @dataclass(frozen=True)
@@ -23,7 +25,7 @@ class ListEntry:
     artifact: str | None = None  # the artifact holding a tracked file
     files: int | None = None  # a tracked directory's file count
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if v is not None}
 
 
@@ -84,13 +86,14 @@ def ls(view: RevisionView, path: str = "", *, recursive: bool = False) -> list[L
     return [out[k] for k in sorted(out)]
 
 
-def _above(p: str, artifacts) -> list[str]:
+def _above(p: str, artifacts: Container[str]) -> list[str]:
     """The artifacts among `p`'s parent directories."""
     parts = p.split("/")
     return [d for d in ("/".join(parts[:i]) for i in range(1, len(parts))) if d in artifacts]
 
 
-def _inside(view: RevisionView, rel: str, found, recursive: bool) -> list[ListEntry]:
+def _inside(view: RevisionView, rel: str, found: tuple[str, pointers.PointerFile, str],
+            recursive: bool) -> list[ListEntry]:
     """Entries of a path inside (or at) an artifact."""
     artifact, ptr, inner = found
     if ptr.kind == "file":
@@ -119,7 +122,7 @@ def _inside(view: RevisionView, rel: str, found, recursive: bool) -> list[ListEn
     return [out[k] for k in sorted(out)]
 
 
-def _file(view: RevisionView, e) -> ListEntry:
+def _file(view: RevisionView, e: FileEntry) -> ListEntry:
     return ListEntry(e.path, "file", view.size(e), e.source)
 
 

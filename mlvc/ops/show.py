@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..errors import MlvcError, ObjectNotFoundError, PathError
 from ..hashing import to_oid
@@ -29,13 +29,13 @@ class ShownEntries:
     def __len__(self) -> int:
         return len(self.entries)
 
-    def __iter__(self) -> Iterator[dict]:
+    def __iter__(self) -> Iterator[dict[str, Any]]:
         for e in self.entries:
             yield {"path": e.path or self.artifact, "size": e.size, "id": to_oid(e.file_id),
                    "executable": e.executable}
 
 
-def show(repo: Repo, target: str) -> dict:
+def show(repo: Repo, target: str) -> dict[str, Any]:
     """An artifact, or one file inside a tracked directory (`show checkpoints/model.pt`).
 
     A checkpoint that is not (yet) tracked is shown from the file itself: its size and the birth
@@ -91,7 +91,7 @@ def show(repo: Repo, target: str) -> dict:
     return info
 
 
-def _untracked_checkpoint(repo: Repo, target: str) -> dict | None:
+def _untracked_checkpoint(repo: Repo, target: str) -> dict[str, Any] | None:
     """{path, tracked: False, size, format, provenance} of a workspace checkpoint no pointer names,
     or None when `target` is not a file or carries no birth certificate."""
     from .. import checkpoint as ckpt

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..errors import MlvcError, ObjectNotFoundError, PathError
 from ..hashing import from_oid, to_oid
@@ -41,7 +42,7 @@ class ArtifactStatus:
     # way, a corrupt manifest); None when the comparison ran
     failed_code: int | None = None
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         doc = asdict(self)
         del doc["failed_code"]
         return doc
@@ -195,7 +196,8 @@ def _status_within(repo: Repo, t: Tracked, check_cache: bool, progress: Progress
     return st
 
 
-def status(repo: Repo, paths=None, *, check_cache: bool = True, progress: Progress = NULL) -> list[ArtifactStatus]:
+def status(repo: Repo, paths: Sequence[str | os.PathLike[str]] | None = None, *,
+            check_cache: bool = True, progress: Progress = NULL) -> list[ArtifactStatus]:
     selected = select(repo, paths, within=True)
     clashes = overlapping(select(repo) if paths else selected)
     return [status_one(repo, Tracked(t.pointer_path, t.rel_pointer, None, clashes[t.rel_pointer], t.inner)

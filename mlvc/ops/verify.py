@@ -14,7 +14,7 @@ workspace and of every commit is walked).  `--repair`:
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from dataclasses import dataclass, field
 
@@ -31,6 +31,7 @@ from .selection import Selection, select_artifacts
 
 if TYPE_CHECKING:
     from ..repo import Repo
+    from ..store.packstore import PackStore
 
 
 @dataclass
@@ -46,7 +47,7 @@ class VerifyResult:
         final = self.after or self.report
         return final.ok and not (self.refill and self.refill.failed)
 
-    def as_dict(self, describe: Callable[[MlvcError], str] = describe) -> dict:
+    def as_dict(self, describe: Callable[[MlvcError], str] = describe) -> dict[str, Any]:
         """The result as plain data (`--json`); `describe` words a refill's failures."""
         return {"store": self.report.store, "report": self.report.as_dict(), "affected": self.affected,
                 "repairs": self.repairs, "refill": self.refill.as_dict(describe) if self.refill else None,
@@ -65,7 +66,7 @@ def _has_commits(repo: Repo) -> bool:
         return git.has_commits()
 
 
-def affected_artifacts(repo: Repo, store, report: VerifyReport) -> list[Artifact]:
+def affected_artifacts(repo: Repo, store: PackStore, report: VerifyReport) -> list[Artifact]:
     """Artifacts that need an object the store serves from a damaged record or pack, or lacks.
     An object whose damaged copy has an intact twin the store reads instead (a push uploaded it
     again after its pack was lost) affects nothing."""
@@ -142,7 +143,8 @@ def verify_store(repo: Repo, *, remote: str | None = None, read_data: bool | Non
             remote_store.close()
 
 
-def _refill(repo: Repo, store, remote, source, affected, progress) -> TransferResult:
+def _refill(repo: Repo, store: PackStore, remote: str | None, source: str | None, affected: list[Artifact],
+            progress: Progress) -> TransferResult:
     """Copy what `affected` lacks into `store` from the other store (see the module doc)."""
     src_store = None
     try:
