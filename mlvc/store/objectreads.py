@@ -26,7 +26,7 @@ from .records import COALESCE_LIMIT, BaseRead, decode_verify
 from .types import Key, PackedLocation, Pending, StoredItem
 
 RANGE_GAP = 256 * 1024  # remote reads also swallow gaps up to this size (fewer requests)
-REREADS = 8  # packs a read finds removed under it (gc beside it) before it gives up
+REREADS = 8  # packs a read finds removed under it in a row (gc beside it) before it gives up
 LOCAL_GAP = 4096  # a mapped read swallows small gaps (a small file's manifest between its chunk and
 # the next file's): a view costs nothing for the bytes it skips, a run per record did
 
@@ -300,6 +300,7 @@ class ObjectReads(PackPublisher):
                 if rereads >= REREADS:
                     raise _removed_under(key[1], self.name)
                 continue
+            rereads = 0  # (a bound on removals in a row, not on those a long read meets)
             mv = memoryview(buf)
             for rkey, (_, rc, roff, rstored, rraw) in run:
                 rel = roff - off

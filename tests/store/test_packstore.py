@@ -275,6 +275,25 @@ class TestPackStoreContract:
         assert reader.stored_form(CHUNK, chunks[1][0])[2] == chunks[1][1]
         assert not reader.has_any(FILE_MANIFEST, drop)
 
+    def test_a_long_read_beside_many_gcs_goes_on(self, make_store):
+        """Each gc beside a read removes a pack the read has yet to reach: the read lists the
+        store again each time and goes on (the bound is on removals in a row, not in all)."""
+        store = make_store()
+        chunks, garbage = [], []
+        for i in range(10):  # each pack: a live chunk and a dead one
+            chunks.append(store.put_chunk(os.urandom(5000) + bytes([i]))[0])
+            garbage.append(store.put_chunk(os.urandom(5000) + bytes([i]))[0])
+            store.commit()
+        reader = make_store()
+        items = reader.iter_stored([(CHUNK, c) for c in chunks])
+        got = [next(items)]
+        for i in range(1, 10):  # the pack of chunk i goes, its chunk is copied to a new one
+            live = {(CHUNK, c) for c in chunks} | {(CHUNK, g) for j, g in enumerate(garbage) if j != i}
+            res = gc(make_store(), lambda live=live: live, GcResult("test", None, False), grace_s=0)
+            assert res.objects_removed == 1
+            got.append(next(items))
+        assert [key[1] for key, *_rest, error in got if error is None] == chunks
+
     def test_gc_removes_the_dead_and_keeps_the_live(self, make_store):
         store = make_store()
         keep = add_file(store, os.urandom(250_000))
