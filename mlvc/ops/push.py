@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -16,7 +17,9 @@ from .common import select
 from .selection import Selection, add_errors, revision_shas, select_artifacts
 
 if TYPE_CHECKING:
+    from ..remote.config import RemoteDef
     from ..repo import Repo
+    from ..store.packstore import PackStore
 
 PUSH_LOCK_TTL_S = 3600.0  # refreshed every quarter of it while the push runs
 LEASE_MARGIN_S = 60.0  # stop uploading indexes this long before the lease would run out
@@ -24,7 +27,7 @@ LEASE_MARGIN_S = 60.0  # stop uploading indexes this long before the lease would
 
 def push(repo: Repo, selection: Selection = Selection(), *, remote: str | None = None, jobs: int | None = None,
          progress: Progress = NULL, lock_ttl: float = PUSH_LOCK_TTL_S, wait_lock: float = 0.0,
-         on_wait=None) -> TransferResult:
+         on_wait: Callable[[str], None] | None = None) -> TransferResult:
     """Upload every object the selected artifacts need that the remote lacks.
 
     Holds a shared push lock on the remote throughout (`mlvc.store.locks`), so a
@@ -62,8 +65,8 @@ def _commits(repo: Repo, selection: Selection) -> list[str]:
     return [head] if head else []
 
 
-def _push_once(repo: Repo, rdef, rstore, arts: list[Artifact], commits: list[str], progress: Progress,
-               lock_ttl: float) -> TransferResult:
+def _push_once(repo: Repo, rdef: RemoteDef, rstore: PackStore, arts: list[Artifact], commits: list[str],
+               progress: Progress, lock_ttl: float) -> TransferResult:
     # Our lock first, then look for a gc: a gc that starts later sees our lock and gives up.
     lock = take_push_lock(rstore.backend, lock_ttl)
     try:
@@ -98,7 +101,7 @@ def _push_once(repo: Repo, rdef, rstore, arts: list[Artifact], commits: list[str
     return result
 
 
-def unpushed_counts(repo: Repo, remote_name: str | None, paths) -> dict[str, int]:
+def unpushed_counts(repo: Repo, remote_name: str | None, paths: Sequence[str]) -> dict[str, int]:
     """{artifact path: number of objects the remote lacks} for the given artifact paths.
 
     An artifact whose objects the cache lacks too counts what can be seen (at least 1)."""
