@@ -308,6 +308,31 @@ class TestPackStoreContract:
         assert after.has(FILE_MANIFEST, keep) and not after.has(FILE_MANIFEST, drop)
         assert verify(after).ok
 
+    def test_verify_beside_a_gc_reports_no_damage(self, make_store):
+        """A gc removes a pack verify listed and has yet to read (its live objects copied to a
+        new pack first): gone, not damaged.  verify stopped with 'a pack file, got only its index'."""
+        from mlvc.progress import Progress
+
+        store = make_store()
+        live = set()
+        for i in range(3):  # each pack: a live chunk and a dead one
+            live.add((CHUNK, store.put_chunk(os.urandom(5000) + bytes([i]))[0]))
+            store.put_chunk(os.urandom(5000) + bytes([i]))
+            store.commit()
+
+        class GcBeside(Progress):
+            done = False
+
+            def advance(self, amount: int = 1) -> None:
+                if not self.done:
+                    self.done = True
+                    assert gc(make_store(), lambda: live, GcResult("test", None, False), grace_s=0).objects_removed == 3
+
+        progress = GcBeside()
+        report = verify(make_store(), read_data=True, progress=progress)
+        assert progress.done and report.ok, report.problems
+        assert verify(make_store(), read_data=True).ok
+
     def test_quarantine_keeps_intact_objects_and_deletes_nothing(self, make_store):
         store = make_store()
         good, _ = store.put_chunk(os.urandom(60_000))
