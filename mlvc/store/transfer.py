@@ -432,7 +432,10 @@ class _Transfer:
         size = self.src.pack_bytes(pack)
         if not size or need < WHOLE_PACK_FRACTION * size:
             return False
-        entries = decode_index(self.src.index_bytes(pack), pack)
+        try:
+            entries = decode_index(self.src.index_bytes(pack), pack)
+        except ObjectNotFoundError:
+            return False  # removed by a gc meanwhile: its objects are read where they are now
         if any(e.codec == DELTA for e in entries):
             return False  # it may hold deltas on bases dst lacks: copied record by record, bases first
         if not self.dst.closure_trusted:
@@ -503,7 +506,11 @@ class _Transfer:
         try:
             try:
                 src.backend.get_file(f"{PACKS}{pack}.pack", tmp, callback=self.progress.advance)
+                idx = src.index_bytes(pack)
             except ObjectNotFoundError:
+                if pack not in src.listed_packs() and pack not in src.indexes_without_pack:
+                    self._copy_run(items)  # a gc removed it (index first), its live objects published elsewhere
+                    return
                 err = ObjectNotFoundError(f"pack {pack} (its index is there, the pack file is not)",
                                           where=src.name,
                                           hint="push the affected artifacts again from a machine that has them")
@@ -512,7 +519,6 @@ class _Transfer:
                 return
             with self.lock:
                 self.result.requests += 1
-            idx = src.index_bytes(pack)
             problems = check_pack_file(tmp, decode_index(idx, pack), where)
             if problems:  # keep the good objects this transfer needs, fail the others
                 with open(tmp, "rb") as f:
