@@ -24,7 +24,7 @@ from pathlib import Path
 from ..errors import (ConflictError, CorruptObjectError, DiskError, MlvcError, ObjectNotFoundError, PathError,
                       describe)
 from ..hashing import hasher, to_oid
-from ..objects import TreeEntry
+from ..objects import TreeEntries, TreeEntry
 from ..progress import NULL, Progress
 from ..repo import MLVC_DIR
 from ..safepath import ContainedTree, new_file, parts_below, refuse_links_above, remove_stale_beside, umask
@@ -330,7 +330,10 @@ def checkout_one(repo, t: Tracked, force: bool, progress: Progress, result: Chec
     replaced: dict[int, tuple[str, bytes]] = {}
     present: dict[int, str] = {}  # ... and large files the workspace holds as they are (index -> path)
     lookup = IdLookup(repo.hash_cache, t.display)
-    for e, j, fs, _i in paired(entries, files):
+    if not files:  # nothing in the workspace (a fresh checkout): every entry, without a pass over them
+        to_write = array("Q", range(len(entries)))
+        need_bytes = entries.total_size() if isinstance(entries, TreeEntries) else sum(e.size for e in entries)
+    for e, j, fs, _i in paired(entries, files) if files else ():
         if fs is not None:
             # a size mismatch is a change; hashed only to learn whether mlvc knows the content
             fid = lookup.id_of(fs, f"{t.display}/{fs.rel}".rstrip("/"))
