@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ..errors import MlvcError
-from ..codec import DELTA
+from ..codec import DELTA, DELTA_HEAD, delta_base
 from .packs import CHUNK, IndexEntry
 from .packindex import PACKS
 from .packstore import PackStore
@@ -92,6 +92,36 @@ def deltas_outside(store: PackStore, candidates: set[str]) -> set[Key]:
     return out
 
 
+def with_every_copys_bases(store: PackStore, keep: set[Key]) -> set[Key]:
+    """`keep` (closed under `with_bases`) and the bases named by every delta record of its chunks
+    in the visible packs, not only by the record the store reads (the one `with_bases` follows):
+    a chunk stored twice (a repack killed after it published the new form and before it removed
+    the old) keeps both records until gc drops one, and the other may be read any time."""
+    out = set(keep)
+    while True:
+        extra: set[Key] = set()
+        for name in store.listed_packs():
+            try:
+                entries = store.pack_entries(name)
+            except MlvcError:
+                continue  # removed meanwhile, or unreadable: `verify` reports it
+            for e in entries:
+                if e.type != CHUNK or e.codec != DELTA or (CHUNK, e.oid) not in out:
+                    continue
+                try:
+                    loc = store.location(CHUNK, e.oid)
+                    if loc.pack == name and loc.offset == e.offset:
+                        continue  # the record the store reads: followed already
+                    base = delta_base(store.read_stored(name, e.offset, min(e.stored, DELTA_HEAD)))
+                except (MlvcError, ValueError):
+                    continue  # unreadable: `verify` reports it
+                if (CHUNK, base) not in out:
+                    extra.add((CHUNK, base))
+        if not extra:
+            return out
+        out |= store.with_bases(extra)
+
+
 def gc(store: PackStore, live: Callable[[], set[Key]], result: GcResult, *, grace_s: float, dry_run: bool = False,
        more_live: Callable[[], set[Key]] | None = None, keep_alive: Callable[[], None] | None = None) -> GcResult:
     """Collect garbage in `store`.
@@ -116,7 +146,7 @@ def gc(store: PackStore, live: Callable[[], set[Key]], result: GcResult, *, grac
         candidates.append(name)
     # A record is live while a record that stays names it as its base (a delta's chain): the
     # live ones, and every delta of a pack gc does not touch (recent: kept whatever it holds).
-    live_set = store.with_bases(live() | deltas_outside(store, set(candidates)))
+    live_set = with_every_copys_bases(store, store.with_bases(live() | deltas_outside(store, set(candidates))))
 
     def plan() -> list[PackPlan]:
         plans = []
@@ -136,7 +166,7 @@ def gc(store: PackStore, live: Callable[[], set[Key]], result: GcResult, *, grac
         extra = ((more_live() if more_live is not None else set()) | deltas_outside(store, set(candidates))) \
             - live_set
         if extra:
-            live_set |= store.with_bases(extra)
+            live_set = with_every_copys_bases(store, live_set | store.with_bases(extra))
             plans = plan()
     result.live_objects = len(live_set)
     result.plans = plans
@@ -186,4 +216,4 @@ def gc(store: PackStore, live: Callable[[], set[Key]], result: GcResult, *, grac
     return result
 
 
-__all__ = ["gc", "GcResult", "PackPlan"]
+__all__ = ["gc", "GcResult", "PackPlan", "with_every_copys_bases"]

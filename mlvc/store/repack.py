@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from .. import codec
 from ..errors import MlvcError
 from ..progress import NULL, Progress
-from .gc import GcResult, PackPlan, deltas_outside
+from .gc import GcResult, PackPlan, deltas_outside, with_every_copys_bases
 from .packs import CHUNK, PACK_HEAD, RECORD, IndexEntry
 from .packindex import PACKS
 from .packstore import PackStore
@@ -134,13 +134,13 @@ def repack(store: PackStore, live: Callable[[], set[Key]], hints: Callable[[], I
             old.add(name)
         deltas.extend(e.oid for e in entries if e.type == CHUNK and e.codec == codec.DELTA)
     result.stored_bytes_before = sum(sizes.values())
-    kept = store.with_bases(live() | deltas_outside(store, old))
+    kept = with_every_copys_bases(store, store.with_bases(live() | deltas_outside(store, old)))
     chains = _Chains(store.delta_bases(deltas))
     recoded = _recode(store, kept, chains, hints(), result, dry_run, progress)
     if more_live is not None and not dry_run:
         extra = more_live() - kept
         if extra:
-            kept |= store.with_bases(extra)
+            kept = with_every_copys_bases(store, kept | store.with_bases(extra))
     result.live_objects = len(kept)
 
     # Which packs go: those with garbage (old enough), a re-encoded record, a second copy of an
