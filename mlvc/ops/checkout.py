@@ -179,34 +179,40 @@ def restore_staged(repo, t: Tracked, entries, tree: ContainedTree, base: tuple[s
     # files are made with their mode when the umask leaves it whole (no fchmod per file)
     mask = umask()
     exact = mask is not None and not mask & 0o755
+    store = repo.store
+    written = written_bytes = 0
     try:
         folder, dir_fd = None, -1
-        for e, data in with_one_chunk_bytes(repo.store, restore_order(entries) if bases is not None else entries):
-            parent, _, name = e.path.rpartition("/")
+        for e, data in with_one_chunk_bytes(store, restore_order(entries) if bases is not None else entries):
+            path = e.path
+            parent, _, name = path.rpartition("/")
             if parent != folder:  # entries come in path order: a directory's files together
                 folder = parent
                 dir_fd = tree.staged_dir(staging, tuple(parent.split("/")) if parent else ())
+            mode = 0o755 if e.executable else 0o644
             if data is None:
                 fd = new_file(dir_fd, name)
-            else:
-                fd = new_file(dir_fd, name, 0o755 if e.executable else 0o644)
-            try:
-                if data is None:
-                    write_verified(repo.store, e.file_id, fd, e.executable, progress, bases)
-                else:
+                try:
+                    write_verified(store, e.file_id, fd, e.executable, progress, bases)
+                    st = os.fstat(fd)
+                finally:
+                    os.close(fd)
+            else:  # one chunk, checked against the file's id: one write from its buffer
+                fd = new_file(dir_fd, name, mode)
+                try:
                     n = os.write(fd, data)
                     if n < len(data):  # a short write: the disk is nearly full
                         write_all(fd, [memoryview(data)[n:]])
                     if not exact:
-                        os.fchmod(fd, 0o755 if e.executable else 0o644)
-                    progress.advance(len(data))
-                st = os.fstat(fd)
-            finally:
-                os.close(fd)
+                        os.fchmod(fd, mode)
+                    st = os.fstat(fd)
+                finally:
+                    os.close(fd)
+                progress.advance(len(data))
             # a rename of the directory keeps each file's inode and times: the row holds after it
-            rows.append((f"{display}/{e.path}", st.st_size, st.st_mtime_ns, st.st_ino, e.file_id))
-            result.written_files += 1
-            result.written_bytes += e.size
+            rows.append((f"{display}/{path}", st.st_size, st.st_mtime_ns, st.st_ino, e.file_id))
+            written += 1
+            written_bytes += e.size
             if len(rows) >= HASH_ROWS_BATCH:
                 repo.hash_cache.store(rows, written_by_us=True)
                 rows = []
@@ -216,6 +222,8 @@ def restore_staged(repo, t: Tracked, entries, tree: ContainedTree, base: tuple[s
         if isinstance(exc, OSError) and not isinstance(exc, MlvcError):
             raise wrap_os_error(exc, display) from exc
         raise
+    result.written_files += written
+    result.written_bytes += written_bytes
     repo.hash_cache.store(rows, written_by_us=True)
     result.restored.append(t.shown)
 
