@@ -234,9 +234,11 @@ def _merge_scratch(k: int, dtype: str) -> npt.NDArray[np.unsignedinteger]:
     return wide[:k]
 
 
-def _decode_planes(payload: Buffer, raw_len: int) -> npt.NDArray[np.uint8]:
+def _decode_planes(payload: Buffer, raw_len: int, into: npt.NDArray[np.uint8] | None = None) -> npt.NDArray[np.uint8]:
     """The bytes of a `PLANES` payload (a numpy uint8 array of `raw_len` bytes); ValueError on
-    any inconsistency, before more than `raw_len` bytes are allocated.
+    any inconsistency, before more than `raw_len` bytes are allocated.  `into`: where to decode
+    (`out_room(raw_len)` bytes of a uint8 array starting 8-byte aligned; the result is a view of
+    it), instead of a new array.
 
     The planes of 2- and 4-byte floats are merged as integers (element |= plane_j << 8j over an
     aligned view of the output, each plane widened into a reused per-thread array): contiguous,
@@ -264,7 +266,11 @@ def _decode_planes(payload: Buffer, raw_len: int) -> npt.NDArray[np.uint8]:
         raise ValueError("planes that do not add up to the record")
     # 8-byte words, so that the elements after `skip` lie aligned for the integer view
     at = -skip % width
-    out = np.empty((raw_len + at + 7) >> 3, np.uint64).view(np.uint8)[at:at + raw_len]
+    if into is None:
+        into = np.empty((raw_len + at + 7) >> 3, np.uint64).view(np.uint8)
+    elif len(into) < out_room(raw_len) or into.ctypes.data % 8:
+        raise ValueError("an output buffer too small or not 8-byte aligned")
+    out = into[at:at + raw_len]
     src = np.frombuffer(mv, np.uint8)
     if skip:
         out[:skip] = src[pos:pos + skip]
@@ -307,6 +313,11 @@ def _decode_planes(payload: Buffer, raw_len: int) -> npt.NDArray[np.uint8]:
             wide <<= 8 * j
             elements |= wide
     return out
+
+
+def out_room(raw_len: int) -> int:
+    """The bytes `decode(..., into=)` needs for a chunk of `raw_len` bytes (room to align it)."""
+    return raw_len + 8
 
 
 def _sparse_positions(seg: memoryview, k: int) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.uint8]]:
@@ -427,8 +438,10 @@ def _check_declared_size(payload: Buffer, raw_len: int) -> None:
         raise ValueError(f"zstd frame declares {declared} bytes, the record {raw_len}")
 
 
-def decode(codec: int, payload: Bytes, raw_len: int) -> Bytes:
+def decode(codec: int, payload: Bytes, raw_len: int, into: npt.NDArray[np.uint8] | None = None) -> Bytes:
     """The raw bytes of a stored payload; ValueError if it does not decode to exactly `raw_len`.
+    `into` (`out_room(raw_len)` bytes, 8-byte aligned): where byte planes are decoded, a view of
+    it returned (a caller recycling its buffers spares the page faults of a fresh array per chunk).
 
     Memory is bounded by `raw_len`, never by what the payload claims: python-zstandard sizes its
     output by the frame header's content size when there is one and ignores `max_output_size`,
@@ -440,7 +453,7 @@ def decode(codec: int, payload: Bytes, raw_len: int) -> Bytes:
         _check_declared_size(payload, raw_len)
         return _decompressor().decompress(payload, max_output_size=raw_len)
     if codec == PLANES:
-        return _decode_planes(payload, raw_len).data
+        return _decode_planes(payload, raw_len, into).data
     raise ValueError(f"unknown codec {codec}")
 
 
@@ -473,10 +486,10 @@ def delta_base(payload: Buffer) -> bytes:
     return bytes(payload[:16])
 
 
-def decode_delta(payload: Bytes, raw_len: int, base: Buffer) -> memoryview:
+def decode_delta(payload: Bytes, raw_len: int, base: Buffer, into: npt.NDArray[np.uint8] | None = None) -> memoryview:
     """The bytes of a `DELTA` payload, given its base's plaintext; ValueError on any
     inconsistency (a base of another size, a nested delta, an inner payload that does not decode
-    to `raw_len`), with memory bounded by `raw_len`."""
+    to `raw_len`), with memory bounded by `raw_len`.  `into`: as for `decode` (byte planes only)."""
     if len(payload) < DELTA_HEAD:
         raise ValueError("a delta record without its base id")
     if len(base) != raw_len:
@@ -488,7 +501,7 @@ def decode_delta(payload: Bytes, raw_len: int, base: Buffer) -> memoryview:
     if inner == PLANES:  # merged into an array of its own: XORed in place, no second output
         import numpy as np
 
-        out = _decode_planes(body, raw_len)
+        out = _decode_planes(body, raw_len, into)
         np.bitwise_xor(out, np.frombuffer(base, np.uint8), out=out)
         return out.data
     xor = decode(inner, body, raw_len)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Protocol, TypeVar, Union
+from typing import TYPE_CHECKING, Protocol, TypeVar, Union
 
 from .. import codec
 from ..errors import CorruptObjectError
@@ -18,18 +18,25 @@ from ..objects import FileManifest
 from .packs import CHUNK, FILE_MANIFEST, IndexEntry, record_size_error
 from .types import Key
 
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+
 COALESCE_LIMIT = 8 * 1024 * 1024  # one read spans at most this much
 
 BaseRead = Callable[[bytes, bytes], Union[bytes, memoryview]]  # (delta's id, base id) -> the base's verified bytes
 
 
 def decode_verify(typ: int, oid: bytes, c: int, payload: codec.Bytes, raw: int, where: str,
-                  check_id: bool = True, base: BaseRead | None = None) -> codec.Bytes:
+                  check_id: bool = True, base: BaseRead | None = None,
+                  into: npt.NDArray[np.uint8] | None = None) -> codec.Bytes:
     """Decode a stored object and check it against its id; CorruptObjectError naming it otherwise.
     `check_id=False` (chunks only): sizes are checked, the id is left to a caller that hashes the
     whole file anyway (a restore checks the file id before the rename).
     `base` reads the base a `DELTA` record names (`PackStore.base_reader`: verified, the chain
-    bounded); a delta is always checked against its id, whatever `check_id` says."""
+    bounded); a delta is always checked against its id, whatever `check_id` says.
+    `into`: where a chunk's byte planes are decoded (`codec.decode`), for a caller that recycles
+    its buffers."""
     name = to_oid(oid)
     if (err := record_size_error(typ, oid, len(payload), raw, where)) is not None:
         raise err
@@ -49,9 +56,9 @@ def decode_verify(typ: int, oid: bytes, c: int, payload: codec.Bytes, raw: int, 
     data: codec.Bytes
     try:
         if base_bytes is not None:
-            data = codec.decode_delta(payload, raw, base_bytes)
+            data = codec.decode_delta(payload, raw, base_bytes, into)
         else:
-            data = codec.decode(c, payload, raw)  # RAW: the payload itself, no copy
+            data = codec.decode(c, payload, raw, into)  # RAW: the payload itself, no copy
     except Exception:
         if base_bytes is not None and len(base_bytes) != raw:
             raise CorruptObjectError(name, where, f"a base of {raw} bytes",
