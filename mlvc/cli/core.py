@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, List, Optional, TYPE_CHECKING
 
@@ -14,6 +15,7 @@ from .main import app
 from .output import open_repo, echo, emit_json, human_size, progress_for
 
 if TYPE_CHECKING:
+    from ..ops.checkout import CheckoutResult
     from ..repo import Repo
 
 
@@ -23,7 +25,7 @@ if TYPE_CHECKING:
 def init(
     no_scm: bool = typer.Option(False, "--no-scm", help="Use mlvc without a git repository."),
     quiet: bool = QUIET,
-):
+) -> None:
     """Set up mlvc in the current git repository (.mlvc/config, committed; cache git-ignored).
 
     Examples:
@@ -39,20 +41,20 @@ def init(
         echo(f"initialised mlvc in {repo.dot}; commit .mlvc/config and .mlvc/.gitignore")
 
 
-def _parse_meta(items: list[str]) -> dict:
-    import yaml
-
-    meta = {}
+def _parse_meta(items: list[str]) -> dict[str, object]:
+    meta: dict[str, object] = {}
     for item in items or []:
         if "=" not in item or not item.split("=", 1)[0].strip():
             raise errors.UsageError(f"--meta expects KEY=VALUE, got {item!r}")
         k, v = item.split("=", 1)
-        meta[k.strip()] = _typed(v, yaml)
+        meta[k.strip()] = _typed(v)
     return meta
 
 
-def _typed(v: str, yaml):
+def _typed(v: str) -> object:
     """Numbers and booleans keep their type: lr=1e-3 -> 0.001 (YAML 1.1 alone would keep "1e-3")."""
+    import yaml
+
     for conv in (int, float):
         try:
             return conv(v)
@@ -80,7 +82,7 @@ def add(
                                                 "refused. Remembered in the pointer for status and checkout."),
     quiet: bool = QUIET,
     json_out: bool = JSON,
-):
+) -> None:
     """Chunk and store PATHS in the cache; write PATH.mlvc pointers and git-ignore PATHS.
 
     Re-adding an unchanged path is near-instant (a hash cache skips unchanged files).
@@ -138,7 +140,7 @@ def status(
                                  "say when one moved (`mlvc update` moves it); --no-sources stays offline."),
     json_out: bool = JSON,
     quiet: bool = QUIET,
-):
+) -> None:
     """Compare the workspace and the cache with the pointers (and imported artifacts with their sources).
 
     Exit code 0 when the comparison ran, even if something differs (with --exit-code: 1 when
@@ -220,7 +222,7 @@ def ls(
     rev: Optional[str] = typer.Option(None, "--rev", help="With URL: a branch, tag or commit (default: HEAD)."),
     recursive: bool = typer.Option(False, "--recursive", "-R", help="With URL: every file below PATH."),
     json_out: bool = JSON,
-):
+) -> None:
     """List tracked artifacts: path, kind, size, files, role and id; or, with URL, what another
     repository holds at a revision (without cloning its history).
 
@@ -235,7 +237,8 @@ def ls(
     if url is not None:
         from .sources import ls_url
 
-        return ls_url(url, path, rev, recursive, json_out)
+        ls_url(url, path, rev, recursive, json_out)
+        return
     if rev is not None or path is not None or recursive:
         raise errors.UsageError("PATH, --rev and --recursive list another repository: give its URL first")
     from ..ops.common import select
@@ -287,7 +290,7 @@ def verify(
                                          "remote for the cache; the cache for a remote)."),
     json_out: bool = JSON,
     quiet: bool = QUIET,
-):
+) -> None:
     """Check the cache, or a remote, against the ids of its objects.
 
     Exit 0 when everything is intact (after --repair: when it is again), 6 when damage remains.
@@ -341,7 +344,7 @@ def checkout(
                                       "instead (HEAD and the workspace stay as they are)."),
     quiet: bool = QUIET,
     json_out: bool = JSON,
-):
+) -> None:
     """Make the workspace match the pointers, writing only what differs, atomically.
 
     With a revision (`mlvc checkout v1.2`), first switch git to it, refusing when
@@ -378,7 +381,7 @@ def checkout(
         raise typer.Exit(exit_code_for(result))
 
 
-def exit_code_for(result) -> int:
+def exit_code_for(result: CheckoutResult) -> int:
     """One failure kind and nothing else done: its own code; otherwise the partial-failure code."""
     codes = set(result.failed_codes.values())
     if len(codes) == 1 and not result.restored:
@@ -409,7 +412,7 @@ def split_rev(repo: Repo, targets: list[str]) -> tuple[str | None, list[str]]:
     return first, targets[1:]
 
 
-def _echo_tree(mapping: dict, indent: str) -> None:
+def _echo_tree(mapping: Mapping[str, object], indent: str) -> None:
     """Nested meta (per-module ids, per-file modules) as indented `key: value` lines, not a dict repr."""
     for k, v in mapping.items():
         if isinstance(v, dict) and v:
@@ -427,7 +430,7 @@ def show(
     json_out: bool = JSON,
     field: Optional[str] = typer.Option(None, "--field", help="Print one field only (e.g. id, size, "
                                         "or a provenance field such as commit)."),
-):
+) -> None:
     """What an artifact contains: its pointer, files, sizes and ids (and checkpoint provenance).
 
     A checkpoint saved with `mlvc.torch.save` that is not tracked yet shows its birth

@@ -15,19 +15,20 @@ from .main import app
 from .output import find_repo, open_repo, echo, emit_json, human_size, progress_for
 
 if TYPE_CHECKING:
+    from ..store.gc import GcResult
     from ..repo import Repo
 
 
 
 
-def _fmt(v) -> str:
+def _fmt(v: object) -> str:
     """A measured number (a relative L2 change), to 4 significant digits."""
     if isinstance(v, float):
         return "inf" if math.isinf(v) else f"{v:.4g}"
     return "-" if v is None else str(v)
 
 
-def _value(v) -> str:
+def _value(v: object) -> str:
     """A recorded value (a parameter, a meta entry) as written: 2.0 stays 2.0, 1e-05 stays 1e-05."""
     if isinstance(v, float):
         return repr(v)
@@ -45,7 +46,7 @@ def diff(
     json_out: bool = JSON,
     no_contents: bool = typer.Option(False, "--no-contents", help="Compare pointers only (no file or tensor "
                                      "level detail)."),
-):
+) -> None:
     """Per artifact: added / removed / modified, files changed with sizes, and for checkpoints
     which tensors changed, grouped by module, with their relative L2 change.
 
@@ -171,7 +172,7 @@ def log(
     json_out: bool = typer.Option(False, "--json", help="Print machine-readable JSON (as --format json)."),
     follow: bool = typer.Option(True, "--follow/--no-follow", help="Past an `mlvc mv` of PATH, go on with its "
                                 "history under the old path (as `git log --follow`; text and JSON)."),
-):
+) -> None:
     """An artifact's history (commit, date, author, message, id, size, role, meta), read from git's
     object database without any checkout. PATH's history goes on past an `mlvc mv` under its old path.
 
@@ -228,7 +229,7 @@ def params_diff_cmd(
     rev_a: str = typer.Argument(..., help="Old revision."),
     rev_b: Optional[str] = typer.Argument(None, help="New revision (default: the workspace)."),
     json_out: bool = JSON,
-):
+) -> None:
     """Parameters added, removed or changed between two commits.
 
     Examples:
@@ -271,7 +272,7 @@ def gc(
                                 "is in the cache) and merge small packs. The cache only."),
     json_out: bool = JSON,
     quiet: bool = QUIET,
-):
+) -> None:
     """Remove objects that no kept pointer reaches (choose exactly one scope).
 
     With --repack (as `git gc` repacks), the cache's float chunks that the float codec would
@@ -328,7 +329,7 @@ def gc(
         echo(f"{result.packs_recent} recent pack(s) left untouched (younger than the grace period)")
 
 
-def _repack_summary(result) -> None:
+def _repack_summary(result: GcResult) -> None:
     would = "would re-encode" if result.dry_run else "re-encoded"
     echo(f"{would} {result.chunks_recoded} chunks ({result.recoded_as_deltas} as deltas): "
          f"{human_size(result.recoded_bytes_before)} -> {human_size(result.recoded_bytes_after)}; "
@@ -340,7 +341,7 @@ def _repack_summary(result) -> None:
 
 
 @app.command("install-hooks")
-def install_hooks(quiet: bool = QUIET):
+def install_hooks(quiet: bool = QUIET) -> None:
     """Install git hooks: checkout/switch/pull restore artifacts, push pushes them, and a commit
     of a changed but not re-added artifact is refused.  Existing hooks keep running.  Also the
     merge driver for `*.mlvc` (git config + .gitattributes): branches that both changed a
@@ -361,7 +362,7 @@ def install_hooks(quiet: bool = QUIET):
 
 
 @app.command("uninstall-hooks")
-def uninstall_hooks(quiet: bool = QUIET):
+def uninstall_hooks(quiet: bool = QUIET) -> None:
     """Remove mlvc's blocks from the git hooks (other hook content stays).
 
     Examples:
@@ -378,7 +379,7 @@ def uninstall_hooks(quiet: bool = QUIET):
 
 
 @app.command("hook-run", hidden=True, context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
-def hook_run(name: str = typer.Argument(...), args: List[str] = typer.Argument(None)):
+def hook_run(name: str = typer.Argument(...), args: List[str] = typer.Argument(None)) -> None:
     """Run the mlvc part of a git hook (called by the installed hooks)."""
     from ..ops.hooks import run_hook
 
@@ -423,7 +424,7 @@ def bisect_run_cmd(
     good: List[str] = typer.Option([], "--good", help="Start a session: this revision is good (repeatable)."),
     keep: bool = typer.Option(False, "--keep", help="Do not `git bisect reset` when the run finishes."),
     force: bool = typer.Option(False, "--force", "-f", help="Overwrite workspace artifacts never added."),
-):
+) -> None:
     """`git bisect run CMD...`, restoring each step's artifacts first (125 = skip when they cannot be).
 
     Examples:

@@ -19,7 +19,7 @@ def import_dvc(
                                        "(default: every one in the repository)."),
     json_out: bool = JSON,
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only errors."),
-):
+) -> None:
     """Turn DVC outputs (.dvc files and dvc.lock stage outs) into mlvc pointers, from DVC's cache.
 
     Every byte is checked against DVC's md5 on the way in.  DVC's files are left in place:

@@ -15,7 +15,7 @@ from .output import echo, emit_json, human_size
 def manifest(
     rev: Optional[str] = typer.Argument(None, help="A git revision (default: the workspace)."),
     json_out: bool = JSON,
-):
+) -> None:
     """The version manifest: commit, branch, dirty and every artifact's role, id, size,
     data config hash + seed, per-module model ids and params.
 

@@ -5,8 +5,16 @@ from __future__ import annotations
 import errno
 import os
 import sys
+import weakref
+from collections.abc import Callable
+from types import ModuleType
+from typing import TYPE_CHECKING
 
-def _import_typer_without_rich():
+if TYPE_CHECKING:
+    import click
+
+
+def _import_typer_without_rich() -> ModuleType:
     """Import typer while hiding rich: typer would otherwise load rich's markdown stack
     (~80 ms) on every command just to colour `--help`.  Plain help costs nothing; rich
     stays importable afterwards for progress bars."""
@@ -27,7 +35,10 @@ def _import_typer_without_rich():
     return typer
 
 
-typer = _import_typer_without_rich()
+if TYPE_CHECKING:
+    import typer
+else:
+    typer = _import_typer_without_rich()
 
 from .. import errors  # noqa: E402
 from .allocator import tune_allocator  # noqa: E402
@@ -80,7 +91,11 @@ def _fail(err: errors.MlvcError) -> int:
     return err.exit_code
 
 
-def _enforce_required(command) -> None:
+Callback = Callable[["click.Context", "click.Parameter", object], object]  # a click parameter's callback
+_ENFORCED: weakref.WeakSet[click.Parameter] = weakref.WeakSet()  # parameters `_enforce_required` has wrapped
+
+
+def _enforce_required(command: click.Command) -> None:
     """Make every required argument and option really required.  Some typer/click pairs hand a
     command `None` for a missing required argument (`mlvc params diff` would crash later with an
     AttributeError); a parameter callback, part of click's public API, refuses it at parse time."""
@@ -89,22 +104,23 @@ def _enforce_required(command) -> None:
     except ImportError:  # pragma: no cover - typer on real click
         from click.exceptions import MissingParameter
 
-    for param in getattr(command, "params", ()):
-        if param.required and not getattr(param, "_mlvc_required", False):
+    for param in command.params:
+        if param.required and param not in _ENFORCED:
             original = param.callback
 
-            def check(ctx, p, value, _original=original):
+            def check(ctx: click.Context, p: click.Parameter, value: object,
+                      _original: Callback | None = original) -> object:
                 if value is None or (value == () and (p.multiple or p.nargs != 1)):
                     raise MissingParameter(ctx=ctx, param=p)
                 return _original(ctx, p, value) if _original is not None else value
 
             param.callback = check
-            param._mlvc_required = True
+            _ENFORCED.add(param)
     for sub in getattr(command, "commands", {}).values():
         _enforce_required(sub)
 
 
-def _usage(exc) -> int:
+def _usage(exc: click.ClickException) -> int:
     """A command line click refused: one `error:` line (and the help to read), exit 2."""
     ctx = getattr(exc, "ctx", None)
     if type(exc).__name__ == "NoArgsIsHelpError":  # a bare group: its help, as before

@@ -17,7 +17,7 @@ def mv(
     dst: Path = typer.Argument(..., help="Its new path (or a directory to move it into)."),
     quiet: bool = QUIET,
     json_out: bool = JSON,
-):
+) -> None:
     """Move an artifact: its data, its pointer and their ignore entries (the objects stay as they are,
     so every commit's history stays readable).
 
@@ -45,7 +45,7 @@ def rm(
     force: bool = typer.Option(False, "--force", "-f", help="Delete the files even if they differ from the pointer."),
     quiet: bool = QUIET,
     json_out: bool = JSON,
-):
+) -> None:
     """Stop tracking an artifact: its pointer and ignore entries are removed, and its files unless
     --keep-data (files with unsaved changes are kept unless --force). The cache keeps the objects
     until `mlvc gc`.

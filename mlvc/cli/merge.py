@@ -22,7 +22,7 @@ def merge(
                                          "cache lacks (default: the default remote)."),
     json_out: bool = JSON,
     quiet: bool = QUIET,
-):
+) -> None:
     """Three-way merge of a directory artifact that `git merge` left conflicted: files added,
     edited or deleted on one side combine (from the tree manifests; no file is read), and the
     merged pointer is written and staged.  A file changed on both sides is a conflict (exit 8)

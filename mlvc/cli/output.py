@@ -6,12 +6,16 @@ import json
 import os
 import sys
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from types import TracebackType
+from typing import TYPE_CHECKING, Literal
 
 from ..progress import Progress
 from ..units import human_size  # also re-exported for the commands
 
 if TYPE_CHECKING:
+    from rich.progress import Progress as Bar, ProgressColumn, Task, TaskID
+
     from ..repo import Repo
 
 
@@ -22,13 +26,14 @@ def echo(text: str = "", err: bool = False, flush: bool = False) -> None:
         stream.flush()
 
 
-def emit_json(data, stream: str | None = None) -> None:
-    """`data` as indented JSON on stdout.  `stream`: a top-level key whose value is any iterable
-    (a million entries), written item by item in the same format instead of built whole."""
-    items = data.get(stream) if stream is not None else None
-    if items is None:
+def emit_json(data: object, stream: str | None = None) -> None:
+    """`data` as indented JSON on stdout.  `stream`: a top-level key of the mapping `data` whose
+    value is any iterable (a million entries), written item by item in the same format instead of
+    built whole."""
+    if stream is None or not isinstance(data, Mapping) or data.get(stream) is None:
         sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
         return
+    items: Iterable[object] = data[stream]
     mark = "\x00mlvc-streamed\x00"
     before, after = json.dumps({**data, stream: mark}, indent=2, default=str).split(json.dumps(mark), 1)
     out = sys.stdout
@@ -44,25 +49,25 @@ def emit_json(data, stream: str | None = None) -> None:
 class RichProgress(Progress):
     """A transient rich progress bar on stderr, shown only on a terminal."""
 
-    def __init__(self):
-        self._bar = None
-        self._task = None
+    def __init__(self) -> None:
+        self._bar: Bar | None = None
+        self._task: TaskID | None = None
 
     @staticmethod
-    def columns(unit: str = "B") -> list:
+    def columns(unit: str = "B") -> list[ProgressColumn]:
         """The bar's columns; byte counts and speeds in binary units (GiB), as every summary prints."""
         from rich.progress import (BarColumn, DownloadColumn, MofNCompleteColumn, TextColumn,
                                    TimeRemainingColumn, TransferSpeedColumn)
         from rich.text import Text
 
         class BinarySpeedColumn(TransferSpeedColumn):
-            def render(self, task) -> Text:
+            def render(self, task: Task) -> Text:
                 speed = task.finished_speed or task.speed
                 if speed is None:
                     return Text("?", style="progress.data.speed")
                 return Text(f"{human_size(int(speed))}/s", style="progress.data.speed")
 
-        cols = [TextColumn("{task.description}"), BarColumn()]
+        cols: list[ProgressColumn] = [TextColumn("{task.description}"), BarColumn()]
         cols += [DownloadColumn(binary_units=True), BinarySpeedColumn()] if unit == "B" else [MofNCompleteColumn()]
         cols.append(TimeRemainingColumn())
         return cols
@@ -77,7 +82,7 @@ class RichProgress(Progress):
         self._task = self._bar.add_task(description, total=total)
 
     def advance(self, amount: int = 1) -> None:
-        if self._bar is not None:
+        if self._bar is not None and self._task is not None:
             self._bar.advance(self._task, amount)
 
     def finish(self) -> None:
@@ -99,7 +104,8 @@ class RemoteWatch(Progress):
     NOTICE_S = 10.0
     REPEAT_S = 30.0
 
-    def __init__(self, inner: Progress, remote: str, rerun: str, notify=None):
+    def __init__(self, inner: Progress, remote: str, rerun: str,
+                 notify: Callable[[str], None] | None = None) -> None:
         import threading
         import time
 
@@ -158,7 +164,8 @@ class RemoteWatch(Progress):
         self._thread.start()
         return self
 
-    def __exit__(self, exc_type, exc, tb):
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> Literal[False]:
         self._stop.set()
         self._thread.join()
         self.inner.finish()
@@ -193,7 +200,7 @@ def progress_for(quiet: bool) -> Progress:
     return RichProgress()
 
 
-def find_repo():
+def find_repo() -> Repo:
     """The repository around the current directory."""
     from ..repo import Repo
 
@@ -201,7 +208,7 @@ def find_repo():
 
 
 @contextmanager
-def open_repo():
+def open_repo() -> Iterator[Repo]:
     """The repository around the current directory, closed (cache files, databases) afterwards."""
     repo = find_repo()
     try:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional, TYPE_CHECKING
+from typing import Callable, List, Optional, TYPE_CHECKING
 
 import typer
 
@@ -15,7 +15,10 @@ from .output import (RemoteWatch, echo, emit_json, find_repo, human_size, open_r
                      remote_label)
 
 if TYPE_CHECKING:
+    from ..ops.selection import Selection
+    from ..progress import Progress
     from ..repo import Repo
+    from ..store.types import TransferResult
 
 REMOTE = typer.Option(None, "--remote", "-r", help="Remote to use: a name, or a URL or directory path of a "
                       "remote configured nowhere (default: the default remote; at an old commit whose "
@@ -33,7 +36,7 @@ WAIT_LOCK = typer.Option(0.0, "--wait-lock", min=0, metavar="SECONDS",
                          "(and print one message) instead of failing at once with exit 13.")
 
 
-def wait_message(quiet: bool):
+def wait_message(quiet: bool) -> Callable[[str], None] | None:
     """The `on_wait` callback of --wait-lock: one line on stderr (nothing with --quiet)."""
     if quiet:
         return None
@@ -61,7 +64,7 @@ def remote_add(
                                "machine's only, and used at every commit (even one from before the remote "
                                "was added)."),
     quiet: bool = QUIET,
-):
+) -> None:
     """Add a remote to the committed .mlvc/config (secrets go to .mlvc/config.local: see `modify`).
     Commit .mlvc/config afterwards, so that every clone finds the remote.
 
@@ -83,7 +86,7 @@ def remote_add(
 
 
 @remote_app.command("list")
-def remote_list(json_out: bool = JSON):
+def remote_list(json_out: bool = JSON) -> None:
     """List remotes (secret values are never shown).
 
     Examples:
@@ -104,7 +107,7 @@ def remote_list(json_out: bool = JSON):
 
 
 @remote_app.command("remove")
-def remote_remove(name: str = typer.Argument(...), quiet: bool = QUIET):
+def remote_remove(name: str = typer.Argument(...), quiet: bool = QUIET) -> None:
     """Remove a remote from the configuration (nothing on the remote is deleted).
 
     Examples:
@@ -129,7 +132,7 @@ def remote_modify(
                                "(always the case for secrets)."),
     unset: bool = typer.Option(False, "--unset", help="Remove the option."),
     quiet: bool = QUIET,
-):
+) -> None:
     """Set one option of a remote.  Secret keys are always written to .mlvc/config.local.
 
     Examples:
@@ -151,7 +154,7 @@ def remote_modify(
 @remote_app.command("default")
 def remote_default(name: Optional[str] = typer.Argument(None, help="Remote to make the default."),
                    unset: bool = typer.Option(False, "--unset", help="Have no default remote."),
-                   quiet: bool = QUIET):
+                   quiet: bool = QUIET) -> None:
     """Show or set the default remote.
 
     Examples:
@@ -178,7 +181,7 @@ def remote_default(name: Optional[str] = typer.Argument(None, help="Remote to ma
 def remote_unlock(name: Optional[str] = typer.Argument(None, help="Remote (default: the default remote)."),
                   force: bool = typer.Option(False, "--force", help="Also remove a lock held by a process "
                                              "still running on this machine."),
-                  quiet: bool = QUIET):
+                  quiet: bool = QUIET) -> None:
     """Remove the gc and push locks of a remote, left by a process that crashed on another machine.
 
     Locks of dead processes of this machine are broken automatically; run this only when no
@@ -213,11 +216,11 @@ def _exit_code(failed_codes: dict[str, int], done: list[str]) -> int:
     return errors.EXIT_PARTIAL
 
 
-def _paths(paths) -> list[str] | None:
+def _paths(paths: list[Path] | None) -> list[str] | None:
     return [str(p) for p in paths] if paths else None
 
 
-def _report(result, verb: str, quiet: bool, data: int | None = None) -> None:
+def _report(result: TransferResult, verb: str, quiet: bool, data: int | None = None) -> None:
     """Per artifact, then one line; `data`: the artifact bytes the progress bar counted (sent, or
     already there), the basis an interrupted transfer's summary gives too."""
     if quiet:
@@ -238,15 +241,17 @@ def watched(repo: Repo, remote: str | None, command: str, quiet: bool) -> Remote
     return RemoteWatch(progress_for(quiet), remote_label(repo, remote), command, notify)
 
 
-def _transfer(op, verb: str, paths, rev, all_commits, all_branches, remote, jobs, quiet, json_out,
-              **extra) -> None:
-    """Run push or fetch, report per artifact, exit with the documented code on failures."""
+def _transfer(op: Callable[[Repo, Selection, Progress], TransferResult], verb: str, paths: list[Path] | None,
+              rev: list[str] | None, all_commits: bool, all_branches: bool, remote: str | None, quiet: bool,
+              json_out: bool) -> None:
+    """Run push or fetch (`op`, given the repository, the selection and the progress), report per
+    artifact, exit with the documented code on failures."""
     command = {"pushed": "mlvc push", "fetched": "mlvc fetch"}[verb]
     from ..ops.selection import Selection
 
     with open_repo() as repo, watched(repo, remote, command, quiet or json_out) as progress:
         result = op(repo, Selection.of(_paths(paths), revs=rev, all_commits=all_commits, all_branches=all_branches),
-                    remote=remote, jobs=jobs, progress=progress, **extra)
+                    progress)
     if json_out:
         emit_json(result.as_dict(describe=error_table.message))
     else:
@@ -259,7 +264,7 @@ def _transfer(op, verb: str, paths, rev, all_commits, all_branches, remote, jobs
         raise typer.Exit(_exit_code(result.failed_codes, result.done))
 
 
-def _absent_hint(repo: Repo, remote: str | None, result) -> None:
+def _absent_hint(repo: Repo, remote: str | None, result: TransferResult) -> None:
     """One hint under the errors of a fetch whose objects are on no remote: pulling again
     cannot help, pushing from the machine that has them can."""
     from ..ops.fetch import absent_from_remote, push_hint
@@ -281,7 +286,7 @@ def push(
     wait_lock: float = WAIT_LOCK,
     quiet: bool = QUIET,
     json_out: bool = JSON,
-):
+) -> None:
     """Upload the objects of the artifacts that the remote lacks, in large packs, in parallel.
 
     Safe to interrupt and re-run (it resumes), and safe with many pushers at once.
@@ -295,8 +300,11 @@ def push(
     """
     from ..ops.push import push as push_op
 
-    _transfer(push_op, "pushed", paths, rev, all_commits, all_branches, remote, jobs, quiet, json_out,
-              wait_lock=wait_lock, on_wait=wait_message(quiet))
+    def run(repo: Repo, selection: Selection, progress: Progress) -> TransferResult:
+        return push_op(repo, selection, remote=remote, jobs=jobs, progress=progress, wait_lock=wait_lock,
+                       on_wait=wait_message(quiet))
+
+    _transfer(run, "pushed", paths, rev, all_commits, all_branches, remote, quiet, json_out)
 
 
 @app.command()
@@ -309,7 +317,7 @@ def fetch(
     jobs: Optional[int] = JOBS,
     quiet: bool = QUIET,
     json_out: bool = JSON,
-):
+) -> None:
     """Download the objects of the artifacts into the cache, verifying each; the workspace is not touched.
 
     Examples:
@@ -320,7 +328,10 @@ def fetch(
     """
     from ..ops.fetch import fetch as fetch_op
 
-    _transfer(fetch_op, "fetched", paths, rev, all_commits, all_branches, remote, jobs, quiet, json_out)
+    def run(repo: Repo, selection: Selection, progress: Progress) -> TransferResult:
+        return fetch_op(repo, selection, remote=remote, jobs=jobs, progress=progress)
+
+    _transfer(run, "fetched", paths, rev, all_commits, all_branches, remote, quiet, json_out)
 
 
 @app.command()
@@ -334,7 +345,7 @@ def pull(
     force: bool = typer.Option(False, "--force", "-f", help="Overwrite or remove unsaved workspace changes."),
     quiet: bool = QUIET,
     json_out: bool = JSON,
-):
+) -> None:
     """Fetch, then check out the workspace's artifacts.  --rev/--all-commits/--all-branches also
     fetch those commits' artifacts (for a later `mlvc checkout REV` without a network).
 

@@ -26,7 +26,7 @@ def report(
     max_count: Optional[int] = typer.Option(None, "-n", "--max-count", help="At most the N newest commits."),
     no_contents: bool = typer.Option(False, "--no-contents", help="Pointers only: no birth certificates "
                                      "(metrics, params, environment) and no L2 changes from the cache."),
-):
+) -> None:
     """Metrics over commits, parameter changes and their effect, the module-change map, data -> model
     lineage, environment changes and the commit timeline, read from git without any checkout.
 

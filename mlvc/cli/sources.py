@@ -52,7 +52,7 @@ def get(
                                "complete)."),
     quiet: bool = QUIET,
     json_out: bool = JSON,
-):
+) -> None:
     """Copy a file or directory of another repository out as plain, untracked files.
 
     Tracked artifacts come from the source's remote (as its committed .mlvc/config names it),
@@ -96,7 +96,7 @@ def import_(
     force: bool = typer.Option(False, "--force", "-f", help="Replace OUT and its pointer if they exist."),
     quiet: bool = QUIET,
     json_out: bool = JSON,
-):
+) -> None:
     """Track another repository's artifact in this project: OUT.mlvc records the source (URL, path,
     revision and commit) beside the artifact's id.
 
@@ -133,7 +133,7 @@ def update(
     force: bool = typer.Option(False, "--force", "-f", help="Overwrite unsaved changes to the artifacts' files."),
     quiet: bool = QUIET,
     json_out: bool = JSON,
-):
+) -> None:
     """Move imported artifacts to their source's newer revision (pointer and workspace files).
 
     Examples:
