@@ -12,6 +12,7 @@ from bisect import bisect_right
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
 
 from .. import pointer as pointers
 from ..codec import FLOAT_WIDTHS
@@ -19,6 +20,16 @@ from ..errors import MlvcError
 from ..hashing import from_oid
 from ..objects import TreeEntries
 from ..workspace import FileStat
+
+if TYPE_CHECKING:
+    from ..checkpoint import CheckpointLayout
+    from ..store.types import ObjectReader
+
+
+class HasFileno(Protocol):
+    """An open file, read here by descriptor."""
+
+    def fileno(self) -> int: ...
 
 
 Tensor = tuple[str, str, tuple[int, ...]]  # a tensor's name, dtype and shape
@@ -46,7 +57,7 @@ class FloatRegions:
         self._starts, self._ends, self._widths, self._tensors = starts, ends, widths, tensors
 
     @classmethod
-    def of(cls, layout) -> FloatRegions | None:
+    def of(cls, layout: CheckpointLayout | None) -> FloatRegions | None:
         if layout is None:
             return None
         regions = sorted((t.offset, t.offset + t.nbytes, FLOAT_WIDTHS[t.dtype], (t.name, t.dtype, tuple(t.shape)))
@@ -67,7 +78,7 @@ class FloatRegions:
         return (*self._tensors[i], offset - self._starts[i])
 
     @classmethod
-    def of_npy(cls, f, size: int) -> FloatRegions | None:
+    def of_npy(cls, f: HasFileno, size: int) -> FloatRegions | None:
         """The one float array of a `.npy` file (numpy's format: magic, version, header length,
         a dict literal naming `descr`), from its first bytes; None for anything else."""
         head = os.pread(f.fileno(), 512, 0)
@@ -104,7 +115,7 @@ def descr_name(order: bytes, kind: bytes, itemsize: int) -> str:
 _NPY_DESCR = re.compile(rb"'descr':\s*'([<>|=]?)([fcius])(\d+)'")
 
 
-def stored_chunk_map(store, fid: bytes, name: str) -> ChunkMap | None:
+def stored_chunk_map(store: ObjectReader, fid: bytes, name: str) -> ChunkMap | None:
     """The chunk map of a version of a checkpoint that is only in the store (the previous version
     of an overwritten `last.pt`): its layout read through its chunks, matched to its chunk list.
     None when it is not a checkpoint with float tensors, or cannot be read."""
@@ -138,7 +149,7 @@ class Bases:
     `step_000080.pt`, ... added at once), else the previous version of the same path (a
     `last.pt` overwritten after each save: the pointer's id before this add)."""
 
-    def __init__(self, store, old: pointers.PointerFile | None, name: str):
+    def __init__(self, store: ObjectReader, old: pointers.PointerFile | None, name: str) -> None:
         self._store = store
         self._name = name  # the artifact's file name (a file artifact's checkpoint format may depend on it)
         self._old = old

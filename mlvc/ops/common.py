@@ -2,23 +2,36 @@
 
 from __future__ import annotations
 
+import os
 import re
 from bisect import bisect_left
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from operator import attrgetter
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .. import pointer as pointers
 from ..errors import MlvcError, OverlappingPointersError, PathError, UnsafePathError
 from ..hashing import from_oid
-from ..objects import FileManifest, TreeEntry
+from ..objects import FileManifest, TreeEntry, TreeManifest
 from ..store.packs import FILE_MANIFEST, TREE_MANIFEST
 from ..workspace import FileStat
 
 if TYPE_CHECKING:
     from ..repo import Repo
+    from ..store.packstore import PackStore
+
+PathArg = str | os.PathLike[str]  # an artifact or pointer path as a user gives it
+
+
+class ManifestReader(Protocol):
+    """What walking an artifact's manifests reads: verified objects by key and trees (the cache,
+    a remote's store, `ObjectSource`, or the first of several stores that has each)."""
+
+    def get(self, typ: int, oid: bytes) -> bytes: ...
+
+    def tree(self, oid: bytes) -> TreeManifest: ...
 
 
 @dataclass
@@ -79,14 +92,14 @@ class Tracked:
         return out
 
 
-def _pointer_for_arg(repo: Repo, arg: str | Path) -> Path:
+def _pointer_for_arg(repo: Repo, arg: PathArg) -> Path:
     p = repo.resolve_user_path(arg)
     if p.name.endswith(pointers.SUFFIX):
         return p
     return pointers.pointer_path_for(p)
 
 
-def containing(repo: Repo, arg: str | Path) -> tuple[Tracked, str]:
+def containing(repo: Repo, arg: PathArg) -> tuple[Tracked, str]:
     """The tracked artifact that is `arg` or contains it, and `arg`'s path inside it ("" if itself)."""
     pp = _pointer_for_arg(repo, arg)
     if pp.exists():
@@ -112,13 +125,13 @@ def _inside_artifact(repo: Repo, pp: Path) -> tuple[Path, str] | None:
     return None
 
 
-def links_root(repo: Repo, *metas) -> Path | None:
+def links_root(repo: Repo, *metas: Mapping[str, object] | None) -> Path | None:
     """The repository root when any of these pointer metas asks to follow symlinks inside it
     (`mlvc add --follow-links`), for `workspace.scan(follow_within=)`; None otherwise."""
     return repo.root if any((m or {}).get(pointers.FOLLOW_LINKS) is True for m in metas) else None
 
 
-def followed_link_warnings(repo: Repo, target: Path, display: str, files) -> list[str]:
+def followed_link_warnings(repo: Repo, target: Path, display: str, files: Iterable[FileStat]) -> list[str]:
     """A warning when files an artifact reads through symlinks live outside it and git does not
     ignore them (a Hugging Face cache's `blobs/` beside `snapshots/`): `git add -A` would commit
     the very bytes mlvc stores."""
@@ -138,7 +151,7 @@ def followed_link_warnings(repo: Repo, target: Path, display: str, files) -> lis
             "them: add their directory to .gitignore"]
 
 
-def existing_meta(ptr_path: Path) -> dict:
+def existing_meta(ptr_path: Path) -> dict[str, Any]:
     """The meta of the pointer at `ptr_path`, {} when there is none (or it cannot be read)."""
     try:
         return pointers.load(ptr_path).meta if ptr_path.is_file() else {}
@@ -146,27 +159,27 @@ def existing_meta(ptr_path: Path) -> dict:
         return {}
 
 
-def select(repo: Repo, paths=None, *, within: bool = False) -> list[Tracked]:
+def select(repo: Repo, paths: Sequence[PathArg] | None = None, *, within: bool = False) -> list[Tracked]:
     """Pointers named by `paths` (artifact or pointer paths), or all pointers of the workspace.
 
     `within`: a path inside a directory artifact (`models/m.bin` of `models`) selects that
     artifact with `inner` set, for operations that can act on part of one."""
-    picked: list[tuple[Path, str]] = []
+    picked: list[tuple[Path, str, PathArg]] = []  # (pointer, path inside, as the user named it)
     if paths:
         for a in paths:
             pp = _pointer_for_arg(repo, a)
             if pp.exists():
-                picked.append((pp, ""))
+                picked.append((pp, "", a))
                 continue
             inside = _inside_artifact(repo, pp) if within else None
             if inside is None:
                 raise PathError(a, "is not tracked by mlvc (no pointer file "
                                    f"{repo.rel(pp)})", hint=f"run `mlvc add {a}` first")
-            picked.append(inside)
+            picked.append((*inside, a))
     else:
-        picked = [(pp, "") for pp in pointers.discover(repo.root, repo.has_git)]
+        picked = [(pp, "", pp) for pp in pointers.discover(repo.root, repo.has_git)]
     out: list[Tracked] = []
-    for pp, inner in picked:
+    for pp, inner, arg in picked:
         rel = repo.rel(pp)
         try:
             t = Tracked(pp, rel, pointers.load(pp, rel), inner=inner)
@@ -174,7 +187,7 @@ def select(repo: Repo, paths=None, *, within: bool = False) -> list[Tracked]:
         except MlvcError as exc:
             t = Tracked(pp, rel, None, exc, inner)
         if inner and t.ptr is not None and t.ptr.kind != "dir":
-            raise PathError(paths[len(out)], f"is not inside a directory artifact ({t.display} is a file)")
+            raise PathError(arg, f"is not inside a directory artifact ({t.display} is a file)")
         out.append(t)
     return out
 
@@ -215,7 +228,7 @@ def overlapping(tracked: list[Tracked]) -> dict[str, OverlappingPointersError]:
     return out
 
 
-def load_entries(store, ptr: pointers.PointerFile) -> Sequence[TreeEntry]:
+def load_entries(store: ManifestReader, ptr: pointers.PointerFile) -> Sequence[TreeEntry]:
     """The files of an artifact as tree entries, in path order (a single entry with path "" for
     a file).  A tree's entries stay packed: a million of them cost tens of MB, not hundreds."""
     oid = from_oid(ptr.oid)
@@ -224,7 +237,8 @@ def load_entries(store, ptr: pointers.PointerFile) -> Sequence[TreeEntry]:
     return store.tree(oid).entries
 
 
-def paired(entries, files) -> Iterator[tuple[TreeEntry | None, int, FileStat | None, int]]:
+def paired(entries: Iterable[TreeEntry], files: Iterable[FileStat]
+           ) -> Iterator[tuple[TreeEntry | None, int, FileStat | None, int]]:
     """Tree entries and scanned workspace files, both in path order, joined by path in one pass:
     (entry, j, file, i) with `j` the entry's index in `entries` and `i` the file's in `files`;
     the entry is None (j = -1) for a file only the workspace has, the file None (i = -1) for
@@ -245,17 +259,17 @@ def paired(entries, files) -> Iterator[tuple[TreeEntry | None, int, FileStat | N
             e, f, i, j = next(ei, None), next(fi, None), i + 1, j + 1
 
 
-def natural_key(path: str) -> list:
+def natural_key(path: str) -> list[tuple[int, int, str]]:
     """step_40 before step_120: digit runs compare as numbers (the order `add` stores a run's
     checkpoints in, each against the one before it, and a restore writes them in)."""
     return [(0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", path)]
 
 
-def file_manifest(store, fid: bytes) -> FileManifest:
+def file_manifest(store: ManifestReader, fid: bytes) -> FileManifest:
     return FileManifest.decode(store.get(FILE_MANIFEST, fid), fid)
 
 
-def missing_objects(store, ptr: pointers.PointerFile) -> list[bytes]:
+def missing_objects(store: PackStore, ptr: pointers.PointerFile) -> list[bytes]:
     """Chunk/manifest ids under a pointer that the cache lacks (empty when complete)."""
     from ..errors import ObjectNotFoundError
     from ..store.packs import CHUNK
@@ -278,7 +292,7 @@ def missing_objects(store, ptr: pointers.PointerFile) -> list[bytes]:
     return missing
 
 
-def reachable(store, ptr: pointers.PointerFile) -> list[tuple[int, bytes]]:
+def reachable(store: ManifestReader, ptr: pointers.PointerFile) -> list[tuple[int, bytes]]:
     """Every (type, id) an artifact needs: its tree (if a dir), file manifests, chunks.
 
     Raises ObjectNotFoundError when a manifest needed to walk further is missing.
@@ -299,7 +313,7 @@ def reachable(store, ptr: pointers.PointerFile) -> list[tuple[int, bytes]]:
     return out
 
 
-def wanted_paths(repo: Repo, paths) -> list[str] | None:
+def wanted_paths(repo: Repo, paths: Iterable[PathArg] | None) -> list[str] | None:
     """Repo-relative POSIX artifact paths named on the command line (artifacts or pointers)."""
     if not paths:
         return None

@@ -17,6 +17,7 @@ import hashlib
 import json
 import os
 from dataclasses import asdict, dataclass, field
+from collections.abc import Iterable
 from pathlib import Path
 
 from .. import pointer as pointers
@@ -31,7 +32,10 @@ from ..store.packs import FILE_MANIFEST, TREE_MANIFEST
 from ..store.packstore import wrap_os_error
 
 if TYPE_CHECKING:
+    from ..chunking import ChunkerParams
     from ..repo import Repo
+    from ..store.packstore import PackStore
+    from .common import PathArg
 
 _MD5_LEN = 32
 
@@ -72,14 +76,14 @@ class ImportResult:
     def done(self) -> list[str]:
         return [o.path for o in self.imported]
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, object]:
         return asdict(self)
 
 
 # ---------------------------------------------------------------------- reading DVC files
 
 
-def _yaml(path: Path, where: str):
+def _yaml(path: Path, where: str) -> object:
     import yaml
 
     try:
@@ -91,7 +95,7 @@ def _yaml(path: Path, where: str):
         raise PointerError(where, f"not valid YAML ({first})") from None
 
 
-def _out(source: str, base: str, entry, where: str) -> DvcOut:
+def _out(source: str, base: str, entry: object, where: str) -> DvcOut:
     if not isinstance(entry, dict) or not isinstance(entry.get("path"), str):
         raise PointerError(where, "an output without a path")
     md5 = entry.get("md5")
@@ -131,7 +135,7 @@ def read_dvc_file(repo: Repo, path: Path) -> list[DvcOut]:
     return outs
 
 
-def find_dvc_files(repo: Repo, paths=None) -> list[Path]:
+def find_dvc_files(repo: Repo, paths: Iterable[PathArg] | None = None) -> list[Path]:
     """`.dvc` files and `dvc.lock` files named by `paths` (files, their outputs, or directories to
     search), or all of the repository's."""
     found: list[Path] = []
@@ -201,7 +205,8 @@ def _dos2unix_md5(data_path: Path) -> str | None:
         return hashlib.md5(f.read().replace(b"\r\n", b"\n")).hexdigest()  # DVC 2 read text files whole
 
 
-def _store_object(store, obj: Path, want_md5: str, legacy: bool, params, what: str) -> tuple[bytes, int]:
+def _store_object(store: PackStore, obj: Path, want_md5: str, legacy: bool, params: ChunkerParams,
+                  what: str) -> tuple[bytes, int]:
     """Chunk one DVC object into the store, checking its md5; (content id, size)."""
     from .modules import checkpoint_cuts
 
@@ -289,7 +294,7 @@ def _import_out(repo: Repo, out: DvcOut, cache: Path) -> ImportedOut:
     return ImportedOut(out.path, repo.rel(ptr_path), kind, to_oid(oid), size, files, out.source, verified)
 
 
-def import_dvc(repo: Repo, paths=None, *, progress: Progress = NULL) -> ImportResult:
+def import_dvc(repo: Repo, paths: Iterable[PathArg] | None = None, *, progress: Progress = NULL) -> ImportResult:
     """Import the outputs of the DVC files named by `paths` (default: every one in the repository).
 
     Per-output failures (object missing from DVC's cache, md5 mismatch, an output that

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 import os
 from dataclasses import dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
 
 from .. import pointer as pointers
@@ -25,7 +26,7 @@ from ..pointer import PointerFile, PointerSource
 from ..sources import SourceRepo, open_source, recorded_url
 from ..store.packs import TREE_MANIFEST
 from .checkout import checkout
-from .common import select
+from .common import PathArg, Tracked, select
 from .get import fetch_files
 from .object_source import SourceStats
 from .read import RevisionView, repo_path
@@ -47,7 +48,7 @@ class ImportResult:
     previous: str | None = None  # update: the commit it was at
     fetched: SourceStats = field(default_factory=SourceStats)
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, object]:
         return {"path": self.path, "pointer": self.pointer, "kind": self.kind, "id": self.oid, "size": self.size,
                 "files": self.files, "source": self.source.as_dict(), "changed": self.changed,
                 "previous_commit": self.previous, "requests": self.fetched.requests,
@@ -102,8 +103,8 @@ def _install(repo: Repo, pointer_path: Path, ptr: PointerFile, force: bool) -> N
         raise err
 
 
-def import_artifact(repo: Repo, url: str, path: str, out: str | os.PathLike | None = None, *, rev: str | None = None,
-                    force: bool = False) -> ImportResult:
+def import_artifact(repo: Repo, url: str, path: str, out: str | os.PathLike[str] | None = None, *,
+                    rev: str | None = None, force: bool = False) -> ImportResult:
     """Track `path` of the repository at `url` (at `rev`, default its HEAD) as `out` (default: the
     path's last component in the current directory; an `out` that is an existing directory, not
     itself tracked, gets it inside, under that name, as cp does)."""
@@ -132,7 +133,8 @@ def import_artifact(repo: Repo, url: str, path: str, out: str | os.PathLike | No
                         ptr.source, fetched=stats)
 
 
-def update(repo: Repo, paths=None, *, rev: str | None = None, force: bool = False) -> list[ImportResult]:
+def update(repo: Repo, paths: Sequence[PathArg] | None = None, *, rev: str | None = None,
+           force: bool = False) -> list[ImportResult]:
     """Move imported artifacts (`paths`, default: every one) to their source's `rev` (default:
     the revision they were imported at, e.g. a branch, or the source's HEAD)."""
     tracked = [(t, t.ptr, t.ptr.source) for t in select(repo, paths) if t.ptr is not None and t.ptr.source is not None]
@@ -165,7 +167,7 @@ def update(repo: Repo, paths=None, *, rev: str | None = None, force: bool = Fals
     return results
 
 
-def _refuse_unsaved(repo: Repo, t) -> None:
+def _refuse_unsaved(repo: Repo, t: Tracked) -> None:
     """ConflictError, before anything is written, when the artifact's files differ from its pointer."""
     from .status import MISSING, UNCHANGED, status
 
@@ -185,12 +187,12 @@ class SourceMove:
     artifact_changed: bool | None  # whether the artifact differs there (None: unreadable there)
     error: str | None = None  # the source could not be checked (unreachable ...)
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, object]:
         return {"rev": self.rev, "commit": self.commit, "artifact_changed": self.artifact_changed,
                 "error": self.error}
 
 
-def source_moves(repo: Repo, paths=None) -> dict[str, SourceMove]:
+def source_moves(repo: Repo, paths: Sequence[PathArg] | None = None) -> dict[str, SourceMove]:
     """For each imported artifact among `paths` (default: all), whether its source moved: its
     recorded revision fetched again (once per source and revision).  Nothing is written but the
     mirrors; an unreachable source is reported in `error`, not raised."""

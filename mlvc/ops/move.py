@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from .. import pointer as pointers
 from ..errors import ConflictError, PathError
 from ..ignore import drop_excluded, drop_ignored, ensure_ignored
-from .common import select
+from .common import PathArg, Tracked, select
 
 if TYPE_CHECKING:
     from ..repo import Repo
@@ -42,7 +42,7 @@ class RemoveResult:
     deleted_data: bool
 
 
-def _one(repo: Repo, path):
+def _one(repo: Repo, path: PathArg) -> Tracked:
     tracked = select(repo, [path])
     t = tracked[0]
     if t.ptr is None:
@@ -50,7 +50,7 @@ def _one(repo: Repo, path):
     return t
 
 
-def _unsaved(repo: Repo, t) -> str | None:
+def _unsaved(repo: Repo, t: Tracked) -> str | None:
     from .status import MISSING, UNCHANGED, status
 
     for st in status(repo, [t.pointer_path], check_cache=False):
@@ -59,7 +59,7 @@ def _unsaved(repo: Repo, t) -> str | None:
     return None
 
 
-def move(repo: Repo, src, dst) -> MoveResult:
+def move(repo: Repo, src: PathArg, dst: PathArg) -> MoveResult:
     """Move the artifact `src` (and its pointer) to `dst` (into it, when it is a directory)."""
     t = _one(repo, src)
     source = t.target
@@ -75,7 +75,7 @@ def move(repo: Repo, src, dst) -> MoveResult:
         raise PathError(dst, f"is inside the artifact {t.display}")
     if not target.parent.is_dir():
         raise PathError(dst, f"{repo.rel(target.parent)} is not a directory")
-    ptr = t.ptr
+    ptr = t.pointer
     moved = pointers.PointerFile(target.name, ptr.kind, ptr.oid, ptr.size, ptr.files, ptr.chunker, ptr.role,
                                  dict(ptr.meta), ptr.source)
     fsync = repo.config.settings.fsync
@@ -96,7 +96,7 @@ def move(repo: Repo, src, dst) -> MoveResult:
     return MoveResult(t.display, repo.rel(target), repo.rel(new_pointer), has_data)
 
 
-def remove(repo: Repo, path, *, keep_data: bool = False, force: bool = False) -> RemoveResult:
+def remove(repo: Repo, path: PathArg, *, keep_data: bool = False, force: bool = False) -> RemoveResult:
     """Untrack the artifact `path`: its pointer and ignore entries go; its data too unless
     `keep_data` (refused when the data differs from the pointer, unless `force`)."""
     t = _one(repo, path)

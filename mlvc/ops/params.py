@@ -9,6 +9,7 @@ Everything is read from git's object database; B defaults to the workspace.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any, TYPE_CHECKING
 
@@ -17,6 +18,7 @@ from .. import safeyaml
 from ..errors import MlvcError
 
 if TYPE_CHECKING:
+    from ..git import GitRepo
     from ..repo import Repo
 
 DEFAULT_PARAMS_FILES = ("params.yaml", "params.yml", "params.json")
@@ -33,7 +35,7 @@ class ParamChange:
     old: Any = None
     new: Any = None
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, object]:
         return asdict(self)
 
 
@@ -71,7 +73,7 @@ def parse_values(data: bytes, name: str) -> dict[str, Any] | None:
     return flatten(doc)
 
 
-def flatten(doc: dict, prefix: str = "") -> dict[str, Any]:
+def flatten(doc: Mapping[str, object], prefix: str = "") -> dict[str, Any]:
     out: dict[str, Any] = {}
     for k, v in doc.items():
         key = f"{prefix}{k}"
@@ -85,7 +87,7 @@ def flatten(doc: dict, prefix: str = "") -> dict[str, Any]:
 class _Source:
     """Reads files at a git revision, or from the workspace when rev is None."""
 
-    def __init__(self, repo: Repo, git, rev: str | None):
+    def __init__(self, repo: Repo, git: GitRepo, rev: str | None) -> None:
         self.repo, self.git, self.rev = repo, git, rev
 
     def read(self, rel: str) -> bytes | None:
@@ -97,8 +99,8 @@ class _Source:
                 return None
         return self.git.read_blob(self.rev, rel)
 
-    def pointer_metas(self) -> dict[str, dict]:
-        out: dict[str, dict] = {}
+    def pointer_metas(self) -> dict[str, dict[str, Any]]:
+        out: dict[str, dict[str, Any]] = {}
         if self.rev is None:
             from .common import select
 
@@ -112,7 +114,7 @@ class _Source:
         return out
 
 
-def collect(repo: Repo, git, rev: str | None) -> dict[tuple[str, str], Any]:
+def collect(repo: Repo, git: GitRepo, rev: str | None) -> dict[tuple[str, str], Any]:
     """{(source, key): value} of every parameter at `rev` (None: workspace)."""
     src = _Source(repo, git, rev)
     values: dict[tuple[str, str], Any] = {}
@@ -144,7 +146,7 @@ def compare(a: dict[tuple[str, str], Any], b: dict[tuple[str, str], Any]) -> lis
     return out
 
 
-def params_diff(repo: Repo, rev_a: str, rev_b: str | None = None, git=None) -> list[ParamChange]:
+def params_diff(repo: Repo, rev_a: str, rev_b: str | None = None, git: GitRepo | None = None) -> list[ParamChange]:
     from ..git import GitRepo
 
     own = git is None

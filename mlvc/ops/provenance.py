@@ -20,12 +20,13 @@ from .params import flatten  # nested dicts -> dotted keys (params.lr)
 from .modules import is_checkpoint_name
 
 if TYPE_CHECKING:
+    from ..checkpoint import Readable
     from ..repo import Repo
 
 KEY = "mlvc"
 
 
-def _parse(raw: Any) -> dict | None:
+def _parse(raw: object) -> dict[str, Any] | None:
     if isinstance(raw, str):
         try:
             raw = json.loads(raw)
@@ -34,7 +35,7 @@ def _parse(raw: Any) -> dict | None:
     return raw if isinstance(raw, dict) else None
 
 
-def read_provenance(fileobj, name: str = "") -> dict | None:
+def read_provenance(fileobj: Readable, name: str = "") -> dict[str, Any] | None:
     """The embedded `mlvc` record of an open checkpoint, or None (not a checkpoint / no record)."""
     fileobj.seek(0)
     head = fileobj.read(ckpt.HEAD_SIZE)
@@ -44,7 +45,7 @@ def read_provenance(fileobj, name: str = "") -> dict | None:
     return _parse(layout.extras.get(KEY))
 
 
-def _from_cache(repo: Repo, file_id: bytes, name: str) -> dict | None:
+def _from_cache(repo: Repo, file_id: bytes, name: str) -> dict[str, Any] | None:
     from .chunked_reader import ChunkedFile
 
     fm = file_manifest(repo.store, file_id)
@@ -52,7 +53,7 @@ def _from_cache(repo: Repo, file_id: bytes, name: str) -> dict | None:
         return read_provenance(f, name)
 
 
-def _read_one(repo: Repo, tracked: Tracked, rel: str, file_id: bytes) -> tuple[dict | None, str]:
+def _read_one(repo: Repo, tracked: Tracked, rel: str, file_id: bytes) -> tuple[dict[str, Any] | None, str]:
     path = tracked.target if rel == "" else tracked.target / rel
     name = path.name
     if path.is_file():
@@ -64,7 +65,7 @@ def _read_one(repo: Repo, tracked: Tracked, rel: str, file_id: bytes) -> tuple[d
         return None, "missing"
 
 
-def provenance_of(repo: Repo, tracked: Tracked, only: str | None = None) -> dict | None:
+def provenance_of(repo: Repo, tracked: Tracked, only: str | None = None) -> dict[str, Any] | None:
     """Flat provenance of a checkpoint artifact (a file, or a dir of checkpoint files), or None.
 
     For a directory the newest record (by saved_at) is flattened at the top,
@@ -86,7 +87,7 @@ def provenance_of(repo: Repo, tracked: Tracked, only: str | None = None) -> dict
     chosen = iter(entries)
     if ptr.kind == "dir":  # lazily: a million-file tree is never a list of a million entries
         chosen = (e for e in entries if (e.path == only if only else is_checkpoint_name(e.path)))
-    found: dict[str, tuple[dict, str]] = {}
+    found: dict[str, tuple[dict[str, Any], str]] = {}
     for e in chosen:
         try:
             prov, source = _read_one(repo, tracked, e.path, e.file_id)

@@ -26,6 +26,7 @@ from .common import file_manifest, load_entries, natural_key, select
 
 if TYPE_CHECKING:
     from ..repo import Repo
+    from ..store.types import ObjectReader
 
 MIN_FILE = 64 * 1024  # smaller files are not read for a checkpoint layout (as `add`)
 _MAPS_KEPT = 8  # chunk maps of recent files kept (a base is usually the file just before)
@@ -73,7 +74,7 @@ def versions_in_order(repo: Repo, kept: list[pointers.PointerFile],
     return out
 
 
-def _layout(store, fid: bytes, name: str) -> tuple[FloatRegions, ChunkRefs] | None:
+def _layout(store: ObjectReader, fid: bytes, name: str) -> tuple[FloatRegions, ChunkRefs] | None:
     """Where a stored file's float tensors lie and its chunks; None for anything but a
     checkpoint with float tensors (or one that cannot be read: it is left as it is)."""
     from .. import checkpoint as ckpt
@@ -99,7 +100,7 @@ def _layout(store, fid: bytes, name: str) -> tuple[FloatRegions, ChunkRefs] | No
 class _Maps:
     """The chunk maps (tensor key -> (chunk id, length)) of the files recently looked at."""
 
-    def __init__(self, store) -> None:
+    def __init__(self, store: ObjectReader) -> None:
         self._store = store
         self._maps: OrderedDict[bytes, dict[TensorKey, tuple[bytes, int]] | None] = OrderedDict()
 
@@ -130,7 +131,7 @@ class _Maps:
             self._maps.popitem(last=False)
 
 
-def chunk_hints(store, versions: list[tuple[str, pointers.PointerFile]]) -> Iterator[list[ChunkHint]]:
+def chunk_hints(store: ObjectReader, versions: list[tuple[str, pointers.PointerFile]]) -> Iterator[list[ChunkHint]]:
     """One list of hints per kept checkpoint file (each file once), in the order of `versions`."""
     maps = _Maps(store)
     done: set[bytes] = set()

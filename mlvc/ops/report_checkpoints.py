@@ -95,7 +95,7 @@ class StoredCheckpoints:
 
     KEEP = 8
 
-    def __init__(self, store):
+    def __init__(self, store) -> None:
         self.store = store
         self._open: dict[bytes, tuple[Any, Any] | None] = {}
 

@@ -11,11 +11,12 @@ from __future__ import annotations
 import html
 import json
 import math
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from ..units import human_size
-from .report import Report, ReportCommit, metric_span, param_effects
-from .report_checkpoints import CheckpointChange
+from .report import DataVersion, ModelVersion, Report, ReportCommit, metric_span, param_effects
+from .report_checkpoints import CheckpointChange, ModuleChange
 
 
 def _fmt(v: Any) -> str:
@@ -43,7 +44,7 @@ def _delta(old: float | None, new: float) -> str:
     return f"{_fmt(old)} → {_fmt(new)} ({'+' if d >= 0 else ''}{_fmt(d)})"
 
 
-def _module_cell(m) -> str:
+def _module_cell(m: ModuleChange) -> str:
     if m.change != "modified":
         return m.change
     if m.rel_l2 is not None:
@@ -51,7 +52,7 @@ def _module_cell(m) -> str:
     return f"changed{_blocks_note(m)}"
 
 
-def _blocks_note(m) -> str:
+def _blocks_note(m: ModuleChange) -> str:
     """"; blocks 2, 5" for a module whose repeated blocks 2 and 5 changed."""
     if not m.blocks:
         return ""
@@ -68,7 +69,8 @@ def _all_modules(checkpoints: list[CheckpointChange]) -> list[str]:
     return list(seen)
 
 
-def _lineage_rows(commits: list[ReportCommit]):
+def _lineage_rows(commits: list[ReportCommit]
+                  ) -> Iterator[tuple[ReportCommit, list[DataVersion], list[ModelVersion]]]:
     """(commit, data, models) per commit, oldest first: everything at the first commit, then what changed."""
     for i, c in enumerate(commits):
         if i == 0:
@@ -78,9 +80,9 @@ def _lineage_rows(commits: list[ReportCommit]):
         yield c, [d for d in c.data if d.path in changed], [m for m in c.models if m.path in changed]
 
 
-def _source_text(source: dict | None) -> str:
+def _source_text(source: Mapping[str, object] | None) -> str:
     """' from URL PATH at COMMIT (REV)' for an imported artifact, '' for one of this project."""
-    if not isinstance(source, dict) or not source.get("url"):
+    if not isinstance(source, Mapping) or not source.get("url"):
         return ""
     rev = f" ({source['rev']})" if source.get("rev") else ""
     return f" from {source['url']} {source.get('path', '')} at {str(source.get('commit', ''))[:12]}{rev}"
@@ -253,7 +255,7 @@ def _page_data(report: Report) -> str:
     return json.dumps(data, separators=(",", ":")).replace("<", "\\u003c")
 
 
-def _l2_style(m) -> str:
+def _l2_style(m: ModuleChange) -> str:
     if m.change != "modified":
         return "background:#e8eefc"
     if m.rel_l2 is None or math.isinf(m.rel_l2):
