@@ -109,8 +109,8 @@ def with_one_chunk_bytes(store, entries) -> Iterator[tuple[TreeEntry, bytes | me
 
     The chunks of `ONE_CHUNK_BATCH` entries are read together: files added in path order lie
     side by side in a pack (a small file's manifest between them), so a batch is a few reads
-    instead of one lookup, read and decode call chain per file.  (Decoding them on the store's
-    decode threads measured no faster: a 4 KiB file's decode is mostly Python, under the GIL.)"""
+    instead of one lookup, read and decode call chain per file; their zstd frames are decoded a
+    batch at a time on a helper thread while this one writes (`PackStore.iter_small_chunks`)."""
     batch: list[TreeEntry] = []
     for e in entries:
         batch.append(e)
@@ -123,12 +123,12 @@ def with_one_chunk_bytes(store, entries) -> Iterator[tuple[TreeEntry, bytes | me
 
 def _one_chunk_batch(store, batch: list[TreeEntry]) -> Iterator[tuple[TreeEntry, bytes | memoryview | None]]:
     whole = [store.has(CHUNK, e.file_id) for e in batch]
-    stored = store.iter_stored([(CHUNK, e.file_id) for e, one in zip(batch, whole, strict=True) if one])
+    stored = store.iter_small_chunks([e.file_id for e, one in zip(batch, whole, strict=True) if one])
     for e, one in zip(batch, whole, strict=True):
         if not one:
             yield e, None
             continue
-        _key, _c, _payload, _raw, data, error = next(stored)
+        data, error = next(stored)
         if error is not None:
             raise error
         yield e, data

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future
 from pathlib import Path
 
 from .. import codec
 from ..errors import CorruptObjectError, MlvcError, ObjectNotFoundError, Remedy, UnsafePathError
 from ..hashing import digest, hasher, to_oid
 from ..objects import NotCanonical, TreeManifest
+from . import smallchunks
 from .backend import Backend
 from .filebases import FileBases
 from .packindex import RESCAN_INTERVAL
@@ -312,6 +314,47 @@ class ObjectReads(PackPublisher):
                 yield (rkey, rc, payload, rraw, *(self._check(rkey, rc, payload, rraw, where, check_ids)
                                                   if decode else (None, None)))
             i = j
+
+    def iter_small_chunks(self, oids: Iterable[bytes]) -> Iterator[tuple[bytes | memoryview | None,
+                                                                        MlvcError | None]]:
+        """(bytes, None) or (None, the error) for each chunk of `oids`, in order, each checked
+        against its id: `iter_stored`, with the zstd frames of a batch of records decoded in one
+        call on a helper thread while the caller handles the batch before (`smallchunks`).  For
+        many small chunks (a restore of small files, each one chunk); memory is bounded by two
+        batches (`smallchunks.BATCH_BYTES`)."""
+        stored = self.iter_stored(((CHUNK, oid) for oid in oids), decode=False)
+        ahead: Future[list[bytes | memoryview | None]] | None = None
+        ahead_items: list[StoredItem] = []
+        while True:
+            items: list[StoredItem] = []
+            size = 0
+            for item in stored:
+                items.append(item)
+                size += item[3]
+                if len(items) >= smallchunks.BATCH_RECORDS or size >= smallchunks.BATCH_BYTES:
+                    break
+            if items:
+                batch = [(c, payload, raw) for _key, c, payload, raw, _data, error in items if error is None]
+                future = smallchunks.pool().submit(smallchunks.decode_batch, batch)
+            if ahead is not None:
+                yield from self._checked_batch(ahead_items, ahead.result())
+            if not items:
+                return
+            ahead, ahead_items = future, items
+
+    def _checked_batch(self, items: list[StoredItem], decoded: list[bytes | memoryview | None]
+                       ) -> Iterator[tuple[bytes | memoryview | None, MlvcError | None]]:
+        done = iter(decoded)
+        for key, _c, _payload, raw, _data, error in items:
+            if error is not None:
+                yield None, error
+                continue
+            data = next(done)
+            if data is not None and len(data) == raw and digest(data) == key[1]:
+                yield data, None
+                continue
+            for _key, _c2, _p2, _raw2, data, error in self.iter_stored([key]):  # the general way, which
+                yield data, error  # names the damage (and decodes what the batch could not: a delta)
 
     def _check(self, key: Key, c: int, payload: bytes | memoryview, raw: int, where: str,
                check_id: bool = True) -> tuple[bytes | memoryview | None, MlvcError | None]:
