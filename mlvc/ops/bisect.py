@@ -21,6 +21,7 @@ import os
 import re
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -28,6 +29,8 @@ from .. import gitcli as git_cli
 from ..errors import ConflictError, GitError, MlvcError, describe
 
 if TYPE_CHECKING:
+    from ..git import GitRepo
+    from ..progress import Progress
     from ..repo import Repo
 
 SKIP = 125
@@ -45,21 +48,21 @@ class BisectResult:
     first_bad_message: str | None
     reset: bool  # whether the session was ended
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, object]:
         return asdict(self)
 
 
-def _git_path(git, name: str) -> Path:
+def _git_path(git: GitRepo, name: str) -> Path:
     rel = git.run_git("rev-parse", "--git-path", name).strip()
     p = Path(rel)
     return p if p.is_absolute() else git.root / p
 
 
-def in_progress(git) -> bool:
+def in_progress(git: GitRepo) -> bool:
     return _git_path(git, "BISECT_START").exists()
 
 
-def _env() -> dict:
+def _env() -> dict[str, str]:
     from .revcheckout import HOOK_SKIP_ENV
 
     env = dict(os.environ)
@@ -67,7 +70,7 @@ def _env() -> dict:
     return env
 
 
-def _git_cli(git, *args: str, check: bool = True, capture: bool = True) -> subprocess.CompletedProcess[bytes]:
+def _git_cli(git: GitRepo, *args: str, check: bool = True, capture: bool = True) -> subprocess.CompletedProcess[bytes]:
     proc = git_cli.run(git.root, *args, env=_env(), capture=capture)
     if check and proc.returncode != 0:
         reason = git_reason((proc.stderr or proc.stdout or b"").decode("utf-8", "replace"))
@@ -109,7 +112,7 @@ def _restore_after(repo: Repo) -> None:
     checkout(repo, None, force=True)
 
 
-def bisect_reset(repo: Repo, git) -> None:
+def bisect_reset(repo: Repo, git: GitRepo) -> None:
     _git_cli(git, "bisect", "reset", check=False)
     _restore_after(repo)
 
@@ -119,7 +122,7 @@ class StepReport:
     place is shown as their command, and the verdict (git's first-bad block, whose last line has
     no newline) is kept for the caller's summary instead of echoed."""
 
-    def __init__(self, cmd: list[str], say):
+    def __init__(self, cmd: list[str], say: Callable[[str], None]) -> None:
         import shlex
 
         self.say = say
@@ -140,7 +143,8 @@ class StepReport:
 
 
 def bisect_run(repo: Repo, cmd: list[str], *, good: list[str] | None = None, bad: str | None = None,
-               reset: bool = True, force: bool = False, say=None) -> BisectResult:
+               reset: bool = True, force: bool = False,
+               say: Callable[[str], None] | None = None) -> BisectResult:
     """`git bisect run` with each step's artifacts restored.  `say(line)` receives git's report
     of each step as it comes (cleaned by `StepReport`)."""
     from ..git import GitRepo
@@ -246,7 +250,7 @@ def step(cmd: list[str]) -> int:
     return rc
 
 
-def _null():
+def _null() -> Progress:
     from ..progress import NULL
 
     return NULL

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING
 
 import os
 import time
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from .. import pointer as pointers
@@ -40,10 +41,14 @@ from ..store.locks import RemoteLock, check_pushers, default_owner, remote_unloc
 from ..store.packs import CHUNK, TREE_MANIFEST
 from ..store.readers import FirstThatHas
 from ..store.shared_cache import users as registered_users
-from .common import reachable, select
+from .common import ManifestReader, reachable, select
 
 if TYPE_CHECKING:
     from ..repo import Repo
+    from ..store.backend import Backend
+    from ..store.packstore import PackStore
+    from ..store.repack import ChunkHint
+    from ..store.types import Key
 
 SCOPES = ("workspace", "all-branches", "all-commits")
 DEFAULT_GRACE_S = 3600.0
@@ -183,11 +188,12 @@ def users_pointers(repo: Repo, scope: str, warnings: list[str]) -> list[pointers
     return list(unique.values())
 
 
-def live_objects(store, ptrs, warnings: list[str], strict: bool = False) -> set[tuple[int, bytes]]:
+def live_objects(store: ManifestReader, ptrs: Iterable[pointers.PointerFile], warnings: list[str],
+                 strict: bool = False) -> set[Key]:
     """Every (type, id) the pointers reach.  A damaged manifest is always an error (what it
     references is unknown, and intact objects of a kept artifact must not go); a missing one
     too with `strict` (a remote), else a warning (a cache need not hold every version)."""
-    live: set[tuple[int, bytes]] = set()
+    live: set[Key] = set()
     for ptr in ptrs:
         try:
             live.update(reachable(store, ptr))
@@ -218,12 +224,12 @@ def gc_local(repo: Repo, scope: str = "workspace", *, dry_run: bool = False, gra
     with store.host_lock(exclusive=not dry_run):
         kept: list[pointers.PointerFile] = []
 
-        def live() -> set:
+        def live() -> set[Key]:
             kept.extend(users_pointers(repo, scope, result.warnings))
             result.kept_artifacts = len(kept)
             return live_objects(store, kept, result.warnings)
 
-        def more_live() -> set:
+        def more_live() -> set[Key]:
             # A pointer written by a concurrent `mlvc add` since we started must keep its objects.
             seen = {(p.kind, p.oid) for p in kept}
             new = [p for p in users_pointers(repo, "workspace", []) if (p.kind, p.oid) not in seen]
@@ -233,7 +239,8 @@ def gc_local(repo: Repo, scope: str = "workspace", *, dry_run: bool = False, gra
             from ..store.repack import repack as store_repack
             from .repack import chunk_hints, versions_in_order
 
-            def hints():  # the versions in the order they were made (git is read unless only the workspace stays)
+            # the versions in the order they were made (git is read unless only the workspace stays)
+            def hints() -> Iterator[list[ChunkHint]]:
                 return chunk_hints(store, versions_in_order(repo, kept, history=scope != "workspace"))
 
             store_repack(store, live, hints, result, grace_s=grace_s, dry_run=dry_run, more_live=more_live,
@@ -247,7 +254,7 @@ def gc_local(repo: Repo, scope: str = "workspace", *, dry_run: bool = False, gra
 
 def gc_remote(repo: Repo, scope: str, remote: str | None, *, dry_run: bool = False, grace: float | None = None,
               lock_ttl: float = 3600.0, owner: str | None = None, wait_lock: float = 0.0,
-              on_wait=None) -> GcResult:
+              on_wait: Callable[[str], None] | None = None) -> GcResult:
     """gc of a remote, under its exclusive lock, refused while a push runs (`mlvc.store.locks`).
 
     `wait_lock`: where another gc's lock or a running push stops it (LockedError, before
@@ -263,7 +270,7 @@ def gc_remote(repo: Repo, scope: str, remote: str | None, *, dry_run: bool = Fal
         rstore.close()
 
 
-def journal_roots(repo: Repo, backend, before: set[str],
+def journal_roots(repo: Repo, backend: Backend, before: set[str],
                   grace_s: float) -> tuple[list[pointers.PointerFile], list[JournalName]]:
     """The roots the push journal (`mlvc.store.journal`) keeps, and the records gc may prune.
 
@@ -311,8 +318,8 @@ def journal_roots(repo: Repo, backend, before: set[str],
             git.close()
 
 
-def gc_remote_store(repo: Repo, rstore, name: str, scope: str, *, dry_run: bool = False, grace: float | None = None,
-                    lock_ttl: float = 3600.0, owner: str | None = None) -> GcResult:
+def gc_remote_store(repo: Repo, rstore: PackStore, name: str, scope: str, *, dry_run: bool = False,
+                    grace: float | None = None, lock_ttl: float = 3600.0, owner: str | None = None) -> GcResult:
     """`gc_remote` on an open remote store."""
     result = GcResult(scope, name, dry_run)
     grace_s = grace_seconds(repo, grace)
@@ -326,7 +333,7 @@ def gc_remote_store(repo: Repo, rstore, name: str, scope: str, *, dry_run: bool 
             why = "its process is gone" if lock.broken.is_abandoned() else "it had expired"
             result.warnings.append(f"took over the gc lock of {lock.broken.describe()}: {why}")
 
-        def live() -> set:
+        def live() -> set[Key]:
             # after gc's listing: a push that started before it is seen here (and stops gc); one
             # that ended before it wrote its journal record, read below, after the refs
             check_pushers(rstore.backend, dry_run, result.warnings)
@@ -353,8 +360,8 @@ def gc_remote_store(repo: Repo, rstore, name: str, scope: str, *, dry_run: bool 
 
 
 def gc(repo: Repo, scope: str = "workspace", remote: str | None = None, dry_run: bool = False,
-       grace: float | None = None, wait_lock: float = 0.0, on_wait=None, repack: bool = False,
-       progress: Progress = NULL) -> GcResult:
+       grace: float | None = None, wait_lock: float = 0.0, on_wait: Callable[[str], None] | None = None,
+       repack: bool = False, progress: Progress = NULL) -> GcResult:
     if scope not in SCOPES:
         raise MlvcError(f"gc scope must be one of {', '.join(SCOPES)}, not {scope!r}")
     if repack:

@@ -23,7 +23,8 @@ of directory artifacts changed on both sides merge file by file (`mlvc.ops.merge
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import shlex
@@ -33,7 +34,11 @@ from .. import hooks as hook_files
 from ..errors import GitError, MlvcError, describe
 
 if TYPE_CHECKING:
+    from ..git import GitRepo
+    from ..progress import Progress
     from ..repo import Repo
+
+Warn = Callable[[str], None]  # takes one message for stderr
 
 HOOKS = ("post-checkout", "post-merge", "pre-push", "pre-commit")
 SKIP_ENV = "MLVC_SKIP_HOOKS"
@@ -76,7 +81,7 @@ def _body(name: str) -> str:
     return f"{func}\n{run}\n"
 
 
-def install_hooks(repo: Repo, names=HOOKS, *, merge_driver: bool = True) -> list[str]:
+def install_hooks(repo: Repo, names: Iterable[str] = HOOKS, *, merge_driver: bool = True) -> list[str]:
     """Install the hooks `names` and (`merge_driver`) the merge driver; what was installed."""
     git = _git(repo)
     try:
@@ -92,7 +97,7 @@ def install_hooks(repo: Repo, names=HOOKS, *, merge_driver: bool = True) -> list
         git.close()
 
 
-def uninstall_hooks(repo: Repo, names=HOOKS) -> list[str]:
+def uninstall_hooks(repo: Repo, names: Iterable[str] = HOOKS) -> list[str]:
     git = _git(repo)
     try:
         removed = [n for n in names if hook_files.uninstall_hook(git.hooks_dir(), n)]
@@ -107,21 +112,21 @@ def uninstall_hooks(repo: Repo, names=HOOKS) -> list[str]:
         git.close()
 
 
-def _attribute_lines(path) -> list[str]:
+def _attribute_lines(path: Path) -> list[str]:
     try:
         return path.read_text().splitlines()
     except FileNotFoundError:
         return []
 
 
-def _ensure_attributes(path) -> None:
+def _ensure_attributes(path: Path) -> None:
     lines = _attribute_lines(path)
     if ATTRIBUTES_LINE in (line.strip() for line in lines):
         return
     _write_text(path, "\n".join([*lines, ATTRIBUTES_LINE]) + "\n")
 
 
-def _drop_attributes(path) -> None:
+def _drop_attributes(path: Path) -> None:
     lines = _attribute_lines(path)
     kept = [line for line in lines if line.strip() != ATTRIBUTES_LINE]
     if kept == lines:
@@ -132,13 +137,13 @@ def _drop_attributes(path) -> None:
         path.unlink()
 
 
-def _write_text(path, text: str) -> None:
+def _write_text(path: Path, text: str) -> None:
     from ..atomic import write_text
 
     write_text(path, text)
 
 
-def _git(repo: Repo):
+def _git(repo: Repo) -> GitRepo:
     from ..git import GitRepo
 
     if not repo.has_git:
@@ -149,7 +154,7 @@ def _git(repo: Repo):
 # ------------------------------------------------------------------ hook bodies
 
 
-def run_hook(repo: Repo, name: str, args: list[str], progress=None, updates: str = "",
+def run_hook(repo: Repo, name: str, args: list[str], progress: Progress | None = None, updates: str = "",
              describe: Callable[[MlvcError], str] = describe) -> tuple[int, list[str]]:
     """(exit status git sees, messages for stderr) of hook `name`; `progress` receives the
     pre-push hook's transfer progress, `updates` is what git wrote on its stdin (the refs it pushes),
@@ -178,7 +183,7 @@ def run_hook(repo: Repo, name: str, args: list[str], progress=None, updates: str
     raise MlvcError(f"unknown hook {name!r}")
 
 
-def _restore(repo: Repo, warn, describe: Callable[[MlvcError], str]) -> int:
+def _restore(repo: Repo, warn: Warn, describe: Callable[[MlvcError], str]) -> int:
     from .checkout import checkout
     from .revcheckout import explain_missing, prefetch, select_safe
 
@@ -190,7 +195,7 @@ def _restore(repo: Repo, warn, describe: Callable[[MlvcError], str]) -> int:
     return 0  # post-checkout/post-merge cannot undo the git operation; report only
 
 
-def _left_behind(repo: Repo, prev: str, warn) -> None:
+def _left_behind(repo: Repo, prev: str, warn: Warn) -> None:
     """Name the artifacts of the previous commit that the new one does not track: their bytes
     stay on disk, kept out of git (so `git add -A` cannot commit a dataset)."""
     from .. import pointer as pointers
@@ -209,7 +214,7 @@ def _left_behind(repo: Repo, prev: str, warn) -> None:
              "(.git/info/exclude)")
 
 
-def _null():
+def _null() -> Progress:
     from ..progress import NULL
 
     return NULL
@@ -247,7 +252,7 @@ def pushed_commits(repo: Repo, git_remote: str, updates: str) -> list[str] | Non
         git.close()
 
 
-def _pre_push(repo: Repo, warn, progress, args: list[str] | None = None, updates: str = "",
+def _pre_push(repo: Repo, warn: Warn, progress: Progress, args: list[str] | None = None, updates: str = "",
               describe: Callable[[MlvcError], str] = describe) -> int:
     from .revcheckout import default_remote
 
@@ -279,7 +284,7 @@ def _pre_push(repo: Repo, warn, progress, args: list[str] | None = None, updates
     return code
 
 
-def _pre_commit(repo: Repo, warn) -> int:
+def _pre_commit(repo: Repo, warn: Warn) -> int:
     from ..git import GitRepo
     from .status import MODIFIED, status
 

@@ -19,7 +19,8 @@ restore either side.  The original trees stay in the cache and in their commits.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, TypeVar
 
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -32,7 +33,11 @@ from ..objects import TreeEntry, TreeManifest
 from ..store.packs import TREE_MANIFEST
 
 if TYPE_CHECKING:
+    from ..git import GitRepo
     from ..repo import Repo
+    from .common import ManifestReader
+
+T = TypeVar("T")
 
 OURS, THEIRS = "ours", "theirs"
 _NONE = object()  # a meta key absent on one side
@@ -65,7 +70,7 @@ class MergeResult:
     def clean(self) -> bool:
         return not self.conflicts
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, object]:
         return {"artifact": self.artifact, "pointer": self.pointer,
                 "id": self.merged.oid if self.merged else None,
                 "conflicts": [{"path": c.path, "ours": c.ours, "theirs": c.theirs} for c in self.conflicts],
@@ -77,7 +82,7 @@ class MergeResult:
 # ------------------------------------------------------------------ the merge itself
 
 
-def _merge3(base, ours, theirs):
+def _merge3(base: T, ours: T, theirs: T) -> tuple[T | None, bool]:
     """(value, conflicted) of one three-way choice; equal values are one value."""
     if ours == theirs:
         return ours, False
@@ -88,23 +93,25 @@ def _merge3(base, ours, theirs):
     return None, True
 
 
-def _walk3(base, ours, theirs):
+def _walk3(base: Iterable[TreeEntry], ours: Iterable[TreeEntry], theirs: Iterable[TreeEntry]
+           ) -> Iterator[tuple[str, TreeEntry | None, TreeEntry | None, TreeEntry | None]]:
     """(path, base entry, ours entry, theirs entry) over the union of three sorted entry lists."""
     its = [iter(base), iter(ours), iter(theirs)]
     heads = [next(it, None) for it in its]
     while any(h is not None for h in heads):
         path = min(h.path for h in heads if h is not None)
-        row = []
+        row: list[TreeEntry | None] = []
         for i, h in enumerate(heads):
             if h is not None and h.path == path:
                 row.append(h)
                 heads[i] = next(its[i], None)
             else:
                 row.append(None)
-        yield (path, *row)
+        yield path, row[0], row[1], row[2]
 
 
-def merge_entries(base, ours, theirs) -> tuple[list[TreeEntry], list[TreeEntry], list[FileConflict], int]:
+def merge_entries(base: Iterable[TreeEntry], ours: Iterable[TreeEntry], theirs: Iterable[TreeEntry]
+                  ) -> tuple[list[TreeEntry], list[TreeEntry], list[FileConflict], int]:
     """(entries resolved as ours, entries resolved as theirs, conflicts, paths taken from theirs):
     the two lists differ only at the conflicts."""
     as_ours: list[TreeEntry] = []
@@ -143,17 +150,18 @@ def _refuse_file_dir_clash(entries: list[TreeEntry]) -> None:
                                      "other side's files")
 
 
-def merge_meta(base: dict, ours: dict, theirs: dict) -> tuple[dict, list[str]]:
+def merge_meta(base: Mapping[str, object], ours: Mapping[str, object], theirs: Mapping[str, object]
+               ) -> tuple[dict[str, object], list[str]]:
     """Key by key, nested mappings (per-file module ids, per-block ids) entry by entry;
     (merged meta, keys dropped as conflicting)."""
-    out: dict = {}
+    out: dict[str, object] = {}
     dropped: list[str] = []
     for key in dict.fromkeys([*ours, *theirs, *base]):
         b, o, t = base.get(key, _NONE), ours.get(key, _NONE), theirs.get(key, _NONE)
         sides = (b, o, t)
         if any(isinstance(v, dict) for v in sides) and all(isinstance(v, dict) or v is _NONE for v in sides):
             # nested ids (per-file module ids, per-block ids): entry by entry
-            inner, lost = merge_meta(*({} if v is _NONE else v for v in sides))
+            inner, lost = merge_meta(_mapping(b), _mapping(o), _mapping(t))
             dropped += [f"{key}.{k}" for k in lost]
             if inner:
                 out[key] = inner
@@ -166,7 +174,12 @@ def merge_meta(base: dict, ours: dict, theirs: dict) -> tuple[dict, list[str]]:
     return out, dropped
 
 
-def _tree(source, ptr: pointers.PointerFile | None):
+def _mapping(v: object) -> Mapping[str, object]:
+    """A nested meta mapping; {} for a key absent on that side."""
+    return v if isinstance(v, Mapping) else {}
+
+
+def _tree(source: ManifestReader, ptr: pointers.PointerFile | None) -> Sequence[TreeEntry]:
     if ptr is None:
         return []
     return source.tree(from_oid(ptr.oid)).entries
@@ -300,7 +313,7 @@ def conflict_messages(result: MergeResult) -> list[str]:
     return out
 
 
-def _stages(git, rel: str) -> dict[int, bytes]:
+def _stages(git: GitRepo, rel: str) -> dict[int, bytes]:
     """The index stages (1 base, 2 ours, 3 theirs) of a conflicted path: their blob contents."""
     out = git.run_git("ls-files", "-u", "-z", "--", rel)
     stages: dict[int, bytes] = {}

@@ -43,7 +43,7 @@ class FileEntry:
     executable: bool = False
 
 
-def _norm(path: str | os.PathLike) -> str:
+def _norm(path: str | os.PathLike[str]) -> str:
     """A repo-relative POSIX path ('' for the root); PathError for one that leaves the repository."""
     text = os.fspath(path).replace("\\", "/").strip("/")
     parts = [p for p in text.split("/") if p not in ("", ".")]
@@ -129,7 +129,7 @@ class RevisionView:
         return None
 
     # ------------------------------------------------------------------ lookup
-    def entry(self, path: str | os.PathLike) -> FileEntry:
+    def entry(self, path: str | os.PathLike[str]) -> FileEntry:
         """The file at `path`; PathError when there is none (or it is a directory)."""
         rel = _norm(path)
         found = self.containing_artifact(rel)
@@ -164,7 +164,7 @@ class RevisionView:
             return None
         return FileEntry(rel, len(data), GIT, "", None)
 
-    def is_dir(self, path: str | os.PathLike) -> bool:
+    def is_dir(self, path: str | os.PathLike[str]) -> bool:
         rel = _norm(path)
         if rel == "":
             return True
@@ -269,7 +269,7 @@ class RevisionView:
     def __enter__(self) -> "RevisionView":
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
 
@@ -297,7 +297,8 @@ def _workspace_files(repo: Repo) -> list[str]:
 class _Closing(io.BufferedReader):
     """A buffered reader that also closes the revision view (and publishes fetched objects)."""
 
-    def __init__(self, raw, view: RevisionView, entry: FileEntry, close_repo: bool):
+    def __init__(self, raw: io.RawIOBase | io.BytesIO, view: RevisionView, entry: FileEntry,
+                 close_repo: bool) -> None:
         super().__init__(raw, buffer_size=1 << 20)
         self._view = view
         self._entry = entry
@@ -323,7 +324,7 @@ class _Closing(io.BufferedReader):
                     self._view.repo.close()
 
 
-def repo_relative(repo: Repo, path: str | os.PathLike, relative_to_cwd: bool) -> str:
+def repo_relative(repo: Repo, path: str | os.PathLike[str], relative_to_cwd: bool) -> str:
     """The repo-relative path of a user path: relative to the cwd (inside the repo) or the root."""
     p = Path(path)
     if p.is_absolute() or relative_to_cwd:
@@ -338,9 +339,9 @@ def repo_relative(repo: Repo, path: str | os.PathLike, relative_to_cwd: bool) ->
     return _norm(p)
 
 
-def open_file(repo: Repo, path: str | os.PathLike, rev: str | None = None, mode: str = "rb", *,
+def open_file(repo: Repo, path: str | os.PathLike[str], rev: str | None = None, mode: str = "rb", *,
               remote: str | None = None, encoding: str | None = None, errors: str | None = None,
-              relative_to_cwd: bool = False, close_repo: bool = False):
+              relative_to_cwd: bool = False, close_repo: bool = False) -> io.BufferedReader | io.TextIOWrapper:
     """A read-only, seekable file object over `path` at `rev` (closing it publishes fetched objects;
     with `close_repo`, closing it also closes `repo`)."""
     if mode not in ("r", "rb", "rt"):
@@ -361,11 +362,15 @@ def open_file(repo: Repo, path: str | os.PathLike, rev: str | None = None, mode:
     return io.TextIOWrapper(f, encoding=encoding or "utf-8", errors=errors)
 
 
-def read(repo: Repo, path: str | os.PathLike, rev: str | None = None, mode: str = "rb", **kw) -> bytes | str:
+def read(repo: Repo, path: str | os.PathLike[str], rev: str | None = None, mode: str = "rb", *,
+         remote: str | None = None, encoding: str | None = None, errors: str | None = None,
+         relative_to_cwd: bool = False) -> bytes | str:
     """The whole file; what the cache lacks is fetched first in one batch of parallel ranged reads."""
-    with open_file(repo, path, rev, mode, **kw) as f:
-        binary = f if "b" in mode else f.buffer
-        binary.prefetch_all()
+    with open_file(repo, path, rev, mode, remote=remote, encoding=encoding, errors=errors,
+                   relative_to_cwd=relative_to_cwd) as f:
+        binary = f.buffer if isinstance(f, io.TextIOWrapper) else f
+        if isinstance(binary, _Closing):
+            binary.prefetch_all()
         return f.read()
 
 
