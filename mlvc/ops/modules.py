@@ -20,12 +20,19 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .. import checkpoint as ckpt
 from ..workspace import FileStat
+
+if TYPE_CHECKING:
+    from ..objects import TreeEntries
+    from ..repo import Repo
+    from ..store.types import ObjectReader
+
+Meta = dict[str, Any]  # pointer meta, as a pointer file holds it (`PointerFile.meta`)
 
 # Files inside a directory artifact that are sniffed for a checkpoint format.
 # (A single-file artifact is always sniffed: it costs one 4 KiB read.)
@@ -67,7 +74,7 @@ def file_ids(path: Path, name: str | None = None) -> dict[str, Any] | None:
         return module_ids_of(f, ckpt.read_layout(f))
 
 
-def module_ids_of(f, layout: ckpt.CheckpointLayout) -> dict[str, Any] | None:
+def module_ids_of(f: ckpt.Readable, layout: ckpt.CheckpointLayout) -> dict[str, Any] | None:
     """The pointer meta of an open checkpoint whose layout is known: `{"modules": {module: id}}`,
     with `"blocks": {block: id}` when it has repeated blocks; None if it holds no model tensors."""
     layout = model_layout(layout)
@@ -118,7 +125,7 @@ def checkpoint_cuts(path: Path, size: int, min_size: int = 64 * 1024) -> list[in
     return layout_cuts(checkpoint_layout(path), size, min_size)
 
 
-def _module_ids_if_stable(fs) -> dict[str, Any] | None:
+def _module_ids_if_stable(fs: FileStat) -> dict[str, Any] | None:
     try:
         before = os.stat(fs.path)
         if before.st_size != fs.size or before.st_mtime_ns != fs.mtime_ns:
@@ -132,7 +139,7 @@ def _module_ids_if_stable(fs) -> dict[str, Any] | None:
     return ids
 
 
-def wants_module_ids(fs, kind: str, sharded: set[str]) -> bool:
+def wants_module_ids(fs: FileStat, kind: str, sharded: set[str]) -> bool:
     """Whether `checkpoint_meta` reads this file of an artifact for its own module ids."""
     return kind == "file" or (is_checkpoint_name(fs.rel) and fs.rel not in sharded)
 
@@ -157,8 +164,8 @@ def sharded_files(files: Sequence[FileStat]) -> set[str]:
     return out
 
 
-def checkpoint_meta(repo: Any, target: Path, files: Sequence[FileStat], known: dict | None = None,
-                    examined: bytearray | None = None) -> dict:
+def checkpoint_meta(repo: Repo, target: Path, files: Sequence[FileStat],
+                    known: Mapping[str, Meta | None] | None = None, examined: bytearray | None = None) -> Meta:
     """Pointer meta for an artifact: `{"modules": {module: id}}` for a checkpoint file,
     `{"modules": {file: {module: id}}}` for a directory holding checkpoints, else `{}`; with
     `"blocks"` beside it, shaped alike, for models with repeated blocks (`module_ids_of`).
@@ -170,18 +177,18 @@ def checkpoint_meta(repo: Any, target: Path, files: Sequence[FileStat], known: d
     del repo, target  # the signature leaves room for config (depth, formats); nothing needed yet
     known = known or {}
 
-    def ids_of(i, fs):
+    def ids_of(i: int, fs: FileStat) -> Meta | None:
         return known.get(fs.rel) if examined is not None and examined[i] else _module_ids_if_stable(fs)
 
     if len(files) == 1 and files[0].rel == "":
         ids = ids_of(0, files[0])
         return dict(ids) if ids else {}
-    per_file: dict[str, dict] = {}
-    blocks: dict[str, dict] = {}
+    per_file: dict[str, object] = {}
+    blocks: dict[str, object] = {}
     sharded: set[str] = set()
     indexes = [fs for fs in files if ckpt.is_shard_index(fs.rel)]
     by_rel = {fs.rel: fs for fs in files} if indexes else {}  # never for a plain dataset
-    found: list[tuple[str, dict]] = []
+    found: list[tuple[str, Meta]] = []
     for fs in indexes:
         ids, shards = _sharded_module_ids(fs, by_rel)
         sharded.update(shards)
@@ -203,7 +210,7 @@ def checkpoint_meta(repo: Any, target: Path, files: Sequence[FileStat], known: d
     return out
 
 
-def _sharded_module_ids(index, by_rel: dict) -> tuple[dict[str, Any] | None, list[str]]:
+def _sharded_module_ids(index: FileStat, by_rel: Mapping[str, FileStat]) -> tuple[dict[str, Any] | None, list[str]]:
     """Module ids of the one model a sharded checkpoint's shards hold together (recorded under the
     index's path), and the shards' paths; (None, []) when the index or a shard is unreadable."""
     import contextlib
@@ -227,7 +234,8 @@ def _sharded_module_ids(index, by_rel: dict) -> tuple[dict[str, Any] | None, lis
         return None, rels
 
 
-def file_modules(store, tree, modules: dict, inner: str, blocks: bool = False) -> dict[str, str] | None:
+def file_modules(store: ObjectReader, tree: TreeEntries, modules: Mapping[str, object], inner: str,
+                 blocks: bool = False) -> dict[str, str] | None:
     """The module ids shown for one file `inner` of a directory artifact (entries `tree`) whose pointer records
     `modules` ({file: {module: id}}): its own, or, for a shard of a sharded checkpoint (recorded
     under its index), those of the modules with tensors in that shard (a module split across

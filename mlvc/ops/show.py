@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import MlvcError, ObjectNotFoundError, PathError
 from ..hashing import to_oid
-from ..objects import TreeEntry
+from ..objects import TreeEntries, TreeEntry
 from .common import containing, load_entries
 from .modules import file_modules
 
@@ -61,6 +61,8 @@ def show(repo: Repo, target: str) -> dict[str, Any]:
     try:
         entries = tree = load_entries(repo.store, p)
         if inner:
+            if not isinstance(tree, TreeEntries):  # `select(within=True)` gives `inner` only inside a directory
+                raise PathError(target, f"is not inside a directory artifact ({t.display} is a file)")
             entries = [e for e in entries if e.path == inner]
             if not entries:
                 raise PathError(target, f"is not a file of the tracked artifact {t.display}")
