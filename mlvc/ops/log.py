@@ -21,15 +21,18 @@ import re
 import stat
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta, timezone
+from collections.abc import Collection, Iterator, Mapping
 from typing import Any, TYPE_CHECKING
 
 from .. import pointer as pointers
 from ..errors import MlvcError, PointerError
-from .params import (DEFAULT_METRICS_FILES, ID_META, MAX_PARAMS_BYTES, compare, flatten, metrics_files, params_files,
-                     parse_values)
+from .params import (DEFAULT_METRICS_FILES, ID_META, MAX_PARAMS_BYTES, ParamChange, compare, flatten, metrics_files,
+                     params_files, parse_values)
 
 if TYPE_CHECKING:
+    from ..git import CommitInfo, GitRepo
     from ..repo import Repo
+    from ..store.types import ObjectReader
 
 METRICS_NAMES = frozenset(DEFAULT_METRICS_FILES)  # read wherever they are (git, or inside an artifact)
 
@@ -77,12 +80,12 @@ class LogEntry:
     files: int | None = None
     kind: str | None = None
     role: str | None = None
-    meta: dict = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)  # the pointer's meta
     error: str | None = None
-    source: dict | None = None  # an imported artifact's source: url, path, rev, commit
+    source: dict[str, object] | None = None  # an imported artifact's source: url, path, rev, commit
     moved_from: str | None = None  # change "moved": the artifact's path before this commit
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, object]:
         return asdict(self)
 
 
@@ -94,21 +97,22 @@ class CommitReport:
     author: str
     message: str
     artifacts: list[LogEntry] = field(default_factory=list)
-    params: list[dict] = field(default_factory=list)  # ParamChange dicts
+    params: list[ParamChange] = field(default_factory=list)
     metrics: dict[str, dict[str, Any]] = field(default_factory=dict)  # source -> {key: value}
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, object]:
         return asdict(self)
 
 
 class History:
     """Changed files per commit, from tree-to-tree comparisons (trees read through `GitRepo`)."""
 
-    def __init__(self, git, watch_files: set[str], prefixes: list[str] | None, watch_names=frozenset()):
+    def __init__(self, git: GitRepo, watch_files: Collection[str], prefixes: list[str] | None,
+                 watch_names: Collection[str] = frozenset()) -> None:
         self.git = git
         self._shallow = git.shallow_commits()
         self._trees: dict[bytes, dict[bytes, tuple[int, bytes]]] = {}
-        self._blobs: dict[bytes, Any] = {}
+        self._blobs: dict[bytes, pointers.PointerFile | PointerError] = {}
         self._watch = {w.encode() for w in watch_files}
         self._watch_names = {n.encode() for n in watch_names}
         self._prefixes = [p.encode() for p in prefixes] if prefixes is not None else None
@@ -143,7 +147,8 @@ class History:
                    or dirpath.startswith(p.rstrip(b"/") + b"/") for p in self._prefixes)
 
     def changed(self, new: bytes | None, old: bytes | None, prefix: bytes = b"",
-                out: list | None = None) -> list[tuple[str, bytes | None, bytes | None]]:
+                out: list[tuple[str, bytes | None, bytes | None]] | None = None
+                ) -> list[tuple[str, bytes | None, bytes | None]]:
         """(path, old blob, new blob) of interesting regular files that differ."""
         out = [] if out is None else out
         if new == old:
@@ -167,7 +172,7 @@ class History:
     def blob(self, sha: bytes) -> bytes:
         return self.git.blob_bytes(sha)
 
-    def pointer(self, sha: bytes, where: str):
+    def pointer(self, sha: bytes, where: str) -> pointers.PointerFile | PointerError:
         got = self._blobs.get(sha)
         if got is None:
             try:
@@ -180,7 +185,7 @@ class History:
         return got
 
 
-def _git(repo: Repo):
+def _git(repo: Repo) -> GitRepo:
     from ..git import GitRepo
 
     if not repo.has_git:
@@ -197,9 +202,8 @@ def _prefix_of(repo: Repo, path: str | None) -> list[str] | None:
     return [rel]
 
 
-def _artifact_entry(info, hist: History, rel: str, old: bytes | None, new: bytes | None) -> LogEntry:
-    base = dict(commit=info.sha, short=info.short, date=info.date.isoformat(), author=info.author,
-                message=info.message)
+def _artifact_entry(info: CommitInfo, hist: History, rel: str, old: bytes | None, new: bytes | None) -> LogEntry:
+    base = (info.sha, info.short, info.date.isoformat(), info.author, info.message)  # commit .. message
     fallback = rel[: -len(pointers.SUFFIX)]
     if new is None:
         assert old is not None  # changed() names only paths that differ
@@ -208,19 +212,21 @@ def _artifact_entry(info, hist: History, rel: str, old: bytes | None, new: bytes
         change, blob = ("added" if old is None else "modified"), new
     ptr = hist.pointer(blob, f"{rel} at {info.short}")
     if isinstance(ptr, MlvcError):
-        return LogEntry(**base, path=fallback, change="invalid" if new is not None else change, error=str(ptr))
+        return LogEntry(*base, path=fallback, change="invalid" if new is not None else change, error=str(ptr))
     parent = posixpath.dirname(rel)
     path = posixpath.join(parent, ptr.path) if parent else ptr.path
-    return LogEntry(**base, path=path, change=change, id=ptr.oid, size=ptr.size, files=ptr.files,
+    return LogEntry(*base, path=path, change=change, id=ptr.oid, size=ptr.size, files=ptr.files,
                     kind=ptr.kind, role=ptr.role, meta=dict(ptr.meta or {}),
                     source=ptr.source.as_dict() if ptr.source is not None else None)
 
 
-def _walk(repo: Repo, git, path, since, rev, watch: set[str], watch_names=frozenset()):
+def _walk(repo: Repo, git: GitRepo, path: str | None, since: datetime | None, rev: str, watch: set[str],
+          watch_names: Collection[str] = frozenset()) -> tuple[History, Iterator[CommitInfo]]:
     return _walk_under(git, _prefix_of(repo, path), since, rev, watch, watch_names)
 
 
-def _walk_under(git, prefixes, since, rev, watch: set[str], watch_names=frozenset()):
+def _walk_under(git: GitRepo, prefixes: list[str] | None, since: datetime | None, rev: str, watch: set[str],
+                watch_names: Collection[str] = frozenset()) -> tuple[History, Iterator[CommitInfo]]:
     hist = History(git, watch, prefixes, watch_names)
     if not git.has_commits() and rev == "HEAD":
         return hist, iter(())
@@ -272,7 +278,7 @@ def log(repo: Repo, path: str | None = None, since: str | datetime | None = None
         git.close()
 
 
-def _moved_from(git, new: bytes | None, old: bytes | None, entry: LogEntry) -> str | None:
+def _moved_from(git: GitRepo, new: bytes | None, old: bytes | None, entry: LogEntry) -> str | None:
     """The path of the artifact whose pointer the commit (trees `old` -> `new`) removed, or changed to
     another id, while adding `entry`'s with its old id and kind: what `mlvc mv` does (then perhaps an
     `mlvc add` of new data under the old name).  None when there is no such one."""
@@ -321,8 +327,8 @@ def report(repo: Repo, path: str | None = None, since: str | datetime | None = N
                 elif rel in pfiles:
                     pa = parse_values(hist.blob(a), rel) if a else {}
                     pb = parse_values(hist.blob(b), rel) if b else {}
-                    rep.params.extend(c.as_dict() for c in compare({(rel, k): v for k, v in (pa or {}).items()},
-                                                                   {(rel, k): v for k, v in (pb or {}).items()}))
+                    rep.params.extend(compare({(rel, k): v for k, v in (pa or {}).items()},
+                                              {(rel, k): v for k, v in (pb or {}).items()}))
                 elif (rel in mfiles or posixpath.basename(rel) in METRICS_NAMES) and b is not None:
                     values = parse_values(hist.blob(b), rel)
                     if values:
@@ -335,7 +341,8 @@ def report(repo: Repo, path: str | None = None, since: str | datetime | None = N
         git.close()
 
 
-def _artifact_metrics(store, entry: LogEntry, old, listed: list[str]) -> dict[str, dict[str, Any]]:
+def _artifact_metrics(store: ObjectReader, entry: LogEntry, old: pointers.PointerFile | PointerError | None,
+                      listed: list[str]) -> dict[str, dict[str, Any]]:
     """{"<artifact>/<file>": values} of the metrics files inside an artifact version that differ
     from the previous version's: a file artifact that is one, or, in a directory artifact, those
     at its top level and those at paths `listed`.  Read from the cache; what it lacks is skipped."""
@@ -395,7 +402,7 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
-def _meta_text(meta: dict) -> str:
+def _meta_text(meta: Mapping[str, object]) -> str:
     """Pointer meta on one line: `key=value` leaves (nested keys dotted), module and block ids
     counted (`--json` has them)."""
     parts = [f"{k}={_fmt(v)}" for k, v in flatten({k: v for k, v in meta.items()
@@ -452,9 +459,9 @@ def render_markdown(reports: list[CommitReport], since: str | None = None) -> st
             lines.append("**Parameters**")
             lines.append("")
             for p in r.params:
-                old = "-" if p["old"] is None else _fmt(p["old"])
-                new = "-" if p["new"] is None else _fmt(p["new"])
-                lines.append(f"- `{p['key']}` ({p['source']}): {old} → {new}")
+                old = "-" if p.old is None else _fmt(p.old)
+                new = "-" if p.new is None else _fmt(p.new)
+                lines.append(f"- `{p.key}` ({p.source}): {old} → {new}")
             lines.append("")
         if r.metrics:
             lines.append("**Metrics**")

@@ -25,6 +25,7 @@ import dataclasses
 import math
 import posixpath
 from dataclasses import asdict, dataclass, field
+from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Any, TYPE_CHECKING
 
@@ -32,14 +33,18 @@ from .. import pointer as pointers
 from ..errors import MlvcError, ObjectNotFoundError, PathError
 from .log import parse_since
 from .log import report as log_report
-from .modules import is_checkpoint_name
+from .modules import Meta, is_checkpoint_name
 from .params import flatten
 from .diff import MAX_CHECKPOINTS_PER_ARTIFACT  # the cap `mlvc diff` uses, per artifact version
 from ..checkpoint import is_shard_index
 from .report_checkpoints import CheckpointChange, StoredCheckpoints, changes_from_ids, checkpoint_files, module_ids
 
 if TYPE_CHECKING:
+    import os
+
+    from ..git import GitRepo
     from ..repo import Repo
+    from .log import CommitReport
 
 # Birth-certificate fields that describe the environment (see docs/concepts/lineage.md).
 ENVIRONMENT_KEYS = ("python", "torch", "cuda", "cudnn", "device", "packages", "packages_count")
@@ -57,7 +62,7 @@ class ArtifactVersion:
     kind: str | None = None
     role: str | None = None
     error: str | None = None
-    source: dict | None = None  # imported from another repository: url, path, rev, commit
+    source: dict[str, Any] | None = None  # imported from another repository: url, path, rev, commit
 
 
 @dataclass
@@ -91,17 +96,17 @@ class DataVersion:
     config: str | None = None
     config_hash: str | None = None
     seed: Any = None
-    source: dict | None = None  # imported from another repository: url, path, rev, commit
+    source: dict[str, Any] | None = None  # imported from another repository: url, path, rev, commit
 
 
 @dataclass
 class ModelVersion:
     path: str
     id: str
-    modules: dict = field(default_factory=dict)
-    data: dict = field(default_factory=dict)  # from the birth certificate: {path: {id, config_hash, seed}}
+    modules: dict[str, Any] = field(default_factory=dict)
+    data: dict[str, Any] = field(default_factory=dict)  # from the birth certificate: {path: {id, config_hash, seed}}
     code_commit: str | None = None  # the commit the checkpoint was saved from
-    source: dict | None = None  # imported from another repository: url, path, rev, commit
+    source: dict[str, Any] | None = None  # imported from another repository: url, path, rev, commit
 
 
 @dataclass
@@ -138,7 +143,7 @@ class Report:
         """(commit index, value) of one metric, oldest first."""
         return [(i, c.metrics[name]) for i, c in enumerate(self.commits) if name in c.metrics]
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, object]:
         doc = asdict(self)
         for c in doc["commits"]:  # JSON has no inf
             for ck in c["checkpoints"]:
@@ -161,14 +166,14 @@ def _split_range(rev: str) -> tuple[str | None, str]:
     return None, rev
 
 
-def _reachable(git, rev: str) -> set[str]:
+def _reachable(git: GitRepo, rev: str) -> set[str]:
     return {c.sha for c in git.walk(rev)}
 
 
 # ------------------------------------------------------------------ checkpoints
 
 
-def _pointer_of(v: ArtifactVersion, meta: dict) -> pointers.PointerFile:
+def _pointer_of(v: ArtifactVersion, meta: Meta) -> pointers.PointerFile:
     return pointers.PointerFile(posixpath.basename(v.path), v.kind or "file", v.id or "", v.size or 0,
                                 v.files or 0, role=v.role, meta=meta)
 
@@ -180,7 +185,7 @@ def _numeric(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
-def _param_changes(source: str, old: dict, new: dict) -> list[ParamChange]:
+def _param_changes(source: str, old: Mapping[str, object], new: Mapping[str, object]) -> list[ParamChange]:
     out = []
     for k in sorted(set(old) | set(new)):
         if k not in old:
@@ -198,14 +203,13 @@ class _Collector:
     def __init__(self, repo: Repo, contents: bool):
         self.repo = repo
         self.contents = contents
-        self.store = repo.store if contents else None
-        self.stored = StoredCheckpoints(self.store) if contents else None
-        self.pointers: dict[str, tuple[ArtifactVersion, dict]] = {}  # path -> (version, meta)
-        self.certificates: dict[str, dict] = {}  # artifact path -> latest birth certificate
+        self.stored = StoredCheckpoints(repo.store) if contents else None  # None: no checkpoint is read
+        self.pointers: dict[str, tuple[ArtifactVersion, Meta]] = {}  # path -> (version, meta)
+        self.certificates: dict[str, dict[str, Any]] = {}  # artifact path -> latest birth certificate
         self.last_metric: dict[str, float] = {}
         self.missing: set[str] = set()
 
-    def seed_from(self, git, sha: str) -> None:
+    def seed_from(self, git: GitRepo, sha: str) -> None:
         """Start from the artifacts as they were at `sha` (the parent of the first reported commit)."""
         from .diff import pointers_at_rev
 
@@ -220,18 +224,18 @@ class _Collector:
                 if cert:
                     self.certificates[path] = cert
 
-    def _is_model(self, v: ArtifactVersion, meta: dict) -> bool:
+    def _is_model(self, v: ArtifactVersion, meta: Meta) -> bool:
         if v.role in ("data", "other"):
             return False  # a data set saved with torch.save is still data
         return v.role == "model" or bool(meta.get("modules")) or is_checkpoint_name(v.path)
 
-    def _certificate(self, v: ArtifactVersion, meta: dict) -> dict | None:
+    def _certificate(self, v: ArtifactVersion, meta: Meta) -> dict[str, Any] | None:
         """The newest birth certificate among the artifact's checkpoints (by saved_at), or None."""
         stored = self.stored
         if stored is None:  # a report without contents reads no checkpoint
             return None
         try:
-            files = checkpoint_files(self.store, _pointer_of(v, meta))
+            files = checkpoint_files(stored.store, _pointer_of(v, meta))
             found = []
             for rel, fid in sorted(files.items())[:MAX_CHECKPOINTS_PER_ARTIFACT]:
                 cert = stored.certificate(fid, posixpath.basename(rel or v.path))
@@ -244,16 +248,16 @@ class _Collector:
             pass  # unsafe pickle, damaged object: the pointer's view is all there is
         return None
 
-    def _weights_changes(self, v: ArtifactVersion, meta: dict, old_v: ArtifactVersion,
-                         old_meta: dict) -> list[CheckpointChange] | None:
+    def _weights_changes(self, v: ArtifactVersion, meta: Meta, old_v: ArtifactVersion,
+                         old_meta: Meta) -> list[CheckpointChange] | None:
         """Tensor-level module changes, or None when either version is not in the cache."""
         stored = self.stored
         if stored is None:  # a report without contents reads no checkpoint
             return None
         ids_a, ids_b = module_ids(old_meta), module_ids(meta)
         try:
-            a = checkpoint_files(self.store, _pointer_of(old_v, old_meta), indexes=True)
-            b = checkpoint_files(self.store, _pointer_of(v, meta), indexes=True)
+            a = checkpoint_files(stored.store, _pointer_of(old_v, old_meta), indexes=True)
+            b = checkpoint_files(stored.store, _pointer_of(v, meta), indexes=True)
             out = []
             covered: set[str] = set()  # shards, compared as the one model their index names
             for index_rel in sorted(r for r in set(a) | set(b) if is_shard_index(r)):
@@ -283,9 +287,9 @@ class _Collector:
             pass
         return None
 
-    def commit(self, rep) -> ReportCommit:
+    def commit(self, rep: CommitReport) -> ReportCommit:
         out = ReportCommit(rep.commit, rep.short, rep.date, rep.author, rep.message)
-        out.params.extend(ParamChange(p["key"], p["source"], p["change"], p["old"], p["new"]) for p in rep.params)
+        out.params.extend(ParamChange(p.key, p.source, p.change, p.old, p.new) for p in rep.params)
         for source, values in rep.metrics.items():
             for key, value in values.items():
                 if _numeric(value) and key.split(".", 1)[0] not in _STRUCTURAL_META:
@@ -310,8 +314,8 @@ class _Collector:
             self.last_metric[name] = value
         return out
 
-    def _model_version(self, out: ReportCommit, v: ArtifactVersion, meta: dict,
-                       before: tuple[ArtifactVersion, dict] | None) -> None:
+    def _model_version(self, out: ReportCommit, v: ArtifactVersion, meta: Meta,
+                       before: tuple[ArtifactVersion, Meta] | None) -> None:
         if before is not None:
             old_v, old_meta = before
             changes = None
@@ -483,7 +487,7 @@ def metric_span(report: Report, name: str) -> tuple[float, float] | None:
 # ------------------------------------------------------------------ output
 
 
-def write_report(path, text: str) -> None:
+def write_report(path: str | os.PathLike[str], text: str) -> None:
     """Write the rendered report atomically (temp file + rename): a reader never sees half a page."""
     from pathlib import Path
 

@@ -10,12 +10,22 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from .. import pointer as pointers
 from ..errors import MlvcError
 from ..hashing import from_oid
 from .modules import is_checkpoint_name
+
+if TYPE_CHECKING:
+    import contextlib
+
+    from ..checkpoint import CheckpointLayout, Readable, TensorInfo
+    from ..store.types import ObjectReader
+    from .chunked_reader import ChunkedFile
+
+Tensors = dict[str, "tuple[Readable, TensorInfo]"]  # tensor name -> (the file it is read from, where it lies)
 
 
 @dataclass
@@ -37,7 +47,7 @@ class CheckpointChange:
     note: str | None = None  # e.g. weights not in the cache: module ids only
 
 
-def module_ids(meta: dict) -> dict[str, dict[str, str]]:
+def module_ids(meta: Mapping[str, object]) -> dict[str, dict[str, str]]:
     """{file inside the artifact ("" for a file artifact): {module: id}} from pointer meta."""
     modules = meta.get("modules") or {}
     if not isinstance(modules, dict) or not modules:
@@ -47,7 +57,7 @@ def module_ids(meta: dict) -> dict[str, dict[str, str]]:
     return {k: v for k, v in modules.items() if isinstance(v, dict)}
 
 
-def block_ids(meta: dict) -> dict[str, dict[str, str]]:
+def block_ids(meta: Mapping[str, object]) -> dict[str, dict[str, str]]:
     """{file inside the artifact: {block: id}} from pointer meta (shaped as `module_ids`)."""
     return module_ids({"modules": meta.get("blocks")})
 
@@ -58,11 +68,12 @@ def changed_blocks(module: str, old: dict[str, str], new: dict[str, str]) -> lis
     return sorted((k for k in set(old) & set(new) if k.startswith(prefix) and old[k] != new[k]), key=_natural)
 
 
-def _natural(name: str) -> list:
+def _natural(name: str) -> list[int | str]:
     return [int(p) if p.isdigit() else p for p in name.split(".")]
 
 
-def changes_from_ids(artifact: str, old: dict, new: dict) -> list[CheckpointChange]:
+def changes_from_ids(artifact: str, old: Mapping[str, object], new: Mapping[str, object]
+                     ) -> list[CheckpointChange]:
     a, b = module_ids(old), module_ids(new)
     blocks_a, blocks_b = block_ids(old), block_ids(new)
     out = []
@@ -95,9 +106,9 @@ class StoredCheckpoints:
 
     KEEP = 8
 
-    def __init__(self, store) -> None:
+    def __init__(self, store: ObjectReader) -> None:
         self.store = store
-        self._open: dict[bytes, tuple[Any, Any] | None] = {}
+        self._open: dict[bytes, tuple[ChunkedFile, CheckpointLayout] | None] = {}
 
     def close(self) -> None:
         for got in self._open.values():
@@ -105,7 +116,7 @@ class StoredCheckpoints:
                 got[0].close()
         self._open.clear()
 
-    def layout(self, fid: bytes, name: str):
+    def layout(self, fid: bytes, name: str) -> tuple[ChunkedFile, CheckpointLayout] | None:
         """(reader, layout) of a stored file, or None when it is not a checkpoint mlvc reads."""
         from ..checkpoint import HEAD_SIZE, CheckpointFormatError, detect_format, read_layout
         from .chunked_reader import ChunkedFile
@@ -129,7 +140,7 @@ class StoredCheckpoints:
         self._open[fid] = got
         return got
 
-    def certificate(self, fid: bytes, name: str) -> dict | None:
+    def certificate(self, fid: bytes, name: str) -> dict[str, Any] | None:
         from .provenance import KEY
 
         got = self.layout(fid, name)
@@ -179,14 +190,15 @@ class StoredCheckpoints:
         base = index_rel.rpartition("/")[0]
         return [f"{base}/{n}" if base else n for n in names]
 
-    def _shard_tensors(self, stack, files: dict[str, bytes], index_rel: str) -> dict | None:
+    def _shard_tensors(self, stack: contextlib.ExitStack, files: dict[str, bytes], index_rel: str
+                       ) -> Tensors | None:
         from ..checkpoint import CheckpointFormatError, read_layout
         from .chunked_reader import ChunkedFile
 
         shards = self.shard_paths(files, index_rel)
         if not shards or any(rel not in files for rel in shards):
             return None
-        tensors: dict = {}
+        tensors: Tensors = {}
         try:
             for rel in shards:
                 reader = stack.enter_context(ChunkedFile.for_file(self.store, files[rel], rel.rpartition("/")[2]))
@@ -197,7 +209,7 @@ class StoredCheckpoints:
         return tensors
 
 
-def compare_tensors(artifact: str, rel: str, ta: dict, tb: dict, only: set[str] | None) -> CheckpointChange:
+def compare_tensors(artifact: str, rel: str, ta: Tensors, tb: Tensors, only: set[str] | None) -> CheckpointChange:
     """Module changes between two {tensor name: (reader, TensorInfo)} maps; `only` limits the
     tensors read to those modules."""
     from ..checkpoint import block_of, group_by_module, relative_l2_change, state_dict_wrapper, tensor_bytes
@@ -242,7 +254,7 @@ def compare_tensors(artifact: str, rel: str, ta: dict, tb: dict, only: set[str] 
     return out
 
 
-def checkpoint_files(store, ptr: pointers.PointerFile, indexes: bool = False) -> dict[str, bytes]:
+def checkpoint_files(store: ObjectReader, ptr: pointers.PointerFile, indexes: bool = False) -> dict[str, bytes]:
     """{file inside the artifact ("" for a file artifact): file id} of an artifact version's checkpoints
     (with `indexes`, the sharded-checkpoint indexes too)."""
     from ..checkpoint import is_shard_index
