@@ -338,6 +338,7 @@ def test_fresh_directory_restore_with_a_damaged_small_file_writes_nothing(repo_d
     assert "corrupt" in str(res.failed["ds"])
     assert not d.exists()
     assert not list((repo_dir / ".mlvc" / "tmp").iterdir())
+    assert (res.written_files, res.written_bytes) == (0, 0)  # the files staged before it were discarded
 
 
 def test_checkout_of_a_directory_status_saw_unchanged_reads_nothing_else(repo_dir):
