@@ -121,7 +121,7 @@ def diff(
     if result.params:
         echo("params:")
         for p in result.params:
-            echo(f"    {p['source']}: {p['key']}: {_value(p['old'])} -> {_value(p['new'])}")
+            echo(f"    {p.source}: {p.key}: {_value(p.old)} -> {_value(p.new)}")
 
 
 def _with_blocks(module: str, blocks: list[str]) -> str:

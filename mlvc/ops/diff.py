@@ -13,7 +13,8 @@ without a pull.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import math
 import posixpath
@@ -22,10 +23,15 @@ from dataclasses import asdict, dataclass, field
 from .. import pointer as pointers
 from ..errors import MlvcError, ObjectNotFoundError
 from ..hashing import from_oid
-from .common import path_selected, wanted_paths, load_entries, select
+from .common import PathArg, path_selected, wanted_paths, load_entries, select
+from .params import ParamChange
 
 if TYPE_CHECKING:
+    from ..git import GitRepo
+    from ..objects import TreeEntry
     from ..repo import Repo
+    from ..store.types import ObjectReader
+    from .report_checkpoints import Tensors
 
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".safetensors", ".tar")
 MAX_CHECKPOINTS_PER_ARTIFACT = 32
@@ -72,12 +78,12 @@ class ArtifactDiff:
     new_size: int | None = None
     files: list[FileChange] = field(default_factory=list)
     checkpoints: list[CheckpointDiff] = field(default_factory=list)
-    meta: dict[str, dict] = field(default_factory=dict)  # key -> {"old": .., "new": ..} (ids apart, below)
+    meta: dict[str, dict[str, Any]] = field(default_factory=dict)  # key -> {"old": .., "new": ..} (ids apart, below)
     # file inside the artifact ("" for a file artifact) -> {"modules": [...], "blocks": [...]} whose
     # recorded ids differ (added, removed or changed): which modules and layers moved, read from
     # the pointers alone
     id_changes: dict[str, dict[str, list[str]]] = field(default_factory=dict)
-    role: dict | None = None
+    role: dict[str, str | None] | None = None
     error: str | None = None
 
 
@@ -86,9 +92,9 @@ class DiffResult:
     rev_a: str
     rev_b: str | None
     artifacts: list[ArtifactDiff] = field(default_factory=list)
-    params: list[dict] = field(default_factory=list)
+    params: list[ParamChange] = field(default_factory=list)  # of the params files (pointer meta: per artifact)
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         d = asdict(self)
         for a in d["artifacts"]:  # JSON has no inf
             for c in a["checkpoints"]:
@@ -102,13 +108,13 @@ class DiffResult:
 # ------------------------------------------------------------------ pointer sets
 
 
-def pointers_at_rev(git, rev: str) -> dict[str, tuple[pointers.PointerFile | None, str | None]]:
+def pointers_at_rev(git: GitRepo, rev: str) -> dict[str, tuple[pointers.PointerFile | None, str | None]]:
     """artifact path -> (pointer, error) at a git revision."""
     return {p.path: (p.ptr, str(p.error) if p.error else None) for p in pointers.pointers_at(git, rev)}
 
 
 def pointers_in_workspace(repo: Repo) -> dict[str, tuple[pointers.PointerFile | None, str | None]]:
-    out: dict[str, tuple] = {}
+    out: dict[str, tuple[pointers.PointerFile | None, str | None]] = {}
     for t in select(repo):
         out[t.display] = (t.ptr, str(t.error) if t.error else None)
     return out
@@ -121,7 +127,8 @@ def _looks_like_checkpoint(name: str) -> bool:
     return name.lower().endswith(CHECKPOINT_SUFFIXES)
 
 
-def checkpoint_diff(store, old_fid: bytes, new_fid: bytes, name: str, rel: str = "") -> CheckpointDiff | None:
+def checkpoint_diff(store: ObjectReader, old_fid: bytes, new_fid: bytes, name: str,
+                    rel: str = "") -> CheckpointDiff | None:
     """Tensor-level comparison of two stored files; None when they are not both checkpoints."""
     from ..checkpoint import HEAD_SIZE, detect_format, read_layout
     from .chunked_reader import ChunkedFile
@@ -148,7 +155,7 @@ def checkpoint_diff(store, old_fid: bytes, new_fid: bytes, name: str, rel: str =
     return out
 
 
-def _compare(out: CheckpointDiff, ta: dict, tb: dict) -> None:
+def _compare(out: CheckpointDiff, ta: Tensors, tb: Tensors) -> None:
     """Fill `out` from two {tensor name: (file, TensorInfo)} maps (one checkpoint, or all shards of one)."""
     from ..checkpoint import comparable_bytes as read_tensor
     from ..checkpoint import block_of, group_by_module, relative_l2_change, state_dict_wrapper
@@ -179,19 +186,20 @@ def _compare(out: CheckpointDiff, ta: dict, tb: dict) -> None:
         changed = [changes[n] for n in names if n in changes]
         if changed:
             out.modules[module] = changed
-            blocks = {b for t in changed if (b := block_of(t.name, module, wrapper)) is not None}
+            blocks = {blk for t in changed if (blk := block_of(t.name, module, wrapper)) is not None}
             if blocks:
                 out.changed_blocks[module] = sorted(blocks, key=_natural)
         else:
             out.unchanged_modules.append(module)
 
 
-def _natural(name: str) -> list:
+def _natural(name: str) -> list[int | str]:
     """Sort key putting `layers.10` after `layers.9`."""
     return [int(p) if p.isdigit() else p for p in name.split(".")]
 
 
-def _shard_tensors(store, entries: dict, index_rel: str) -> tuple[dict, list[str], str | None]:
+def _shard_tensors(store: ObjectReader, entries: Mapping[str, TreeEntry], index_rel: str
+                   ) -> tuple[Tensors, list[str], str | None]:
     """({tensor: (file, info)} over every shard, shard paths, format) of one side of a sharded
     checkpoint; ({}, [], None) when the index is absent on that side."""
     from ..checkpoint import read_layout, shard_files
@@ -203,7 +211,7 @@ def _shard_tensors(store, entries: dict, index_rel: str) -> tuple[dict, list[str
     f = ChunkedFile.for_file(store, index.file_id, index_rel)
     base = index_rel.rpartition("/")[0]
     shards = [f"{base}/{n}" if base else n for n in shard_files(f.read(), index_rel)]
-    tensors: dict = {}
+    tensors: Tensors = {}
     fmt = None
     for rel in shards:
         e = entries.get(rel)
@@ -217,7 +225,8 @@ def _shard_tensors(store, entries: dict, index_rel: str) -> tuple[dict, list[str
     return tensors, shards, fmt
 
 
-def sharded_diff(store, old_entries: dict, new_entries: dict, index_rel: str) -> tuple[CheckpointDiff, set[str]]:
+def sharded_diff(store: ObjectReader, old_entries: Mapping[str, TreeEntry], new_entries: Mapping[str, TreeEntry],
+                 index_rel: str) -> tuple[CheckpointDiff, set[str]]:
     """One CheckpointDiff for the model a sharded checkpoint's shards hold together, and the shard
     paths it covers (so they are not compared one by one)."""
     out = CheckpointDiff(index_rel)
@@ -244,7 +253,7 @@ def _short(exc: Exception) -> str:
 # ------------------------------------------------------------------ artifacts
 
 
-def _id_changes(a: dict, b: dict) -> dict[str, dict[str, list[str]]]:
+def _id_changes(a: Mapping[str, object], b: Mapping[str, object]) -> dict[str, dict[str, list[str]]]:
     """Per file, the modules and blocks whose recorded ids differ between two pointers' meta."""
     from .report_checkpoints import block_ids, module_ids
 
@@ -258,7 +267,7 @@ def _id_changes(a: dict, b: dict) -> dict[str, dict[str, list[str]]]:
     return out
 
 
-def _meta_changes(a: dict, b: dict) -> dict[str, dict]:
+def _meta_changes(a: Mapping[str, object], b: Mapping[str, object]) -> dict[str, dict[str, Any]]:
     from .params import ID_META, flatten
 
     a = flatten({k: v for k, v in a.items() if k not in ID_META})  # module and block ids: `_id_changes`
@@ -270,7 +279,7 @@ def _meta_changes(a: dict, b: dict) -> dict[str, dict]:
     return out
 
 
-def artifact_diff(store, path: str, old: pointers.PointerFile | None, new: pointers.PointerFile | None,
+def artifact_diff(store: ObjectReader, path: str, old: pointers.PointerFile | None, new: pointers.PointerFile | None,
                   contents: bool = True) -> ArtifactDiff:
     if old is None:
         if new is None:
@@ -334,8 +343,8 @@ def artifact_diff(store, path: str, old: pointers.PointerFile | None, new: point
     return d
 
 
-def diff(repo: Repo, rev_a: str, rev_b: str | None = None, paths=None, *, contents: bool = True,
-         with_params: bool = True) -> DiffResult:
+def diff(repo: Repo, rev_a: str, rev_b: str | None = None, paths: Sequence[PathArg] | None = None, *,
+         contents: bool = True, with_params: bool = True) -> DiffResult:
     from ..git import GitRepo
     from .params import params_diff, params_files
 
@@ -365,7 +374,7 @@ def diff(repo: Repo, rev_a: str, rev_b: str | None = None, paths=None, *, conten
                 result.artifacts.append(d)
         if with_params:
             files = set(params_files(repo))  # pointer meta is reported per artifact above
-            result.params = [c.as_dict() for c in params_diff(repo, rev_a, rev_b, git=git) if c.source in files]
+            result.params = [c for c in params_diff(repo, rev_a, rev_b, git=git) if c.source in files]
         return result
     finally:
         source.close()

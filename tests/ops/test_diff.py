@@ -123,6 +123,8 @@ def test_directory_and_meta_and_params_diff(repo_dir, capsys):
     assert arts["w.bin"]["meta"] == {"acc": {"old": 0.5, "new": 0.6}}
     assert arts["extra.bin"]["change"] == "added"
     assert doc["params"] == [{"key": "lr", "source": "params.json", "change": "modified", "old": 0.1, "new": 0.05}]
+    assert mlvc("diff", "v1", "HEAD~1", "--no-contents") == 0  # the text form names the same change
+    assert "params.json: lr: 0.1 -> 0.05" in capsys.readouterr().out
 
     doc = diff_json(capsys, "HEAD~1", "HEAD")
     assert [(a["path"], a["change"]) for a in doc["artifacts"]] == [("w.bin", "removed")]
