@@ -14,11 +14,12 @@ import queue
 import threading
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from .. import pointer as pointers
-from ..chunking import ChunkerParams, aligned_cuts, iter_chunks
-from ..codec import DELTA, ChunkEncoder
+from ..chunking import ChunkerParams, ReadsInto, aligned_cuts, iter_chunks
+from ..codec import DELTA, Buffer, ChunkEncoder
 from ..errors import FileChangedError, MlvcError, PathError, UnsafePathError
 from ..hashing import digest, hasher, to_oid
 from ..ignore import ensure_ignored
@@ -28,8 +29,19 @@ from ..store.packs import CHUNK, FILE_MANIFEST, TREE_MANIFEST
 from ..store.packstore import wrap_os_error
 from ..workspace import FileStat, IdLookup, hash_file, same_stat, scan, stat_signature
 from .add_bases import Bases, ChunkMap, DeltaChoice, FloatRegions, Tensor, TensorKey
-from .common import existing_meta, followed_link_warnings, links_root, natural_key, select
+from .common import PathArg, existing_meta, followed_link_warnings, links_root, natural_key, select
 from .data_meta import carry_over, config_drift
+from .modules import Meta
+
+if TYPE_CHECKING:
+    import xxhash
+
+    from ..checkpoint import CheckpointLayout
+    from ..repo import Repo
+    from ..store.packstore import PackStore
+
+# a chunk handed to the encoder thread: (bytes, id, float width, bytes to skip, the base of a delta)
+_Chunk = tuple[Buffer, bytes, int, int, "tuple[bytes, int, Tensor] | None"]
 
 _MIN_CUT_FILE = 64 * 1024  # smaller files are chunked without looking for a checkpoint layout
 
@@ -50,7 +62,7 @@ class AddResult:
     role: str | None = None  # the role the pointer records (given, kept, or inferred)
     new_data_bytes: int = 0  # the part of new_bytes that is file content (the rest: file and tree manifests)
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, object]:
         return asdict(self)
 
 
@@ -58,12 +70,12 @@ class _Reader:
     """The file as the chunker reads it: every block read also feeds the file's content id
     and the progress bar (on the chunker's read-ahead thread; both release or lock as needed)."""
 
-    def __init__(self, f, content, progress: Progress):
+    def __init__(self, f: ReadsInto, content: xxhash.xxh3_128, progress: Progress) -> None:
         self._f = f
         self._content = content
         self._progress = progress
 
-    def readinto(self, b) -> int:
+    def readinto(self, b: memoryview, /) -> int | None:
         n = self._f.readinto(b)
         if n:
             self._content.update(b[:n])
@@ -80,13 +92,13 @@ class _ModuleIds:
     the caller's stat check after both passes vouches that they saw one version of the file.
     """
 
-    def __init__(self, path, layout, before: os.stat_result):
+    def __init__(self, path: Path, layout: CheckpointLayout, before: os.stat_result) -> None:
         self._ids: dict[str, str] | None = None
         self._thread = threading.Thread(target=self._run, args=(path, layout, before),
                                         name="mlvc-modules", daemon=True)
         self._thread.start()
 
-    def _run(self, path, layout, before) -> None:
+    def _run(self, path: Path, layout: CheckpointLayout, before: os.stat_result) -> None:
         from .modules import module_ids_of
 
         try:
@@ -114,22 +126,23 @@ class _Storer:
     `_BESIDE_BATCH`: a queue operation per chunk, each waking the other thread, cost ~0.3 s of
     CPU per GiB in lock hand-offs."""
 
-    def __init__(self, store, encoder, beside: bool, base_file: Path | None = None,
-                 choice: DeltaChoice | None = None):
+    def __init__(self, store: PackStore, encoder: ChunkEncoder, beside: bool, base_file: Path | None = None,
+                 choice: DeltaChoice | None = None) -> None:
         self._store, self._encoder = store, encoder
         self._choice = choice if choice is not None else DeltaChoice()
         self._delta_encoder = ChunkEncoder(store.level)  # the XORs' planes pay differently
         self._base_file = base_file
         self._base_fd: int | None = None
-        self._queue: queue.Queue = queue.Queue(_BESIDE_QUEUE)
-        self._batch: list[tuple] = []
+        self._queue: queue.Queue[list[_Chunk] | None] = queue.Queue(_BESIDE_QUEUE)
+        self._batch: list[_Chunk] = []
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
         if beside:
             self._thread = threading.Thread(target=self._run, name="mlvc-encode", daemon=True)
             self._thread.start()
 
-    def put(self, data, oid: bytes, width: int, skip: int, base: tuple[bytes, int, Tensor] | None = None) -> None:
+    def put(self, data: Buffer, oid: bytes, width: int, skip: int,
+            base: tuple[bytes, int, Tensor] | None = None) -> None:
         """`base`: (id, offset in `base_file`, tensor) of the chunk to store this one as a delta against."""
         if self._thread is None:
             self._put(data, oid, width, skip, base)
@@ -141,7 +154,7 @@ class _Storer:
             self._queue.put(self._batch)
             self._batch = []
 
-    def _put(self, data, oid: bytes, width: int, skip: int, base: tuple[bytes, int, Tensor] | None) -> None:
+    def _put(self, data: Buffer, oid: bytes, width: int, skip: int, base: tuple[bytes, int, Tensor] | None) -> None:
         store = self._store
         if base is None:
             store.put_chunk(data, oid, self._encoder, width, skip)
@@ -206,7 +219,7 @@ class _Storer:
             self._base_fd = None
 
 
-def store_file(store, fs: FileStat, display: str, params: ChunkerParams, progress: Progress = NULL,
+def store_file(store: PackStore, fs: FileStat, display: str, params: ChunkerParams, progress: Progress = NULL,
                module_ids: bool = False, float_planes: bool = False,
                base: ChunkMap | Callable[[], ChunkMap | None] | None = None,
                choice: DeltaChoice | None = None) -> tuple[bytes, dict[str, str] | None, ChunkMap | None]:
@@ -290,7 +303,7 @@ def store_file(store, fs: FileStat, display: str, params: ChunkerParams, progres
     return cid, ids, ChunkMap(mine, fs.path) if mine else None
 
 
-def _previous_pointer(repo, ptr_path: Path) -> pointers.PointerFile | None:
+def _previous_pointer(repo: Repo, ptr_path: Path) -> pointers.PointerFile | None:
     if not ptr_path.exists():
         return None
     try:
@@ -299,13 +312,13 @@ def _previous_pointer(repo, ptr_path: Path) -> pointers.PointerFile | None:
         return None
 
 
-def _tracked_by_git(repo, display: str) -> bool:
+def _tracked_by_git(repo: Repo, display: str) -> bool:
     from .. import gitcli as git
 
     return bool(git.ls_files(repo.root, "--", display))
 
 
-def _check_target(repo, target: Path, display: str) -> None:
+def _check_target(repo: Repo, target: Path, display: str) -> None:
     if target.name.endswith(pointers.SUFFIX):
         raise PathError(display, "is a pointer file; add the artifact it points to instead")
     if repo.has_git and _tracked_by_git(repo, display):
@@ -331,7 +344,7 @@ def _check_target(repo, target: Path, display: str) -> None:
                                      f"{t.display} (pointer {t.rel_pointer}); remove that pointer first")
 
 
-def add_one(repo, path: str | Path, *, role: str | None = None, meta: dict | None = None,
+def add_one(repo: Repo, path: PathArg, *, role: str | None = None, meta: Mapping[str, object] | None = None,
             progress: Progress = NULL) -> AddResult:
     if not os.path.lexists(path):  # before "outside the repository": /nonexistent simply is not there
         raise PathError(path, "does not exist")
@@ -359,7 +372,7 @@ def add_one(repo, path: str | Path, *, role: str | None = None, meta: dict | Non
     before_new = dict(store.stats)
     hashed = 0
     ids = bytearray()  # the file ids, 16 bytes each in the scan's (path) order
-    known_modules: dict[str, dict] = {}  # module ids computed while storing, by relative path
+    known_modules: dict[str, Meta | None] = {}  # module ids computed while storing, by relative path
     examined = bytearray(len(files))  # 1: module ids computed while storing (in known_modules if any)
     from .modules import sharded_files, wants_module_ids
 
@@ -454,13 +467,13 @@ def add_one(repo, path: str | Path, *, role: str | None = None, meta: dict | Non
 DATA_SIGNALS = ("config", "config_hash", "seed")  # what produced a data set (`--config`, `--seed`)
 
 
-def infer_role(meta: dict) -> str | None:
+def infer_role(meta: Mapping[str, object]) -> str | None:
     """The role of an artifact added without one: "data" when its meta says what produced it
     (a config or a sampling seed: a data set saved with torch.save holds tensors too), else None."""
     return "data" if any(k in meta for k in DATA_SIGNALS) else None
 
 
-def add(repo, paths, *, role: str | None = None, meta: dict | None = None,
+def add(repo: Repo, paths: Sequence[PathArg], *, role: str | None = None, meta: Mapping[str, object] | None = None,
         progress: Progress = NULL) -> list[AddResult]:
     """Add each path; stops at the first failure (earlier paths stay added)."""
     if not paths:

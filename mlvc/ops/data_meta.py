@@ -10,6 +10,7 @@ in the pointer's meta beside the content id, and kept honest.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import json
@@ -48,7 +49,7 @@ def _file_hash(p: Path) -> str:
     return to_oid(digest(p.read_bytes()))
 
 
-def carry_over(old_meta: dict[str, Any] | None, given: dict[str, Any] | None, changed: bool,
+def carry_over(old_meta: Mapping[str, Any] | None, given: Mapping[str, object] | None, changed: bool,
                display: str) -> tuple[dict[str, Any], list[str]]:
     """(meta for the new pointer, warnings) when re-adding an artifact whose pointer had `old_meta`.
 
