@@ -170,13 +170,14 @@ def status(
             moved = source_moves(repo, [str(p) for p in paths] if paths else None)
     dirty = [r for r in results if r.state != UNCHANGED or r.cache_complete is False]
     if json_out:
-        doc = [r.as_dict() for r in results]
-        if remote_missing is not None:
-            for d in doc:
-                d["not_on_remote"] = remote_missing.get(d["path"], 0)
-        for d in doc:
-            if d["path"] in moved:
-                d["source_moved"] = moved[d["path"]].as_dict()
+        doc = []
+        for r in results:
+            d = r.as_dict()
+            if remote_missing is not None:
+                d["not_on_remote"] = remote_missing.get(r.path, 0)
+            if r.path in moved:
+                d["source_moved"] = moved[r.path].as_dict()
+            doc.append(d)
         emit_json(doc)
     elif not quiet:
         for r in results:

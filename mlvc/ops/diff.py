@@ -94,7 +94,7 @@ class DiffResult:
     artifacts: list[ArtifactDiff] = field(default_factory=list)
     params: list[ParamChange] = field(default_factory=list)  # of the params files (pointer meta: per artifact)
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> dict[str, object]:
         d = asdict(self)
         for a in d["artifacts"]:  # JSON has no inf
             for c in a["checkpoints"]:

@@ -396,7 +396,7 @@ def _size(n: int | None) -> str:
     return human_size(n)
 
 
-def _fmt(v: Any) -> str:
+def _fmt(v: object) -> str:
     if isinstance(v, float):
         return repr(v)  # what the user wrote: 2.0 stays 2.0, 0.001 stays 0.001
     return str(v)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from collections.abc import Container
 from dataclasses import asdict, dataclass
-from typing import Any
 
 from .. import pointer as pointers
 from ..errors import MlvcError, PathError
@@ -25,7 +24,7 @@ class ListEntry:
     artifact: str | None = None  # the artifact holding a tracked file
     files: int | None = None  # a tracked directory's file count
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> dict[str, object]:
         return {k: v for k, v in asdict(self).items() if v is not None}
 
 

@@ -32,8 +32,8 @@ class ParamChange:
     key: str
     source: str  # params file, or the artifact whose pointer meta holds it
     change: str  # added / removed / modified
-    old: Any = None
-    new: Any = None
+    old: object = None
+    new: object = None
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)

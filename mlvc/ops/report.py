@@ -62,7 +62,7 @@ class ArtifactVersion:
     kind: str | None = None
     role: str | None = None
     error: str | None = None
-    source: dict[str, Any] | None = None  # imported from another repository: url, path, rev, commit
+    source: dict[str, object] | None = None  # imported from another repository: url, path, rev, commit
 
 
 @dataclass
@@ -70,8 +70,8 @@ class ParamChange:
     key: str
     source: str  # params file, or the checkpoint whose birth certificate holds it
     change: str  # added / removed / modified
-    old: Any = None
-    new: Any = None
+    old: object = None
+    new: object = None
 
 
 @dataclass
@@ -95,8 +95,8 @@ class DataVersion:
     id: str
     config: str | None = None
     config_hash: str | None = None
-    seed: Any = None
-    source: dict[str, Any] | None = None  # imported from another repository: url, path, rev, commit
+    seed: object = None
+    source: dict[str, object] | None = None  # imported from another repository: url, path, rev, commit
 
 
 @dataclass
@@ -106,7 +106,7 @@ class ModelVersion:
     modules: dict[str, Any] = field(default_factory=dict)
     data: dict[str, Any] = field(default_factory=dict)  # from the birth certificate: {path: {id, config_hash, seed}}
     code_commit: str | None = None  # the commit the checkpoint was saved from
-    source: dict[str, Any] | None = None  # imported from another repository: url, path, rev, commit
+    source: dict[str, object] | None = None  # imported from another repository: url, path, rev, commit
 
 
 @dataclass
@@ -181,7 +181,7 @@ def _pointer_of(v: ArtifactVersion, meta: Meta) -> pointers.PointerFile:
 # ------------------------------------------------------------------ collection
 
 
-def _numeric(v: Any) -> bool:
+def _numeric(v: object) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 

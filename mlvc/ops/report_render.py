@@ -19,7 +19,7 @@ from .report import DataVersion, ModelVersion, Report, ReportCommit, metric_span
 from .report_checkpoints import CheckpointChange, ModuleChange
 
 
-def _fmt(v: Any) -> str:
+def _fmt(v: object) -> str:
     if v is None:
         return "-"
     if isinstance(v, float):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ..errors import MlvcError, ObjectNotFoundError, PathError
 from ..hashing import from_oid, to_oid
@@ -42,7 +42,7 @@ class ArtifactStatus:
     # way, a corrupt manifest); None when the comparison ran
     failed_code: int | None = None
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> dict[str, object]:
         doc = asdict(self)
         del doc["failed_code"]
         return doc

@@ -14,7 +14,7 @@ workspace and of every commit is walked).  `--repair`:
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from dataclasses import dataclass, field
 
@@ -47,7 +47,7 @@ class VerifyResult:
         final = self.after or self.report
         return final.ok and not (self.refill and self.refill.failed)
 
-    def as_dict(self, describe: Callable[[MlvcError], str] = describe) -> dict[str, Any]:
+    def as_dict(self, describe: Callable[[MlvcError], str] = describe) -> dict[str, object]:
         """The result as plain data (`--json`); `describe` words a refill's failures."""
         return {"store": self.report.store, "report": self.report.as_dict(), "affected": self.affected,
                 "repairs": self.repairs, "refill": self.refill.as_dict(describe) if self.refill else None,
