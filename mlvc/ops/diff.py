@@ -14,7 +14,7 @@ without a pull.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import math
 import posixpath
@@ -78,7 +78,7 @@ class ArtifactDiff:
     new_size: int | None = None
     files: list[FileChange] = field(default_factory=list)
     checkpoints: list[CheckpointDiff] = field(default_factory=list)
-    meta: dict[str, dict[str, Any]] = field(default_factory=dict)  # key -> {"old": .., "new": ..} (ids apart, below)
+    meta: dict[str, dict[str, object]] = field(default_factory=dict)  # key -> {"old": .., "new": ..} (ids apart, below)
     # file inside the artifact ("" for a file artifact) -> {"modules": [...], "blocks": [...]} whose
     # recorded ids differ (added, removed or changed): which modules and layers moved, read from
     # the pointers alone
@@ -267,7 +267,7 @@ def _id_changes(a: Mapping[str, object], b: Mapping[str, object]) -> dict[str, d
     return out
 
 
-def _meta_changes(a: Mapping[str, object], b: Mapping[str, object]) -> dict[str, dict[str, Any]]:
+def _meta_changes(a: Mapping[str, object], b: Mapping[str, object]) -> dict[str, dict[str, object]]:
     from .params import ID_META, flatten
 
     a = flatten({k: v for k, v in a.items() if k not in ID_META})  # module and block ids: `_id_changes`

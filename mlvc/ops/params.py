@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from typing import Any, TYPE_CHECKING
+from typing import TYPE_CHECKING
 
 from .. import pointer as pointers
 from .. import safeyaml
@@ -59,7 +59,7 @@ def metrics_files(repo: Repo) -> list[str]:
     return _listed(repo, "metrics", DEFAULT_METRICS_FILES)
 
 
-def parse_values(data: bytes, name: str) -> dict[str, Any] | None:
+def parse_values(data: bytes, name: str) -> dict[str, object] | None:
     """Flattened key -> value of a YAML or JSON document; None when unreadable."""
     try:
         if name.endswith(".json"):
@@ -73,8 +73,8 @@ def parse_values(data: bytes, name: str) -> dict[str, Any] | None:
     return flatten(doc)
 
 
-def flatten(doc: Mapping[str, object], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
+def flatten(doc: Mapping[str, object], prefix: str = "") -> dict[str, object]:
+    out: dict[str, object] = {}
     for k, v in doc.items():
         key = f"{prefix}{k}"
         if isinstance(v, dict) and v:
@@ -99,8 +99,8 @@ class _Source:
                 return None
         return self.git.read_blob(self.rev, rel)
 
-    def pointer_metas(self) -> dict[str, dict[str, Any]]:
-        out: dict[str, dict[str, Any]] = {}
+    def pointer_metas(self) -> dict[str, dict[str, object]]:
+        out: dict[str, dict[str, object]] = {}
         if self.rev is None:
             from .common import select
 
@@ -114,10 +114,10 @@ class _Source:
         return out
 
 
-def collect(repo: Repo, git: GitRepo, rev: str | None) -> dict[tuple[str, str], Any]:
+def collect(repo: Repo, git: GitRepo, rev: str | None) -> dict[tuple[str, str], object]:
     """{(source, key): value} of every parameter at `rev` (None: workspace)."""
     src = _Source(repo, git, rev)
-    values: dict[tuple[str, str], Any] = {}
+    values: dict[tuple[str, str], object] = {}
     for name in params_files(repo):
         data = src.read(name)
         if data is None:
@@ -133,7 +133,7 @@ def collect(repo: Repo, git: GitRepo, rev: str | None) -> dict[tuple[str, str], 
     return values
 
 
-def compare(a: dict[tuple[str, str], Any], b: dict[tuple[str, str], Any]) -> list[ParamChange]:
+def compare(a: dict[tuple[str, str], object], b: dict[tuple[str, str], object]) -> list[ParamChange]:
     out = []
     for key in sorted(set(a) | set(b)):
         source, name = key

@@ -11,7 +11,7 @@ zip directory and data.pkl are fetched).
 from __future__ import annotations
 
 import json
-from typing import Any, TYPE_CHECKING
+from typing import TYPE_CHECKING
 
 from .. import checkpoint as ckpt
 from ..errors import MlvcError, ObjectNotFoundError
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 KEY = "mlvc"
 
 
-def _parse(raw: object) -> dict[str, Any] | None:
+def _parse(raw: object) -> dict[str, object] | None:
     if isinstance(raw, str):
         try:
             raw = json.loads(raw)
@@ -35,7 +35,7 @@ def _parse(raw: object) -> dict[str, Any] | None:
     return raw if isinstance(raw, dict) else None
 
 
-def read_provenance(fileobj: Readable, name: str = "") -> dict[str, Any] | None:
+def read_provenance(fileobj: Readable, name: str = "") -> dict[str, object] | None:
     """The embedded `mlvc` record of an open checkpoint, or None (not a checkpoint / no record)."""
     fileobj.seek(0)
     head = fileobj.read(ckpt.HEAD_SIZE)
@@ -45,7 +45,7 @@ def read_provenance(fileobj: Readable, name: str = "") -> dict[str, Any] | None:
     return _parse(layout.extras.get(KEY))
 
 
-def _from_cache(repo: Repo, file_id: bytes, name: str) -> dict[str, Any] | None:
+def _from_cache(repo: Repo, file_id: bytes, name: str) -> dict[str, object] | None:
     from .chunked_reader import ChunkedFile
 
     fm = file_manifest(repo.store, file_id)
@@ -53,7 +53,7 @@ def _from_cache(repo: Repo, file_id: bytes, name: str) -> dict[str, Any] | None:
         return read_provenance(f, name)
 
 
-def _read_one(repo: Repo, tracked: Tracked, rel: str, file_id: bytes) -> tuple[dict[str, Any] | None, str]:
+def _read_one(repo: Repo, tracked: Tracked, rel: str, file_id: bytes) -> tuple[dict[str, object] | None, str]:
     path = tracked.target if rel == "" else tracked.target / rel
     name = path.name
     if path.is_file():
@@ -65,7 +65,7 @@ def _read_one(repo: Repo, tracked: Tracked, rel: str, file_id: bytes) -> tuple[d
         return None, "missing"
 
 
-def provenance_of(repo: Repo, tracked: Tracked, only: str | None = None) -> dict[str, Any] | None:
+def provenance_of(repo: Repo, tracked: Tracked, only: str | None = None) -> dict[str, object] | None:
     """Flat provenance of a checkpoint artifact (a file, or a dir of checkpoint files), or None.
 
     For a directory the newest record (by saved_at) is flattened at the top,
@@ -87,7 +87,7 @@ def provenance_of(repo: Repo, tracked: Tracked, only: str | None = None) -> dict
     chosen = iter(entries)
     if ptr.kind == "dir":  # lazily: a million-file tree is never a list of a million entries
         chosen = (e for e in entries if (e.path == only if only else is_checkpoint_name(e.path)))
-    found: dict[str, tuple[dict[str, Any], str]] = {}
+    found: dict[str, tuple[dict[str, object], str]] = {}
     for e in chosen:
         try:
             prov, source = _read_one(repo, tracked, e.path, e.file_id)

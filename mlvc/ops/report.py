@@ -27,7 +27,7 @@ import posixpath
 from dataclasses import asdict, dataclass, field
 from collections.abc import Mapping
 from datetime import datetime, timezone
-from typing import Any, TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 from .. import pointer as pointers
 from ..errors import MlvcError, ObjectNotFoundError, PathError
@@ -103,8 +103,8 @@ class DataVersion:
 class ModelVersion:
     path: str
     id: str
-    modules: dict[str, Any] = field(default_factory=dict)
-    data: dict[str, Any] = field(default_factory=dict)  # from the birth certificate: {path: {id, config_hash, seed}}
+    modules: dict[str, object] = field(default_factory=dict)
+    data: dict[str, object] = field(default_factory=dict)  # from the birth certificate: {path: {id, config_hash, seed}}
     code_commit: str | None = None  # the commit the checkpoint was saved from
     source: dict[str, object] | None = None  # imported from another repository: url, path, rev, commit
 
@@ -181,7 +181,13 @@ def _pointer_of(v: ArtifactVersion, meta: Meta) -> pointers.PointerFile:
 # ------------------------------------------------------------------ collection
 
 
-def _numeric(v: object) -> bool:
+def _mapping(v: object) -> Mapping[str, object]:
+    """A mapping of a birth certificate (its metrics, params, data); {} where another tool wrote
+    something else under that key."""
+    return v if isinstance(v, Mapping) else {}
+
+
+def _numeric(v: object) -> TypeGuard[float]:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
@@ -205,7 +211,7 @@ class _Collector:
         self.contents = contents
         self.stored = StoredCheckpoints(repo.store) if contents else None  # None: no checkpoint is read
         self.pointers: dict[str, tuple[ArtifactVersion, Meta]] = {}  # path -> (version, meta)
-        self.certificates: dict[str, dict[str, Any]] = {}  # artifact path -> latest birth certificate
+        self.certificates: dict[str, dict[str, object]] = {}  # artifact path -> latest birth certificate
         self.last_metric: dict[str, float] = {}
         self.missing: set[str] = set()
 
@@ -229,7 +235,7 @@ class _Collector:
             return False  # a data set saved with torch.save is still data
         return v.role == "model" or bool(meta.get("modules")) or is_checkpoint_name(v.path)
 
-    def _certificate(self, v: ArtifactVersion, meta: Meta) -> dict[str, Any] | None:
+    def _certificate(self, v: ArtifactVersion, meta: Meta) -> dict[str, object] | None:
         """The newest birth certificate among the artifact's checkpoints (by saved_at), or None."""
         stored = self.stored
         if stored is None:  # a report without contents reads no checkpoint
@@ -334,11 +340,11 @@ class _Collector:
             return
         previous = self.certificates.get(v.path, {})
         self.certificates[v.path] = cert
-        for key, value in flatten(cert.get("metrics") or {}).items():
+        for key, value in flatten(_mapping(cert.get("metrics"))).items():
             if _numeric(value):
                 out.metrics[f"{v.path}: {key}"] = value
-        out.params.extend(_param_changes(v.path, flatten(previous.get("params") or {}),
-                                         flatten(cert.get("params") or {})))
+        out.params.extend(_param_changes(v.path, flatten(_mapping(previous.get("params"))),
+                                         flatten(_mapping(cert.get("params")))))
         for key in ENVIRONMENT_KEYS:
             old, new = previous.get(key), cert.get(key)
             if new != old and (new is not None or key in previous):
@@ -350,8 +356,9 @@ class _Collector:
                 cert = self.certificates.get(path) or {}
                 found = meta.get("modules")
                 modules = dict(found) if isinstance(found, dict) else {}
-                out.models.append(ModelVersion(path, v.id or "", modules, dict(cert.get("data") or {}),
-                                               cert.get("commit"), v.source))
+                code = cert.get("commit")
+                out.models.append(ModelVersion(path, v.id or "", modules, dict(_mapping(cert.get("data"))),
+                                               code if isinstance(code, str) else None, v.source))
             elif v.role == "data" or "config_hash" in meta or "seed" in meta or v.source is not None:
                 # an imported artifact that is not a model is an input: its source is its lineage
                 out.data.append(DataVersion(path, v.id or "", meta.get("config"), meta.get("config_hash"),

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from .. import pointer as pointers
 from ..errors import MlvcError
@@ -140,7 +140,7 @@ class StoredCheckpoints:
         self._open[fid] = got
         return got
 
-    def certificate(self, fid: bytes, name: str) -> dict[str, Any] | None:
+    def certificate(self, fid: bytes, name: str) -> dict[str, object] | None:
         from .provenance import KEY
 
         got = self.layout(fid, name)

@@ -329,7 +329,8 @@ def _lineage_table(commits: list[ReportCommit]) -> list[str]:
                 seed = f" seed {_e(d.get('seed'))}" if isinstance(d, dict) and "seed" in d else ""
                 ident = d.get("id") if isinstance(d, dict) else d
                 origin = _source_text(d.get("source")) if isinstance(d, dict) else ""
-                trained.append(f"<code>{_e(path)}</code> <span class=sha>{_e(_short_id(ident))}</span>{seed}"
+                shown = _short_id(ident if isinstance(ident, str) else None)
+                trained.append(f"<code>{_e(path)}</code> <span class=sha>{_e(shown)}</span>{seed}"
                                + (f' <span class="muted source">{_e(origin.strip())}</span>' if origin else ""))
             if m.code_commit:
                 code = _e(m.code_commit[:12])

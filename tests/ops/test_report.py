@@ -459,3 +459,33 @@ def test_an_imported_dataset_names_its_source_in_the_lineage(repo_dir, tmp_path)
     assert f"from ../registry datasets/images at {registry.v2[:12]} (v2)" in md
     html = render_html(rep)
     assert html.count(f"from ../registry datasets/images at {registry.v1[:12]} (v1)") == 2  # data, trained on
+
+
+def _safetensors_with_record(path: Path, record: dict[str, object], value: float) -> None:
+    """A one-tensor safetensors file whose header carries `record` as its `mlvc` birth certificate."""
+    import struct
+
+    raw = struct.pack("<4f", value, 1.0, 2.0, 3.0)
+    header = {"__metadata__": {"mlvc": json.dumps(record)},
+              "head.w": {"dtype": "F32", "shape": [4], "data_offsets": [0, len(raw)]}}
+    encoded = json.dumps(header).encode()
+    encoded += b" " * (-len(encoded) % 8)
+    path.write_bytes(struct.pack("<Q", len(encoded)) + encoded + raw)
+
+
+def test_a_birth_certificate_of_the_wrong_shape_is_ignored(repo_dir: Path) -> None:
+    # an `mlvc` record written by another tool: metrics, params and data not mappings, commit not
+    # text, then a data set's id not text
+    odd: dict[str, object] = {"metrics": [0.5], "params": "lr=1", "data": ["x"], "commit": 7, "saved_at": "2024"}
+    for i, data in enumerate((["x"], {"d.bin": 7})):
+        _safetensors_with_record(repo_dir / "model.safetensors", {**odd, "metrics": [i], "data": data}, float(i))
+        mlvc.add("model.safetensors", role="model")
+        commit(repo_dir, f"v{i}")
+    repo = Repo.find(repo_dir)
+    try:
+        rep = collect(repo, contents=True)
+    finally:
+        repo.close()
+    [model] = rep.commits[-1].models
+    assert model.data == {"d.bin": 7} and model.code_commit is None
+    assert "model.safetensors" in render_markdown(rep) and "model.safetensors" in render_html(rep)
