@@ -98,7 +98,7 @@ class CommitReport:
     message: str
     artifacts: list[LogEntry] = field(default_factory=list)
     params: list[ParamChange] = field(default_factory=list)
-    metrics: dict[str, dict[str, Any]] = field(default_factory=dict)  # source -> {key: value}
+    metrics: dict[str, dict[str, object]] = field(default_factory=dict)  # source -> {key: value}
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -317,7 +317,7 @@ def report(repo: Repo, path: str | None = None, since: str | datetime | None = N
                 if rel.endswith(pointers.SUFFIX):
                     entry = _artifact_entry(info, hist, rel, a, b)
                     rep.artifacts.append(entry)
-                    metric_like = {k: v for k, v in flatten(entry.meta).items()
+                    metric_like: dict[str, object] = {k: v for k, v in flatten(entry.meta).items()
                                    if isinstance(v, (int, float)) and not isinstance(v, bool)}
                     if metric_like and entry.change != "removed":
                         rep.metrics[entry.path] = metric_like
@@ -342,7 +342,7 @@ def report(repo: Repo, path: str | None = None, since: str | datetime | None = N
 
 
 def _artifact_metrics(store: ObjectReader, entry: LogEntry, old: pointers.PointerFile | PointerError | None,
-                      listed: list[str]) -> dict[str, dict[str, Any]]:
+                      listed: list[str]) -> dict[str, dict[str, object]]:
     """{"<artifact>/<file>": values} of the metrics files inside an artifact version that differ
     from the previous version's: a file artifact that is one, or, in a directory artifact, those
     at its top level and those at paths `listed`.  Read from the cache; what it lacks is skipped."""
@@ -370,13 +370,13 @@ def _artifact_metrics(store: ObjectReader, entry: LogEntry, old: pointers.Pointe
                 prior = before.find(name) if before is not None else None
                 if e is not None and (prior is None or prior.file_id != e.file_id):
                     wanted.append((e.file_id, e.size, f"{art}/{name}"))
-        out = {}
+        out: dict[str, dict[str, object]] = {}
         for fid, size, source in wanted:
             if size > MAX_PARAMS_BYTES:
                 continue
             with ChunkedFile.for_file(store, fid, posixpath.basename(source)) as f:
                 values = parse_values(f.read(), source)
-            numeric = {k: v for k, v in (values or {}).items()
+            numeric: dict[str, object] = {k: v for k, v in (values or {}).items()
                        if isinstance(v, (int, float)) and not isinstance(v, bool)}
             if numeric:
                 out[source] = numeric

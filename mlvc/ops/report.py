@@ -27,7 +27,7 @@ import posixpath
 from dataclasses import asdict, dataclass, field
 from collections.abc import Mapping
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, TypeGuard
+from typing import TYPE_CHECKING, TypeGuard
 
 from .. import pointer as pointers
 from ..errors import MlvcError, ObjectNotFoundError, PathError
@@ -85,8 +85,8 @@ class MetricChange:
 class EnvironmentChange:
     artifact: str
     key: str
-    old: Any
-    new: Any
+    old: object
+    new: object
 
 
 @dataclass

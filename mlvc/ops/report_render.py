@@ -12,7 +12,6 @@ import html
 import json
 import math
 from collections.abc import Iterator, Mapping
-from typing import Any
 
 from ..units import human_size
 from .report import DataVersion, ModelVersion, Report, ReportCommit, metric_span, param_effects
@@ -243,7 +242,7 @@ _JS = r"""
 """
 
 
-def _e(text: Any) -> str:
+def _e(text: object) -> str:
     return html.escape("-" if text is None else str(text), quote=True)
 
 
