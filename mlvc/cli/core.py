@@ -449,7 +449,7 @@ def show(
         info = show_op(repo, str(target))
     if field:
         found = info.get("provenance")
-        prov: dict[str, Any] = found if isinstance(found, dict) else {}
+        prov: Mapping[str, object] = found if isinstance(found, Mapping) else {}
         if field not in info and field not in prov:
             raise errors.MlvcError(f"no field {field!r} in {target}")
         value = info[field] if field in info else prov[field]
@@ -467,16 +467,18 @@ def show(
     for key in ("path", "kind", "id", "size", "files", "role"):
         value = info.get(key)
         if value is not None:
-            echo(f"{key}: {human_size(value) if key == 'size' else value}")
+            echo(f"{key}: {human_size(value) if key == 'size' and isinstance(value, int) else value}")
         if key == "path" and info.get("tracked") is False:
             echo(f"tracked: no (run `mlvc add {target}` to track it)")
     if info.get("provenance_error"):
         echo(f"provenance: unreadable: {info['provenance_error']}")
     for key in ("source", "modules", "blocks", "meta", "provenance"):
-        if info.get(key):
+        tree = info.get(key)
+        if tree and isinstance(tree, Mapping):
             echo(f"{key}:")
-            _echo_tree(info[key], "  ")
-    if info.get("entries") is not None:
+            _echo_tree(tree, "  ")
+    entries = info.get("entries")
+    if isinstance(entries, ShownEntries):
         echo("files:")
-        for e in info["entries"]:
+        for e in entries:
             echo(f"  {e['id']}  {human_size(e['size']):>10}  {e['path']}")

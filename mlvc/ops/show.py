@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, TypedDict
 
 from ..errors import MlvcError, ObjectNotFoundError, PathError
 from ..hashing import to_oid
@@ -15,6 +15,15 @@ from .modules import file_modules
 
 if TYPE_CHECKING:
     from ..repo import Repo
+
+
+class ShownEntry(TypedDict):
+    """One file of a shown artifact, as `mlvc show --json` writes it."""
+
+    path: str
+    size: int
+    id: str
+    executable: bool
 
 
 @dataclass(frozen=True)
@@ -29,13 +38,13 @@ class ShownEntries:
     def __len__(self) -> int:
         return len(self.entries)
 
-    def __iter__(self) -> Iterator[dict[str, Any]]:
+    def __iter__(self) -> Iterator[ShownEntry]:
         for e in self.entries:
             yield {"path": e.path or self.artifact, "size": e.size, "id": to_oid(e.file_id),
                    "executable": e.executable}
 
 
-def show(repo: Repo, target: str) -> dict[str, Any]:
+def show(repo: Repo, target: str) -> dict[str, object]:
     """An artifact, or one file inside a tracked directory (`show checkpoints/model.pt`).
 
     A checkpoint that is not (yet) tracked is shown from the file itself: its size and the birth
@@ -93,7 +102,7 @@ def show(repo: Repo, target: str) -> dict[str, Any]:
     return info
 
 
-def _untracked_checkpoint(repo: Repo, target: str) -> dict[str, Any] | None:
+def _untracked_checkpoint(repo: Repo, target: str) -> dict[str, object] | None:
     """{path, tracked: False, size, format, provenance} of a workspace checkpoint no pointer names,
     or None when `target` is not a file or carries no birth certificate."""
     from .. import checkpoint as ckpt
