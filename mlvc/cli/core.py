@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, List, Optional, TYPE_CHECKING
+from typing import List, Optional, TYPE_CHECKING
 
 import typer
 
@@ -246,23 +246,22 @@ def ls(
 
     with open_repo() as repo:
         tracked = select(repo)
-    rows: list[dict[str, Any]] = []
+    rows: list[dict[str, object]] = []  # for --json
+    lines: list[str] = []  # for people
     for t in tracked:
         if t.ptr is None:
             rows.append({"path": t.display, "pointer": t.rel_pointer, "error": str(t.error)})
+            lines.append(f"{t.display}\tINVALID: {t.error}")
         else:
             p = t.ptr
             rows.append({"path": t.display, "pointer": t.rel_pointer, "kind": p.kind, "size": p.size,
                          "files": p.files, "role": p.role, "id": p.oid})
+            lines.append(f"{t.display}\t{p.kind}\t{human_size(p.size)}\t{p.files} files\t{p.role or '-'}\t{p.oid}")
     if json_out:
         emit_json(rows)
         return
-    for r in rows:
-        if "error" in r:
-            echo(f"{r['path']}\tINVALID: {r['error']}")
-        else:
-            echo(f"{r['path']}\t{r['kind']}\t{human_size(r['size'])}\t{r['files']} files\t"
-                 f"{r['role'] or '-'}\t{r['id']}")
+    for line in lines:
+        echo(line)
 
 
 def _percent(text: str | None) -> float | None:
