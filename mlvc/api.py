@@ -108,7 +108,7 @@ def checkout(paths: Paths = None, *, force: bool = False, repo: RepoArg = None,
 
     r = _repo(repo)
     try:
-        return _checkout(r, paths, force=force, progress=progress)
+        return _checkout(r, _paths(paths), force=force, progress=progress)
     finally:
         r.close()
 

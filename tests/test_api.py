@@ -35,6 +35,15 @@ def test_status_takes_one_path_as_the_other_functions_do(repo_dir: Path) -> None
     assert [s.path for s in api.status("data.txt")] == [s.path for s in api.status(["data.txt"])] == ["data.txt"]
 
 
+def test_checkout_takes_one_path_as_the_other_functions_do(repo_dir: Path) -> None:
+    write(repo_dir / "data.txt", "1")
+    api.add("data.txt")
+    (repo_dir / "data.txt").unlink()
+    # one path was iterated character by character ("d: is not tracked by mlvc"), as status's was
+    assert api.checkout("data.txt").restored == ["data.txt"]
+    assert (repo_dir / "data.txt").read_text() == "1"
+
+
 def test_wrappers_return_the_cli_result_objects(repo_dir: Path, tmp_path: Path) -> None:
     remote = tmp_path / "remote"
     remote.mkdir()

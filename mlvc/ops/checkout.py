@@ -20,6 +20,7 @@ from array import array
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import (ConflictError, CorruptObjectError, DiskError, MlvcError, ObjectNotFoundError, PathError,
                       describe)
@@ -31,8 +32,12 @@ from ..safepath import ContainedTree, new_file, parts_below, refuse_links_above,
 from ..store.filebases import MAX_FILES, MIN_FILE_BYTES, FileBases
 from ..store.packs import CHUNK, FILE_MANIFEST, BackgroundWriter, write_all
 from ..store.packstore import wrap_os_error
-from ..workspace import IdLookup, ScannedFiles, scan, scan_within, stat_signature
-from .common import Tracked, file_manifest, links_root, load_entries, natural_key, overlapping, paired, select
+from ..workspace import FileStat, IdLookup, ScannedFiles, scan, scan_within, stat_signature
+if TYPE_CHECKING:
+    from ..repo import Repo
+    from ..store.packstore import PackStore
+
+from .common import PathArg, Tracked, file_manifest, links_root, load_entries, natural_key, overlapping, paired, select
 
 HASH_ROWS_BATCH = 50_000  # restored files recorded in the hash cache this many at a time
 ONE_CHUNK_BATCH = 2048  # one-chunk files whose records are looked up and read together
@@ -68,7 +73,7 @@ class CheckoutResult:
         return out
 
 
-def write_verified(store, fid: bytes, fd: int, executable: bool, progress: Progress = NULL,
+def write_verified(store: PackStore, fid: bytes, fd: int, executable: bool, progress: Progress = NULL,
                    bases: FileBases | None = None) -> None:
     """Write the file `fid` to the open file `fd` (open for reading too), checked against its id,
     with its mode.  `bases`: where the plaintexts of deltas' bases may lie (read first); a large
@@ -103,7 +108,8 @@ def write_verified(store, fid: bytes, fd: int, executable: bool, progress: Progr
         bases.add_fd(fd, refs)
 
 
-def with_one_chunk_bytes(store, entries) -> Iterator[tuple[TreeEntry, bytes | memoryview | None]]:
+def with_one_chunk_bytes(store: PackStore, entries: Iterable[TreeEntry]
+                         ) -> Iterator[tuple[TreeEntry, bytes | memoryview | None]]:
     """Each entry with its bytes, checked against its id, when the file is one chunk (the chunk's
     id is then the file's: most small files); None for the others (`write_verified` writes them).
 
@@ -121,7 +127,7 @@ def with_one_chunk_bytes(store, entries) -> Iterator[tuple[TreeEntry, bytes | me
         yield from _one_chunk_batch(store, batch)
 
 
-def _one_chunk_batch(store, batch: list[TreeEntry]) -> Iterator[tuple[TreeEntry, bytes | memoryview | None]]:
+def _one_chunk_batch(store: PackStore, batch: list[TreeEntry]) -> Iterator[tuple[TreeEntry, bytes | memoryview | None]]:
     whole = [store.has(CHUNK, e.file_id) for e in batch]
     stored = store.iter_small_chunks([e.file_id for e, one in zip(batch, whole, strict=True) if one])
     for e, one in zip(batch, whole, strict=True):
@@ -150,7 +156,7 @@ def restore_order(entries: Iterable[TreeEntry]) -> Iterator[TreeEntry]:
     yield from large
 
 
-def write_temp(store, fid: bytes, tree: ContainedTree, parts: tuple[str, ...], executable: bool,
+def write_temp(store: PackStore, fid: bytes, tree: ContainedTree, parts: tuple[str, ...], executable: bool,
                progress: Progress = NULL, bases: FileBases | None = None) -> int:
     """Write the file `fid` to a temp file for the destination `parts` of `tree`, verified.
 
@@ -169,7 +175,8 @@ def write_temp(store, fid: bytes, tree: ContainedTree, parts: tuple[str, ...], e
     return serial
 
 
-def restore_staged(repo, t: Tracked, entries, tree: ContainedTree, base: tuple[str, ...], staging: str,
+def restore_staged(repo: Repo, t: Tracked, entries: Sequence[TreeEntry], tree: ContainedTree, base: tuple[str, ...],
+                   staging: str,
                    progress: Progress, result: CheckoutResult, bases: FileBases | None = None) -> None:
     """Restore a directory artifact that is absent from the workspace: every file is written in
     its place inside the staging directory (directories made as the path-ordered entries reach
@@ -232,7 +239,7 @@ def entry_parts(base: tuple[str, ...], e: TreeEntry) -> tuple[str, ...]:
     return base + tuple(e.path.split("/")) if e.path else base
 
 
-def materialize(store, entries: Sequence[TreeEntry], tree: ContainedTree, base: tuple[str, ...], kind: str,
+def materialize(store: PackStore, entries: Sequence[TreeEntry], tree: ContainedTree, base: tuple[str, ...], kind: str,
                 progress: Progress = NULL) -> None:
     """Write an artifact's files at `base` in `tree` (export; no conflict checks, no removals),
     the large ones last, in natural order, each reading deltas' bases from those written before."""
@@ -259,7 +266,8 @@ def _prune_empty_dirs(root: Path, start: Path) -> None:
         d = d.parent
 
 
-def _check_room(store, tree: ContainedTree, base: tuple[str, ...], entries: Sequence[TreeEntry], to_write,
+def _check_room(store: PackStore, tree: ContainedTree, base: tuple[str, ...], entries: Sequence[TreeEntry],
+                to_write: Sequence[int],
                 need_bytes: int, display: str) -> None:
     """DiskError before anything is written when the files cannot fit (bytes or inodes): a tree of
     10 M entries or a 1 TB file fails at once instead of filling the disk first.  A file that
@@ -286,7 +294,7 @@ def _sweep_beside_file(target: Path) -> None:
     remove_stale_beside(target.parent / n for n in names)
 
 
-def checkout_one(repo, t: Tracked, force: bool, progress: Progress, result: CheckoutResult,
+def checkout_one(repo: Repo, t: Tracked, force: bool, progress: Progress, result: CheckoutResult,
                  tree: ContainedTree, bases: FileBases | None = None) -> None:
     store = repo.store
     ptr = t.pointer
@@ -300,7 +308,7 @@ def checkout_one(repo, t: Tracked, force: bool, progress: Progress, result: Chec
     st = tree.lstat(base)
     is_link = st is not None and statmod.S_ISLNK(st.st_mode)
     is_dir = st is not None and statmod.S_ISDIR(st.st_mode)
-    files: ScannedFiles | list = []
+    files: ScannedFiles | list[FileStat] = []
     if st is not None:
         kind_mismatch = is_dir != (ptr.kind == "dir")
         if (kind_mismatch or is_link) and not force:
@@ -452,7 +460,7 @@ def checkout_one(repo, t: Tracked, force: bool, progress: Progress, result: Chec
     result.restored.append(t.shown)
 
 
-def _offer_replaced(store, bases: FileBases | None, path: str, fid: bytes, derive: bool = True) -> None:
+def _offer_replaced(store: PackStore, bases: FileBases | None, path: str, fid: bytes, derive: bool = True) -> None:
     """Offer the workspace's version `fid` of a file (at `path`, about to be replaced) as a
     source of plaintexts, when the store knows its chunks (its bytes are hashed when read): of
     its own chunks, and (`derive`) of the bases of those stored as deltas (`FileBases.add_derived`)."""
@@ -467,7 +475,8 @@ def _offer_replaced(store, bases: FileBases | None, path: str, fid: bytes, deriv
         bases.add_derived((c for c, _n in chunks), store.delta_bases, store.stored_delta)
 
 
-def checkout(repo, paths=None, *, force: bool = False, progress: Progress = NULL) -> CheckoutResult:
+def checkout(repo: Repo, paths: Sequence[PathArg] | None = None, *, force: bool = False,
+             progress: Progress = NULL) -> CheckoutResult:
     """Restore every selected artifact; failures are collected per artifact, not raised."""
     result = CheckoutResult()
     selected = select(repo, paths, within=True)
@@ -487,7 +496,7 @@ def checkout(repo, paths=None, *, force: bool = False, progress: Progress = NULL
     return result
 
 
-def _checkout_reporting(repo, t: Tracked, force: bool, progress: Progress, result: CheckoutResult,
+def _checkout_reporting(repo: Repo, t: Tracked, force: bool, progress: Progress, result: CheckoutResult,
                         tree: ContainedTree, bases: FileBases | None = None) -> None:
     """checkout_one, with its failure recorded in `result` instead of raised."""
     if t.ptr is None:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 import contextlib
 import os
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,9 +28,11 @@ from ..safepath import ContainedTree
 from ..store.packstore import wrap_os_error
 from .checkout import CheckoutResult, checkout, materialize
 from .selection import Selection
-from .common import links_root, path_selected, wanted_paths, load_entries, missing_objects, select
+from .common import PathArg, links_root, path_selected, wanted_paths, load_entries, missing_objects, select
 
 if TYPE_CHECKING:
+    from ..git import GitRepo
+    from ..pointer import PointerFile
     from ..repo import Repo
 
 # Set while mlvc itself runs `git checkout`, so the post-checkout hook does not restore twice.
@@ -56,7 +59,7 @@ def pull_hint(repo: Repo) -> str:
 
 
 @contextlib.contextmanager
-def hooks_skipped():
+def hooks_skipped() -> Iterator[None]:
     old = os.environ.get(HOOK_SKIP_ENV)
     os.environ[HOOK_SKIP_ENV] = "1"
     try:
@@ -79,7 +82,8 @@ class FetchOutcome:
     absent: set[str] = field(default_factory=set)  # artifacts whose objects the remote lacks
 
 
-def fetch_missing(repo: Repo, rev: str | None, paths, progress: Progress = NULL) -> FetchOutcome | None:
+def fetch_missing(repo: Repo, rev: str | None, paths: Sequence[PathArg] | None,
+                  progress: Progress = NULL) -> FetchOutcome | None:
     """Fetch what the cache lacks from the default remote.  Returns what failed, or None."""
     from .fetch import absent_from_remote, fetch  # (a transfer: not imported by a plain checkout)
 
@@ -98,7 +102,7 @@ def fetch_missing(repo: Repo, rev: str | None, paths, progress: Progress = NULL)
     return None
 
 
-def _git(repo: Repo):
+def _git(repo: Repo) -> GitRepo:
     from ..git import GitRepo
 
     if not repo.has_git:
@@ -137,7 +141,8 @@ def unsaved_artifacts(repo: Repo) -> list[str]:
     return unsaved
 
 
-def checkout_rev(repo: Repo, rev: str | None, paths=None, *, force: bool = False, to: Path | str | None = None,
+def checkout_rev(repo: Repo, rev: str | None, paths: Sequence[PathArg] | None = None, *, force: bool = False,
+                 to: Path | str | None = None,
                  progress: Progress = NULL) -> CheckoutResult:
     if rev is None and to is None:  # the workspace's own pointers: no git involved (nor imported)
         return restore(repo, paths, force, progress)
@@ -152,7 +157,8 @@ def checkout_rev(repo: Repo, rev: str | None, paths=None, *, force: bool = False
         git.close()
 
 
-def _switch(repo: Repo, git, rev: str, paths, force: bool, progress: Progress) -> CheckoutResult:
+def _switch(repo: Repo, git: GitRepo, rev: str, paths: Sequence[PathArg] | None, force: bool,
+            progress: Progress) -> CheckoutResult:
     sha = git.resolve(rev)  # RevisionError for an unknown revision or a repo without commits
     if not force:
         if git.has_commits() and git.is_dirty():
@@ -186,7 +192,7 @@ def left_behind(repo: Repo, before: list[str]) -> list[str]:
     return kept
 
 
-def restore(repo: Repo, paths, force: bool, progress: Progress) -> CheckoutResult:
+def restore(repo: Repo, paths: Sequence[PathArg] | None, force: bool, progress: Progress) -> CheckoutResult:
     """Checkout of the workspace's pointers, fetching objects the cache lacks from the default remote."""
     fetch_error = prefetch(repo, None, select_safe(repo, paths), progress, paths)
     result = checkout(repo, paths, force=force, progress=progress)
@@ -194,14 +200,15 @@ def restore(repo: Repo, paths, force: bool, progress: Progress) -> CheckoutResul
     return result
 
 
-def select_safe(repo: Repo, paths):
+def select_safe(repo: Repo, paths: Sequence[PathArg] | None) -> list[PointerFile]:
     try:
         return [t.ptr for t in select(repo, paths, within=True) if t.ptr is not None]
     except MlvcError:
         return []
 
 
-def prefetch(repo: Repo, rev: str | None, ptrs, progress: Progress, paths=None) -> FetchOutcome | None:
+def prefetch(repo: Repo, rev: str | None, ptrs: Iterable[PointerFile], progress: Progress,
+             paths: Sequence[PathArg] | None = None) -> FetchOutcome | None:
     """Fetch from the default remote when any selected artifact has objects the cache lacks:
     what the workspace `paths` select (a path inside an artifact: that file's objects only)."""
     need = []
@@ -236,13 +243,14 @@ def explain_missing(repo: Repo, result: CheckoutResult, fetched: FetchOutcome | 
         result.failed[name] = result.failed[name].worded(missing_message(repo, base, fetched, name))
 
 
-def export_rev(repo: Repo, git, rev: str, paths, dest: Path, progress: Progress = NULL) -> CheckoutResult:
+def export_rev(repo: Repo, git: GitRepo, rev: str, paths: Sequence[PathArg] | None, dest: Path,
+               progress: Progress = NULL) -> CheckoutResult:
     git.resolve(rev)
     result = CheckoutResult()
     wanted = wanted_paths(repo, paths)
     found = [p for p in pointers.pointers_at(git, rev) if path_selected(p[1], wanted) or (wanted and p[0] in wanted)]
     if wanted and not found:
-        raise PathError(", ".join(paths), f"is not tracked by mlvc at {rev}")
+        raise PathError(", ".join(os.fspath(p) for p in paths or ()), f"is not tracked by mlvc at {rev}")
     dest = Path(os.path.abspath(dest))
     ptrs = [ptr for _, _, ptr, _ in found if ptr is not None]
     fetch_error = prefetch(repo, rev, ptrs, progress)
@@ -256,10 +264,11 @@ def export_rev(repo: Repo, git, rev: str, paths, dest: Path, progress: Progress 
     return result
 
 
-def _export_one(repo: Repo, tree: ContainedTree, display: str, ptr, err, fetch_error, result: CheckoutResult,
-                progress: Progress) -> None:
+def _export_one(repo: Repo, tree: ContainedTree, display: str, ptr: PointerFile | None, err: MlvcError | None,
+                fetch_error: FetchOutcome | None, result: CheckoutResult, progress: Progress) -> None:
     """Write one artifact of the exported revision under `tree`, recording a failure in `result`."""
     if ptr is None:
+        assert err is not None  # a PointerAt holds its pointer or the error reading it
         result.failed[display] = err.worded(str(err))
         return
     try:
