@@ -14,6 +14,7 @@ workspace and of every commit is walked).  `--repair`:
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import nullcontext
 from typing import TYPE_CHECKING
 
 from dataclasses import dataclass, field
@@ -121,26 +122,36 @@ def verify_store(repo: Repo, *, remote: str | None = None, read_data: bool | Non
         result.affected = [a.name for a in affected]
         if not repair:
             return result
-        for orphan in report.orphans:
-            name = reindex_orphan(store, orphan)
-            if name is not None:
-                result.repairs.append(f"re-indexed pack {orphan} (as {name})")
-            else:
-                where = move_aside(store, orphan, "a pack without an index, with damaged records")
-                result.repairs.append(f"quarantined damaged pack {orphan} without index -> {where}")
-        for pack in report.bad_packs():
-            reason = "; ".join(p.message for p in report.problems if p.pack == pack)
-            where, saved = quarantine(store, pack, reason)
-            result.repairs.append(f"quarantined pack {pack} -> {where} ({saved} intact objects kept)")
-        store.refresh()
-        affected = affected_artifacts(repo, store, verify(store, read_data=False))
-        if affected:
-            result.refill = _refill(repo, store, remote, source, affected, progress)
-        result.after = verify(store, read_data=read_data, subset=subset, progress=progress)
-        return result
+        # The cache's repair moves packs aside and writes into it: exclusive, as gc (an add beside it
+        # could rely on an object of a pack being quarantined).  A remote's writers coordinate by
+        # their leases and journal instead.
+        with store.host_lock(exclusive=True) if remote is None else nullcontext():
+            return _repair(repo, store, remote, source, report, result, read_data, subset, progress)
     finally:
         if remote_store is not None:
             remote_store.close()
+
+
+def _repair(repo: Repo, store: PackStore, remote: str | None, source: str | None, report: VerifyReport,
+            result: VerifyResult, read_data: bool, subset: float | None, progress: Progress) -> VerifyResult:
+    """Re-index orphans, quarantine damaged packs, refill what the affected artifacts lack."""
+    for orphan in report.orphans:
+        name = reindex_orphan(store, orphan)
+        if name is not None:
+            result.repairs.append(f"re-indexed pack {orphan} (as {name})")
+        else:
+            where = move_aside(store, orphan, "a pack without an index, with damaged records")
+            result.repairs.append(f"quarantined damaged pack {orphan} without index -> {where}")
+    for pack in report.bad_packs():
+        reason = "; ".join(p.message for p in report.problems if p.pack == pack)
+        where, saved = quarantine(store, pack, reason)
+        result.repairs.append(f"quarantined pack {pack} -> {where} ({saved} intact objects kept)")
+    store.refresh()
+    affected = affected_artifacts(repo, store, verify(store, read_data=False))
+    if affected:
+        result.refill = _refill(repo, store, remote, source, affected, progress)
+    result.after = verify(store, read_data=read_data, subset=subset, progress=progress)
+    return result
 
 
 def _refill(repo: Repo, store: PackStore, remote: str | None, source: str | None, affected: list[Artifact],

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import time
 from pathlib import Path
 
 import pytest
 
 from mlvc.errors import EXIT_CORRUPT, EXIT_USAGE
 
-from helpers import cli, commit, ok
+from helpers import cli, cli_proc, commit, ok
 from remote.helpers import add_remote, clone, make_repo, pushed_repo, rand_bytes, write  # isort: skip
 
 
@@ -53,6 +55,29 @@ def test_damaged_cache_is_reported_with_its_artifacts_then_repaired_from_the_rem
     ok(repo, "checkout", "-q")
     assert (repo / "m.bin").read_bytes() == original
     ok(repo, "verify", "-q")
+
+
+def test_repair_of_the_cache_waits_for_a_gc_holding_its_host_lock(pushed):
+    """--repair moves packs aside and writes into the cache: it takes the host lock exclusively,
+    as gc does, so it neither runs beside a gc nor beside an add that relies on a pack it
+    quarantines."""
+    repo, _remote = pushed
+    cache = repo / ".mlvc" / "cache"
+    original = (repo / "m.bin").read_bytes()
+    flip(biggest_pack(cache), 300_000)
+    fd = os.open(cache / "lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # what a gc holds while it deletes
+        proc = cli_proc(repo, "verify", "--repair", "-q")
+        time.sleep(2.0)
+        assert proc.poll() is None, proc.communicate()  # waiting for the lock, nothing moved yet
+        assert not (cache / "quarantine").exists() or not any((cache / "quarantine").iterdir())
+    finally:
+        os.close(fd)
+    assert proc.wait(120) == 0, proc.communicate()
+    (repo / "m.bin").unlink()
+    ok(repo, "checkout", "-q")
+    assert (repo / "m.bin").read_bytes() == original
 
 
 def test_repair_without_a_remote_says_what_it_could_not_do(tmp_path):
