@@ -100,9 +100,9 @@ def test_the_workspace_version_serves_as_base_and_is_checked(repo_dir):
     assert (repo_dir / "last.pt").read_bytes() == versions[1]
 
 
-def test_a_run_directory_reads_each_base_from_the_file_just_written(repo_dir):
-    """One checkout of a run's directory: each step's deltas are decoded against the previous
-    step's file, just written, instead of reading their bases' records again."""
+def committed_run(repo_dir) -> dict[str, bytes]:
+    """A run's directory of three steps (each stored against the one before), added by one
+    `mlvc add` and committed; returns {file name: bytes}."""
     ck = repo_dir / "checkpoints"
     ck.mkdir()
     names = ["step_40.pt", "step_80.pt", "step_120.pt"]
@@ -111,6 +111,14 @@ def test_a_run_directory_reads_each_base_from_the_file_just_written(repo_dir):
     expect = {n: (ck / n).read_bytes() for n in names}
     assert mlvc_cli(repo_dir, "add", "checkpoints").code == 0
     commit(repo_dir, "run")
+    return expect
+
+
+def test_a_run_directory_reads_each_base_from_the_file_just_written(repo_dir):
+    """One checkout of a run's directory: each step's deltas are decoded against the previous
+    step's file, just written, instead of reading their bases' records again."""
+    expect = committed_run(repo_dir)
+    ck = repo_dir / "checkpoints"
     cache = repo_dir / ".mlvc" / "cache"
     with open_cache(cache) as store:
         deltas = sum(1 for oid in store.iter_ids(CHUNK) if store.location(CHUNK, oid).codec == DELTA)
@@ -173,14 +181,7 @@ def test_an_exported_run_directory_reads_each_base_from_the_file_just_written(re
     decoded against the previous step's file, just written."""
     from mlvc.ops.revcheckout import checkout_rev
 
-    ck = repo_dir / "checkpoints"
-    ck.mkdir()
-    names = ["step_40.pt", "step_80.pt", "step_120.pt"]
-    for name, sd in zip(names, run_of(3), strict=True):
-        torch.save(sd, ck / name)
-    expect = {n: (ck / n).read_bytes() for n in names}
-    assert mlvc_cli(repo_dir, "add", "checkpoints").code == 0
-    commit(repo_dir, "run")
+    expect = committed_run(repo_dir)
     with open_cache(repo_dir / ".mlvc" / "cache") as store:
         deltas = sum(1 for oid in store.iter_ids(CHUNK) if store.location(CHUNK, oid).codec == DELTA)
     repo = Repo.find(repo_dir)
