@@ -77,8 +77,8 @@ class FetchOutcome:
     artifact's message says only its own reason."""
 
     remote: str
-    error: str | None = None  # the fetch as a whole failed (an unreachable remote, ...)
-    failed: dict[str, str] = field(default_factory=dict)  # artifact -> why its objects did not come
+    error: MlvcError | None = None  # the fetch as a whole failed (an unreachable remote, ...)
+    failed: dict[str, MlvcError] = field(default_factory=dict)  # artifact -> why its objects did not come
     absent: set[str] = field(default_factory=set)  # artifacts whose objects the remote lacks
 
 
@@ -95,9 +95,9 @@ def fetch_missing(repo: Repo, rev: str | None, paths: Sequence[PathArg] | None,
                                  workspace=False if rev is not None else None)
         result = fetch(repo, selection, remote=remote, progress=progress)
     except MlvcError as exc:
-        return FetchOutcome(remote, error=str(exc))
+        return FetchOutcome(remote, error=exc)
     if result.failed:
-        return FetchOutcome(remote, failed={name: describe(exc) for name, exc in result.failed.items()},
+        return FetchOutcome(remote, failed=dict(result.failed),
                             absent=set(absent_from_remote(result)))
     return None
 
@@ -232,7 +232,11 @@ def missing_message(repo: Repo, base: str, fetched: FetchOutcome | None, name: s
         from .fetch import push_hint
 
         return f"{base} and from remote {fetched.remote!r}: {push_hint(fetched.remote)}"
-    why = fetched.failed.get(name) or fetched.error if fetched is not None else None
+    why = None
+    if fetched is not None and name in fetched.failed:
+        why = describe(fetched.failed[name])
+    elif fetched is not None and fetched.error is not None:
+        why = str(fetched.error)
     if fetched is not None and why:
         return f"{base}; fetching it from remote {fetched.remote!r} failed ({why}): run `mlvc pull` once that is fixed"
     return f"{base}: {pull_hint(repo)}"

@@ -60,3 +60,26 @@ def test_objects_never_pushed(repo_dir, tmp_path):
     assert out.code == 0, out
     out = mlvc_cli(clone, "status")
     assert "missing" not in out.out and "lacked" not in out.out, out.out
+
+
+def test_a_checkout_whose_fetch_fails_says_why_in_one_line(repo_dir, tmp_path):
+    """The objects are missing from the cache and fetching them failed as a whole (the remote's
+    directory is gone): the line names the remote and why, with the fetch error's own words."""
+    r = repo_dir
+    (r / "m.bin").write_bytes(b"m1" * 100)
+    assert mlvc_cli(r, "remote", "add", "shared", str(tmp_path / "nfs"), "--default").code == 0
+    assert mlvc_cli(r, "add", "m.bin").code == 0
+    commit(r, "v1")
+    assert mlvc_cli(r, "push").code == 0
+    clone = tmp_path / "clone"
+    git(tmp_path, "clone", "-q", str(r), str(clone))
+    (tmp_path / "nfs").rename(tmp_path / "nfs-gone")
+    (tmp_path / "nfs").write_text("not a directory\n")
+
+    out = mlvc_cli(clone, "checkout")
+    assert out.code == 7, out
+    lines = errors_of(out.err)
+    assert len(lines) == 1, out.err
+    assert lines[0].startswith("error: m.bin: object xxh128:") and \
+        "; fetching it from remote 'shared' failed (" in lines[0] and \
+        lines[0].endswith("): run `mlvc pull` once that is fixed"), lines[0]
