@@ -134,25 +134,15 @@ class ObjectReads(PackPublisher):
 
     def _get(self, typ: int, oid: bytes, chain: tuple[bytes, ...],
              files: FileBases | None = None) -> bytes | memoryview:
-        for _attempt in range(REREADS):
-            loc = self._lookup(typ, oid)
-            while isinstance(loc, Pending):
-                writer, e = loc
-                pending_payload = writer.read_back(e)
-                if pending_payload is not None:
-                    return decode_verify(typ, oid, e.codec, pending_payload, e.raw, "a pack being written",
-                                         base=self.base_reader(chain, files))
-                loc = self._lookup(typ, oid)  # published meanwhile: now in the index
-            no, c, off, stored, raw = loc
-            where = self._where(no)
-            if (err := record_size_error(typ, oid, stored, raw, where)) is not None:
-                raise err  # before reading: a declared 4 GiB must not be fetched or allocated
-            if (payload := self._read_pack(no, off, stored)) is not None:
-                break
-        else:
-            raise _removed_under(oid, self.name)
-        if len(payload) != stored:
-            raise CorruptObjectError(to_oid(oid), where, f"{stored} bytes", f"{len(payload)} bytes (truncated pack)")
+        record = self._record(typ, oid)
+        while isinstance(record, Pending):
+            writer, e = record
+            pending_payload = writer.read_back(e)
+            if pending_payload is not None:
+                return decode_verify(typ, oid, e.codec, pending_payload, e.raw, "a pack being written",
+                                     base=self.base_reader(chain, files))
+            record = self._record(typ, oid)  # published meanwhile: now in the index
+        c, payload, raw, where = record
         return decode_verify(typ, oid, c, payload, raw, where, base=self.base_reader(chain, files))
 
     def iter_decoded(self, typ: int, oid: bytes, piece: int = 1 << 20) -> Iterator[bytes]:
@@ -202,14 +192,22 @@ class ObjectReads(PackPublisher):
         is its bytes' digest; None while it is in a pack this process is writing."""
         if typ == FILE_MANIFEST:
             raise ValueError("a file manifest's id is its content's, not its own bytes' digest")
+        record = self._record(typ, oid)
+        return None if isinstance(record, Pending) else record
+
+    def _record(self, typ: int, oid: bytes) -> Pending | tuple[int, bytes | memoryview, int, str]:
+        """(codec, stored payload, raw length, where) of an object as its pack holds it, its size
+        checked before it is read and its length after; or where it is pending in a pack this
+        process writes.  A pack that a gc removed under the read is looked up again (at most
+        REREADS times in a row)."""
         for _attempt in range(REREADS):
             loc = self._lookup(typ, oid)
             if isinstance(loc, Pending):
-                return None
+                return loc
             no, c, off, stored, raw = loc
             where = self._where(no)
             if (err := record_size_error(typ, oid, stored, raw, where)) is not None:
-                raise err
+                raise err  # before reading: a declared 4 GiB must not be fetched or allocated
             if (payload := self._read_pack(no, off, stored)) is not None:
                 break
         else:
