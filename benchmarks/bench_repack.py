@@ -26,37 +26,15 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import harness as H  # noqa: E402
+from bench_w4 import add_run  # noqa: E402
 import workloads as W  # noqa: E402
 
 ROUNDS = 3
 
 
-def _added(path: Path, files: list[Path], layout: str, codec_on: bool) -> tuple[H.MlvcRepo, float]:
-    """A repository holding the run as `layout` keeps it; the add's total time."""
-    repo = H.MlvcRepo(path).init(config={"float_planes": True} if codec_on else None)
-    took = 0.0
-    if layout == "dir":
-        (repo.path / "checkpoints").mkdir()
-        for f in files:
-            H.place(f, repo.path / "checkpoints" / f.name, sync=False)
-        t0 = time.perf_counter()
-        repo.add("checkpoints")
-        took = time.perf_counter() - t0
-        repo.git_commit("run")
-        return repo, took
-    target = "checkpoints/last" + files[0].suffix
-    for f in files:
-        H.place(f, repo.path / target, sync=False)
-        t0 = time.perf_counter()
-        repo.add(target)
-        took += time.perf_counter() - t0
-        repo.git_commit(f.name)
-    return repo, took
-
-
 def series(name: str, files: list[Path], layout: str, base: Path) -> dict:
     raw = sum(f.stat().st_size for f in files)
-    off, off_add_s = _added(base / f"off-{name}-{layout}", files, layout, codec_on=False)
+    off, off_add_s = add_run(base / f"off-{name}-{layout}", files, layout, codec_on=False)
     out: dict = {"series": f"{name}, {layout}", "checkpoints": len(files), "raw": raw,
                  "cache_codec_off": off.cache_bytes() / raw, "add_codec_off_s": off_add_s,
                  "repack_s": [], "add_codec_on_s": []}
@@ -70,7 +48,7 @@ def series(name: str, files: list[Path], layout: str, base: Path) -> dict:
         out["cache_repacked"] = H.tree_bytes(copy / ".mlvc" / "cache") / raw
         out["chunks_recoded"], out["recoded_as_deltas"] = res["chunks_recoded"], res["recoded_as_deltas"]
         shutil.rmtree(copy)
-        on, on_s = _added(base / f"on-{name}-{layout}-{r}", files, layout, codec_on=True)
+        on, on_s = add_run(base / f"on-{name}-{layout}-{r}", files, layout, codec_on=True)
         out["add_codec_on_s"].append(on_s)
         out["cache_codec_on"] = on.cache_bytes() / raw
         shutil.rmtree(on.path)

@@ -207,32 +207,45 @@ def _restore_next_in_process(repo_path: Path, target: Path, files: list[Path], b
     return co, cp
 
 
+def add_run(path: Path, files: list[Path], layout: str, codec_on: bool) -> tuple[H.MlvcRepo, float]:
+    """A repository holding the run as `layout` keeps it (`dir`: the checkpoints under their own names
+    in one directory, added by ONE `mlvc add`, then committed; `last`: one path overwritten, added and
+    committed per checkpoint); the adds' total time."""
+    repo = H.MlvcRepo(path).init(config={"float_planes": True} if codec_on else None)
+    took = 0.0
+    if layout == "dir":
+        (repo.path / "checkpoints").mkdir()
+        for f in files:
+            H.place(f, repo.path / "checkpoints" / f.name, sync=False)
+        t0 = time.perf_counter()
+        repo.add("checkpoints")
+        took = time.perf_counter() - t0
+        repo.git_commit("run")
+        return repo, took
+    target = "checkpoints/last" + files[0].suffix
+    for f in files:
+        H.place(f, repo.path / target, sync=False)
+        t0 = time.perf_counter()
+        repo.add(target)
+        took += time.perf_counter() - t0
+        repo.git_commit(f.name)
+    return repo, took
+
+
 def run_directory(name: str, files: list[Path], base: Path) -> dict:
     """The run's checkpoints under their own names in one directory, added by ONE `mlvc add`
     (each stored against the previous one in natural order), then pushed."""
     raw = sum(f.stat().st_size for f in files)
-    mlvc = H.MlvcRepo(base / f"mlvc-dir-{name}").init(config={"float_planes": True})
+    mlvc, add_s = add_run(base / f"mlvc-dir-{name}", files, "dir", codec_on=True)
     remote = base / f"remote-dir-{name}"
-    (mlvc.path / "checkpoints").mkdir()
-    for f in files:
-        H.place(f, mlvc.path / "checkpoints" / f.name, sync=False)
-    t0 = time.perf_counter()
-    mlvc.add("checkpoints")
     out: dict = {"series": f"{name}, one add of the run's directory", "checkpoints": len(files), "raw": raw,
-                 "mlvc_add_s": time.perf_counter() - t0}
-    mlvc.git_commit("run")
+                 "mlvc_add_s": add_s}
     mlvc.sh(*mlvc.cmd("remote", "add", "origin", remote, "--default"))
     mlvc.sh(*mlvc.cmd("push", "-q"))
     out["mlvc_cache"] = du(mlvc.cache_dir) / raw
     out["mlvc_remote"] = du(remote) / raw
     out["restore_dir_s"], out["restore_dir_cp_s"] = _restore_dir_in_process(mlvc.path, files, base)
-    plain = H.MlvcRepo(base / f"mlvc-plain-{name}").init()  # the same add without the float codec
-    (plain.path / "checkpoints").mkdir()
-    for f in files:
-        H.place(f, plain.path / "checkpoints" / f.name, sync=False)
-    t0 = time.perf_counter()
-    plain.add("checkpoints")
-    out["mlvc_add_plain_s"] = time.perf_counter() - t0
+    plain, out["mlvc_add_plain_s"] = add_run(base / f"mlvc-plain-{name}", files, "dir", codec_on=False)
     out["mlvc_cache_plain"] = du(plain.cache_dir) / raw
     return out
 
@@ -241,15 +254,8 @@ def run_series(name: str, files: list[Path], base: Path) -> dict:
     raw = sum(f.stat().st_size for f in files)
     target = "checkpoints/last" + files[0].suffix
     out: dict = {"series": name, "checkpoints": len(files), "raw": raw}
-    mlvc = H.MlvcRepo(base / f"mlvc-{name}").init(config={"float_planes": True})  # the codec is opt-in
+    mlvc, t = add_run(base / f"mlvc-{name}", files, "last", codec_on=True)  # the codec is opt-in
     remote = base / f"remote-{name}"
-    t = 0.0
-    for f in files:
-        H.place(f, mlvc.path / target, sync=False)
-        t0 = time.perf_counter()
-        mlvc.add(target)
-        t += time.perf_counter() - t0
-        mlvc.git_commit(f.name)
     mlvc.sh(*mlvc.cmd("remote", "add", "origin", remote, "--default"))
     mlvc.sh(*mlvc.cmd("push", "--all-commits", "-q"))
     out["mlvc_cache"] = du(mlvc.cache_dir) / raw
